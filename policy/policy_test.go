@@ -1,0 +1,412 @@
+package policy_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"rampart.dev/rampart/internal/demo"
+	"rampart.dev/rampart/internal/strictyaml"
+	"rampart.dev/rampart/policy"
+)
+
+func loadDemo(t testing.TB) *policy.Policy {
+	t.Helper()
+	p, err := policy.Load(demo.Policy())
+	if err != nil {
+		t.Fatalf("demo policy does not load:\n%v", err)
+	}
+	return p
+}
+
+func TestDemoPolicy(t *testing.T) {
+	p := loadDemo(t)
+	if len(p.Digest) != 64 {
+		t.Fatalf("digest %q", p.Digest)
+	}
+	req, err := p.Requirement("weights-reader-frontier-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Policy.Name != "critical-weights" || req.Policy.TotalApprovals() != 2 {
+		t.Fatalf("weights reader governed by %q needing %d", req.Policy.Name, req.Policy.TotalApprovals())
+	}
+	if !p.Allows("weights-reader-frontier-7", "read", "weights/frontier-7") {
+		t.Fatal("reader role does not allow read")
+	}
+	if p.Allows("weights-reader-frontier-7", "write", "weights/frontier-7") {
+		t.Fatal("reader role allows write")
+	}
+	if p.Allows("weights-reader-frontier-7", "read", "weights/frontier-8") {
+		t.Fatal("role allows a resource outside the catalogue")
+	}
+	st := p.StandingRoles("alice")
+	if len(st) != 1 || st[0].Role != "sandbox-developer" {
+		t.Fatalf("alice standing roles: %+v", st)
+	}
+	if !p.IsAdmin("erin") || p.IsAdmin("alice") || !p.IsAuditor("erin") {
+		t.Fatal("admin/auditor membership wrong")
+	}
+	if got := p.RolesGranting("read", "weights/frontier-7"); len(got) != 1 || got[0] != "weights-reader-frontier-7" {
+		t.Fatalf("RolesGranting = %v", got)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	p := loadDemo(t)
+	e, err := p.Explain("alice", "weights-reader-frontier-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Policy != "critical-weights" || !e.Satisfiable || e.MaxDuration != "8h" || e.MinDuration != "1s" {
+		t.Fatalf("explanation: %+v", e)
+	}
+	if got := strings.Join(e.Steps[0].Eligible, ","); got != "bob,carol" {
+		t.Fatalf("owner step eligible = %s", got)
+	}
+	if got := strings.Join(e.Steps[1].Eligible, ","); got != "dave" {
+		t.Fatalf("security step eligible = %s", got)
+	}
+	// bob asking: he is an owner, so owners are excluded (requester_groups) but carol shares the
+	// group with him too; only carol... no: carol is in weights-owners like bob, so excluded.
+	e, err = p.Explain("bob", "weights-reader-frontier-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Satisfiable {
+		t.Fatalf("bob's request should not be satisfiable: every other owner shares his group: %+v", e.Steps)
+	}
+	if _, err := p.Explain("alice", "no-such-role"); err == nil {
+		t.Fatal("explain of an unknown role succeeded")
+	}
+}
+
+func TestTally(t *testing.T) {
+	p := loadDemo(t)
+	req, _ := p.Requirement("weights-reader-frontier-7")
+	ap := req.Policy
+	cases := []struct {
+		name      string
+		requester string
+		approvers []string
+		want      bool
+	}{
+		{"owner and security", "alice", []string{"bob", "dave"}, true},
+		{"two owners, no security", "alice", []string{"bob", "carol"}, false},
+		{"only security", "alice", []string{"dave"}, false},
+		{"self approval never counts", "dave", []string{"dave", "bob"}, false},
+		{"duplicate approvals count once", "alice", []string{"bob", "bob", "bob"}, false},
+		{"outsider does not count", "alice", []string{"bob", "erin"}, false},
+		{"same-group approver excluded", "carol", []string{"bob", "dave"}, false},
+		{"nobody", "alice", nil, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := p.Tally(ap, c.requester, c.requester, c.approvers)
+			if got.Satisfied != c.want {
+				t.Fatalf("Satisfied = %v, want %v (%+v)", got.Satisfied, c.want, got)
+			}
+		})
+	}
+}
+
+// One person in the groups of two steps must count once, and the matching must still find a
+// full assignment when one exists.
+func TestTallyOverlappingGroups(t *testing.T) {
+	p := mustParse(t, settingsDoc+groupDoc("a", "x", "y")+groupDoc("b", "y")+resourceDoc("r/1", "critical")+roleDoc("r1", "r/1")+`
+---
+apiVersion: rampart.dev/v1alpha1
+kind: ApprovalPolicy
+metadata: {name: two}
+spec:
+  match: {resources: ["r/**"]}
+  steps:
+  - {from: [a], count: 1}
+  - {from: [b], count: 1}
+  max_duration: 1h
+`)
+	ap, _ := p.ApprovalPolicy("two")
+	// y is in both a and b; x only in a. y alone must not satisfy both steps.
+	if p.Tally(ap, "req", "req", []string{"y"}).Satisfied {
+		t.Fatal("one approver satisfied two steps")
+	}
+	// y then x: a greedy count would give y to step a and fail; matching gives x→a, y→b.
+	if !p.Tally(ap, "req", "req", []string{"y", "x"}).Satisfied {
+		t.Fatal("matching failed to find x→a, y→b")
+	}
+}
+
+func TestMatchPattern(t *testing.T) {
+	cases := []struct {
+		pat, name string
+		want      bool
+	}{
+		{"weights/frontier-7", "weights/frontier-7", true},
+		{"weights/*", "weights/frontier-7", true},
+		{"weights/*", "weights/a/b", false},
+		{"weights/**", "weights/a/b", true},
+		{"weights/**", "weights", true},
+		{"**", "a/b/c", true},
+		{"a/**/c", "a/c", true},
+		{"a/**/c", "a/x/y/c", true},
+		{"a/**/c", "a/x/y/d", false},
+		{"weights/frontier-*", "weights/frontier-7", true},
+		{"weights/*-7", "weights/frontier-7", true},
+		{"weights/*-7", "weights/frontier-8", false},
+		{"w*s/*", "weights/x", true},
+		{"datasets/*", "weights/x", false},
+	}
+	for _, c := range cases {
+		if got := policy.MatchPattern(c.pat, c.name); got != c.want {
+			t.Errorf("MatchPattern(%q, %q) = %v, want %v", c.pat, c.name, got, c.want)
+		}
+	}
+}
+
+func TestMatchPatternIsNotExponential(t *testing.T) {
+	pat := strings.Repeat("**/", 15) + "z"
+	name := strings.Repeat("a/", 15) + "b"
+	start := time.Now()
+	if policy.MatchPattern(pat, name) {
+		t.Fatal("matched")
+	}
+	seg := strings.Repeat("*a", 60) + "b"
+	if policy.MatchPattern(seg, strings.Repeat("a", 200)) {
+		t.Fatal("matched")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
+
+func TestResourceNames(t *testing.T) {
+	good := []string{"weights/frontier-7", "a", "egress/api.example.com:443", "datasets/eval_v3"}
+	bad := []string{"", "/weights", "weights/", "weights//x", "weights/../secrets", "./x", "Weights/x",
+		"weights/x y", "weights/%2e%2e", "weights/-x", "weights/x\x00", "weights\\x", strings.Repeat("a/", 20) + "a",
+		strings.Repeat("a", 300)}
+	for _, n := range good {
+		if err := policy.ValidateResourceName(n); err != nil {
+			t.Errorf("%q refused: %v", n, err)
+		}
+	}
+	for _, n := range bad {
+		if err := policy.ValidateResourceName(n); err == nil {
+			t.Errorf("%q accepted", n)
+		}
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	good := []string{"alice", "a.b@example.com", "k8s:prod/ml/trainer", "service:egress-gateway"}
+	bad := []string{"", "Alice", "k8s:prod/ml", "k8s:prod/ml/Trainer", "service:", "group:x", "a b", "-x"}
+	for _, s := range good {
+		if err := policy.ValidateSubject(s); err != nil {
+			t.Errorf("%q refused: %v", s, err)
+		}
+	}
+	for _, s := range bad {
+		if err := policy.ValidateSubject(s); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}
+
+func TestConditions(t *testing.T) {
+	p := loadDemo(t)
+	req, err := p.Requirement("dataset-reader-eval-suite-v3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := p.Facts(req, "alice", "alice", "eval", false, false)
+	if err := req.Policy.CheckConditions(ok); err != nil {
+		t.Fatalf("alice refused: %v", err)
+	}
+	bad := p.Facts(req, "bob", "bob", "eval", false, false)
+	err = req.Policy.CheckConditions(bad)
+	var ce *policy.ConditionError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "only researchers and security") {
+		t.Fatalf("bob not refused with the condition's message: %v", err)
+	}
+}
+
+func TestConditionTypes(t *testing.T) {
+	p := mustParse(t, settingsDoc+groupDoc("a", "x")+resourceDoc("r/1", "sensitive")+roleDoc("r1", "r/1")+`
+---
+apiVersion: rampart.dev/v1alpha1
+kind: ApprovalPolicy
+metadata: {name: short}
+spec:
+  match: {sensitivity: [sensitive]}
+  steps: [{from: [a], count: 1}]
+  max_duration: 8h
+  conditions:
+  - expression: request.duration <= duration('2h') || request.reason.contains('incident')
+    message: more than 2h needs an incident reason
+`)
+	req, _ := p.Requirement("r1")
+	f := p.Facts(req, "u", "u", "routine", false, false)
+	f.Duration = time.Hour
+	if err := req.Policy.CheckConditions(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Duration = 3 * time.Hour
+	if err := req.Policy.CheckConditions(f); err == nil {
+		t.Fatal("3h routine accepted")
+	}
+	f.Reason = "incident 12"
+	if err := req.Policy.CheckConditions(f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const settingsDoc = `apiVersion: rampart.dev/v1alpha1
+kind: Settings
+metadata: {name: settings}
+spec: {admin_group: a}
+`
+
+func groupDoc(name string, members ...string) string {
+	return "---\napiVersion: rampart.dev/v1alpha1\nkind: Group\nmetadata: {name: " + name + "}\nspec: {members: [" + strings.Join(members, ", ") + "]}\n"
+}
+
+func resourceDoc(name, sens string) string {
+	return "---\napiVersion: rampart.dev/v1alpha1\nkind: Resource\nmetadata: {name: " + name + "}\nspec: {kind: thing, sensitivity: " + sens + "}\n"
+}
+
+func roleDoc(name, pattern string) string {
+	return "---\napiVersion: rampart.dev/v1alpha1\nkind: Role\nmetadata: {name: " + name + "}\nspec:\n  rules: [{actions: [read], resources: [\"" + pattern + "\"]}]\n"
+}
+
+func mustParse(t *testing.T, src string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse([]policy.File{{Name: "p.yaml", Data: []byte(src)}})
+	if err != nil {
+		t.Fatalf("parse:\n%v", err)
+	}
+	return p
+}
+
+// Each bad policy must be refused with an error naming the file, the line and the field path.
+func TestValidationErrors(t *testing.T) {
+	base := settingsDoc + groupDoc("a", "x", "y") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/1")
+	cases := []struct {
+		name string
+		src  string
+		want string // substring: "p.yaml:LINE:COL: path: message"
+	}{
+		{"unknown field", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: Group\nmetadata: {name: g}\nspec:\n  members: [a]\n  memebers: [b]\n",
+			`p.yaml:27:3: spec.memebers: unknown field "memebers"`},
+		{"wrong type", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: Group\nmetadata: {name: g}\nspec:\n  members: alice\n",
+			`p.yaml:26:12: spec.members: expected a list`},
+		{"bad apiVersion", "apiVersion: v1\nkind: Group\nmetadata: {name: g}\n", `p.yaml:1:1: apiVersion: apiVersion is "v1"`},
+		{"unknown kind", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: Grop\nmetadata: {name: g}\n", `p.yaml:23:1: kind: unknown kind "Grop"`},
+		{"standing critical", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: StandingBinding\nmetadata: {name: b}\nspec:\n  subjects: [group:a]\n  roles: [r1]\n",
+			`p.yaml:27:11: spec.roles[0]: role "r1" reaches critical resource "r/1"`},
+		{"unknown group in step", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ap}\nspec:\n  match: {sensitivity: [critical]}\n  steps:\n  - from: [sec]\n    count: 1\n  max_duration: 1h\n",
+			`spec.steps[0].from[0]: group "sec" is not declared`},
+		{"impossible count", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ap}\nspec:\n  match: {sensitivity: [critical]}\n  steps:\n  - from: [a]\n    count: 3\n  max_duration: 1h\n",
+			`spec.steps[0].count: count is 3 but the groups "a" have only 2 members`},
+		{"missing max", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ap}\nspec:\n  match: {sensitivity: [critical]}\n  steps: [{from: [a], count: 1}]\n",
+			`spec.max_duration: max_duration is required`},
+		{"bad duration", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ap}\nspec:\n  match: {sensitivity: [critical]}\n  steps: [{from: [a], count: 1}]\n  max_duration: 8 hours\n",
+			`spec.max_duration: "8 hours" is not a duration`},
+		{"bad CEL", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ap}\nspec:\n  match: {sensitivity: [critical]}\n  steps: [{from: [a], count: 1}]\n  max_duration: 1h\n  conditions:\n  - expression: request.nope == 1\n",
+			`spec.conditions[0].expression: CEL:`},
+		{"non-bool CEL", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ap}\nspec:\n  match: {sensitivity: [critical]}\n  steps: [{from: [a], count: 1}]\n  max_duration: 1h\n  conditions:\n  - expression: request.reason\n",
+			`must be true or false`},
+		{"pattern matches nothing", base + roleDoc("r2", "r/2"), `spec.rules[0].resources[0]: pattern "r/2" matches no declared resource`},
+		{"path trick", base + resourceDoc("r/../x", "public"), `metadata.name: resource name "r/../x" contains a ".." segment`},
+		{"duplicate", base + groupDoc("a", "z"), `metadata.name: Group "a" is declared twice`},
+		{"duplicate key", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: Group\nmetadata: {name: g}\nspec:\n  members: [a]\n  members: [b]\n",
+			`spec.members: field "members" appears twice`},
+		{"alias", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: Group\nmetadata: {name: g}\nspec:\n  members: &m [a]\n",
+			`anchors and aliases are not allowed`},
+		{"syntax", "a: [b\n", `p.yaml:1: YAML syntax: did not find expected`},
+		{"no settings", groupDoc("a", "x"), `no Settings document`},
+		{"typo suggestion", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: StandingBinding\nmetadata: {name: b}\nspec:\n  subjects: [x]\n  roles: [r11]\n",
+			`did you mean "r1"?`},
+		{"bad member", base + groupDoc("b", "Bob"), `spec.members[0]: user name "Bob"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := policy.Parse([]policy.File{{Name: "p.yaml", Data: []byte(c.src)}})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error does not contain %q:\n%v", c.want, err)
+			}
+			var list strictyaml.Errors
+			var one *strictyaml.Error
+			if !errors.As(err, &list) && !errors.As(err, &one) {
+				t.Fatalf("error is %T, want strictyaml errors", err)
+			}
+		})
+	}
+}
+
+// All errors are reported at once, not only the first.
+func TestValidationReportsEveryError(t *testing.T) {
+	src := settingsDoc + groupDoc("a", "x") + resourceDoc("r/1", "bogus") + roleDoc("r1", "r/9")
+	_, err := policy.Parse([]policy.File{{Name: "p.yaml", Data: []byte(src)}})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"unknown sensitivity", "matches no declared resource"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
+
+func TestStrictest(t *testing.T) {
+	p := mustParse(t, settingsDoc+groupDoc("a", "x", "y")+resourceDoc("r/1", "critical")+roleDoc("r1", "r/1")+`
+---
+apiVersion: rampart.dev/v1alpha1
+kind: ApprovalPolicy
+metadata: {name: loose}
+spec:
+  match: {resources: ["r/**"]}
+  steps: [{from: [a], count: 1}]
+  max_duration: 1h
+---
+apiVersion: rampart.dev/v1alpha1
+kind: ApprovalPolicy
+metadata: {name: strict}
+spec:
+  match: {sensitivity: [critical]}
+  steps: [{from: [a], count: 2}]
+  max_duration: 8h
+`)
+	req, err := p.Requirement("r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Policy.Name != "strict" || len(req.Matched) != 2 {
+		t.Fatalf("applied %q of %d", req.Policy.Name, len(req.Matched))
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, seed := range []string{settingsDoc, settingsDoc + groupDoc("a", "x") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/*"),
+		"a: [b\n", "---\n---\n", "apiVersion: rampart.dev/v1alpha1\nkind: Role\nmetadata: {name: r}\nspec: {rules: [{actions: ['*'], resources: ['**']}]}\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := policy.Parse([]policy.File{{Name: "fuzz.yaml", Data: data}})
+		if err == nil {
+			// A policy that parses must answer questions without panicking.
+			for _, r := range p.Roles() {
+				_, _ = p.Requirement(r.Name)
+				for _, res := range p.RoleResources(r.Name) {
+					p.Allows(r.Name, "read", res.Name)
+				}
+			}
+			return
+		}
+		if err.Error() == "" {
+			t.Fatal("empty error message")
+		}
+	})
+}
