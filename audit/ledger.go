@@ -1,0 +1,323 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Record is one stored ledger entry.
+type Record struct {
+	Seq  int64
+	Data []byte
+}
+
+// Appender appends an event to the ledger. Stores implement it on their transactions, so the
+// entry commits or rolls back with the change it records (invariant 4).
+type Appender interface {
+	Append(ctx context.Context, e Event) (seq int64, err error)
+}
+
+// Store is what the ledger reads from persistence.
+type Store interface {
+	// Entries returns up to limit entries with Seq >= from, in order.
+	Entries(ctx context.Context, from int64, limit int) ([]Record, error)
+	// PutCheckpoint stores a signed checkpoint of the given size.
+	PutCheckpoint(ctx context.Context, size int64, signed []byte) error
+	// LatestCheckpoint returns the stored signed checkpoint with the largest size, or nil.
+	LatestCheckpoint(ctx context.Context) ([]byte, error)
+}
+
+// Pin keeps the newest checkpoint outside the database (a file beside the signing key), so that
+// someone who can edit the database cannot also delete the evidence of what it held.
+type Pin interface {
+	Load() ([]byte, error) // nil, nil when nothing is pinned yet
+	Save(signed []byte) error
+}
+
+// TamperError reports that stored history does not match a signed checkpoint. A server that
+// gets one refuses to serve: the ledger can no longer prove anything.
+type TamperError struct {
+	Reason     string
+	Size       uint64
+	Expected   []byte
+	Calculated []byte
+}
+
+func (e *TamperError) Error() string {
+	if e.Expected != nil {
+		return fmt.Sprintf("ledger tampered: %s: the signed checkpoint of size %d has root %x but the stored entries give %x; restore the database from a backup and investigate who changed it", e.Reason, e.Size, e.Expected, e.Calculated)
+	}
+	return "ledger tampered: " + e.Reason
+}
+
+// SequenceError reports an entry out of place: missing, duplicated or reordered.
+type SequenceError struct {
+	Want, Got int64
+}
+
+func (e *SequenceError) Error() string {
+	return fmt.Sprintf("ledger entry %d is out of sequence: it says it is entry %d", e.Want, e.Got)
+}
+
+// AppendEntry checks that data is the next entry (its metadata.sequence equals the tree size)
+// and adds its leaf hash.
+func (t *Tree) AppendEntry(data []byte) error {
+	var e struct {
+		Metadata struct {
+			Sequence *int64 `json:"sequence"`
+		} `json:"metadata"`
+	}
+	want := int64(t.Size())
+	if err := json.Unmarshal(data, &e); err != nil {
+		return fmt.Errorf("ledger entry %d is not valid JSON: %w", want, err)
+	}
+	if e.Metadata.Sequence == nil || *e.Metadata.Sequence != want {
+		got := int64(-1)
+		if e.Metadata.Sequence != nil {
+			got = *e.Metadata.Sequence
+		}
+		return &SequenceError{Want: want, Got: got}
+	}
+	t.Append(LeafHash(data))
+	return nil
+}
+
+// Ledger is the running ledger: an in-memory Merkle tree kept in step with the store, the
+// signing key, and the checkpoints issued so far. It is safe for concurrent use.
+type Ledger struct {
+	store    Store
+	signer   note.Signer
+	verifier note.Verifier
+	vkey     string
+	pin      Pin
+	log      *slog.Logger
+
+	mu   sync.Mutex
+	tree *Tree
+	last Checkpoint // newest checkpoint verified or issued
+}
+
+// Options configure Open.
+type Options struct {
+	Store Store
+	// SigningKey is the note signing key (PRIVATE+KEY+…); its name is the ledger's origin.
+	SigningKey string
+	Pin        Pin
+	Logger     *slog.Logger
+}
+
+const syncPage = 1000
+
+// Open loads every stored entry, rebuilds the tree and verifies it against the newest checkpoint
+// in the store and the pinned one. Any mismatch, gap, or checkpoint the key did not sign is a
+// *TamperError or *SequenceError, and the caller must refuse to serve.
+func Open(ctx context.Context, o Options) (*Ledger, error) {
+	signer, err := NewSigner(o.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	vkey, err := VerifierKey(o.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := NewVerifier(vkey)
+	if err != nil {
+		return nil, err
+	}
+	l := &Ledger{store: o.Store, signer: signer, verifier: verifier, vkey: vkey, pin: o.Pin, log: o.Logger, tree: NewTree()}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if err := l.syncLocked(ctx); err != nil {
+		return nil, err
+	}
+	stored, err := o.Store.LatestCheckpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read latest checkpoint: %w", err)
+	}
+	var pinned []byte
+	if o.Pin != nil {
+		if pinned, err = o.Pin.Load(); err != nil {
+			return nil, fmt.Errorf("read pinned checkpoint: %w", err)
+		}
+	}
+	var sizes [2]uint64
+	for i, c := range []struct {
+		what   string
+		signed []byte
+	}{{"checkpoint in the database", stored}, {"pinned checkpoint", pinned}} {
+		if c.signed == nil {
+			continue
+		}
+		cp, err := OpenCheckpoint(c.signed, verifier)
+		if err != nil {
+			return nil, &TamperError{Reason: c.what + ": " + err.Error()}
+		}
+		if err := l.checkLocked(cp); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.what, err)
+		}
+		sizes[i] = cp.Size
+		if cp.Size >= l.last.Size {
+			l.last = cp
+		}
+	}
+	// Checkpoints are stored before they are pinned, so the database always holds one at least
+	// as new as the pin. Less means checkpoints were deleted from the database.
+	if pinned != nil && sizes[1] > sizes[0] {
+		return nil, &TamperError{Reason: fmt.Sprintf("a checkpoint of size %d is pinned but the database's newest is of size %d; checkpoints were deleted from the database", sizes[1], sizes[0])}
+	}
+	l.log.Info("ledger verified", "entries", l.tree.Size(), "checkpoint_size", l.last.Size, "origin", signer.Name())
+	return l, nil
+}
+
+// checkLocked verifies that the tree's first cp.Size leaves have cp.Root.
+func (l *Ledger) checkLocked(cp Checkpoint) error {
+	if cp.Size > l.tree.Size() {
+		return &TamperError{Reason: fmt.Sprintf("a signed checkpoint covers %d entries but only %d are stored; history was deleted", cp.Size, l.tree.Size())}
+	}
+	root, err := l.tree.Root(cp.Size)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(root, cp.Root) {
+		return &TamperError{Reason: "stored entries were changed", Size: cp.Size, Expected: cp.Root, Calculated: root}
+	}
+	return nil
+}
+
+// Origin is the ledger's name, the first line of its checkpoints.
+func (l *Ledger) Origin() string { return l.signer.Name() }
+
+// VerifierKey is the public key that verifies this ledger's checkpoints.
+func (l *Ledger) VerifierKey() string { return l.vkey }
+
+// Size is the number of entries known to this process.
+func (l *Ledger) Size() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tree.Size()
+}
+
+// Sync reads entries appended since the last call (by this process or another replica).
+func (l *Ledger) Sync(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.syncLocked(ctx)
+}
+
+func (l *Ledger) syncLocked(ctx context.Context) error {
+	for {
+		recs, err := l.store.Entries(ctx, int64(l.tree.Size()), syncPage)
+		if err != nil {
+			return fmt.Errorf("read ledger entries: %w", err)
+		}
+		for _, r := range recs {
+			if r.Seq != int64(l.tree.Size()) {
+				return &SequenceError{Want: int64(l.tree.Size()), Got: r.Seq}
+			}
+			if err := l.tree.AppendEntry(r.Data); err != nil {
+				return err
+			}
+		}
+		if len(recs) < syncPage {
+			return nil
+		}
+	}
+}
+
+// Checkpoint syncs and, if the ledger grew since the last checkpoint, signs a new one, stores it
+// and pins it. It returns the newest signed checkpoint.
+func (l *Ledger) Checkpoint(ctx context.Context) ([]byte, Checkpoint, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.syncLocked(ctx); err != nil {
+		return nil, Checkpoint{}, err
+	}
+	// Another replica may have issued a newer one.
+	if stored, err := l.store.LatestCheckpoint(ctx); err != nil {
+		return nil, Checkpoint{}, fmt.Errorf("read latest checkpoint: %w", err)
+	} else if stored != nil {
+		cp, err := OpenCheckpoint(stored, l.verifier)
+		if err != nil {
+			return nil, Checkpoint{}, &TamperError{Reason: "checkpoint in the database: " + err.Error()}
+		}
+		if err := l.checkLocked(cp); err != nil {
+			return nil, Checkpoint{}, err
+		}
+		if cp.Size == l.tree.Size() && cp.Size > 0 {
+			l.last = cp
+			return stored, cp, nil
+		}
+	}
+	root, err := l.tree.Root(l.tree.Size())
+	if err != nil {
+		return nil, Checkpoint{}, err
+	}
+	cp := Checkpoint{Origin: l.signer.Name(), Size: l.tree.Size(), Root: root}
+	signed, err := Sign(cp, l.signer)
+	if err != nil {
+		return nil, Checkpoint{}, err
+	}
+	if err := l.store.PutCheckpoint(ctx, int64(cp.Size), signed); err != nil {
+		return nil, Checkpoint{}, fmt.Errorf("store checkpoint: %w", err)
+	}
+	if l.pin != nil {
+		if err := l.pin.Save(signed); err != nil {
+			return nil, Checkpoint{}, fmt.Errorf("pin checkpoint: %w", err)
+		}
+	}
+	l.last = cp
+	return signed, cp, nil
+}
+
+// ErrBeyondTree is returned for proofs about entries this ledger does not have.
+var ErrBeyondTree = errors.New("the requested size is beyond the ledger")
+
+// InclusionProof proves entry index is in the tree of the given size.
+func (l *Ledger) InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.ensure(ctx, size); err != nil {
+		return nil, err
+	}
+	return l.tree.InclusionProof(index, size)
+}
+
+// ConsistencyProof proves the tree of size1 is a prefix of the tree of size2.
+func (l *Ledger) ConsistencyProof(ctx context.Context, size1, size2 uint64) ([][]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.ensure(ctx, size2); err != nil {
+		return nil, err
+	}
+	return l.tree.ConsistencyProof(size1, size2)
+}
+
+// Root returns the root hash at size.
+func (l *Ledger) Root(ctx context.Context, size uint64) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.ensure(ctx, size); err != nil {
+		return nil, err
+	}
+	return l.tree.Root(size)
+}
+
+func (l *Ledger) ensure(ctx context.Context, size uint64) error {
+	if size > l.tree.Size() {
+		if err := l.syncLocked(ctx); err != nil {
+			return err
+		}
+	}
+	if size > l.tree.Size() {
+		return fmt.Errorf("%w: size %d requested, %d entries exist", ErrBeyondTree, size, l.tree.Size())
+	}
+	return nil
+}
