@@ -228,3 +228,16 @@ func TestAppendEntryChecksSequence(t *testing.T) {
 		t.Fatal("bad JSON accepted")
 	}
 }
+
+// Keys whose base64 contains '+' must work too (it is a separator in the key text).
+func TestVerifierKeyDerivationManyKeys(t *testing.T) {
+	for i := 0; i < 200; i++ {
+		skey, vkey, err := audit.GenerateKey("k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := audit.VerifierKey(skey); err != nil || got != vkey {
+			t.Fatalf("key %d: %q %v, want %q", i, got, err, vkey)
+		}
+	}
+}

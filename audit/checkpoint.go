@@ -106,7 +106,7 @@ func NewSigner(skey string) (note.Signer, error) {
 func VerifierKey(skey string) (string, error) {
 	// A signing key is PRIVATE+KEY+name+hash+base64(alg||seed); note does not expose the
 	// derivation, so rebuild it from the Ed25519 seed.
-	parts := strings.Split(strings.TrimSpace(skey), "+")
+	parts := strings.SplitN(strings.TrimSpace(skey), "+", 5)
 	if len(parts) != 5 || parts[0] != "PRIVATE" || parts[1] != "KEY" {
 		return "", errors.New("ledger signing key is malformed: want PRIVATE+KEY+name+hash+key")
 	}

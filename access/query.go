@@ -1,0 +1,147 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"sort"
+
+	"rampart.dev/rampart/policy"
+)
+
+// View is a request with its reviews, its tally under the policy in force, and its grant.
+type View struct {
+	Request
+	Reviews []Review      `json:"reviews"`
+	Tally   *policy.Tally `json:"tally,omitempty"`
+	Grant   *Grant        `json:"grant,omitempty"`
+}
+
+// CanView reports whether viewer may see the request: its requester or beneficiary, an eligible
+// approver under the policy in force, an admin or an auditor.
+func (s *Service) CanView(r Request, viewer string) bool {
+	pol := s.Policy()
+	if viewer == r.Requester || viewer == r.Beneficiary || pol.IsAdmin(viewer) || pol.IsAuditor(viewer) {
+		return true
+	}
+	return s.CanReview(r, viewer)
+}
+
+// CanReview reports whether viewer is an eligible approver of the request now.
+func (s *Service) CanReview(r Request, viewer string) bool {
+	pol := s.Policy()
+	req, err := pol.Requirement(r.Role)
+	return err == nil && pol.CanApproveAny(req.Policy, viewer, r.Requester, r.Beneficiary)
+}
+
+// Get returns a request the viewer may see. A request the viewer may not see is reported as
+// missing, so its existence is not disclosed.
+func (s *Service) Get(ctx context.Context, id, viewer string) (View, error) {
+	r, err := s.store.Request(ctx, id)
+	if errors.Is(err, ErrNotFound) || (err == nil && !s.CanView(r, viewer)) {
+		return View{}, errorf(ErrMissing, "request %q does not exist or is not visible to %s", id, viewer)
+	} else if err != nil {
+		return View{}, unavailable("reading the request", err)
+	}
+	v := View{Request: r}
+	if v.Reviews, err = s.store.Reviews(ctx, id); err != nil {
+		return View{}, unavailable("reading reviews", err)
+	}
+	pol := s.Policy()
+	if req, err := pol.Requirement(r.Role); err == nil {
+		approvers, _, _ := countReviews(pol, req.Policy, r, v.Reviews)
+		t := pol.Tally(req.Policy, r.Requester, r.Beneficiary, approvers)
+		v.Tally = &t
+	}
+	if r.GrantID != "" {
+		g, err := s.store.Grant(ctx, r.GrantID)
+		if err != nil {
+			return View{}, unavailable("reading the grant", err)
+		}
+		v.Grant = &g
+	}
+	return v, nil
+}
+
+// ListScope says which requests a listing covers.
+type ListScope string
+
+// Scopes for List.
+const (
+	// ScopeMine: requests the viewer made or benefits from.
+	ScopeMine ListScope = "mine"
+	// ScopeReview: pending requests (and break-glass after-the-fact reviews) the viewer may review.
+	ScopeReview ListScope = "review"
+	// ScopeAll: every request; admins and auditors only.
+	ScopeAll ListScope = "all"
+)
+
+// List returns requests visible to the viewer in the given scope, oldest first.
+func (s *Service) List(ctx context.Context, viewer string, scope ListScope, f RequestFilter) ([]Request, error) {
+	pol := s.Policy()
+	switch scope {
+	case ScopeMine, "":
+		f.Party = viewer
+	case ScopeAll:
+		if !pol.IsAdmin(viewer) && !pol.IsAuditor(viewer) {
+			return nil, errorf(ErrForbidden, "only admins and auditors may list every request; use scope mine or review")
+		}
+	case ScopeReview:
+		// Pending requests are few; eligibility depends on the policy, so filter here.
+		var out []Request
+		for _, q := range []RequestFilter{{States: []State{Pending}}, {BreakGlassReview: true}} {
+			rs, err := s.store.ListRequests(ctx, q)
+			if err != nil {
+				return nil, unavailable("listing requests", err)
+			}
+			for _, r := range rs {
+				if s.CanReview(r, viewer) {
+					out = append(out, r)
+				}
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+		if f.Limit > 0 && len(out) > f.Limit {
+			out = out[:f.Limit]
+		}
+		return out, nil
+	default:
+		return nil, errorf(ErrInvalid, "unknown scope %q; use mine, review or all", scope)
+	}
+	rs, err := s.store.ListRequests(ctx, f)
+	if err != nil {
+		return nil, unavailable("listing requests", err)
+	}
+	return rs, nil
+}
+
+// Grants lists grants. Anyone may list their own; admins and auditors may list anyone's.
+func (s *Service) Grants(ctx context.Context, viewer string, f GrantFilter) ([]Grant, error) {
+	pol := s.Policy()
+	if f.Subject != viewer && !pol.IsAdmin(viewer) && !pol.IsAuditor(viewer) {
+		return nil, errorf(ErrForbidden, "only admins and auditors may list other subjects' grants")
+	}
+	gs, err := s.store.ListGrants(ctx, f)
+	if err != nil {
+		return nil, unavailable("listing grants", err)
+	}
+	return gs, nil
+}
+
+// GetGrant returns a grant visible to the viewer: its subject, admins, auditors, or whoever
+// may revoke it.
+func (s *Service) GetGrant(ctx context.Context, id, viewer string) (Grant, error) {
+	g, err := s.store.Grant(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Grant{}, errorf(ErrMissing, "grant %q does not exist", id)
+	} else if err != nil {
+		return Grant{}, unavailable("reading the grant", err)
+	}
+	orig, err := s.store.Request(ctx, g.RequestID)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Grant{}, unavailable("reading the grant's request", err)
+	}
+	if !s.mayRevoke(g, orig, viewer) && !s.Policy().IsAuditor(viewer) {
+		return Grant{}, errorf(ErrMissing, "grant %q does not exist or is not visible to %s", id, viewer)
+	}
+	return g, nil
+}

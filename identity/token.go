@@ -1,0 +1,169 @@
+// Package identity says who is calling. For now that is Rampart API tokens: random secrets with
+// the prefix "rpt_", stored only as SHA-256 hashes, issued to a subject for a limited time,
+// revocable at once. Issuing and revoking a token are ledger entries written in the same
+// transaction (invariant 4).
+//
+// Authentication sits behind the Authenticator interface so that OIDC sessions and workload
+// identities can be added beside tokens without touching the API handlers.
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/policy"
+)
+
+// TokenPrefix starts every Rampart API token, so secret scanners can find leaked ones.
+const TokenPrefix = "rpt_"
+
+// Token kinds.
+const (
+	// KindUser tokens act for a person.
+	KindUser = "user"
+	// KindService tokens act for a machine client (a gateway, a webhook, CI); they may call
+	// check for any subject.
+	KindService = "service"
+)
+
+// Token is a stored API token. The secret itself is never stored.
+type Token struct {
+	ID          string    `json:"id"`
+	Hash        string    `json:"-"`
+	Subject     string    `json:"subject"`
+	Kind        string    `json:"kind"`
+	Description string    `json:"description,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+}
+
+// TokenStore persists tokens. Issue and Revoke append the given ledger entry in the same
+// transaction as the change.
+type TokenStore interface {
+	IssueToken(ctx context.Context, t Token, e audit.Event) error
+	TokenByHash(ctx context.Context, hash string) (Token, error)
+	RevokeToken(ctx context.Context, id string, at time.Time, e audit.Event) error
+}
+
+// ErrTokenNotFound is returned by stores for an unknown token.
+var ErrTokenNotFound = errors.New("token not found")
+
+// HashToken returns the stored form of a token secret.
+func HashToken(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// Principal is an authenticated caller.
+type Principal struct {
+	Subject string
+	Kind    string
+	TokenID string
+}
+
+// Authenticator identifies the caller of an HTTP request.
+type Authenticator interface {
+	// Authenticate returns the caller, ErrUnauthenticated (with a reason) when the request
+	// carries no valid credential, or another error when identity could not be established
+	// (the store is down), which callers must treat as a refusal (invariant 6).
+	Authenticate(r *http.Request) (Principal, error)
+}
+
+// ErrUnauthenticated means the request carries no valid credential.
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+// Tokens issues, verifies and revokes API tokens.
+type Tokens struct {
+	Store TokenStore
+	Now   func() time.Time
+}
+
+// MaxTokenTTL bounds every token's life.
+const MaxTokenTTL = 90 * 24 * time.Hour
+
+// Issue creates a token for subject and returns its secret, shown once.
+func (ts *Tokens) Issue(ctx context.Context, subject, kind, description, actor string, ttl time.Duration) (string, Token, error) {
+	if err := policy.ValidateSubject(subject); err != nil {
+		return "", Token{}, fmt.Errorf("subject: %w", err)
+	}
+	if kind != KindUser && kind != KindService {
+		return "", Token{}, fmt.Errorf("token kind must be %q or %q", KindUser, KindService)
+	}
+	if ttl <= 0 || ttl > MaxTokenTTL {
+		return "", Token{}, fmt.Errorf("token lifetime %s must be between 1s and %s", ttl, MaxTokenTTL)
+	}
+	if len(description) > 256 {
+		return "", Token{}, errors.New("description is over 256 bytes")
+	}
+	raw, idRaw := make([]byte, 32), make([]byte, 8)
+	if _, err := rand.Read(raw); err != nil {
+		return "", Token{}, err
+	}
+	if _, err := rand.Read(idRaw); err != nil {
+		return "", Token{}, err
+	}
+	secret := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	now := ts.Now()
+	t := Token{ID: "tok_" + hex.EncodeToString(idRaw), Hash: HashToken(secret), Subject: subject, Kind: kind,
+		Description: description, CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	e := audit.Event{Code: "token.issue", Class: audit.ClassAuthentication, Activity: audit.ActivityCreate, ActivityName: "Logon",
+		Time: now, Actor: actor, User: subject,
+		Message: fmt.Sprintf("%s token %s issued to %s by %s, valid until %s", kind, t.ID, subject, actor, t.ExpiresAt.UTC().Format(time.RFC3339)),
+		Details: map[string]any{"token_id": t.ID, "kind": kind, "description": description, "expires_at": t.ExpiresAt.UTC().Format(time.RFC3339)}}
+	if err := ts.Store.IssueToken(ctx, t, e); err != nil {
+		return "", Token{}, fmt.Errorf("store token: %w", err)
+	}
+	return secret, t, nil
+}
+
+// Revoke ends a token now.
+func (ts *Tokens) Revoke(ctx context.Context, id, actor string) error {
+	now := ts.Now()
+	e := audit.Event{Code: "token.revoke", Class: audit.ClassAuthentication, Activity: audit.ActivityRead, ActivityName: "Logoff",
+		Time: now, Actor: actor, Message: fmt.Sprintf("token %s revoked by %s", id, actor), Details: map[string]any{"token_id": id}}
+	return ts.Store.RevokeToken(ctx, id, now, e)
+}
+
+// Verify checks a presented secret.
+func (ts *Tokens) Verify(ctx context.Context, secret string) (Principal, error) {
+	if !strings.HasPrefix(secret, TokenPrefix) || len(secret) > 128 {
+		return Principal{}, fmt.Errorf("%w: the token is not a Rampart API token (they start with %s)", ErrUnauthenticated, TokenPrefix)
+	}
+	t, err := ts.Store.TokenByHash(ctx, HashToken(secret))
+	if errors.Is(err, ErrTokenNotFound) {
+		return Principal{}, fmt.Errorf("%w: unknown token; log in again (rampart login)", ErrUnauthenticated)
+	} else if err != nil {
+		return Principal{}, fmt.Errorf("token lookup failed: %w", err)
+	}
+	now := ts.Now()
+	switch {
+	case !t.RevokedAt.IsZero():
+		return Principal{}, fmt.Errorf("%w: token %s was revoked at %s; log in again", ErrUnauthenticated, t.ID, t.RevokedAt.UTC().Format(time.RFC3339))
+	case !now.Before(t.ExpiresAt):
+		return Principal{}, fmt.Errorf("%w: token %s expired at %s; log in again", ErrUnauthenticated, t.ID, t.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return Principal{Subject: t.Subject, Kind: t.Kind, TokenID: t.ID}, nil
+}
+
+// Authenticate reads "Authorization: Bearer rpt_…".
+func (ts *Tokens) Authenticate(r *http.Request) (Principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return Principal{}, fmt.Errorf("%w: no Authorization header; log in with `rampart login` or set RAMPART_TOKEN", ErrUnauthenticated)
+	}
+	scheme, secret, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return Principal{}, fmt.Errorf("%w: the Authorization header must be \"Bearer <token>\"", ErrUnauthenticated)
+	}
+	return ts.Verify(r.Context(), strings.TrimSpace(secret))
+}

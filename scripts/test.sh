@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Rampart's whole test suite, with its real dependencies: the one command the README gives and
+# .ci/run calls. It starts a throwaway PostgreSQL (installing the server if needed), then runs
+# go vet, the race-enabled tests of every package, and a short fuzzing pass over every parser of
+# untrusted input.
+#
+# Environment:
+#   RAMPART_REQUIRE_INTEGRATION=1  tests that need a real server fail instead of skipping
+#   FUZZTIME=10s                   time per fuzz target (0 to skip fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/postgres.sh
+
+trap pg_stop EXIT
+pg_start
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+fuzztime=${FUZZTIME:-10s}
+if [ "$fuzztime" != "0" ]; then
+  echo "== fuzz ($fuzztime each)"
+  while read -r pkg target; do
+    [ -n "$pkg" ] || continue
+    echo "-- $pkg $target"
+    go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/tmp/rampart-fuzz.log 2>&1 || {
+      cat /tmp/rampart-fuzz.log; exit 1; }
+  done < <(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
+    for t in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
+      echo "./$(dirname "${f#./}") $t"
+    done
+  done | sort -u)
+fi
+echo "== all tests passed"

@@ -1,0 +1,95 @@
+package sqlstore
+
+// migrations are applied in order, each in its own transaction, and recorded in
+// schema_migrations. The SQL is the common subset of SQLite and PostgreSQL: times are Unix
+// nanoseconds in BIGINT, text is TEXT, so one schema serves both.
+var migrations = []string{
+	// 1: the ledger, the workflow, tokens.
+	`
+CREATE TABLE ledger_head (
+	id   INTEGER PRIMARY KEY CHECK (id = 1),
+	size BIGINT NOT NULL
+);
+INSERT INTO ledger_head (id, size) VALUES (1, 0);
+
+CREATE TABLE ledger (
+	seq   BIGINT PRIMARY KEY,
+	entry TEXT NOT NULL
+);
+
+CREATE TABLE checkpoints (
+	size       BIGINT PRIMARY KEY,
+	note       TEXT NOT NULL,
+	created_at BIGINT NOT NULL
+);
+
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+
+CREATE TABLE requests (
+	id          TEXT PRIMARY KEY,
+	role        TEXT NOT NULL,
+	requester   TEXT NOT NULL,
+	beneficiary TEXT NOT NULL,
+	reason      TEXT NOT NULL,
+	duration_ns BIGINT NOT NULL,
+	state       TEXT NOT NULL,
+	policy      TEXT NOT NULL,
+	created_at  BIGINT NOT NULL,
+	expires_at  BIGINT NOT NULL,
+	decided_at  BIGINT NOT NULL,
+	grant_id    TEXT NOT NULL,
+	renewal_of  TEXT NOT NULL,
+	break_glass BOOLEAN NOT NULL,
+	post_review TEXT NOT NULL,
+	version     BIGINT NOT NULL
+);
+CREATE INDEX requests_state ON requests (state, created_at);
+CREATE INDEX requests_requester ON requests (requester, created_at);
+CREATE INDEX requests_beneficiary ON requests (beneficiary, created_at);
+CREATE INDEX requests_post_review ON requests (post_review);
+
+CREATE TABLE reviews (
+	request_id  TEXT NOT NULL REFERENCES requests (id),
+	approver    TEXT NOT NULL,
+	decision    TEXT NOT NULL,
+	duration_ns BIGINT NOT NULL,
+	comment     TEXT NOT NULL,
+	at          BIGINT NOT NULL,
+	PRIMARY KEY (request_id, approver)
+);
+
+CREATE TABLE grants (
+	id          TEXT PRIMARY KEY,
+	request_id  TEXT NOT NULL,
+	role        TEXT NOT NULL,
+	subject     TEXT NOT NULL,
+	starts_at   BIGINT NOT NULL,
+	expires_at  BIGINT NOT NULL,
+	state       TEXT NOT NULL,
+	break_glass BOOLEAN NOT NULL,
+	ended_at    BIGINT NOT NULL,
+	ended_by    TEXT NOT NULL,
+	end_reason  TEXT NOT NULL,
+	version     BIGINT NOT NULL
+);
+CREATE INDEX grants_subject ON grants (subject);
+CREATE INDEX grants_state ON grants (state, expires_at);
+CREATE INDEX grants_version ON grants (version);
+CREATE INDEX grants_request ON grants (request_id);
+
+CREATE TABLE tokens (
+	hash        TEXT PRIMARY KEY,
+	id          TEXT NOT NULL UNIQUE,
+	subject     TEXT NOT NULL,
+	kind        TEXT NOT NULL,
+	description TEXT NOT NULL,
+	created_at  BIGINT NOT NULL,
+	expires_at  BIGINT NOT NULL,
+	revoked_at  BIGINT NOT NULL
+);
+CREATE INDEX tokens_subject ON tokens (subject);
+`,
+}

@@ -1,0 +1,577 @@
+// Package sqlstore is Rampart's persistence over database/sql, shared by the SQLite and
+// PostgreSQL adapters: one schema, one set of queries, with the few differences (placeholders,
+// how write transactions are serialized) in a Dialect.
+//
+// Every write transaction first takes the ledger's write lock (SQLite: BEGIN IMMEDIATE;
+// PostgreSQL: SELECT … FOR UPDATE on the ledger head row), so writers are serialized, ledger
+// sequence numbers are gapless and follow commit order, and a transaction's reads stay true
+// until it commits. Ledger entries appended in a transaction commit or roll back with it
+// (invariant 4).
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"rampart.dev/rampart/access"
+	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/identity"
+)
+
+// Dialect holds what differs between databases.
+type Dialect struct {
+	Name string
+	// Numbered turns ? placeholders into $1, $2, … (PostgreSQL).
+	Numbered bool
+	// LockWriter is run first in every write transaction to serialize writers ("" if the
+	// transaction's BEGIN already does).
+	LockWriter string
+	// LockMigrations is run first in the migration transaction ("" if not needed).
+	LockMigrations string
+	// SerializeInProcess makes writers in this process queue on a mutex before starting their
+	// transaction (SQLite: spares busy-waiting on the database lock).
+	SerializeInProcess bool
+}
+
+// DB is a Rampart store over a database/sql handle.
+type DB struct {
+	db *sql.DB
+	d  Dialect
+	wm sync.Mutex
+}
+
+// Open wraps db, applies pending migrations and returns the store.
+func Open(ctx context.Context, db *sql.DB, d Dialect) (*DB, error) {
+	s := &DB{db: db, d: d}
+	if err := s.migrate(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// SQL returns the underlying handle, for tests that tamper with rows on purpose and for health
+// checks.
+func (s *DB) SQL() *sql.DB { return s.db }
+
+// Dialect returns the store's dialect.
+func (s *DB) Dialect() Dialect { return s.d }
+
+// Close closes the database.
+func (s *DB) Close() error { return s.db.Close() }
+
+// Ping checks that the database answers.
+func (s *DB) Ping(ctx context.Context) error {
+	var one int
+	return s.db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+// Rebind rewrites ? placeholders for the dialect, for callers that write raw SQL (tests).
+func (s *DB) Rebind(query string) string { return s.q(query) }
+
+func (s *DB) q(query string) string {
+	if !s.d.Numbered {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	return b.String()
+}
+
+func (s *DB) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for i, m := range migrations {
+		version := i + 1
+		err := s.inTx(ctx, s.d.LockMigrations, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			for _, stmt := range strings.Split(m, ";\n") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("%w in:\n%s", err, stmt)
+				}
+			}
+			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), version, time.Now().UnixNano())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("%s migration %d: %w", s.d.Name, version, err)
+		}
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction that begins with lock (if any), rolling back on error or panic.
+func (s *DB) inTx(ctx context.Context, lock string, fn func(*sql.Tx) error) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if lock != "" {
+		if _, err = tx.ExecContext(ctx, lock); err != nil {
+			return fmt.Errorf("take the write lock: %w", err)
+		}
+	}
+	if err = fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// write runs fn in a serialized write transaction.
+func (s *DB) write(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.d.SerializeInProcess {
+		s.wm.Lock()
+		defer s.wm.Unlock()
+	}
+	return s.inTx(ctx, s.d.LockWriter, fn)
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// reader implements access.Reader over a querier.
+type reader struct {
+	s *DB
+	q querier
+}
+
+// Update implements access.Store.
+func (s *DB) Update(ctx context.Context, fn func(access.Tx) error) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		return fn(&txn{reader: reader{s: s, q: tx}})
+	})
+}
+
+func (s *DB) r() reader { return reader{s: s, q: s.db} }
+
+// Request implements access.Reader.
+func (s *DB) Request(ctx context.Context, id string) (access.Request, error) {
+	return s.r().Request(ctx, id)
+}
+
+// Reviews implements access.Reader.
+func (s *DB) Reviews(ctx context.Context, id string) ([]access.Review, error) {
+	return s.r().Reviews(ctx, id)
+}
+
+// Grant implements access.Reader.
+func (s *DB) Grant(ctx context.Context, id string) (access.Grant, error) {
+	return s.r().Grant(ctx, id)
+}
+
+// ListRequests implements access.Reader.
+func (s *DB) ListRequests(ctx context.Context, f access.RequestFilter) ([]access.Request, error) {
+	return s.r().ListRequests(ctx, f)
+}
+
+// ListGrants implements access.Reader.
+func (s *DB) ListGrants(ctx context.Context, f access.GrantFilter) ([]access.Grant, error) {
+	return s.r().ListGrants(ctx, f)
+}
+
+// Meta implements access.Reader.
+func (s *DB) Meta(ctx context.Context, key string) (string, error) { return s.r().Meta(ctx, key) }
+
+const requestCols = `id, role, requester, beneficiary, reason, duration_ns, state, policy, created_at, expires_at, decided_at, grant_id, renewal_of, break_glass, post_review, version`
+
+func scanRequest(sc interface{ Scan(...any) error }) (access.Request, error) {
+	var r access.Request
+	var dur, created, expires, decided int64
+	var state, post string
+	err := sc.Scan(&r.ID, &r.Role, &r.Requester, &r.Beneficiary, &r.Reason, &dur, &state, &r.Policy, &created, &expires, &decided, &r.GrantID, &r.RenewalOf, &r.BreakGlass, &post, &r.Version)
+	r.Duration, r.State, r.PostReview = time.Duration(dur), access.State(state), access.PostReview(post)
+	r.CreatedAt, r.ExpiresAt, r.DecidedAt = fromNanos(created), fromNanos(expires), fromNanos(decided)
+	return r, err
+}
+
+func (r reader) Request(ctx context.Context, id string) (access.Request, error) {
+	req, err := scanRequest(r.q.QueryRowContext(ctx, r.s.q(`SELECT `+requestCols+` FROM requests WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return access.Request{}, access.ErrNotFound
+	}
+	return req, err
+}
+
+func (r reader) Reviews(ctx context.Context, id string) ([]access.Review, error) {
+	rows, err := r.q.QueryContext(ctx, r.s.q(`SELECT request_id, approver, decision, duration_ns, comment, at FROM reviews WHERE request_id = ? ORDER BY at, approver`), id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []access.Review
+	for rows.Next() {
+		var rv access.Review
+		var dec string
+		var dur, at int64
+		if err := rows.Scan(&rv.RequestID, &rv.Approver, &dec, &dur, &rv.Comment, &at); err != nil {
+			return nil, err
+		}
+		rv.Decision, rv.Duration, rv.At = access.Decision(dec), time.Duration(dur), fromNanos(at)
+		out = append(out, rv)
+	}
+	return out, rows.Err()
+}
+
+const grantCols = `id, request_id, role, subject, starts_at, expires_at, state, break_glass, ended_at, ended_by, end_reason, version`
+
+func scanGrant(sc interface{ Scan(...any) error }) (access.Grant, error) {
+	var g access.Grant
+	var starts, expires, ended int64
+	var state string
+	err := sc.Scan(&g.ID, &g.RequestID, &g.Role, &g.Subject, &starts, &expires, &state, &g.BreakGlass, &ended, &g.EndedBy, &g.EndReason, &g.Version)
+	g.StartsAt, g.ExpiresAt, g.EndedAt, g.State = fromNanos(starts), fromNanos(expires), fromNanos(ended), access.GrantState(state)
+	return g, err
+}
+
+func (r reader) Grant(ctx context.Context, id string) (access.Grant, error) {
+	g, err := scanGrant(r.q.QueryRowContext(ctx, r.s.q(`SELECT `+grantCols+` FROM grants WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return access.Grant{}, access.ErrNotFound
+	}
+	return g, err
+}
+
+// where builds a WHERE clause from conditions.
+type where struct {
+	conds []string
+	args  []any
+}
+
+func (w *where) add(cond string, args ...any) {
+	w.conds = append(w.conds, cond)
+	w.args = append(w.args, args...)
+}
+
+func (w *where) in(col string, vals []string) {
+	if len(vals) == 0 {
+		return
+	}
+	w.add(col+" IN (?"+strings.Repeat(", ?", len(vals)-1)+")", toAny(vals)...)
+}
+
+func (w *where) String() string {
+	if len(w.conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(w.conds, " AND ")
+}
+
+func toAny[T ~string](vals []T) []any {
+	out := make([]any, len(vals))
+	for i, v := range vals {
+		out[i] = string(v)
+	}
+	return out
+}
+
+func (r reader) ListRequests(ctx context.Context, f access.RequestFilter) ([]access.Request, error) {
+	var w where
+	var states []string
+	for _, st := range f.States {
+		states = append(states, string(st))
+	}
+	w.in("state", states)
+	if f.Party != "" {
+		w.add("(requester = ? OR beneficiary = ?)", f.Party, f.Party)
+	}
+	if f.BreakGlassReview {
+		w.add("post_review = ?", string(access.PostReviewPending))
+	}
+	if !f.AfterTime.IsZero() {
+		w.add("(created_at > ? OR (created_at = ? AND id > ?))", toNanos(f.AfterTime), toNanos(f.AfterTime), f.AfterID)
+	}
+	query := `SELECT ` + requestCols + ` FROM requests` + w.String() + ` ORDER BY created_at, id`
+	if f.Limit > 0 {
+		query += " LIMIT " + strconv.Itoa(f.Limit)
+	}
+	rows, err := r.q.QueryContext(ctx, r.s.q(query), w.args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []access.Request
+	for rows.Next() {
+		req, err := scanRequest(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, req)
+	}
+	return out, rows.Err()
+}
+
+func (r reader) ListGrants(ctx context.Context, f access.GrantFilter) ([]access.Grant, error) {
+	var w where
+	var states []string
+	for _, st := range f.States {
+		states = append(states, string(st))
+	}
+	w.in("state", states)
+	if f.Subject != "" {
+		w.add("subject = ?", f.Subject)
+	}
+	if f.RequestID != "" {
+		w.add("request_id = ?", f.RequestID)
+	}
+	order := " ORDER BY id"
+	if f.ChangedAfter > 0 {
+		w.add("version > ?", f.ChangedAfter)
+		order = " ORDER BY version, id"
+	} else if f.AfterID != "" {
+		w.add("id > ?", f.AfterID)
+	}
+	query := `SELECT ` + grantCols + ` FROM grants` + w.String() + order
+	if f.Limit > 0 {
+		query += " LIMIT " + strconv.Itoa(f.Limit)
+	}
+	rows, err := r.q.QueryContext(ctx, r.s.q(query), w.args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []access.Grant
+	for rows.Next() {
+		g, err := scanGrant(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+func (r reader) Meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := r.q.QueryRowContext(ctx, r.s.q(`SELECT value FROM meta WHERE key = ?`), key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+// txn implements access.Tx.
+type txn struct {
+	reader
+}
+
+// Append implements audit.Appender: it takes the next sequence number and stores the entry.
+func (t *txn) Append(ctx context.Context, e audit.Event) (int64, error) {
+	return appendEntry(ctx, t.s, t.q, e)
+}
+
+func appendEntry(ctx context.Context, s *DB, q querier, e audit.Event) (int64, error) {
+	var size int64
+	if err := q.QueryRowContext(ctx, `UPDATE ledger_head SET size = size + 1 WHERE id = 1 RETURNING size`).Scan(&size); err != nil {
+		return 0, fmt.Errorf("advance ledger head: %w", err)
+	}
+	seq := size - 1
+	data, err := audit.Encode(seq, e)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := q.ExecContext(ctx, s.q(`INSERT INTO ledger (seq, entry) VALUES (?, ?)`), seq, string(data)); err != nil {
+		return 0, fmt.Errorf("insert ledger entry %d: %w", seq, err)
+	}
+	return seq, nil
+}
+
+func (t *txn) InsertRequest(ctx context.Context, r access.Request) error {
+	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO requests (`+requestCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		r.ID, r.Role, r.Requester, r.Beneficiary, r.Reason, int64(r.Duration), string(r.State), r.Policy, toNanos(r.CreatedAt), toNanos(r.ExpiresAt),
+		toNanos(r.DecidedAt), r.GrantID, r.RenewalOf, r.BreakGlass, string(r.PostReview), r.Version)
+	return err
+}
+
+func (t *txn) UpdateRequest(ctx context.Context, r access.Request) error {
+	res, err := t.q.ExecContext(ctx, t.s.q(`UPDATE requests SET state = ?, decided_at = ?, grant_id = ?, post_review = ?, version = ? WHERE id = ?`),
+		string(r.State), toNanos(r.DecidedAt), r.GrantID, string(r.PostReview), r.Version, r.ID)
+	return mustAffect(res, err, "request", r.ID)
+}
+
+func (t *txn) PutReview(ctx context.Context, rv access.Review) error {
+	if _, err := t.q.ExecContext(ctx, t.s.q(`DELETE FROM reviews WHERE request_id = ? AND approver = ?`), rv.RequestID, rv.Approver); err != nil {
+		return err
+	}
+	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO reviews (request_id, approver, decision, duration_ns, comment, at) VALUES (?, ?, ?, ?, ?, ?)`),
+		rv.RequestID, rv.Approver, string(rv.Decision), int64(rv.Duration), rv.Comment, toNanos(rv.At))
+	return err
+}
+
+func (t *txn) InsertGrant(ctx context.Context, g access.Grant) error {
+	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO grants (`+grantCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		g.ID, g.RequestID, g.Role, g.Subject, toNanos(g.StartsAt), toNanos(g.ExpiresAt), string(g.State), g.BreakGlass, toNanos(g.EndedAt), g.EndedBy, g.EndReason, g.Version)
+	return err
+}
+
+func (t *txn) UpdateGrant(ctx context.Context, g access.Grant) error {
+	res, err := t.q.ExecContext(ctx, t.s.q(`UPDATE grants SET expires_at = ?, state = ?, ended_at = ?, ended_by = ?, end_reason = ?, version = ? WHERE id = ?`),
+		toNanos(g.ExpiresAt), string(g.State), toNanos(g.EndedAt), g.EndedBy, g.EndReason, g.Version, g.ID)
+	return mustAffect(res, err, "grant", g.ID)
+}
+
+func (t *txn) SetMeta(ctx context.Context, key, value string) error {
+	if _, err := t.q.ExecContext(ctx, t.s.q(`DELETE FROM meta WHERE key = ?`), key); err != nil {
+		return err
+	}
+	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO meta (key, value) VALUES (?, ?)`), key, value)
+	return err
+}
+
+func mustAffect(res sql.Result, err error, what, id string) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return fmt.Errorf("update %s %s: %d rows changed, want 1", what, id, n)
+	}
+	return nil
+}
+
+// toNanos stores the zero time as 0.
+func toNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// Entries implements audit.Store.
+func (s *DB) Entries(ctx context.Context, from int64, limit int) ([]audit.Record, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT seq, entry FROM ledger WHERE seq >= ? ORDER BY seq LIMIT ?`), from, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []audit.Record
+	for rows.Next() {
+		var r audit.Record
+		var data string
+		if err := rows.Scan(&r.Seq, &data); err != nil {
+			return nil, err
+		}
+		r.Data = []byte(data)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// LedgerSize returns the number of committed entries.
+func (s *DB) LedgerSize(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT size FROM ledger_head WHERE id = 1`).Scan(&n)
+	return n, err
+}
+
+// PutCheckpoint implements audit.Store.
+func (s *DB) PutCheckpoint(ctx context.Context, size int64, signed []byte) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM checkpoints WHERE size = ?`), size).Scan(&n); err != nil || n > 0 {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO checkpoints (size, note, created_at) VALUES (?, ?, ?)`), size, string(signed), time.Now().UnixNano())
+		return err
+	})
+}
+
+// LatestCheckpoint implements audit.Store.
+func (s *DB) LatestCheckpoint(ctx context.Context) ([]byte, error) {
+	var note string
+	err := s.db.QueryRowContext(ctx, `SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1`).Scan(&note)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []byte(note), nil
+}
+
+// IssueToken implements identity.TokenStore.
+func (s *DB) IssueToken(ctx context.Context, t identity.Token, e audit.Event) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := appendEntry(ctx, s, tx, e); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO tokens (hash, id, subject, kind, description, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0)`),
+			t.Hash, t.ID, t.Subject, t.Kind, t.Description, toNanos(t.CreatedAt), toNanos(t.ExpiresAt))
+		return err
+	})
+}
+
+// TokenByHash implements identity.TokenStore.
+func (s *DB) TokenByHash(ctx context.Context, hash string) (identity.Token, error) {
+	var t identity.Token
+	var created, expires, revoked int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT hash, id, subject, kind, description, created_at, expires_at, revoked_at FROM tokens WHERE hash = ?`), hash).
+		Scan(&t.Hash, &t.ID, &t.Subject, &t.Kind, &t.Description, &created, &expires, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return identity.Token{}, identity.ErrTokenNotFound
+	}
+	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromNanos(created), fromNanos(expires), fromNanos(revoked)
+	return t, err
+}
+
+// RevokeToken implements identity.TokenStore.
+func (s *DB) RevokeToken(ctx context.Context, id string, at time.Time, e audit.Event) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at = 0`), toNanos(at), id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return identity.ErrTokenNotFound
+		}
+		_, err = appendEntry(ctx, s, tx, e)
+		return err
+	})
+}

@@ -1,0 +1,128 @@
+// Package storetest is the conformance suite every Rampart store runs: persistence round trips,
+// ledger sequencing and rollback, and the workflow's security invariants tried against the real
+// database: self-approval, same-group approval, quorum, expiry at decision time, concurrent
+// approvals, ledger-failure refusal, tampered history and crashes mid-transaction.
+package storetest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"rampart.dev/rampart/access"
+	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/internal/clocktest"
+	"rampart.dev/rampart/internal/demo"
+	"rampart.dev/rampart/policy"
+	"rampart.dev/rampart/store/sqlstore"
+)
+
+// Harness tells the suite how to get stores of one kind.
+type Harness struct {
+	// New returns a new, empty store that is closed when the test ends.
+	New func(t *testing.T) *sqlstore.DB
+	// InjectLedgerFailure makes every later insert into the ledger table fail, the way a full
+	// disk or a revoked permission would.
+	InjectLedgerFailure func(t *testing.T, s *sqlstore.DB)
+}
+
+// Run runs the whole suite.
+func Run(t *testing.T, h Harness) {
+	t.Run("RequestsAndGrants", func(t *testing.T) { testRequestsAndGrants(t, h) })
+	t.Run("Tokens", func(t *testing.T) { testTokens(t, h) })
+	t.Run("LedgerSequenceAndRollback", func(t *testing.T) { testLedgerSequenceAndRollback(t, h) })
+	t.Run("LedgerFailureRefusesChange", func(t *testing.T) { testLedgerFailureRefusesChange(t, h) })
+	t.Run("LedgerTamperDetected", func(t *testing.T) { testLedgerTamper(t, h) })
+	t.Run("ConcurrentApprovalsActivateOnce", func(t *testing.T) { testConcurrentApprovals(t, h) })
+	t.Run("ConcurrentWritersGaplessLedger", func(t *testing.T) { testConcurrentWriters(t, h) })
+	t.Run("Workflow", func(t *testing.T) { testWorkflow(t, h) })
+}
+
+// Epoch is the suite's starting time.
+var Epoch = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+
+// env is a store, the demo policy, a manual clock and a workflow service over them.
+type env struct {
+	t     *testing.T
+	ctx   context.Context
+	store *sqlstore.DB
+	pol   *policy.Policy
+	clock *clocktest.Clock
+	svc   *access.Service
+}
+
+func newEnv(t *testing.T, h Harness) *env {
+	t.Helper()
+	s := h.New(t)
+	pol, err := policy.Load(demo.Policy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := clocktest.New(Epoch)
+	return &env{t: t, ctx: context.Background(), store: s, pol: pol, clock: clock,
+		svc: access.New(s, pol, access.Options{Now: clock.Now})}
+}
+
+func (e *env) create(in access.CreateInput) access.Request {
+	e.t.Helper()
+	c, err := e.svc.Create(e.ctx, in)
+	if err != nil {
+		e.t.Fatalf("create %+v: %v", in, err)
+	}
+	return c.Request
+}
+
+func (e *env) review(id, approver string, d access.Decision) (access.Request, error) {
+	return e.svc.Review(e.ctx, access.ReviewInput{RequestID: id, Approver: approver, Decision: d})
+}
+
+func (e *env) mustReview(id, approver string, d access.Decision) access.Request {
+	e.t.Helper()
+	r, err := e.review(id, approver, d)
+	if err != nil {
+		e.t.Fatalf("%s %s %s: %v", approver, d, id, err)
+	}
+	return r
+}
+
+func (e *env) ledgerSize() int64 {
+	e.t.Helper()
+	n, err := e.store.LedgerSize(e.ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// entries returns the event codes of the ledger, in order.
+func (e *env) codes() []string {
+	e.t.Helper()
+	recs, err := e.store.Entries(e.ctx, 0, 100000)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		s, err := audit.Summarize(r.Data)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out[i] = s.Code
+	}
+	return out
+}
+
+func count(list []string, s string) int {
+	n := 0
+	for _, x := range list {
+		if x == s {
+			n++
+		}
+	}
+	return n
+}
+
+// weightsRequest is alice's request for the critical weights role.
+func weightsRequest() access.CreateInput {
+	return access.CreateInput{Requester: "alice", Role: "weights-reader-frontier-7", Reason: "eval run 4411", Duration: 2 * time.Hour}
+}
