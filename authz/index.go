@@ -1,0 +1,384 @@
+// Package authz is the decision engine: Check(subject, action, resource) over standing bindings
+// and active grants, answered from an in-memory index.
+//
+// It upholds invariant 2 (expiry at decision time: every decision compares the grant's end with
+// the clock, whatever the sweeper has or has not done yet) and invariant 6 (fail closed: until
+// the index has loaded, and whenever it has not heard from the store for longer than its
+// staleness bound, every decision denies and says why). Resources that are not in the policy
+// catalogue are never allowed.
+//
+// The index is updated in the same process on every commit (access.Service listeners) and
+// synchronised from the store on an interval, which picks up changes made by other replicas.
+// Updates carry the grant's version (its ledger sequence number), and an older version never
+// overwrites a newer one, so the two paths can race safely.
+package authz
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"rampart.dev/rampart/access"
+	"rampart.dev/rampart/policy"
+)
+
+// Query asks whether Subject may perform Action on Resource.
+type Query struct {
+	Subject  string `json:"subject"`
+	Action   string `json:"action"`
+	Resource string `json:"resource"`
+}
+
+// Decision is the answer, with the evidence for it.
+type Decision struct {
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason"`
+	// GrantID is the grant that allowed, or the expired grant that would have.
+	GrantID string `json:"grant_id,omitempty"`
+	// Binding is the standing binding that allowed.
+	Binding string `json:"binding,omitempty"`
+	Role    string `json:"role,omitempty"`
+	// ExpiresAt is when the allowing grant ends (zero for standing bindings).
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Unavailable is set when the engine failed closed because its state cannot be trusted.
+	Unavailable bool `json:"unavailable,omitempty"`
+}
+
+// GrantSource is what the index reads from the store.
+type GrantSource interface {
+	ListGrants(ctx context.Context, f access.GrantFilter) ([]access.Grant, error)
+	LedgerSize(ctx context.Context) (int64, error)
+}
+
+// entry is a grant as the index holds it, with its allow reason prepared so the hot path does
+// not allocate.
+type entry struct {
+	id, role, subject string
+	starts, expires   time.Time
+	active            bool
+	version           int64
+	allowReason       string
+}
+
+// Index answers Check. It is safe for concurrent use.
+type Index struct {
+	src      GrantSource
+	now      func() time.Time
+	maxStale time.Duration
+	log      *slog.Logger
+
+	pol      atomic.Pointer[policy.Policy]
+	lastSync atomic.Int64 // unix nanos of the last successful load or sync; 0 = never
+
+	mu        sync.RWMutex
+	bySubject map[string][]*entry
+	byID      map[string]*entry // includes inactive grants until the cursor passes them
+	cursor    int64             // every grant change with version <= cursor is reflected
+	loadErr   error
+}
+
+// Options configure an Index.
+type Options struct {
+	Now func() time.Time
+	// MaxStaleness is how long the index may go without a successful sync before it fails
+	// closed. Default 5s.
+	MaxStaleness time.Duration
+	Logger       *slog.Logger
+}
+
+// DefaultMaxStaleness is the default staleness bound.
+const DefaultMaxStaleness = 5 * time.Second
+
+// New returns an index that denies everything until Load succeeds.
+func New(src GrantSource, pol *policy.Policy, o Options) *Index {
+	ix := &Index{src: src, now: o.Now, maxStale: o.MaxStaleness, log: o.Logger,
+		bySubject: map[string][]*entry{}, byID: map[string]*entry{}}
+	if ix.now == nil {
+		ix.now = time.Now
+	}
+	if ix.maxStale == 0 {
+		ix.maxStale = DefaultMaxStaleness
+	}
+	if ix.log == nil {
+		ix.log = slog.New(slog.DiscardHandler)
+	}
+	ix.pol.Store(pol)
+	ix.loadErr = fmt.Errorf("the grant index has not been loaded yet")
+	return ix
+}
+
+// SetPolicy changes the policy decisions are made under.
+func (ix *Index) SetPolicy(p *policy.Policy) { ix.pol.Store(p) }
+
+// Policy returns the policy decisions are made under.
+func (ix *Index) Policy() *policy.Policy { return ix.pol.Load() }
+
+const pageSize = 5000
+
+// Load reads every active grant from the store, replacing the index.
+func (ix *Index) Load(ctx context.Context) error {
+	err := ix.load(ctx)
+	ix.mu.Lock()
+	ix.loadErr = err
+	ix.mu.Unlock()
+	return err
+}
+
+func (ix *Index) load(ctx context.Context) error {
+	// The cursor is read before the grants: anything changed after it is re-read by Sync, and
+	// applying a change twice is harmless.
+	size, err := ix.src.LedgerSize(ctx)
+	if err != nil {
+		return fmt.Errorf("read ledger size: %w", err)
+	}
+	bySubject, byID := map[string][]*entry{}, map[string]*entry{}
+	after := ""
+	for {
+		gs, err := ix.src.ListGrants(ctx, access.GrantFilter{States: []access.GrantState{access.GrantActive}, AfterID: after, Limit: pageSize})
+		if err != nil {
+			return fmt.Errorf("load active grants: %w", err)
+		}
+		for _, g := range gs {
+			e := newEntry(g)
+			byID[g.ID] = e
+			bySubject[g.Subject] = append(bySubject[g.Subject], e)
+		}
+		if len(gs) < pageSize {
+			break
+		}
+		after = gs[len(gs)-1].ID
+	}
+	ix.mu.Lock()
+	ix.bySubject, ix.byID, ix.cursor = bySubject, byID, size-1
+	ix.mu.Unlock()
+	ix.lastSync.Store(ix.now().UnixNano())
+	ix.log.Info("grant index loaded", "active_grants", len(byID), "cursor", size-1)
+	return nil
+}
+
+func newEntry(g access.Grant) *entry {
+	return &entry{id: g.ID, role: g.Role, subject: g.Subject, starts: g.StartsAt, expires: g.ExpiresAt,
+		active: g.State == access.GrantActive, version: g.Version,
+		allowReason: "allowed by grant " + g.ID + " of role " + g.Role}
+}
+
+// Apply records grants changed by a committed transaction. Older versions are ignored.
+func (ix *Index) Apply(grants []access.Grant) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for _, g := range grants {
+		ix.applyLocked(g)
+	}
+}
+
+func (ix *Index) applyLocked(g access.Grant) {
+	old := ix.byID[g.ID]
+	if old != nil && old.version > g.Version {
+		return
+	}
+	e := newEntry(g)
+	ix.byID[g.ID] = e
+	list := ix.bySubject[g.Subject]
+	for i, x := range list {
+		if x.id == g.ID {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if e.active {
+		list = append(list, e)
+	}
+	if len(list) == 0 {
+		delete(ix.bySubject, g.Subject)
+	} else {
+		ix.bySubject[g.Subject] = list
+	}
+}
+
+// Sync applies grant changes committed since the last load or sync, by any replica, and marks
+// the index fresh. A failure leaves the index as it was; if failures last longer than the
+// staleness bound, Check fails closed.
+func (ix *Index) Sync(ctx context.Context) error {
+	ix.mu.RLock()
+	cursor, loaded := ix.cursor, ix.loadErr == nil
+	ix.mu.RUnlock()
+	if !loaded {
+		return ix.Load(ctx)
+	}
+	for {
+		gs, err := ix.src.ListGrants(ctx, access.GrantFilter{ChangedAfter: cursor, Limit: pageSize})
+		if err != nil {
+			return fmt.Errorf("sync grants: %w", err)
+		}
+		ix.mu.Lock()
+		for _, g := range gs {
+			ix.applyLocked(g)
+			cursor = max(cursor, g.Version)
+		}
+		ix.cursor = max(ix.cursor, cursor)
+		// Tombstones at or below the cursor can no longer be overtaken by older data.
+		for id, e := range ix.byID {
+			if !e.active && e.version <= ix.cursor {
+				delete(ix.byID, id)
+			}
+		}
+		ix.mu.Unlock()
+		if len(gs) < pageSize {
+			break
+		}
+	}
+	// A successful read of the ledger head proves the store answers even when nothing changed.
+	if _, err := ix.src.LedgerSize(ctx); err != nil {
+		return fmt.Errorf("sync: read ledger size: %w", err)
+	}
+	ix.lastSync.Store(ix.now().UnixNano())
+	return nil
+}
+
+// Run syncs every interval until ctx ends.
+func (ix *Index) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := ix.Sync(ctx); err != nil {
+			if !failing {
+				ix.log.Error("grant index cannot sync; decisions will deny once it is stale", "err", err, "max_staleness", ix.maxStale)
+			}
+			failing = true
+		} else if failing {
+			ix.log.Info("grant index sync recovered")
+			failing = false
+		}
+	}
+}
+
+// Health says whether decisions can currently be trusted, and if not, why.
+func (ix *Index) Health() error {
+	ix.mu.RLock()
+	loadErr := ix.loadErr
+	ix.mu.RUnlock()
+	return ix.health(loadErr, ix.now())
+}
+
+func (ix *Index) health(loadErr error, now time.Time) error {
+	if loadErr != nil {
+		return fmt.Errorf("grant index not loaded: %v", loadErr)
+	}
+	last := ix.lastSync.Load()
+	if age := now.Sub(time.Unix(0, last)); age > ix.maxStale {
+		return fmt.Errorf("grant index has not synced with the store for %s (limit %s); the store may be down", age.Round(time.Millisecond), ix.maxStale)
+	}
+	return nil
+}
+
+// Check decides one query. It never blocks on the store.
+func (ix *Index) Check(q Query) Decision {
+	now := ix.now()
+	pol := ix.pol.Load()
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.checkLocked(pol, q, now)
+}
+
+// CheckBatch decides several queries against one consistent view.
+func (ix *Index) CheckBatch(qs []Query) []Decision {
+	now := ix.now()
+	pol := ix.pol.Load()
+	out := make([]Decision, len(qs))
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	for i, q := range qs {
+		out[i] = ix.checkLocked(pol, q, now)
+	}
+	return out
+}
+
+func (ix *Index) checkLocked(pol *policy.Policy, q Query, now time.Time) Decision {
+	if err := ix.health(ix.loadErr, now); err != nil {
+		return Decision{Reason: "denied: failing closed because the " + err.Error(), Unavailable: true}
+	}
+	if _, ok := pol.Resource(q.Resource); !ok {
+		return Decision{Reason: fmt.Sprintf("denied: %q is not a resource in the policy catalogue", q.Resource)}
+	}
+	for _, st := range pol.StandingRoles(q.Subject) {
+		if pol.Allows(st.Role, q.Action, q.Resource) {
+			return Decision{Allowed: true, Reason: "allowed by standing binding " + st.Binding + " of role " + st.Role, Binding: st.Binding, Role: st.Role}
+		}
+	}
+	var best, lapsed *entry
+	for _, e := range ix.bySubject[q.Subject] {
+		if !pol.Allows(e.role, q.Action, q.Resource) {
+			continue
+		}
+		if !now.Before(e.expires) || now.Before(e.starts) {
+			if lapsed == nil || e.expires.After(lapsed.expires) {
+				lapsed = e
+			}
+			continue
+		}
+		if best == nil || e.expires.After(best.expires) {
+			best = e
+		}
+	}
+	if best != nil {
+		return Decision{Allowed: true, Reason: best.allowReason, GrantID: best.id, Role: best.role, ExpiresAt: best.expires}
+	}
+	if lapsed != nil {
+		return Decision{Reason: fmt.Sprintf("denied: grant %s of role %s expired at %s", lapsed.id, lapsed.role, lapsed.expires.UTC().Format(time.RFC3339)),
+			GrantID: lapsed.id, Role: lapsed.role, ExpiresAt: lapsed.expires}
+	}
+	return Decision{Reason: denyReason(pol, q)}
+}
+
+func denyReason(pol *policy.Policy, q Query) string {
+	roles := pol.RolesGranting(q.Action, q.Resource)
+	var requestable []string
+	for _, r := range roles {
+		if _, err := pol.Requirement(r); err == nil {
+			requestable = append(requestable, r)
+		}
+	}
+	msg := fmt.Sprintf("denied: %s has no active grant or standing binding for %s on %s", q.Subject, q.Action, q.Resource)
+	if len(requestable) == 0 {
+		return msg + "; no requestable role gives it"
+	}
+	sort.Strings(requestable)
+	return msg + "; request it with: rampart request create --role " + requestable[0] +
+		" --reason \"…\"" + alsoRoles(requestable[1:])
+}
+
+func alsoRoles(rest []string) string {
+	if len(rest) == 0 {
+		return ""
+	}
+	return " (other roles that give it: " + strings.Join(rest, ", ") + ")"
+}
+
+// Stats describe the index for metrics.
+type Stats struct {
+	ActiveGrants int
+	Subjects     int
+	Cursor       int64
+}
+
+// Stats returns counts for metrics and health output.
+func (ix *Index) Stats() Stats {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	n := 0
+	for _, l := range ix.bySubject {
+		n += len(l)
+	}
+	return Stats{ActiveGrants: n, Subjects: len(ix.bySubject), Cursor: ix.cursor}
+}
