@@ -10,7 +10,7 @@ import (
 
 // View is a request with its reviews, its tally under the policy in force, and its grant.
 type View struct {
-	Request
+	Request Request       `json:"request"`
 	Reviews []Review      `json:"reviews"`
 	Tally   *policy.Tally `json:"tally,omitempty"`
 	Grant   *Grant        `json:"grant,omitempty"`

@@ -52,7 +52,7 @@ type TamperError struct {
 
 func (e *TamperError) Error() string {
 	if e.Expected != nil {
-		return fmt.Sprintf("ledger tampered: %s: the signed checkpoint of size %d has root %x but the stored entries give %x; restore the database from a backup and investigate who changed it", e.Reason, e.Size, e.Expected, e.Calculated)
+		return fmt.Sprintf("ledger tampered: %s: the signed checkpoint of size %d has root %x, but the entries hash to %x", e.Reason, e.Size, e.Expected, e.Calculated)
 	}
 	return "ledger tampered: " + e.Reason
 }

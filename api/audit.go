@@ -1,0 +1,217 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/policy"
+)
+
+// LedgerKey names the ledger and the public key that verifies its checkpoints.
+type LedgerKey struct {
+	Origin string `json:"origin"`
+	Key    string `json:"key"`
+}
+
+func (s *Server) auditKey(w http.ResponseWriter, r *http.Request, c caller) error {
+	writeJSON(w, 200, LedgerKey{Origin: s.ledger.Origin(), Key: s.ledger.VerifierKey()})
+	return nil
+}
+
+// CheckpointResponse carries a signed checkpoint and its parsed fields.
+type CheckpointResponse struct {
+	Checkpoint string `json:"checkpoint"`
+	Size       uint64 `json:"size"`
+	Root       []byte `json:"root"`
+}
+
+// latestCheckpoint returns a checkpoint covering every entry committed so far, issuing one if
+// the ledger grew since the last. Checkpoints sign nothing but the log's current state, so any
+// authenticated caller may ask for one.
+func (s *Server) latestCheckpoint(w http.ResponseWriter, r *http.Request, c caller) error {
+	signed, cp, err := s.ledger.Checkpoint(r.Context())
+	if err != nil {
+		return ledgerError(err)
+	}
+	writeJSON(w, 200, CheckpointResponse{Checkpoint: string(signed), Size: cp.Size, Root: cp.Root})
+	return nil
+}
+
+func (s *Server) issueCheckpoint(w http.ResponseWriter, r *http.Request, c caller) error {
+	return s.latestCheckpoint(w, r, c)
+}
+
+func ledgerError(err error) error {
+	var te *audit.TamperError
+	var se *audit.SequenceError
+	if errors.As(err, &te) || errors.As(err, &se) {
+		return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: err.Error()}
+	}
+	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "ledger unavailable: " + err.Error()}
+}
+
+// MaxEntriesPage bounds one page of ledger entries.
+const MaxEntriesPage = 5000
+
+func uintParam(r *http.Request, name string, def uint64) (uint64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 63)
+	if err != nil {
+		return 0, errInvalid("query parameter %q must be a non-negative whole number", name)
+	}
+	return n, nil
+}
+
+// entries streams ledger entries as JSON lines, byte for byte as stored and hashed, so the
+// reader can recompute the tree. Admins and auditors only: entries name people and reasons.
+func (s *Server) entries(w http.ResponseWriter, r *http.Request, c caller) error {
+	if !c.admin() && !c.auditor() {
+		return errForbidden("reading ledger entries needs the admin or auditor group; anyone can verify checkpoints and proofs")
+	}
+	from, err := uintParam(r, "from", 0)
+	if err != nil {
+		return err
+	}
+	limit, err := uintParam(r, "limit", 1000)
+	if err != nil {
+		return err
+	}
+	if limit == 0 || limit > MaxEntriesPage {
+		return errInvalid("query parameter \"limit\" must be from 1 to %d", MaxEntriesPage)
+	}
+	recs, err := s.ledgerStore().Entries(r.Context(), int64(from), int(limit))
+	if err != nil {
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "store unavailable: " + err.Error()}
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Rampart-Entries", strconv.Itoa(len(recs)))
+	for _, rec := range recs {
+		_, _ = w.Write(rec.Data)
+		_, _ = w.Write([]byte("\n"))
+	}
+	return nil
+}
+
+// ProofResponse carries a Merkle proof.
+type ProofResponse struct {
+	Proof [][]byte `json:"proof"`
+}
+
+func (s *Server) inclusionProof(w http.ResponseWriter, r *http.Request, c caller) error {
+	index, err := uintParam(r, "index", 0)
+	if err != nil {
+		return err
+	}
+	size, err := uintParam(r, "size", 0)
+	if err != nil {
+		return err
+	}
+	if index >= size {
+		return errInvalid("query parameters need index < size (got index %d, size %d)", index, size)
+	}
+	p, err := s.ledger.InclusionProof(r.Context(), index, size)
+	if err != nil {
+		return proofError(err)
+	}
+	writeJSON(w, 200, ProofResponse{Proof: p})
+	return nil
+}
+
+func (s *Server) consistencyProof(w http.ResponseWriter, r *http.Request, c caller) error {
+	from, err := uintParam(r, "from", 0)
+	if err != nil {
+		return err
+	}
+	to, err := uintParam(r, "to", 0)
+	if err != nil {
+		return err
+	}
+	if from > to {
+		return errInvalid("query parameters need from <= to (got %d > %d)", from, to)
+	}
+	p, err := s.ledger.ConsistencyProof(r.Context(), from, to)
+	if err != nil {
+		return proofError(err)
+	}
+	if p == nil {
+		p = [][]byte{}
+	}
+	writeJSON(w, 200, ProofResponse{Proof: p})
+	return nil
+}
+
+func proofError(err error) error {
+	if errors.Is(err, audit.ErrBeyondTree) {
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}
+	}
+	return ledgerError(err)
+}
+
+// CreateTokenBody is the body of POST /v1/tokens.
+type CreateTokenBody struct {
+	Subject     string `json:"subject"`
+	Kind        string `json:"kind"`
+	TTL         string `json:"ttl"`
+	Description string `json:"description,omitempty"`
+}
+
+// createToken: admins issue tokens for anyone (service tokens for gateways, webhooks and CI);
+// others may issue user tokens for themselves.
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c caller) error {
+	var b CreateTokenBody
+	if err := decode(w, r, &b); err != nil {
+		return err
+	}
+	if b.Kind == "" {
+		b.Kind = identity.KindUser
+	}
+	if b.Subject == "" {
+		b.Subject = c.Subject
+	}
+	if !c.admin() && (b.Subject != c.Subject || b.Kind != identity.KindUser) {
+		return errForbidden("only admins may issue tokens for other subjects or service tokens")
+	}
+	ttl, err := parseDuration("ttl", b.TTL)
+	if err != nil {
+		return err
+	}
+	if ttl == 0 {
+		ttl = 24 * time.Hour
+	}
+	if err := policy.ValidateSubject(b.Subject); err != nil {
+		return errInvalid("field \"subject\": %v", err)
+	}
+	secret, t, err := s.tokens.Issue(r.Context(), b.Subject, b.Kind, b.Description, c.Subject, ttl)
+	if err != nil {
+		return errInvalid("%v", err)
+	}
+	writeJSON(w, http.StatusCreated, TokenResponse{Token: secret, ID: t.ID, Subject: t.Subject, Kind: t.Kind, ExpiresAt: t.ExpiresAt})
+	return nil
+}
+
+// revokeToken: admins revoke any token; anyone may revoke the token they are using (logout).
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c caller) error {
+	id := r.PathValue("id")
+	if id != c.TokenID && !c.admin() {
+		return errForbidden("only admins may revoke other tokens; you may revoke the one you are using (%s)", c.TokenID)
+	}
+	if err := s.tokens.Revoke(r.Context(), id, c.Subject); err != nil {
+		if errors.Is(err, identity.ErrTokenNotFound) {
+			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "token " + id + " does not exist or is already revoked"}
+		}
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "could not revoke: " + err.Error()}
+	}
+	writeJSON(w, 200, map[string]string{"revoked": id})
+	return nil
+}
+
+// ledgerStore is the store the ledger reads, for streaming entries.
+func (s *Server) ledgerStore() audit.Store { return s.entriesStore }

@@ -1,0 +1,173 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"rampart.dev/rampart/access"
+	"rampart.dev/rampart/identity"
+)
+
+// MaxBodyBytes bounds every request body.
+const MaxBodyBytes = 1 << 20
+
+// Error is the body of every API error: {"error":{"code":…,"message":…}}.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Error codes.
+const (
+	CodeInvalid         = "invalid"
+	CodeUnauthenticated = "unauthenticated"
+	CodeForbidden       = "forbidden"
+	CodeNotFound        = "not_found"
+	CodeConflict        = "conflict"
+	CodeTooLarge        = "too_large"
+	CodeUnsupported     = "unsupported_media_type"
+	CodeUnavailable     = "unavailable"
+	CodeInternal        = "internal"
+)
+
+func errInvalid(format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeInvalid, Message: fmt.Sprintf(format, args...)}
+}
+
+func errForbidden(format string, args ...any) *Error {
+	return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: fmt.Sprintf(format, args...)}
+}
+
+// toError maps domain errors to API errors. Anything unrecognised is a 500 whose details are
+// logged, not shown.
+func toError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	msg := err.Error()
+	switch {
+	case errors.Is(err, access.ErrInvalid):
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalid, Message: msg}
+	case errors.Is(err, access.ErrForbidden):
+		return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: msg}
+	case errors.Is(err, access.ErrMissing):
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: msg}
+	case errors.Is(err, access.ErrConflict):
+		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: msg}
+	case errors.Is(err, access.ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: msg}
+	case errors.Is(err, identity.ErrUnauthenticated):
+		return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Message: msg}
+	}
+	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error; the server log has the details"}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	e := toError(err)
+	if e.Code == CodeInternal {
+		s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="rampart"`)
+	}
+	writeJSON(w, e.Status, map[string]any{"error": e})
+}
+
+// decode reads a JSON body into dst strictly: the declared content type, at most MaxBodyBytes,
+// no unknown fields, exactly one value. Errors say which field or byte offset was wrong.
+func decode(w http.ResponseWriter, r *http.Request, dst any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupported, Message: fmt.Sprintf("Content-Type %q is not supported; send application/json", ct)}
+		}
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	return decodeBody(body, dst)
+}
+
+func decodeBody(body io.Reader, dst any) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errInvalid("request body has data after the JSON value; send exactly one object")
+	}
+	return nil
+}
+
+func bodyError(err error) *Error {
+	var maxErr *http.MaxBytesError
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &maxErr):
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("request body is over the %d byte limit", MaxBodyBytes)}
+	case errors.Is(err, io.EOF):
+		return errInvalid("request body is empty; send a JSON object")
+	case errors.As(err, &syn):
+		return errInvalid("request body is not valid JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		return errInvalid("field %q must be %s, not %s", typ.Field, typ.Type, typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return errInvalid("unknown field %s; check the API reference at /v1/openapi.json", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return errInvalid("request body: %v", err)
+}
+
+// parseDuration reads an optional duration field.
+func parseDuration(field, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, errInvalid("field %q: %q is not a positive duration; write it like 30m, 2h or 1h30m", field, s)
+	}
+	return d, nil
+}
+
+// logRequests writes one structured log line per request.
+func logRequests(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: 200}
+		next.ServeHTTP(sw, r)
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
+			return
+		}
+		log.Info("http", "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", r.RemoteAddr)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}

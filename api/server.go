@@ -1,0 +1,618 @@
+// Package api is Rampart's HTTP API (JSON under /v1, described by the OpenAPI document served at
+// /v1/openapi.json) and the Go client the CLI uses.
+//
+// The server authenticates every /v1 call (identity.Authenticator), authorizes it against the
+// policy in force (who may review, see, check, audit), and maps domain errors to precise 4xx/503
+// answers with the body {"error":{"code","message"}}. It fails closed (invariant 6): when the
+// decision index cannot be trusted, /v1/check answers 503 with a denying decision; when the store
+// is down, changes answer 503 and nothing is changed. Bodies are limited, strictly decoded
+// (unknown fields are errors), and hostile input never reaches the store (invariant 7).
+package api
+
+import (
+	_ "embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"rampart.dev/rampart/access"
+	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/policy"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// OpenAPI returns the API description served at /v1/openapi.json.
+func OpenAPI() []byte { return openAPI }
+
+// Server serves the API.
+type Server struct {
+	access *access.Service
+	index  *authz.Index
+	ledger *audit.Ledger
+	tokens *identity.Tokens
+	auth   identity.Authenticator
+	ready  func() error
+
+	entriesStore audit.Store
+	dev          bool
+	log          *slog.Logger
+	m            *Metrics
+}
+
+// Config is what a Server needs.
+type Config struct {
+	Access *access.Service
+	Index  *authz.Index
+	Ledger *audit.Ledger
+	// LedgerStore is where ledger entries are read from for /v1/audit/entries.
+	LedgerStore audit.Store
+	Tokens      *identity.Tokens
+	// Auth authenticates callers; Tokens if nil.
+	Auth identity.Authenticator
+	// Ready reports whether the server can serve (store reachable, index fresh).
+	Ready func() error
+	// Dev enables POST /v1/dev/login, which issues a token for any demo user. Never in
+	// production.
+	Dev     bool
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+// New returns a server.
+func New(c Config) *Server {
+	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
+		ready: c.Ready, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore}
+	if s.auth == nil {
+		s.auth = c.Tokens
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.m == nil {
+		s.m = NewMetrics(c.Index, c.Ledger)
+	}
+	return s
+}
+
+// caller is an authenticated principal.
+type caller struct {
+	identity.Principal
+	pol *policy.Policy
+}
+
+func (c caller) admin() bool   { return c.pol.IsAdmin(c.Subject) }
+func (c caller) auditor() bool { return c.pol.IsAuditor(c.Subject) }
+
+type handler func(w http.ResponseWriter, r *http.Request, c caller) error
+
+// authed wraps a handler with authentication.
+func (s *Server) authed(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.auth.Authenticate(r)
+		if err != nil {
+			if !errors.Is(err, identity.ErrUnauthenticated) {
+				// Identity could not be established (store down): refuse, say so.
+				err = &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "cannot verify credentials right now: " + err.Error()}
+			}
+			s.fail(w, r, err)
+			return
+		}
+		if err := h(w, r, caller{Principal: p, pol: s.access.Policy()}); err != nil {
+			s.fail(w, r, err)
+		}
+	}
+}
+
+// Handler returns the HTTP handler for every route.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.m.Handler())
+	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
+	if s.dev {
+		mux.HandleFunc("POST /v1/dev/login", s.devLogin)
+	}
+	mux.HandleFunc("GET /v1/whoami", s.authed(s.whoami))
+	mux.HandleFunc("GET /v1/resources", s.authed(s.resources))
+	mux.HandleFunc("GET /v1/roles", s.authed(s.roles))
+	mux.HandleFunc("GET /v1/policy/explain", s.authed(s.explain))
+	mux.HandleFunc("POST /v1/requests", s.authed(s.createRequest))
+	mux.HandleFunc("GET /v1/requests", s.authed(s.listRequests))
+	mux.HandleFunc("GET /v1/requests/{id}", s.authed(s.getRequest))
+	mux.HandleFunc("POST /v1/requests/{id}/approve", s.authed(s.review(access.Approve)))
+	mux.HandleFunc("POST /v1/requests/{id}/deny", s.authed(s.review(access.Deny)))
+	mux.HandleFunc("POST /v1/requests/{id}/cancel", s.authed(s.cancel))
+	mux.HandleFunc("GET /v1/grants", s.authed(s.listGrants))
+	mux.HandleFunc("GET /v1/grants/{id}", s.authed(s.getGrant))
+	mux.HandleFunc("POST /v1/grants/{id}/renew", s.authed(s.renew))
+	mux.HandleFunc("POST /v1/grants/{id}/revoke", s.authed(s.revoke))
+	mux.HandleFunc("POST /v1/check", s.authed(s.check))
+	mux.HandleFunc("POST /v1/check/batch", s.authed(s.checkBatch))
+	mux.HandleFunc("GET /v1/audit/key", s.authed(s.auditKey))
+	mux.HandleFunc("GET /v1/audit/checkpoint", s.authed(s.latestCheckpoint))
+	mux.HandleFunc("POST /v1/audit/checkpoint", s.authed(s.issueCheckpoint))
+	mux.HandleFunc("GET /v1/audit/entries", s.authed(s.entries))
+	mux.HandleFunc("GET /v1/audit/proof/inclusion", s.authed(s.inclusionProof))
+	mux.HandleFunc("GET /v1/audit/proof/consistency", s.authed(s.consistencyProof))
+	mux.HandleFunc("POST /v1/tokens", s.authed(s.createToken))
+	mux.HandleFunc("POST /v1/tokens/{id}/revoke", s.authed(s.revokeToken))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no route %s %s; see /v1/openapi.json", r.Method, r.URL.Path)})
+	})
+	return logRequests(s.log, s.m.instrument(mux))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.ready != nil {
+		if err := s.ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, 200, map[string]string{"status": "ready"})
+}
+
+// TokenResponse is the answer of dev login and token creation. The secret is shown once.
+type TokenResponse struct {
+	Token     string    `json:"token"`
+	ID        string    `json:"id"`
+	Subject   string    `json:"subject"`
+	Kind      string    `json:"kind"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// DevLoginBody is the body of POST /v1/dev/login.
+type DevLoginBody struct {
+	User string `json:"user"`
+}
+
+// DevTokenTTL is how long a dev login lasts.
+const DevTokenTTL = 12 * time.Hour
+
+func (s *Server) devLogin(w http.ResponseWriter, r *http.Request) {
+	var b DevLoginBody
+	if err := decode(w, r, &b); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	pol := s.access.Policy()
+	if err := policy.ValidateSubject(b.User); err != nil || policy.SubjectKind(b.User) != policy.KindUser {
+		s.fail(w, r, errInvalid("field \"user\": %q is not a user name", b.User))
+		return
+	}
+	if len(pol.GroupsOf(b.User)) == 0 {
+		s.fail(w, r, errInvalid("%q is not a user of the loaded policy; the dev login is for its group members", b.User))
+		return
+	}
+	secret, t, err := s.tokens.Issue(r.Context(), b.User, identity.KindUser, "dev login", b.User, DevTokenTTL)
+	if err != nil {
+		s.fail(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "could not issue the token: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusCreated, TokenResponse{Token: secret, ID: t.ID, Subject: t.Subject, Kind: t.Kind, ExpiresAt: t.ExpiresAt})
+}
+
+// Whoami describes the caller.
+type Whoami struct {
+	Subject string   `json:"subject"`
+	Kind    string   `json:"kind"`
+	TokenID string   `json:"token_id"`
+	Groups  []string `json:"groups"`
+	Admin   bool     `json:"admin"`
+	Auditor bool     `json:"auditor"`
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request, c caller) error {
+	groups := c.pol.GroupsOf(c.Subject)
+	if groups == nil {
+		groups = []string{}
+	}
+	writeJSON(w, 200, Whoami{Subject: c.Subject, Kind: c.Kind, TokenID: c.TokenID, Groups: groups, Admin: c.admin(), Auditor: c.auditor()})
+	return nil
+}
+
+// ResourceInfo is a catalogue entry.
+type ResourceInfo struct {
+	Name        string   `json:"name"`
+	Kind        string   `json:"kind"`
+	Sensitivity string   `json:"sensitivity"`
+	Owners      []string `json:"owners"`
+	Tags        []string `json:"tags"`
+	Description string   `json:"description"`
+}
+
+func (s *Server) resources(w http.ResponseWriter, r *http.Request, c caller) error {
+	out := []ResourceInfo{}
+	for _, res := range c.pol.Resources() {
+		out = append(out, ResourceInfo{Name: res.Name, Kind: res.Kind, Sensitivity: res.Sensitivity.String(), Owners: nonNil(res.Owners), Tags: nonNil(res.Tags), Description: res.Description})
+	}
+	writeJSON(w, 200, map[string]any{"resources": out})
+	return nil
+}
+
+// RoleInfo describes a role and how it is obtained.
+type RoleInfo struct {
+	Name        string        `json:"name"`
+	Description string        `json:"description"`
+	Rules       []policy.Rule `json:"rules"`
+	Resources   []string      `json:"resources"`
+	// Policy is the approval policy a request for the role needs ("" if not requestable).
+	Policy    string `json:"approval_policy"`
+	Approvals int    `json:"approvals"`
+	MaxDur    string `json:"max_duration,omitempty"`
+}
+
+func (s *Server) roles(w http.ResponseWriter, r *http.Request, c caller) error {
+	out := []RoleInfo{}
+	for _, role := range c.pol.Roles() {
+		ri := RoleInfo{Name: role.Name, Description: role.Description, Rules: role.Rules, Resources: []string{}}
+		for _, res := range c.pol.RoleResources(role.Name) {
+			ri.Resources = append(ri.Resources, res.Name)
+		}
+		if req, err := c.pol.Requirement(role.Name); err == nil {
+			ri.Policy, ri.Approvals, ri.MaxDur = req.Policy.Name, req.Policy.TotalApprovals(), policy.FormatDuration(req.Policy.MaxDuration.Std())
+		}
+		out = append(out, ri)
+	}
+	writeJSON(w, 200, map[string]any{"roles": out})
+	return nil
+}
+
+func (s *Server) explain(w http.ResponseWriter, r *http.Request, c caller) error {
+	q := r.URL.Query()
+	requester := q.Get("requester")
+	if requester == "" {
+		requester = c.Subject
+	}
+	role := q.Get("role")
+	if role == "" {
+		return errInvalid("query parameter \"role\" is required")
+	}
+	e, err := c.pol.Explain(requester, role)
+	if err != nil {
+		return errInvalid("%v", err)
+	}
+	writeJSON(w, 200, e)
+	return nil
+}
+
+// CreateRequestBody is the body of POST /v1/requests.
+type CreateRequestBody struct {
+	Role        string `json:"role"`
+	Beneficiary string `json:"beneficiary,omitempty"`
+	Reason      string `json:"reason"`
+	Duration    string `json:"duration,omitempty"`
+	BreakGlass  bool   `json:"break_glass,omitempty"`
+}
+
+// Created is the answer of POST /v1/requests.
+type Created struct {
+	Request access.Request `json:"request"`
+	Grant   *access.Grant  `json:"grant,omitempty"`
+}
+
+func (s *Server) createRequest(w http.ResponseWriter, r *http.Request, c caller) error {
+	var b CreateRequestBody
+	if err := decode(w, r, &b); err != nil {
+		return err
+	}
+	d, err := parseDuration("duration", b.Duration)
+	if err != nil {
+		return err
+	}
+	if c.Kind == identity.KindService && b.Beneficiary == "" {
+		return errInvalid("a service token must name the beneficiary")
+	}
+	out, err := s.access.Create(r.Context(), access.CreateInput{Requester: c.Subject, Role: b.Role, Beneficiary: b.Beneficiary, Reason: b.Reason, Duration: d, BreakGlass: b.BreakGlass})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, Created{Request: out.Request, Grant: out.Grant})
+	return nil
+}
+
+// RequestList is a page of requests.
+type RequestList struct {
+	Requests      []access.Request `json:"requests"`
+	NextPageToken string           `json:"next_page_token,omitempty"`
+}
+
+const (
+	defaultLimit = 50
+	maxLimit     = 500
+)
+
+func limitParam(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return defaultLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, errInvalid("query parameter \"limit\" must be a number from 1 to %d", maxLimit)
+	}
+	return n, nil
+}
+
+func (s *Server) listRequests(w http.ResponseWriter, r *http.Request, c caller) error {
+	q := r.URL.Query()
+	limit, err := limitParam(r)
+	if err != nil {
+		return err
+	}
+	f := access.RequestFilter{Limit: limit + 1}
+	for _, st := range q["state"] {
+		switch access.State(st) {
+		case access.Pending, access.Approved, access.Denied, access.Cancelled, access.Expired:
+			f.States = append(f.States, access.State(st))
+		default:
+			return errInvalid("query parameter \"state\": unknown state %q; use pending, approved, denied, cancelled or expired", st)
+		}
+	}
+	if tok := q.Get("page_token"); tok != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(tok)
+		ns, id, ok := strings.Cut(string(raw), ":")
+		n, perr := strconv.ParseInt(ns, 10, 64)
+		if err != nil || !ok || perr != nil || n <= 0 {
+			return errInvalid("query parameter \"page_token\" is not a token this server issued")
+		}
+		f.AfterTime, f.AfterID = time.Unix(0, n), id
+	}
+	rs, err := s.access.List(r.Context(), c.Subject, access.ListScope(q.Get("scope")), f)
+	if err != nil {
+		return err
+	}
+	out := RequestList{Requests: rs}
+	if len(rs) > limit {
+		last := rs[limit-1]
+		out.Requests = rs[:limit]
+		out.NextPageToken = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d:%s", last.CreatedAt.UnixNano(), last.ID))
+	}
+	if out.Requests == nil {
+		out.Requests = []access.Request{}
+	}
+	writeJSON(w, 200, out)
+	return nil
+}
+
+func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, c caller) error {
+	v, err := s.access.Get(r.Context(), r.PathValue("id"), c.Subject)
+	if err != nil {
+		return err
+	}
+	if v.Reviews == nil {
+		v.Reviews = []access.Review{}
+	}
+	writeJSON(w, 200, v)
+	return nil
+}
+
+// ReviewBody is the body of approve and deny.
+type ReviewBody struct {
+	// Duration, on approve, caps the grant at this length.
+	Duration string `json:"duration,omitempty"`
+	Comment  string `json:"comment,omitempty"`
+}
+
+func (s *Server) review(d access.Decision) handler {
+	return func(w http.ResponseWriter, r *http.Request, c caller) error {
+		var b ReviewBody
+		if err := decode(w, r, &b); err != nil {
+			return err
+		}
+		dur, err := parseDuration("duration", b.Duration)
+		if err != nil {
+			return err
+		}
+		if d == access.Deny && dur != 0 {
+			return errInvalid("field \"duration\" only applies to approvals")
+		}
+		if _, err := s.access.Review(r.Context(), access.ReviewInput{RequestID: r.PathValue("id"), Approver: c.Subject, Decision: d, Duration: dur, Comment: b.Comment}); err != nil {
+			return err
+		}
+		return s.getRequest(w, r, c)
+	}
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request, c caller) error {
+	var b struct{}
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &b); err != nil {
+			return err
+		}
+	}
+	if _, err := s.access.Cancel(r.Context(), r.PathValue("id"), c.Subject); err != nil {
+		return err
+	}
+	return s.getRequest(w, r, c)
+}
+
+// GrantList is a page of grants.
+type GrantList struct {
+	Grants        []access.Grant `json:"grants"`
+	NextPageToken string         `json:"next_page_token,omitempty"`
+}
+
+func (s *Server) listGrants(w http.ResponseWriter, r *http.Request, c caller) error {
+	q := r.URL.Query()
+	limit, err := limitParam(r)
+	if err != nil {
+		return err
+	}
+	f := access.GrantFilter{Subject: q.Get("subject"), Limit: limit + 1, AfterID: q.Get("page_token")}
+	if q.Get("all") != "true" && f.Subject == "" {
+		f.Subject = c.Subject
+	}
+	for _, st := range q["state"] {
+		switch access.GrantState(st) {
+		case access.GrantActive, access.GrantRevoked, access.GrantExpired:
+			f.States = append(f.States, access.GrantState(st))
+		default:
+			return errInvalid("query parameter \"state\": unknown grant state %q; use active, revoked or expired", st)
+		}
+	}
+	gs, err := s.access.Grants(r.Context(), c.Subject, f)
+	if err != nil {
+		return err
+	}
+	out := GrantList{Grants: gs}
+	if len(gs) > limit {
+		out.Grants, out.NextPageToken = gs[:limit], gs[limit-1].ID
+	}
+	if out.Grants == nil {
+		out.Grants = []access.Grant{}
+	}
+	writeJSON(w, 200, out)
+	return nil
+}
+
+func (s *Server) getGrant(w http.ResponseWriter, r *http.Request, c caller) error {
+	g, err := s.access.GetGrant(r.Context(), r.PathValue("id"), c.Subject)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, 200, g)
+	return nil
+}
+
+// RenewBody is the body of POST /v1/grants/{id}/renew.
+type RenewBody struct {
+	Duration string `json:"duration,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+func (s *Server) renew(w http.ResponseWriter, r *http.Request, c caller) error {
+	var b RenewBody
+	if err := decode(w, r, &b); err != nil {
+		return err
+	}
+	d, err := parseDuration("duration", b.Duration)
+	if err != nil {
+		return err
+	}
+	req, err := s.access.Renew(r.Context(), r.PathValue("id"), c.Subject, d, b.Reason)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, Created{Request: req})
+	return nil
+}
+
+// RevokeBody is the body of POST /v1/grants/{id}/revoke.
+type RevokeBody struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request, c caller) error {
+	var b RevokeBody
+	if err := decode(w, r, &b); err != nil {
+		return err
+	}
+	if strings.TrimSpace(b.Reason) == "" {
+		return errInvalid("field \"reason\" is required: say why the grant is revoked")
+	}
+	g, err := s.access.Revoke(r.Context(), r.PathValue("id"), c.Subject, b.Reason)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, 200, g)
+	return nil
+}
+
+// mayCheck: admins, auditors and service tokens may ask about anyone; others about themselves.
+func (c caller) mayCheck(subject string) bool {
+	return subject == c.Subject || c.Kind == identity.KindService || c.admin() || c.auditor()
+}
+
+func validQuery(q authz.Query) error {
+	if err := policy.ValidateSubject(q.Subject); err != nil {
+		return errInvalid("field \"subject\": %v", err)
+	}
+	if q.Action == "*" {
+		return errInvalid("field \"action\": ask about one action, not \"*\"")
+	}
+	if err := policy.ValidateAction(q.Action); err != nil {
+		return errInvalid("field \"action\": %v", err)
+	}
+	if err := policy.ValidateResourceName(q.Resource); err != nil {
+		return errInvalid("field \"resource\": %v", err)
+	}
+	return nil
+}
+
+func (s *Server) check(w http.ResponseWriter, r *http.Request, c caller) error {
+	var q authz.Query
+	if err := decode(w, r, &q); err != nil {
+		return err
+	}
+	if err := validQuery(q); err != nil {
+		return err
+	}
+	if !c.mayCheck(q.Subject) {
+		return errForbidden("%s may only check their own access; checking %s needs an admin, auditor or service token", c.Subject, q.Subject)
+	}
+	d := s.index.Check(q)
+	s.m.decision(d)
+	if d.Unavailable {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": &Error{Code: CodeUnavailable, Message: d.Reason}, "decision": d})
+		return nil
+	}
+	writeJSON(w, 200, d)
+	return nil
+}
+
+// BatchBody is the body of POST /v1/check/batch.
+type BatchBody struct {
+	Checks []authz.Query `json:"checks"`
+}
+
+// MaxBatch bounds a batch check.
+const MaxBatch = 1000
+
+func (s *Server) checkBatch(w http.ResponseWriter, r *http.Request, c caller) error {
+	var b BatchBody
+	if err := decode(w, r, &b); err != nil {
+		return err
+	}
+	if len(b.Checks) == 0 || len(b.Checks) > MaxBatch {
+		return errInvalid("field \"checks\" must hold 1 to %d queries", MaxBatch)
+	}
+	for i, q := range b.Checks {
+		if err := validQuery(q); err != nil {
+			return errInvalid("checks[%d]: %s", i, err.Error())
+		}
+		if !c.mayCheck(q.Subject) {
+			return errForbidden("checks[%d]: %s may only check their own access", i, c.Subject)
+		}
+	}
+	ds := s.index.CheckBatch(b.Checks)
+	status := 200
+	for _, d := range ds {
+		s.m.decision(d)
+		if d.Unavailable {
+			status = http.StatusServiceUnavailable
+		}
+	}
+	writeJSON(w, status, map[string]any{"decisions": ds})
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

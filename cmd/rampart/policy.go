@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"rampart.dev/rampart/internal/output"
+	"rampart.dev/rampart/policy"
+)
+
+func newPolicyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Validate policy files and explain what a request would need"}
+	validate := &cobra.Command{
+		Use:   "validate DIR",
+		Short: "Validate a policy directory; every error with file:line:column and field",
+		Long:  "Validate every *.yaml / *.yml file under DIR, offline. Prints every error (file:line:column: field: message) and exits 1 if there is any; for CI.",
+		Args:  exactArgs("DIR"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if fi, err := os.Stat(args[0]); err != nil || !fi.IsDir() {
+				return usageErr("%s is not a directory", args[0])
+			}
+			p, err := policy.Load(os.DirFS(args[0]))
+			if err != nil {
+				return fmt.Errorf("policy %s is invalid:\n%w", args[0], err)
+			}
+			summary := map[string]any{"valid": true, "digest": p.Digest, "groups": len(p.Groups()), "resources": len(p.Resources()),
+				"roles": len(p.Roles()), "approval_policies": len(p.ApprovalPolicies()), "standing_bindings": len(p.StandingBindings())}
+			return output.Print(os.Stdout, g.output, summary, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "OK: %s is valid: %d groups, %d resources, %d roles, %d approval policies, %d standing bindings (digest %s)\n",
+					args[0], len(p.Groups()), len(p.Resources()), len(p.Roles()), len(p.ApprovalPolicies()), len(p.StandingBindings()), p.Digest[:12])
+			})
+		},
+	}
+	var requester, role, dir string
+	explain := &cobra.Command{
+		Use:   "explain --requester NAME --role ROLE [--policy DIR]",
+		Short: "Dry run: what approval a request would need, who is eligible, allowed durations",
+		Long:  "Explain what a request by --requester for --role would need under the policy: offline with --policy DIR, otherwise from the server's policy in force.",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if role == "" || requester == "" {
+				return usageErr("--requester and --role are required")
+			}
+			var e policy.Explanation
+			if dir != "" {
+				p, err := policy.Load(os.DirFS(dir))
+				if err != nil {
+					return fmt.Errorf("policy %s is invalid:\n%w", dir, err)
+				}
+				ep, err := p.Explain(requester, role)
+				if err != nil {
+					return err
+				}
+				e = *ep
+			} else {
+				c, err := g.client()
+				if err != nil {
+					return err
+				}
+				if e, err = c.Explain(cmd.Context(), requester, role); err != nil {
+					return err
+				}
+			}
+			return output.Print(os.Stdout, g.output, e, func(tw *tabwriter.Writer) { printExplanation(tw, e) })
+		},
+	}
+	explain.Flags().StringVar(&requester, "requester", "", "who would ask")
+	explain.Flags().StringVar(&role, "role", "", "the role asked for")
+	explain.Flags().StringVar(&dir, "policy", "", "explain from this policy directory instead of the server")
+	cmd.AddCommand(validate, explain)
+	return cmd
+}
+
+func printExplanation(tw *tabwriter.Writer, e policy.Explanation) {
+	var res []string
+	for _, r := range e.Resources {
+		res = append(res, r.Name+" ("+r.Sensitivity+")")
+	}
+	fmt.Fprintf(tw, "A request by %s for role %s\n", e.Requester, e.Role)
+	fmt.Fprintf(tw, "  reaches:\t%s\n", strings.Join(res, ", "))
+	fmt.Fprintf(tw, "  approval policy:\t%s (strictest of: %s)\n", e.Policy, strings.Join(e.Matched, ", "))
+	fmt.Fprintf(tw, "  needs, all of:\t\n")
+	for i, st := range e.Steps {
+		name := st.Name
+		if name == "" {
+			name = fmt.Sprintf("step %d", i+1)
+		}
+		eligible := strings.Join(st.Eligible, ", ")
+		if eligible == "" {
+			eligible = "NOBODY"
+		}
+		fmt.Fprintf(tw, "    %s:\t%d of %s; eligible: %s\n", name, st.Count, strings.Join(st.From, ", "), eligible)
+		for _, x := range st.Excluded {
+			fmt.Fprintf(tw, "    \t  not %s: %s\n", x.Approver, x.Why)
+		}
+	}
+	fmt.Fprintf(tw, "  never counted:\t%s\n", strings.Join(e.Exclusions, ", "))
+	fmt.Fprintf(tw, "  duration:\t%s to %s (default %s); pending requests lapse after %s\n", e.MinDuration, e.MaxDuration, e.Default, e.RequestTTL)
+	fmt.Fprintf(tw, "  reason required:\t%v\n  renewable:\t%v\n  denials that end it:\t%d\n  break-glass:\t%s\n", e.Reason, e.Renewable, e.DenyCount, e.BreakGlass)
+	for _, c := range e.Conditions {
+		fmt.Fprintf(tw, "  condition:\t%s\n", c)
+	}
+	if !e.Satisfiable {
+		fmt.Fprintf(tw, "  WARNING:\tthe eligible approvers cannot satisfy every step: this request could never be approved\n")
+	}
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"rampart.dev/rampart/api"
+	"rampart.dev/rampart/internal/demo"
+	"rampart.dev/rampart/server"
+)
+
+func newDevCmd() *cobra.Command {
+	var addr, data, policyDir string
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole control plane locally on embedded SQLite with a demo policy",
+		Long: `Run the whole control plane on this machine: embedded SQLite in --data, the demo policy
+(or --policy DIR), a development login (POST /v1/dev/login) that issues tokens for the policy's
+users, and the background jobs. For a first look and for development only: it listens on
+loopback and refuses other addresses.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return usageErr("--addr %q is not host:port", addr)
+			}
+			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				return usageErr("--addr %s: rampart dev hands out tokens to anyone who asks, so it only listens on loopback (127.0.0.1, ::1 or localhost)", addr)
+			}
+			cfg := server.Config{Listen: addr, DataDir: data, PolicyDir: policyDir, Dev: true, Ledger: server.LedgerConfig{Origin: "rampart-dev"}}
+			if policyDir == "" {
+				cfg.PolicyFS = demo.Policy()
+			}
+			return serve(cmd.Context(), cfg, true)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8470", "address to listen on (loopback only)")
+	cmd.Flags().StringVar(&data, "data", ".rampart-dev", "directory for the database, ledger key and pinned checkpoint")
+	cmd.Flags().StringVar(&policyDir, "policy", "", "policy directory (default: the embedded demo policy)")
+	return cmd
+}
+
+func newServerCmd() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "server --config FILE",
+		Short: "Run the control plane in production mode",
+		Long: `Run the control plane from a configuration file (see docs/operations.md): PostgreSQL or
+SQLite, the policy directory, TLS, the ledger key. Send SIGHUP to reload the policy; an invalid
+policy is refused and the old one stays in force.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if configPath == "" {
+				return usageErr("--config is required")
+			}
+			cfg, err := server.LoadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, false)
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "configuration file (YAML)")
+	return cmd
+}
+
+func serve(ctx context.Context, cfg server.Config, banner bool) error {
+	in, err := server.Start(ctx, cfg, server.Options{})
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another rampart already running? choose another with --addr)", cfg.Listen, err)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := in.ReloadPolicy(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "rampart: policy reload refused:", err)
+			}
+		}
+	}()
+	if banner {
+		printBanner(cfg, ln.Addr().String())
+	}
+	return in.Serve(ctx, ln)
+}
+
+func printBanner(cfg server.Config, addr string) {
+	pol := "embedded demo policy"
+	if cfg.PolicyDir != "" {
+		pol = cfg.PolicyDir
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nRampart dev control plane on http://%s\n", addr)
+	fmt.Fprintf(&b, "  data:   %s (SQLite, ledger key, pinned checkpoint)\n  policy: %s\n\n", cfg.DataDir, pol)
+	if cfg.PolicyDir == "" {
+		b.WriteString("Demo users (log in with: rampart login --dev --user NAME):\n")
+		for _, u := range demo.Users {
+			fmt.Fprintf(&b, "  %-6s %-30s %s\n", u.Name, u.Groups, u.Role)
+		}
+		b.WriteString(`
+Try, in another terminal:
+  go build -o rampart ./cmd/rampart
+  ./rampart login --dev --user alice
+  ./rampart request create --role weights-reader-frontier-7 --reason "eval run 4411" --duration 2h
+  RAMPART_TOKEN=$(./rampart login --dev --user bob --print-token) ./rampart request approve <ID>
+  RAMPART_TOKEN=$(./rampart login --dev --user dave --print-token) ./rampart request approve <ID>
+  ./rampart check alice read weights/frontier-7
+  ./rampart audit verify
+`)
+	}
+	fmt.Fprintf(&b, "\nDev tokens last %s. Stop with Ctrl-C; state stays in %s.\n\n", api.DevTokenTTL, cfg.DataDir)
+	fmt.Print(b.String())
+}

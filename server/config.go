@@ -1,0 +1,117 @@
+package server
+
+import (
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"time"
+
+	"rampart.dev/rampart/internal/strictyaml"
+	"rampart.dev/rampart/policy"
+)
+
+// Config is the server configuration file (YAML), read by `rampart server --config FILE`.
+type Config struct {
+	// Listen is the address to serve on. Default 127.0.0.1:8470.
+	Listen string `yaml:"listen"`
+	// DataDir holds the ledger signing key, the pinned checkpoint and (for SQLite) the database.
+	DataDir string `yaml:"data_dir"`
+	// PolicyDir is the policy repository checkout.
+	PolicyDir string       `yaml:"policy_dir"`
+	Store     StoreConfig  `yaml:"store"`
+	Ledger    LedgerConfig `yaml:"ledger"`
+	TLS       TLSConfig    `yaml:"tls"`
+	// IndexMaxStaleness is how long decisions may go without a successful store sync before
+	// they fail closed. Default 5s.
+	IndexMaxStaleness policy.Duration `yaml:"index_max_staleness"`
+
+	// Dev enables the development login; set only by `rampart dev`.
+	Dev bool `yaml:"-"`
+	// PolicyFS, if set, is used instead of PolicyDir (the embedded demo policy).
+	PolicyFS fs.FS `yaml:"-"`
+}
+
+// StoreConfig selects the database.
+type StoreConfig struct {
+	// Driver is "sqlite" (default) or "postgres".
+	Driver string `yaml:"driver"`
+	// Path is the SQLite file; default <data_dir>/rampart.db.
+	Path string `yaml:"path"`
+	// DSN is the PostgreSQL connection string. It may be given as $RAMPART_POSTGRES_DSN instead,
+	// to keep the password out of the file.
+	DSN string `yaml:"dsn"`
+}
+
+// LedgerConfig names the ledger and its key.
+type LedgerConfig struct {
+	// Origin names the ledger in its checkpoints when a new key is created. Default "rampart".
+	Origin string `yaml:"origin"`
+	// SigningKeyFile overrides the policy's Settings.signing_key.
+	SigningKeyFile string `yaml:"signing_key_file"`
+}
+
+// TLSConfig enables HTTPS.
+type TLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// LoadConfig reads and validates a configuration file. Errors name the file, line and field.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	nodes, err := strictyaml.SplitDocuments(path, data)
+	if err != nil {
+		return Config{}, err
+	}
+	if len(nodes) != 1 {
+		return Config{}, fmt.Errorf("%s: want exactly one YAML document, found %d", path, len(nodes))
+	}
+	var c Config
+	doc := &strictyaml.Document{File: path}
+	doc.Decode("", nodes[0], &c)
+	if len(doc.Errs) == 0 {
+		c.validate(doc)
+	}
+	if err := doc.Errs.Err(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func (c *Config) validate(doc *strictyaml.Document) {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8470"
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		doc.Errorf("listen", "%q is not host:port", c.Listen)
+	}
+	if c.DataDir == "" {
+		doc.Errorf("data_dir", "data_dir is required: the directory for the ledger key and pinned checkpoint")
+	}
+	if c.PolicyDir == "" {
+		doc.Errorf("policy_dir", "policy_dir is required: the directory of policy YAML files")
+	}
+	switch c.Store.Driver {
+	case "", "sqlite":
+		c.Store.Driver = "sqlite"
+		if c.Store.DSN != "" {
+			doc.Errorf("store.dsn", "dsn is for the postgres driver; SQLite uses store.path")
+		}
+	case "postgres":
+		if c.Store.DSN == "" && os.Getenv("RAMPART_POSTGRES_DSN") == "" {
+			doc.Errorf("store.dsn", "the postgres driver needs store.dsn or $RAMPART_POSTGRES_DSN")
+		}
+	default:
+		doc.Errorf("store.driver", "unknown driver %q; use sqlite or postgres", c.Store.Driver)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		doc.Errorf("tls", "set both cert_file and key_file, or neither")
+	}
+	if c.IndexMaxStaleness != 0 && c.IndexMaxStaleness.Std() < time.Second {
+		doc.Errorf("index_max_staleness", "must be at least 1s")
+	}
+}

@@ -1,0 +1,334 @@
+// Package server assembles a running control plane from its parts: store, ledger, policy,
+// workflow, decision index, token authentication and the HTTP API, plus the background jobs
+// (index sync, expiry sweep, checkpoints). `rampart server` and `rampart dev` both run it.
+//
+// Start refuses to serve when the ledger does not verify against its signed checkpoints
+// (invariant 5), when the policy does not validate, or when the store cannot be opened.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"rampart.dev/rampart/access"
+	"rampart.dev/rampart/api"
+	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/policy"
+	"rampart.dev/rampart/store/postgres"
+	"rampart.dev/rampart/store/sqlite"
+	"rampart.dev/rampart/store/sqlstore"
+)
+
+// Instance is a started control plane.
+type Instance struct {
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+	Store  *sqlstore.DB
+	Ledger *audit.Ledger
+	Access *access.Service
+	Index  *authz.Index
+	Tokens *identity.Tokens
+	API    *api.Server
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	polMu  sync.Mutex
+}
+
+// Options are for tests: an injected clock and faster job intervals.
+type Options struct {
+	Now           func() time.Time
+	Logger        *slog.Logger
+	SyncInterval  time.Duration
+	SweepInterval time.Duration
+}
+
+// Start opens everything, verifies the ledger, loads the policy and starts the background jobs.
+func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = 500 * time.Millisecond
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = time.Second
+	}
+	in := &Instance{cfg: cfg, log: o.Logger, now: o.Now}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	}
+	pol, origin, err := in.readPolicy()
+	if err != nil {
+		return nil, err
+	}
+	if in.Store, err = OpenStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			in.Store.Close()
+		}
+	}()
+	if err := in.openLedger(ctx, pol); err != nil {
+		return nil, err
+	}
+	in.Access = access.New(in.Store, pol, access.Options{Now: o.Now, Logger: o.Logger})
+	if err := in.Access.LoadPolicy(ctx, pol, audit.SystemActor, origin); err != nil {
+		return nil, fmt.Errorf("record policy load: %w", err)
+	}
+	in.Index = authz.New(in.Store, pol, authz.Options{Now: o.Now, MaxStaleness: cfg.IndexMaxStaleness.Std(), Logger: o.Logger})
+	in.Access.OnGrantChange(in.Index.Apply)
+	if err := in.Index.Load(ctx); err != nil {
+		return nil, fmt.Errorf("load decision index: %w", err)
+	}
+	in.Tokens = &identity.Tokens{Store: in.Store, Now: o.Now}
+	in.API = api.New(api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens,
+		Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger})
+
+	jobCtx, cancel := context.WithCancel(context.Background())
+	in.cancel = cancel
+	in.every(jobCtx, "index sync", 0, func(ctx context.Context) error { in.Index.Run(ctx, o.SyncInterval); return nil })
+	in.every(jobCtx, "expiry sweep", o.SweepInterval, func(ctx context.Context) error {
+		n, err := in.Access.Sweep(ctx)
+		if n > 0 {
+			in.log.Info("expired", "count", n)
+		}
+		return err
+	})
+	interval := pol.Settings().CheckpointInterval.Std()
+	in.every(jobCtx, "checkpoint", interval, func(ctx context.Context) error {
+		_, _, err := in.Ledger.Checkpoint(ctx)
+		return err
+	})
+	ok = true
+	return in, nil
+}
+
+// every runs fn every interval until the instance closes (interval 0: run fn once, it loops).
+func (in *Instance) every(ctx context.Context, name string, interval time.Duration, fn func(context.Context) error) {
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		if interval == 0 {
+			_ = fn(ctx)
+			return
+		}
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := fn(ctx); err != nil && ctx.Err() == nil {
+					in.log.Error("background job failed", "job", name, "err", err)
+				}
+			}
+		}
+	}()
+}
+
+func (in *Instance) readPolicy() (*policy.Policy, string, error) {
+	fsys, origin := in.cfg.PolicyFS, "embedded demo policy"
+	if fsys == nil {
+		abs, err := filepath.Abs(in.cfg.PolicyDir)
+		if err != nil {
+			return nil, "", err
+		}
+		fsys, origin = os.DirFS(abs), abs
+	}
+	pol, err := policy.Load(fsys)
+	if err != nil {
+		return nil, "", fmt.Errorf("policy %s does not validate:\n%w", origin, err)
+	}
+	return pol, origin, nil
+}
+
+// ReloadPolicy re-reads the policy; an invalid policy is refused and the old one stays.
+func (in *Instance) ReloadPolicy(ctx context.Context) error {
+	in.polMu.Lock()
+	defer in.polMu.Unlock()
+	pol, origin, err := in.readPolicy()
+	if err != nil {
+		return err
+	}
+	if err := in.Access.LoadPolicy(ctx, pol, audit.SystemActor, origin); err != nil {
+		return err
+	}
+	in.Index.SetPolicy(pol)
+	in.log.Info("policy reloaded", "digest", pol.Digest, "origin", origin)
+	return nil
+}
+
+// OpenStore opens the configured store.
+func OpenStore(ctx context.Context, cfg Config) (*sqlstore.DB, error) {
+	switch cfg.Store.Driver {
+	case "postgres":
+		dsn := cfg.Store.DSN
+		if dsn == "" {
+			dsn = os.Getenv("RAMPART_POSTGRES_DSN")
+		}
+		return postgres.Open(ctx, dsn)
+	default:
+		path := cfg.Store.Path
+		if path == "" {
+			path = filepath.Join(cfg.DataDir, "rampart.db")
+		}
+		return sqlite.Open(ctx, path)
+	}
+}
+
+// keyPath resolves the signing key file: config, then policy settings, then the default.
+func (in *Instance) keyPath(pol *policy.Policy) string {
+	p := in.cfg.Ledger.SigningKeyFile
+	if p == "" {
+		p = pol.Settings().SigningKey
+	}
+	if p == "" {
+		p = "ledger.key"
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(in.cfg.DataDir, p)
+	}
+	return p
+}
+
+func (in *Instance) openLedger(ctx context.Context, pol *policy.Policy) error {
+	path := in.keyPath(pol)
+	key, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		size, serr := in.Store.LedgerSize(ctx)
+		if serr != nil {
+			return fmt.Errorf("read ledger size: %w", serr)
+		}
+		if size > 0 {
+			return fmt.Errorf("the ledger signing key %s is missing but the ledger already holds %d entries; restore the key from backup (a new key could not vouch for existing history)", path, size)
+		}
+		origin := in.cfg.Ledger.Origin
+		if origin == "" {
+			origin = "rampart"
+		}
+		skey, _, gerr := audit.GenerateKey(origin)
+		if gerr != nil {
+			return gerr
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, []byte(skey+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write new ledger signing key: %w", err)
+		}
+		key = []byte(skey)
+		in.log.Info("created ledger signing key", "path", path, "origin", origin)
+	case err != nil:
+		return fmt.Errorf("read ledger signing key: %w", err)
+	default:
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return fmt.Errorf("ledger signing key %s is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
+		}
+	}
+	pin := filePin(filepath.Join(in.cfg.DataDir, "ledger.checkpoint"))
+	l, err := audit.Open(ctx, audit.Options{Store: in.Store, SigningKey: strings.TrimSpace(string(key)), Pin: pin, Logger: in.log})
+	if err != nil {
+		var te *audit.TamperError
+		var se *audit.SequenceError
+		if errors.As(err, &te) || errors.As(err, &se) {
+			return fmt.Errorf("refusing to serve: %w; the stored history no longer matches what was signed: restore the database from a backup and investigate who changed it", err)
+		}
+		return fmt.Errorf("refusing to serve: %w", err)
+	}
+	in.Ledger = l
+	return nil
+}
+
+// filePin keeps the newest checkpoint in a file beside the signing key.
+type filePin string
+
+func (p filePin) Load() ([]byte, error) {
+	b, err := os.ReadFile(string(p))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func (p filePin) Save(b []byte) error {
+	tmp := string(p) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, string(p))
+}
+
+// Ready reports whether decisions and changes can be served.
+func (in *Instance) Ready() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := in.Store.Ping(ctx); err != nil {
+		return fmt.Errorf("store unreachable: %w", err)
+	}
+	return in.Index.Health()
+}
+
+// Handler is the HTTP handler.
+func (in *Instance) Handler() http.Handler { return in.API.Handler() }
+
+// Serve serves HTTP (or HTTPS when configured) on ln until ctx ends, then shuts down gracefully.
+func (in *Instance) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           in.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(in.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if in.cfg.TLS.CertFile != "" {
+			errc <- srv.ServeTLS(ln, in.cfg.TLS.CertFile, in.cfg.TLS.KeyFile)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// Close stops the background jobs, issues a final checkpoint and closes the store.
+func (in *Instance) Close() error {
+	in.cancel()
+	in.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, _, err := in.Ledger.Checkpoint(ctx); err != nil {
+		in.log.Warn("final checkpoint failed", "err", err)
+	}
+	return in.Store.Close()
+}
