@@ -23,6 +23,7 @@ func requestEvent(code, activity string, r Request, actor, msg string, details m
 		"requester":   r.Requester,
 		"beneficiary": r.Beneficiary,
 		"role":        r.Role,
+		"reason":      r.Reason,
 		"state":       string(r.State),
 		"duration":    r.Duration.String(),
 	}

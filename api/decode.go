@@ -103,10 +103,12 @@ func decode(w http.ResponseWriter, r *http.Request, dst any) error {
 		}
 	}
 	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	return decodeBody(body, dst)
+	return DecodeJSON(body, dst)
 }
 
-func decodeBody(body io.Reader, dst any) error {
+// DecodeJSON decodes exactly one JSON value from body into dst, refusing unknown fields and
+// trailing data. Errors are *Error values with a 4xx status and a message naming the problem.
+func DecodeJSON(body io.Reader, dst any) error {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
@@ -127,6 +129,8 @@ func bodyError(err error) *Error {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("request body is over the %d byte limit", MaxBodyBytes)}
 	case errors.Is(err, io.EOF):
 		return errInvalid("request body is empty; send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errInvalid("request body is not valid JSON: it ends in the middle of a value")
 	case errors.As(err, &syn):
 		return errInvalid("request body is not valid JSON at byte %d: %v", syn.Offset, syn)
 	case errors.As(err, &typ):

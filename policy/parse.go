@@ -135,7 +135,7 @@ func Parse(files []File) (*Policy, error) {
 	for _, d := range docs {
 		errs = append(errs, d.Errs...)
 	}
-	if len(errs) == 0 && p.settings == nil {
+	if p.settings == nil {
 		errs = append(errs, &strictyaml.Error{File: "(policy)", Msg: "no Settings document; add one (kind: Settings) naming at least admin_group"})
 	}
 	if len(errs) > 0 {

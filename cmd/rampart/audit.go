@@ -148,7 +148,7 @@ public key is printed on standard error.`,
 
 // readKey accepts a key or a file holding one.
 func readKey(s string) (string, error) {
-	if strings.Count(s, "+") >= 2 && !strings.ContainsAny(s, "/\n") {
+	if _, err := audit.NewVerifier(s); err == nil {
 		return s, nil
 	}
 	b, err := os.ReadFile(s)

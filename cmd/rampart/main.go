@@ -89,7 +89,10 @@ Start a local control plane with 'rampart dev', then use the other commands agai
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return output.Check(g.output)
+			if err := output.Check(g.output); err != nil {
+				return &codeError{code: exitUsage, err: err}
+			}
+			return nil
 		},
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &codeError{code: exitUsage, err: err} })

@@ -1,0 +1,325 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"rampart.dev/rampart/access"
+	"rampart.dev/rampart/api"
+	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/internal/demo"
+	"rampart.dev/rampart/server"
+)
+
+// rig is a real control plane (SQLite, demo policy, dev login) behind an HTTP test server.
+type rig struct {
+	t   *testing.T
+	in  *server.Instance
+	srv *httptest.Server
+}
+
+func newRig(t *testing.T, dev bool) *rig {
+	t.Helper()
+	cfg := server.Config{DataDir: t.TempDir(), PolicyFS: demo.Policy(), Dev: dev, Store: server.StoreConfig{Driver: "sqlite"}}
+	in, err := server.Start(context.Background(), cfg, server.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(in.Handler())
+	t.Cleanup(func() { srv.Close(); in.Close() })
+	return &rig{t: t, in: in, srv: srv}
+}
+
+func (r *rig) client(user string) *api.Client {
+	r.t.Helper()
+	secret, _, err := r.in.Tokens.Issue(context.Background(), user, "user", "test", user, time.Hour)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return api.NewClient(r.srv.URL, secret)
+}
+
+// raw sends a request and returns status and decoded body.
+func (r *rig) raw(method, path, token, contentType string, body []byte) (int, map[string]any) {
+	r.t.Helper()
+	req, _ := http.NewRequest(method, r.srv.URL+path, bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return resp.StatusCode, m
+}
+
+func errMsg(m map[string]any) string {
+	e, _ := m["error"].(map[string]any)
+	s, _ := e["message"].(string)
+	return s
+}
+
+func (r *rig) ledgerSize() uint64 {
+	r.t.Helper()
+	if err := r.in.Ledger.Sync(context.Background()); err != nil {
+		r.t.Fatal(err)
+	}
+	return r.in.Ledger.Size()
+}
+
+func TestWalkthroughOverHTTP(t *testing.T) {
+	r := newRig(t, true)
+	ctx := context.Background()
+	alice := api.NewClient(r.srv.URL, "")
+	tok, err := alice.DevLogin(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.Token = tok.Token
+	c, err := alice.CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Reason: "eval run 4411", Duration: "2h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.Request.ID
+	for _, u := range []string{"bob", "dave"} {
+		if _, err := r.client(u).Review(ctx, id, access.Approve, api.ReviewBody{}); err != nil {
+			t.Fatalf("%s approves: %v", u, err)
+		}
+	}
+	d, err := alice.Check(ctx, authz.Query{Subject: "alice", Action: "read", Resource: "weights/frontier-7"})
+	if err != nil || !d.Allowed || d.GrantID == "" {
+		t.Fatalf("check: %+v %v", d, err)
+	}
+	v, err := alice.GetRequest(ctx, id)
+	if err != nil || v.Request.State != access.Approved || v.Grant == nil || v.Request.Duration != 2*time.Hour {
+		t.Fatalf("view: %+v %v", v, err)
+	}
+	// A non-auditor verifies checkpoints and consistency; an auditor re-hashes every entry.
+	rep, err := api.VerifyLedger(ctx, alice, "", nil)
+	if err != nil || rep.Full {
+		t.Fatalf("alice verify: %+v %v", rep, err)
+	}
+	rep2, err := api.VerifyLedger(ctx, r.client("erin"), rep.Key, rep.Signed)
+	if err != nil || !rep2.Full || rep2.Previous == nil {
+		t.Fatalf("erin verify: %+v %v", rep2, err)
+	}
+}
+
+func TestDevLoginOnlyInDevMode(t *testing.T) {
+	r := newRig(t, false)
+	status, _ := r.raw("POST", "/v1/dev/login", "", "application/json", []byte(`{"user":"alice"}`))
+	if status != http.StatusNotFound {
+		t.Fatalf("dev login outside dev mode answered %d", status)
+	}
+	d := newRig(t, true)
+	status, m := d.raw("POST", "/v1/dev/login", "", "application/json", []byte(`{"user":"mallory"}`))
+	if status != http.StatusBadRequest || !strings.Contains(errMsg(m), "not a user of the loaded policy") {
+		t.Fatalf("dev login for a stranger: %d %v", status, m)
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	r := newRig(t, false)
+	for _, tok := range []string{"", "nonsense", "rpt_unknown", "rpt_" + strings.Repeat("a", 500)} {
+		status, m := r.raw("GET", "/v1/whoami", tok, "", nil)
+		if status != http.StatusUnauthorized || errMsg(m) == "" {
+			t.Fatalf("token %.20q: %d %v", tok, status, m)
+		}
+	}
+	// A revoked token is refused on the very next call.
+	secret, tk, _ := r.in.Tokens.Issue(context.Background(), "alice", "user", "", "alice", time.Hour)
+	if status, _ := r.raw("GET", "/v1/whoami", secret, "", nil); status != 200 {
+		t.Fatalf("fresh token: %d", status)
+	}
+	if err := r.in.Tokens.Revoke(context.Background(), tk.ID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if status, m := r.raw("GET", "/v1/whoami", secret, "", nil); status != http.StatusUnauthorized || !strings.Contains(errMsg(m), "revoked") {
+		t.Fatalf("revoked token: %d %v", status, m)
+	}
+}
+
+// Invariant 7: hostile input is refused with a precise 4xx and changes nothing.
+func TestHostileInput(t *testing.T) {
+	r := newRig(t, false)
+	secret := r.client("alice").Token
+	cases := []struct {
+		name, method, path, ctype string
+		body                      []byte
+		status                    int
+		want                      string
+	}{
+		{"oversized", "POST", "/v1/requests", "application/json", append([]byte(`{"role":"weights-reader-frontier-7","reason":"`), append(bytes.Repeat([]byte("a"), 2<<20), []byte(`"}`)...)...), 413, "byte limit"},
+		{"bad JSON", "POST", "/v1/requests", "application/json", []byte(`{"role":`), 400, "not valid JSON"},
+		{"empty body", "POST", "/v1/requests", "application/json", nil, 400, "empty"},
+		{"unknown field", "POST", "/v1/requests", "application/json", []byte(`{"role":"weights-reader-frontier-7","reason":"x","grant_now":true}`), 400, `unknown field "grant_now"`},
+		{"wrong type", "POST", "/v1/requests", "application/json", []byte(`{"role":7,"reason":"x"}`), 400, `field "role" must be string`},
+		{"two values", "POST", "/v1/requests", "application/json", []byte(`{"role":"a","reason":"x"}{"role":"b"}`), 400, "after the JSON value"},
+		{"form post", "POST", "/v1/requests", "application/x-www-form-urlencoded", []byte(`role=x`), 415, "application/json"},
+		{"bad duration", "POST", "/v1/requests", "application/json", []byte(`{"role":"weights-reader-frontier-7","reason":"x","duration":"forever"}`), 400, "not a positive duration"},
+		{"negative duration", "POST", "/v1/requests", "application/json", []byte(`{"role":"weights-reader-frontier-7","reason":"x","duration":"-1h"}`), 400, "not a positive duration"},
+		{"path trick beneficiary", "POST", "/v1/requests", "application/json", []byte(`{"role":"weights-reader-frontier-7","reason":"x","beneficiary":"../../etc/passwd"}`), 400, "beneficiary"},
+		{"path trick check", "POST", "/v1/check", "application/json", []byte(`{"subject":"alice","action":"read","resource":"weights/frontier-7/../../secrets"}`), 400, `".." segment`},
+		{"encoded dots", "POST", "/v1/check", "application/json", []byte(`{"subject":"alice","action":"read","resource":"weights/%2e%2e/x"}`), 400, "resource"},
+		{"wildcard action", "POST", "/v1/check", "application/json", []byte(`{"subject":"alice","action":"*","resource":"weights/frontier-7"}`), 400, "one action"},
+		{"huge batch", "POST", "/v1/check/batch", "application/json", []byte(`{"checks":[]}`), 400, "1 to 1000"},
+		{"bad limit", "GET", "/v1/requests?limit=100000", "", nil, 400, "limit"},
+		{"bad page token", "GET", "/v1/requests?page_token=bm9wZQ", "", nil, 400, "page_token"},
+		{"bad state", "GET", "/v1/requests?state=hacked", "", nil, 400, "unknown state"},
+		{"bad scope", "GET", "/v1/requests?scope=everything", "", nil, 400, "unknown scope"},
+		{"no route", "GET", "/v1/../../etc/passwd", "", nil, 404, ""},
+		{"control chars", "POST", "/v1/requests", "application/json", []byte(`{"role":"weights-reader-frontier-7","reason":"a\u001b[31mb"}`), 400, "control character"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := r.ledgerSize()
+			status, m := r.raw(c.method, c.path, secret, c.ctype, c.body)
+			if c.name == "no route" {
+				// The client cleans the path; the server must simply not serve anything else.
+				if status == 200 {
+					t.Fatalf("served %v", m)
+				}
+				return
+			}
+			if status != c.status || !strings.Contains(errMsg(m), c.want) {
+				t.Fatalf("got %d %q, want %d containing %q", status, errMsg(m), c.status, c.want)
+			}
+			if code, _ := m["error"].(map[string]any)["code"].(string); code == "" {
+				t.Fatalf("no error code in %v", m)
+			}
+			if after := r.ledgerSize(); after != before {
+				t.Fatalf("hostile input changed the ledger (%d → %d)", before, after)
+			}
+		})
+	}
+	rs, _ := r.in.Store.ListRequests(context.Background(), access.RequestFilter{})
+	if len(rs) != 0 {
+		t.Fatalf("hostile input created %d requests", len(rs))
+	}
+}
+
+func TestAPIAuthorization(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	alice, bob, erin := r.client("alice"), r.client("bob"), r.client("erin")
+	// Checking someone else needs admin, auditor or a service token.
+	q := authz.Query{Subject: "bob", Action: "read", Resource: "weights/frontier-7"}
+	if _, err := alice.Check(ctx, q); !api.IsStatus(err, 403) {
+		t.Fatalf("alice checked bob: %v", err)
+	}
+	if _, err := erin.Check(ctx, q); err != nil {
+		t.Fatalf("auditor check: %v", err)
+	}
+	svcSecret, _, _ := r.in.Tokens.Issue(ctx, "service:admission", "service", "", "erin", time.Hour)
+	if _, err := api.NewClient(r.srv.URL, svcSecret).Check(ctx, q); err != nil {
+		t.Fatalf("service check: %v", err)
+	}
+	// Ledger entries: admins and auditors only.
+	if err := alice.Entries(ctx, 0, 10, func(uint64, []byte) error { return nil }); !api.IsStatus(err, 403) {
+		t.Fatalf("alice read entries: %v", err)
+	}
+	if err := erin.Entries(ctx, 0, 10, func(uint64, []byte) error { return nil }); err != nil {
+		t.Fatalf("auditor read entries: %v", err)
+	}
+	// Only eligible approvers review; outsiders cannot even see the request.
+	c, err := alice.CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Reason: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.client("mallory").GetRequest(ctx, c.Request.ID); !api.IsStatus(err, 404) {
+		t.Fatalf("outsider saw the request: %v", err)
+	}
+	if _, err := alice.Review(ctx, c.Request.ID, access.Approve, api.ReviewBody{}); !api.IsStatus(err, 403) {
+		t.Fatalf("self approval: %v", err)
+	}
+	if _, err := bob.GetRequest(ctx, c.Request.ID); err != nil {
+		t.Fatalf("approver cannot see the request: %v", err)
+	}
+	// Tokens: users may only issue their own user tokens.
+	if _, err := alice.CreateToken(ctx, api.CreateTokenBody{Subject: "bob"}); !api.IsStatus(err, 403) {
+		t.Fatalf("alice issued bob a token: %v", err)
+	}
+	if _, err := alice.CreateToken(ctx, api.CreateTokenBody{Kind: "service"}); !api.IsStatus(err, 403) {
+		t.Fatalf("alice issued a service token: %v", err)
+	}
+	if _, err := erin.CreateToken(ctx, api.CreateTokenBody{Subject: "service:ci", Kind: "service", TTL: "1h"}); err != nil {
+		t.Fatalf("admin issue: %v", err)
+	}
+}
+
+// Invariant 6 over HTTP: with the store gone, changes answer 503 and checks fail closed.
+func TestStoreOutageOverHTTP(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	alice := r.client("alice")
+	r.in.Store.Close()
+	if _, err := alice.CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Reason: "x"}); !api.IsStatus(err, 503) {
+		t.Fatalf("create during outage: %v", err)
+	}
+	status, m := r.raw("GET", "/readyz", "", "", nil)
+	if status != 503 || !strings.Contains(m["reason"].(string), "store") {
+		t.Fatalf("readyz during outage: %d %v", status, m)
+	}
+}
+
+func TestCheckFailsClosedWhenIndexStale(t *testing.T) {
+	cfg := server.Config{DataDir: t.TempDir(), PolicyFS: demo.Policy(), Store: server.StoreConfig{Driver: "sqlite"}}
+	now := time.Now()
+	clock := func() time.Time { return now }
+	in, err := server.Start(context.Background(), cfg, server.Options{Logger: slog.New(slog.DiscardHandler), Now: clock, SyncInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(in.Handler())
+	defer func() { srv.Close(); in.Close() }()
+	secret, _, _ := in.Tokens.Issue(context.Background(), "alice", "user", "", "alice", 24*time.Hour)
+	c := api.NewClient(srv.URL, secret)
+	q := authz.Query{Subject: "alice", Action: "read", Resource: "namespaces/research-sandbox"}
+	if d, err := c.Check(context.Background(), q); err != nil || !d.Allowed {
+		t.Fatalf("fresh: %+v %v", d, err)
+	}
+	now = now.Add(time.Minute) // no sync has happened for a minute
+	_, err = c.Check(context.Background(), q)
+	if !api.IsStatus(err, 503) || !strings.Contains(err.Error(), "failing closed") {
+		t.Fatalf("stale index: %v", err)
+	}
+}
+
+func FuzzDecodeCreateRequest(f *testing.F) {
+	for _, s := range []string{`{"role":"r","reason":"x"}`, `{"role":"r","reason":"x","duration":"2h","break_glass":true}`, `{`, `[]`, `{"role":null}`, `{"role":"a"}{}`, `"x"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var b api.CreateRequestBody
+		err := api.DecodeJSON(bytes.NewReader(body), &b)
+		if err == nil {
+			// Anything accepted must round-trip through the same strict decoder.
+			out, _ := json.Marshal(b)
+			var b2 api.CreateRequestBody
+			if err := api.DecodeJSON(bytes.NewReader(out), &b2); err != nil || b2 != b {
+				t.Fatalf("accepted %q but its re-encoding %q gives %v %+v", body, out, err, b2)
+			}
+			return
+		}
+		var e *api.Error
+		if !errors.As(err, &e) || e.Status < 400 || e.Status >= 500 || e.Message == "" {
+			t.Fatalf("bad input %q gave %v, want a 4xx with a message", body, err)
+		}
+	})
+}

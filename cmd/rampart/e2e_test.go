@@ -1,0 +1,333 @@
+package main_test
+
+import (
+	"bytes"
+	"database/sql"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"rampart.dev/rampart/internal/testenv"
+)
+
+// The end-to-end tests drive the real binary, as a user would.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rampart-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "rampart")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build rampart: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type cli struct {
+	t    *testing.T
+	addr string
+	env  []string
+}
+
+type result struct {
+	out, err string
+	code     int
+}
+
+func (c *cli) run(extraEnv []string, args ...string) result {
+	c.t.Helper()
+	cmd := exec.Command(binary, append([]string{"--addr", c.addr}, args...)...)
+	cmd.Env = append(append(os.Environ(), c.env...), extraEnv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatal(err)
+	}
+	return result{stdout.String(), stderr.String(), code}
+}
+
+func (c *cli) ok(args ...string) string {
+	c.t.Helper()
+	r := c.run(nil, args...)
+	if r.code != 0 {
+		c.t.Fatalf("rampart %s: exit %d\n%s%s", strings.Join(args, " "), r.code, r.out, r.err)
+	}
+	return r.out
+}
+
+func (c *cli) as(token string, args ...string) result {
+	c.t.Helper()
+	return c.run([]string{"RAMPART_TOKEN=" + token}, args...)
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServer runs the binary with args until the test ends and waits for /readyz.
+func startServer(t *testing.T, addr string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("server output:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			t.Fatalf("server exited early:\n%s", logs.String())
+		default:
+		}
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return cmd
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("server not ready:\n%s", logs.String())
+	return nil
+}
+
+var reqID = regexp.MustCompile(`req_[a-z2-7]{16}`)
+
+// The README's walkthrough, against `rampart dev`.
+func TestDevWalkthrough(t *testing.T) {
+	addr := freeAddr(t)
+	data := filepath.Join(t.TempDir(), "data")
+	startServer(t, addr, "dev", "--addr", addr, "--data", data)
+	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir(), "RAMPART_TOKEN="}}
+
+	if out := c.ok("login", "--dev", "--user", "alice"); !strings.Contains(out, "Logged in") {
+		t.Fatalf("login: %s", out)
+	}
+	out := c.ok("request", "create", "--role", "weights-reader-frontier-7", "--reason", "eval run 4411", "--duration", "2h")
+	id := reqID.FindString(out)
+	if id == "" {
+		t.Fatalf("no request id in %q", out)
+	}
+	// Before approval: denied, exit 3.
+	if r := c.run(nil, "check", "alice", "read", "weights/frontier-7"); r.code != 3 || !strings.Contains(r.out, "DENIED") {
+		t.Fatalf("check before approval: %+v", r)
+	}
+	bob := strings.TrimSpace(c.ok("login", "--dev", "--user", "bob", "--print-token"))
+	dave := strings.TrimSpace(c.ok("login", "--dev", "--user", "dave", "--print-token"))
+	if r := c.as(bob, "request", "approve", id); r.code != 0 || !strings.Contains(r.out, "pending") {
+		t.Fatalf("bob approves: %+v", r)
+	}
+	// Self-approval over the real CLI: refused, 1.
+	if r := c.run(nil, "request", "approve", id); r.code != 1 || !strings.Contains(r.err, "is the requester") {
+		t.Fatalf("alice approves her own request: %+v", r)
+	}
+	if r := c.as(dave, "request", "approve", id); r.code != 0 || !strings.Contains(r.out, "approved") {
+		t.Fatalf("dave approves: %+v", r)
+	}
+	r := c.run(nil, "check", "alice", "read", "weights/frontier-7")
+	if r.code != 0 || !strings.Contains(r.out, "ALLOWED") || !strings.Contains(r.out, "expires:") {
+		t.Fatalf("check after approval: %+v", r)
+	}
+	if r := c.run(nil, "check", "bob", "read", "weights/frontier-7"); r.code != 1 || !strings.Contains(r.err, "may only check their own access") {
+		t.Fatalf("alice checks bob: %+v", r)
+	}
+	if out := c.ok("audit", "verify"); !strings.Contains(out, "OK: ledger rampart-dev verifies") {
+		t.Fatalf("audit verify: %s", out)
+	}
+	// A second verify proves consistency with the first.
+	if out := c.ok("audit", "verify"); !strings.Contains(out, "no history was rewritten") {
+		t.Fatalf("second audit verify: %s", out)
+	}
+	erin := strings.TrimSpace(c.ok("login", "--dev", "--user", "erin", "--print-token"))
+	if r := c.as(erin, "audit", "verify"); r.code != 0 || !strings.Contains(r.out, "re-hashed and match") {
+		t.Fatalf("auditor verify: %+v", r)
+	}
+	// Export and verify offline; then tamper with the export.
+	dir := t.TempDir()
+	entries, cp := filepath.Join(dir, "entries.jsonl"), filepath.Join(dir, "cp.txt")
+	r = c.as(erin, "audit", "export", "--file", entries, "--checkpoint", cp)
+	if r.code != 0 {
+		t.Fatalf("export: %+v", r)
+	}
+	key := regexp.MustCompile(`ledger key: (\S+)`).FindStringSubmatch(r.err)
+	if key == nil {
+		t.Fatalf("no key in %q", r.err)
+	}
+	if out := c.ok("audit", "verify", "--entries", entries, "--checkpoint", cp, "--key", key[1]); !strings.HasPrefix(out, "OK:") {
+		t.Fatalf("offline verify: %s", out)
+	}
+	b, _ := os.ReadFile(entries)
+	_ = os.WriteFile(entries, bytes.Replace(b, []byte(`"eval run 4411"`), []byte(`"eval run 4412"`), 1), 0o600)
+	if r := c.run(nil, "audit", "verify", "--entries", entries, "--checkpoint", cp, "--key", key[1]); r.code != 1 || !strings.Contains(r.err, "does NOT verify") {
+		t.Fatalf("tampered export verified: %+v", r)
+	}
+	// JSON output for scripts.
+	if out := c.ok("-o", "json", "check", "alice", "read", "weights/frontier-7"); !strings.Contains(out, `"allowed": true`) {
+		t.Fatalf("json check: %s", out)
+	}
+	if out := c.as(erin, "audit", "tail", "-n", "3"); !strings.Contains(out.out, "grant.activate") && !strings.Contains(out.out, "token.issue") {
+		t.Fatalf("tail: %+v", out)
+	}
+}
+
+// Usage errors exit 2 and say what to do.
+func TestUsageErrors(t *testing.T) {
+	c := &cli{t: t, addr: "127.0.0.1:1"}
+	for _, args := range [][]string{{"check", "alice"}, {"request", "create", "--bogus"}, {"nonsense"}, {"-o", "xml", "roles"}, {"dev", "--addr", "0.0.0.0:8470"}} {
+		if r := c.run(nil, args...); r.code != 2 || r.err == "" {
+			t.Errorf("rampart %v: exit %d, stderr %q; want 2 with a message", args, r.code, r.err)
+		}
+	}
+	// No server: a clear error, exit 1.
+	if r := c.run([]string{"RAMPART_TOKEN=rpt_x"}, "whoami"); r.code != 1 || !strings.Contains(r.err, "cannot reach the Rampart server") {
+		t.Fatalf("no server: %+v", r)
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	c := &cli{t: t, addr: "127.0.0.1:1"}
+	if out := c.ok("policy", "validate", "../../internal/demo/policy"); !strings.Contains(out, "OK:") {
+		t.Fatalf("demo policy: %s", out)
+	}
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("apiVersion: rampart.dev/v1alpha1\nkind: Role\nmetadata: {name: r}\nspec:\n  rules:\n  - actions: [read]\n    resources: [nowhere/x]\n"), 0o600)
+	r := c.run(nil, "policy", "validate", dir)
+	if r.code != 1 || !strings.Contains(r.err, "bad.yaml:7:") || !strings.Contains(r.err, "spec.rules[0].resources[0]") || !strings.Contains(r.err, "no Settings document") {
+		t.Fatalf("invalid policy: %+v", r)
+	}
+	if out := c.ok("policy", "explain", "--policy", "../../internal/demo/policy", "--requester", "alice", "--role", "weights-reader-frontier-7"); !strings.Contains(out, "eligible: bob, carol") {
+		t.Fatalf("explain: %s", out)
+	}
+}
+
+// A server that finds its ledger edited refuses to start.
+func TestTamperedDatabaseRefused(t *testing.T) {
+	addr := freeAddr(t)
+	data := filepath.Join(t.TempDir(), "data")
+	srv := startServer(t, addr, "dev", "--addr", addr, "--data", data)
+	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir(), "RAMPART_TOKEN="}}
+	c.ok("login", "--dev", "--user", "alice")
+	c.ok("request", "create", "--role", "weights-reader-frontier-7", "--reason", "eval run 4411")
+	c.ok("audit", "checkpoint")
+	_ = srv.Process.Signal(syscall.SIGTERM)
+	waitExit(t, srv)
+
+	db, err := sql.Open("sqlite", filepath.Join(data, "rampart.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Exec(`UPDATE ledger SET entry = replace(entry, 'eval run 4411', 'eval run 9999') WHERE entry LIKE '%eval run 4411%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("edited %d rows", n)
+	}
+	db.Close()
+	cmd := exec.Command(binary, "dev", "--addr", addr, "--data", data)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refusing to serve") || !strings.Contains(string(out), "ledger tampered") {
+		t.Fatalf("tampered server started or said the wrong thing: %v\n%s", err, out)
+	}
+}
+
+func waitExit(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if cmd.ProcessState != nil || cmd.Process.Signal(syscall.Signal(0)) != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("server did not stop")
+}
+
+// Production mode on PostgreSQL: bootstrap an admin token, serve, and run the workflow.
+func TestServerOnPostgres(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfgPath := filepath.Join(dir, "rampart.yaml")
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore:\n  driver: postgres\n  dsn: %q\nledger:\n  origin: rampart-e2e\n", addr, filepath.Join(dir, "data"), "../../internal/demo/policy", dsn)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
+	startServer(t, addr, "server", "--config", cfgPath)
+	token := func(user string) string {
+		r := c.run(nil, "admin", "token", "--config", cfgPath, "--subject", user, "--ttl", "1h")
+		if r.code != 0 {
+			t.Fatalf("admin token %s: %+v", user, r)
+		}
+		return strings.TrimSpace(r.out)
+	}
+	alice, bob, dave, erin := token("alice"), token("bob"), token("dave"), token("erin")
+	r := c.as(alice, "request", "create", "--role", "weights-reader-frontier-7", "--reason", "prod eval", "--duration", "30m")
+	id := reqID.FindString(r.out)
+	if r.code != 0 || id == "" {
+		t.Fatalf("create: %+v", r)
+	}
+	for _, tok := range []string{bob, dave} {
+		if r := c.as(tok, "request", "approve", id); r.code != 0 {
+			t.Fatalf("approve: %+v", r)
+		}
+	}
+	if r := c.as(alice, "check", "alice", "read", "weights/frontier-7"); r.code != 0 {
+		t.Fatalf("check: %+v", r)
+	}
+	if r := c.as(erin, "audit", "verify"); r.code != 0 || !strings.Contains(r.out, "re-hashed") {
+		t.Fatalf("verify: %+v", r)
+	}
+	// The dev login does not exist in production.
+	if r := c.run(nil, "login", "--dev", "--user", "alice"); r.code != 1 || !strings.Contains(r.err, "no route") {
+		t.Fatalf("dev login on a production server: %+v", r)
+	}
+	// A malformed config is refused with file:line.
+	bad := filepath.Join(dir, "bad.yaml")
+	_ = os.WriteFile(bad, []byte("listen: 127.0.0.1:1\ndata_dir: /tmp/x\npolicy_dir: /tmp/y\nstore:\n  driver: mysql\n"), 0o600)
+	if r := c.run(nil, "server", "--config", bad); r.code != 1 || !strings.Contains(r.err, "bad.yaml:5:") || !strings.Contains(r.err, "unknown driver") {
+		t.Fatalf("bad config: %+v", r)
+	}
+}
