@@ -129,6 +129,8 @@ type RequestFilter struct {
 	Party string
 	// BreakGlassReview selects break-glass requests whose after-the-fact review is pending.
 	BreakGlassReview bool
+	// LapsedBy selects requests whose ExpiresAt is at or before this time.
+	LapsedBy time.Time
 	// After is a cursor: requests created after this (CreatedAt, ID).
 	AfterTime time.Time
 	AfterID   string
@@ -140,6 +142,8 @@ type GrantFilter struct {
 	Subject   string
 	States    []GrantState
 	RequestID string
+	// EndedBy selects grants whose ExpiresAt is at or before this time.
+	EndedBy time.Time
 	// ChangedAfter selects grants whose Version is greater, ordered by Version.
 	ChangedAfter int64
 	AfterID      string

@@ -708,7 +708,7 @@ func (t *txn) revoke(ctx context.Context, g Grant, actor, reason string, now tim
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	now := s.now()
 	n := 0
-	grants, err := s.store.ListGrants(ctx, GrantFilter{States: []GrantState{GrantActive}})
+	grants, err := s.store.ListGrants(ctx, GrantFilter{States: []GrantState{GrantActive}, EndedBy: now})
 	if err != nil {
 		return 0, unavailable("listing grants to expire", err)
 	}
@@ -733,7 +733,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			return n, err
 		}
 	}
-	pending, err := s.store.ListRequests(ctx, RequestFilter{States: []State{Pending}})
+	pending, err := s.store.ListRequests(ctx, RequestFilter{States: []State{Pending}, LapsedBy: now})
 	if err != nil {
 		return n, unavailable("listing requests to expire", err)
 	}

@@ -77,8 +77,9 @@ type Index struct {
 
 	mu        sync.RWMutex
 	bySubject map[string][]*entry
-	byID      map[string]*entry // includes inactive grants until the cursor passes them
-	cursor    int64             // every grant change with version <= cursor is reflected
+	byID      map[string]*entry   // includes inactive grants until the cursor passes them
+	dead      map[string]struct{} // ids of the inactive entries in byID
+	cursor    int64               // every grant change with version <= cursor is reflected
 	loadErr   error
 }
 
@@ -97,7 +98,7 @@ const DefaultMaxStaleness = 5 * time.Second
 // New returns an index that denies everything until Load succeeds.
 func New(src GrantSource, pol *policy.Policy, o Options) *Index {
 	ix := &Index{src: src, now: o.Now, maxStale: o.MaxStaleness, log: o.Logger,
-		bySubject: map[string][]*entry{}, byID: map[string]*entry{}}
+		bySubject: map[string][]*entry{}, byID: map[string]*entry{}, dead: map[string]struct{}{}}
 	if ix.now == nil {
 		ix.now = time.Now
 	}
@@ -154,7 +155,7 @@ func (ix *Index) load(ctx context.Context) error {
 		after = gs[len(gs)-1].ID
 	}
 	ix.mu.Lock()
-	ix.bySubject, ix.byID, ix.cursor = bySubject, byID, size-1
+	ix.bySubject, ix.byID, ix.dead, ix.cursor = bySubject, byID, map[string]struct{}{}, size-1
 	ix.mu.Unlock()
 	ix.lastSync.Store(ix.now().UnixNano())
 	ix.log.Info("grant index loaded", "active_grants", len(byID), "cursor", size-1)
@@ -183,6 +184,11 @@ func (ix *Index) applyLocked(g access.Grant) {
 	}
 	e := newEntry(g)
 	ix.byID[g.ID] = e
+	if e.active {
+		delete(ix.dead, g.ID)
+	} else {
+		ix.dead[g.ID] = struct{}{}
+	}
 	list := ix.bySubject[g.Subject]
 	for i, x := range list {
 		if x.id == g.ID {
@@ -215,19 +221,22 @@ func (ix *Index) Sync(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("sync grants: %w", err)
 		}
-		ix.mu.Lock()
-		for _, g := range gs {
-			ix.applyLocked(g)
-			cursor = max(cursor, g.Version)
-		}
-		ix.cursor = max(ix.cursor, cursor)
-		// Tombstones at or below the cursor can no longer be overtaken by older data.
-		for id, e := range ix.byID {
-			if !e.active && e.version <= ix.cursor {
-				delete(ix.byID, id)
+		if len(gs) > 0 {
+			ix.mu.Lock()
+			for _, g := range gs {
+				ix.applyLocked(g)
+				cursor = max(cursor, g.Version)
 			}
+			ix.cursor = max(ix.cursor, cursor)
+			// Tombstones at or below the cursor can no longer be overtaken by older data.
+			for id := range ix.dead {
+				if e := ix.byID[id]; e.version <= ix.cursor {
+					delete(ix.byID, id)
+					delete(ix.dead, id)
+				}
+			}
+			ix.mu.Unlock()
 		}
-		ix.mu.Unlock()
 		if len(gs) < pageSize {
 			break
 		}

@@ -313,6 +313,9 @@ func (r reader) ListRequests(ctx context.Context, f access.RequestFilter) ([]acc
 	if f.BreakGlassReview {
 		w.add("post_review = ?", string(access.PostReviewPending))
 	}
+	if !f.LapsedBy.IsZero() {
+		w.add("expires_at <= ?", toNanos(f.LapsedBy))
+	}
 	if !f.AfterTime.IsZero() {
 		w.add("(created_at > ? OR (created_at = ? AND id > ?))", toNanos(f.AfterTime), toNanos(f.AfterTime), f.AfterID)
 	}
@@ -348,6 +351,9 @@ func (r reader) ListGrants(ctx context.Context, f access.GrantFilter) ([]access.
 	}
 	if f.RequestID != "" {
 		w.add("request_id = ?", f.RequestID)
+	}
+	if !f.EndedBy.IsZero() {
+		w.add("expires_at <= ?", toNanos(f.EndedBy))
 	}
 	order := " ORDER BY id"
 	if f.ChangedAfter > 0 {
