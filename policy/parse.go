@@ -168,55 +168,22 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 		return
 	}
 	name := h.Metadata.Name
-	nameOK := func(validate func(string) error) bool {
-		if err := validate(name); err != nil {
-			doc.Errorf("metadata.name", "%v", err)
-			return false
-		}
-		return true
-	}
 	spec := &h.Spec
 	if spec.Kind == 0 {
 		spec = &yaml.Node{Kind: yaml.MappingNode, Line: n.Line, Column: n.Column}
 	}
 	src := source{doc: doc, prefix: "spec"}
-	dup := func(kind string, exists bool) bool {
-		if exists {
-			doc.Errorf("metadata.name", "%s %q is declared twice", kind, name)
-		}
-		return exists
-	}
 	switch h.Kind {
 	case "Group":
-		g := &Group{Name: name, src: src}
-		doc.Decode("spec", spec, g)
-		if nameOK(ValidateName) && !dup("Group", p.groups[name] != nil) {
-			p.groups[name] = g
-		}
+		declare(doc, spec, h.Kind, name, ValidateName, p.groups, &Group{Name: name, src: src})
 	case "Resource":
-		r := &Resource{Name: name, src: src}
-		doc.Decode("spec", spec, r)
-		if nameOK(ValidateResourceName) && !dup("Resource", p.resources[name] != nil) {
-			p.resources[name] = r
-		}
+		declare(doc, spec, h.Kind, name, ValidateResourceName, p.resources, &Resource{Name: name, src: src})
 	case "Role":
-		r := &Role{Name: name, src: src}
-		doc.Decode("spec", spec, r)
-		if nameOK(ValidateName) && !dup("Role", p.roles[name] != nil) {
-			p.roles[name] = r
-		}
+		declare(doc, spec, h.Kind, name, ValidateName, p.roles, &Role{Name: name, src: src})
 	case "ApprovalPolicy":
-		a := &ApprovalPolicy{Name: name, src: src}
-		doc.Decode("spec", spec, a)
-		if nameOK(ValidateName) && !dup("ApprovalPolicy", p.approvals[name] != nil) {
-			p.approvals[name] = a
-		}
+		declare(doc, spec, h.Kind, name, ValidateName, p.approvals, &ApprovalPolicy{Name: name, src: src})
 	case "StandingBinding":
-		b := &StandingBinding{Name: name, src: src}
-		doc.Decode("spec", spec, b)
-		if nameOK(ValidateName) && !dup("StandingBinding", p.bindings[name] != nil) {
-			p.bindings[name] = b
-		}
+		declare(doc, spec, h.Kind, name, ValidateName, p.bindings, &StandingBinding{Name: name, src: src})
 	case "Settings":
 		s := &Settings{Name: name, src: src}
 		doc.Decode("spec", spec, s)
@@ -230,6 +197,21 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 	default:
 		doc.Errorf("kind", "unknown kind %q; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, Settings", h.Kind)
 	}
+}
+
+// declare decodes a document's spec into obj and records it under name, unless the name is
+// invalid or already taken by another object of the same kind.
+func declare[T any](doc *strictyaml.Document, spec *yaml.Node, kind, name string, validate func(string) error, m map[string]*T, obj *T) {
+	doc.Decode("spec", spec, obj)
+	if err := validate(name); err != nil {
+		doc.Errorf("metadata.name", "%v", err)
+		return
+	}
+	if m[name] != nil {
+		doc.Errorf("metadata.name", "%s %q is declared twice", kind, name)
+		return
+	}
+	m[name] = obj
 }
 
 // validate checks every object and every reference between objects, recording errors on the

@@ -323,18 +323,23 @@ func (r reader) ListRequests(ctx context.Context, f access.RequestFilter) ([]acc
 	if f.Limit > 0 {
 		query += " LIMIT " + strconv.Itoa(f.Limit)
 	}
-	rows, err := r.q.QueryContext(ctx, r.s.q(query), w.args...)
+	return queryAll(ctx, r.q, r.s.q(query), w.args, scanRequest)
+}
+
+// queryAll runs a query and scans every row with scan.
+func queryAll[T any](ctx context.Context, q querier, query string, args []any, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []access.Request
+	var out []T
 	for rows.Next() {
-		req, err := scanRequest(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, req)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -366,20 +371,7 @@ func (r reader) ListGrants(ctx context.Context, f access.GrantFilter) ([]access.
 	if f.Limit > 0 {
 		query += " LIMIT " + strconv.Itoa(f.Limit)
 	}
-	rows, err := r.q.QueryContext(ctx, r.s.q(query), w.args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []access.Grant
-	for rows.Next() {
-		g, err := scanGrant(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, g)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, r.q, r.s.q(query), w.args, scanGrant)
 }
 
 func (r reader) Meta(ctx context.Context, key string) (string, error) {
