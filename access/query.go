@@ -86,7 +86,8 @@ func (s *Service) List(ctx context.Context, viewer string, scope ListScope, f Re
 			return nil, errorf(ErrForbidden, "only admins and auditors may list every request; use scope mine or review")
 		}
 	case ScopeReview:
-		// Pending requests are few; eligibility depends on the policy, so filter here.
+		// Pending requests are few; eligibility depends on the policy, so filter here, then
+		// apply the state filter and the cursor as the store would.
 		var out []Request
 		for _, q := range []RequestFilter{{States: []State{Pending}}, {BreakGlassReview: true}} {
 			rs, err := s.store.ListRequests(ctx, q)
@@ -94,12 +95,17 @@ func (s *Service) List(ctx context.Context, viewer string, scope ListScope, f Re
 				return nil, unavailable("listing requests", err)
 			}
 			for _, r := range rs {
-				if s.CanReview(r, viewer) {
+				if s.CanReview(r, viewer) && afterCursor(r, f) && hasState(r, f.States) {
 					out = append(out, r)
 				}
 			}
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+		sort.Slice(out, func(i, j int) bool {
+			if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+				return out[i].CreatedAt.Before(out[j].CreatedAt)
+			}
+			return out[i].ID < out[j].ID
+		})
 		if f.Limit > 0 && len(out) > f.Limit {
 			out = out[:f.Limit]
 		}
@@ -112,6 +118,25 @@ func (s *Service) List(ctx context.Context, viewer string, scope ListScope, f Re
 		return nil, unavailable("listing requests", err)
 	}
 	return rs, nil
+}
+
+func afterCursor(r Request, f RequestFilter) bool {
+	if f.AfterTime.IsZero() {
+		return true
+	}
+	return r.CreatedAt.After(f.AfterTime) || (r.CreatedAt.Equal(f.AfterTime) && r.ID > f.AfterID)
+}
+
+func hasState(r Request, states []State) bool {
+	if len(states) == 0 {
+		return true
+	}
+	for _, st := range states {
+		if r.State == st {
+			return true
+		}
+	}
+	return false
 }
 
 // Grants lists grants. Anyone may list their own; admins and auditors may list anyone's.

@@ -321,6 +321,9 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 		}
 		ap := req.Policy
 		if _, why := pol.EligibleSteps(ap, in.Approver, r.Requester, r.Beneficiary); why != "" {
+			if !s.CanView(r, in.Approver) {
+				return errorf(ErrMissing, "request %q does not exist or is not visible to %s", in.RequestID, in.Approver)
+			}
 			return errorf(ErrForbidden, "%s may not review request %s: %s %s under approval policy %q", in.Approver, r.ID, in.Approver, why, ap.Name)
 		}
 		now := s.now()
@@ -546,6 +549,9 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (Request, error)
 			return err
 		}
 		if r.Requester != actor {
+			if !s.CanView(r, actor) {
+				return errorf(ErrMissing, "request %q does not exist or is not visible to %s", id, actor)
+			}
 			return errorf(ErrForbidden, "only the requester (%s) can cancel request %s", r.Requester, id)
 		}
 		if r.State != Pending {
@@ -575,6 +581,9 @@ func (s *Service) Renew(ctx context.Context, grantID, actor string, d time.Durat
 		return Request{}, unavailable("reading the grant's request", err)
 	}
 	if actor != g.Subject && actor != orig.Requester {
+		if !s.mayRevoke(g, orig, actor) && !s.Policy().IsAuditor(actor) {
+			return Request{}, errorf(ErrMissing, "grant %q does not exist or is not visible to %s", grantID, actor)
+		}
 		return Request{}, errorf(ErrForbidden, "only the grant's subject (%s) or its requester can renew grant %s", g.Subject, grantID)
 	}
 	if g.State == GrantRevoked {
@@ -648,6 +657,9 @@ func (s *Service) Revoke(ctx context.Context, grantID, actor, reason string) (Gr
 			return err
 		}
 		if !s.mayRevoke(g, orig, actor) {
+			if !s.Policy().IsAuditor(actor) {
+				return errorf(ErrMissing, "grant %q does not exist or is not visible to %s", grantID, actor)
+			}
 			return errorf(ErrForbidden, "%s may not revoke grant %s: only its subject, its requester, an eligible approver of %s or an admin may", actor, grantID, g.Role)
 		}
 		now := s.now()

@@ -323,3 +323,131 @@ func FuzzDecodeCreateRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestReviewQueuePagesEnd(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	alice := r.client("alice")
+	for i := 0; i < 3; i++ {
+		if _, err := alice.CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Reason: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bob := r.client("bob")
+	seen := map[string]bool{}
+	q := "/v1/requests?scope=review&limit=1"
+	for page := 0; page < 10; page++ {
+		status, m := r.raw("GET", q, bob.Token, "", nil)
+		if status != 200 {
+			t.Fatalf("page %d: %d %v", page, status, m)
+		}
+		for _, it := range m["requests"].([]any) {
+			id := it.(map[string]any)["id"].(string)
+			if seen[id] {
+				t.Fatalf("request %s returned twice", id)
+			}
+			seen[id] = true
+		}
+		next, _ := m["next_page_token"].(string)
+		if next == "" {
+			if len(seen) != 3 {
+				t.Fatalf("saw %d requests, want 3", len(seen))
+			}
+			return
+		}
+		q = "/v1/requests?scope=review&limit=1&page_token=" + next
+	}
+	t.Fatal("review pages never end")
+}
+
+// Write routes do not reveal requests and grants the caller cannot see.
+func TestWritesDoNotRevealExistence(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	c, err := r.client("alice").CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Reason: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mallory := r.client("mallory")
+	for name, call := range map[string]func() error{
+		"approve": func() error {
+			_, err := mallory.Review(ctx, c.Request.ID, access.Approve, api.ReviewBody{})
+			return err
+		},
+		"cancel": func() error { _, err := mallory.Cancel(ctx, c.Request.ID); return err },
+	} {
+		if err := call(); !api.IsStatus(err, 404) {
+			t.Errorf("%s by an outsider: %v, want 404", name, err)
+		}
+	}
+	if _, err := r.client("alice").Explain(ctx, "bob", "weights-reader-frontier-7"); !api.IsStatus(err, 403) {
+		t.Fatalf("alice explained bob's access: %v", err)
+	}
+	if _, err := r.client("erin").Explain(ctx, "bob", "weights-reader-frontier-7"); err != nil {
+		t.Fatalf("auditor explain: %v", err)
+	}
+}
+
+func TestCheckpointGetDoesNotWrite(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	alice := r.client("alice")
+	before, err := alice.LatestCheckpoint(ctx)
+	if err != nil && !api.IsStatus(err, 404) {
+		t.Fatal(err)
+	}
+	if _, err := alice.CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Reason: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := alice.LatestCheckpoint(ctx)
+	if again.Size != before.Size {
+		t.Fatalf("GET issued a checkpoint (%d → %d)", before.Size, again.Size)
+	}
+	issued, err := alice.Checkpoint(ctx)
+	if err != nil || issued.Size != uint64(r.ledgerSize()) {
+		t.Fatalf("POST: %+v %v (ledger %d)", issued, err, r.ledgerSize())
+	}
+	latest, err := alice.LatestCheckpoint(ctx)
+	if err != nil || latest.Size != issued.Size {
+		t.Fatalf("GET after POST: %+v %v", latest, err)
+	}
+}
+
+func TestStrictRouting(t *testing.T) {
+	r := newRig(t, false)
+	tok := r.client("alice").Token
+	status, m := r.raw("DELETE", "/v1/requests", tok, "", nil)
+	if status != http.StatusMethodNotAllowed || !strings.Contains(errMsg(m), "use GET or POST") {
+		t.Fatalf("DELETE /v1/requests: %d %v", status, m)
+	}
+	// Field names are case-sensitive, like additionalProperties: false says.
+	status, m = r.raw("POST", "/v1/requests", tok, "application/json", []byte(`{"ROLE":"weights-reader-frontier-7","reason":"x"}`))
+	if status != 400 || !strings.Contains(errMsg(m), `"ROLE"`) {
+		t.Fatalf("upper-case field: %d %v", status, m)
+	}
+	status, m = r.raw("POST", "/v1/check/batch", tok, "application/json", []byte(`{"checks":[{"Subject":"alice","action":"read","resource":"weights/frontier-7"}]}`))
+	if status != 400 || !strings.Contains(errMsg(m), "checks[0]") {
+		t.Fatalf("nested upper-case field: %d %v", status, m)
+	}
+	if status, m = r.raw("GET", "/v1/grants?page_token=x%27%20OR%201=1", tok, "", nil); status != 400 {
+		t.Fatalf("grant page token: %d %v", status, m)
+	}
+}
+
+func TestBatchFailsClosedWithError(t *testing.T) {
+	cfg := server.Config{DataDir: t.TempDir(), PolicyFS: demo.Policy(), Store: server.StoreConfig{Driver: "sqlite"}}
+	now := time.Now()
+	in, err := server.Start(context.Background(), cfg, server.Options{Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }, SyncInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(in.Handler())
+	defer func() { srv.Close(); in.Close() }()
+	secret, _, _ := in.Tokens.Issue(context.Background(), "alice", "user", "", "alice", 24*time.Hour)
+	now = now.Add(time.Minute)
+	_, err = api.NewClient(srv.URL, secret).CheckBatch(context.Background(), []authz.Query{{Subject: "alice", Action: "read", Resource: "namespaces/research-sandbox"}})
+	var se *api.ServerError
+	if !errors.As(err, &se) || se.Status != 503 || se.Code != "unavailable" || !strings.Contains(se.Message, "failing closed") {
+		t.Fatalf("stale batch: %v", err)
+	}
+}

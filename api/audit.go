@@ -29,11 +29,12 @@ type CheckpointResponse struct {
 	Root       []byte `json:"root"`
 }
 
-// latestCheckpoint returns a checkpoint covering every entry committed so far, issuing one if
-// the ledger grew since the last. Checkpoints sign nothing but the log's current state, so any
-// authenticated caller may ask for one.
+// latestCheckpoint returns the newest stored checkpoint; it writes nothing.
 func (s *Server) latestCheckpoint(w http.ResponseWriter, r *http.Request, c caller) error {
-	signed, cp, err := s.ledger.Checkpoint(r.Context())
+	signed, cp, err := s.ledger.Latest(r.Context())
+	if errors.Is(err, audit.ErrNoCheckpoint) {
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no checkpoint has been issued yet; POST /v1/audit/checkpoint issues one"}
+	}
 	if err != nil {
 		return ledgerError(err)
 	}
@@ -41,8 +42,20 @@ func (s *Server) latestCheckpoint(w http.ResponseWriter, r *http.Request, c call
 	return nil
 }
 
+// issueCheckpoint signs and stores a checkpoint covering every entry committed so far, if the
+// ledger grew since the last one, and returns the newest. A checkpoint signs nothing but the
+// log's current size and root, so any authenticated caller may ask for one; verification needs
+// it to cover the newest entries.
 func (s *Server) issueCheckpoint(w http.ResponseWriter, r *http.Request, c caller) error {
-	return s.latestCheckpoint(w, r, c)
+	if err := decodeOptional(w, r, &struct{}{}); err != nil {
+		return err
+	}
+	signed, cp, err := s.ledger.Checkpoint(r.Context())
+	if err != nil {
+		return ledgerError(err)
+	}
+	writeJSON(w, 200, CheckpointResponse{Checkpoint: string(signed), Size: cp.Size, Root: cp.Root})
+	return nil
 }
 
 func ledgerError(err error) error {
@@ -190,8 +203,11 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c caller) e
 		return errInvalid("field \"subject\": %v", err)
 	}
 	secret, t, err := s.tokens.Issue(r.Context(), b.Subject, b.Kind, b.Description, c.Subject, ttl)
-	if err != nil {
+	switch {
+	case errors.Is(err, identity.ErrInvalidToken):
 		return errInvalid("%v", err)
+	case err != nil:
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "could not issue the token: " + err.Error()}
 	}
 	writeJSON(w, http.StatusCreated, TokenResponse{Token: secret, ID: t.ID, Subject: t.Subject, Kind: t.Kind, ExpiresAt: t.ExpiresAt})
 	return nil
@@ -199,6 +215,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c caller) e
 
 // revokeToken: admins revoke any token; anyone may revoke the token they are using (logout).
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c caller) error {
+	if err := decodeOptional(w, r, &struct{}{}); err != nil {
+		return err
+	}
 	id := r.PathValue("id")
 	if id != c.TokenID && !c.admin() {
 		return errForbidden("only admins may revoke other tokens; you may revoke the one you are using (%s)", c.TokenID)

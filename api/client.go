@@ -261,8 +261,16 @@ func (c *Client) LedgerKey(ctx context.Context) (LedgerKey, error) {
 	return out, err
 }
 
-// Checkpoint returns a signed checkpoint covering every committed entry.
+// Checkpoint asks for a signed checkpoint covering every committed entry (issued now if the
+// ledger grew since the last one).
 func (c *Client) Checkpoint(ctx context.Context) (CheckpointResponse, error) {
+	var out CheckpointResponse
+	err := c.do(ctx, "POST", "/v1/audit/checkpoint", nil, struct{}{}, &out)
+	return out, err
+}
+
+// LatestCheckpoint returns the newest stored checkpoint without asking for a new one.
+func (c *Client) LatestCheckpoint(ctx context.Context) (CheckpointResponse, error) {
 	var out CheckpointResponse
 	err := c.do(ctx, "GET", "/v1/audit/checkpoint", nil, nil, &out)
 	return out, err

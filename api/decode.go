@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -29,15 +31,16 @@ func (e *Error) Error() string { return e.Message }
 
 // Error codes.
 const (
-	CodeInvalid         = "invalid"
-	CodeUnauthenticated = "unauthenticated"
-	CodeForbidden       = "forbidden"
-	CodeNotFound        = "not_found"
-	CodeConflict        = "conflict"
-	CodeTooLarge        = "too_large"
-	CodeUnsupported     = "unsupported_media_type"
-	CodeUnavailable     = "unavailable"
-	CodeInternal        = "internal"
+	CodeInvalid          = "invalid"
+	CodeUnauthenticated  = "unauthenticated"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeConflict         = "conflict"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeTooLarge         = "too_large"
+	CodeUnsupported      = "unsupported_media_type"
+	CodeUnavailable      = "unavailable"
+	CodeInternal         = "internal"
 )
 
 func errInvalid(format string, args ...any) *Error {
@@ -106,18 +109,94 @@ func decode(w http.ResponseWriter, r *http.Request, dst any) error {
 	return DecodeJSON(body, dst)
 }
 
+// decodeOptional accepts an empty body (however it is framed) or a strictly decoded one.
+func decodeOptional(w http.ResponseWriter, r *http.Request, dst any) error {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return bodyError(err)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupported, Message: fmt.Sprintf("Content-Type %q is not supported; send application/json", ct)}
+		}
+	}
+	return DecodeJSON(bytes.NewReader(raw), dst)
+}
+
 // DecodeJSON decodes exactly one JSON value from body into dst, refusing unknown fields and
 // trailing data. Errors are *Error values with a 4xx status and a message naming the problem.
 func DecodeJSON(body io.Reader, dst any) error {
 	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		return bodyError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errInvalid("request body has data after the JSON value; send exactly one object")
 	}
+	strict := json.NewDecoder(bytes.NewReader(raw))
+	strict.DisallowUnknownFields()
+	if err := strict.Decode(dst); err != nil {
+		return bodyError(err)
+	}
+	// encoding/json matches field names without regard to case; the API does not.
+	return exactKeys(raw, reflect.TypeOf(dst), "")
+}
+
+// exactKeys checks that every object key in raw is spelled exactly as the json tag of the field
+// it decoded into.
+func exactKeys(raw json.RawMessage, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil || m == nil {
+			return nil // a null or a type error already reported by the strict decoder
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" {
+				name = f.Name
+			}
+			if name != "-" && f.IsExported() {
+				fields[name] = f.Type
+			}
+		}
+		for k, v := range m {
+			ft, ok := fields[k]
+			if !ok {
+				return errInvalid("unknown field %q%s (field names are case-sensitive); check the API reference at /v1/openapi.json", k, at(path))
+			}
+			if err := exactKeys(v, ft, path+"."+k); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) != nil {
+			return nil
+		}
+		for i, it := range items {
+			if err := exactKeys(it, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+func at(path string) string {
+	if path == "" {
+		return ""
+	}
+	return " at " + strings.TrimPrefix(path, ".")
 }
 
 func bodyError(err error) *Error {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -150,6 +151,20 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/tokens", s.authed(s.createToken))
 	mux.HandleFunc("POST /v1/tokens/{id}/revoke", s.authed(s.revokeToken))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// The catch-all hides the mux's own 405; find the methods the path does support.
+		var allow []string
+		for _, m := range []string{"GET", "POST"} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "/" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			s.fail(w, r, &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed, Message: fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))})
+			return
+		}
 		s.fail(w, r, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no route %s %s; see /v1/openapi.json", r.Method, r.URL.Path)})
 	})
 	return logRequests(s.log, s.m.instrument(mux))
@@ -276,6 +291,9 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request, c caller) error
 	requester := q.Get("requester")
 	if requester == "" {
 		requester = c.Subject
+	}
+	if requester != c.Subject && !c.admin() && !c.auditor() {
+		return errForbidden("explaining another requester's access shows group memberships; only admins and auditors may (use `rampart policy explain --policy DIR` on the policy repository)")
 	}
 	role := q.Get("role")
 	if role == "" {
@@ -428,17 +446,16 @@ func (s *Server) review(d access.Decision) handler {
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request, c caller) error {
-	var b struct{}
-	if r.ContentLength != 0 {
-		if err := decode(w, r, &b); err != nil {
-			return err
-		}
+	if err := decodeOptional(w, r, &struct{}{}); err != nil {
+		return err
 	}
 	if _, err := s.access.Cancel(r.Context(), r.PathValue("id"), c.Subject); err != nil {
 		return err
 	}
 	return s.getRequest(w, r, c)
 }
+
+var grantID = regexp.MustCompile(`^grt_[a-z2-7]{16}$`)
 
 // GrantList is a page of grants.
 type GrantList struct {
@@ -453,6 +470,9 @@ func (s *Server) listGrants(w http.ResponseWriter, r *http.Request, c caller) er
 		return err
 	}
 	f := access.GrantFilter{Subject: q.Get("subject"), Limit: limit + 1, AfterID: q.Get("page_token")}
+	if f.AfterID != "" && !grantID.MatchString(f.AfterID) {
+		return errInvalid("query parameter \"page_token\" is not a token this server issued")
+	}
 	if q.Get("all") != "true" && f.Subject == "" {
 		f.Subject = c.Subject
 	}
@@ -599,14 +619,18 @@ func (s *Server) checkBatch(w http.ResponseWriter, r *http.Request, c caller) er
 		}
 	}
 	ds := s.index.CheckBatch(b.Checks)
-	status := 200
+	var unavailable *Error
 	for _, d := range ds {
 		s.m.decision(d)
-		if d.Unavailable {
-			status = http.StatusServiceUnavailable
+		if d.Unavailable && unavailable == nil {
+			unavailable = &Error{Code: CodeUnavailable, Message: d.Reason}
 		}
 	}
-	writeJSON(w, status, map[string]any{"decisions": ds})
+	if unavailable != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": unavailable, "decisions": ds})
+		return nil
+	}
+	writeJSON(w, 200, map[string]any{"decisions": ds})
 	return nil
 }
 

@@ -277,6 +277,34 @@ func (l *Ledger) Checkpoint(ctx context.Context) ([]byte, Checkpoint, error) {
 	return signed, cp, nil
 }
 
+// ErrNoCheckpoint is returned by Latest before any checkpoint was issued.
+var ErrNoCheckpoint = errors.New("no checkpoint has been issued yet")
+
+// Latest returns the newest stored checkpoint, verified with the ledger's key and against the
+// tree. It writes nothing.
+func (l *Ledger) Latest(ctx context.Context) ([]byte, Checkpoint, error) {
+	stored, err := l.store.LatestCheckpoint(ctx)
+	if err != nil {
+		return nil, Checkpoint{}, fmt.Errorf("read latest checkpoint: %w", err)
+	}
+	if stored == nil {
+		return nil, Checkpoint{}, ErrNoCheckpoint
+	}
+	cp, err := OpenCheckpoint(stored, l.verifier)
+	if err != nil {
+		return nil, Checkpoint{}, &TamperError{Reason: "checkpoint in the database: " + err.Error()}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.ensure(ctx, cp.Size); err != nil {
+		return nil, Checkpoint{}, err
+	}
+	if err := l.checkLocked(cp); err != nil {
+		return nil, Checkpoint{}, err
+	}
+	return stored, cp, nil
+}
+
 // ErrBeyondTree is returned for proofs about entries this ledger does not have.
 var ErrBeyondTree = errors.New("the requested size is beyond the ledger")
 

@@ -55,6 +55,9 @@ type TokenStore interface {
 	RevokeToken(ctx context.Context, id string, at time.Time, e audit.Event) error
 }
 
+// ErrInvalidToken wraps every reason Issue refuses its input (as opposed to a store failure).
+var ErrInvalidToken = errors.New("invalid token request")
+
 // ErrTokenNotFound is returned by stores for an unknown token.
 var ErrTokenNotFound = errors.New("token not found")
 
@@ -94,16 +97,16 @@ const MaxTokenTTL = 90 * 24 * time.Hour
 // Issue creates a token for subject and returns its secret, shown once.
 func (ts *Tokens) Issue(ctx context.Context, subject, kind, description, actor string, ttl time.Duration) (string, Token, error) {
 	if err := policy.ValidateSubject(subject); err != nil {
-		return "", Token{}, fmt.Errorf("subject: %w", err)
+		return "", Token{}, fmt.Errorf("%w: subject: %v", ErrInvalidToken, err)
 	}
 	if kind != KindUser && kind != KindService {
-		return "", Token{}, fmt.Errorf("token kind must be %q or %q", KindUser, KindService)
+		return "", Token{}, fmt.Errorf("%w: token kind must be %q or %q", ErrInvalidToken, KindUser, KindService)
 	}
 	if ttl <= 0 || ttl > MaxTokenTTL {
-		return "", Token{}, fmt.Errorf("token lifetime %s must be between 1s and %s", ttl, MaxTokenTTL)
+		return "", Token{}, fmt.Errorf("%w: token lifetime %s must be between 1s and %s", ErrInvalidToken, ttl, MaxTokenTTL)
 	}
 	if len(description) > 256 {
-		return "", Token{}, errors.New("description is over 256 bytes")
+		return "", Token{}, fmt.Errorf("%w: description is over 256 bytes", ErrInvalidToken)
 	}
 	raw, idRaw := make([]byte, 32), make([]byte, 8)
 	if _, err := rand.Read(raw); err != nil {

@@ -110,8 +110,8 @@ type Role struct {
 // Rule allows Actions on every catalogue resource matched by one of Resources. The action "*"
 // means every action.
 type Rule struct {
-	Actions   []string `yaml:"actions"`
-	Resources []string `yaml:"resources"`
+	Actions   []string `yaml:"actions" json:"actions"`
+	Resources []string `yaml:"resources" json:"resources"`
 }
 
 // ApprovalPolicy says what a request for a role touching the resources it matches must satisfy.

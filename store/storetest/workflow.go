@@ -82,14 +82,23 @@ func testWorkflow(t *testing.T, h Harness) {
 	t.Run("SameGroupApproverExcluded", func(t *testing.T) {
 		e := newEnv(t, h)
 		req := e.create(access.CreateInput{Requester: "carol", Role: "weights-reader-frontier-7", Reason: "audit", Duration: time.Hour})
-		e.refused(access.ErrForbidden, `shares group "weights-owners"`, func() error { _, err := e.review(req.ID, "bob", access.Approve); return err })
+		// bob shares carol's group, so he is not an eligible approver and cannot even see it.
+		e.refused(access.ErrMissing, "not visible to bob", func() error { _, err := e.review(req.ID, "bob", access.Approve); return err })
+		// dave (security) is eligible; erin (admin) sees it but is told why she cannot count.
+		if _, err := e.review(req.ID, "dave", access.Approve); err != nil {
+			t.Fatal(err)
+		}
+		v, err := e.svc.Get(e.ctx, req.ID, "erin")
+		if err != nil || v.Tally.Satisfied {
+			t.Fatalf("after security only: %+v %v", v.Tally, err)
+		}
 	})
 
 	t.Run("OutsiderRefused", func(t *testing.T) {
 		e := newEnv(t, h)
 		req := e.create(weightsRequest())
 		e.refused(access.ErrForbidden, "not a member of an approving group", func() error { _, err := e.review(req.ID, "erin", access.Approve); return err })
-		e.refused(access.ErrForbidden, "not a member", func() error { _, err := e.review(req.ID, "mallory", access.Approve); return err })
+		e.refused(access.ErrMissing, "not visible to mallory", func() error { _, err := e.review(req.ID, "mallory", access.Approve); return err })
 	})
 
 	t.Run("RepeatedApprovalCountsOnce", func(t *testing.T) {
@@ -281,7 +290,7 @@ func testWorkflow(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.refused(access.ErrForbidden, "may not revoke", func() error { _, err := e.svc.Revoke(e.ctx, g.ID, "mallory", "x"); return err })
+		e.refused(access.ErrMissing, "not visible to mallory", func() error { _, err := e.svc.Revoke(e.ctx, g.ID, "mallory", "x"); return err })
 		rg, err := e.svc.Revoke(e.ctx, g.ID, "dave", "suspicious download volume")
 		if err != nil {
 			t.Fatal(err)
