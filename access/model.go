@@ -144,7 +144,10 @@ type GrantFilter struct {
 	RequestID string
 	// EndedBy selects grants whose ExpiresAt is at or before this time.
 	EndedBy time.Time
-	// ChangedAfter selects grants whose Version is greater, ordered by Version.
+	// ByVersion selects grants changed after ChangedAfter (or, with AfterID, after the position
+	// (ChangedAfter, AfterID)), ordered by (Version, ID): the change feed replicas sync from.
+	// Without it, AfterID pages in ID order.
+	ByVersion    bool
 	ChangedAfter int64
 	AfterID      string
 	Limit        int

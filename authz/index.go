@@ -216,24 +216,20 @@ func (ix *Index) Sync(ctx context.Context) error {
 	if !loaded {
 		return ix.Load(ctx)
 	}
+	// Page through the change feed in (version, id) order: one transaction may change many
+	// grants under one version, so the version alone is not a cursor.
+	afterVersion, afterID := cursor, ""
 	for {
-		gs, err := ix.src.ListGrants(ctx, access.GrantFilter{ChangedAfter: cursor, Limit: pageSize})
+		gs, err := ix.src.ListGrants(ctx, access.GrantFilter{ByVersion: true, ChangedAfter: afterVersion, AfterID: afterID, Limit: pageSize})
 		if err != nil {
 			return fmt.Errorf("sync grants: %w", err)
 		}
 		if len(gs) > 0 {
+			last := gs[len(gs)-1]
+			afterVersion, afterID = last.Version, last.ID
 			ix.mu.Lock()
 			for _, g := range gs {
 				ix.applyLocked(g)
-				cursor = max(cursor, g.Version)
-			}
-			ix.cursor = max(ix.cursor, cursor)
-			// Tombstones at or below the cursor can no longer be overtaken by older data.
-			for id := range ix.dead {
-				if e := ix.byID[id]; e.version <= ix.cursor {
-					delete(ix.byID, id)
-					delete(ix.dead, id)
-				}
 			}
 			ix.mu.Unlock()
 		}
@@ -241,6 +237,16 @@ func (ix *Index) Sync(ctx context.Context) error {
 			break
 		}
 	}
+	ix.mu.Lock()
+	ix.cursor = max(ix.cursor, afterVersion)
+	// Tombstones at or below the cursor can no longer be overtaken by older data.
+	for id := range ix.dead {
+		if e := ix.byID[id]; e.version <= ix.cursor {
+			delete(ix.byID, id)
+			delete(ix.dead, id)
+		}
+	}
+	ix.mu.Unlock()
 	// A successful read of the ledger head proves the store answers even when nothing changed.
 	if _, err := ix.src.LedgerSize(ctx); err != nil {
 		return fmt.Errorf("sync: read ledger size: %w", err)

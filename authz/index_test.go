@@ -2,12 +2,14 @@ package authz_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"rampart.dev/rampart/access"
+	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/internal/clocktest"
 	"rampart.dev/rampart/internal/demo"
@@ -267,5 +269,40 @@ func TestPolicyChangeApplies(t *testing.T) {
 	r.ix.SetPolicy(pol)
 	if d := r.ix.Check(readWeights); d.Allowed {
 		t.Fatal("a role narrowed by policy still allows the old action")
+	}
+}
+
+// One transaction may change more grants than a sync page holds, all under one version; the
+// sync must still see every one of them, and finish.
+func TestSyncManyGrantsOneVersion(t *testing.T) {
+	r := newRig(t, sqliteStore(t, ""))
+	const n = 6000
+	err := r.store.Update(r.ctx, func(tx access.Tx) error {
+		seq, err := tx.Append(r.ctx, audit.Event{Code: "test.bulk", Class: audit.ClassAPIActivity, Activity: audit.ActivityCreate, ActivityName: "Create", Time: epoch, Actor: "tester"})
+		if err != nil {
+			return err
+		}
+		for i := 0; i < n; i++ {
+			g := access.Grant{ID: fmt.Sprintf("grt_bulk%012d", i), RequestID: "req_bulk", Role: "weights-reader-frontier-7",
+				Subject: fmt.Sprintf("u%d", i), StartsAt: epoch, ExpiresAt: epoch.Add(time.Hour), State: access.GrantActive, Version: seq}
+			if err := tx.InsertGrant(r.ctx, g); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, 20*time.Second)
+	defer cancel()
+	if err := r.ix.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.ix.Stats().ActiveGrants; got != n {
+		t.Fatalf("index holds %d grants after sync, want %d", got, n)
+	}
+	if d := r.ix.Check(authz.Query{Subject: fmt.Sprintf("u%d", n-1), Action: "read", Resource: "weights/frontier-7"}); !d.Allowed {
+		t.Fatalf("last bulk grant not applied: %+v", d)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"rampart.dev/rampart/audit"
@@ -86,9 +87,72 @@ type Authenticator interface {
 var ErrUnauthenticated = errors.New("unauthenticated")
 
 // Tokens issues, verifies and revokes API tokens.
+//
+// Verified tokens are remembered for CacheTTL so that the hot path (a check per request) does
+// not query the store every time. A revocation through this Tokens takes effect at once; one
+// made on another replica within CacheTTL. Unknown tokens are never cached.
 type Tokens struct {
 	Store TokenStore
 	Now   func() time.Time
+	// CacheTTL is how long a verified token is trusted without asking the store again;
+	// DefaultCacheTTL if zero, no caching if negative.
+	CacheTTL time.Duration
+
+	mu    sync.Mutex
+	cache map[string]cachedToken // by hash
+}
+
+// DefaultCacheTTL bounds how stale a token verification may be on another replica.
+const DefaultCacheTTL = time.Second
+
+// maxCached bounds the cache; when full it is emptied rather than tracked.
+const maxCached = 10000
+
+type cachedToken struct {
+	t       Token
+	fetched time.Time
+}
+
+func (ts *Tokens) ttl() time.Duration {
+	if ts.CacheTTL == 0 {
+		return DefaultCacheTTL
+	}
+	return ts.CacheTTL
+}
+
+// lookup returns the token for hash from the cache or the store.
+func (ts *Tokens) lookup(ctx context.Context, hash string, now time.Time) (Token, error) {
+	ttl := ts.ttl()
+	if ttl > 0 {
+		ts.mu.Lock()
+		c, ok := ts.cache[hash]
+		ts.mu.Unlock()
+		if ok && now.Sub(c.fetched) < ttl && !now.Before(c.fetched) {
+			return c.t, nil
+		}
+	}
+	t, err := ts.Store.TokenByHash(ctx, hash)
+	if err != nil || ttl <= 0 {
+		return t, err
+	}
+	ts.mu.Lock()
+	if ts.cache == nil || len(ts.cache) >= maxCached {
+		ts.cache = map[string]cachedToken{}
+	}
+	ts.cache[hash] = cachedToken{t: t, fetched: now}
+	ts.mu.Unlock()
+	return t, nil
+}
+
+// forget drops a token from the cache.
+func (ts *Tokens) forget(id string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for h, c := range ts.cache {
+		if c.t.ID == id {
+			delete(ts.cache, h)
+		}
+	}
 }
 
 // MaxTokenTTL bounds every token's life.
@@ -132,6 +196,7 @@ func (ts *Tokens) Issue(ctx context.Context, subject, kind, description, actor s
 // Revoke ends a token now.
 func (ts *Tokens) Revoke(ctx context.Context, id, actor string) error {
 	now := ts.Now()
+	defer ts.forget(id)
 	e := audit.Event{Code: "token.revoke", Class: audit.ClassAuthentication, Activity: audit.ActivityRead, ActivityName: "Logoff",
 		Time: now, Actor: actor, Message: fmt.Sprintf("token %s revoked by %s", id, actor), Details: map[string]any{"token_id": id}}
 	return ts.Store.RevokeToken(ctx, id, now, e)
@@ -142,13 +207,13 @@ func (ts *Tokens) Verify(ctx context.Context, secret string) (Principal, error) 
 	if !strings.HasPrefix(secret, TokenPrefix) || len(secret) > 128 {
 		return Principal{}, fmt.Errorf("%w: the token is not a Rampart API token (they start with %s)", ErrUnauthenticated, TokenPrefix)
 	}
-	t, err := ts.Store.TokenByHash(ctx, HashToken(secret))
+	now := ts.Now()
+	t, err := ts.lookup(ctx, HashToken(secret), now)
 	if errors.Is(err, ErrTokenNotFound) {
 		return Principal{}, fmt.Errorf("%w: unknown token; log in again (rampart login)", ErrUnauthenticated)
 	} else if err != nil {
 		return Principal{}, fmt.Errorf("token lookup failed: %w", err)
 	}
-	now := ts.Now()
 	switch {
 	case !t.RevokedAt.IsZero():
 		return Principal{}, fmt.Errorf("%w: token %s was revoked at %s; log in again", ErrUnauthenticated, t.ID, t.RevokedAt.UTC().Format(time.RFC3339))

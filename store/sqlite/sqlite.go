@@ -46,6 +46,11 @@ func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
 	}
 	if path == ":memory:" {
 		db.SetMaxOpenConns(1) // every connection would be a different empty database
+	} else {
+		// Readers run in parallel under WAL; keep the connections open rather than reopening
+		// (and re-running the pragmas) for every burst of requests.
+		db.SetMaxOpenConns(16)
+		db.SetMaxIdleConns(16)
 	}
 	s, err := sqlstore.Open(ctx, db, Dialect)
 	if err != nil {

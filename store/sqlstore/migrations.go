@@ -92,4 +92,11 @@ CREATE TABLE tokens (
 );
 CREATE INDEX tokens_subject ON tokens (subject);
 `,
+	// 2: page active grants in id order without sorting them all for every page (index load),
+	// and follow the change feed in (version, id) order.
+	`
+CREATE INDEX grants_state_id ON grants (state, id);
+CREATE INDEX grants_version_id ON grants (version, id);
+DROP INDEX grants_version;
+`,
 }

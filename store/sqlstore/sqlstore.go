@@ -361,10 +361,14 @@ func (r reader) ListGrants(ctx context.Context, f access.GrantFilter) ([]access.
 		w.add("expires_at <= ?", toNanos(f.EndedBy))
 	}
 	order := " ORDER BY id"
-	if f.ChangedAfter > 0 {
+	switch {
+	case f.ByVersion && f.AfterID == "":
 		w.add("version > ?", f.ChangedAfter)
 		order = " ORDER BY version, id"
-	} else if f.AfterID != "" {
+	case f.ByVersion:
+		w.add("(version > ? OR (version = ? AND id > ?))", f.ChangedAfter, f.ChangedAfter, f.AfterID)
+		order = " ORDER BY version, id"
+	case f.AfterID != "":
 		w.add("id > ?", f.AfterID)
 	}
 	query := `SELECT ` + grantCols + ` FROM grants` + w.String() + order

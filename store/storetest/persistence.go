@@ -97,12 +97,16 @@ func testRequestsAndGrants(t *testing.T, h Harness) {
 	if len(active) != 1 {
 		t.Fatalf("grant filter: %+v", active)
 	}
-	changed, _ := s.ListGrants(ctx, access.GrantFilter{ChangedAfter: 1})
+	changed, _ := s.ListGrants(ctx, access.GrantFilter{ByVersion: true, ChangedAfter: 1})
 	if len(changed) != 1 {
 		t.Fatalf("changed-after: %+v", changed)
 	}
-	if changed, _ := s.ListGrants(ctx, access.GrantFilter{ChangedAfter: 2}); len(changed) != 0 {
+	if changed, _ := s.ListGrants(ctx, access.GrantFilter{ByVersion: true, ChangedAfter: 2}); len(changed) != 0 {
 		t.Fatalf("changed-after 2: %+v", changed)
+	}
+	// The change feed from the very beginning (version 0 and below) is a filter too.
+	if changed, _ := s.ListGrants(ctx, access.GrantFilter{ByVersion: true, ChangedAfter: -1}); len(changed) != 1 {
+		t.Fatalf("changed-after -1: %+v", changed)
 	}
 
 	// Updating something that does not exist is an error, not a silent no-op.
@@ -165,6 +169,26 @@ func testTokens(t *testing.T, h Harness) {
 	}
 	if size, _ := s.LedgerSize(ctx); size != 3 {
 		t.Fatalf("ledger has %d entries, want 3 (issue, revoke, issue)", size)
+	}
+
+	// Two replicas: a revocation on one is refused by the other once its cache entry is
+	// older than the cache TTL, and never later.
+	now := Epoch
+	clock := func() time.Time { return now }
+	a, b := &identity.Tokens{Store: s, Now: clock}, &identity.Tokens{Store: s, Now: clock}
+	secret3, tok3, _ := a.Issue(ctx, "carol", identity.KindUser, "", "carol", time.Hour)
+	if _, err := a.Verify(ctx, secret3); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Revoke(ctx, tok3.ID, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Verify(ctx, secret3); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Fatalf("revoking replica still accepts the token: %v", err)
+	}
+	now = now.Add(identity.DefaultCacheTTL)
+	if _, err := a.Verify(ctx, secret3); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Fatalf("other replica accepts a revoked token after the cache TTL: %v", err)
 	}
 }
 
