@@ -2,7 +2,8 @@
 # Rampart's whole test suite, with its real dependencies: the one command the README gives and
 # .ci/run calls. It starts a throwaway PostgreSQL (installing the server if needed), then runs
 # go vet, the race-enabled tests of every package, and a short fuzzing pass over every parser of
-# untrusted input.
+# untrusted input, and checks that the benchmark module (bench/, with OPA) still builds and that
+# its two engines still agree.
 #
 # Environment:
 #   RAMPART_REQUIRE_INTEGRATION=1  tests that need a real server fail instead of skipping
@@ -19,6 +20,9 @@ go vet ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+
+echo "== bench module: vet, and the agreement tests that keep the benchmark honest"
+(cd bench && go vet ./... && go test -count=1 -run 'TestAgreement|TestLapsedGrantsDeny' .)
 
 fuzztime=${FUZZTIME:-10s}
 if [ "$fuzztime" != "0" ]; then

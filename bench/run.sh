@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs Rampart's benchmarks against OPA and prints the ratios (see README.md).
+#
+#   bench/run.sh            # everything: agreement tests, in-process, HTTP, approval-to-allow
+#
+# Environment: RAMPART_BENCH_HTTP_SECONDS (default 5) is the measured time per server and
+# concurrency in the HTTP comparison. The output is also kept in bench/bin/last-run.txt.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+echo "== machine"
+go version
+echo "nproc: $(nproc)"
+grep -m1 'model name' /proc/cpuinfo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo "== build the OPA peer (github.com/open-policy-agent/opa, version pinned in go.mod)"
+go build -o bin/opa github.com/open-policy-agent/opa
+bin/opa version | head -1
+
+echo "== vet"
+go vet ./...
+
+echo "== agreement tests, then every benchmark (in-process, HTTP, approval-to-allow)"
+go test -count=1 -timeout 20m -run 'TestAgreement|TestLapsedGrantsDeny' -bench . . 2>&1 | tee bin/last-run.txt
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
