@@ -90,8 +90,25 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// server is a running rampart process.
+type server struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+}
+
+// stop sends SIGTERM and waits for the process to exit.
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop within 10s of SIGTERM")
+	}
+}
+
 // startServer runs the binary with args until the test ends and waits for /readyz.
-func startServer(t *testing.T, addr string, args ...string) *exec.Cmd {
+func startServer(t *testing.T, addr string, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	var logs bytes.Buffer
@@ -123,7 +140,7 @@ func startServer(t *testing.T, addr string, args ...string) *exec.Cmd {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return cmd
+				return &server{cmd: cmd, done: done}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -250,8 +267,7 @@ func TestTamperedDatabaseRefused(t *testing.T) {
 	c.ok("login", "--dev", "--user", "alice")
 	c.ok("request", "create", "--role", "weights-reader-frontier-7", "--reason", "eval run 4411")
 	c.ok("audit", "checkpoint")
-	_ = srv.Process.Signal(syscall.SIGTERM)
-	waitExit(t, srv)
+	srv.stop(t)
 
 	db, err := sql.Open("sqlite", filepath.Join(data, "rampart.db"))
 	if err != nil {
@@ -270,18 +286,6 @@ func TestTamperedDatabaseRefused(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "refusing to serve") || !strings.Contains(string(out), "ledger tampered") {
 		t.Fatalf("tampered server started or said the wrong thing: %v\n%s", err, out)
 	}
-}
-
-func waitExit(t *testing.T, cmd *exec.Cmd) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cmd.ProcessState != nil || cmd.Process.Signal(syscall.Signal(0)) != nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("server did not stop")
 }
 
 // Production mode on PostgreSQL: bootstrap an admin token, serve, and run the workflow.
