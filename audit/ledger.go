@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"sync"
 
 	"golang.org/x/mod/sumdb/note"
@@ -39,6 +41,27 @@ type Store interface {
 type Pin interface {
 	Load() ([]byte, error) // nil, nil when nothing is pinned yet
 	Save(signed []byte) error
+}
+
+// FilePin is a Pin kept in a file (written atomically, readable only by its owner).
+type FilePin string
+
+// Load reads the pinned checkpoint; a missing file is nothing pinned.
+func (p FilePin) Load() ([]byte, error) {
+	b, err := os.ReadFile(string(p))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// Save replaces the pinned checkpoint.
+func (p FilePin) Save(signed []byte) error {
+	tmp := string(p) + ".tmp"
+	if err := os.WriteFile(tmp, signed, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, string(p))
 }
 
 // TamperError reports that stored history does not match a signed checkpoint. A server that

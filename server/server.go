@@ -246,7 +246,7 @@ func (in *Instance) openLedger(ctx context.Context, pol *policy.Policy) error {
 			return fmt.Errorf("ledger signing key %s is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
 		}
 	}
-	pin := filePin(filepath.Join(in.cfg.DataDir, "ledger.checkpoint"))
+	pin := audit.FilePin(filepath.Join(in.cfg.DataDir, "ledger.checkpoint"))
 	l, err := audit.Open(ctx, audit.Options{Store: in.Store, SigningKey: strings.TrimSpace(string(key)), Pin: pin, Logger: in.log})
 	if err != nil {
 		var te *audit.TamperError
@@ -258,25 +258,6 @@ func (in *Instance) openLedger(ctx context.Context, pol *policy.Policy) error {
 	}
 	in.Ledger = l
 	return nil
-}
-
-// filePin keeps the newest checkpoint in a file beside the signing key.
-type filePin string
-
-func (p filePin) Load() ([]byte, error) {
-	b, err := os.ReadFile(string(p))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	return b, err
-}
-
-func (p filePin) Save(b []byte) error {
-	tmp := string(p) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, string(p))
 }
 
 // Ready reports whether decisions and changes can be served.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -300,19 +299,6 @@ func testLedgerFailureRefusesChange(t *testing.T, h Harness) {
 	}
 }
 
-// filePin is a Pin in a test's temporary directory.
-type filePin string
-
-func (p filePin) Load() ([]byte, error) {
-	b, err := os.ReadFile(string(p))
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
-	return b, err
-}
-
-func (p filePin) Save(b []byte) error { return os.WriteFile(string(p), b, 0o600) }
-
 // Invariant 5: an edit, deletion or reordering of stored history is detected on open.
 func testLedgerTamper(t *testing.T, h Harness) {
 	e := newEnv(t, h)
@@ -320,7 +306,7 @@ func testLedgerTamper(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pin := filePin(filepath.Join(t.TempDir(), "checkpoint"))
+	pin := audit.FilePin(filepath.Join(t.TempDir(), "checkpoint"))
 	open := func() (*audit.Ledger, error) {
 		return audit.Open(e.ctx, audit.Options{Store: e.store, SigningKey: skey, Pin: pin})
 	}
