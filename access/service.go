@@ -627,6 +627,12 @@ func (s *Service) createRenewal(ctx context.Context, in CreateInput, grantID str
 	r := Request{ID: NewID("req"), Role: in.Role, Requester: in.Requester, Beneficiary: in.Beneficiary, Reason: in.Reason,
 		Duration: d, State: Pending, Policy: ap.Name, CreatedAt: now, ExpiresAt: now.Add(ap.RequestTTL.Std()), RenewalOf: grantID}
 	err := s.txn(ctx, "creating the renewal request", func(t *txn) error {
+		// The grant may have been revoked since Renew read it; check again under the lock.
+		if g, err := t.Grant(ctx, grantID); err != nil {
+			return err
+		} else if g.State == GrantRevoked {
+			return errorf(ErrConflict, "grant %s was revoked; it cannot be renewed, make a new request", grantID)
+		}
 		if err := t.record(ctx, requestEvent("request.create", ActivityCreateName, r, in.Requester,
 			fmt.Sprintf("%s asked to renew grant %s of %s for %s (%s)", in.Requester, grantID, in.Role, in.Beneficiary, policy.FormatDuration(d)),
 			map[string]any{"policy": ap.Name, "renewal_of": grantID, "policy_digest": pol.Digest})); err != nil {
