@@ -451,3 +451,68 @@ func TestBatchFailsClosedWithError(t *testing.T) {
 		t.Fatalf("stale batch: %v", err)
 	}
 }
+
+func TestSearchSuggestAndRequestByResource(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	alice := r.client("alice")
+	status, m := r.raw("GET", "/v1/resources?q=fronteir+weights&limit=2", alice.Token, "", nil)
+	if status != 200 {
+		t.Fatalf("search: %d %v", status, m)
+	}
+	first := m["resources"].([]any)[0].(map[string]any)
+	if first["name"] != "weights/frontier-7" || first["score"].(float64) <= 0 {
+		t.Fatalf("search result %v", first)
+	}
+	if status, _ := r.raw("GET", "/v1/resources?q=", alice.Token, "", nil); status != 400 {
+		t.Fatalf("empty search: %d", status)
+	}
+	adv, err := alice.Suggest(ctx, api.SuggestBody{Intent: "I need to run evals on the frontier-7 checkpoint"})
+	if err != nil || adv.Role.Role != "weights-reader-frontier-7" || adv.Source != "deterministic" || adv.Intent == nil {
+		t.Fatalf("suggest: %+v %v", adv, err)
+	}
+	_, err = alice.Suggest(ctx, api.SuggestBody{Resource: "weights/frontier-7", Actions: []string{"delete"}})
+	var se *api.ServerError
+	if !errors.As(err, &se) || se.Status != 422 || se.Code != "no_candidate" || !strings.Contains(se.Message, "weights-owners (bob, carol)") {
+		t.Fatalf("no candidate: %v", err)
+	}
+	before := r.ledgerSize()
+	c, err := alice.CreateRequest(ctx, api.CreateRequestBody{Resource: "weights/frontier-7", Action: "read", Reason: "eval run 4411"})
+	if err != nil || c.Request.Role != "weights-reader-frontier-7" || c.Suggestion == nil || c.Suggestion.Role.Role != c.Request.Role {
+		t.Fatalf("request by resource: %+v %v", c, err)
+	}
+	if r.ledgerSize() != before+1 {
+		t.Fatal("request by resource did not record exactly one entry")
+	}
+	if _, err := alice.CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Resource: "weights/frontier-7", Action: "read", Reason: "x"}); !api.IsStatus(err, 400) {
+		t.Fatalf("role and resource together: %v", err)
+	}
+}
+
+// fakeChatCompletions is a FAKE Chat Completions endpoint that always answers with one role.
+type fakeChatCompletions struct{ role string }
+
+func (f fakeChatCompletions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	content, _ := json.Marshal(map[string]string{"role": f.role, "reason": "admins can do everything"})
+	_ = json.NewEncoder(w).Encode(map[string]any{"choices": []any{map[string]any{"message": map[string]any{"role": "assistant", "content": string(content)}}}})
+}
+
+// A configured model whose answer does not verify changes nothing: the least privileged role is
+// requested and the refusal is reported.
+func TestModelFromConfigIsVerified(t *testing.T) {
+	fake := httptest.NewServer(fakeChatCompletions{role: "weights-reader-frontier-7-broad"})
+	defer fake.Close()
+	cfg := server.Config{DataDir: t.TempDir(), PolicyFS: demo.Policy(), Store: server.StoreConfig{Driver: "sqlite"},
+		Suggest: server.SuggestConfig{Model: server.ModelConfig{URL: fake.URL + "/v1/chat/completions", Model: "fake"}}}
+	in, err := server.Start(context.Background(), cfg, server.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(in.Handler())
+	defer func() { srv.Close(); in.Close() }()
+	secret, _, _ := in.Tokens.Issue(context.Background(), "alice", "user", "", "alice", time.Hour)
+	adv, err := api.NewClient(srv.URL, secret).Suggest(context.Background(), api.SuggestBody{Resource: "weights/frontier-7", Actions: []string{"read"}})
+	if err != nil || adv.Role.Role != "weights-reader-frontier-7" || adv.Source != "deterministic" || !strings.Contains(adv.ModelNote, "not one of the candidates") {
+		t.Fatalf("advice with a wrong model: %+v %v", adv, err)
+	}
+}

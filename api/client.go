@@ -17,6 +17,7 @@ import (
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/policy"
+	"rampart.dev/rampart/suggest"
 )
 
 // Client calls a Rampart server. The zero HTTP client is replaced by one with a timeout.
@@ -332,4 +333,20 @@ func (c *Client) CreateToken(ctx context.Context, b CreateTokenBody) (TokenRespo
 // RevokeToken revokes an API token.
 func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	return c.do(ctx, "POST", "/v1/tokens/"+url.PathEscape(id)+"/revoke", nil, struct{}{}, nil)
+}
+
+// Suggest asks for the least privileged role for an intent or a resource and actions.
+func (c *Client) Suggest(ctx context.Context, b SuggestBody) (suggest.Advice, error) {
+	var out suggest.Advice
+	err := c.do(ctx, "POST", "/v1/suggest", nil, b, &out)
+	return out, err
+}
+
+// Search ranks catalogue resources for a query.
+func (c *Client) Search(ctx context.Context, query string, limit int) ([]ResourceInfo, error) {
+	var out struct {
+		Resources []ResourceInfo `json:"resources"`
+	}
+	err := c.do(ctx, "GET", "/v1/resources", url.Values{"q": {query}, "limit": {strconv.Itoa(limit)}}, nil, &out)
+	return out.Resources, err
 }

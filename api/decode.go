@@ -37,6 +37,7 @@ const (
 	CodeNotFound         = "not_found"
 	CodeConflict         = "conflict"
 	CodeMethodNotAllowed = "method_not_allowed"
+	CodeNoCandidate      = "no_candidate"
 	CodeTooLarge         = "too_large"
 	CodeUnsupported      = "unsupported_media_type"
 	CodeUnavailable      = "unavailable"

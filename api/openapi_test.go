@@ -42,6 +42,7 @@ import (
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
+	"rampart.dev/rampart/suggest"
 )
 
 // oaMethods are the operation keys of an OpenAPI path item.
@@ -869,12 +870,13 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"View": access.View{}, "Tally": policy.Tally{}, "StepTally": policy.StepTally{}, "Ignored": policy.Ignored{},
 		"Explanation": policy.Explanation{}, "ResourceSummary": policy.ResourceSummary{},
 		"StepExplanation": policy.StepExplanation{}, "Decision": authz.Decision{}, "Query": authz.Query{},
+		"Advice": suggest.Advice{}, "Candidate": suggest.Candidate{}, "Target": suggest.Target{}, "Intent": suggest.Intent{},
 	}
 	// Request bodies: required is what the server insists on, not what Go omits.
 	bodies := map[string]any{
 		"DevLoginBody": DevLoginBody{}, "CreateRequestBody": CreateRequestBody{}, "ReviewBody": ReviewBody{},
 		"EmptyBody": struct{}{}, "RenewBody": RenewBody{}, "RevokeBody": RevokeBody{}, "BatchBody": BatchBody{},
-		"CreateTokenBody": CreateTokenBody{},
+		"CreateTokenBody": CreateTokenBody{}, "SuggestBody": SuggestBody{},
 	}
 	// Answers built from maps or raw bytes in the handlers; their shape is checked below or by hand.
 	noGoType := []string{"Error", "Health", "Readiness", "ResourceList", "RoleList", "DecisionList", "CheckUnavailable", "BatchUnavailable", "TokenRevoked", "LedgerEntry"}

@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"rampart.dev/rampart/access"
@@ -26,6 +27,7 @@ import (
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
+	"rampart.dev/rampart/suggest"
 )
 
 //go:embed openapi.json
@@ -47,6 +49,12 @@ type Server struct {
 	dev          bool
 	log          *slog.Logger
 	m            *Metrics
+	model        suggest.Chooser
+	modelTimeout time.Duration
+
+	advMu     sync.Mutex
+	advPol    *policy.Policy
+	advCached *suggest.Advisor
 }
 
 // Config is what a Server needs.
@@ -66,12 +74,16 @@ type Config struct {
 	Dev     bool
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Model, if set, chooses among role suggestions; every answer is verified.
+	Model        suggest.Chooser
+	ModelTimeout time.Duration
 }
 
 // New returns a server.
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
-		ready: c.Ready, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore}
+		ready: c.Ready, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
+		model: c.Model, modelTimeout: c.ModelTimeout}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}
@@ -130,6 +142,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/resources", s.authed(s.resources))
 	mux.HandleFunc("GET /v1/roles", s.authed(s.roles))
 	mux.HandleFunc("GET /v1/policy/explain", s.authed(s.explain))
+	mux.HandleFunc("POST /v1/suggest", s.authed(s.suggest))
 	mux.HandleFunc("POST /v1/requests", s.authed(s.createRequest))
 	mux.HandleFunc("GET /v1/requests", s.authed(s.listRequests))
 	mux.HandleFunc("GET /v1/requests/{id}", s.authed(s.getRequest))
@@ -247,12 +260,35 @@ type ResourceInfo struct {
 	Owners      []string `json:"owners"`
 	Tags        []string `json:"tags"`
 	Description string   `json:"description"`
+	// Score and Matched are set on search results (GET /v1/resources?q=).
+	Score   float64  `json:"score,omitempty"`
+	Matched []string `json:"matched,omitempty"`
 }
 
 func (s *Server) resources(w http.ResponseWriter, r *http.Request, c caller) error {
+	info := func(res *policy.Resource) ResourceInfo {
+		return ResourceInfo{Name: res.Name, Kind: res.Kind, Sensitivity: res.Sensitivity.String(), Owners: nonNil(res.Owners), Tags: nonNil(res.Tags), Description: res.Description}
+	}
 	out := []ResourceInfo{}
-	for _, res := range c.pol.Resources() {
-		out = append(out, ResourceInfo{Name: res.Name, Kind: res.Kind, Sensitivity: res.Sensitivity.String(), Owners: nonNil(res.Owners), Tags: nonNil(res.Tags), Description: res.Description})
+	q := r.URL.Query()
+	if query := q.Get("q"); q.Has("q") {
+		limit, err := limitParam(r)
+		if err != nil {
+			return err
+		}
+		hits, err := s.advisor(c.pol).Engine.Search(query, limit)
+		if err != nil {
+			return errInvalid("query parameter \"q\": %v", err)
+		}
+		for _, h := range hits {
+			ri := info(h.Resource)
+			ri.Score, ri.Matched = h.Score, h.Matched
+			out = append(out, ri)
+		}
+	} else {
+		for _, res := range c.pol.Resources() {
+			out = append(out, info(res))
+		}
 	}
 	writeJSON(w, 200, map[string]any{"resources": out})
 	return nil
@@ -309,7 +345,11 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request, c caller) error
 
 // CreateRequestBody is the body of POST /v1/requests.
 type CreateRequestBody struct {
-	Role        string `json:"role"`
+	// Role to request; or leave it out and name Resource and Action to request the least
+	// privileged role that gives the action (see POST /v1/suggest).
+	Role        string `json:"role,omitempty"`
+	Resource    string `json:"resource,omitempty"`
+	Action      string `json:"action,omitempty"`
 	Beneficiary string `json:"beneficiary,omitempty"`
 	Reason      string `json:"reason"`
 	Duration    string `json:"duration,omitempty"`
@@ -320,6 +360,8 @@ type CreateRequestBody struct {
 type Created struct {
 	Request access.Request `json:"request"`
 	Grant   *access.Grant  `json:"grant,omitempty"`
+	// Suggestion says how the role was chosen, when the request named a resource and action.
+	Suggestion *suggest.Advice `json:"suggestion,omitempty"`
 }
 
 func (s *Server) createRequest(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -334,11 +376,24 @@ func (s *Server) createRequest(w http.ResponseWriter, r *http.Request, c caller)
 	if c.Kind == identity.KindService && b.Beneficiary == "" {
 		return errInvalid("a service token must name the beneficiary")
 	}
+	var adv *suggest.Advice
+	switch {
+	case b.Role != "" && (b.Resource != "" || b.Action != ""):
+		return errInvalid("name a role, or a resource and an action, not both")
+	case b.Role == "" && (b.Resource == "" || b.Action == ""):
+		return errInvalid("name a role, or a resource and an action to get the least privileged role that gives it")
+	case b.Role == "":
+		a, err := s.advise(r.Context(), c.pol, SuggestBody{Resource: b.Resource, Actions: []string{b.Action}})
+		if err != nil {
+			return err
+		}
+		adv, b.Role = &a, a.Role.Role
+	}
 	out, err := s.access.Create(r.Context(), access.CreateInput{Requester: c.Subject, Role: b.Role, Beneficiary: b.Beneficiary, Reason: b.Reason, Duration: d, BreakGlass: b.BreakGlass})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, Created{Request: out.Request, Grant: out.Grant})
+	writeJSON(w, http.StatusCreated, Created{Request: out.Request, Grant: out.Grant, Suggestion: adv})
 	return nil
 }
 

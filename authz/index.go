@@ -319,6 +319,17 @@ func (ix *Index) CheckBatch(qs []Query) []Decision {
 	return out
 }
 
+// RoleAllows is the decision engine's rule for whether holding role gives action on resource:
+// the resource is in the policy catalogue and a rule of the role covers the action on it. Check
+// applies exactly this to every grant and standing binding, and role suggestions use it to find
+// candidates, so a suggested role is one the engine will honour.
+func RoleAllows(pol *policy.Policy, role, action, resource string) bool {
+	if _, ok := pol.Resource(resource); !ok {
+		return false
+	}
+	return pol.Allows(role, action, resource)
+}
+
 func (ix *Index) checkLocked(pol *policy.Policy, q Query, now time.Time) Decision {
 	if err := ix.health(ix.loadErr, now); err != nil {
 		return Decision{Reason: "denied: failing closed because the " + err.Error(), Unavailable: true}
@@ -327,13 +338,13 @@ func (ix *Index) checkLocked(pol *policy.Policy, q Query, now time.Time) Decisio
 		return Decision{Reason: fmt.Sprintf("denied: %q is not a resource in the policy catalogue", q.Resource)}
 	}
 	for _, st := range pol.StandingRoles(q.Subject) {
-		if pol.Allows(st.Role, q.Action, q.Resource) {
+		if RoleAllows(pol, st.Role, q.Action, q.Resource) {
 			return Decision{Allowed: true, Reason: "allowed by standing binding " + st.Binding + " of role " + st.Role, Binding: st.Binding, Role: st.Role}
 		}
 	}
 	var best, lapsed *entry
 	for _, e := range ix.bySubject[q.Subject] {
-		if !pol.Allows(e.role, q.Action, q.Resource) {
+		if !RoleAllows(pol, e.role, q.Action, q.Resource) {
 			continue
 		}
 		if !now.Before(e.expires) || now.Before(e.starts) {

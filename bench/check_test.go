@@ -295,6 +295,12 @@ func TestMain(m *testing.M) {
 	mach0, own0 := machineCPU(), ownCPU()
 	code := m.Run()
 	printSummary()
+	if len(suggestSummary) > 1 {
+		fmt.Println("\n=== Suggestions (10k resources, 2k roles) ===")
+		for _, l := range suggestSummary {
+			fmt.Println(l)
+		}
+	}
 	closeHTTPEnv() // waits for OPA, so its CPU time counts as this process's children's
 	releaseInProcess()
 	if mach1, own1 := machineCPU(), ownCPU(); mach1.total > mach0.total && len(results)+len(httpResults) > 0 {

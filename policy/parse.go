@@ -433,13 +433,31 @@ func (p *Policy) validateBinding(b *StandingBinding) {
 
 // matchResources returns the declared resources a pattern matches, sorted by name.
 func (p *Policy) matchResources(pat string) []*Resource {
+	if cached, ok := p.patternCache[pat]; ok {
+		return cached
+	}
+	if p.sortedNames == nil || len(p.sortedNames) != len(p.resources) {
+		p.sortedNames = keys(p.resources)
+		p.patternCache = map[string][]*Resource{}
+	}
 	var out []*Resource
-	for name, r := range p.resources {
-		if MatchPattern(pat, name) {
-			out = append(out, r)
+	star := strings.IndexByte(pat, '*')
+	if star < 0 {
+		if r := p.resources[pat]; r != nil {
+			out = []*Resource{r}
+		}
+	} else {
+		// Only names sharing the pattern's literal prefix can match: a binary search finds them,
+		// so compiling a catalogue of thousands of resources stays fast.
+		prefix := pat[:star]
+		i := sort.SearchStrings(p.sortedNames, prefix)
+		for ; i < len(p.sortedNames) && strings.HasPrefix(p.sortedNames[i], prefix); i++ {
+			if name := p.sortedNames[i]; MatchPattern(pat, name) {
+				out = append(out, p.resources[name])
+			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	p.patternCache[pat] = out
 	return out
 }
 

@@ -35,6 +35,9 @@ type Policy struct {
 	grantedBy    map[string][]string            // resource → roles reaching it, sorted
 	requirements map[string]*Requirement        // role → approval requirement
 	standing     map[string][]Standing          // subject → standing roles, via itself or groups
+
+	sortedNames  []string               // resource names, sorted, for pattern matching
+	patternCache map[string][]*Resource // pattern → matching resources, sorted
 }
 
 // Standing is one role a subject holds through a standing binding.

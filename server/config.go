@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -25,6 +26,8 @@ type Config struct {
 	// IndexMaxStaleness is how long decisions may go without a successful store sync before
 	// they fail closed. Default 5s.
 	IndexMaxStaleness policy.Duration `yaml:"index_max_staleness"`
+	// Suggest configures role suggestions.
+	Suggest SuggestConfig `yaml:"suggest"`
 
 	// Dev enables the development login; set only by `rampart dev`.
 	Dev bool `yaml:"-"`
@@ -49,6 +52,25 @@ type LedgerConfig struct {
 	Origin string `yaml:"origin"`
 	// SigningKeyFile overrides the policy's Settings.signing_key.
 	SigningKeyFile string `yaml:"signing_key_file"`
+}
+
+// SuggestConfig configures role suggestions.
+type SuggestConfig struct {
+	// Model, if its url is set, lets a language model choose among verified candidates.
+	Model ModelConfig `yaml:"model"`
+}
+
+// ModelConfig names an OpenAI-compatible Chat Completions endpoint.
+type ModelConfig struct {
+	// URL is the full chat completions URL (OpenAI, Azure OpenAI, vLLM, Ollama, llama.cpp).
+	URL   string `yaml:"url"`
+	Model string `yaml:"model"`
+	// APIKeyEnv names the environment variable holding the API key (keys stay out of files).
+	APIKeyEnv string `yaml:"api_key_env"`
+	// APIKeyHeader is "Authorization" (Bearer, the default) or "api-key" (Azure OpenAI).
+	APIKeyHeader string `yaml:"api_key_header"`
+	// Timeout bounds each model call; default 5s. On timeout the deterministic ranking is used.
+	Timeout policy.Duration `yaml:"timeout"`
 }
 
 // TLSConfig enables HTTPS.
@@ -113,5 +135,16 @@ func (c *Config) validate(doc *strictyaml.Document) {
 	}
 	if c.IndexMaxStaleness != 0 && c.IndexMaxStaleness.Std() < time.Second {
 		doc.Errorf("index_max_staleness", "must be at least 1s")
+	}
+	if m := c.Suggest.Model; m.URL != "" {
+		if u, err := url.Parse(m.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			doc.Errorf("suggest.model.url", "%q is not an http(s) URL of a chat completions endpoint", m.URL)
+		}
+		if m.Model == "" {
+			doc.Errorf("suggest.model.model", "name the model (or Azure deployment) to use")
+		}
+		if m.APIKeyEnv != "" && os.Getenv(m.APIKeyEnv) == "" {
+			doc.Errorf("suggest.model.api_key_env", "$%s is empty; set it to the API key, or remove api_key_env for a server that needs none", m.APIKeyEnv)
+		}
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"rampart.dev/rampart/store/postgres"
 	"rampart.dev/rampart/store/sqlite"
 	"rampart.dev/rampart/store/sqlstore"
+	"rampart.dev/rampart/suggest/llm"
 )
 
 // Instance is a started control plane.
@@ -100,8 +101,14 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		return nil, fmt.Errorf("load decision index: %w", err)
 	}
 	in.Tokens = &identity.Tokens{Store: in.Store, Now: o.Now}
-	in.API = api.New(api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens,
-		Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger})
+	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens,
+		Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger}
+	if m := cfg.Suggest.Model; m.URL != "" {
+		apiCfg.Model = &llm.Client{URL: m.URL, Model: m.Model, APIKey: os.Getenv(m.APIKeyEnv), APIKeyHeader: m.APIKeyHeader}
+		apiCfg.ModelTimeout = m.Timeout.Std()
+		in.log.Info("role suggestions may use a language model; its answers are verified", "url", m.URL, "model", m.Model)
+	}
+	in.API = api.New(apiCfg)
 
 	jobCtx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel

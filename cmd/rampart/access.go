@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"strings"
@@ -167,20 +168,48 @@ func newRolesCmd(g *globals) *cobra.Command {
 func newRequestCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "request", Short: "Create, list, show, approve, deny and cancel access requests"}
 	var (
-		role, reason, duration, beneficiary string
-		breakGlass                          bool
+		role, reason, duration, beneficiary, resource, action string
+		breakGlass, yes                                       bool
 	)
 	create := &cobra.Command{
-		Use:   "create --role ROLE --reason TEXT [--duration 2h] [--for SUBJECT] [--break-glass]",
-		Short: "Request a role",
-		Args:  exactArgs(),
+		Use:   "create (--role ROLE | --resource R --action A [--yes]) --reason TEXT [--duration 2h] [--for SUBJECT] [--break-glass]",
+		Short: "Request a role, or the least privileged role for an action on a resource",
+		Long: `Request a role. Or name --resource and --action instead: the least privileged role that
+gives the action is suggested, shown with the approval it needs, and requested once you confirm
+(--yes confirms for scripts).`,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if role == "" {
-				return usageErr("--role is required; list roles with `rampart roles`")
+			byResource := resource != "" || action != ""
+			switch {
+			case role != "" && byResource:
+				return usageErr("give --role, or --resource and --action, not both")
+			case role == "" && !byResource:
+				return usageErr("--role is required (list roles with 'rampart roles'), or give --resource and --action")
+			case byResource && (resource == "" || action == ""):
+				return usageErr("--resource and --action go together")
 			}
 			c, err := g.client()
 			if err != nil {
 				return err
+			}
+			if byResource {
+				adv, err := c.Suggest(cmd.Context(), api.SuggestBody{Resource: resource, Actions: []string{action}})
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(os.Stderr, 0, 4, 2, ' ', 0)
+				printAdvice(tw, adv, false)
+				tw.Flush()
+				if !yes {
+					ok, err := confirm(fmt.Sprintf("Request %s for %s? [y/N] ", adv.Role.Role, orSelf(beneficiary)))
+					if err != nil {
+						return err
+					}
+					if !ok {
+						return fmt.Errorf("not requested: you did not confirm")
+					}
+				}
+				role = adv.Role.Role
 			}
 			out, err := c.CreateRequest(cmd.Context(), api.CreateRequestBody{Role: role, Reason: reason, Duration: duration, Beneficiary: beneficiary, BreakGlass: breakGlass})
 			if err != nil {
@@ -199,6 +228,9 @@ func newRequestCmd(g *globals) *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&role, "role", "", "role to request")
+	create.Flags().StringVar(&resource, "resource", "", "instead of --role: the resource you need")
+	create.Flags().StringVar(&action, "action", "", "with --resource: the action you need on it")
+	create.Flags().BoolVarP(&yes, "yes", "y", false, "with --resource: request the suggested role without asking")
 	create.Flags().StringVar(&reason, "reason", "", "what the access is for (recorded in the ledger)")
 	create.Flags().StringVar(&duration, "duration", "", "how long, e.g. 2h (default: the policy's default)")
 	create.Flags().StringVar(&beneficiary, "for", "", "who gets the access (default: you), e.g. k8s:prod/ml/trainer")
@@ -296,6 +328,29 @@ func newRequestCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(create, list, show, reviewCmd(access.Approve, "Approve a request you are eligible to review"), reviewCmd(access.Deny, "Deny a request you are eligible to review"), cancel)
 	return cmd
+}
+
+// confirm asks a yes/no question on the terminal. Without a terminal it refuses to guess.
+func confirm(question string) (bool, error) {
+	fi, err := os.Stdin.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false, usageErr("standard input is not a terminal, so nobody can confirm; pass --yes to request the suggested role")
+	}
+	fmt.Fprint(os.Stderr, question)
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil && line == "" {
+		fmt.Fprintln(os.Stderr)
+		return false, usageErr("no answer (end of input); pass --yes to request the suggested role without asking")
+	}
+	answer := strings.ToLower(strings.TrimSpace(line))
+	return answer == "y" || answer == "yes", nil
+}
+
+func orSelf(who string) string {
+	if who == "" {
+		return "yourself"
+	}
+	return who
 }
 
 func printView(g *globals, v access.View) error {

@@ -335,3 +335,36 @@ func TestServerOnPostgres(t *testing.T) {
 		t.Fatalf("bad config: %+v", r)
 	}
 }
+
+// Search, suggestions and requests by resource, as a user runs them.
+func TestSuggestions(t *testing.T) {
+	addr := freeAddr(t)
+	startServer(t, addr, "dev", "--addr", addr, "--data", filepath.Join(t.TempDir(), "data"))
+	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir(), "RAMPART_TOKEN="}}
+	c.ok("login", "--dev", "--user", "alice")
+	if out := c.ok("search", "fronteir", "weights"); !strings.Contains(strings.SplitN(out, "\n", 3)[1], "weights/frontier-7") {
+		t.Fatalf("search: %s", out)
+	}
+	if out := c.ok("suggest", "I need to run evals on the frontier-7 checkpoint"); !strings.Contains(out, "Least privileged role:  weights-reader-frontier-7") {
+		t.Fatalf("suggest: %s", out)
+	}
+	// Without --yes and without a terminal to answer on, nothing is requested.
+	r := c.run(nil, "request", "create", "--resource", "weights/frontier-7", "--action", "read", "--reason", "eval")
+	if r.code != 2 || !strings.Contains(r.err, "--yes") {
+		t.Fatalf("unconfirmed request: %+v", r)
+	}
+	out := c.ok("request", "create", "--resource", "weights/frontier-7", "--action", "read", "--reason", "eval", "--yes")
+	if !strings.Contains(out, "weights-reader-frontier-7 for alice") {
+		t.Fatalf("request by resource: %s", out)
+	}
+	if r := c.run(nil, "suggest", "--resource", "weights/frontier-7", "--action", "delete"); r.code != 1 || !strings.Contains(r.err, "owned by weights-owners (bob, carol)") {
+		t.Fatalf("no candidate: %+v", r)
+	}
+	eval := []string{"suggest", "eval", "../../testdata/suggest/eval.yaml", "--policy", "../../testdata/suggest/policy"}
+	if out := c.ok(append(eval, "--min", "0.95")...); !strings.Contains(out, "top-1 accuracy") {
+		t.Fatalf("eval: %s", out)
+	}
+	if r := c.run(nil, append(eval, "--min", "1")...); r.code != 1 || !strings.Contains(r.err, "below --min") {
+		t.Fatalf("eval under --min: %+v", r)
+	}
+}

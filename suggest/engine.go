@@ -1,0 +1,90 @@
+// Package suggest finds resources and recommends the least privileged role that gives the access
+// someone needs: ranked text search over the catalogue, candidate roles established by the
+// decision engine itself (authz.RoleAllows), a privilege ranking with an explanation, and a
+// deterministic reading of natural-language intent.
+//
+// An optional language model (the Chooser interface, implemented by suggest/llm) may choose
+// among the candidates, but its answer is verified — it must be a candidate, grant what is
+// needed, and have no strictly smaller candidate — and any failure, timeout or refusal falls
+// back to the deterministic ranking and says so. Suggestions grant nothing: a request still
+// needs every approval its policy asks for.
+package suggest
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"rampart.dev/rampart/policy"
+)
+
+// Engine answers searches and ranks roles over one policy. It is immutable and safe for
+// concurrent use; build a new one when the policy changes.
+type Engine struct {
+	pol     *policy.Policy
+	search  *searchIndex
+	roles   map[string]*roleInfo
+	actions []string // every concrete action named in the policy, sorted
+	// named maps a resource to the actions some requestable role names explicitly on it.
+	named map[string]map[string]bool
+}
+
+// New indexes the policy's catalogue and roles.
+func New(pol *policy.Policy) *Engine {
+	roles, actions := buildRoles(pol)
+	e := &Engine{pol: pol, search: newSearchIndex(pol), roles: roles, actions: actions, named: map[string]map[string]bool{}}
+	for role := range roles {
+		for _, res := range pol.RoleResources(role) {
+			for _, a := range pol.RoleActions(role, res.Name) {
+				if a == "*" {
+					continue
+				}
+				if e.named[res.Name] == nil {
+					e.named[res.Name] = map[string]bool{}
+				}
+				e.named[res.Name][a] = true
+			}
+		}
+	}
+	return e
+}
+
+// Policy is the policy the engine was built from.
+func (e *Engine) Policy() *policy.Policy { return e.pol }
+
+// Actions returns every concrete action the policy names.
+func (e *Engine) Actions() []string { return e.actions }
+
+// Search ranks resources by how well their name, tags, kind, owners and description match the
+// query (BM25F; a misspelt word of five or more letters still matches at edit distance 1).
+func (e *Engine) Search(query string, limit int) ([]Hit, error) {
+	if len(query) > maxQueryLen {
+		return nil, fmt.Errorf("query is %d bytes; the limit is %d", len(query), maxQueryLen)
+	}
+	words := tokenize(query)
+	if len(words) == 0 {
+		return nil, fmt.Errorf("query %q has no words to search for", query)
+	}
+	return e.search.search(words, limit), nil
+}
+
+// didYouMean suggests the closest resource name for a mistyped one.
+func (e *Engine) didYouMean(name string) string {
+	hits := e.search.search(tokenize(name), 1)
+	if len(hits) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", hits[0].Resource.Name)
+}
+
+// ownersOf names a resource's owner groups.
+func (e *Engine) ownersOf(resource string) []string {
+	if r, ok := e.pol.Resource(resource); ok {
+		out := append([]string(nil), r.Owners...)
+		sort.Strings(out)
+		return out
+	}
+	return nil
+}
+
+func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }

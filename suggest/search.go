@@ -1,0 +1,258 @@
+package suggest
+
+import (
+	"math"
+	"sort"
+	"strings"
+	"unicode"
+
+	"rampart.dev/rampart/policy"
+)
+
+// Field weights for BM25F: a word in a resource's name says more than one in its description.
+const (
+	weightName        = 3.0
+	weightTag         = 2.0
+	weightKind        = 1.5
+	weightOwner       = 1.0
+	weightDescription = 1.0
+
+	bm25K1 = 1.2
+	bm25B  = 0.75
+
+	// nameBonus multiplies the score of a resource whose own name (the last segment of its path)
+	// the query spells out in full: "frontier-7" prefers weights/frontier-7 to
+	// weights/frontier-7-rlhf, unless "rlhf" is asked for too.
+	nameBonus = 1.5
+
+	// typoPenalty scales the score of a term matched at edit distance 1.
+	typoPenalty = 0.6
+	// minTypoLen is the shortest query term that may match with a typo.
+	minTypoLen = 4
+	// maxQueryTerms bounds the work one query can cause.
+	maxQueryTerms = 32
+	// maxQueryLen bounds the text accepted as a query.
+	maxQueryLen = 1024
+)
+
+// Hit is one search result.
+type Hit struct {
+	Resource *policy.Resource
+	Score    float64
+	// Matched lists the catalogue words the query matched (after typo correction).
+	Matched []string
+}
+
+type posting struct {
+	doc int32
+	tf  float32 // length-normalised, field-weighted term frequency
+}
+
+// searchIndex is a BM25F index over the resource catalogue, with a symmetric-delete index for
+// typo tolerance (edit distance 1).
+type searchIndex struct {
+	docs     []*policy.Resource
+	last     [][]string // per resource, the words of the last segment of its name
+	postings map[string][]posting
+	idf      map[string]float64
+	deletes  map[string][]string // a term with one character deleted → terms
+}
+
+// tokenize splits text into lowercase words of letters and digits, each stemmed.
+func tokenize(s string) []string {
+	words := strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	})
+	for i, w := range words {
+		words[i] = stem(w)
+	}
+	return words
+}
+
+// stem folds a plural into its singular ("weights" → "weight", "evals" → "eval"), leaving
+// words ending in ss, us or is alone; applied alike to the catalogue and to queries.
+func stem(w string) string {
+	if len(w) > 3 && strings.HasSuffix(w, "s") && !strings.HasSuffix(w, "ss") && !strings.HasSuffix(w, "us") && !strings.HasSuffix(w, "is") {
+		return w[:len(w)-1]
+	}
+	return w
+}
+
+func newSearchIndex(pol *policy.Policy) *searchIndex {
+	ix := &searchIndex{docs: pol.Resources(), postings: map[string][]posting{}, idf: map[string]float64{}, deletes: map[string][]string{}}
+	ix.last = make([][]string, len(ix.docs))
+	for i, r := range ix.docs {
+		ix.last[i] = tokenize(r.Name[strings.LastIndexByte(r.Name, '/')+1:])
+	}
+	type fieldText struct {
+		weight float64
+		words  []string
+	}
+	fields := make([][]fieldText, len(ix.docs))
+	var avg [5]float64
+	for i, r := range ix.docs {
+		var owners []string
+		for _, o := range r.Owners {
+			owners = append(owners, tokenize(o)...)
+		}
+		var tags []string
+		for _, t := range r.Tags {
+			tags = append(tags, tokenize(t)...)
+		}
+		fields[i] = []fieldText{
+			{weightName, tokenize(r.Name)},
+			{weightTag, tags},
+			{weightKind, tokenize(r.Kind)},
+			{weightOwner, owners},
+			{weightDescription, tokenize(r.Description)},
+		}
+		for f, ft := range fields[i] {
+			avg[f] += float64(len(ft.words))
+		}
+	}
+	n := float64(max(len(ix.docs), 1))
+	for f := range avg {
+		avg[f] = max(avg[f]/n, 1)
+	}
+	for i := range ix.docs {
+		tf := map[string]float64{}
+		for f, ft := range fields[i] {
+			norm := 1 - bm25B + bm25B*float64(len(ft.words))/avg[f]
+			for _, w := range ft.words {
+				tf[w] += ft.weight / norm
+			}
+		}
+		for w, v := range tf {
+			ix.postings[w] = append(ix.postings[w], posting{doc: int32(i), tf: float32(v)})
+		}
+	}
+	for w, ps := range ix.postings {
+		df := float64(len(ps))
+		ix.idf[w] = math.Log(1 + (n-df+0.5)/(df+0.5))
+		if len(w) >= minTypoLen {
+			for _, d := range deletions(w) {
+				ix.deletes[d] = append(ix.deletes[d], w)
+			}
+		}
+	}
+	return ix
+}
+
+// deletions returns every string made by deleting one byte of w.
+func deletions(w string) []string {
+	out := make([]string, 0, len(w))
+	for i := range len(w) {
+		out = append(out, w[:i]+w[i+1:])
+	}
+	return out
+}
+
+// expand returns the catalogue terms a query term stands for: itself if known, otherwise the
+// known terms at edit distance 1 (insertion, deletion, substitution, adjacent transposition),
+// each with its weight.
+func (ix *searchIndex) expand(q string) map[string]float64 {
+	if _, ok := ix.postings[q]; ok {
+		return map[string]float64{q: 1}
+	}
+	out := map[string]float64{}
+	if len(q) < minTypoLen {
+		return out
+	}
+	// q is a known term with one character inserted.
+	for _, d := range deletions(q) {
+		if _, ok := ix.postings[d]; ok {
+			out[d] = typoPenalty
+		}
+	}
+	// A known term is q with one character inserted (q lost one), or both lost one at the same
+	// place (a substitution) or at neighbouring places (a transposition, checked below).
+	for _, t := range ix.deletes[q] {
+		out[t] = typoPenalty
+	}
+	for _, d := range deletions(q) {
+		for _, t := range ix.deletes[d] {
+			if len(t) == len(q) && withinOne(q, t) {
+				out[t] = typoPenalty
+			}
+		}
+	}
+	return out
+}
+
+// covers reports whether every word of name was asked for.
+func covers(asked map[string]bool, name []string) bool {
+	for _, w := range name {
+		if !asked[w] {
+			return false
+		}
+	}
+	return len(name) > 0
+}
+
+// withinOne reports whether equal-length a and b differ by one substitution or one adjacent
+// transposition.
+func withinOne(a, b string) bool {
+	var diff []int
+	for i := 0; i < len(a); i++ {
+		if a[i] != b[i] {
+			diff = append(diff, i)
+			if len(diff) > 2 {
+				return false
+			}
+		}
+	}
+	switch len(diff) {
+	case 1:
+		return true
+	case 2:
+		i, j := diff[0], diff[1]
+		return j == i+1 && a[i] == b[j] && a[j] == b[i]
+	}
+	return false
+}
+
+// search ranks resources for the query words. Words that match nothing, even with a typo, are
+// ignored.
+func (ix *searchIndex) search(words []string, limit int) []Hit {
+	if len(words) > maxQueryTerms {
+		words = words[:maxQueryTerms]
+	}
+	scores := map[int32]float64{}
+	matched := map[int32][]string{}
+	seen := map[string]bool{}
+	for _, q := range words {
+		for term, w := range ix.expand(q) {
+			if seen[term] {
+				continue
+			}
+			seen[term] = true
+			idf := ix.idf[term]
+			for _, p := range ix.postings[term] {
+				tf := float64(p.tf)
+				scores[p.doc] += w * idf * tf * (bm25K1 + 1) / (tf + bm25K1)
+				matched[p.doc] = append(matched[p.doc], term)
+			}
+		}
+	}
+	asked := map[string]bool{}
+	for _, w := range words {
+		asked[w] = true
+	}
+	hits := make([]Hit, 0, len(scores))
+	for d, s := range scores {
+		if covers(asked, ix.last[d]) {
+			s *= nameBonus
+		}
+		hits = append(hits, Hit{Resource: ix.docs[d], Score: s, Matched: matched[d]})
+	}
+	sort.Slice(hits, func(i, j int) bool {
+		if hits[i].Score != hits[j].Score {
+			return hits[i].Score > hits[j].Score
+		}
+		return hits[i].Resource.Name < hits[j].Resource.Name
+	})
+	if limit > 0 && len(hits) > limit {
+		hits = hits[:limit]
+	}
+	return hits
+}
