@@ -320,13 +320,11 @@ func (ix *Index) CheckBatch(qs []Query) []Decision {
 }
 
 // RoleAllows is the decision engine's rule for whether holding role gives action on resource:
-// the resource is in the policy catalogue and a rule of the role covers the action on it. Check
-// applies exactly this to every grant and standing binding, and role suggestions use it to find
-// candidates, so a suggested role is one the engine will honour.
+// a rule of the role covers the action on the resource, which must be in the policy catalogue
+// (the compiled policy only knows catalogue resources). Check applies exactly this to every grant
+// and standing binding, and role suggestions use it to find candidates, so a suggested role is
+// one the engine will honour.
 func RoleAllows(pol *policy.Policy, role, action, resource string) bool {
-	if _, ok := pol.Resource(resource); !ok {
-		return false
-	}
 	return pol.Allows(role, action, resource)
 }
 

@@ -4,6 +4,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 	"unicode"
 
 	"rampart.dev/rampart/policy"
@@ -56,6 +57,7 @@ type searchIndex struct {
 	postings map[string][]posting
 	idf      map[string]float64
 	deletes  map[string][]string // a term with one character deleted → terms
+	pool     sync.Pool           // *scratch
 }
 
 // tokenize splits text into lowercase words of letters and digits, each stemmed.
@@ -211,26 +213,49 @@ func withinOne(a, b string) bool {
 	return false
 }
 
+// scratch is per-query working memory, pooled: a score per resource and the query terms each
+// matched (a bit per term), so a query touching thousands of resources allocates little.
+type scratch struct {
+	scores  []float64
+	terms   []uint64
+	touched []int32
+}
+
 // search ranks resources for the query words. Words that match nothing, even with a typo, are
 // ignored.
 func (ix *searchIndex) search(words []string, limit int) []Hit {
 	if len(words) > maxQueryTerms {
 		words = words[:maxQueryTerms]
 	}
-	scores := map[int32]float64{}
-	matched := map[int32][]string{}
+	sc, _ := ix.pool.Get().(*scratch)
+	if sc == nil || len(sc.scores) != len(ix.docs) {
+		sc = &scratch{scores: make([]float64, len(ix.docs)), terms: make([]uint64, len(ix.docs))}
+	}
+	defer func() {
+		for _, d := range sc.touched {
+			sc.scores[d], sc.terms[d] = 0, 0
+		}
+		sc.touched = sc.touched[:0]
+		ix.pool.Put(sc)
+	}()
+	var termList []string
 	seen := map[string]bool{}
 	for _, q := range words {
 		for term, w := range ix.expand(q) {
-			if seen[term] {
+			if seen[term] || len(termList) == 64 {
 				continue
 			}
 			seen[term] = true
+			bit := uint64(1) << len(termList)
+			termList = append(termList, term)
 			idf := ix.idf[term]
 			for _, p := range ix.postings[term] {
+				if sc.terms[p.doc] == 0 {
+					sc.touched = append(sc.touched, p.doc)
+				}
 				tf := float64(p.tf)
-				scores[p.doc] += w * idf * tf * (bm25K1 + 1) / (tf + bm25K1)
-				matched[p.doc] = append(matched[p.doc], term)
+				sc.scores[p.doc] += w * idf * tf * (bm25K1 + 1) / (tf + bm25K1)
+				sc.terms[p.doc] |= bit
 			}
 		}
 	}
@@ -238,21 +263,41 @@ func (ix *searchIndex) search(words []string, limit int) []Hit {
 	for _, w := range words {
 		asked[w] = true
 	}
-	hits := make([]Hit, 0, len(scores))
-	for d, s := range scores {
+	type scored struct {
+		doc   int32
+		score float64
+	}
+	all := make([]scored, len(sc.touched))
+	for i, d := range sc.touched {
+		s := sc.scores[d]
 		if covers(asked, ix.last[d]) {
 			s *= nameBonus
 		}
-		hits = append(hits, Hit{Resource: ix.docs[d], Score: s, Matched: matched[d]})
+		all[i] = scored{d, s}
 	}
-	sort.Slice(hits, func(i, j int) bool {
-		if hits[i].Score != hits[j].Score {
-			return hits[i].Score > hits[j].Score
+	better := func(a, b scored) bool {
+		if a.score != b.score {
+			return a.score > b.score
 		}
-		return hits[i].Resource.Name < hits[j].Resource.Name
-	})
-	if limit > 0 && len(hits) > limit {
-		hits = hits[:limit]
+		return ix.docs[a.doc].Name < ix.docs[b.doc].Name
+	}
+	sort.Slice(all, func(i, j int) bool { return better(all[i], all[j]) })
+	if limit > 0 && len(all) > limit {
+		all = all[:limit]
+	}
+	hits := make([]Hit, len(all))
+	for i, a := range all {
+		hits[i] = Hit{Resource: ix.docs[a.doc], Score: a.score, Matched: termsOf(sc.terms[a.doc], termList)}
 	}
 	return hits
+}
+
+func termsOf(bits uint64, terms []string) []string {
+	var out []string
+	for i, t := range terms {
+		if bits&(1<<i) != 0 {
+			out = append(out, t)
+		}
+	}
+	return out
 }
