@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
@@ -695,3 +697,6 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
+
+// Registry is the Prometheus registry /metrics serves, for components that add metrics.
+func (s *Server) Registry() prometheus.Registerer { return s.m.Registry() }

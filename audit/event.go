@@ -23,6 +23,7 @@ const (
 	ClassEntityManagement     = 3004 // policy loads
 	ClassUserAccessManagement = 3005 // grants: activate, renew, revoke, expire
 	ClassAPIActivity          = 6003 // requests and reviews
+	ClassNetworkActivity      = 4001 // egress gateway decisions
 )
 
 var classNames = map[int]struct {
@@ -34,6 +35,7 @@ var classNames = map[int]struct {
 	ClassEntityManagement:     {"Entity Management", 3, "Identity & Access Management"},
 	ClassUserAccessManagement: {"User Access Management", 3, "Identity & Access Management"},
 	ClassAPIActivity:          {"API Activity", 6, "Application Activity"},
+	ClassNetworkActivity:      {"Network Activity", 4, "Network Activity"},
 }
 
 // OCSF activity ids used with the classes above.
@@ -77,13 +79,21 @@ type Event struct {
 	Privileges []string
 	// Details are event-specific fields, written under "unmapped".
 	Details map[string]any
+	// Extra are further OCSF attributes of the class, written at the top level (for Network
+	// Activity: src_endpoint, dst_endpoint, disposition…). They may not replace the ones above.
+	Extra map[string]any
 }
 
 // SystemActor is the actor of changes Rampart makes by itself (expiry, checkpoints).
 const SystemActor = "rampart"
 
+// EncodeLog returns the canonical JSON of an event that is logged, not appended to the ledger
+// (it has no sequence number).
+func EncodeLog(e Event) ([]byte, error) { return Encode(-1, e) }
+
 // Encode returns the canonical JSON of the event as ledger entry number seq: object keys sorted,
-// no insignificant white space. The bytes are what is hashed, stored and exported.
+// no insignificant white space. The bytes are what is hashed, stored and exported. A negative
+// seq leaves the sequence out (see EncodeLog).
 func Encode(seq int64, e Event) ([]byte, error) {
 	cls, ok := classNames[e.Class]
 	if !ok {
@@ -139,6 +149,15 @@ func Encode(seq int64, e Event) ([]byte, error) {
 	}
 	if len(e.Details) > 0 {
 		m["unmapped"] = e.Details
+	}
+	for k, v := range e.Extra {
+		if _, taken := m[k]; taken {
+			return nil, fmt.Errorf("audit: event %q: extra attribute %q would replace a standard one", e.Code, k)
+		}
+		m[k] = v
+	}
+	if seq < 0 {
+		delete(m["metadata"].(map[string]any), "sequence")
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -99,6 +99,7 @@ func Parse(files []File) (*Policy, error) {
 		roles:     map[string]*Role{},
 		approvals: map[string]*ApprovalPolicy{},
 		bindings:  map[string]*StandingBinding{},
+		egress:    map[string]*EgressPolicy{},
 	}
 	var docs []*strictyaml.Document
 	var errs strictyaml.Errors
@@ -184,6 +185,8 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 		declare(doc, spec, h.Kind, name, ValidateName, p.approvals, &ApprovalPolicy{Name: name, src: src})
 	case "StandingBinding":
 		declare(doc, spec, h.Kind, name, ValidateName, p.bindings, &StandingBinding{Name: name, src: src})
+	case "EgressPolicy":
+		declare(doc, spec, h.Kind, name, ValidateName, p.egress, &EgressPolicy{Name: name, src: src})
 	case "Settings":
 		s := &Settings{Name: name, src: src}
 		doc.Decode("spec", spec, s)
@@ -193,9 +196,9 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 		}
 		p.settings = s
 	case "":
-		doc.Errorf("kind", "document has no kind; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, Settings")
+		doc.Errorf("kind", "document has no kind; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Settings")
 	default:
-		doc.Errorf("kind", "unknown kind %q; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, Settings", h.Kind)
+		doc.Errorf("kind", "unknown kind %q; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Settings", h.Kind)
 	}
 }
 
@@ -236,6 +239,9 @@ func (p *Policy) validate() {
 	for _, b := range p.bindings {
 		p.validateBinding(b)
 	}
+	for _, e := range p.egress {
+		p.validateEgress(e)
+	}
 	if s := p.settings; s != nil {
 		if s.AdminGroup == "" {
 			s.src.errorf("admin_group", "admin_group is required: the group whose members administer Rampart")
@@ -252,6 +258,11 @@ func (p *Policy) validate() {
 		}
 		if strings.ContainsRune(s.SigningKey, 0) {
 			s.src.errorf("signing_key", "signing_key contains a NUL byte")
+		}
+		for i, h := range s.EgressDeny {
+			if err := ValidateEgressHost(h); err != nil {
+				s.src.errorf(fmt.Sprintf("egress_deny[%d]", i), "%v", err)
+			}
 		}
 	}
 }

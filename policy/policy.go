@@ -28,6 +28,7 @@ type Policy struct {
 	roles     map[string]*Role
 	approvals map[string]*ApprovalPolicy
 	bindings  map[string]*StandingBinding
+	egress    map[string]*EgressPolicy
 	settings  *Settings
 
 	memberOf     map[string][]string            // subject → groups, sorted

@@ -183,6 +183,9 @@ type Settings struct {
 	// SigningKey is the file holding the ledger's checkpoint signing key. A relative path is
 	// resolved against the server's data directory.
 	SigningKey string `yaml:"signing_key"`
+	// EgressDeny lists destination hosts (exact or "*." suffix) the egress gateway always refuses,
+	// whatever a rule or a grant says.
+	EgressDeny []string `yaml:"egress_deny"`
 
 	src source
 }

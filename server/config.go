@@ -31,6 +31,8 @@ type Config struct {
 
 	// Dev enables the development login; set only by `rampart dev`.
 	Dev bool `yaml:"-"`
+	// EgressListen, if set, serves an egress gateway in the same process (rampart dev).
+	EgressListen string `yaml:"-"`
 	// PolicyFS, if set, is used instead of PolicyDir (the embedded demo policy).
 	PolicyFS fs.FS `yaml:"-"`
 }

@@ -103,7 +103,7 @@ Start a local control plane with 'rampart dev', then use the other commands agai
 	root.PersistentFlags().StringVar(&g.addr, "addr", defAddr, "server address (env RAMPART_ADDR)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", output.Table, "output format: table, json or yaml")
 	root.AddCommand(
-		newDevCmd(), newServerCmd(), newAdminCmd(),
+		newDevCmd(), newServerCmd(), newEgressCmd(), newAdminCmd(),
 		newLoginCmd(g), newLogoutCmd(g), newWhoamiCmd(g), newResourcesCmd(g), newRolesCmd(g),
 		newRequestCmd(g), newGrantCmd(g), newCheckCmd(g), newAuditCmd(g), newPolicyCmd(g), newTokenCmd(g),
 		newSearchCmd(g), newSuggestCmd(g),

@@ -17,7 +17,7 @@ import (
 )
 
 func newDevCmd() *cobra.Command {
-	var addr, data, policyDir string
+	var addr, data, policyDir, egressAddr string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole control plane locally on embedded SQLite with a demo policy",
@@ -34,7 +34,13 @@ loopback and refuses other addresses.`,
 			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 				return usageErr("--addr %s: rampart dev hands out tokens to anyone who asks, so it only listens on loopback (127.0.0.1, ::1 or localhost)", addr)
 			}
-			cfg := server.Config{Listen: addr, DataDir: data, PolicyDir: policyDir, Dev: true, Ledger: server.LedgerConfig{Origin: "rampart-dev"}}
+			if egressAddr != "" {
+				host, _, err := net.SplitHostPort(egressAddr)
+				if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+					return usageErr("--egress-addr %s: in dev mode the gateway only listens on loopback", egressAddr)
+				}
+			}
+			cfg := server.Config{Listen: addr, DataDir: data, PolicyDir: policyDir, Dev: true, Ledger: server.LedgerConfig{Origin: "rampart-dev"}, EgressListen: egressAddr}
 			if policyDir == "" {
 				cfg.PolicyFS = demo.Policy()
 			}
@@ -44,6 +50,49 @@ loopback and refuses other addresses.`,
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8470", "address to listen on (loopback only)")
 	cmd.Flags().StringVar(&data, "data", ".rampart-dev", "directory for the database, ledger key and pinned checkpoint")
 	cmd.Flags().StringVar(&policyDir, "policy", "", "policy directory (default: the embedded demo policy)")
+	cmd.Flags().StringVar(&egressAddr, "egress-addr", "127.0.0.1:8471", "address of the egress gateway (empty: no gateway)")
+	return cmd
+}
+
+func newEgressCmd() *cobra.Command {
+	var configPath string
+	var ranges []string
+	cmd := &cobra.Command{
+		Use:   "egress --config FILE [--allow-range CIDR]...",
+		Short: "Run the egress gateway: default-deny outbound traffic, per-subject allowlists, just-in-time destinations",
+		Long: `Run the egress gateway as its own process beside the control plane (see docs/egress.md): an
+HTTP forward proxy (CONNECT and http://) that refuses every destination unless an EgressPolicy or
+an active grant allows it, never connects to private, loopback, link-local or metadata addresses
+unless --allow-range opens them, and counts bytes sent against exfiltration budgets. SIGHUP
+reloads the policy and the CRL without dropping connections.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if configPath == "" {
+				return usageErr("--config is required")
+			}
+			cfg, err := server.LoadEgressConfig(configPath)
+			if err != nil {
+				return err
+			}
+			for _, r := range ranges {
+				if _, err := server.ParseRange(r); err != nil {
+					return usageErr("--allow-range: %v", err)
+				}
+			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			reload := make(chan struct{})
+			go func() {
+				for range hup {
+					reload <- struct{}{}
+				}
+			}()
+			return server.RunEgress(cmd.Context(), cfg, ranges, nil, reload)
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "gateway configuration file (YAML)")
+	cmd.Flags().StringSliceVar(&ranges, "allow-range", nil, "open an otherwise forbidden address range, e.g. 127.0.0.1/32 (repeatable)")
 	return cmd
 }
 
@@ -91,6 +140,18 @@ func serve(ctx context.Context, cfg server.Config, banner bool) error {
 			}
 		}
 	}()
+	if cfg.EgressListen != "" {
+		gw := in.Gateway(server.GatewayOptions{})
+		gln, err := gw.Listen(ctx, cfg.EgressListen)
+		if err != nil {
+			return fmt.Errorf("egress gateway: listen on %s: %w (choose another with --egress-addr, or \"\" for none)", cfg.EgressListen, err)
+		}
+		go func() {
+			if err := server.ServeGatewayListener(ctx, gw, gln); err != nil {
+				fmt.Fprintln(os.Stderr, "rampart: egress gateway:", err)
+			}
+		}()
+	}
 	if banner {
 		printBanner(cfg, ln.Addr().String())
 	}
@@ -120,6 +181,15 @@ Try, in another terminal:
   ./rampart check alice read weights/frontier-7
   ./rampart audit verify
 `)
+	}
+	if cfg.EgressListen != "" {
+		fmt.Fprintf(&b, `
+Egress gateway on %[1]s (default deny; researchers may reach huggingface.co, github.com, arxiv.org):
+  curl -sS -x http://%[1]s --proxy-header "Proxy-Authorization: Bearer $(./rampart login --dev --user alice --print-token)" https://github.com
+  curl -sS -x http://%[1]s http://example.com      # no identity: 407, and how to get access
+  curl -sS -x http://%[1]s --proxy-header "Proxy-Authorization: Bearer $(./rampart login --dev --user alice --print-token)" http://api.openai.com
+                                                   # 403: request it just in time (egress-openai, security approves)
+`, cfg.EgressListen)
 	}
 	fmt.Fprintf(&b, "\nDev tokens last %s. Stop with Ctrl-C; state stays in %s.\n\n", api.DevTokenTTL, cfg.DataDir)
 	fmt.Print(b.String())

@@ -1,0 +1,133 @@
+package egress
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/policy"
+)
+
+// ConnectAction is the action a grant must give on egress/<host>:<port> to open a destination
+// just in time.
+const ConnectAction = "connect"
+
+// ResourceFor names the catalogue resource of a destination: egress/<host>:<port>.
+func ResourceFor(t Target) string { return "egress/" + t.Host + ":" + strconv.Itoa(t.Port) }
+
+// Rule kinds: what allowed or denied a connection.
+const (
+	RuleDenyList = "deny-list"
+	RulePolicy   = "egress-policy"
+	RuleGrant    = "grant"
+	RuleDefault  = "default-deny"
+	RuleAddress  = "address"
+	RuleBudget   = "budget"
+	RuleLimit    = "tunnel-limit"
+	RuleRequest  = "request"
+)
+
+// Decision is the outcome for one connection attempt, with its evidence.
+type Decision struct {
+	Allowed bool
+	// Reported is set when a report-mode policy let a connection through that enforcement would
+	// have refused.
+	Reported bool
+	Subject  string
+	Target   Target
+	// Rule is the kind of rule that decided; Name names it (a policy, a grant).
+	Rule string
+	Name string
+	// Reason is a sentence for people.
+	Reason string
+	// GrantID and GrantExpires are set when a just-in-time grant allowed the connection.
+	GrantID      string
+	GrantExpires time.Time
+	// Addr is the checked address to dial.
+	Addr netip.AddrPort
+}
+
+// decideRules applies the deny list, the subject's egress policies and just-in-time grants to a
+// normalised destination. It does no I/O: the address checks and the dial come after.
+func decideRules(pol *policy.Policy, ix *authz.Index, subject string, t Target) Decision {
+	d := Decision{Subject: subject, Target: t}
+	for _, h := range pol.EgressDeny() {
+		if policy.MatchEgressHost(h, t.Host) {
+			d.Rule, d.Name = RuleDenyList, h
+			d.Reason = fmt.Sprintf("%s is on the global egress deny list (%s); no policy or grant can open it", t.Host, h)
+			return d
+		}
+	}
+	policies := pol.EgressPoliciesFor(subject)
+	reportOnly := len(policies) > 0
+	for _, p := range policies {
+		if p.Mode != policy.EgressReport {
+			reportOnly = false
+		}
+		for _, r := range p.Allow {
+			if policy.MatchEgressHost(r.Host, t.Host) && containsInt(r.Ports, t.Port) {
+				d.Allowed, d.Rule, d.Name = true, RulePolicy, p.Name
+				d.Reason = fmt.Sprintf("allowed by egress policy %s (%s)", p.Name, ruleText(r))
+				return d
+			}
+		}
+	}
+	if ix != nil && subject != "" {
+		res := ResourceFor(t)
+		if _, ok := pol.Resource(res); ok {
+			dec := ix.Check(authz.Query{Subject: subject, Action: ConnectAction, Resource: res})
+			if dec.Allowed {
+				d.Allowed, d.Rule, d.Name = true, RuleGrant, dec.GrantID
+				d.GrantID, d.GrantExpires = dec.GrantID, dec.ExpiresAt
+				d.Reason = dec.Reason
+				if d.Name == "" {
+					d.Name = dec.Binding
+				}
+				return d
+			}
+			d.Rule, d.Reason = RuleDefault, fmt.Sprintf("no egress policy allows %s to %s, and %s", who(subject), t, dec.Reason)
+		}
+	}
+	if d.Reason == "" {
+		d.Rule, d.Reason = RuleDefault, fmt.Sprintf("no egress policy or grant allows %s to %s", who(subject), t)
+	}
+	if reportOnly {
+		d.Allowed, d.Reported = true, true
+		d.Reason = "report mode: " + d.Reason + "; allowed because every policy for this subject is in report mode"
+	}
+	return d
+}
+
+// howToAsk tells a refused client how to get access.
+func howToAsk(pol *policy.Policy, subject string, t Target) string {
+	res := ResourceFor(t)
+	if _, ok := pol.Resource(res); ok {
+		if subject == "" {
+			return fmt.Sprintf("Authenticate (Proxy-Authorization: Bearer <token>, or a client certificate), then request just-in-time access: rampart request create --resource %s --action %s --reason \"…\"", res, ConnectAction)
+		}
+		return fmt.Sprintf("Request just-in-time access: rampart request create --resource %s --action %s --reason \"…\"", res, ConnectAction)
+	}
+	return fmt.Sprintf("%s is not in the catalogue; ask the security team to add it to an EgressPolicy, or as the resource %s so it can be requested", t, res)
+}
+
+func who(subject string) string {
+	if subject == "" {
+		return "an unidentified client"
+	}
+	return subject
+}
+
+func ruleText(r policy.EgressRule) string {
+	return fmt.Sprintf("host %s, ports %v", r.Host, r.Ports)
+}
+
+func containsInt(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
