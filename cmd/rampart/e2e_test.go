@@ -1,15 +1,18 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
 	"database/sql"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -366,5 +369,97 @@ func TestSuggestions(t *testing.T) {
 	}
 	if r := c.run(nil, append(eval, "--min", "1")...); r.code != 1 || !strings.Contains(r.err, "below --min") {
 		t.Fatalf("eval under --min: %+v", r)
+	}
+}
+
+// The egress gateway as its own process beside `rampart server`, sharing the SQLite store.
+func TestEgressGatewayProcess(t *testing.T) {
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	echoPort := echo.Addr().(*net.TCPAddr).Port
+	dir := t.TempDir()
+	pdir := filepath.Join(dir, "policy")
+	if err := os.MkdirAll(pdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	demoFiles, _ := filepath.Glob("../../internal/demo/policy/*.yaml")
+	for _, f := range demoFiles {
+		b, _ := os.ReadFile(f)
+		_ = os.WriteFile(filepath.Join(pdir, filepath.Base(f)), b, 0o600)
+	}
+	_ = os.WriteFile(filepath.Join(pdir, "egress-local.yaml"), []byte(fmt.Sprintf(`apiVersion: rampart.dev/v1alpha1
+kind: EgressPolicy
+metadata: {name: local-echo}
+spec:
+  subjects: [group:researchers]
+  allow: [{host: 127.0.0.1, ports: [%d]}]
+`, echoPort)), 0o600)
+	db := filepath.Join(dir, "rampart.db")
+	apiAddr, gwAddr := freeAddr(t), freeAddr(t)
+	srvCfg := filepath.Join(dir, "server.yaml")
+	_ = os.WriteFile(srvCfg, []byte(fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\n", apiAddr, filepath.Join(dir, "data"), pdir, db)), 0o600)
+	gwCfg := filepath.Join(dir, "egress.yaml")
+	dlog := filepath.Join(dir, "decisions.jsonl")
+	_ = os.WriteFile(gwCfg, []byte(fmt.Sprintf("listen: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\ndecision_log: %s\n", gwAddr, pdir, db, dlog)), 0o600)
+
+	startServer(t, apiAddr, "server", "--config", srvCfg)
+	startServer(t, gwAddr, "egress", "--config", gwCfg, "--allow-range", "127.0.0.1/32")
+	c := &cli{t: t, addr: apiAddr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
+	r := c.run(nil, "admin", "token", "--config", srvCfg, "--subject", "alice")
+	if r.code != 0 {
+		t.Fatalf("token: %+v", r)
+	}
+	alice := strings.TrimSpace(r.out)
+
+	connect := func(target, token string) (int, net.Conn) {
+		conn, err := net.Dial("tcp", gwAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n"
+		if token != "" {
+			req += "Proxy-Authorization: Bearer " + token + "\r\n"
+		}
+		_, _ = conn.Write([]byte(req + "\r\n"))
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, conn
+	}
+	target := fmt.Sprintf("127.0.0.1:%d", echoPort)
+	status, conn := connect(target, alice)
+	if status != 200 {
+		t.Fatalf("alice through the gateway process: %d", status)
+	}
+	_, _ = conn.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("echo: %q %v", buf, err)
+	}
+	conn.Close()
+	if status, _ := connect(target, ""); status != 407 {
+		t.Fatalf("anonymous: %d", status)
+	}
+	if status, _ := connect("0x7f.1:"+strconv.Itoa(echoPort), alice); status != 200 {
+		t.Fatalf("hex spelling of the same address: %d", status)
+	}
+	b, _ := os.ReadFile(dlog)
+	if !strings.Contains(string(b), `"class_uid":4001`) || !strings.Contains(string(b), `"egress.allowed"`) || !strings.Contains(string(b), `"egress.denied"`) {
+		t.Fatalf("decision log:\n%s", b)
 	}
 }
