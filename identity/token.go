@@ -34,6 +34,8 @@ const (
 	// KindService tokens act for a machine client (a gateway, a webhook, CI); they may call
 	// check for any subject.
 	KindService = "service"
+	// KindWorkload is a Kubernetes workload authenticated by its service-account token.
+	KindWorkload = "workload"
 )
 
 // Token is a stored API token. The secret itself is never stored.
@@ -73,6 +75,14 @@ type Principal struct {
 	Subject string
 	Kind    string
 	TokenID string
+	// SessionID is set for people signed in through the identity provider.
+	SessionID string
+	// AuthTime is the last authentication at the identity provider, MFAAt the last
+	// multi-factor one (zero if none); step-up checks use them.
+	AuthTime time.Time
+	MFAAt    time.Time
+	// Groups are the policy groups the identity provider's groups mapped to at sign-in.
+	Groups []string
 }
 
 // Authenticator identifies the caller of an HTTP request.
@@ -94,6 +104,10 @@ var ErrUnauthenticated = errors.New("unauthenticated")
 type Tokens struct {
 	Store TokenStore
 	Now   func() time.Time
+	// Users, if set, refuses tokens of users an administrator disabled.
+	Users interface {
+		UserRecord(ctx context.Context, subject string) (User, error)
+	}
 	// CacheTTL is how long a verified token is trusted without asking the store again;
 	// DefaultCacheTTL if zero, no caching if negative.
 	CacheTTL time.Duration
@@ -110,6 +124,7 @@ const maxCached = 10000
 
 type cachedToken struct {
 	t       Token
+	u       User
 	fetched time.Time
 }
 
@@ -120,28 +135,48 @@ func (ts *Tokens) ttl() time.Duration {
 	return ts.CacheTTL
 }
 
-// lookup returns the token for hash from the cache or the store.
-func (ts *Tokens) lookup(ctx context.Context, hash string, now time.Time) (Token, error) {
+// lookup returns the token for hash, and its user, from the cache or the store.
+func (ts *Tokens) lookup(ctx context.Context, hash string, now time.Time) (Token, User, error) {
 	ttl := ts.ttl()
 	if ttl > 0 {
 		ts.mu.Lock()
 		c, ok := ts.cache[hash]
 		ts.mu.Unlock()
 		if ok && now.Sub(c.fetched) < ttl && !now.Before(c.fetched) {
-			return c.t, nil
+			return c.t, c.u, nil
 		}
 	}
 	t, err := ts.Store.TokenByHash(ctx, hash)
-	if err != nil || ttl <= 0 {
-		return t, err
+	if err != nil {
+		return t, User{}, err
+	}
+	var u User
+	if ts.Users != nil {
+		if u, err = ts.Users.UserRecord(ctx, t.Subject); err != nil {
+			return t, u, fmt.Errorf("user lookup failed: %w", err)
+		}
+	}
+	if ttl <= 0 {
+		return t, u, nil
 	}
 	ts.mu.Lock()
 	if ts.cache == nil || len(ts.cache) >= maxCached {
 		ts.cache = map[string]cachedToken{}
 	}
-	ts.cache[hash] = cachedToken{t: t, fetched: now}
+	ts.cache[hash] = cachedToken{t: t, u: u, fetched: now}
 	ts.mu.Unlock()
-	return t, nil
+	return t, u, nil
+}
+
+// ForgetSubject drops a subject's cached tokens (after disabling the user).
+func (ts *Tokens) ForgetSubject(subject string) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for h, c := range ts.cache {
+		if c.t.Subject == subject {
+			delete(ts.cache, h)
+		}
+	}
 }
 
 // forget drops a token from the cache.
@@ -208,7 +243,7 @@ func (ts *Tokens) Verify(ctx context.Context, secret string) (Principal, error) 
 		return Principal{}, fmt.Errorf("%w: the token is not a Rampart API token (they start with %s)", ErrUnauthenticated, TokenPrefix)
 	}
 	now := ts.Now()
-	t, err := ts.lookup(ctx, HashToken(secret), now)
+	t, u, err := ts.lookup(ctx, HashToken(secret), now)
 	if errors.Is(err, ErrTokenNotFound) {
 		return Principal{}, fmt.Errorf("%w: unknown token; log in again (rampart login)", ErrUnauthenticated)
 	} else if err != nil {
@@ -219,6 +254,9 @@ func (ts *Tokens) Verify(ctx context.Context, secret string) (Principal, error) 
 		return Principal{}, fmt.Errorf("%w: token %s was revoked at %s; log in again", ErrUnauthenticated, t.ID, t.RevokedAt.UTC().Format(time.RFC3339))
 	case !now.Before(t.ExpiresAt):
 		return Principal{}, fmt.Errorf("%w: token %s expired at %s; log in again", ErrUnauthenticated, t.ID, t.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if !u.DisabledAt.IsZero() {
+		return Principal{}, fmt.Errorf("%w: %s is disabled", ErrUnauthenticated, t.Subject)
 	}
 	return Principal{Subject: t.Subject, Kind: t.Kind, TokenID: t.ID}, nil
 }

@@ -59,15 +59,7 @@ type Requirement struct {
 }
 
 func (p *Policy) compile() {
-	p.memberOf = map[string][]string{}
-	for _, g := range p.groups {
-		for _, m := range g.Members {
-			p.memberOf[m] = append(p.memberOf[m], g.Name)
-		}
-	}
-	for _, gs := range p.memberOf {
-		sort.Strings(gs)
-	}
+	p.buildMembership(nil)
 
 	p.perms = map[string]map[string][]string{}
 	grantedBy := map[string]map[string]bool{}
@@ -109,12 +101,44 @@ func (p *Policy) compile() {
 		p.requirements[r.Name] = req
 	}
 
+}
+
+// buildMembership computes group membership and standing roles from the declared members and,
+// if given, a directory of groups learned from the identity provider (subject → policy groups).
+func (p *Policy) buildMembership(dir map[string][]string) {
+	member := map[string]map[string]bool{}
+	add := func(subject, group string) {
+		if member[subject] == nil {
+			member[subject] = map[string]bool{}
+		}
+		member[subject][group] = true
+	}
+	for _, g := range p.groups {
+		for _, m := range g.Members {
+			add(m, g.Name)
+		}
+	}
+	for subject, groups := range dir {
+		for _, g := range groups {
+			if p.groups[g] != nil {
+				add(subject, g)
+			}
+		}
+	}
+	p.memberOf = make(map[string][]string, len(member))
+	for subject, gs := range member {
+		p.memberOf[subject] = keys(gs)
+	}
 	p.standing = map[string][]Standing{}
 	for _, b := range p.bindings {
 		for _, s := range b.Subjects {
 			var subjects []string
 			if g, ok := strings.CutPrefix(s, "group:"); ok {
-				subjects = p.groups[g].Members
+				for subject, gs := range member {
+					if gs[g] {
+						subjects = append(subjects, subject)
+					}
+				}
 			} else {
 				subjects = []string{s}
 			}
@@ -133,6 +157,31 @@ func (p *Policy) compile() {
 			return st[i].Role < st[j].Role
 		})
 	}
+}
+
+// WithDirectory returns a copy of the policy in which subjects also belong to the groups the
+// directory gives them (policy groups learned from the identity provider at sign-in, see
+// MapIdPGroups), on top of the members the policy declares. Everything else is shared. Approver
+// eligibility, admin and auditor rights, and standing bindings all follow the combined
+// membership.
+func (p *Policy) WithDirectory(dir map[string][]string) *Policy {
+	c := *p
+	c.buildMembership(dir)
+	return &c
+}
+
+// MapIdPGroups returns the policy groups that the identity provider's groups map onto (each
+// Group's idp_groups), sorted.
+func (p *Policy) MapIdPGroups(idp []string) []string {
+	set := map[string]bool{}
+	for _, g := range p.groups {
+		for _, want := range g.IdPGroups {
+			if contains(idp, want) {
+				set[g.Name] = true
+			}
+		}
+	}
+	return keys(set)
 }
 
 func mergeActions(have, add []string) []string {

@@ -410,3 +410,36 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Groups learned from the identity provider join the declared members for every purpose.
+func TestWithDirectory(t *testing.T) {
+	p := mustParse(t, settingsDoc+groupDoc("a", "x", "y")+`---
+apiVersion: rampart.dev/v1alpha1
+kind: Group
+metadata: {name: sre}
+spec:
+  members: []
+  idp_groups: [entra-sre-oncall, 5f1c-object-id]
+`+resourceDoc("r/1", "internal")+roleDoc("r1", "r/1")+`---
+apiVersion: rampart.dev/v1alpha1
+kind: StandingBinding
+metadata: {name: sre-r1}
+spec: {subjects: [group:sre], roles: [r1]}
+`)
+	if got := p.MapIdPGroups([]string{"unrelated", "5f1c-object-id"}); len(got) != 1 || got[0] != "sre" {
+		t.Fatalf("MapIdPGroups = %v", got)
+	}
+	if p.InGroup("zoe", "sre") || len(p.StandingRoles("zoe")) != 0 {
+		t.Fatal("zoe is in sre before any sign-in")
+	}
+	q := p.WithDirectory(map[string][]string{"zoe": {"sre", "no-such-group"}})
+	if !q.InGroup("zoe", "sre") || len(q.StandingRoles("zoe")) != 1 || q.Digest != p.Digest {
+		t.Fatalf("directory overlay: groups %v standing %v", q.GroupsOf("zoe"), q.StandingRoles("zoe"))
+	}
+	if q.InGroup("zoe", "no-such-group") {
+		t.Fatal("a group the policy does not declare was added")
+	}
+	if !q.InGroup("x", "a") || p.InGroup("zoe", "sre") {
+		t.Fatal("the overlay lost declared members or changed the original")
+	}
+}

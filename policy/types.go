@@ -71,6 +71,9 @@ type Group struct {
 	Name        string   `yaml:"-"`
 	Description string   `yaml:"description"`
 	Members     []string `yaml:"members"`
+	// IdPGroups are identity-provider group names or ids (the groups claim) whose members belong
+	// to this group while their sign-in says so.
+	IdPGroups []string `yaml:"idp_groups"`
 
 	src source
 }

@@ -99,4 +99,79 @@ CREATE INDEX grants_state_id ON grants (state, id);
 CREATE INDEX grants_version_id ON grants (version, id);
 DROP INDEX grants_version;
 `,
+	// 3: sessions from OIDC sign-ins, their tokens, users known to Rampart, the sign-in history
+	// the risk engine learns from, second factors, and in-flight sign-in flows.
+	`
+CREATE TABLE sessions (
+	id             TEXT PRIMARY KEY,
+	subject        TEXT NOT NULL,
+	method         TEXT NOT NULL,
+	created_at     BIGINT NOT NULL,
+	expires_at     BIGINT NOT NULL,
+	last_seen_at   BIGINT NOT NULL,
+	auth_time      BIGINT NOT NULL,
+	mfa_at         BIGINT NOT NULL,
+	amr            TEXT NOT NULL,
+	ip             TEXT NOT NULL,
+	fingerprint    TEXT NOT NULL,
+	groups_json    TEXT NOT NULL,
+	risk           TEXT NOT NULL,
+	revoked_at     BIGINT NOT NULL,
+	revoked_reason TEXT NOT NULL
+);
+CREATE INDEX sessions_subject ON sessions (subject);
+
+CREATE TABLE session_tokens (
+	hash       TEXT PRIMARY KEY,
+	session_id TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	issued_at  BIGINT NOT NULL,
+	expires_at BIGINT NOT NULL,
+	used_at    BIGINT NOT NULL
+);
+CREATE INDEX session_tokens_session ON session_tokens (session_id);
+
+CREATE TABLE users (
+	subject     TEXT PRIMARY KEY,
+	groups_json TEXT NOT NULL,
+	disabled_at BIGINT NOT NULL,
+	disabled_by TEXT NOT NULL,
+	updated_at  BIGINT NOT NULL
+);
+
+CREATE TABLE signins (
+	id          TEXT PRIMARY KEY,
+	subject     TEXT NOT NULL,
+	username    TEXT NOT NULL,
+	at          BIGINT NOT NULL,
+	ip          TEXT NOT NULL,
+	fingerprint TEXT NOT NULL,
+	country     TEXT NOT NULL,
+	asn         BIGINT NOT NULL,
+	lat         DOUBLE PRECISION NOT NULL,
+	lon         DOUBLE PRECISION NOT NULL,
+	has_geo     BOOLEAN NOT NULL,
+	kind        TEXT NOT NULL,
+	success     BOOLEAN NOT NULL,
+	level       TEXT NOT NULL
+);
+CREATE INDEX signins_subject ON signins (subject, at);
+CREATE INDEX signins_username ON signins (username, at);
+CREATE INDEX signins_ip ON signins (ip, at);
+
+CREATE TABLE mfa_factors (
+	subject      TEXT PRIMARY KEY,
+	secret_enc   TEXT NOT NULL,
+	created_at   BIGINT NOT NULL,
+	confirmed_at BIGINT NOT NULL
+);
+
+CREATE TABLE auth_flows (
+	id         TEXT PRIMARY KEY,
+	kind       TEXT NOT NULL,
+	data       TEXT NOT NULL,
+	created_at BIGINT NOT NULL,
+	expires_at BIGINT NOT NULL
+);
+`,
 }

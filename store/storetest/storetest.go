@@ -30,6 +30,7 @@ type Harness struct {
 func Run(t *testing.T, h Harness) {
 	t.Run("RequestsAndGrants", func(t *testing.T) { testRequestsAndGrants(t, h) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, h) })
+	t.Run("Sessions", func(t *testing.T) { testSessions(t, h) })
 	t.Run("LedgerSequenceAndRollback", func(t *testing.T) { testLedgerSequenceAndRollback(t, h) })
 	t.Run("LedgerFailureRefusesChange", func(t *testing.T) { testLedgerFailureRefusesChange(t, h) })
 	t.Run("LedgerTamperDetected", func(t *testing.T) { testLedgerTamper(t, h) })

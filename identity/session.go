@@ -1,0 +1,492 @@
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"rampart.dev/rampart/audit"
+)
+
+// Session token prefixes: access tokens are short-lived bearer credentials, refresh tokens are
+// exchanged (and rotated) for new access tokens.
+const (
+	AccessPrefix  = "rps_"
+	RefreshPrefix = "rpr_"
+)
+
+// Limits of sessions.
+const (
+	// MaxAccessTTL caps an access token's life.
+	MaxAccessTTL = 15 * time.Minute
+	// DefaultAccessTTL is an access token's life unless configured shorter.
+	DefaultAccessTTL = 10 * time.Minute
+	// DefaultSessionTTL is a session's absolute life: refreshes cannot extend it.
+	DefaultSessionTTL = 12 * time.Hour
+)
+
+// Session is a person's signed-in session.
+type Session struct {
+	ID         string    `json:"id"`
+	Subject    string    `json:"subject"`
+	Method     string    `json:"method"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	LastSeenAt time.Time `json:"last_seen_at"`
+	// AuthTime is when the identity provider last authenticated the person.
+	AuthTime time.Time `json:"auth_time"`
+	// MFAAt is the last multi-factor authentication in this session (zero if none).
+	MFAAt         time.Time `json:"mfa_at,omitzero"`
+	AMR           []string  `json:"amr"`
+	IP            string    `json:"ip"`
+	Fingerprint   string    `json:"fingerprint"`
+	Groups        []string  `json:"groups"`
+	Risk          string    `json:"risk"`
+	RevokedAt     time.Time `json:"revoked_at,omitzero"`
+	RevokedReason string    `json:"revoked_reason,omitempty"`
+}
+
+// Active reports whether the session may be used at t.
+func (s Session) Active(t time.Time) bool { return s.RevokedAt.IsZero() && t.Before(s.ExpiresAt) }
+
+// SessionToken is a stored access or refresh token (only its hash).
+type SessionToken struct {
+	Hash      string
+	SessionID string
+	Kind      string // "access" or "refresh"
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+	// UsedAt is when a refresh token was exchanged; a second use is a replay.
+	UsedAt time.Time
+}
+
+// User is what Rampart keeps about a person beyond the policy: the groups their last sign-in
+// mapped them to, and whether an administrator disabled them.
+type User struct {
+	Subject    string    `json:"subject"`
+	Groups     []string  `json:"groups"`
+	DisabledAt time.Time `json:"disabled_at,omitzero"`
+	DisabledBy string    `json:"disabled_by,omitempty"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// SessionTx is a read-write transaction over sessions; ledger entries appended through it
+// commit with it.
+type SessionTx interface {
+	audit.Appender
+	Session(ctx context.Context, id string) (Session, error)
+	InsertSession(ctx context.Context, s Session) error
+	UpdateSession(ctx context.Context, s Session) error
+	SessionToken(ctx context.Context, hash string) (SessionToken, error)
+	InsertSessionToken(ctx context.Context, t SessionToken) error
+	MarkSessionTokenUsed(ctx context.Context, hash string, at time.Time) error
+	DeleteSessionTokens(ctx context.Context, sessionID string) error
+	User(ctx context.Context, subject string) (User, error)
+	PutUser(ctx context.Context, u User) error
+}
+
+// SessionStore persists sessions.
+type SessionStore interface {
+	UpdateSessions(ctx context.Context, fn func(SessionTx) error) error
+	// SessionByToken returns a token and its session (ErrSessionNotFound if either is missing).
+	SessionByToken(ctx context.Context, hash string) (Session, SessionToken, error)
+	ListSessions(ctx context.Context, subject string) ([]Session, error)
+	// UserRecord returns a user (a zero User with the subject if none is stored).
+	UserRecord(ctx context.Context, subject string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+}
+
+// Errors of sessions.
+var (
+	ErrSessionNotFound = errors.New("session not found")
+	// ErrRefreshReused means a refresh token was presented a second time: the session is
+	// revoked, since either the client or an attacker holds a copy.
+	ErrRefreshReused = errors.New("refresh token reused")
+)
+
+// Sessions issues, verifies, refreshes and revokes sessions.
+type Sessions struct {
+	Store SessionStore
+	Now   func() time.Time
+	// AccessTTL is an access token's life (DefaultAccessTTL if zero; at most MaxAccessTTL).
+	AccessTTL time.Duration
+	// SessionTTL is a session's absolute life (DefaultSessionTTL if zero).
+	SessionTTL time.Duration
+	// CacheTTL bounds how long a verified access token is trusted without the store (1 s if
+	// zero, no cache if negative). Revocations through this Sessions clear it at once.
+	CacheTTL time.Duration
+
+	mu    sync.Mutex
+	cache map[string]cachedSession
+}
+
+type cachedSession struct {
+	s       Session
+	t       SessionToken
+	u       User
+	fetched time.Time
+}
+
+// Issued are new tokens for a session. The secrets are shown once.
+type Issued struct {
+	AccessToken     string    `json:"access_token"`
+	RefreshToken    string    `json:"refresh_token"`
+	AccessExpiresAt time.Time `json:"access_expires_at"`
+	Session         Session   `json:"session"`
+}
+
+// NewSession describes an authenticated person.
+type NewSession struct {
+	Subject     string
+	Method      string
+	AuthTime    time.Time
+	AMR         []string
+	MFA         bool
+	IP          string
+	Fingerprint string
+	Groups      []string
+	Risk        string
+	// Event is the sign-in ledger entry, written with the session.
+	Event audit.Event
+}
+
+func (s *Sessions) accessTTL() time.Duration {
+	if s.AccessTTL <= 0 {
+		return DefaultAccessTTL
+	}
+	return min(s.AccessTTL, MaxAccessTTL)
+}
+
+func (s *Sessions) sessionTTL() time.Duration {
+	if s.SessionTTL <= 0 {
+		return DefaultSessionTTL
+	}
+	return s.SessionTTL
+}
+
+func secret(prefix string) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+func newSessionID() string {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return "ses_" + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// issue stores a fresh access and refresh token for a session.
+func (s *Sessions) issue(ctx context.Context, tx SessionTx, ses Session, now time.Time) (Issued, error) {
+	access, refresh := secret(AccessPrefix), secret(RefreshPrefix)
+	accessExp := now.Add(s.accessTTL())
+	if accessExp.After(ses.ExpiresAt) {
+		accessExp = ses.ExpiresAt
+	}
+	for _, t := range []SessionToken{
+		{Hash: HashToken(access), SessionID: ses.ID, Kind: "access", IssuedAt: now, ExpiresAt: accessExp},
+		{Hash: HashToken(refresh), SessionID: ses.ID, Kind: "refresh", IssuedAt: now, ExpiresAt: ses.ExpiresAt},
+	} {
+		if err := tx.InsertSessionToken(ctx, t); err != nil {
+			return Issued{}, err
+		}
+	}
+	return Issued{AccessToken: access, RefreshToken: refresh, AccessExpiresAt: accessExp, Session: ses}, nil
+}
+
+// Create opens a session for an authenticated person, records the sign-in in the ledger and
+// remembers the groups the identity provider mapped them to — all in one transaction.
+func (s *Sessions) Create(ctx context.Context, ns NewSession) (Issued, error) {
+	now := s.Now()
+	ses := Session{ID: newSessionID(), Subject: ns.Subject, Method: ns.Method, CreatedAt: now, ExpiresAt: now.Add(s.sessionTTL()),
+		LastSeenAt: now, AuthTime: ns.AuthTime, AMR: nonNilStrings(ns.AMR), IP: ns.IP, Fingerprint: ns.Fingerprint,
+		Groups: nonNilStrings(ns.Groups), Risk: ns.Risk}
+	if ns.MFA {
+		ses.MFAAt = ns.AuthTime
+	}
+	var out Issued
+	err := s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
+		u, err := tx.User(ctx, ns.Subject)
+		if err != nil && !errors.Is(err, ErrSessionNotFound) {
+			return err
+		}
+		if !u.DisabledAt.IsZero() {
+			return fmt.Errorf("%w: %s was disabled by %s at %s", ErrUnauthenticated, ns.Subject, u.DisabledBy, u.DisabledAt.UTC().Format(time.RFC3339))
+		}
+		ev := ns.Event
+		if ev.Details == nil {
+			ev.Details = map[string]any{}
+		}
+		ev.Details["session_id"] = ses.ID
+		if _, err := tx.Append(ctx, ev); err != nil {
+			return fmt.Errorf("append to ledger: %w", err)
+		}
+		if err := tx.InsertSession(ctx, ses); err != nil {
+			return err
+		}
+		if err := tx.PutUser(ctx, User{Subject: ns.Subject, Groups: nonNilStrings(ns.Groups), UpdatedAt: now}); err != nil {
+			return err
+		}
+		out, err = s.issue(ctx, tx, ses, now)
+		return err
+	})
+	return out, err
+}
+
+// RefreshCheck may refuse a refresh (for example when the risk engine sees a replay from
+// elsewhere); it gets the session being refreshed.
+type RefreshCheck func(Session) error
+
+// Refresh exchanges a refresh token for new tokens, rotating the refresh token. Presenting a
+// refresh token that was already exchanged revokes the whole session and records a detection.
+func (s *Sessions) Refresh(ctx context.Context, refreshToken, ip, fingerprint string, check RefreshCheck) (Issued, error) {
+	if !strings.HasPrefix(refreshToken, RefreshPrefix) || len(refreshToken) > 128 {
+		return Issued{}, fmt.Errorf("%w: not a Rampart refresh token (they start with %s)", ErrUnauthenticated, RefreshPrefix)
+	}
+	now := s.Now()
+	hash := HashToken(refreshToken)
+	var out Issued
+	var reused error
+	var reusedID string
+	err := s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
+		tok, err := tx.SessionToken(ctx, hash)
+		if errors.Is(err, ErrSessionNotFound) || (err == nil && tok.Kind != "refresh") {
+			return fmt.Errorf("%w: unknown refresh token; sign in again", ErrUnauthenticated)
+		} else if err != nil {
+			return err
+		}
+		ses, err := tx.Session(ctx, tok.SessionID)
+		if err != nil {
+			return err
+		}
+		if !tok.UsedAt.IsZero() {
+			// Replay: revoke the session family and record it, in this transaction; the
+			// caller still gets an error.
+			reused, reusedID = fmt.Errorf("%w: this refresh token was already used at %s; session %s is revoked", ErrRefreshReused, tok.UsedAt.UTC().Format(time.RFC3339), ses.ID), ses.ID
+			if ses.RevokedAt.IsZero() {
+				return s.revokeTx(ctx, tx, ses, "rampart", "refresh token reused", now, audit.Event{
+					Code: "session.refresh_reused", Class: audit.ClassAuthentication, Activity: audit.ActivityRead, ActivityName: "Logoff",
+					Severity: audit.SeverityHigh, Time: now, Actor: audit.SystemActor, User: ses.Subject,
+					Message: fmt.Sprintf("refresh token of session %s (%s) was presented again from %s; the session is revoked", ses.ID, ses.Subject, ip),
+					Details: map[string]any{"session_id": ses.ID, "ip": ip, "fingerprint": fingerprint, "first_used_at": tok.UsedAt.UTC().Format(time.RFC3339)}})
+			}
+			return nil
+		}
+		if !ses.Active(now) {
+			return fmt.Errorf("%w: session %s has ended; sign in again", ErrUnauthenticated, ses.ID)
+		}
+		if !now.Before(tok.ExpiresAt) {
+			return fmt.Errorf("%w: refresh token expired; sign in again", ErrUnauthenticated)
+		}
+		if u, err := tx.User(ctx, ses.Subject); err == nil && !u.DisabledAt.IsZero() {
+			return fmt.Errorf("%w: %s is disabled", ErrUnauthenticated, ses.Subject)
+		}
+		if check != nil {
+			if err := check(ses); err != nil {
+				return err
+			}
+		}
+		if err := tx.MarkSessionTokenUsed(ctx, hash, now); err != nil {
+			return err
+		}
+		ses.LastSeenAt = now
+		if err := tx.UpdateSession(ctx, ses); err != nil {
+			return err
+		}
+		out, err = s.issue(ctx, tx, ses, now)
+		return err
+	})
+	if err == nil && reused != nil {
+		s.forgetSession(reusedID)
+		return Issued{}, reused
+	}
+	return out, err
+}
+
+// Verify checks an access token. A revoked session, a disabled user or an expired token is
+// refused at once.
+func (s *Sessions) Verify(ctx context.Context, accessToken string) (Principal, error) {
+	if !strings.HasPrefix(accessToken, AccessPrefix) || len(accessToken) > 128 {
+		return Principal{}, fmt.Errorf("%w: not a Rampart session token", ErrUnauthenticated)
+	}
+	now := s.Now()
+	hash := HashToken(accessToken)
+	c, err := s.lookup(ctx, hash, now)
+	if err != nil {
+		return Principal{}, err
+	}
+	switch {
+	case c.t.Kind != "access":
+		return Principal{}, fmt.Errorf("%w: a refresh token is not an access token", ErrUnauthenticated)
+	case !c.s.RevokedAt.IsZero():
+		return Principal{}, fmt.Errorf("%w: session %s was revoked (%s); sign in again", ErrUnauthenticated, c.s.ID, c.s.RevokedReason)
+	case !now.Before(c.t.ExpiresAt):
+		return Principal{}, fmt.Errorf("%w: access token expired at %s; refresh it or sign in again", ErrUnauthenticated, c.t.ExpiresAt.UTC().Format(time.RFC3339))
+	case !now.Before(c.s.ExpiresAt):
+		return Principal{}, fmt.Errorf("%w: session %s ended at %s; sign in again", ErrUnauthenticated, c.s.ID, c.s.ExpiresAt.UTC().Format(time.RFC3339))
+	case !c.u.DisabledAt.IsZero():
+		return Principal{}, fmt.Errorf("%w: %s is disabled", ErrUnauthenticated, c.s.Subject)
+	}
+	return Principal{Subject: c.s.Subject, Kind: KindUser, TokenID: c.s.ID, SessionID: c.s.ID, AuthTime: c.s.AuthTime,
+		MFAAt: c.s.MFAAt, Groups: c.s.Groups}, nil
+}
+
+func (s *Sessions) lookup(ctx context.Context, hash string, now time.Time) (cachedSession, error) {
+	ttl := s.CacheTTL
+	if ttl == 0 {
+		ttl = time.Second
+	}
+	if ttl > 0 {
+		s.mu.Lock()
+		c, ok := s.cache[hash]
+		s.mu.Unlock()
+		if ok && now.Sub(c.fetched) < ttl && !now.Before(c.fetched) {
+			return c, nil
+		}
+	}
+	ses, tok, err := s.Store.SessionByToken(ctx, hash)
+	if errors.Is(err, ErrSessionNotFound) {
+		return cachedSession{}, fmt.Errorf("%w: unknown session token; sign in again", ErrUnauthenticated)
+	} else if err != nil {
+		return cachedSession{}, fmt.Errorf("session lookup failed: %w", err)
+	}
+	u, err := s.Store.UserRecord(ctx, ses.Subject)
+	if err != nil {
+		return cachedSession{}, fmt.Errorf("user lookup failed: %w", err)
+	}
+	c := cachedSession{s: ses, t: tok, u: u, fetched: now}
+	if ttl > 0 {
+		s.mu.Lock()
+		if s.cache == nil || len(s.cache) >= maxCached {
+			s.cache = map[string]cachedSession{}
+		}
+		s.cache[hash] = c
+		s.mu.Unlock()
+	}
+	return c, nil
+}
+
+func (s *Sessions) forgetSession(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for h, c := range s.cache {
+		if c.s.ID == id {
+			delete(s.cache, h)
+		}
+	}
+}
+
+func (s *Sessions) forgetSubject(subject string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for h, c := range s.cache {
+		if c.s.Subject == subject {
+			delete(s.cache, h)
+		}
+	}
+}
+
+func (s *Sessions) revokeTx(ctx context.Context, tx SessionTx, ses Session, actor, reason string, now time.Time, ev audit.Event) error {
+	ses.RevokedAt, ses.RevokedReason = now, reason
+	if _, err := tx.Append(ctx, ev); err != nil {
+		return fmt.Errorf("append to ledger: %w", err)
+	}
+	if err := tx.UpdateSession(ctx, ses); err != nil {
+		return err
+	}
+	return tx.DeleteSessionTokens(ctx, ses.ID)
+}
+
+// Revoke ends a session now: its access and refresh tokens stop working at once.
+func (s *Sessions) Revoke(ctx context.Context, id, actor, reason string) error {
+	now := s.Now()
+	defer s.forgetSession(id)
+	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
+		ses, err := tx.Session(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !ses.RevokedAt.IsZero() {
+			return nil
+		}
+		return s.revokeTx(ctx, tx, ses, actor, reason, now, audit.Event{Code: "session.revoke", Class: audit.ClassAuthentication,
+			Activity: audit.ActivityRead, ActivityName: "Logoff", Time: now, Actor: actor, User: ses.Subject,
+			Message: fmt.Sprintf("%s revoked session %s of %s: %s", actor, id, ses.Subject, reason), Details: map[string]any{"session_id": id, "reason": reason}})
+	})
+}
+
+// SetDisabled disables (or enables) a user: every session and token of theirs is refused on the
+// next call.
+func (s *Sessions) SetDisabled(ctx context.Context, subject, actor string, disabled bool) error {
+	now := s.Now()
+	defer s.forgetSubject(subject)
+	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
+		u, err := tx.User(ctx, subject)
+		if err != nil && !errors.Is(err, ErrSessionNotFound) {
+			return err
+		}
+		u.Subject, u.UpdatedAt = subject, now
+		code, verb := "user.enable", "enabled"
+		if disabled {
+			u.DisabledAt, u.DisabledBy, code, verb = now, actor, "user.disable", "disabled"
+		} else {
+			u.DisabledAt, u.DisabledBy = time.Time{}, ""
+		}
+		if _, err := tx.Append(ctx, audit.Event{Code: code, Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
+			Severity: audit.SeverityMedium, Time: now, Actor: actor, User: subject, Message: fmt.Sprintf("%s %s %s", actor, verb, subject)}); err != nil {
+			return fmt.Errorf("append to ledger: %w", err)
+		}
+		return tx.PutUser(ctx, u)
+	})
+}
+
+// StepUp records a multi-factor authentication in the session now.
+func (s *Sessions) StepUp(ctx context.Context, id string, amr []string, ev audit.Event) error {
+	now := s.Now()
+	defer s.forgetSession(id)
+	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
+		ses, err := tx.Session(ctx, id)
+		if err != nil {
+			return err
+		}
+		if !ses.Active(now) {
+			return fmt.Errorf("%w: session %s has ended", ErrUnauthenticated, id)
+		}
+		ses.MFAAt, ses.AuthTime = now, now
+		ses.AMR = mergeAMR(ses.AMR, amr)
+		if _, err := tx.Append(ctx, ev); err != nil {
+			return fmt.Errorf("append to ledger: %w", err)
+		}
+		return tx.UpdateSession(ctx, ses)
+	})
+}
+
+func mergeAMR(have, add []string) []string {
+	out := append([]string(nil), have...)
+	for _, a := range add {
+		found := false
+		for _, h := range out {
+			found = found || h == a
+		}
+		if !found {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
