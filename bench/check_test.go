@@ -295,17 +295,21 @@ func TestMain(m *testing.M) {
 	mach0, own0 := machineCPU(), ownCPU()
 	code := m.Run()
 	printSummary()
+	resultsMu.Lock()
+	printEgressSummary()
+	resultsMu.Unlock()
 	if len(suggestSummary) > 1 {
 		fmt.Println("\n=== Suggestions (10k resources, 2k roles) ===")
 		for _, l := range suggestSummary {
 			fmt.Println(l)
 		}
 	}
-	closeHTTPEnv() // waits for OPA, so its CPU time counts as this process's children's
+	closeHTTPEnv()   // waits for OPA, so its CPU time counts as this process's children's
+	closeEgressEnv() // and for smokescreen
 	releaseInProcess()
-	if mach1, own1 := machineCPU(), ownCPU(); mach1.total > mach0.total && len(results)+len(httpResults) > 0 {
+	if mach1, own1 := machineCPU(), ownCPU(); mach1.total > mach0.total && len(results)+len(httpResults)+len(egressResults) > 0 {
 		total, busy, own := float64(mach1.total-mach0.total), mach1.busy-mach0.busy, own1-own0
-		fmt.Printf("machine CPU during the run: %.0f%% busy, of which this benchmark (and OPA) %.0f%% and other processes %.0f%%; %.1f%% stolen by the hypervisor\n",
+		fmt.Printf("machine CPU during the run: %.0f%% busy, of which this benchmark (and OPA, smokescreen) %.0f%% and other processes %.0f%%; %.1f%% stolen by the hypervisor\n",
 			100*float64(busy)/total, 100*float64(own)/total, 100*float64(max(0, busy-own))/total, 100*float64(mach1.steal-mach0.steal)/total)
 	}
 	os.Exit(code)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs Rampart's benchmarks against OPA and prints the ratios (see README.md).
+# Runs Rampart's benchmarks against OPA and smokescreen and prints the ratios (see README.md).
 #
-#   bench/run.sh            # everything: agreement tests, in-process, HTTP, approval-to-allow
+#   bench/run.sh            # everything: agreement tests, in-process, egress, HTTP, approval-to-allow
 #
 # Environment: RAMPART_BENCH_HTTP_SECONDS (default 5) is the measured time per server and
-# concurrency in the HTTP comparison. The output is also kept in bench/bin/last-run.txt.
+# concurrency in the HTTP comparison, RAMPART_BENCH_EGRESS_SECONDS (default 5) the same for the
+# egress comparison, RAMPART_BENCH_EGRESS_BULK_MIB (default 256) the size of one bulk transfer.
+# The output is also kept in bench/bin/last-run.txt.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -18,9 +20,13 @@ echo "== build the OPA peer (github.com/open-policy-agent/opa, version pinned in
 go build -o bin/opa github.com/open-policy-agent/opa
 bin/opa version | head -1
 
+echo "== build the smokescreen peer (github.com/stripe/smokescreen, version pinned in go.mod)"
+go build -o bin/smokescreen github.com/stripe/smokescreen
+bin/smokescreen --version
+
 echo "== vet"
 go vet ./...
 
-echo "== agreement tests, then every benchmark (in-process, HTTP, approval-to-allow)"
-go test -count=1 -timeout 20m -run 'TestAgreement|TestLapsedGrantsDeny' -bench . . 2>&1 | tee bin/last-run.txt
+echo "== agreement tests, then every benchmark (in-process, egress, HTTP, approval-to-allow)"
+go test -count=1 -timeout 20m -run 'TestAgreement|TestLapsedGrantsDeny|TestEgressPeersAgree' -bench . . 2>&1 | tee bin/last-run.txt
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
