@@ -13,8 +13,10 @@
 package egress
 
 import (
+	"bufio"
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -69,8 +71,9 @@ type Config struct {
 	Policy func() *policy.Policy
 	// Index answers just-in-time grants; nil disables them.
 	Index *authz.Index
-	// Tokens verifies Proxy-Authorization bearer tokens; nil refuses them.
-	Tokens *identity.Tokens
+	// Tokens verifies Proxy-Authorization bearer tokens (API, session or service-account
+	// tokens: an identity.Chain); nil refuses them.
+	Tokens identity.Verifier
 	// Record appends a ledger entry (budget exhaustion); nil logs instead.
 	Record func(ctx context.Context, e audit.Event) error
 	// Revoked reports whether a client certificate is revoked (the CRL); nil means none is.
@@ -95,7 +98,8 @@ type Gateway struct {
 	cfg     Config
 	log     *slog.Logger
 	dlog    io.Writer
-	dlogMu  sync.Mutex
+	lines   chan []byte
+	pending sync.WaitGroup
 	budgets budgets
 	m       *Metrics
 
@@ -126,6 +130,8 @@ func New(cfg Config) *Gateway {
 	if g.m == nil {
 		g.m = NewMetrics(nil)
 	}
+	g.lines = make(chan []byte, 4096)
+	go g.writeLines()
 	return g
 }
 
@@ -513,6 +519,7 @@ func (g *Gateway) spend(ctx context.Context, d Decision, b *policy.EgressBudget,
 // open registers a tunnel.
 func (g *Gateway) open(d Decision, client, upstream net.Conn) *tunnel {
 	t := &tunnel{g: g, d: d, client: client, upstream: upstream, budget: limitFor(g.cfg.Policy(), d.Subject), done: make(chan struct{})}
+	t.active.Store(time.Now().UnixNano())
 	g.mu.Lock()
 	g.tunnels[t] = struct{}{}
 	g.mu.Unlock()
@@ -564,6 +571,7 @@ func (g *Gateway) Revalidate() {
 // closes the rest.
 func (g *Gateway) Shutdown(ctx context.Context) {
 	g.closing.Store(true)
+	defer g.FlushDecisions()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -616,49 +624,152 @@ func endpoint(t Target, a netip.AddrPort) map[string]any {
 // logDecision writes the OCSF line for a decision and counts it.
 func (g *Gateway) logDecision(r *http.Request, d Decision, failure error) {
 	result := "denied"
-	act, actName, disp, dispID := activityRefuse, "Refuse", "Blocked", 2
+	line := netActivity{ActivityID: activityRefuse, ActivityName: "Refuse", Disposition: "Blocked", DispositionID: 2, SeverityID: audit.SeverityLow, Severity: "Low"}
 	switch {
 	case d.Reported:
-		result, act, actName, disp, dispID = "reported", activityOpen, "Open", "Allowed", 1
+		result, line.ActivityID, line.ActivityName, line.Disposition, line.DispositionID = "reported", activityOpen, "Open", "Allowed", 1
 	case d.Allowed && failure == nil:
-		result, act, actName, disp, dispID = "allowed", activityOpen, "Open", "Allowed", 1
+		result, line.ActivityID, line.ActivityName, line.Disposition, line.DispositionID = "allowed", activityOpen, "Open", "Allowed", 1
+		line.SeverityID, line.Severity = audit.SeverityInformational, "Informational"
 	case d.Allowed:
-		result, act, actName = "failed", 4, "Fail"
+		result, line.ActivityID, line.ActivityName = "failed", 4, "Fail"
 	}
 	g.m.decisions.WithLabelValues(result, d.Rule).Inc()
-	msg := d.Reason
+	line.Message = d.Reason
 	if failure != nil {
-		msg = failure.Error()
+		line.Message = failure.Error()
 	}
-	src := map[string]any{}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		src["ip"], src["port"] = ap.Addr().String(), int(ap.Port())
+		line.Src = &lineEndpoint{IP: ap.Addr().String(), Port: int(ap.Port())}
 	}
-	details := map[string]any{"rule": d.Rule, "result": result, "method": r.Method}
-	if d.Name != "" {
-		details["rule_name"] = d.Name
-	}
+	line.Dst = dstEndpoint(d.Target, d.Addr)
+	line.Unmapped = lineDetails{Rule: d.Rule, RuleName: d.Name, Result: result, Method: r.Method, GrantID: d.GrantID}
 	if d.GrantID != "" {
-		details["grant_id"], details["grant_expires_at"] = d.GrantID, d.GrantExpires.UTC().Format(time.RFC3339)
+		line.Unmapped.GrantExpiresAt = d.GrantExpires.UTC().Format(time.RFC3339)
 	}
-	e := audit.Event{Code: "egress." + result, Class: audit.ClassNetworkActivity, Activity: act, ActivityName: actName,
-		Time: g.cfg.Now(), Actor: actorOf(d.Subject), Message: msg, Details: details,
-		Extra: map[string]any{"src_endpoint": src, "dst_endpoint": endpoint(d.Target, d.Addr), "disposition": disp, "disposition_id": dispID}}
-	if d.Reported || result == "denied" {
-		e.Severity = audit.SeverityLow
-	}
-	g.writeDecisionLine(e)
+	g.emit("egress."+result, d.Subject, line)
 }
 
-func (g *Gateway) writeDecisionLine(e audit.Event) {
-	line, err := audit.EncodeLog(e)
+// netActivity is an OCSF Network Activity (class 4001) record, encoded from a struct so that a
+// decision costs a few microseconds, not a map walk.
+type netActivity struct {
+	ActivityID    int           `json:"activity_id"`
+	ActivityName  string        `json:"activity_name"`
+	Actor         lineActor     `json:"actor"`
+	CategoryName  string        `json:"category_name"`
+	CategoryUID   int           `json:"category_uid"`
+	ClassName     string        `json:"class_name"`
+	ClassUID      int           `json:"class_uid"`
+	Disposition   string        `json:"disposition,omitempty"`
+	DispositionID int           `json:"disposition_id,omitempty"`
+	Dst           *lineEndpoint `json:"dst_endpoint,omitempty"`
+	Message       string        `json:"message"`
+	Metadata      lineMetadata  `json:"metadata"`
+	Severity      string        `json:"severity"`
+	SeverityID    int           `json:"severity_id"`
+	Src           *lineEndpoint `json:"src_endpoint,omitempty"`
+	Time          int64         `json:"time"`
+	TimeDT        string        `json:"time_dt"`
+	TypeUID       int           `json:"type_uid"`
+	Unmapped      lineDetails   `json:"unmapped"`
+}
+
+type lineActor struct {
+	User struct {
+		Name string `json:"name"`
+		Type string `json:"type"`
+	} `json:"user"`
+}
+
+type lineEndpoint struct {
+	Hostname string `json:"hostname,omitempty"`
+	IP       string `json:"ip,omitempty"`
+	Port     int    `json:"port,omitempty"`
+}
+
+type lineMetadata struct {
+	EventCode string `json:"event_code"`
+	LogName   string `json:"log_name"`
+	Product   struct {
+		Name       string `json:"name"`
+		VendorName string `json:"vendor_name"`
+	} `json:"product"`
+	Version string `json:"version"`
+}
+
+type lineDetails struct {
+	GrantExpiresAt string `json:"grant_expires_at,omitempty"`
+	GrantID        string `json:"grant_id,omitempty"`
+	Method         string `json:"method,omitempty"`
+	Result         string `json:"result,omitempty"`
+	Rule           string `json:"rule,omitempty"`
+	RuleName       string `json:"rule_name,omitempty"`
+}
+
+func dstEndpoint(t Target, a netip.AddrPort) *lineEndpoint {
+	e := &lineEndpoint{Port: t.Port}
+	if t.IP.IsValid() {
+		e.IP = t.IP.String()
+	} else {
+		e.Hostname = t.Host
+	}
+	if a.IsValid() {
+		e.IP = a.Addr().String()
+	}
+	return e
+}
+
+// emit fills the common fields and queues the line for the decision log.
+func (g *Gateway) emit(code, subject string, line netActivity) {
+	now := g.cfg.Now()
+	line.Actor.User.Name, line.Actor.User.Type = actorOf(subject), "User"
+	line.CategoryName, line.CategoryUID = "Network Activity", 4
+	line.ClassName, line.ClassUID = "Network Activity", audit.ClassNetworkActivity
+	line.Metadata.EventCode, line.Metadata.LogName, line.Metadata.Version = code, "rampart-egress", audit.OCSFVersion
+	line.Metadata.Product.Name, line.Metadata.Product.VendorName = "Rampart", "Rampart"
+	line.Time, line.TimeDT = now.UnixMilli(), now.UTC().Format(time.RFC3339Nano)
+	line.TypeUID = audit.ClassNetworkActivity*100 + line.ActivityID
+	if line.Severity == "" {
+		line.SeverityID, line.Severity = audit.SeverityInformational, "Informational"
+	}
+	b, err := json.Marshal(line)
 	if err != nil {
 		g.log.Error("encode decision", "err", err)
 		return
 	}
-	g.dlogMu.Lock()
-	defer g.dlogMu.Unlock()
-	_, _ = g.dlog.Write(append(line, '\n'))
+	g.queueLine(append(b, '\n'))
+}
+
+// queueLine hands a line to the writer goroutine; when the queue is full the caller waits, so
+// no decision is ever dropped.
+func (g *Gateway) queueLine(b []byte) {
+	g.pending.Add(1)
+	g.lines <- b
+}
+
+// writeLines writes queued lines, flushing whenever the queue is empty.
+func (g *Gateway) writeLines() {
+	w := bufio.NewWriterSize(g.dlog, 64<<10)
+	for b := range g.lines {
+		_, _ = w.Write(b)
+		if len(g.lines) == 0 {
+			_ = w.Flush()
+		}
+		g.pending.Done()
+	}
+}
+
+// FlushDecisions waits until every queued decision line is written.
+func (g *Gateway) FlushDecisions() { g.pending.Wait() }
+
+// writeDecisionLine queues a full audit event (budget exhaustion, tunnel closed) as a line.
+func (g *Gateway) writeDecisionLine(e audit.Event) {
+	b, err := audit.EncodeLog(e)
+	if err != nil {
+		g.log.Error("encode decision", "err", err)
+		return
+	}
+	g.queueLine(append(b, '\n'))
 }
 
 // tunnel is one open CONNECT tunnel.
@@ -670,6 +781,7 @@ type tunnel struct {
 	once             sync.Once
 	done             chan struct{}
 	why              atomic.Value // string
+	active           atomic.Int64 // unix nanos of the last byte in either direction
 }
 
 // close ends the tunnel at once, saying why in the log.
@@ -718,13 +830,21 @@ func (t *tunnel) run(first []byte) {
 	t.close("closed: both sides finished")
 }
 
-// pipe copies src to dst with an idle deadline; account decides whether n more bytes may pass.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}
+
+// pipe copies src to dst; account decides whether n more bytes may pass. The tunnel is idle only
+// when neither direction has carried anything for the idle timeout: a long one-way transfer
+// (a model download) is not cut because the other side is silent.
 func (t *tunnel) pipe(dst, src net.Conn, account func(n int) bool) {
-	buf := make([]byte, copyBuffer)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
+	idle := t.g.cfg.Limits.IdleTimeout
 	for {
-		_ = src.SetReadDeadline(time.Now().Add(t.g.cfg.Limits.IdleTimeout))
+		_ = src.SetReadDeadline(time.Now().Add(idle))
 		n, err := src.Read(buf)
 		if n > 0 {
+			t.active.Store(time.Now().UnixNano())
 			if !account(n) {
 				t.close("closed: exfiltration budget exhausted")
 				return
@@ -740,7 +860,10 @@ func (t *tunnel) pipe(dst, src net.Conn, account func(n int) bool) {
 			case errors.Is(err, io.EOF):
 				closeWrite(dst) // half-close: the other direction may still be sending
 			case errors.As(err, &ne) && ne.Timeout():
-				t.close(fmt.Sprintf("closed: idle for %s", t.g.cfg.Limits.IdleTimeout))
+				if since := time.Since(time.Unix(0, t.active.Load())); since < idle {
+					continue // the other direction was busy: not idle
+				}
+				t.close(fmt.Sprintf("closed: idle for %s", idle))
 			default:
 				t.close("closed")
 			}

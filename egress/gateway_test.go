@@ -340,6 +340,7 @@ func TestDefaultDenyAndPolicyAllow(t *testing.T) {
 		t.Fatalf("unlisted port: %d", status)
 	}
 	// Every decision is an OCSF Network Activity line.
+	r.gw.FlushDecisions()
 	lines := strings.Split(strings.TrimSpace(r.dlog.String()), "\n")
 	if len(lines) < 5 {
 		t.Fatalf("%d decision lines", len(lines))
@@ -413,6 +414,7 @@ func TestReportMode(t *testing.T) {
 	}
 	roundTrip(t, c, "y")
 	c.Close()
+	r.gw.FlushDecisions()
 	if !strings.Contains(r.dlog.String(), `"event_code":"egress.reported"`) || !strings.Contains(r.dlog.String(), "report mode") {
 		t.Fatalf("report-mode decision not logged as such:\n%s", r.dlog.String())
 	}
@@ -885,4 +887,66 @@ func FuzzProxyRequest(f *testing.F) {
 			t.Fatalf("request %q answered %d", raw, rec.Code)
 		}
 	})
+}
+
+// A download that lasts longer than the idle timeout, with a silent client, is not idle; a
+// tunnel where neither side sends is closed.
+func TestIdleTimeoutCountsBothDirections(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	const chunks = 16
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(c net.Conn) {
+				defer c.Close()
+				var first [1]byte
+				if _, err := c.Read(first[:]); err != nil {
+					return
+				}
+				if first[0] != 'd' { // "i": stay silent until the gateway closes the tunnel
+					_, _ = io.Copy(io.Discard, c)
+					return
+				}
+				for i := 0; i < chunks; i++ { // 16 × 50 ms = 800 ms, idle timeout 300 ms
+					if _, err := c.Write([]byte("x")); err != nil {
+						return
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}(c)
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	pol := parsePolicy(t, "", egressPolicy("research", "group:researchers", "enforce", []string{"127.0.0.1"}, port, ""))
+	r := newRig(t, pol, rigOptions{allow: []string{"127.0.0.1/32"}, limits: egress.Limits{IdleTimeout: 300 * time.Millisecond}})
+	target := "127.0.0.1:" + strconv.Itoa(port)
+	tok := r.token("alice")
+
+	status, _, c := r.connect(target, tok)
+	if status != 200 {
+		t.Fatal(status)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("d"))
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if len(got) != chunks {
+		t.Fatalf("one-way download cut after %d of %d bytes (%v): the silent direction was taken for idleness", len(got), chunks, err)
+	}
+
+	status, _, idle := r.connect(target, tok)
+	if status != 200 {
+		t.Fatal(status)
+	}
+	defer idle.Close()
+	_, _ = idle.Write([]byte("i"))
+	start := time.Now()
+	waitClosed(t, idle)
+	if d := time.Since(start); d < 250*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("idle tunnel closed after %s, want about 300ms", d)
+	}
 }
