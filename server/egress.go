@@ -150,7 +150,7 @@ func recorder(st *sqlstore.DB) func(ctx context.Context, e audit.Event) error {
 // store. Grant changes committed by this instance revalidate open tunnels at once.
 func (in *Instance) Gateway(o GatewayOptions) *egress.Gateway {
 	g := egress.New(egress.Config{
-		Policy: in.Access.Policy, Index: in.Index, Tokens: in.Tokens, Record: recorder(in.Store),
+		Policy: in.Access.Policy, Index: in.Index, Tokens: in.Auth, Record: recorder(in.Store),
 		Addr: egress.AddrPolicy{Allow: o.AllowRanges, Own: egress.OwnAddrs()}, Resolver: o.Resolver,
 		Now: in.now, Limits: o.Limits, Logger: in.log, DecisionLog: o.DecisionLog, Cluster: o.Cluster,
 		Metrics: egress.NewMetrics(in.API.Registry()),
@@ -251,7 +251,7 @@ func RunEgress(ctx context.Context, c EgressConfig, extraRanges []string, log *s
 	reg := prometheus.NewRegistry()
 	revs := &egress.Revocations{}
 	g := egress.New(egress.Config{
-		Policy: getPolicy, Index: ix, Tokens: &identity.Tokens{Store: st, Now: time.Now}, Record: recorder(st),
+		Policy: getPolicy, Index: ix, Tokens: &identity.Chain{Tokens: &identity.Tokens{Store: st, Now: time.Now, Users: st}, Sessions: &identity.Sessions{Store: st, Now: time.Now}}, Record: recorder(st),
 		Revoked: revs.Revoked, Cluster: c.Cluster, Addr: egress.AddrPolicy{Allow: ranges, Own: egress.OwnAddrs()},
 		Resolver: resolver, Logger: log, DecisionLog: dlog, Metrics: egress.NewMetrics(reg),
 		Limits: egress.Limits{MaxTunnelsPerSubject: c.Limits.MaxTunnelsPerSubject, ConnectTimeout: c.Limits.ConnectTimeout.Std(), IdleTimeout: c.Limits.IdleTimeout.Std()},

@@ -42,7 +42,11 @@ type Instance struct {
 	Access *access.Service
 	Index  *authz.Index
 	Tokens *identity.Tokens
-	API    *api.Server
+	// Sessions are interactive sign-ins; Auth accepts every credential form (API tokens,
+	// session tokens, workload tokens).
+	Sessions *identity.Sessions
+	Auth     *identity.Chain
+	API      *api.Server
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -100,8 +104,10 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	if err := in.Index.Load(ctx); err != nil {
 		return nil, fmt.Errorf("load decision index: %w", err)
 	}
-	in.Tokens = &identity.Tokens{Store: in.Store, Now: o.Now}
-	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens,
+	in.Tokens = &identity.Tokens{Store: in.Store, Now: o.Now, Users: in.Store}
+	in.Sessions = &identity.Sessions{Store: in.Store, Now: o.Now}
+	in.Auth = &identity.Chain{Tokens: in.Tokens, Sessions: in.Sessions}
+	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens, Auth: in.Auth,
 		Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger}
 	if m := cfg.Suggest.Model; m.URL != "" {
 		apiCfg.Model = &llm.Client{URL: m.URL, Model: m.Model, APIKey: os.Getenv(m.APIKeyEnv), APIKeyHeader: m.APIKeyHeader}

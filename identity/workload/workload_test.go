@@ -1,0 +1,240 @@
+package workload
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/internal/clocktest"
+)
+
+// fakeKubernetesIssuer is a FAKE of a Kubernetes API server's service-account issuer: it serves
+// the OIDC discovery document and JWKS and signs tokens the way the API server does.
+type fakeKubernetesIssuer struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	keys     map[string]any // kid → private key
+	current  string
+	jwksHits atomic.Int64
+}
+
+func newIssuer(t *testing.T) *fakeKubernetesIssuer {
+	f := &fakeKubernetesIssuer{keys: map[string]any{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": f.srv.URL, "jwks_uri": f.srv.URL + "/openid/v1/jwks"})
+	})
+	mux.HandleFunc("/openid/v1/jwks", func(w http.ResponseWriter, r *http.Request) {
+		f.jwksHits.Add(1)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		var set jose.JSONWebKeySet
+		for kid, k := range f.keys {
+			var pub any
+			switch k := k.(type) {
+			case *rsa.PrivateKey:
+				pub = &k.PublicKey
+			case *ecdsa.PrivateKey:
+				pub = &k.PublicKey
+			}
+			set.Keys = append(set.Keys, jose.JSONWebKey{Key: pub, KeyID: kid, Use: "sig"})
+		}
+		_ = json.NewEncoder(w).Encode(set)
+	})
+	f.srv = httptest.NewServer(mux)
+	t.Cleanup(f.srv.Close)
+	f.rotate("key-1")
+	return f
+}
+
+// rotate adds a new signing key and signs with it from now on (old keys stay published).
+func (f *fakeKubernetesIssuer) rotate(kid string) {
+	k, _ := rsa.GenerateKey(rand.Reader, 2048)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys[kid], f.current = k, kid
+}
+
+type saClaims struct {
+	jwt.Claims
+	K8s map[string]any `json:"kubernetes.io"`
+}
+
+func (f *fakeKubernetesIssuer) token(t *testing.T, ns, sa string, mutate func(*saClaims), now time.Time) string {
+	f.mu.Lock()
+	key := f.keys[f.current]
+	kid := f.current
+	f.mu.Unlock()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", kid).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := saClaims{Claims: jwt.Claims{Issuer: f.srv.URL, Subject: "system:serviceaccount:" + ns + ":" + sa, Audience: jwt.Audience{"rampart"},
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Hour)), ID: "tok-1"},
+		K8s: map[string]any{"namespace": ns, "serviceaccount": map[string]any{"name": sa, "uid": "u-1"}}}
+	if mutate != nil {
+		mutate(&c)
+	}
+	raw, err := jwt.Signed(signer).Claims(c).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+var epoch = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+
+func newVerifier(t *testing.T, f *fakeKubernetesIssuer, clock *clocktest.Clock) *Verifier {
+	v, err := New([]Cluster{{Name: "prod", Issuer: f.srv.URL}}, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestValidToken(t *testing.T) {
+	f := newIssuer(t)
+	clock := clocktest.New(epoch)
+	v := newVerifier(t, f, clock)
+	p, err := v.Verify(context.Background(), f.token(t, "ml", "trainer", nil, epoch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Subject != "k8s:prod/ml/trainer" || p.Kind != identity.KindWorkload {
+		t.Fatalf("principal %+v", p)
+	}
+}
+
+func TestAttacksRefused(t *testing.T) {
+	f := newIssuer(t)
+	clock := clocktest.New(epoch)
+	v := newVerifier(t, f, clock)
+	good := f.token(t, "ml", "trainer", nil, epoch)
+	parts := strings.Split(good, ".")
+
+	// alg none: header {"alg":"none"} with the same claims and no signature.
+	none := b64(`{"alg":"none","typ":"JWT"}`) + "." + parts[1] + "."
+	// HS256 signed with the RSA public key as the HMAC secret (key confusion).
+	f.mu.Lock()
+	pub := &f.keys["key-1"].(*rsa.PrivateKey).PublicKey
+	f.mu.Unlock()
+	pubDER, _ := x509.MarshalPKIXPublicKey(pub)
+	hs, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: pubDER}, (&jose.SignerOptions{}).WithHeader("kid", "key-1"))
+	confused, _ := jwt.Signed(hs).Claims(jwt.Claims{Issuer: f.srv.URL, Subject: "system:serviceaccount:ml:trainer", Audience: jwt.Audience{"rampart"},
+		Expiry: jwt.NewNumericDate(epoch.Add(time.Hour))}).Serialize()
+	// A valid signature from a key the cluster does not publish.
+	stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	es, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: stranger}, (&jose.SignerOptions{}).WithHeader("kid", "key-1"))
+	forged, _ := jwt.Signed(es).Claims(jwt.Claims{Issuer: f.srv.URL, Subject: "system:serviceaccount:ml:trainer", Audience: jwt.Audience{"rampart"},
+		Expiry: jwt.NewNumericDate(epoch.Add(time.Hour))}).Serialize()
+	// Tampered payload with the original signature.
+	tampered := parts[0] + "." + b64(strings.Replace(unb64(parts[1]), `"trainer"`, `"admin"`, -1)) + "." + parts[2]
+
+	cases := map[string]struct {
+		token string
+		want  string
+	}{
+		"alg none":          {none, "not a signed JWT"},
+		"HS/RS confusion":   {confused, "not a signed JWT"},
+		"foreign key":       {forged, "does not verify"},
+		"tampered payload":  {tampered, "does not verify"},
+		"wrong issuer":      {f.token(t, "ml", "trainer", func(c *saClaims) { c.Issuer = "https://evil.example" }, epoch), "not a configured cluster"},
+		"wrong audience":    {f.token(t, "ml", "trainer", func(c *saClaims) { c.Audience = jwt.Audience{"vault"} }, epoch), "audience"},
+		"expired":           {f.token(t, "ml", "trainer", nil, epoch.Add(-3*time.Hour)), "expired"},
+		"not yet valid":     {f.token(t, "ml", "trainer", func(c *saClaims) { c.NotBefore = jwt.NewNumericDate(epoch.Add(time.Hour)) }, epoch), "not valid yet"},
+		"no expiry":         {f.token(t, "ml", "trainer", func(c *saClaims) { c.Expiry = nil }, epoch), "no expiry"},
+		"subject mismatch":  {f.token(t, "ml", "trainer", func(c *saClaims) { c.Subject = "system:serviceaccount:kube-system:admin" }, epoch), "does not match"},
+		"oversized":         {strings.Repeat("a", MaxTokenSize+1), "over the"},
+		"garbage":           {"eyJhbGciOiJSUzI1NiJ9.e30.c2ln", "not a configured cluster"},
+		"not a JWT":         {"hello", "not a signed JWT"},
+		"bad subject chars": {f.token(t, "ML", "trainer", func(c *saClaims) { c.Subject = "system:serviceaccount:ML:trainer" }, epoch), "workload subject"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			p, err := v.Verify(context.Background(), c.token)
+			if err == nil {
+				t.Fatalf("accepted as %+v", p)
+			}
+			if !errors.Is(err, identity.ErrUnauthenticated) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q, want it to say %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestKeyRotation(t *testing.T) {
+	f := newIssuer(t)
+	clock := clocktest.New(epoch)
+	v := newVerifier(t, f, clock)
+	old := f.token(t, "ml", "trainer", nil, epoch)
+	if _, err := v.Verify(context.Background(), old); err != nil {
+		t.Fatal(err)
+	}
+	f.rotate("key-2")
+	fresh := f.token(t, "ml", "trainer", nil, epoch)
+	// The new kid is unknown: the verifier refetches once, after the rate limit.
+	clock.Advance(refreshEvery)
+	if _, err := v.Verify(context.Background(), fresh); err != nil {
+		t.Fatalf("token from the rotated key: %v", err)
+	}
+	if _, err := v.Verify(context.Background(), old); err != nil {
+		t.Fatalf("token from the old key, still published: %v", err)
+	}
+	// A flood of unknown kids does not refetch more than once per interval.
+	before := f.jwksHits.Load()
+	for i := 0; i < 20; i++ {
+		f.rotate("flood")
+		_, _ = v.Verify(context.Background(), f.token(t, "ml", "trainer", nil, epoch))
+	}
+	if hits := f.jwksHits.Load() - before; hits > 1 {
+		t.Fatalf("%d JWKS fetches for unknown kids within one interval", hits)
+	}
+}
+
+func TestIssuerDownFailsClosed(t *testing.T) {
+	f := newIssuer(t)
+	clock := clocktest.New(epoch)
+	v := newVerifier(t, f, clock)
+	tok := f.token(t, "ml", "trainer", nil, epoch)
+	f.srv.Close()
+	_, err := v.Verify(context.Background(), tok)
+	if err == nil || errors.Is(err, identity.ErrUnauthenticated) || !strings.Contains(err.Error(), "keys unavailable") {
+		t.Fatalf("issuer down: %v (want an availability error, not a silent allow or a credential error)", err)
+	}
+}
+
+func FuzzVerify(f *testing.F) {
+	f.Add("eyJhbGciOiJub25lIn0.e30.")
+	f.Add("a.b.c")
+	f.Add(strings.Repeat(".", 100))
+	v, _ := New([]Cluster{{Name: "prod", Issuer: "https://issuer.invalid"}}, func() time.Time { return epoch })
+	f.Fuzz(func(t *testing.T, token string) {
+		if _, err := v.Verify(context.Background(), token); err == nil {
+			t.Fatalf("accepted %q", token)
+		}
+	})
+}
+
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func unb64(s string) string {
+	b, _ := base64.RawURLEncoding.DecodeString(s)
+	return string(b)
+}
