@@ -79,6 +79,9 @@ type Event struct {
 	Privileges []string
 	// Details are event-specific fields, written under "unmapped".
 	Details map[string]any
+	// Failed marks an attempt that was refused (OCSF status Failure); entries record refusals
+	// as well as changes.
+	Failed bool
 	// Extra are further OCSF attributes of the class, written at the top level (for Network
 	// Activity: src_endpoint, dst_endpoint, disposition…). They may not replace the ones above.
 	Extra map[string]any
@@ -149,6 +152,9 @@ func Encode(seq int64, e Event) ([]byte, error) {
 	}
 	if len(e.Details) > 0 {
 		m["unmapped"] = e.Details
+	}
+	if e.Failed {
+		m["status"], m["status_id"] = "Failure", 2
 	}
 	for k, v := range e.Extra {
 		if _, taken := m[k]; taken {

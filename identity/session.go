@@ -73,6 +73,10 @@ type User struct {
 	DisabledAt time.Time `json:"disabled_at,omitzero"`
 	DisabledBy string    `json:"disabled_by,omitempty"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	// IdPSubject is the identity provider's "sub" (with its issuer) this user first signed in
+	// with. A later sign-in with the same username but another sub is refused: a recycled or
+	// renamed account at the provider does not inherit someone else's grants.
+	IdPSubject string `json:"idp_subject,omitempty"`
 }
 
 // SessionTx is a read-write transaction over sessions; ledger entries appended through it
@@ -107,6 +111,9 @@ var (
 	// ErrRefreshReused means a refresh token was presented a second time: the session is
 	// revoked, since either the client or an attacker holds a copy.
 	ErrRefreshReused = errors.New("refresh token reused")
+	// ErrSubjectMismatch means a username arrived with another provider account than the one
+	// it is bound to.
+	ErrSubjectMismatch = errors.New("identity-provider account mismatch")
 )
 
 // Sessions issues, verifies, refreshes and revokes sessions.
@@ -151,6 +158,8 @@ type NewSession struct {
 	Fingerprint string
 	Groups      []string
 	Risk        string
+	// IdPSubject binds the user to the provider's account ("" for sign-ins without one).
+	IdPSubject string
 	// Event is the sign-in ledger entry, written with the session.
 	Event audit.Event
 }
@@ -222,6 +231,13 @@ func (s *Sessions) Create(ctx context.Context, ns NewSession) (Issued, error) {
 		if !u.DisabledAt.IsZero() {
 			return fmt.Errorf("%w: %s was disabled by %s at %s", ErrUnauthenticated, ns.Subject, u.DisabledBy, u.DisabledAt.UTC().Format(time.RFC3339))
 		}
+		if u.IdPSubject != "" && ns.IdPSubject != "" && u.IdPSubject != ns.IdPSubject {
+			return fmt.Errorf("%w: %w: %s is bound to identity-provider account %s, not %s; an administrator must unbind it (rampart user unbind %s) if the account was legitimately replaced",
+				ErrUnauthenticated, ErrSubjectMismatch, ns.Subject, u.IdPSubject, ns.IdPSubject, ns.Subject)
+		}
+		if u.IdPSubject == "" {
+			u.IdPSubject = ns.IdPSubject
+		}
 		ev := ns.Event
 		if ev.Details == nil {
 			ev.Details = map[string]any{}
@@ -233,7 +249,8 @@ func (s *Sessions) Create(ctx context.Context, ns NewSession) (Issued, error) {
 		if err := tx.InsertSession(ctx, ses); err != nil {
 			return err
 		}
-		if err := tx.PutUser(ctx, User{Subject: ns.Subject, Groups: nonNilStrings(ns.Groups), UpdatedAt: now}); err != nil {
+		u.Subject, u.Groups, u.UpdatedAt = ns.Subject, nonNilStrings(ns.Groups), now
+		if err := tx.PutUser(ctx, u); err != nil {
 			return err
 		}
 		out, err = s.issue(ctx, tx, ses, now)
@@ -298,7 +315,8 @@ func (s *Sessions) Refresh(ctx context.Context, refreshToken, ip, fingerprint st
 		if err := tx.MarkSessionTokenUsed(ctx, hash, now); err != nil {
 			return err
 		}
-		ses.LastSeenAt = now
+		// The session is now used from here: the next refresh is compared with this one.
+		ses.LastSeenAt, ses.IP = now, ip
 		if err := tx.UpdateSession(ctx, ses); err != nil {
 			return err
 		}

@@ -111,11 +111,13 @@ func (t *sessionTx) DeleteSessionTokens(ctx context.Context, sessionID string) e
 	return err
 }
 
+const userCols = `subject, groups_json, disabled_at, disabled_by, updated_at, idp_subject`
+
 func scanUser(sc interface{ Scan(...any) error }) (identity.User, error) {
 	var u identity.User
 	var groups string
 	var disabled, updated int64
-	err := sc.Scan(&u.Subject, &groups, &disabled, &u.DisabledBy, &updated)
+	err := sc.Scan(&u.Subject, &groups, &disabled, &u.DisabledBy, &updated, &u.IdPSubject)
 	if err != nil {
 		return u, err
 	}
@@ -124,7 +126,7 @@ func scanUser(sc interface{ Scan(...any) error }) (identity.User, error) {
 }
 
 func userRow(ctx context.Context, s *DB, q querier, subject string) (identity.User, error) {
-	u, err := scanUser(q.QueryRowContext(ctx, s.q(`SELECT subject, groups_json, disabled_at, disabled_by, updated_at FROM users WHERE subject = ?`), subject))
+	u, err := scanUser(q.QueryRowContext(ctx, s.q(`SELECT `+userCols+` FROM users WHERE subject = ?`), subject))
 	if errors.Is(err, sql.ErrNoRows) {
 		return identity.User{Subject: subject, Groups: []string{}}, identity.ErrSessionNotFound
 	}
@@ -139,8 +141,8 @@ func (t *sessionTx) PutUser(ctx context.Context, u identity.User) error {
 	if _, err := t.tx.ExecContext(ctx, t.s.q(`DELETE FROM users WHERE subject = ?`), u.Subject); err != nil {
 		return err
 	}
-	_, err := t.tx.ExecContext(ctx, t.s.q(`INSERT INTO users (subject, groups_json, disabled_at, disabled_by, updated_at) VALUES (?, ?, ?, ?, ?)`),
-		u.Subject, jsonText(u.Groups), toNanos(u.DisabledAt), u.DisabledBy, toNanos(u.UpdatedAt))
+	_, err := t.tx.ExecContext(ctx, t.s.q(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?)`),
+		u.Subject, jsonText(u.Groups), toNanos(u.DisabledAt), u.DisabledBy, toNanos(u.UpdatedAt), u.IdPSubject)
 	return err
 }
 
@@ -198,5 +200,5 @@ func (s *DB) UserRecord(ctx context.Context, subject string) (identity.User, err
 
 // ListUsers implements identity.SessionStore.
 func (s *DB) ListUsers(ctx context.Context) ([]identity.User, error) {
-	return queryAll(ctx, s.db, `SELECT subject, groups_json, disabled_at, disabled_by, updated_at FROM users ORDER BY subject`, nil, scanUser)
+	return queryAll(ctx, s.db, `SELECT `+userCols+` FROM users ORDER BY subject`, nil, scanUser)
 }

@@ -174,4 +174,13 @@ CREATE TABLE auth_flows (
 	expires_at BIGINT NOT NULL
 );
 `,
+	// 4: sign-in history by source (the risk engine's spray check), the identity provider's
+	// subject each Rampart user is bound to, and the last TOTP step used.
+	`
+ALTER TABLE signins ADD COLUMN source TEXT NOT NULL DEFAULT '';
+CREATE INDEX signins_source ON signins (source, at);
+ALTER TABLE users ADD COLUMN idp_subject TEXT NOT NULL DEFAULT '';
+ALTER TABLE mfa_factors ADD COLUMN last_step BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX auth_flows_expires ON auth_flows (expires_at);
+`,
 }

@@ -1,0 +1,418 @@
+package signin
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/client/rp"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"golang.org/x/oauth2"
+
+	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/identity/risk"
+)
+
+// browserFlow is a redirect to the provider waiting for its callback.
+type browserFlow struct {
+	Nonce    string     `json:"nonce"`
+	Verifier string     `json:"verifier"`
+	StepUp   bool       `json:"step_up,omitempty"`
+	ReturnTo string     `json:"return_to,omitempty"`
+	CLI      *cliParams `json:"cli,omitempty"`
+}
+
+// cliParams are a loopback CLI sign-in's: where to send the one-time code, the CLI's state, and
+// the PKCE challenge its verifier must match.
+type cliParams struct {
+	RedirectURI string `json:"redirect_uri"`
+	State       string `json:"state"`
+	Challenge   string `json:"challenge"`
+}
+
+// Register mounts the sign-in endpoints.
+func (s *Service) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /login", s.login)
+	mux.HandleFunc("GET /callback", s.callback)
+	mux.Handle("POST /login/mfa", http.NewCrossOriginProtection().Handler(http.HandlerFunc(s.loginMFA)))
+	mux.HandleFunc("POST /v1/auth/device", s.deviceStart)
+	mux.HandleFunc("POST /v1/auth/token", s.token)
+	mux.HandleFunc("POST /v1/auth/step-up", s.stepUp)
+	mux.HandleFunc("POST /v1/mfa/totp", s.enrolTOTP)
+	mux.HandleFunc("POST /v1/mfa/totp/confirm", s.confirmTOTP)
+}
+
+// parseCLI validates a loopback CLI's parameters (RFC 8252: a loopback IP literal, any port).
+func parseCLI(q url.Values) (*cliParams, error) {
+	redirect := q.Get("redirect_uri")
+	if redirect == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(redirect)
+	if err != nil || u.Scheme != "http" || (u.Hostname() != "127.0.0.1" && u.Hostname() != "::1") || u.Port() == "" || u.User != nil || u.Fragment != "" {
+		return nil, fmt.Errorf("%w: redirect_uri %q must be http://127.0.0.1:<port>/… or http://[::1]:<port>/… (a loopback address the CLI listens on)", ErrBadRequest, redirect)
+	}
+	if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+		return nil, fmt.Errorf("%w: redirect_uri %q has no valid port", ErrBadRequest, redirect)
+	}
+	c := &cliParams{RedirectURI: redirect, State: q.Get("state"), Challenge: q.Get("code_challenge")}
+	switch {
+	case q.Get("code_challenge_method") != "S256":
+		return nil, fmt.Errorf("%w: code_challenge_method must be S256", ErrBadRequest)
+	case len(c.Challenge) != 43 || strings.Trim(c.Challenge, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "":
+		return nil, fmt.Errorf("%w: code_challenge must be the 43-character base64url SHA-256 of the CLI's verifier", ErrBadRequest)
+	case c.State == "" || len(c.State) > 256:
+		return nil, fmt.Errorf("%w: state is required (at most 256 characters)", ErrBadRequest)
+	}
+	return c, nil
+}
+
+// safeReturn accepts only a path on this server, so /login cannot be used to send someone
+// elsewhere.
+func safeReturn(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	u, err := url.Parse(p)
+	if err != nil || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || u.Scheme != "" || u.Host != "" {
+		return "", fmt.Errorf("%w: return_to must be a path on this server, like /v1/whoami", ErrBadRequest)
+	}
+	return p, nil
+}
+
+// login starts a sign-in: GET /login[?return_to=/path][&step_up=1] from a browser, or with
+// redirect_uri, state, code_challenge and code_challenge_method=S256 from the CLI.
+func (s *Service) login(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	cli, err := parseCLI(q)
+	if err != nil {
+		s.page(w, http.StatusBadRequest, "Sign-in not started", err.Error())
+		return
+	}
+	ret, err := safeReturn(q.Get("return_to"))
+	if err != nil {
+		s.page(w, http.StatusBadRequest, "Sign-in not started", err.Error())
+		return
+	}
+	s.redirectToProvider(w, r, browserFlow{ReturnTo: ret, CLI: cli, StepUp: q.Get("step_up") == "1"})
+}
+
+// redirectToProvider stores the flow and sends the browser to the provider.
+func (s *Service) redirectToProvider(w http.ResponseWriter, r *http.Request, f browserFlow) {
+	party, err := s.provider(r.Context())
+	if err != nil {
+		s.browserError(w, r, f.CLI, http.StatusBadGateway, err)
+		return
+	}
+	f.Nonce, f.Verifier = handle(), handle()
+	state, err := s.putFlow(r.Context(), "browser", browserFlowTTL, f)
+	if err != nil {
+		s.browserError(w, r, f.CLI, http.StatusServiceUnavailable, fmt.Errorf("cannot start the sign-in: %w", err))
+		return
+	}
+	opts := []rp.AuthURLOpt{rp.WithCodeChallenge(s256(f.Verifier)), rp.AuthURLOpt(rp.WithURLParam("nonce", f.Nonce))}
+	if f.StepUp {
+		opts = append(opts, rp.AuthURLOpt(rp.WithURLParam("max_age", "0")), rp.WithPrompt(oidc.PromptLogin),
+			rp.AuthURLOpt(rp.WithURLParam("acr_values", s.cfg.MFAACR[0])))
+	}
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: state, Path: "/callback", MaxAge: int(browserFlowTTL / time.Second),
+		HttpOnly: true, Secure: strings.HasPrefix(s.cfg.ExternalURL, "https:"), SameSite: http.SameSiteLaxMode})
+	http.Redirect(w, r, rp.AuthURL(state, party, opts...), http.StatusFound)
+}
+
+// callback finishes the provider's part: GET /callback?code=…&state=… (or error=…).
+func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	state := q.Get("state")
+	c := s.clientOf(r)
+	ck, err := r.Cookie(loginCookie)
+	if state == "" || err != nil || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(state)) != 1 {
+		// Login CSRF: a callback this browser did not start (or a forged state) is refused
+		// before anything is exchanged.
+		s.page(w, http.StatusBadRequest, "Sign-in refused",
+			"This sign-in was not started in this browser (the state does not match its login cookie). Start again from the beginning.")
+		_ = s.refuse(ctx, identityClaims{}, c, "oidc", decision{}, fmt.Errorf("%w: callback state does not match the browser's login cookie", ErrBadRequest))
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/callback", MaxAge: -1})
+	var f browserFlow
+	if err := s.takeFlow(ctx, state, "browser", &f); err != nil {
+		s.page(w, statusOf(err), "Sign-in refused", err.Error())
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		err := fmt.Errorf("%w: the identity provider answered %s: %s", ErrDenied, e, q.Get("error_description"))
+		_ = s.refuse(ctx, identityClaims{}, c, "oidc", decision{}, err)
+		s.browserError(w, r, f.CLI, http.StatusForbidden, err)
+		return
+	}
+	id, err := s.exchange(ctx, q.Get("code"), f)
+	if err != nil {
+		if errors.Is(err, ErrBadRequest) || errors.Is(err, ErrDenied) {
+			_ = s.refuse(ctx, id, c, "oidc", decision{}, err)
+		}
+		s.browserError(w, r, f.CLI, statusOf(err), err)
+		return
+	}
+	kind := risk.KindSignIn
+	if f.StepUp {
+		kind = risk.KindStepUp
+		if !s.freshMFA(id) {
+			err := fmt.Errorf("%w: a multi-factor sign-in was asked for, but the identity provider reported amr %v, acr %q, at %s",
+				ErrDenied, id.AMR, id.ACR, id.AuthTime.UTC().Format(time.RFC3339))
+			_ = s.refuse(ctx, id, c, "oidc", decision{}, err)
+			s.browserError(w, r, f.CLI, http.StatusForbidden, err)
+			return
+		}
+	}
+	d, err := s.assess(ctx, id, c, kind)
+	if err != nil {
+		_ = s.refuse(ctx, id, c, "oidc", decision{}, err)
+		s.browserError(w, r, f.CLI, http.StatusServiceUnavailable, err)
+		return
+	}
+	p := pending{ID: id, Client: c, Method: "oidc", CLI: f.CLI, ReturnTo: f.ReturnTo}
+	p.setDecision(d)
+	switch d.outcome {
+	case risk.Allow:
+		s.finishBrowser(w, r, p)
+	case risk.StepUp:
+		s.browserStepUp(w, r, p, f)
+	default:
+		err := fmt.Errorf("%w: this sign-in looks too risky (%s); ask your security team, quoting the time %s",
+			ErrDenied, d.assessment, s.d.Now().UTC().Format(time.RFC3339))
+		_ = s.refuse(ctx, id, c, "oidc", d, err)
+		s.browserError(w, r, f.CLI, http.StatusForbidden, err)
+	}
+}
+
+// exchange redeems the provider's code with the flow's PKCE verifier and checks the ID token,
+// its nonce included.
+func (s *Service) exchange(ctx context.Context, code string, f browserFlow) (identityClaims, error) {
+	if code == "" || len(code) > 4096 {
+		return identityClaims{}, fmt.Errorf("%w: the callback has no authorization code", ErrBadRequest)
+	}
+	party, err := s.provider(ctx)
+	if err != nil {
+		return identityClaims{}, err
+	}
+	tokens, err := rp.CodeExchange[*oidc.IDTokenClaims](context.WithValue(ctx, nonceKey{}, f.Nonce), code, party, rp.WithCodeVerifier(f.Verifier))
+	if err != nil {
+		return identityClaims{}, classify(err)
+	}
+	return s.claimsOf(tokens.IDTokenClaims)
+}
+
+// classify tells a refused token (the person or an attacker: 401/400) from a provider that
+// could not be reached (502).
+func classify(err error) error {
+	var oe *oidc.Error
+	switch {
+	case errors.As(err, &oe):
+		return fmt.Errorf("%w: the identity provider refused the exchange: %s %s", ErrBadRequest, oe.ErrorType, oe.Description)
+	case errors.Is(err, oidc.ErrSignatureUnsupportedAlg), errors.Is(err, oidc.ErrSignatureInvalid), errors.Is(err, oidc.ErrSignatureMissing),
+		errors.Is(err, oidc.ErrSignatureMultiple), errors.Is(err, oidc.ErrIssuerInvalid), errors.Is(err, oidc.ErrAudience),
+		errors.Is(err, oidc.ErrExpired), errors.Is(err, oidc.ErrIatInFuture), errors.Is(err, oidc.ErrIatToOld), errors.Is(err, oidc.ErrNonceInvalid),
+		errors.Is(err, oidc.ErrParse), errors.Is(err, oidc.ErrAtHash), errors.Is(err, oidc.ErrSubjectMissing), errors.Is(err, oidc.ErrIatMissing),
+		errors.Is(err, oidc.ErrAzpMissing), errors.Is(err, oidc.ErrAzpInvalid), errors.Is(err, oidc.ErrAuthTimeToOld),
+		errors.Is(err, oidc.ErrAcrInvalid), errors.Is(err, rp.ErrMissingIDToken):
+		return fmt.Errorf("%w: the ID token was refused: %v", ErrDenied, err)
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+		return fmt.Errorf("%w: the identity provider refused the code: %s %s", ErrBadRequest, re.ErrorCode, re.ErrorDescription)
+	}
+	return fmt.Errorf("%w: %v", ErrProvider, err)
+}
+
+// finishBrowser ends an admitted browser sign-in: a one-time code for the CLI, or a session
+// cookie for the browser.
+func (s *Service) finishBrowser(w http.ResponseWriter, r *http.Request, p pending) {
+	ctx := r.Context()
+	if p.CLI != nil {
+		code, err := s.putFlow(ctx, "code", codeFlowTTL, p)
+		if err != nil {
+			s.browserError(w, r, p.CLI, http.StatusServiceUnavailable, err)
+			return
+		}
+		u, _ := url.Parse(p.CLI.RedirectURI)
+		v := u.Query()
+		v.Set("code", code)
+		v.Set("state", p.CLI.State)
+		u.RawQuery = v.Encode()
+		http.Redirect(w, r, u.String(), http.StatusFound)
+		return
+	}
+	iss, err := s.open(ctx, p, nil)
+	if err != nil {
+		s.page(w, statusOf(err), "Sign-in refused", err.Error())
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: identity.SessionCookie, Value: iss.AccessToken, Path: "/", MaxAge: int(time.Until(iss.AccessExpiresAt) / time.Second),
+		HttpOnly: true, Secure: strings.HasPrefix(s.cfg.ExternalURL, "https:"), SameSite: http.SameSiteLaxMode})
+	if p.ReturnTo != "" {
+		http.Redirect(w, r, p.ReturnTo, http.StatusFound)
+		return
+	}
+	s.page(w, http.StatusOK, "Signed in", fmt.Sprintf("Signed in to Rampart as %s (session %s, until %s). You can close this window.",
+		iss.Session.Subject, iss.Session.ID, iss.AccessExpiresAt.UTC().Format(time.RFC3339)))
+}
+
+// stepUpMethod decides how to ask this person for a second factor.
+func (s *Service) stepUpMethod(ctx context.Context, subject string) (string, error) {
+	if s.cfg.StepUp == StepUpIdP {
+		return StepUpIdP, nil
+	}
+	f, err := s.d.Store.MFAFactor(ctx, subject)
+	switch {
+	case err == nil && !f.ConfirmedAt.IsZero():
+		return StepUpTOTP, nil
+	case err != nil && !errors.Is(err, identity.ErrNoFactor):
+		return "", err
+	case s.cfg.StepUp == StepUpTOTP:
+		return "", fmt.Errorf("%w: this sign-in needs a second factor and %s has none enrolled with Rampart; sign in from a usual place and run `rampart mfa enrol`, or ask an administrator", ErrDenied, subject)
+	}
+	return StepUpIdP, nil
+}
+
+// browserStepUp asks for a second factor: back to the provider, or Rampart's TOTP form.
+func (s *Service) browserStepUp(w http.ResponseWriter, r *http.Request, p pending, f browserFlow) {
+	ctx := r.Context()
+	d := p.decision()
+	method, err := s.stepUpMethod(ctx, p.ID.Subject)
+	if err != nil {
+		_ = s.refuse(ctx, p.ID, p.Client, "oidc", d, err)
+		s.browserError(w, r, p.CLI, statusOf(err), err)
+		return
+	}
+	ev := s.authEvent("signin.step_up_required", p.ID, p.Client, "oidc", d, false,
+		fmt.Sprintf("sign-in of %s needs a second factor (%s): %s", p.ID.Subject, method, d.assessment))
+	if err := s.d.Record(ctx, ev); err != nil {
+		s.browserError(w, r, p.CLI, http.StatusServiceUnavailable, fmt.Errorf("cannot record the sign-in: %w", err))
+		return
+	}
+	if method == StepUpIdP {
+		s.redirectToProvider(w, r, browserFlow{StepUp: true, ReturnTo: f.ReturnTo, CLI: f.CLI})
+		return
+	}
+	h, err := s.putFlow(ctx, "mfa", mfaFlowTTL, p)
+	if err != nil {
+		s.browserError(w, r, p.CLI, http.StatusServiceUnavailable, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_ = mfaForm.Execute(w, map[string]string{"Flow": h, "Subject": p.ID.Subject, "Why": d.assessment.String()})
+}
+
+// loginMFA takes the TOTP form: POST /login/mfa (flow, otp).
+func (s *Service) loginMFA(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		s.page(w, http.StatusBadRequest, "Sign-in refused", "The form could not be read.")
+		return
+	}
+	var p pending
+	if err := s.takeFlow(r.Context(), r.PostForm.Get("flow"), "mfa", &p); err != nil {
+		s.page(w, statusOf(err), "Sign-in refused", err.Error())
+		return
+	}
+	if err := s.checkTOTP(r.Context(), p.ID.Subject, r.PostForm.Get("otp")); err != nil {
+		_ = s.refuse(r.Context(), p.ID, s.clientOf(r), "totp", p.decision(), err)
+		s.browserError(w, r, p.CLI, statusOf(err), fmt.Errorf("%w (start the sign-in again)", err))
+		return
+	}
+	p.ID.MFA, p.ID.AMR, p.ID.AuthTime = true, append(p.ID.AMR, "otp"), s.d.Now()
+	p.Decision.Outcome, p.Decision.Reason = risk.Allow, "Rampart TOTP factor"
+	s.finishBrowser(w, r, p)
+}
+
+// checkTOTP verifies a code of the person's confirmed factor; each code works once.
+func (s *Service) checkTOTP(ctx context.Context, subject, code string) error {
+	f, err := s.d.Store.MFAFactor(ctx, subject)
+	if errors.Is(err, identity.ErrNoFactor) || (err == nil && f.ConfirmedAt.IsZero()) {
+		return fmt.Errorf("%w: %s has no confirmed second factor", ErrDenied, subject)
+	} else if err != nil {
+		return err
+	}
+	secret, err := s.d.Sealer.Open(subject, f.SecretEnc)
+	if err != nil {
+		return err
+	}
+	key, err := identity.DecodeTOTPSecret(secret)
+	if err != nil {
+		return err
+	}
+	step, ok := identity.MatchTOTP(key, code, s.d.Now())
+	if !ok {
+		return fmt.Errorf("%w: the one-time code is wrong or too old", ErrDenied)
+	}
+	used, err := s.d.Store.UseMFAStep(ctx, subject, step)
+	if err != nil {
+		return err
+	}
+	if !used {
+		return fmt.Errorf("%w: this one-time code was already used; wait for the next one", ErrDenied)
+	}
+	return nil
+}
+
+// browserError reports a failure: to the CLI's loopback listener when the sign-in came from
+// the CLI (so it stops waiting and shows the reason), else as a page.
+func (s *Service) browserError(w http.ResponseWriter, r *http.Request, cli *cliParams, status int, err error) {
+	if cli != nil {
+		u, _ := url.Parse(cli.RedirectURI)
+		v := u.Query()
+		v.Set("error", oauthCode(err))
+		v.Set("error_description", err.Error())
+		v.Set("state", cli.State)
+		u.RawQuery = v.Encode()
+		http.Redirect(w, r, u.String(), http.StatusFound)
+		return
+	}
+	s.page(w, status, "Sign-in refused", err.Error())
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrDenied), errors.Is(err, identity.ErrUnauthenticated):
+		return http.StatusForbidden
+	case errors.Is(err, ErrProvider):
+		return http.StatusBadGateway
+	}
+	return http.StatusServiceUnavailable
+}
+
+var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>Rampart: {{.Title}}</title></head>
+<body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
+`))
+
+var mfaForm = template.Must(template.New("mfa").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>Rampart: second factor</title></head>
+<body><h1>Second factor needed</h1>
+<p>This sign-in of {{.Subject}} needs a code from your authenticator app ({{.Why}}).</p>
+<form method="post" action="/login/mfa">
+<input type="hidden" name="flow" value="{{.Flow}}">
+<label>One-time code <input name="otp" inputmode="numeric" autocomplete="one-time-code" autofocus></label>
+<button type="submit">Continue</button>
+</form></body></html>
+`))
+
+func (s *Service) page(w http.ResponseWriter, status int, title, msg string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = pageTmpl.Execute(w, map[string]string{"Title": title, "Message": msg})
+}

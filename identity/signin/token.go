@@ -1,0 +1,522 @@
+package signin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+
+	oidcclient "github.com/zitadel/oidc/v3/pkg/client"
+	"github.com/zitadel/oidc/v3/pkg/client/rp"
+	httphelper "github.com/zitadel/oidc/v3/pkg/http"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"golang.org/x/oauth2"
+
+	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/identity/risk"
+)
+
+// Grant types of POST /v1/auth/token.
+const (
+	GrantCode    = "authorization_code"
+	GrantDevice  = "urn:ietf:params:oauth:grant-type:device_code"
+	GrantRefresh = "refresh_token"
+	// GrantOTP finishes a sign-in that needs a second factor (error mfa_required) with a code
+	// of the person's Rampart TOTP factor.
+	GrantOTP = "urn:rampart:params:oauth:grant-type:otp"
+)
+
+// TokenResponse is what POST /v1/auth/token returns on success.
+type TokenResponse struct {
+	AccessToken  string           `json:"access_token"`
+	RefreshToken string           `json:"refresh_token"`
+	TokenType    string           `json:"token_type"`
+	ExpiresIn    int              `json:"expires_in"`
+	Session      identity.Session `json:"session"`
+}
+
+// TokenError is an OAuth-style error (RFC 6749 section 5.2, RFC 8628 section 3.5).
+type TokenError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+	// MFAToken is set with error mfa_required: redeem it with grant GrantOTP.
+	MFAToken string `json:"mfa_token,omitempty"`
+}
+
+// DeviceResponse is what POST /v1/auth/device returns.
+type DeviceResponse struct {
+	DeviceCode              string `json:"device_code"`
+	UserCode                string `json:"user_code"`
+	VerificationURI         string `json:"verification_uri"`
+	VerificationURIComplete string `json:"verification_uri_complete,omitempty"`
+	ExpiresIn               int    `json:"expires_in"`
+	Interval                int    `json:"interval"`
+}
+
+// deviceFlow is a device authorization at the provider, polled through Rampart.
+type deviceFlow struct {
+	DeviceCode string    `json:"device_code"` // the provider's; never leaves Rampart
+	Interval   int       `json:"interval"`    // seconds
+	LastPoll   time.Time `json:"last_poll"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// oauthCode is the OAuth error code for an error.
+func oauthCode(err error) string {
+	switch {
+	case errors.Is(err, ErrBadRequest), errors.Is(err, identity.ErrRefreshReused):
+		return "invalid_grant"
+	case errors.Is(err, ErrDenied):
+		return "access_denied"
+	case errors.Is(err, identity.ErrUnauthenticated):
+		return "invalid_grant"
+	}
+	return "temporarily_unavailable"
+}
+
+func (s *Service) tokenError(w http.ResponseWriter, err error) {
+	status := statusOf(err)
+	if errors.Is(err, identity.ErrUnauthenticated) || errors.Is(err, identity.ErrRefreshReused) {
+		status = http.StatusBadRequest
+	}
+	if status >= 500 {
+		s.d.Logger.Error("sign-in failed", "err", err)
+	}
+	writeJSON(w, status, TokenError{Error: oauthCode(err), Description: err.Error()})
+}
+
+// deviceStart begins a device sign-in: POST /v1/auth/device.
+func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	party, err := s.provider(ctx)
+	if err != nil {
+		s.tokenError(w, err)
+		return
+	}
+	if party.GetDeviceAuthorizationEndpoint() == "" {
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "unsupported_grant_type",
+			Description: "the identity provider does not offer the device authorization grant; run `rampart login` on a machine with a browser (it uses a loopback redirect)"})
+		return
+	}
+	resp, err := rp.DeviceAuthorization(ctx, s.cfg.Scopes, party, nil)
+	if err != nil {
+		s.tokenError(w, classify(err))
+		return
+	}
+	interval := max(resp.Interval, 5)
+	if resp.Interval > 0 && resp.Interval < 5 {
+		interval = resp.Interval // a provider may ask for faster polling (the development one does)
+	}
+	ttl := time.Duration(resp.ExpiresIn) * time.Second
+	if ttl <= 0 || ttl > 30*time.Minute {
+		ttl = 15 * time.Minute
+	}
+	h, err := s.putFlow(ctx, "device", ttl, deviceFlow{DeviceCode: resp.DeviceCode, Interval: interval})
+	if err != nil {
+		s.tokenError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, DeviceResponse{DeviceCode: h, UserCode: resp.UserCode, VerificationURI: resp.VerificationURI,
+		VerificationURIComplete: resp.VerificationURIComplete, ExpiresIn: int(ttl / time.Second), Interval: interval})
+}
+
+// token is POST /v1/auth/token (application/x-www-form-urlencoded, as OAuth clients send).
+func (s *Service) token(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: "the body must be an application/x-www-form-urlencoded form of at most 16 KiB: " + err.Error()})
+		return
+	}
+	f := r.PostForm
+	var (
+		iss identity.Issued
+		err error
+	)
+	switch g := f.Get("grant_type"); g {
+	case GrantCode:
+		iss, err = s.redeemCode(r, f.Get("code"), f.Get("code_verifier"), f.Get("redirect_uri"))
+	case GrantDevice:
+		iss, err = s.pollDevice(w, r, f.Get("device_code"))
+		if err == errAnswered {
+			return
+		}
+	case GrantRefresh:
+		iss, err = s.refresh(r, f.Get("refresh_token"))
+	case GrantOTP:
+		iss, err = s.redeemOTP(r, f.Get("mfa_token"), f.Get("otp"))
+	default:
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "unsupported_grant_type",
+			Description: fmt.Sprintf("grant_type %q is not one of %s, %s, %s, %s", g, GrantCode, GrantDevice, GrantRefresh, GrantOTP)})
+		return
+	}
+	if err != nil {
+		var mfa *mfaRequired
+		if errors.As(err, &mfa) {
+			writeJSON(w, http.StatusUnauthorized, TokenError{Error: "mfa_required", Description: err.Error(), MFAToken: mfa.token})
+			return
+		}
+		s.tokenError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, TokenResponse{AccessToken: iss.AccessToken, RefreshToken: iss.RefreshToken, TokenType: "Bearer",
+		ExpiresIn: int(iss.AccessExpiresAt.Sub(s.d.Now()) / time.Second), Session: iss.Session})
+}
+
+// errAnswered means the handler already wrote the response.
+var errAnswered = errors.New("answered")
+
+// mfaRequired asks the client for a TOTP code.
+type mfaRequired struct {
+	token, why string
+}
+
+func (m *mfaRequired) Error() string {
+	return "this sign-in needs a code from your authenticator app (" + m.why + "); send it with grant_type " + GrantOTP
+}
+
+// redeemCode finishes a loopback CLI sign-in: the one-time code, the CLI's PKCE verifier and
+// the same redirect URI. A wrong verifier burns the code.
+func (s *Service) redeemCode(r *http.Request, code, verifier, redirect string) (identity.Issued, error) {
+	var p pending
+	if err := s.takeFlow(r.Context(), code, "code", &p); err != nil {
+		return identity.Issued{}, err
+	}
+	c := s.clientOf(r)
+	switch {
+	case p.CLI == nil:
+		return identity.Issued{}, fmt.Errorf("%w: not a CLI sign-in code", ErrBadRequest)
+	case redirect != p.CLI.RedirectURI:
+		return identity.Issued{}, s.refuse(r.Context(), p.ID, c, p.Method, p.decision(), fmt.Errorf("%w: redirect_uri differs from the one the sign-in started with", ErrBadRequest))
+	case len(verifier) < 43 || len(verifier) > 128 || subtle.ConstantTimeCompare([]byte(s256(verifier)), []byte(p.CLI.Challenge)) != 1:
+		return identity.Issued{}, s.refuse(r.Context(), p.ID, c, p.Method, p.decision(), fmt.Errorf("%w: the PKCE code_verifier does not match the challenge; the code is spent, sign in again", ErrBadRequest))
+	}
+	// The session belongs to the CLI that redeemed the code (the browser only did the
+	// provider's part): its refreshes are compared with this client.
+	p.Client = c
+	return s.open(r.Context(), p, nil)
+}
+
+// pollDevice asks the provider once whether the person finished the device sign-in.
+func (s *Service) pollDevice(w http.ResponseWriter, r *http.Request, h string) (identity.Issued, error) {
+	ctx := r.Context()
+	if h == "" || len(h) > 128 {
+		return identity.Issued{}, fmt.Errorf("%w: device_code is missing", ErrBadRequest)
+	}
+	id := identity.HashToken(h)
+	fl, err := s.d.Store.GetFlow(ctx, id, "device", s.d.Now())
+	if errors.Is(err, identity.ErrFlowNotFound) {
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "expired_token", Description: "this device sign-in is unknown, finished or expired; run rampart login again"})
+		return identity.Issued{}, errAnswered
+	} else if err != nil {
+		return identity.Issued{}, err
+	}
+	var df deviceFlow
+	if err := json.Unmarshal(fl.Data, &df); err != nil {
+		return identity.Issued{}, err
+	}
+	now := s.d.Now()
+	if !df.LastPoll.IsZero() && now.Sub(df.LastPoll) < time.Duration(df.Interval)*time.Second/2 {
+		df.Interval += 5
+		df.LastPoll = now
+		b, _ := json.Marshal(df)
+		_ = s.d.Store.ReplaceFlowData(ctx, id, b)
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "slow_down", Description: fmt.Sprintf("poll at most every %d seconds", df.Interval)})
+		return identity.Issued{}, errAnswered
+	}
+	df.LastPoll = now
+	b, _ := json.Marshal(df)
+	if err := s.d.Store.ReplaceFlowData(ctx, id, b); err != nil {
+		return identity.Issued{}, fmt.Errorf("%w: this device sign-in was already finished", ErrBadRequest)
+	}
+	party, err := s.provider(ctx)
+	if err != nil {
+		return identity.Issued{}, err
+	}
+	resp, err := pollOnce(ctx, party, df.DeviceCode)
+	var oe *oidc.Error
+	if errors.As(err, &oe) {
+		switch oe.ErrorType {
+		case oidc.AuthorizationPending, oidc.SlowDown:
+			if oe.ErrorType == oidc.SlowDown {
+				df.Interval += 5
+				b, _ := json.Marshal(df)
+				_ = s.d.Store.ReplaceFlowData(ctx, id, b)
+			}
+			writeJSON(w, http.StatusBadRequest, TokenError{Error: string(oe.ErrorType), Description: "waiting for the sign-in in the browser"})
+			return identity.Issued{}, errAnswered
+		}
+		_, _ = s.d.Store.TakeFlow(ctx, id, "device", now)
+		err := fmt.Errorf("%w: the identity provider ended the device sign-in: %s %s", ErrDenied, oe.ErrorType, oe.Description)
+		return identity.Issued{}, s.refuse(ctx, identityClaims{}, s.clientOf(r), "oidc-device", decision{}, err)
+	} else if err != nil {
+		return identity.Issued{}, classify(err)
+	}
+	// Only one poller may finish the flow.
+	if _, err := s.d.Store.TakeFlow(ctx, id, "device", now); err != nil {
+		return identity.Issued{}, fmt.Errorf("%w: this device sign-in was already finished", ErrBadRequest)
+	}
+	claims, err := rp.VerifyIDToken[*oidc.IDTokenClaims](ctx, resp.IDToken, party.IDTokenVerifier())
+	c := s.clientOf(r)
+	if err != nil {
+		return identity.Issued{}, s.refuse(ctx, identityClaims{}, c, "oidc-device", decision{}, classify(err))
+	}
+	idc, err := s.claimsOf(claims)
+	if err != nil {
+		return identity.Issued{}, s.refuse(ctx, idc, c, "oidc-device", decision{}, err)
+	}
+	return s.admitAPI(ctx, idc, c, "oidc-device")
+}
+
+// pollOnce makes one device access token request (rp.DeviceAccessToken loops until done; the
+// CLI does the waiting here, so each of its polls is one request to the provider).
+func pollOnce(ctx context.Context, party rp.RelyingParty, deviceCode string) (*oidc.AccessTokenResponse, error) {
+	req := &oidcclient.DeviceAccessTokenRequest{
+		DeviceAccessTokenRequest: oidc.DeviceAccessTokenRequest{GrantType: oidc.GrantTypeDeviceCode, DeviceCode: deviceCode},
+		ClientCredentialsRequest: &oidc.ClientCredentialsRequest{},
+	}
+	cfg := party.OAuthConfig()
+	var authFn any
+	if cfg.ClientSecret != "" && cfg.Endpoint.AuthStyle != oauth2.AuthStyleInParams {
+		authFn = httphelper.AuthorizeBasic(cfg.ClientID, cfg.ClientSecret) // client_secret_basic, the OAuth default
+	} else {
+		authFn = httphelper.FormAuthorization(func(v url.Values) {
+			v.Set("client_id", cfg.ClientID)
+			if cfg.ClientSecret != "" {
+				v.Set("client_secret", cfg.ClientSecret)
+			}
+		})
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := oidcclient.CallDeviceAccessTokenEndpointWithAuthFn(ctx, req, tokenCaller{party}, authFn)
+	if err == nil && resp.IDToken == "" {
+		return nil, rp.ErrMissingIDToken
+	}
+	return resp, err
+}
+
+type tokenCaller struct{ rp.RelyingParty }
+
+func (t tokenCaller) TokenEndpoint() string { return t.OAuthConfig().Endpoint.TokenURL }
+
+// admitAPI finishes a sign-in that has no browser (device flow): allow, ask for a TOTP code, or
+// refuse.
+func (s *Service) admitAPI(ctx context.Context, id identityClaims, c client, method string) (identity.Issued, error) {
+	d, err := s.assess(ctx, id, c, risk.KindSignIn)
+	if err != nil {
+		return identity.Issued{}, s.refuse(ctx, id, c, method, decision{}, err)
+	}
+	p := pending{ID: id, Client: c, Method: method}
+	p.setDecision(d)
+	switch d.outcome {
+	case risk.Allow:
+		return s.open(ctx, p, nil)
+	case risk.StepUp:
+		m, err := s.stepUpMethod(ctx, id.Subject)
+		if err != nil {
+			return identity.Issued{}, s.refuse(ctx, id, c, method, d, err)
+		}
+		if m == StepUpIdP {
+			return identity.Issued{}, s.refuse(ctx, id, c, method, d, fmt.Errorf(
+				"%w: this sign-in needs a fresh multi-factor authentication (%s), which the device flow cannot ask the identity provider for; run `rampart login --browser`", ErrDenied, d.assessment))
+		}
+		ev := s.authEvent("signin.step_up_required", id, c, method, d, false, fmt.Sprintf("sign-in of %s needs a second factor (totp): %s", id.Subject, d.assessment))
+		if err := s.d.Record(ctx, ev); err != nil {
+			return identity.Issued{}, err
+		}
+		h, err := s.putFlow(ctx, "mfa", mfaFlowTTL, p)
+		if err != nil {
+			return identity.Issued{}, err
+		}
+		return identity.Issued{}, &mfaRequired{token: h, why: d.assessment.String()}
+	}
+	return identity.Issued{}, s.refuse(ctx, id, c, method, d, fmt.Errorf("%w: this sign-in looks too risky (%s); ask your security team, quoting the time %s",
+		ErrDenied, d.assessment, s.d.Now().UTC().Format(time.RFC3339)))
+}
+
+// redeemOTP finishes a sign-in that needed a second factor.
+func (s *Service) redeemOTP(r *http.Request, h, code string) (identity.Issued, error) {
+	var p pending
+	if err := s.takeFlow(r.Context(), h, "mfa", &p); err != nil {
+		return identity.Issued{}, err
+	}
+	if err := s.checkTOTP(r.Context(), p.ID.Subject, code); err != nil {
+		return identity.Issued{}, s.refuse(r.Context(), p.ID, s.clientOf(r), "totp", p.decision(), fmt.Errorf("%w (sign in again)", err))
+	}
+	p.Decision.Outcome, p.Decision.Reason = risk.Allow, "Rampart TOTP factor"
+	return s.open(r.Context(), p, []string{"otp"})
+}
+
+// refresh rotates a session's tokens after the risk engine has compared this client with the
+// one the session was last used from. High risk ends the session; medium asks for a new sign-in.
+// The assessment runs before the rotation's transaction (it reads the history, and a refusal
+// writes to the ledger).
+func (s *Service) refresh(r *http.Request, token string) (identity.Issued, error) {
+	ctx := r.Context()
+	c := s.clientOf(r)
+	if len(token) > 128 {
+		return identity.Issued{}, fmt.Errorf("%w: not a Rampart refresh token", identity.ErrUnauthenticated)
+	}
+	ses, _, err := s.d.Sessions.Store.SessionByToken(ctx, identity.HashToken(token))
+	if errors.Is(err, identity.ErrSessionNotFound) {
+		return identity.Issued{}, fmt.Errorf("%w: unknown refresh token; sign in again", identity.ErrUnauthenticated)
+	} else if err != nil {
+		return identity.Issued{}, err
+	}
+	if ses.Active(s.d.Now()) {
+		sip, _ := netip.ParseAddr(ses.IP)
+		as, err := s.d.Risk.Assess(ctx, risk.Attempt{Subject: ses.Subject, Username: ses.Subject, Time: s.d.Now(), IP: c.IP, Fingerprint: c.Fingerprint,
+			Kind: risk.KindRefresh, Success: true, SessionIP: sip, SessionFingerprint: ses.Fingerprint, SessionLastSeen: ses.LastSeenAt})
+		if err != nil {
+			return identity.Issued{}, fmt.Errorf("%w: the risk engine cannot score this refresh (%v)", ErrDenied, err)
+		}
+		if out := s.cfg.Outcomes.For(as.Level); out != risk.Allow {
+			id := identityClaims{Subject: ses.Subject, AMR: ses.AMR}
+			err := s.refuse(ctx, id, c, "refresh", decision{outcome: out, assessment: as},
+				fmt.Errorf("%w: refreshing session %s looks risky (%s); sign in again", ErrDenied, ses.ID, as))
+			if out == risk.Block {
+				if rerr := s.d.Sessions.Revoke(context.WithoutCancel(ctx), ses.ID, "rampart", "risky refresh: "+as.String()); rerr != nil {
+					s.d.Logger.Error("cannot revoke a session after a risky refresh", "session", ses.ID, "err", rerr)
+				}
+			}
+			return identity.Issued{}, err
+		}
+	}
+	return s.d.Sessions.Refresh(ctx, token, c.IP.String(), c.Fingerprint, func(cur identity.Session) error {
+		if cur.ID != ses.ID {
+			return fmt.Errorf("%w: the refresh token changed hands during the refresh", ErrBadRequest)
+		}
+		return nil
+	})
+}
+
+// stepUp records a TOTP code as a fresh second factor in the caller's session: POST
+// /v1/auth/step-up {"otp": "123456"}.
+func (s *Service) stepUp(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	p, err := s.d.Auth.Authenticate(r)
+	if err != nil {
+		writeJSON(w, http.StatusUnauthorized, TokenError{Error: "invalid_token", Description: err.Error()})
+		return
+	}
+	if p.SessionID == "" {
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: "only a signed-in session can step up; API tokens cannot (sign in with rampart login)"})
+		return
+	}
+	var body struct {
+		OTP string `json:"otp"`
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.OTP == "" {
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: `the body must be {"otp": "<6-digit code>"}`})
+		return
+	}
+	c := s.clientOf(r)
+	id := identityClaims{Subject: p.Subject}
+	if err := s.checkTOTP(ctx, p.Subject, body.OTP); err != nil {
+		s.tokenError(w, s.refuse(ctx, id, c, "totp-step-up", decision{}, err))
+		return
+	}
+	id.MFA, id.AMR = true, []string{"otp"}
+	ev := s.authEvent("session.step_up", id, c, "totp", decision{outcome: risk.Allow}, true, fmt.Sprintf("%s stepped up session %s with a one-time code", p.Subject, p.SessionID))
+	ev.Details["session_id"] = p.SessionID
+	if err := s.d.Sessions.StepUp(ctx, p.SessionID, []string{"otp"}, ev); err != nil {
+		s.tokenError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"session_id": p.SessionID, "mfa_at": s.d.Now().UTC()})
+}
+
+// enrolTOTP starts enrolling a TOTP factor for the caller: POST /v1/mfa/totp. The session must
+// have authenticated in the last 15 minutes, so a stolen long-lived session cannot add a factor.
+func (s *Service) enrolTOTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	p, err := s.d.Auth.Authenticate(r)
+	if err != nil {
+		writeJSON(w, http.StatusUnauthorized, TokenError{Error: "invalid_token", Description: err.Error()})
+		return
+	}
+	if p.SessionID == "" || s.d.Now().Sub(p.AuthTime) > 15*time.Minute {
+		writeJSON(w, http.StatusForbidden, TokenError{Error: "login_required", Description: "enrolling a second factor needs a sign-in from the last 15 minutes; run rampart login and try again"})
+		return
+	}
+	f, err := s.d.Store.MFAFactor(ctx, p.Subject)
+	if err == nil && !f.ConfirmedAt.IsZero() {
+		writeJSON(w, http.StatusConflict, TokenError{Error: "already_enrolled", Description: p.Subject + " already has a confirmed second factor; an administrator can reset it (rampart mfa reset)"})
+		return
+	} else if err != nil && !errors.Is(err, identity.ErrNoFactor) {
+		s.tokenError(w, err)
+		return
+	}
+	secret := identity.NewTOTPSecret()
+	if err := s.d.Store.PutMFAFactor(ctx, identity.MFAFactor{Subject: p.Subject, SecretEnc: s.d.Sealer.Seal(p.Subject, secret), CreatedAt: s.d.Now()}); err != nil {
+		s.tokenError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"secret": secret, "otpauth_uri": identity.TOTPURI("Rampart", p.Subject, secret),
+		"next": "add it to your authenticator app, then confirm with POST /v1/mfa/totp/confirm {\"otp\": \"<code>\"} (rampart mfa confirm)"})
+}
+
+// confirmTOTP confirms an enrolment with a first code: POST /v1/mfa/totp/confirm {"otp"}.
+func (s *Service) confirmTOTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	p, err := s.d.Auth.Authenticate(r)
+	if err != nil {
+		writeJSON(w, http.StatusUnauthorized, TokenError{Error: "invalid_token", Description: err.Error()})
+		return
+	}
+	var body struct {
+		OTP string `json:"otp"`
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.OTP == "" {
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: `the body must be {"otp": "<6-digit code>"}`})
+		return
+	}
+	f, err := s.d.Store.MFAFactor(ctx, p.Subject)
+	if errors.Is(err, identity.ErrNoFactor) || (err == nil && !f.ConfirmedAt.IsZero()) {
+		writeJSON(w, http.StatusConflict, TokenError{Error: "invalid_request", Description: "there is no enrolment waiting for confirmation; start one with POST /v1/mfa/totp"})
+		return
+	} else if err != nil {
+		s.tokenError(w, err)
+		return
+	}
+	secret, err := s.d.Sealer.Open(p.Subject, f.SecretEnc)
+	if err != nil {
+		s.tokenError(w, err)
+		return
+	}
+	key, _ := identity.DecodeTOTPSecret(secret)
+	step, ok := identity.MatchTOTP(key, body.OTP, s.d.Now())
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_grant", Description: "the code does not match; check the authenticator app's clock and try the next code"})
+		return
+	}
+	f.ConfirmedAt, f.LastStep = s.d.Now(), step
+	// Recorded first: a factor the ledger does not know about never becomes usable.
+	if err := s.d.Record(ctx, audit.Event{Code: "mfa.enrolled", Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
+		Severity: audit.SeverityMedium, Time: s.d.Now(), Actor: p.Subject, User: p.Subject,
+		Message: p.Subject + " enrolled a TOTP second factor", Details: map[string]any{"session_id": p.SessionID}}); err != nil {
+		s.tokenError(w, err)
+		return
+	}
+	if err := s.d.Store.PutMFAFactor(ctx, f); err != nil {
+		s.tokenError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"subject": p.Subject, "confirmed_at": f.ConfirmedAt.UTC()})
+}
