@@ -14,6 +14,9 @@ type View struct {
 	Reviews []Review      `json:"reviews"`
 	Tally   *policy.Tally `json:"tally,omitempty"`
 	Grant   *Grant        `json:"grant,omitempty"`
+	// RequireStepUp is how recent an approver's multi-factor authentication must be to approve
+	// under the policy in force ("" when none is needed), so a client can step up first.
+	RequireStepUp string `json:"require_step_up,omitempty"`
 }
 
 // CanView reports whether viewer may see the request: its requester or beneficiary, an eligible
@@ -51,6 +54,9 @@ func (s *Service) Get(ctx context.Context, id, viewer string) (View, error) {
 		approvers, _, _ := countReviews(pol, req.Policy, r, v.Reviews)
 		t := pol.Tally(req.Policy, r.Requester, r.Beneficiary, approvers)
 		v.Tally = &t
+		if req.StepUp > 0 {
+			v.RequireStepUp = policy.FormatDuration(req.StepUp)
+		}
 	}
 	if r.GrantID != "" {
 		g, err := s.store.Grant(ctx, r.GrantID)

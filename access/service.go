@@ -94,6 +94,10 @@ func (s *Service) txn(ctx context.Context, what string, fn func(t *txn) error) e
 		if errors.As(err, &e) {
 			return e
 		}
+		var su *StepUpRequired
+		if errors.As(err, &su) {
+			return su
+		}
 		return unavailable(what, err)
 	}
 	s.notify(t.changed)
@@ -290,11 +294,21 @@ type ReviewInput struct {
 	// Duration, if set, caps the grant: the shortest duration any approver gives wins.
 	Duration time.Duration
 	Comment  string
+	// MFAAt is the approver's last multi-factor authentication, as their credential says
+	// (identity.Principal.MFAAt); zero when it says none, as API tokens never do. An approval
+	// under a require_step_up needs it at most that old by the service's clock, or Review
+	// returns a *StepUpRequired.
+	MFAAt time.Time
 }
 
 // Review records an approval or denial. When the approvals satisfy every step of the approval
 // policy in force, the grant is activated in the same transaction; when deny_count eligible
 // approvers have denied, the request is denied. Reviewing twice the same way changes nothing.
+//
+// Where an approval policy matching the role sets require_step_up, an approval (including the
+// after-the-fact acceptance of a break-glass request) whose MFAAt is older than that is refused
+// with a *StepUpRequired, and nothing is changed or recorded, like every other refusal. A
+// denial needs no step-up: it can only take access away.
 func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 	if in.Decision != Approve && in.Decision != Deny {
 		return Request{}, errorf(ErrInvalid, "decision must be %q or %q", Approve, Deny)
@@ -328,7 +342,7 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 		}
 		now := s.now()
 		if r.BreakGlass && r.PostReview == PostReviewPending {
-			out, err = t.postReview(ctx, r, ap, in, now)
+			out, err = t.postReview(ctx, r, req, in, now)
 			return err
 		}
 		if r.State != Pending {
@@ -352,12 +366,18 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 				return nil
 			}
 		}
+		if in.Decision == Approve {
+			if err := checkStepUp(req, r.ID, in.MFAAt, now); err != nil {
+				return err
+			}
+		}
 		rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Duration: in.Duration, Comment: in.Comment, At: now}
 		reviews = replaceReview(reviews, rv)
 		details := map[string]any{"decision": string(in.Decision), "comment": in.Comment}
 		if in.Duration != 0 {
 			details["duration"] = policy.FormatDuration(in.Duration)
 		}
+		addStepUp(details, req, in)
 		if err := t.record(ctx, requestEvent("request."+string(in.Decision), ActivityUpdateName, r, in.Approver,
 			fmt.Sprintf("%s %sd request %s for %s", in.Approver, in.Decision, r.ID, r.Role), details)); err != nil {
 			return err
@@ -372,6 +392,16 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 		return Request{}, err
 	}
 	return out, lapsed
+}
+
+// addStepUp records in an approval's ledger details the step-up it was checked against: the
+// evidence that the approver had just proved a second factor.
+func addStepUp(details map[string]any, req *policy.Requirement, in ReviewInput) {
+	if in.Decision != Approve || req.StepUp <= 0 {
+		return
+	}
+	details["step_up"] = map[string]any{"max_age": policy.FormatDuration(req.StepUp), "policy": req.StepUpPolicy,
+		"mfa_at": in.MFAAt.UTC().Format(time.RFC3339Nano)}
 }
 
 func replaceReview(reviews []Review, rv Review) []Review {
@@ -480,7 +510,10 @@ func countReviews(pol *policy.Policy, ap *policy.ApprovalPolicy, r Request, revi
 
 // postReview handles the after-the-fact review of a break-glass request: approvals count like a
 // normal request and accept it; deny_count denials reject it and revoke the grant at once.
-func (t *txn) postReview(ctx context.Context, r Request, ap *policy.ApprovalPolicy, in ReviewInput, now time.Time) (Request, error) {
+// Accepting needs the same step-up as approving: it closes the review of access taken without
+// one, which is what a thief of an approver's session would want done.
+func (t *txn) postReview(ctx context.Context, r Request, req *policy.Requirement, in ReviewInput, now time.Time) (Request, error) {
+	ap := req.Policy
 	reviews, err := t.Reviews(ctx, r.ID)
 	if err != nil {
 		return r, err
@@ -490,10 +523,17 @@ func (t *txn) postReview(ctx context.Context, r Request, ap *policy.ApprovalPoli
 			return r, nil
 		}
 	}
+	if in.Decision == Approve {
+		if err := checkStepUp(req, r.ID, in.MFAAt, now); err != nil {
+			return r, err
+		}
+	}
 	rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Comment: in.Comment, At: now}
 	reviews = replaceReview(reviews, rv)
+	details := map[string]any{"comment": in.Comment}
+	addStepUp(details, req, in)
 	if err := t.record(ctx, requestEvent("request.post_review."+string(in.Decision), ActivityUpdateName, r, in.Approver,
-		fmt.Sprintf("%s %sd break-glass request %s after the fact", in.Approver, in.Decision, r.ID), map[string]any{"comment": in.Comment})); err != nil {
+		fmt.Sprintf("%s %sd break-glass request %s after the fact", in.Approver, in.Decision, r.ID), details)); err != nil {
 		return r, err
 	}
 	if err := t.PutReview(ctx, rv); err != nil {

@@ -38,6 +38,14 @@ const (
 	DefaultCheckpointEvery = time.Minute
 )
 
+// Bounds on an approval policy's require_step_up. Below MinStepUp a person cannot reliably
+// step up and then approve inside the window (a browser round trip to the identity provider,
+// replicas' clocks); above MaxStepUp the authentication is a day old and proves nothing fresh.
+const (
+	MinStepUp = time.Minute
+	MaxStepUp = 24 * time.Hour
+)
+
 // ReadFS reads every *.yaml and *.yml file under fsys (skipping names that start with '.'), in
 // lexical order. It is the only function here that touches a file system, and only through fsys.
 func ReadFS(fsys fs.FS) ([]File, error) {
@@ -399,6 +407,16 @@ func (p *Policy) validateApproval(a *ApprovalPolicy) {
 		}
 	} else if a.BreakGlass.MaxDuration != 0 {
 		a.src.errorf("break_glass.max_duration", "break_glass.max_duration is set but break_glass.allowed is false")
+	}
+	if a.RequireStepUp != 0 || a.src.has("require_step_up") {
+		switch d := a.RequireStepUp.Std(); {
+		case d == 0:
+			a.src.errorf("require_step_up", "require_step_up must be a duration such as 10m: how recent an approver's multi-factor authentication must be; remove the field if approvals need no step-up")
+		case d < MinStepUp:
+			a.src.errorf("require_step_up", "require_step_up %s is shorter than %s; an approver could not reliably step up and approve inside it", FormatDuration(d), FormatDuration(MinStepUp))
+		case d > MaxStepUp:
+			a.src.errorf("require_step_up", "require_step_up %s is longer than %s; an authentication that old is no step-up", FormatDuration(d), FormatDuration(MaxStepUp))
+		}
 	}
 	for i := range a.Conditions {
 		c := &a.Conditions[i]

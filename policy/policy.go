@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Policy is a compiled, validated policy. It is immutable once returned by Parse.
@@ -56,6 +57,14 @@ type Requirement struct {
 	Policy *ApprovalPolicy
 	// Matched lists every matching policy, strictest first (Policy is Matched[0]).
 	Matched []*ApprovalPolicy
+	// StepUp is the shortest require_step_up of all the Matched policies, not only of Policy
+	// (zero when none sets one), and StepUpPolicy names the policy it comes from. Every
+	// approval of a request for the role needs a multi-factor authentication at most StepUp
+	// old. Taking the shortest across all matches means a policy that outranks another on
+	// quorum can never switch off the other's step-up; it never makes a request impossible to
+	// approve, since any eligible approver can step up.
+	StepUp       time.Duration
+	StepUpPolicy string
 }
 
 func (p *Policy) compile() {
@@ -97,6 +106,11 @@ func (p *Policy) compile() {
 		if len(req.Matched) > 0 {
 			sort.Slice(req.Matched, func(i, j int) bool { return Stricter(req.Matched[i], req.Matched[j]) })
 			req.Policy = req.Matched[0]
+		}
+		for _, ap := range req.Matched { // strictest first: of equal step-ups, the stricter policy is named
+			if d := ap.RequireStepUp.Std(); d > 0 && (req.StepUp == 0 || d < req.StepUp) {
+				req.StepUp, req.StepUpPolicy = d, ap.Name
+			}
 		}
 		p.requirements[r.Name] = req
 	}
@@ -254,7 +268,9 @@ func (ap *ApprovalPolicy) ExcludesRequesterGroups() bool { return ap.excludeRequ
 
 // Stricter reports whether a is stricter than b. The order, first difference wins: more distinct
 // approvers; more steps; break-glass not allowed; shorter max_duration; reason required; not
-// renewable; shorter request_ttl; more conditions; then name, so the choice is deterministic.
+// renewable; shorter request_ttl; more conditions; step-up required, then a shorter
+// require_step_up; then name, so the choice is deterministic. (Whichever policy wins, the
+// shortest require_step_up of all matching policies applies: see Requirement.StepUp.)
 func Stricter(a, b *ApprovalPolicy) bool {
 	if x, y := a.TotalApprovals(), b.TotalApprovals(); x != y {
 		return x > y
@@ -279,6 +295,9 @@ func Stricter(a, b *ApprovalPolicy) bool {
 	}
 	if x, y := len(a.Conditions), len(b.Conditions); x != y {
 		return x > y
+	}
+	if x, y := a.RequireStepUp, b.RequireStepUp; x != y {
+		return y == 0 || (x != 0 && x < y)
 	}
 	return a.Name < b.Name
 }

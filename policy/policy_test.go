@@ -278,6 +278,13 @@ func roleDoc(name, pattern string) string {
 	return "---\napiVersion: rampart.dev/v1alpha1\nkind: Role\nmetadata: {name: " + name + "}\nspec:\n  rules: [{actions: [read], resources: [\"" + pattern + "\"]}]\n"
 }
 
+// stepUpDoc is an approval policy over resources of one sensitivity, one approver from group a,
+// with a require_step_up line (line 9 of the document) written as given.
+func stepUpDoc(name, sens, stepUp string) string {
+	return "---\napiVersion: rampart.dev/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: " + name + "}\nspec:\n" +
+		"  match: {sensitivity: [" + sens + "]}\n  steps: [{from: [a], count: 1}]\n  max_duration: 8h\n  require_step_up: " + stepUp + "\n"
+}
+
 func mustParse(t *testing.T, src string) *policy.Policy {
 	t.Helper()
 	p, err := policy.Parse([]policy.File{{Name: "p.yaml", Data: []byte(src)}})
@@ -327,6 +334,20 @@ func TestValidationErrors(t *testing.T) {
 		{"typo suggestion", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: StandingBinding\nmetadata: {name: b}\nspec:\n  subjects: [x]\n  roles: [r11]\n",
 			`did you mean "r1"?`},
 		{"bad member", base + groupDoc("b", "Bob"), `spec.members[0]: user name "Bob"`},
+		// require_step_up: a duration between 1m and 24h, refused at file:line:column otherwise.
+		{"step-up zero", base + stepUpDoc("ap", "critical", "0s"), `p.yaml:29:3: spec.require_step_up: require_step_up must be a duration such as 10m`},
+		{"step-up empty", base + stepUpDoc("ap", "critical", ""), `p.yaml:29:3: spec.require_step_up: require_step_up must be a duration`},
+		{"step-up null", base + stepUpDoc("ap", "critical", "null"), `p.yaml:29:3: spec.require_step_up: require_step_up must be a duration`},
+		{"step-up negative", base + stepUpDoc("ap", "critical", "-10m"), `p.yaml:29:20: spec.require_step_up: duration "-10m" is negative`},
+		{"step-up too short", base + stepUpDoc("ap", "critical", "59s"), `p.yaml:29:3: spec.require_step_up: require_step_up 59s is shorter than 1m`},
+		{"step-up sub-second", base + stepUpDoc("ap", "critical", "1ns"), `spec.require_step_up: require_step_up 1ns is shorter than 1m`},
+		{"step-up too long", base + stepUpDoc("ap", "critical", "24h0m1s"), `p.yaml:29:3: spec.require_step_up: require_step_up 24h0m1s is longer than 24h`},
+		{"step-up words", base + stepUpDoc("ap", "critical", "ten minutes"), `p.yaml:29:20: spec.require_step_up: "ten minutes" is not a duration`},
+		{"step-up bare number", base + stepUpDoc("ap", "critical", "600"), `spec.require_step_up: "600" is not a duration`},
+		{"step-up list", base + stepUpDoc("ap", "critical", "[10m]"), `p.yaml:29:20: spec.require_step_up: expected a single value`},
+		{"step-up bool", base + stepUpDoc("ap", "critical", "true"), `spec.require_step_up: "true" is not a duration`},
+		{"step-up misspelt", base + strings.Replace(stepUpDoc("ap", "critical", "10m"), "require_step_up", "require_stepup", 1), `p.yaml:29:3: spec.require_stepup: unknown field "require_stepup"`},
+		{"step-up twice", base + stepUpDoc("ap", "critical", "10m") + "  require_step_up: 1h\n", `p.yaml:30:3: spec.require_step_up: field "require_step_up" appears twice`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -388,8 +409,105 @@ spec:
 	}
 }
 
+func TestStepUpBoundsAccepted(t *testing.T) {
+	base := settingsDoc + groupDoc("a", "x", "y") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/1")
+	for _, c := range []struct {
+		text string
+		want time.Duration
+	}{{"1m", time.Minute}, {"10m", 10 * time.Minute}, {"1h30m", 90 * time.Minute}, {"24h", 24 * time.Hour}} {
+		p := mustParse(t, base+stepUpDoc("ap", "critical", c.text))
+		ap, _ := p.ApprovalPolicy("ap")
+		req, err := p.Requirement("r1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ap.RequireStepUp.Std() != c.want || req.StepUp != c.want || req.StepUpPolicy != "ap" {
+			t.Fatalf("require_step_up: %s: policy %s, requirement %s from %q", c.text, ap.RequireStepUp.Std(), req.StepUp, req.StepUpPolicy)
+		}
+	}
+	// Left out: no step-up.
+	p := mustParse(t, base+strings.Replace(stepUpDoc("ap", "critical", ""), "  require_step_up: \n", "", 1))
+	if req, _ := p.Requirement("r1"); req.StepUp != 0 || req.StepUpPolicy != "" {
+		t.Fatalf("no require_step_up, yet the requirement asks for %s from %q", req.StepUp, req.StepUpPolicy)
+	}
+	if e, _ := p.Explain("x", "r1"); e.RequireStepUp != "" {
+		t.Fatalf("explain shows step-up %q", e.RequireStepUp)
+	}
+}
+
+// A require_step_up that fails to decode is reported once, where it is, not again as missing.
+func TestStepUpReportedOnce(t *testing.T) {
+	base := settingsDoc + groupDoc("a", "x", "y") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/1")
+	for _, v := range []string{"-10m", "ten minutes", "[10m]", "{a: b}"} {
+		_, err := policy.Parse([]policy.File{{Name: "p.yaml", Data: []byte(base + stepUpDoc("ap", "critical", v))}})
+		var list strictyaml.Errors
+		if !errors.As(err, &list) || len(list) != 1 || list[0].Path != "spec.require_step_up" {
+			t.Errorf("require_step_up: %s: want exactly one error at spec.require_step_up, got:\n%v", v, err)
+		}
+	}
+}
+
+// When several approval policies match, the shortest require_step_up of all of them applies,
+// even when the policy chosen for quorum (the strictest) sets a longer one or none at all.
+func TestStepUpStrictestWins(t *testing.T) {
+	base := settingsDoc + groupDoc("a", "x", "y", "z") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/1") + `---
+apiVersion: rampart.dev/v1alpha1
+kind: ApprovalPolicy
+metadata: {name: quorum}
+spec:
+  match: {resources: ["r/**"]}
+  steps: [{from: [a], count: 2}]
+  max_duration: 8h
+`
+	p := mustParse(t, base+stepUpDoc("loose", "critical", "1h")+stepUpDoc("tight", "critical", "10m")+stepUpDoc("middle", "critical", "30m"))
+	req, err := p.Requirement("r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Policy.Name != "quorum" || len(req.Matched) != 4 {
+		t.Fatalf("chosen %q of %d; the two-approver policy must still decide the quorum", req.Policy.Name, len(req.Matched))
+	}
+	if req.StepUp != 10*time.Minute || req.StepUpPolicy != "tight" {
+		t.Fatalf("step-up %s from %q, want the shortest, 10m from tight", req.StepUp, req.StepUpPolicy)
+	}
+	e, err := p.Explain("x", "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.RequireStepUp != "10m" || e.StepUpPolicy != "tight" {
+		t.Fatalf("explain: require_step_up %q from %q", e.RequireStepUp, e.StepUpPolicy)
+	}
+	// Order of declaration does not matter.
+	q := mustParse(t, base+stepUpDoc("tight", "critical", "10m")+stepUpDoc("middle", "critical", "30m")+stepUpDoc("loose", "critical", "1h"))
+	if r, _ := q.Requirement("r1"); r.StepUp != 10*time.Minute || r.StepUpPolicy != "tight" {
+		t.Fatalf("reordered: %s from %q", r.StepUp, r.StepUpPolicy)
+	}
+}
+
+// In the strictness order, policies otherwise equal are told apart by step-up: required beats
+// not required, shorter beats longer.
+func TestStricterStepUp(t *testing.T) {
+	p := mustParse(t, settingsDoc+groupDoc("a", "x", "y")+resourceDoc("r/1", "critical")+roleDoc("r1", "r/1")+
+		stepUpDoc("b-ten", "critical", "10m")+stepUpDoc("c-hour", "critical", "1h")+
+		strings.Replace(stepUpDoc("a-none", "critical", ""), "  require_step_up: \n", "", 1))
+	get := func(n string) *policy.ApprovalPolicy { ap, _ := p.ApprovalPolicy(n); return ap }
+	none, ten, hour := get("a-none"), get("b-ten"), get("c-hour")
+	for _, c := range []struct {
+		a, b *policy.ApprovalPolicy
+		want bool
+	}{{ten, none, true}, {none, ten, false}, {ten, hour, true}, {hour, ten, false}, {hour, none, true}, {none, hour, false}} {
+		if got := policy.Stricter(c.a, c.b); got != c.want {
+			t.Errorf("Stricter(%s, %s) = %v", c.a.Name, c.b.Name, got)
+		}
+	}
+	if req, _ := p.Requirement("r1"); req.Policy.Name != "b-ten" || req.StepUpPolicy != "b-ten" {
+		t.Fatalf("chosen %q, step-up from %q; want b-ten for both", req.Policy.Name, req.StepUpPolicy)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{settingsDoc, settingsDoc + groupDoc("a", "x") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/*"),
+		settingsDoc + groupDoc("a", "x") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/*") + stepUpDoc("ap", "critical", "10m"),
 		"a: [b\n", "---\n---\n", "apiVersion: rampart.dev/v1alpha1\nkind: Role\nmetadata: {name: r}\nspec: {rules: [{actions: ['*'], resources: ['**']}]}\n"} {
 		f.Add([]byte(seed))
 	}

@@ -143,6 +143,10 @@ type Explanation struct {
 	DenyCount   int               `json:"deny_count"`
 	BreakGlass  string            `json:"break_glass"`
 	Conditions  []string          `json:"conditions,omitempty"`
+	// RequireStepUp is how recent an approver's multi-factor authentication must be ("" when
+	// none is needed), and StepUpPolicy the matching policy that asks for it.
+	RequireStepUp string `json:"require_step_up,omitempty"`
+	StepUpPolicy  string `json:"step_up_policy,omitempty"`
 	// Satisfiable is false when the eligible people cannot fill every step.
 	Satisfiable bool `json:"satisfiable"`
 }
@@ -188,6 +192,9 @@ func (p *Policy) Explain(requester, role string) (*Explanation, error) {
 	}
 	if ap.excludeRequesterGroups {
 		e.Exclusions = append(e.Exclusions, "requester_groups")
+	}
+	if req.StepUp > 0 {
+		e.RequireStepUp, e.StepUpPolicy = FormatDuration(req.StepUp), req.StepUpPolicy
 	}
 	if ap.BreakGlass.Allowed {
 		e.BreakGlass = "allowed, up to " + FormatDuration(ap.BreakGlass.MaxDuration.Std())

@@ -136,6 +136,9 @@ type ApprovalPolicy struct {
 	RequireReason   bool       `yaml:"require_reason"`
 	DenyCount       int        `yaml:"deny_count"`
 	BreakGlass      BreakGlass `yaml:"break_glass"`
+	// RequireStepUp, when set, is how recent an approver's multi-factor authentication must be
+	// for their approval to be accepted; zero means no step-up. Denials never need one.
+	RequireStepUp Duration `yaml:"require_step_up"`
 	// Conditions are CEL expressions over the request; all must be true.
 	Conditions []Condition `yaml:"conditions"`
 
@@ -205,6 +208,24 @@ func (s source) errorf(field, format string, args ...any) {
 		path = s.prefix + "." + field
 	}
 	s.doc.Errorf(path, format, args...)
+}
+
+// has reports whether the object's document wrote field, even with an empty or zero value,
+// and decoding it raised no error (which would already have been reported).
+func (s source) has(field string) bool {
+	if s.doc == nil {
+		return false
+	}
+	path := s.prefix + "." + field
+	if _, ok := s.doc.Pos[path]; !ok {
+		return false
+	}
+	for _, e := range s.doc.Errs {
+		if e.Path == path {
+			return false
+		}
+	}
+	return true
 }
 
 // Location returns "file:line" of the object's declaration, for messages.

@@ -103,13 +103,6 @@ func (t *sessionTx) MarkSessionTokenUsed(ctx context.Context, hash string, at ti
 
 // DeleteSessionTokens removes a revoked session's access tokens; refresh tokens are kept (spent)
 // so that a later replay is still recognised as one.
-func (t *sessionTx) DeleteSessionTokens(ctx context.Context, sessionID string) error {
-	if _, err := t.tx.ExecContext(ctx, t.s.q(`DELETE FROM session_tokens WHERE session_id = ? AND kind = 'access'`), sessionID); err != nil {
-		return err
-	}
-	_, err := t.tx.ExecContext(ctx, t.s.q(`UPDATE session_tokens SET used_at = ? WHERE session_id = ? AND kind = 'refresh' AND used_at = 0`), time.Now().UnixNano(), sessionID)
-	return err
-}
 
 const userCols = `subject, groups_json, disabled_at, disabled_by, updated_at, idp_subject`
 
@@ -201,4 +194,13 @@ func (s *DB) UserRecord(ctx context.Context, subject string) (identity.User, err
 // ListUsers implements identity.SessionStore.
 func (s *DB) ListUsers(ctx context.Context) ([]identity.User, error) {
 	return queryAll(ctx, s.db, `SELECT `+userCols+` FROM users ORDER BY subject`, nil, scanUser)
+}
+
+func (t *sessionTx) DeleteMFAFactor(ctx context.Context, subject string) (bool, error) {
+	res, err := t.tx.ExecContext(ctx, t.s.q(`DELETE FROM mfa_factors WHERE subject = ?`), subject)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }

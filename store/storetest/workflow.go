@@ -27,6 +27,8 @@ func (e *env) refused(kind error, want string, fn func() error) {
 }
 
 func testWorkflow(t *testing.T, h Harness) {
+	t.Run("StepUp", func(t *testing.T) { testStepUp(t, h) })
+
 	t.Run("QuorumOwnerAndSecurity", func(t *testing.T) {
 		e := newEnv(t, h)
 		req := e.create(weightsRequest())
