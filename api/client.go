@@ -26,6 +26,9 @@ type Client struct {
 	BaseURL string
 	Token   string
 	HTTP    *http.Client
+	// Device is this installation's id, sent to the sign-in endpoints so that the risk engine
+	// can tell devices apart.
+	Device string
 }
 
 // NewClient returns a client for addr ("host:port" or a URL).

@@ -25,6 +25,8 @@ type Error struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+
+	maxAge time.Duration // for step_up_required: the challenge's max_age
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -41,7 +43,10 @@ const (
 	CodeTooLarge         = "too_large"
 	CodeUnsupported      = "unsupported_media_type"
 	CodeUnavailable      = "unavailable"
-	CodeInternal         = "internal"
+	// CodeStepUpRequired: approving needs a recent multi-factor sign-in (401 with an RFC 9470
+	// WWW-Authenticate challenge).
+	CodeStepUpRequired = "step_up_required"
+	CodeInternal       = "internal"
 )
 
 func errInvalid(format string, args ...any) *Error {
@@ -60,7 +65,11 @@ func toError(err error) *Error {
 		return e
 	}
 	msg := err.Error()
+	var su *access.StepUpRequired
 	switch {
+	case errors.As(err, &su):
+		// RFC 9470: the credential is fine, but this needs a fresher multi-factor sign-in.
+		return &Error{Status: http.StatusUnauthorized, Code: CodeStepUpRequired, Message: msg, maxAge: su.MaxAge}
 	case errors.Is(err, access.ErrInvalid):
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalid, Message: msg}
 	case errors.Is(err, access.ErrForbidden):
@@ -91,7 +100,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Code == CodeInternal {
 		s.log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	if e.Status == http.StatusUnauthorized {
+	switch {
+	case e.Code == CodeStepUpRequired:
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="rampart", error="insufficient_user_authentication", error_description="a more recent multi-factor authentication is required", max_age=%d, acr_values="mfa"`,
+			int(e.maxAge/time.Second)))
+	case e.Status == http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="rampart"`)
 	}
 	writeJSON(w, e.Status, map[string]any{"error": e})

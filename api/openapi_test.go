@@ -7,23 +7,35 @@ package api
 //   - http.ServeMux cannot list its patterns, so the registered routes are read from the source:
 //     every mux.HandleFunc / mux.Handle call in (*Server).Handler, found with go/parser (not a
 //     line regexp, so formatting, comments and line breaks do not matter). The syntax tree also
-//     says whether a route is wrapped in s.authed (it needs a token) and whether it sits inside
-//     an if statement (it is conditional: /v1/dev/login exists only in dev mode). A pattern that
-//     is not a string literal fails the test rather than being skipped.
+//     says whether a route is wrapped in s.authed (it needs a token), whether SignIn serves it
+//     (s.signin.Login), and under which condition it is registered: read from the if statement
+//     around it, `if s.dev` (dev mode only: x-rampart-dev-only) or `if s.signin != nil` (OIDC
+//     sign-in configured: x-rampart-oidc-only). Any other condition, or a registration anywhere
+//     else than Handler's body or such an if's body, fails the test, as does a pattern that is
+//     not a string literal.
 //   - Each pattern read from the source, and each documented path+method, is then sent to a real
-//     handler built by New(Config{...}) with nil stores (Handler touches none of them) and an
-//     authenticator that refuses everyone. The server's own metrics record the pattern the mux
+//     handler built by New(Config{...}) with nil stores (Handler touches none of them), an
+//     authenticator that refuses everyone and, for the sign-in routes, a SignIn that only
+//     records which of its methods ran. The server's own metrics record the pattern the mux
 //     matched (r.Pattern), so the test sees exactly which registered route answered, with its
-//     {id} placeholders, and that authenticated routes answer 401 while the others do not.
+//     {id} placeholders, and that authenticated routes answer 401 while the others do not. Each
+//     route is probed again with each condition off: a conditional route must then be gone,
+//     every other route still there.
+//
+// The routes SignIn serves (identity/signin: browser pages and OAuth-style endpoints) answer in
+// their own formats and authenticate some callers themselves; oaSignIn lists them and says how,
+// and the rules are relaxed for exactly those routes, as far as it says.
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"go/types"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -41,6 +53,7 @@ import (
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/suggest"
 )
@@ -202,9 +215,72 @@ func TestOpenAPIFormatted(t *testing.T) {
 
 // oaRoute is a route registered in (*Server).Handler, read from the source.
 type oaRoute struct {
-	pattern     string // "GET /v1/requests/{id}"
-	authed      bool   // wrapped in s.authed
-	conditional bool   // registered inside an if statement
+	pattern string // "GET /v1/requests/{id}"
+	authed  bool   // wrapped in s.authed
+	// cond is the condition it is registered under: "" (always), one of the keys of oaConds,
+	// or, for an if the test does not know, "if <condition>" (which fails the test).
+	cond string
+	// signIn is the SignIn method that serves it ("Login" for s.signin.Login), or "".
+	signIn string
+}
+
+// oaConds are the conditions under which (*Server).Handler may register a route: the if
+// statement's condition, as go/types prints it with Handler's receiver for %s, and the
+// extension that documents it (true on the operation, absent on every other).
+var oaConds = map[string]struct{ expr, ext string }{
+	"dev":  {"%s.dev", "x-rampart-dev-only"},            // rampart dev; never in production
+	"oidc": {"%s.signin != nil", "x-rampart-oidc-only"}, // OIDC sign-in is configured
+}
+
+// oaEnv is a server configuration the probe builds: which conditional parts are on.
+type oaEnv struct{ dev, signIn bool }
+
+// oaEnvWithout is the configuration with every condition on except cond.
+func oaEnvWithout(cond string) oaEnv {
+	return oaEnv{dev: cond != "dev", signIn: cond != "oidc"}
+}
+
+// Kinds of sign-in routes.
+const (
+	oaPage  = "page"  // a browser page: text/html answers and 302 redirects
+	oaOAuth = "oauth" // an OAuth-style endpoint: JSON answers, TokenError bodies on error
+)
+
+// oaSignInRoute describes a route that (*Server).Handler mounts from its SignIn
+// (identity/signin, registered inside `if s.signin != nil`).
+type oaSignInRoute struct {
+	method string // the SignIn method that serves it
+	kind   string // oaPage or oaOAuth: how it answers, errors included
+	body   string // the media type of the request body it reads; "" if it reads none
+	// why401 says why the route answers 401 although s.authed does not wrap it; "" if it never
+	// does.
+	why401 string
+}
+
+// oaSignIn lists every route served by SignIn. These routes do not follow the API's
+// conventions, so the rules below are relaxed for them, and only for them, as this table says:
+//
+//   - Their errors are not the Error envelope: browser pages answer HTML pages (and 302
+//     redirects), OAuth-style endpoints answer TokenError bodies (RFC 6749 section 5.2). The 404
+//     of the catch-all (sign-in not configured) is the Error envelope, as everywhere.
+//   - Their bodies are read by identity/signin, not decode(): forms or leniently decoded JSON,
+//     oversized bodies answered 400, the Content-Type not checked (so no 413 or 415).
+//   - None is wrapped in s.authed, so each is documented with security: [] and, as a rule, no
+//     401. The exceptions are listed with why401: step-up and TOTP enrolment and confirmation
+//     authenticate the caller's bearer token themselves (with the same authenticator chain the
+//     server gives s.authed) and answer 401 invalid_token without a valid one; the token
+//     endpoint needs no token but answers 401 mfa_required when a sign-in needs a second factor.
+//     A route listed here with why401 must document its 401; any other route that s.authed does
+//     not wrap must not.
+var oaSignIn = map[string]oaSignInRoute{
+	"GET /login":                {method: "Login", kind: oaPage},
+	"GET /callback":             {method: "Callback", kind: oaPage},
+	"POST /login/mfa":           {method: "LoginMFA", kind: oaPage, body: "application/x-www-form-urlencoded"},
+	"POST /v1/auth/device":      {method: "Device", kind: oaOAuth},
+	"POST /v1/auth/token":       {method: "Token", kind: oaOAuth, body: "application/x-www-form-urlencoded", why401: "mfa_required: the sign-in needs a second factor"},
+	"POST /v1/auth/step-up":     {method: "StepUp", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer session token itself"},
+	"POST /v1/mfa/totp":         {method: "EnrolTOTP", kind: oaOAuth, why401: "it authenticates the bearer session token itself"},
+	"POST /v1/mfa/totp/confirm": {method: "ConfirmTOTP", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer token itself"},
 }
 
 // oaRegisteredRoutes parses the package's Go files and returns the routes (*Server).Handler
@@ -241,18 +317,12 @@ func oaRegisteredRoutes(t *testing.T) []oaRoute {
 	if handler == nil {
 		t.Fatal("no func (*Server) Handler found in package api; update this test to where routes are registered")
 	}
-	var ifBodies []ast.Node
-	ast.Inspect(handler.Body, func(n ast.Node) bool {
-		if is, ok := n.(*ast.IfStmt); ok {
-			ifBodies = append(ifBodies, is.Body)
-			if is.Else != nil {
-				ifBodies = append(ifBodies, is.Else)
-			}
-		}
-		return true
-	})
+	recv := "_"
+	if names := handler.Recv.List[0].Names; len(names) == 1 {
+		recv = names[0].Name
+	}
 	var out []oaRoute
-	ast.Inspect(handler.Body, func(n ast.Node) bool {
+	ast.PreorderStack(handler.Body, nil, func(n ast.Node, stack []ast.Node) bool {
 		call, ok := n.(*ast.CallExpr)
 		if !ok {
 			return true
@@ -261,9 +331,10 @@ func oaRegisteredRoutes(t *testing.T) []oaRoute {
 		if !ok || (sel.Sel.Name != "HandleFunc" && sel.Sel.Name != "Handle") || len(call.Args) != 2 {
 			return true
 		}
+		at := fset.Position(call.Pos())
 		lit, ok := call.Args[0].(*ast.BasicLit)
 		if !ok || lit.Kind != token.STRING {
-			t.Errorf("%s: route pattern is not a string literal; this test cannot check it", fset.Position(call.Pos()))
+			t.Errorf("%s: route pattern is not a string literal; this test cannot check it", at)
 			return true
 		}
 		pattern, err := strconv.Unquote(lit.Value)
@@ -273,15 +344,15 @@ func oaRegisteredRoutes(t *testing.T) []oaRoute {
 		if pattern == "/" {
 			return true // the catch-all 404
 		}
-		r := oaRoute{pattern: pattern}
-		if inner, ok := call.Args[1].(*ast.CallExpr); ok {
-			if s, ok := inner.Fun.(*ast.SelectorExpr); ok && s.Sel.Name == "authed" {
+		r := oaRoute{pattern: pattern, cond: oaCondition(t, at, recv, pattern, stack, call)}
+		switch h := call.Args[1].(type) {
+		case *ast.CallExpr:
+			if s, ok := h.Fun.(*ast.SelectorExpr); ok && s.Sel.Name == "authed" {
 				r.authed = true
 			}
-		}
-		for _, b := range ifBodies {
-			if call.Pos() >= b.Pos() && call.End() <= b.End() {
-				r.conditional = true
+		case *ast.SelectorExpr:
+			if types.ExprString(h.X) == recv+".signin" {
+				r.signIn = h.Sel.Name
 			}
 		}
 		out = append(out, r)
@@ -293,6 +364,56 @@ func oaRegisteredRoutes(t *testing.T) []oaRoute {
 	return out
 }
 
+// oaCondition says under which condition the registration call happens; stack is the nodes
+// from Handler's body down to it. A registration may stand directly in Handler's body
+// or in the body of one if statement whose condition is one of oaConds; anywhere else (an
+// else branch, a nested if, a loop, a switch, a closure) the test cannot say when the route
+// exists, and fails.
+func oaCondition(t *testing.T, at token.Position, recv, pattern string, stack []ast.Node, call ast.Node) string {
+	t.Helper()
+	cond := ""
+	for i, n := range stack {
+		child := call
+		if i+1 < len(stack) {
+			child = stack[i+1]
+		}
+		switch n := n.(type) {
+		case *ast.BlockStmt, *ast.ExprStmt:
+		case *ast.IfStmt:
+			expr := types.ExprString(n.Cond)
+			name := ""
+			for c, x := range oaConds {
+				if expr == fmt.Sprintf(x.expr, recv) {
+					name = c
+				}
+			}
+			switch {
+			case child != n.Body:
+				t.Errorf("%s: route %q is registered in the else branch or header of `if %s`; register it in Handler's body or in the body of an if this test knows", at, pattern, expr)
+				name = "else of if " + expr
+			case n.Init != nil:
+				t.Errorf("%s: route %q is registered under an if with an init statement; this test cannot tell when it exists", at, pattern)
+				name = "if " + expr + " with an init statement"
+			case cond != "":
+				t.Errorf("%s: route %q is registered under nested conditions (%s, then %s); this test documents one condition per route", at, pattern, cond, expr)
+			case name == "":
+				var known []string
+				for _, x := range oaConds {
+					known = append(known, fmt.Sprintf("`if %s` (%s)", fmt.Sprintf(x.expr, recv), x.ext))
+				}
+				sort.Strings(known)
+				t.Errorf("%s: route %q is registered under `if %s`; this test knows only %s: add the condition to oaConds, with an extension to document it and a probe configuration that turns it off",
+					at, pattern, expr, strings.Join(known, " and "))
+				name = "if " + expr
+			}
+			cond = name
+		default:
+			t.Errorf("%s: route %q is registered inside a %T; this test only understands registrations in Handler's body or in the body of an if it knows", at, pattern, n)
+		}
+	}
+	return cond
+}
+
 // oaRefuseAll authenticates nobody.
 type oaRefuseAll struct{}
 
@@ -300,14 +421,37 @@ func (oaRefuseAll) Authenticate(*http.Request) (identity.Principal, error) {
 	return identity.Principal{}, fmt.Errorf("%w: probe", identity.ErrUnauthenticated)
 }
 
+// oaSignInProbe is a routing probe, not a model of sign-in: every method records its own name
+// and answers 200, so the test sees which SignIn method the mux sent a request to.
+type oaSignInProbe struct{ ran *string }
+
+func (p oaSignInProbe) serve(name string, w http.ResponseWriter) {
+	*p.ran = name
+	w.WriteHeader(http.StatusOK)
+}
+
+func (p oaSignInProbe) Login(w http.ResponseWriter, _ *http.Request)       { p.serve("Login", w) }
+func (p oaSignInProbe) Callback(w http.ResponseWriter, _ *http.Request)    { p.serve("Callback", w) }
+func (p oaSignInProbe) LoginMFA(w http.ResponseWriter, _ *http.Request)    { p.serve("LoginMFA", w) }
+func (p oaSignInProbe) Device(w http.ResponseWriter, _ *http.Request)      { p.serve("Device", w) }
+func (p oaSignInProbe) Token(w http.ResponseWriter, _ *http.Request)       { p.serve("Token", w) }
+func (p oaSignInProbe) StepUp(w http.ResponseWriter, _ *http.Request)      { p.serve("StepUp", w) }
+func (p oaSignInProbe) EnrolTOTP(w http.ResponseWriter, _ *http.Request)   { p.serve("EnrolTOTP", w) }
+func (p oaSignInProbe) ConfirmTOTP(w http.ResponseWriter, _ *http.Request) { p.serve("ConfirmTOTP", w) }
+
 var oaWildcard = regexp.MustCompile(`\{[^}]*\}`)
 
-// oaProbe sends method+path (placeholders filled in) to a fresh server and returns the route
-// pattern the mux matched, as its metrics recorded it, and the status.
-func oaProbe(t *testing.T, dev bool, method, path string) (string, int) {
+// oaProbe sends method+path (placeholders filled in) to a fresh server configured as env and
+// returns the route pattern the mux matched, as its metrics recorded it, the status, and the
+// SignIn method that answered ("" if none did).
+func oaProbe(t *testing.T, env oaEnv, method, path string) (route string, status int, ran string) {
 	t.Helper()
 	m := NewMetrics(nil, nil)
-	h := New(Config{Dev: dev, Auth: oaRefuseAll{}, Metrics: m}).Handler()
+	cfg := Config{Dev: env.dev, Auth: oaRefuseAll{}, Metrics: m}
+	if env.signIn {
+		cfg.SignIn = oaSignInProbe{ran: &ran}
+	}
+	h := New(cfg).Handler()
 	var body *strings.Reader
 	if method == http.MethodGet || method == http.MethodHead {
 		body = strings.NewReader("")
@@ -341,7 +485,7 @@ func oaProbe(t *testing.T, dev bool, method, path string) (string, int) {
 	if len(routes) != 1 {
 		t.Fatalf("probe %s %s: metrics recorded routes %v, want exactly one", method, path, routes)
 	}
-	return routes[0], rec.Code
+	return routes[0], rec.Code, ran
 }
 
 func TestOpenAPIRoutesMatchServer(t *testing.T) {
@@ -364,12 +508,24 @@ func TestOpenAPIRoutesMatchServer(t *testing.T) {
 			t.Errorf("route %q is registered twice", r.pattern)
 		}
 		registered[r.pattern] = r
+		si, isSignIn := oaSignIn[r.pattern]
+		if r.signIn != si.method {
+			switch {
+			case !isSignIn:
+				t.Errorf("%s is served by SignIn.%s but is not in this test's oaSignIn table; add it, with how it answers", r.pattern, r.signIn)
+			case r.signIn == "":
+				t.Errorf("%s is in this test's oaSignIn table (SignIn.%s) but (*Server).Handler does not serve it with s.signin.%s", r.pattern, si.method, si.method)
+			default:
+				t.Errorf("%s is served by SignIn.%s; this test's oaSignIn table says SignIn.%s", r.pattern, r.signIn, si.method)
+			}
+		}
 		o, ok := documented[r.pattern]
 		if !ok {
 			t.Errorf("route %q is registered in (*Server).Handler but not documented in api/openapi.json", r.pattern)
 			continue
 		}
-		// Authentication as implemented: s.authed routes need a bearer token.
+		// Authentication as implemented: s.authed routes need a bearer token. Routes it does
+		// not wrap document no security requirement, and no 401 unless oaSignIn says why.
 		sec, overridden := o.op["security"].([]any)
 		_, has401 := oaObj(o.op["responses"])["401"]
 		if r.authed {
@@ -381,15 +537,27 @@ func TestOpenAPIRoutesMatchServer(t *testing.T) {
 			}
 		} else {
 			if !overridden || len(sec) != 0 {
-				t.Errorf("%s needs no token but is not documented with security: []", r.pattern)
+				t.Errorf("%s is not wrapped in s.authed but is not documented with security: []", r.pattern)
 			}
-			if has401 {
+			if has401 && si.why401 == "" {
 				t.Errorf("%s needs no token but documents 401", r.pattern)
 			}
+			if !has401 && si.why401 != "" {
+				t.Errorf("%s answers 401 (%s) but does not document it", r.pattern, si.why401)
+			}
 		}
-		devOnly, _ := o.op["x-rampart-dev-only"].(bool)
-		if r.conditional != devOnly {
-			t.Errorf("%s: registered conditionally = %v but x-rampart-dev-only = %v", r.pattern, r.conditional, devOnly)
+		// The condition it is registered under, and only that one, is documented.
+		for name, c := range oaConds {
+			v, present := o.op[c.ext]
+			if present && v != true {
+				t.Errorf("%s: %s = %v; write true, or leave it out", r.pattern, c.ext, v)
+			}
+			if (r.cond == name) != (v == true) {
+				t.Errorf("%s: registered under %q, but %s = %v", r.pattern, cmp.Or(r.cond, "no condition"), c.ext, v == true)
+			}
+		}
+		if r.cond != "" && oaObj(o.op["responses"])["404"] == nil {
+			t.Errorf("%s is registered under %q only; document the 404 it answers otherwise", r.pattern, r.cond)
 		}
 	}
 	for _, o := range ops {
@@ -397,9 +565,25 @@ func TestOpenAPIRoutesMatchServer(t *testing.T) {
 			t.Errorf("%s is documented in api/openapi.json but not registered in (*Server).Handler", o.key())
 		}
 	}
+	for pattern := range oaSignIn {
+		if _, ok := registered[pattern]; !ok {
+			t.Errorf("%s is in this test's oaSignIn table but not registered in (*Server).Handler", pattern)
+		}
+	}
+	// Every method of SignIn is a handler the table knows.
+	served := map[string]bool{}
+	for _, si := range oaSignIn {
+		served[si.method] = true
+	}
+	st := reflect.TypeFor[SignIn]()
+	for i := range st.NumMethod() {
+		if name := st.Method(i).Name; !served[name] {
+			t.Errorf("SignIn.%s serves no route in this test's oaSignIn table", name)
+		}
+	}
 
-	// Both lists against the live mux: every pattern, from either side, must be served by
-	// exactly that pattern.
+	// Both lists against the live mux, with every condition on: every pattern, from either
+	// side, must be served by exactly that pattern (and sign-in routes by their SignIn method).
 	probe := map[string]bool{}
 	for k := range documented {
 		probe[k] = true
@@ -409,23 +593,32 @@ func TestOpenAPIRoutesMatchServer(t *testing.T) {
 	}
 	for pattern := range probe {
 		method, path, _ := strings.Cut(pattern, " ")
-		got, status := oaProbe(t, true, method, path)
+		got, status, ran := oaProbe(t, oaEnv{dev: true, signIn: true}, method, path)
 		if got != pattern {
 			t.Errorf("%s %s is served by route %q, not %q", method, path, got, pattern)
 			continue
 		}
-		if r, ok := registered[pattern]; ok && r.authed != (status == http.StatusUnauthorized) {
-			t.Errorf("%s answered %d without credentials; authed (from the source) = %v", pattern, status, r.authed)
+		if r, ok := registered[pattern]; ok {
+			if r.authed != (status == http.StatusUnauthorized) {
+				t.Errorf("%s answered %d without credentials; authed (from the source) = %v", pattern, status, r.authed)
+			}
+			if ran != r.signIn {
+				t.Errorf("%s was answered by SignIn method %q; the source says %q", pattern, ran, r.signIn)
+			}
 		}
 	}
-	// Conditional routes really are conditional: without dev mode they fall to the catch-all.
+	// Conditional routes really are conditional, on exactly their condition: with it off (and
+	// every other on) they fall to the catch-all; every other route is still served.
 	for _, r := range routes {
-		if !r.conditional {
-			continue
-		}
 		method, path, _ := strings.Cut(r.pattern, " ")
-		if got, status := oaProbe(t, false, method, path); got != "unmatched" || status != http.StatusNotFound {
-			t.Errorf("with dev mode off, %s is served by %q (%d); documented as dev-only", r.pattern, got, status)
+		for name, c := range oaConds {
+			got, status, _ := oaProbe(t, oaEnvWithout(name), method, path)
+			switch {
+			case r.cond == name && (got != "unmatched" || status != http.StatusNotFound):
+				t.Errorf("with %s off, %s is served by %q (%d); documented as %s", name, r.pattern, got, status, c.ext)
+			case r.cond != name && got != r.pattern:
+				t.Errorf("with %s off, %s is served by %q; it is registered under %q", name, r.pattern, got, cmp.Or(r.cond, "no condition"))
+			}
 		}
 	}
 }
@@ -531,6 +724,10 @@ func TestOpenAPIRequestBodiesAreClosed(t *testing.T) {
 	n := 0
 	for _, o := range oaOps(t, doc) {
 		rb := oaDeref(t, doc, o.op["requestBody"])
+		if si, ok := oaSignIn[o.key()]; ok {
+			oaSignInBody(t, o, si, rb)
+			continue
+		}
 		if rb == nil {
 			continue
 		}
@@ -556,6 +753,39 @@ func TestOpenAPIRequestBodiesAreClosed(t *testing.T) {
 	}
 	if n == 0 {
 		t.Error("no operation documents a request body")
+	}
+}
+
+// oaSignInBody checks the request body of a sign-in route against oaSignIn. identity/signin
+// reads it, not decode(): exactly the media type it parses, and it answers a body it cannot
+// read (too large included) with 400; it never answers 413 or 415.
+func oaSignInBody(t *testing.T, o oaOp, si oaSignInRoute, rb map[string]any) {
+	t.Helper()
+	switch {
+	case si.body == "" && rb != nil:
+		t.Errorf("%s reads no request body (oaSignIn) but documents one", o.key())
+		return
+	case si.body != "" && rb == nil:
+		t.Errorf("%s reads a %s body (oaSignIn) but documents none", o.key(), si.body)
+		return
+	case rb == nil:
+		return
+	}
+	content := oaObj(rb["content"])
+	if len(content) != 1 || content[si.body] == nil {
+		t.Errorf("%s: request body must be %s only (oaSignIn), got %v", o.key(), si.body, oaKeys(content))
+	}
+	if oaObj(content[si.body])["schema"] == nil {
+		t.Errorf("%s: request body %s has no schema", o.key(), si.body)
+	}
+	responses := oaObj(o.op["responses"])
+	if responses["400"] == nil {
+		t.Errorf("%s reads a body but does not document 400", o.key())
+	}
+	for _, status := range []string{"413", "415"} {
+		if responses[status] != nil {
+			t.Errorf("%s documents %s, which identity/signin never answers (it answers an unreadable body 400)", o.key(), status)
+		}
 	}
 }
 
@@ -603,6 +833,7 @@ func TestOpenAPIOperations(t *testing.T) {
 		}
 
 		responses := oaObj(o.op["responses"])
+		si, isSignIn := oaSignIn[o.key()]
 		success := false
 		for status, r := range responses {
 			rm := oaDeref(t, doc, r)
@@ -614,17 +845,37 @@ func TestOpenAPIOperations(t *testing.T) {
 				t.Errorf("%s: response key %q is not a status code", o.key(), status)
 				continue
 			}
+			content := oaObj(rm["content"])
 			if code >= 200 && code < 300 {
 				success = true
-				if len(oaObj(rm["content"])) == 0 {
+				if len(content) == 0 {
 					t.Errorf("%s %s: success response has no content", o.key(), status)
 				}
+				if isSignIn {
+					oaSignInContent(t, doc, o.key()+" "+status, si.kind, content, false)
+				}
+			}
+			// Only browser pages redirect; a redirect says where to.
+			if code >= 300 && code < 400 {
+				if si.kind != oaPage {
+					t.Errorf("%s %s: only the sign-in browser pages (oaSignIn) redirect", o.key(), status)
+				}
+				if oaObj(rm["headers"])["Location"] == nil {
+					t.Errorf("%s %s: a redirect must document its Location header", o.key(), status)
+				}
+				success = true
 			}
 			if code < 400 || o.path == "/readyz" {
 				continue
 			}
-			// Every error answer is (or may be) the shared Error envelope.
-			schema := oaObj(oaObj(oaObj(rm["content"])["application/json"])["schema"])
+			// Sign-in routes answer their own error bodies, except the catch-all's 404 when
+			// sign-in is not configured.
+			if isSignIn && code != http.StatusNotFound {
+				oaSignInContent(t, doc, o.key()+" "+status, si.kind, content, true)
+				continue
+			}
+			// Every other error answer is (or may be) the shared Error envelope.
+			schema := oaObj(oaObj(content["application/json"])["schema"])
 			var refs []string
 			oaWalk(schema, "", func(m map[string]any, _ string) {
 				if r, ok := m["$ref"].(string); ok {
@@ -636,8 +887,29 @@ func TestOpenAPIOperations(t *testing.T) {
 			}
 		}
 		if !success {
-			t.Errorf("%s documents no 2xx response", o.key())
+			t.Errorf("%s documents no 2xx response (nor, for a sign-in page, a redirect)", o.key())
 		}
+	}
+}
+
+// oaSignInContent checks the content of an answer of a sign-in route: a browser page answers
+// text/html only; an OAuth-style endpoint answers application/json only, and its errors are
+// exactly TokenError.
+func oaSignInContent(t *testing.T, doc map[string]any, at, kind string, content map[string]any, isError bool) {
+	t.Helper()
+	want := map[string]string{oaPage: "text/html", oaOAuth: "application/json"}[kind]
+	if len(content) != 1 || content[want] == nil {
+		t.Errorf("%s: a sign-in %s answers %s only; documented %v", at, kind, want, oaKeys(content))
+		return
+	}
+	schema := oaObj(oaObj(content[want])["schema"])
+	switch {
+	case schema == nil:
+		t.Errorf("%s: %s has no schema", at, want)
+	case kind == oaPage && oaDeref(t, doc, schema)["type"] != "string":
+		t.Errorf("%s: an HTML page's schema is a string", at)
+	case kind == oaOAuth && isError && schema["$ref"] != "#/components/schemas/TokenError":
+		t.Errorf("%s: an OAuth-style error answer is a TokenError (RFC 6749 section 5.2); documented %v", at, schema)
 	}
 }
 
@@ -871,15 +1143,28 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"Explanation": policy.Explanation{}, "ResourceSummary": policy.ResourceSummary{},
 		"StepExplanation": policy.StepExplanation{}, "Decision": authz.Decision{}, "Query": authz.Query{},
 		"Advice": suggest.Advice{}, "Candidate": suggest.Candidate{}, "Target": suggest.Target{}, "Intent": suggest.Intent{},
+		"Session": identity.Session{}, "User": identity.User{}, "SignInTokenResponse": signin.TokenResponse{},
+		"DeviceResponse": signin.DeviceResponse{}, "TokenError": signin.TokenError{},
 	}
 	// Request bodies: required is what the server insists on, not what Go omits.
 	bodies := map[string]any{
 		"DevLoginBody": DevLoginBody{}, "CreateRequestBody": CreateRequestBody{}, "ReviewBody": ReviewBody{},
 		"EmptyBody": struct{}{}, "RenewBody": RenewBody{}, "RevokeBody": RevokeBody{}, "BatchBody": BatchBody{},
 		"CreateTokenBody": CreateTokenBody{}, "SuggestBody": SuggestBody{},
+		// The handlers decode these into anonymous structs; these are copies of them
+		// (revokeSession in api/identity.go; StepUp and ConfirmTOTP in identity/signin/token.go).
+		"SessionRevokeBody": struct {
+			Reason string `json:"reason"`
+		}{},
+		"OTPBody": struct {
+			OTP string `json:"otp"`
+		}{},
 	}
 	// Answers built from maps or raw bytes in the handlers; their shape is checked below or by hand.
-	noGoType := []string{"Error", "Health", "Readiness", "ResourceList", "RoleList", "DecisionList", "CheckUnavailable", "BatchUnavailable", "TokenRevoked", "LedgerEntry"}
+	noGoType := []string{"Error", "Health", "Readiness", "ResourceList", "RoleList", "DecisionList", "CheckUnavailable", "BatchUnavailable", "TokenRevoked", "LedgerEntry",
+		"SessionRevoked", "UserUpdated", "StepUpResponse", "TOTPEnrolment", "TOTPConfirmed", "HTMLPage",
+		// Form bodies, read with r.PostForm.Get; TokenForm's grant types are checked below.
+		"TokenForm", "LoginMFAForm"}
 
 	for name := range schemas {
 		_, r := responses[name]
@@ -929,6 +1214,14 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	}
 	for name, v := range bodies {
 		check(name, v, false)
+	}
+
+	// The token endpoint's grant types are exactly those identity/signin accepts.
+	grants := oaStrings(oaObj(oaObj(oaObj(schemas["TokenForm"])["properties"])["grant_type"])["enum"])
+	want := []string{signin.GrantCode, signin.GrantDevice, signin.GrantRefresh, signin.GrantOTP}
+	sort.Strings(want)
+	if !slices.Equal(grants, want) {
+		t.Errorf("schema TokenForm: grant_type enum = %v, want %v", grants, want)
 	}
 
 	// Ledger entries are built by audit.Encode, not from a struct.

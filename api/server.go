@@ -48,6 +48,9 @@ type Server struct {
 	ready  func() error
 
 	entriesStore audit.Store
+	sessionsSvc  *identity.Sessions
+	users        UserStore
+	signin       SignIn
 	dev          bool
 	log          *slog.Logger
 	m            *Metrics
@@ -76,6 +79,11 @@ type Config struct {
 	Dev     bool
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Sessions manages sign-in sessions and user records; Users lists them; SignIn serves
+	// the OIDC sign-in endpoints (all nil without oidc configuration).
+	Sessions *identity.Sessions
+	Users    UserStore
+	SignIn   SignIn
 	// Model, if set, chooses among role suggestions; every answer is verified.
 	Model        suggest.Chooser
 	ModelTimeout time.Duration
@@ -85,7 +93,7 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
 		ready: c.Ready, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
-		model: c.Model, modelTimeout: c.ModelTimeout}
+		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, signin: c.SignIn}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}
@@ -140,6 +148,23 @@ func (s *Server) Handler() http.Handler {
 	if s.dev {
 		mux.HandleFunc("POST /v1/dev/login", s.devLogin)
 	}
+	if s.signin != nil {
+		mux.HandleFunc("GET /login", s.signin.Login)
+		mux.HandleFunc("GET /callback", s.signin.Callback)
+		mux.HandleFunc("POST /login/mfa", s.signin.LoginMFA)
+		mux.HandleFunc("POST /v1/auth/device", s.signin.Device)
+		mux.HandleFunc("POST /v1/auth/token", s.signin.Token)
+		mux.HandleFunc("POST /v1/auth/step-up", s.signin.StepUp)
+		mux.HandleFunc("POST /v1/mfa/totp", s.signin.EnrolTOTP)
+		mux.HandleFunc("POST /v1/mfa/totp/confirm", s.signin.ConfirmTOTP)
+	}
+	mux.HandleFunc("GET /v1/sessions", s.authed(s.sessions))
+	mux.HandleFunc("POST /v1/sessions/{id}/revoke", s.authed(s.revokeSession))
+	mux.HandleFunc("GET /v1/users", s.authed(s.listUsers))
+	mux.HandleFunc("POST /v1/users/{subject}/disable", s.authed(s.userAction("disable")))
+	mux.HandleFunc("POST /v1/users/{subject}/enable", s.authed(s.userAction("enable")))
+	mux.HandleFunc("POST /v1/users/{subject}/unbind", s.authed(s.userAction("unbind")))
+	mux.HandleFunc("POST /v1/users/{subject}/mfa/reset", s.authed(s.userAction("mfa-reset")))
 	mux.HandleFunc("GET /v1/whoami", s.authed(s.whoami))
 	mux.HandleFunc("GET /v1/resources", s.authed(s.resources))
 	mux.HandleFunc("GET /v1/roles", s.authed(s.roles))
@@ -243,6 +268,10 @@ type Whoami struct {
 	Groups  []string `json:"groups"`
 	Admin   bool     `json:"admin"`
 	Auditor bool     `json:"auditor"`
+	// SessionID, AuthTime and MFAAt describe a signed-in session (absent for API tokens).
+	SessionID string    `json:"session_id,omitempty"`
+	AuthTime  time.Time `json:"auth_time,omitzero"`
+	MFAAt     time.Time `json:"mfa_at,omitzero"`
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -250,7 +279,8 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request, c caller) error 
 	if groups == nil {
 		groups = []string{}
 	}
-	writeJSON(w, 200, Whoami{Subject: c.Subject, Kind: c.Kind, TokenID: c.TokenID, Groups: groups, Admin: c.admin(), Auditor: c.auditor()})
+	writeJSON(w, 200, Whoami{Subject: c.Subject, Kind: c.Kind, TokenID: c.TokenID, Groups: groups, Admin: c.admin(), Auditor: c.auditor(),
+		SessionID: c.SessionID, AuthTime: c.AuthTime, MFAAt: c.MFAAt})
 	return nil
 }
 
@@ -495,7 +525,7 @@ func (s *Server) review(d access.Decision) handler {
 		if d == access.Deny && dur != 0 {
 			return errInvalid("field \"duration\" only applies to approvals")
 		}
-		if _, err := s.access.Review(r.Context(), access.ReviewInput{RequestID: r.PathValue("id"), Approver: c.Subject, Decision: d, Duration: dur, Comment: b.Comment}); err != nil {
+		if _, err := s.access.Review(r.Context(), access.ReviewInput{RequestID: r.PathValue("id"), Approver: c.Subject, Decision: d, Duration: dur, Comment: b.Comment, MFAAt: c.MFAAt}); err != nil {
 			return err
 		}
 		return s.getRequest(w, r, c)

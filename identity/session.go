@@ -89,9 +89,9 @@ type SessionTx interface {
 	SessionToken(ctx context.Context, hash string) (SessionToken, error)
 	InsertSessionToken(ctx context.Context, t SessionToken) error
 	MarkSessionTokenUsed(ctx context.Context, hash string, at time.Time) error
-	DeleteSessionTokens(ctx context.Context, sessionID string) error
 	User(ctx context.Context, subject string) (User, error)
 	PutUser(ctx context.Context, u User) error
+	DeleteMFAFactor(ctx context.Context, subject string) (bool, error)
 }
 
 // SessionStore persists sessions.
@@ -285,18 +285,18 @@ func (s *Sessions) Refresh(ctx context.Context, refreshToken, ip, fingerprint st
 		if err != nil {
 			return err
 		}
+		if !ses.RevokedAt.IsZero() {
+			return fmt.Errorf("%w: session %s was revoked (%s); sign in again", ErrUnauthenticated, ses.ID, ses.RevokedReason)
+		}
 		if !tok.UsedAt.IsZero() {
 			// Replay: revoke the session family and record it, in this transaction; the
 			// caller still gets an error.
 			reused, reusedID = fmt.Errorf("%w: this refresh token was already used at %s; session %s is revoked", ErrRefreshReused, tok.UsedAt.UTC().Format(time.RFC3339), ses.ID), ses.ID
-			if ses.RevokedAt.IsZero() {
-				return s.revokeTx(ctx, tx, ses, "rampart", "refresh token reused", now, audit.Event{
-					Code: "session.refresh_reused", Class: audit.ClassAuthentication, Activity: audit.ActivityRead, ActivityName: "Logoff",
-					Severity: audit.SeverityHigh, Time: now, Actor: audit.SystemActor, User: ses.Subject,
-					Message: fmt.Sprintf("refresh token of session %s (%s) was presented again from %s; the session is revoked", ses.ID, ses.Subject, ip),
-					Details: map[string]any{"session_id": ses.ID, "ip": ip, "fingerprint": fingerprint, "first_used_at": tok.UsedAt.UTC().Format(time.RFC3339)}})
-			}
-			return nil
+			return s.revokeTx(ctx, tx, ses, "rampart", "refresh token reused", now, audit.Event{
+				Code: "session.refresh_reused", Class: audit.ClassAuthentication, Activity: audit.ActivityRead, ActivityName: "Logoff",
+				Severity: audit.SeverityHigh, Time: now, Actor: audit.SystemActor, User: ses.Subject,
+				Message: fmt.Sprintf("refresh token of session %s (%s) was presented again from %s; the session is revoked", ses.ID, ses.Subject, ip),
+				Details: map[string]any{"session_id": ses.ID, "ip": ip, "fingerprint": fingerprint, "first_used_at": tok.UsedAt.UTC().Format(time.RFC3339)}})
 		}
 		if !ses.Active(now) {
 			return fmt.Errorf("%w: session %s has ended; sign in again", ErrUnauthenticated, ses.ID)
@@ -418,20 +418,30 @@ func (s *Sessions) revokeTx(ctx context.Context, tx SessionTx, ses Session, acto
 	if _, err := tx.Append(ctx, ev); err != nil {
 		return fmt.Errorf("append to ledger: %w", err)
 	}
-	if err := tx.UpdateSession(ctx, ses); err != nil {
-		return err
-	}
-	return tx.DeleteSessionTokens(ctx, ses.ID)
+	// The tokens stay (they are refused by the session's revocation), so a later use is told
+	// that the session was revoked and why, not that the token is unknown.
+	return tx.UpdateSession(ctx, ses)
 }
 
 // Revoke ends a session now: its access and refresh tokens stop working at once.
 func (s *Sessions) Revoke(ctx context.Context, id, actor, reason string) error {
+	return s.RevokeIf(ctx, id, actor, reason, nil)
+}
+
+// RevokeIf is Revoke after check approves the session (check sees it inside the transaction;
+// its error is returned as is, e.g. to hide other people's sessions).
+func (s *Sessions) RevokeIf(ctx context.Context, id, actor, reason string, check func(Session) error) error {
 	now := s.Now()
 	defer s.forgetSession(id)
 	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
 		ses, err := tx.Session(ctx, id)
 		if err != nil {
 			return err
+		}
+		if check != nil {
+			if err := check(ses); err != nil {
+				return err
+			}
 		}
 		if !ses.RevokedAt.IsZero() {
 			return nil
@@ -464,6 +474,45 @@ func (s *Sessions) SetDisabled(ctx context.Context, subject, actor string, disab
 			return fmt.Errorf("append to ledger: %w", err)
 		}
 		return tx.PutUser(ctx, u)
+	})
+}
+
+// Unbind forgets which identity-provider account a user is bound to, so that the next sign-in
+// binds a new one (after an administrator checked that the account was legitimately replaced).
+func (s *Sessions) Unbind(ctx context.Context, subject, actor string) error {
+	now := s.Now()
+	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
+		u, err := tx.User(ctx, subject)
+		if errors.Is(err, ErrSessionNotFound) || (err == nil && u.IdPSubject == "") {
+			return fmt.Errorf("%w: %s is not bound to an identity-provider account", ErrSessionNotFound, subject)
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.Append(ctx, audit.Event{Code: "user.unbind", Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
+			Severity: audit.SeverityHigh, Time: now, Actor: actor, User: subject, Details: map[string]any{"idp_subject": u.IdPSubject},
+			Message: fmt.Sprintf("%s unbound %s from identity-provider account %s", actor, subject, u.IdPSubject)}); err != nil {
+			return fmt.Errorf("append to ledger: %w", err)
+		}
+		u.IdPSubject, u.UpdatedAt = "", now
+		return tx.PutUser(ctx, u)
+	})
+}
+
+// ResetMFA deletes a user's Rampart second factor (a lost phone); they enrol again after their
+// next sign-in.
+func (s *Sessions) ResetMFA(ctx context.Context, subject, actor string) error {
+	now := s.Now()
+	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
+		ok, err := tx.DeleteMFAFactor(ctx, subject)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%w: %s has no second factor enrolled", ErrNoFactor, subject)
+		}
+		_, err = tx.Append(ctx, audit.Event{Code: "mfa.reset", Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
+			Severity: audit.SeverityHigh, Time: now, Actor: actor, User: subject, Message: fmt.Sprintf("%s reset the second factor of %s", actor, subject)})
+		return err
 	})
 }
 

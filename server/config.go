@@ -28,6 +28,13 @@ type Config struct {
 	IndexMaxStaleness policy.Duration `yaml:"index_max_staleness"`
 	// Suggest configures role suggestions.
 	Suggest SuggestConfig `yaml:"suggest"`
+	// OIDC is the identity provider people sign in with; Risk scores their sign-ins.
+	OIDC     OIDCConfig     `yaml:"oidc"`
+	Risk     RiskConfig     `yaml:"risk"`
+	Sessions SessionsConfig `yaml:"sessions"`
+	MFA      MFAConfig      `yaml:"mfa"`
+	// Workloads are the Kubernetes clusters whose service-account tokens are accepted.
+	Workloads WorkloadsConfig `yaml:"workloads"`
 
 	// Dev enables the development login; set only by `rampart dev`.
 	Dev bool `yaml:"-"`
@@ -135,6 +142,7 @@ func (c *Config) validate(doc *strictyaml.Document) {
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		doc.Errorf("tls", "set both cert_file and key_file, or neither")
 	}
+	c.validateIdentity(doc)
 	if c.IndexMaxStaleness != 0 && c.IndexMaxStaleness.Std() < time.Second {
 		doc.Errorf("index_max_staleness", "must be at least 1s")
 	}

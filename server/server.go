@@ -25,6 +25,8 @@ import (
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/identity/devop"
+	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/store/postgres"
 	"rampart.dev/rampart/store/sqlite"
@@ -46,7 +48,14 @@ type Instance struct {
 	// session tokens, workload tokens).
 	Sessions *identity.Sessions
 	Auth     *identity.Chain
-	API      *api.Server
+	// SignIn is the OIDC sign-in service (nil without oidc configuration).
+	SignIn *signin.Service
+	API    *api.Server
+
+	base    *policy.Policy      // the policy as read, before the directory's groups
+	dir     map[string][]string // the groups overlaid on it
+	devIdP  *devop.Provider
+	closers []func() error
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -104,11 +113,19 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	if err := in.Index.Load(ctx); err != nil {
 		return nil, fmt.Errorf("load decision index: %w", err)
 	}
+	in.base = pol
+	if err := in.applyDirectory(ctx); err != nil {
+		return nil, fmt.Errorf("apply the groups people brought from the identity provider: %w", err)
+	}
 	in.Tokens = &identity.Tokens{Store: in.Store, Now: o.Now, Users: in.Store}
-	in.Sessions = &identity.Sessions{Store: in.Store, Now: o.Now}
-	in.Auth = &identity.Chain{Tokens: in.Tokens, Sessions: in.Sessions}
+	if err := in.startIdentity(ctx, o); err != nil {
+		return nil, err
+	}
 	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens, Auth: in.Auth,
-		Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger}
+		Sessions: in.Sessions, Users: in.Store, Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger}
+	if in.SignIn != nil {
+		apiCfg.SignIn = in.SignIn
+	}
 	if m := cfg.Suggest.Model; m.URL != "" {
 		apiCfg.Model = &llm.Client{URL: m.URL, Model: m.Model, APIKey: os.Getenv(m.APIKeyEnv), APIKeyHeader: m.APIKeyHeader}
 		apiCfg.ModelTimeout = m.Timeout.Std()
@@ -126,6 +143,20 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		}
 		return err
 	})
+	in.every(jobCtx, "identity sweep", time.Minute, func(ctx context.Context) error {
+		if in.SignIn != nil {
+			if _, err := in.SignIn.SweepFlows(ctx); err != nil {
+				return err
+			}
+		}
+		keep := cfg.Risk.KeepHistory.Std()
+		if keep == 0 {
+			keep = 90 * 24 * time.Hour
+		}
+		_, err := in.Store.PruneSignIns(ctx, o.Now().Add(-keep))
+		return err
+	})
+	in.every(jobCtx, "directory sync", 5*time.Second, in.applyDirectory)
 	interval := pol.Settings().CheckpointInterval.Std()
 	in.every(jobCtx, "checkpoint", interval, func(ctx context.Context) error {
 		_, _, err := in.Ledger.Checkpoint(ctx)
@@ -186,7 +217,10 @@ func (in *Instance) ReloadPolicy(ctx context.Context) error {
 	if err := in.Access.LoadPolicy(ctx, pol, audit.SystemActor, origin); err != nil {
 		return err
 	}
-	in.Index.SetPolicy(pol)
+	in.base, in.dir = pol, nil
+	if err := in.applyDirectoryLocked(ctx); err != nil {
+		return err
+	}
 	in.log.Info("policy reloaded", "digest", pol.Digest, "origin", origin)
 	return nil
 }
@@ -284,7 +318,18 @@ func (in *Instance) Ready() error {
 }
 
 // Handler is the HTTP handler.
-func (in *Instance) Handler() http.Handler { return in.API.Handler() }
+func (in *Instance) Handler() http.Handler {
+	h := in.API.Handler()
+	if in.devIdP == nil {
+		return h
+	}
+	// The development provider lives beside the API, at /dev-idp (its own protocol endpoints,
+	// not part of Rampart's API).
+	mux := http.NewServeMux()
+	mux.Handle("/dev-idp/", in.devIdP.Handler())
+	mux.Handle("/", h)
+	return mux
+}
 
 // Serve serves HTTP (or HTTPS when configured) on ln until ctx ends, then shuts down gracefully.
 func (in *Instance) Serve(ctx context.Context, ln net.Listener) error {
@@ -323,6 +368,9 @@ func (in *Instance) Close() error {
 	defer cancel()
 	if _, _, err := in.Ledger.Checkpoint(ctx); err != nil {
 		in.log.Warn("final checkpoint failed", "err", err)
+	}
+	for _, c := range in.closers {
+		_ = c()
 	}
 	return in.Store.Close()
 }

@@ -19,19 +19,46 @@ import (
 )
 
 func newLoginCmd(g *globals) *cobra.Command {
-	var dev, printToken bool
+	var dev, printToken, device, stepUp, noOpen bool
 	var user string
 	cmd := &cobra.Command{
-		Use:   "login --dev --user NAME [--print-token]",
-		Short: "Log in and save a token for this server (or print it with --print-token)",
-		Long: `Log in to the server. Against 'rampart dev', --dev --user NAME gets a token for a demo user.
-The token is saved for this --addr in the state file ($RAMPART_CONFIG_DIR/state.json or the user
-config directory), or printed with --print-token (and not saved), e.g. for RAMPART_TOKEN=$(â€¦).
-On a production server, use a token an administrator issued: RAMPART_TOKEN=rpt_â€¦.`,
+		Use:   "login [--device] [--step-up] [--print-token] | --dev --user NAME",
+		Short: "Sign in through the identity provider and save the session for this server",
+		Long: `Sign in to the server through its identity provider (OIDC). By default the CLI opens the
+browser (or prints the URL) and receives the result on a loopback port; with --device it shows a
+code to enter on any device instead (for machines without a browser). The session's access token
+lasts at most 15 minutes and is refreshed automatically; the session itself ends after 12 hours,
+when revoked, or when the person is disabled.
+
+--step-up asks the identity provider for a fresh multi-factor sign-in (approvals that require
+one). The session is saved for this --addr in the state file ($RAMPART_CONFIG_DIR/state.json or
+the user config directory), or its access token is printed with --print-token (not saved).
+
+Against 'rampart dev', --dev --user NAME skips the identity provider and gets a token for a demo
+user. On servers without sign-in, use an API token: RAMPART_TOKEN=rpt_â€¦.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !dev {
-				return usageErr("only --dev login exists in this version (OIDC sign-in is planned); on a production server set RAMPART_TOKEN to a token from `rampart token create`")
+				if user != "" {
+					return usageErr("--user goes with --dev; a real sign-in asks the identity provider who you are")
+				}
+				tr, err := oidcLogin(cmd.Context(), g, device, stepUp, noOpen, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				if printToken {
+					fmt.Println(tr.AccessToken)
+					return nil
+				}
+				if err := saveSession(g.addr, tr); err != nil {
+					return err
+				}
+				mfa := ""
+				if !tr.Session.MFAAt.IsZero() {
+					mfa = ", multi-factor"
+				}
+				fmt.Printf("Signed in to %s as %s (session %s%s, until %s).\n", g.addr, tr.Session.Subject, tr.Session.ID, mfa, tr.Session.ExpiresAt.Local().Format(time.RFC1123))
+				return nil
 			}
 			if user == "" {
 				return usageErr("--dev needs --user NAME (a user of the dev server's policy, e.g. alice)")
@@ -50,6 +77,7 @@ On a production server, use a token an administrator issued: RAMPART_TOKEN=rpt_â
 				return err
 			}
 			s := st.For(g.addr)
+			s.ForgetLogin()
 			s.Token, s.Subject, s.TokenID = t.Token, t.Subject, t.ID
 			if err := st.Save(); err != nil {
 				return err
@@ -58,16 +86,19 @@ On a production server, use a token an administrator issued: RAMPART_TOKEN=rpt_â
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&dev, "dev", false, "use the development login of `rampart dev`")
-	cmd.Flags().StringVar(&user, "user", "", "demo user to log in as")
-	cmd.Flags().BoolVar(&printToken, "print-token", false, "print the token instead of saving it")
+	cmd.Flags().BoolVar(&dev, "dev", false, "use the development login of `rampart dev` (no identity provider)")
+	cmd.Flags().StringVar(&user, "user", "", "demo user to log in as (with --dev)")
+	cmd.Flags().BoolVar(&printToken, "print-token", false, "print the access token instead of saving the session")
+	cmd.Flags().BoolVar(&device, "device", false, "sign in on another device with a code (no browser here)")
+	cmd.Flags().BoolVar(&stepUp, "step-up", false, "ask for a fresh multi-factor sign-in")
+	cmd.Flags().BoolVar(&noOpen, "no-open", false, "print the sign-in URL without trying to open a browser")
 	return cmd
 }
 
 func newLogoutCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "logout",
-		Short: "Revoke the saved token and forget it",
+		Short: "End the saved session (or revoke the saved token) and forget it",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := clistate.Load()
@@ -78,13 +109,18 @@ func newLogoutCmd(g *globals) *cobra.Command {
 			if s.Token == "" {
 				return fmt.Errorf("not logged in to %s", g.addr)
 			}
-			err = api.NewClient(g.addr, s.Token).RevokeToken(cmd.Context(), s.TokenID)
-			s.Token, s.TokenID, s.Subject = "", "", ""
+			c := api.NewClient(g.addr, s.Token)
+			if s.SessionID != "" {
+				err = c.RevokeSession(cmd.Context(), s.SessionID, "logged out")
+			} else {
+				err = c.RevokeToken(cmd.Context(), s.TokenID)
+			}
+			s.ForgetLogin()
 			if serr := st.Save(); serr != nil {
 				return serr
 			}
 			if err != nil && !api.IsStatus(err, 401) {
-				return fmt.Errorf("forgot the token locally, but the server did not revoke it: %w", err)
+				return fmt.Errorf("forgot the login locally, but the server did not end it: %w", err)
 			}
 			fmt.Println("Logged out.")
 			return nil

@@ -106,7 +106,7 @@ Start a local control plane with 'rampart dev', then use the other commands agai
 		newDevCmd(), newServerCmd(), newEgressCmd(), newAdminCmd(),
 		newLoginCmd(g), newLogoutCmd(g), newWhoamiCmd(g), newResourcesCmd(g), newRolesCmd(g),
 		newRequestCmd(g), newGrantCmd(g), newCheckCmd(g), newAuditCmd(g), newPolicyCmd(g), newTokenCmd(g),
-		newSearchCmd(g), newSuggestCmd(g),
+		newSearchCmd(g), newSuggestCmd(g), newSessionCmd(g), newMFACmd(g), newUserCmd(g),
 	)
 	return root
 }
@@ -131,10 +131,13 @@ func (g *globals) client() (*api.Client, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := refreshIfDue(st, g.addr); err != nil {
+			return nil, err
+		}
 		token = st.For(g.addr).Token
 	}
 	if token == "" {
-		return nil, fmt.Errorf("not logged in to %s: run `rampart login` (or `rampart login --dev --user NAME` against rampart dev), or set RAMPART_TOKEN", g.addr)
+		return nil, fmt.Errorf("not logged in to %s: run `rampart login` (or `rampart login --dev --user NAME` against rampart dev without signing in), or set RAMPART_TOKEN", g.addr)
 	}
 	return api.NewClient(g.addr, token), nil
 }

@@ -22,9 +22,11 @@ func newDevCmd() *cobra.Command {
 		Use:   "dev",
 		Short: "Run the whole control plane locally on embedded SQLite with a demo policy",
 		Long: `Run the whole control plane on this machine: embedded SQLite in --data, the demo policy
-(or --policy DIR), a development login (POST /v1/dev/login) that issues tokens for the policy's
-users, and the background jobs. For a first look and for development only: it listens on
-loopback and refuses other addresses.`,
+(or --policy DIR), a built-in development OpenID provider at /dev-idp with the demo users (the
+real sign-in flow: rampart login), a development login shortcut (POST /v1/dev/login, rampart
+login --dev) that issues tokens for the policy's users, the egress gateway, and the background
+jobs. For a first look and for development only: it listens on loopback and refuses other
+addresses.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			host, _, err := net.SplitHostPort(addr)
@@ -40,7 +42,8 @@ loopback and refuses other addresses.`,
 					return usageErr("--egress-addr %s: in dev mode the gateway only listens on loopback", egressAddr)
 				}
 			}
-			cfg := server.Config{Listen: addr, DataDir: data, PolicyDir: policyDir, Dev: true, Ledger: server.LedgerConfig{Origin: "rampart-dev"}, EgressListen: egressAddr}
+			cfg := server.Config{Listen: addr, DataDir: data, PolicyDir: policyDir, Dev: true, Ledger: server.LedgerConfig{Origin: "rampart-dev"}, EgressListen: egressAddr,
+				OIDC: server.OIDCConfig{DevProvider: true}}
 			if policyDir == "" {
 				cfg.PolicyFS = demo.Policy()
 			}
@@ -166,8 +169,13 @@ func printBanner(cfg server.Config, addr string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nRampart dev control plane on http://%s\n", addr)
 	fmt.Fprintf(&b, "  data:   %s (SQLite, ledger key, pinned checkpoint)\n  policy: %s\n\n", cfg.DataDir, pol)
+	fmt.Fprintf(&b, `Sign in for real through the built-in development identity provider (http://%[1]s/dev-idp):
+  ./rampart login              # browser; or --device for a code; password = the user name
+  ./rampart login --step-up    # a fresh multi-factor sign-in: one-time codes from the secret %[2]s
+                               # (oathtool --totp -b %[2]s)
+`, addr, server.DevTOTPSecret)
 	if cfg.PolicyDir == "" {
-		b.WriteString("Demo users (log in with: rampart login --dev --user NAME):\n")
+		b.WriteString("\nDemo users (shortcut without the identity provider: rampart login --dev --user NAME):\n")
 		for _, u := range demo.Users {
 			fmt.Fprintf(&b, "  %-6s %-30s %s\n", u.Name, u.Groups, u.Role)
 		}

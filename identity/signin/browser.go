@@ -37,17 +37,20 @@ type cliParams struct {
 	Challenge   string `json:"challenge"`
 }
 
-// Register mounts the sign-in endpoints.
+// Register mounts the sign-in endpoints on mux (the API server mounts the same handlers itself).
 func (s *Service) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /login", s.login)
-	mux.HandleFunc("GET /callback", s.callback)
-	mux.Handle("POST /login/mfa", http.NewCrossOriginProtection().Handler(http.HandlerFunc(s.loginMFA)))
-	mux.HandleFunc("POST /v1/auth/device", s.deviceStart)
-	mux.HandleFunc("POST /v1/auth/token", s.token)
-	mux.HandleFunc("POST /v1/auth/step-up", s.stepUp)
-	mux.HandleFunc("POST /v1/mfa/totp", s.enrolTOTP)
-	mux.HandleFunc("POST /v1/mfa/totp/confirm", s.confirmTOTP)
+	mux.HandleFunc("GET /login", s.Login)
+	mux.HandleFunc("GET /callback", s.Callback)
+	mux.HandleFunc("POST /login/mfa", s.LoginMFA)
+	mux.HandleFunc("POST /v1/auth/device", s.Device)
+	mux.HandleFunc("POST /v1/auth/token", s.Token)
+	mux.HandleFunc("POST /v1/auth/step-up", s.StepUp)
+	mux.HandleFunc("POST /v1/mfa/totp", s.EnrolTOTP)
+	mux.HandleFunc("POST /v1/mfa/totp/confirm", s.ConfirmTOTP)
 }
+
+// crossOrigin refuses cross-site form posts (the TOTP form).
+var crossOrigin = http.NewCrossOriginProtection()
 
 // parseCLI validates a loopback CLI's parameters (RFC 8252: a loopback IP literal, any port).
 func parseCLI(q url.Values) (*cliParams, error) {
@@ -87,9 +90,9 @@ func safeReturn(p string) (string, error) {
 	return p, nil
 }
 
-// login starts a sign-in: GET /login[?return_to=/path][&step_up=1] from a browser, or with
+// Login starts a sign-in: GET /login[?return_to=/path][&step_up=1] from a browser, or with
 // redirect_uri, state, code_challenge and code_challenge_method=S256 from the CLI.
-func (s *Service) login(w http.ResponseWriter, r *http.Request) {
+func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	cli, err := parseCLI(q)
 	if err != nil {
@@ -127,8 +130,8 @@ func (s *Service) redirectToProvider(w http.ResponseWriter, r *http.Request, f b
 	http.Redirect(w, r, rp.AuthURL(state, party, opts...), http.StatusFound)
 }
 
-// callback finishes the provider's part: GET /callback?code=…&state=… (or error=…).
-func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
+// Callback finishes the provider's part: GET /callback?code=…&state=… (or error=…).
+func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	state := q.Get("state")
@@ -145,6 +148,10 @@ func (s *Service) callback(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/callback", MaxAge: -1})
 	var f browserFlow
 	if err := s.takeFlow(ctx, state, "browser", &f); err != nil {
+		if errors.Is(err, ErrBadRequest) {
+			// A replayed or forged state sent with a matching cookie (any client can set one).
+			_ = s.refuse(ctx, identityClaims{}, c, "oidc", decision{}, err)
+		}
 		s.page(w, statusOf(err), "Sign-in refused", err.Error())
 		return
 	}
@@ -314,8 +321,12 @@ func (s *Service) browserStepUp(w http.ResponseWriter, r *http.Request, p pendin
 	_ = mfaForm.Execute(w, map[string]string{"Flow": h, "Subject": p.ID.Subject, "Why": d.assessment.String()})
 }
 
-// loginMFA takes the TOTP form: POST /login/mfa (flow, otp).
-func (s *Service) loginMFA(w http.ResponseWriter, r *http.Request) {
+// LoginMFA takes the TOTP form: POST /login/mfa (flow, otp). Cross-site posts are refused.
+func (s *Service) LoginMFA(w http.ResponseWriter, r *http.Request) {
+	if err := crossOrigin.Check(r); err != nil {
+		s.page(w, http.StatusForbidden, "Sign-in refused", "This form can only be sent from Rampart's own page.")
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	if err := r.ParseForm(); err != nil {
 		s.page(w, http.StatusBadRequest, "Sign-in refused", "The form could not be read.")

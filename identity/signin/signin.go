@@ -113,6 +113,9 @@ type Deps struct {
 	Sealer *identity.Sealer
 	Now    func() time.Time
 	Logger *slog.Logger
+	// OnSignIn, if set, runs after a session opens (the server refreshes the groups people
+	// brought from the provider).
+	OnSignIn func(ctx context.Context)
 }
 
 // Service runs sign-ins.
@@ -214,6 +217,9 @@ func (s *Service) RedirectURI() string { return s.cfg.ExternalURL + "/callback" 
 
 type nonceKey struct{}
 
+// clockSkew is how far the provider's clock may be ahead of Rampart's (iat, nbf).
+const clockSkew = 30 * time.Second
+
 // provider returns the relying party, discovering the provider on first use. After a failure
 // it waits 5 seconds before trying again, so a down provider is not hammered.
 func (s *Service) provider(ctx context.Context) (rp.RelyingParty, error) {
@@ -229,7 +235,7 @@ func (s *Service) provider(ctx context.Context) (rp.RelyingParty, error) {
 		rp.WithHTTPClient(s.cfg.HTTPClient),
 		rp.WithVerifierOpts(
 			rp.WithNonce(func(ctx context.Context) string { n, _ := ctx.Value(nonceKey{}).(string); return n }),
-			rp.WithIssuedAtOffset(30*time.Second),
+			rp.WithIssuedAtOffset(clockSkew),
 			rp.WithSupportedSigningAlgorithms("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"),
 		))
 	if err != nil {
@@ -324,6 +330,10 @@ const maxGroups = 1000
 
 // claimsOf turns verified ID-token claims into an identity, or explains what is missing.
 func (s *Service) claimsOf(c *oidc.IDTokenClaims) (identityClaims, error) {
+	// The relying party's verifier checks exp and iat but not nbf (RFC 7519 section 4.1.5).
+	if nbf := c.NotBefore.AsTime(); c.NotBefore != 0 && nbf.After(s.d.Now().Add(clockSkew)) {
+		return identityClaims{}, fmt.Errorf("%w: the ID token was refused: it is not valid before %s (nbf)", ErrDenied, nbf.UTC().Format(time.RFC3339))
+	}
 	name, _ := c.Claims[s.cfg.UsernameClaim].(string)
 	name = strings.ToLower(strings.TrimSpace(name)) // user principal names and emails are case-insensitive
 	if name == "" {
@@ -403,7 +413,7 @@ func (s *Service) authEvent(code string, id identityClaims, c client, method str
 	ev := audit.Event{Code: code, Class: audit.ClassAuthentication, Activity: audit.ActivityCreate, ActivityName: "Logon",
 		Time: now, Actor: id.Subject, User: id.Subject, Message: msg,
 		Details: map[string]any{"method": method, "ip": c.IP.String(), "fingerprint": c.Fingerprint, "risk_level": d.assessment.Level.String(),
-			"outcome": string(d.outcome), "mfa": id.MFA, "amr": id.AMR, "idp_subject": id.IdPSubject}}
+			"outcome": string(d.outcome), "mfa": id.MFA, "amr": id.AMR, "idp_subject": id.IdPSubject, "groups": id.Groups, "idp_groups": id.IdPGroups}}
 	if id.Subject == "" {
 		ev.Actor, ev.User = "anonymous", ""
 	}
@@ -530,6 +540,9 @@ func (s *Service) open(ctx context.Context, p pending, mfaNow []string) (identit
 	rec := risk.NewRecord(risk.Attempt{Subject: id.Subject, Time: s.d.Now(), IP: p.Client.IP, Fingerprint: p.Client.Fingerprint, Kind: risk.KindSignIn, Success: true}, d.assessment.Location)
 	if err := s.d.Store.AddSignIn(ctx, id.Subject, rec); err != nil {
 		s.d.Logger.Error("cannot record a sign-in in the risk history", "err", err, "subject", id.Subject)
+	}
+	if s.d.OnSignIn != nil {
+		s.d.OnSignIn(ctx)
 	}
 	return iss, nil
 }

@@ -99,8 +99,8 @@ func (s *Service) tokenError(w http.ResponseWriter, err error) {
 	writeJSON(w, status, TokenError{Error: oauthCode(err), Description: err.Error()})
 }
 
-// deviceStart begins a device sign-in: POST /v1/auth/device.
-func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
+// Device begins a device sign-in: POST /v1/auth/device.
+func (s *Service) Device(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	party, err := s.provider(ctx)
 	if err != nil {
@@ -134,8 +134,8 @@ func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
 		VerificationURIComplete: resp.VerificationURIComplete, ExpiresIn: int(ttl / time.Second), Interval: interval})
 }
 
-// token is POST /v1/auth/token (application/x-www-form-urlencoded, as OAuth clients send).
-func (s *Service) token(w http.ResponseWriter, r *http.Request) {
+// Token is POST /v1/auth/token (application/x-www-form-urlencoded, as OAuth clients send).
+func (s *Service) Token(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
 		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: "the body must be an application/x-www-form-urlencoded form of at most 16 KiB: " + err.Error()})
@@ -371,13 +371,15 @@ func (s *Service) refresh(r *http.Request, token string) (identity.Issued, error
 	if len(token) > 128 {
 		return identity.Issued{}, fmt.Errorf("%w: not a Rampart refresh token", identity.ErrUnauthenticated)
 	}
-	ses, _, err := s.d.Sessions.Store.SessionByToken(ctx, identity.HashToken(token))
+	ses, tok, err := s.d.Sessions.Store.SessionByToken(ctx, identity.HashToken(token))
 	if errors.Is(err, identity.ErrSessionNotFound) {
 		return identity.Issued{}, fmt.Errorf("%w: unknown refresh token; sign in again", identity.ErrUnauthenticated)
 	} else if err != nil {
 		return identity.Issued{}, err
 	}
-	if ses.Active(s.d.Now()) {
+	// A token already used is a replay, which Sessions.Refresh answers by revoking the session:
+	// it is not scored first, or a replay from a risky place would be refused and spare it.
+	if ses.Active(s.d.Now()) && tok.UsedAt.IsZero() {
 		sip, _ := netip.ParseAddr(ses.IP)
 		as, err := s.d.Risk.Assess(ctx, risk.Attempt{Subject: ses.Subject, Username: ses.Subject, Time: s.d.Now(), IP: c.IP, Fingerprint: c.Fingerprint,
 			Kind: risk.KindRefresh, Success: true, SessionIP: sip, SessionFingerprint: ses.Fingerprint, SessionLastSeen: ses.LastSeenAt})
@@ -404,9 +406,9 @@ func (s *Service) refresh(r *http.Request, token string) (identity.Issued, error
 	})
 }
 
-// stepUp records a TOTP code as a fresh second factor in the caller's session: POST
+// StepUp records a TOTP code as a fresh second factor in the caller's session: POST
 // /v1/auth/step-up {"otp": "123456"}.
-func (s *Service) stepUp(w http.ResponseWriter, r *http.Request) {
+func (s *Service) StepUp(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	p, err := s.d.Auth.Authenticate(r)
 	if err != nil {
@@ -441,9 +443,9 @@ func (s *Service) stepUp(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"session_id": p.SessionID, "mfa_at": s.d.Now().UTC()})
 }
 
-// enrolTOTP starts enrolling a TOTP factor for the caller: POST /v1/mfa/totp. The session must
+// EnrolTOTP starts enrolling a TOTP factor for the caller: POST /v1/mfa/totp. The session must
 // have authenticated in the last 15 minutes, so a stolen long-lived session cannot add a factor.
-func (s *Service) enrolTOTP(w http.ResponseWriter, r *http.Request) {
+func (s *Service) EnrolTOTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	p, err := s.d.Auth.Authenticate(r)
 	if err != nil {
@@ -471,12 +473,16 @@ func (s *Service) enrolTOTP(w http.ResponseWriter, r *http.Request) {
 		"next": "add it to your authenticator app, then confirm with POST /v1/mfa/totp/confirm {\"otp\": \"<code>\"} (rampart mfa confirm)"})
 }
 
-// confirmTOTP confirms an enrolment with a first code: POST /v1/mfa/totp/confirm {"otp"}.
-func (s *Service) confirmTOTP(w http.ResponseWriter, r *http.Request) {
+// ConfirmTOTP confirms an enrolment with a first code: POST /v1/mfa/totp/confirm {"otp"}.
+func (s *Service) ConfirmTOTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	p, err := s.d.Auth.Authenticate(r)
 	if err != nil {
 		writeJSON(w, http.StatusUnauthorized, TokenError{Error: "invalid_token", Description: err.Error()})
+		return
+	}
+	if p.SessionID == "" {
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: "confirm the enrolment from the signed-in session that started it; API tokens cannot"})
 		return
 	}
 	var body struct {

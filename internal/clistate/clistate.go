@@ -4,12 +4,14 @@
 package clistate
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Server is what is remembered about one server address.
@@ -17,6 +19,10 @@ type Server struct {
 	Token   string `json:"token,omitempty"`
 	Subject string `json:"subject,omitempty"`
 	TokenID string `json:"token_id,omitempty"`
+	// For a signed-in session: its refresh token, when the access token expires, and its id.
+	RefreshToken    string    `json:"refresh_token,omitempty"`
+	AccessExpiresAt time.Time `json:"access_expires_at,omitzero"`
+	SessionID       string    `json:"session_id,omitempty"`
 	// LedgerKey is the verifier key first seen for this server.
 	LedgerKey string `json:"ledger_key,omitempty"`
 	// Checkpoint is the newest signed checkpoint verified.
@@ -26,7 +32,9 @@ type Server struct {
 // State is the whole file.
 type State struct {
 	Servers map[string]*Server `json:"servers"`
-	path    string
+	// DeviceID identifies this installation to the sign-in risk engine (random, made once).
+	DeviceID string `json:"device_id,omitempty"`
+	path     string
 }
 
 // Path returns the state file: $RAMPART_CONFIG_DIR/state.json, else the user config directory.
@@ -62,6 +70,19 @@ func Load() (*State, error) {
 		s.Servers = map[string]*Server{}
 	}
 	return s, nil
+}
+
+// Device returns the installation id, creating it (the caller saves the state).
+func (s *State) Device() string {
+	if s.DeviceID == "" {
+		s.DeviceID = "cli-" + rand.Text()
+	}
+	return s.DeviceID
+}
+
+// ForgetLogin clears the login of addr.
+func (s *Server) ForgetLogin() {
+	s.Token, s.TokenID, s.Subject, s.RefreshToken, s.AccessExpiresAt, s.SessionID = "", "", "", "", time.Time{}, ""
 }
 
 // For returns the entry for addr, creating it.

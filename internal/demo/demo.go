@@ -19,11 +19,15 @@ func Policy() fs.FS {
 	return sub
 }
 
-// Users are the demo users and what they are for, in banner order.
-var Users = []struct{ Name, Groups, Role string }{
-	{"alice", "researchers", "requests access"},
-	{"bob", "weights-owners", "approves as an owner"},
-	{"carol", "weights-owners, data-stewards", "approves as an owner"},
-	{"dave", "security", "approves as security"},
-	{"erin", "admins, auditors", "administers and audits"},
+// Users are the demo users and what they are for, in banner order. IdPGroups are the groups
+// the development identity provider gives them (the demo policy maps them with idp_groups).
+var Users = []struct {
+	Name, Groups, Role string
+	IdPGroups          []string
+}{
+	{"alice", "researchers", "requests access", []string{"ml-research"}},
+	{"bob", "weights-owners", "approves as an owner", []string{"weights-owners"}},
+	{"carol", "weights-owners, data-stewards", "approves as an owner", []string{"weights-owners", "data-stewards"}},
+	{"dave", "security", "approves as security", []string{"security"}},
+	{"erin", "admins, auditors", "administers and audits", []string{"rampart-admins", "rampart-auditors"}},
 }

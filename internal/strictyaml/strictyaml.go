@@ -5,7 +5,7 @@
 // every error carries the file, line, column and field path (spec.steps[0].from[1]) so the author
 // can go straight to it. All errors of a document are collected, not only the first.
 //
-// Supported Go types: string, bool, signed integers, types implementing encoding.TextUnmarshaler
+// Supported Go types: string, bool, integers, float64, types implementing encoding.TextUnmarshaler
 // (decoded from a scalar), slices, map[string]string, structs (field names from the `yaml` tag)
 // and pointers to structs. A *yaml.Node field receives the raw node for later decoding.
 package strictyaml
@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"sort"
 	"strconv"
@@ -232,6 +233,20 @@ func (d *Document) decode(path string, n *yaml.Node, v reflect.Value) {
 			return
 		}
 		v.SetInt(i)
+	case reflect.Uint, reflect.Uint32, reflect.Uint64:
+		u, err := strconv.ParseUint(n.Value, 0, 64)
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || err != nil || v.OverflowUint(u) {
+			d.Errorf(path, "expected a whole number of at least 0, got %s", describe(n))
+			return
+		}
+		v.SetUint(u)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(n.Value, 64)
+		if n.Kind != yaml.ScalarNode || (n.Tag != "!!int" && n.Tag != "!!float") || err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			d.Errorf(path, "expected a number, got %s", describe(n))
+			return
+		}
+		v.SetFloat(f)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.Errorf(path, "expected a list, got %s (write [%s] for a list of one)", describe(n), n.Value)

@@ -1,0 +1,151 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/policy"
+)
+
+// SignIn is the OIDC sign-in service (identity/signin): browser pages and OAuth-style endpoints
+// that authenticate their callers themselves.
+type SignIn interface {
+	Login(w http.ResponseWriter, r *http.Request)
+	Callback(w http.ResponseWriter, r *http.Request)
+	LoginMFA(w http.ResponseWriter, r *http.Request)
+	Device(w http.ResponseWriter, r *http.Request)
+	Token(w http.ResponseWriter, r *http.Request)
+	StepUp(w http.ResponseWriter, r *http.Request)
+	EnrolTOTP(w http.ResponseWriter, r *http.Request)
+	ConfirmTOTP(w http.ResponseWriter, r *http.Request)
+}
+
+// UserStore lists the people Rampart knows.
+type UserStore interface {
+	ListUsers(ctx context.Context) ([]identity.User, error)
+	ListSessions(ctx context.Context, subject string) ([]identity.Session, error)
+}
+
+// sessions answers GET /v1/sessions[?subject=NAME|?all=true]: the caller's own sessions;
+// admins and auditors may list anyone's.
+func (s *Server) sessions(w http.ResponseWriter, r *http.Request, c caller) error {
+	if s.users == nil {
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "this server keeps no sign-in sessions"}
+	}
+	q := r.URL.Query()
+	subject := q.Get("subject")
+	switch {
+	case q.Get("all") == "true":
+		subject = ""
+		if !c.admin() && !c.auditor() {
+			return errForbidden("listing everyone's sessions needs an admin or auditor")
+		}
+	case subject == "":
+		subject = c.Subject
+	case subject != c.Subject && !c.admin() && !c.auditor():
+		return errForbidden("%s may list only their own sessions", c.Subject)
+	}
+	list, err := s.users.ListSessions(r.Context(), subject)
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []identity.Session{}
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+// revokeSession is POST /v1/sessions/{id}/revoke: one's own session, or anyone's for admins.
+// Another person's session is reported missing to non-admins (it is not theirs to know about).
+func (s *Server) revokeSession(w http.ResponseWriter, r *http.Request, c caller) error {
+	if s.sessionsSvc == nil {
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "this server has no sign-in sessions"}
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := decodeOptional(w, r, &body); err != nil {
+		return err
+	}
+	if body.Reason == "" {
+		body.Reason = "revoked by " + c.Subject
+	}
+	id := r.PathValue("id")
+	err := s.sessionsSvc.RevokeIf(r.Context(), id, c.Subject, body.Reason, func(ses identity.Session) error {
+		if ses.Subject != c.Subject && !c.admin() {
+			return identity.ErrSessionNotFound
+		}
+		return nil
+	})
+	if errors.Is(err, identity.ErrSessionNotFound) {
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no session %s of yours", id)}
+	} else if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"session_id": id, "status": "revoked"})
+	return nil
+}
+
+// listUsers is GET /v1/users (admins and auditors).
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, c caller) error {
+	if !c.admin() && !c.auditor() {
+		return errForbidden("listing users needs an admin or auditor")
+	}
+	if s.users == nil {
+		writeJSON(w, http.StatusOK, []identity.User{})
+		return nil
+	}
+	list, err := s.users.ListUsers(r.Context())
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []identity.User{}
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+// userAction is POST /v1/users/{subject}/{disable,enable,unbind,mfa/reset} (admins).
+func (s *Server) userAction(action string) handler {
+	return func(w http.ResponseWriter, r *http.Request, c caller) error {
+		if !c.admin() {
+			return errForbidden("%s a user needs an admin", map[string]string{"disable": "disabling", "enable": "enabling", "unbind": "unbinding", "mfa-reset": "resetting the second factor of"}[action])
+		}
+		if s.sessionsSvc == nil {
+			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "this server has no user records"}
+		}
+		subject := r.PathValue("subject")
+		if err := policy.ValidateSubject(subject); err != nil || policy.SubjectKind(subject) != policy.KindUser {
+			return errInvalid("%q is not a user name", subject)
+		}
+		var err error
+		switch action {
+		case "disable":
+			if subject == c.Subject {
+				return errInvalid("an admin cannot disable themselves (ask another admin)")
+			}
+			err = s.sessionsSvc.SetDisabled(r.Context(), subject, c.Subject, true)
+		case "enable":
+			err = s.sessionsSvc.SetDisabled(r.Context(), subject, c.Subject, false)
+		case "unbind":
+			err = s.sessionsSvc.Unbind(r.Context(), subject, c.Subject)
+		case "mfa-reset":
+			err = s.sessionsSvc.ResetMFA(r.Context(), subject, c.Subject)
+		}
+		if errors.Is(err, identity.ErrSessionNotFound) || errors.Is(err, identity.ErrNoFactor) {
+			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}
+		} else if err != nil {
+			return err
+		}
+		if s.tokens != nil {
+			s.tokens.ForgetSubject(subject)
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"subject": subject, "status": action})
+		return nil
+	}
+}

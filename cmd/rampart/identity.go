@@ -1,0 +1,407 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"rampart.dev/rampart/api"
+	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/identity/signin"
+	"rampart.dev/rampart/internal/clistate"
+	"rampart.dev/rampart/internal/output"
+)
+
+// loginTimeout bounds how long the CLI waits for the person to finish signing in.
+const loginTimeout = 5 * time.Minute
+
+// oidcLogin signs in through the server's identity provider: the browser with a loopback
+// redirect (default), or the device flow for machines without a browser.
+func oidcLogin(ctx context.Context, g *globals, device, stepUp, noOpen bool, stderr io.Writer) (signin.TokenResponse, error) {
+	st, err := clistate.Load()
+	if err != nil {
+		return signin.TokenResponse{}, err
+	}
+	c := api.NewClient(g.addr, "")
+	c.Device = st.Device()
+	if err := st.Save(); err != nil {
+		return signin.TokenResponse{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
+	defer cancel()
+	if device {
+		if stepUp {
+			return signin.TokenResponse{}, usageErr("--step-up needs the browser (the device flow cannot ask the identity provider for a fresh second factor); drop --device, or use `rampart mfa step-up CODE`")
+		}
+		return deviceLogin(ctx, c, stderr)
+	}
+	return browserLogin(ctx, c, stepUp, noOpen, stderr)
+}
+
+func randomURLSafe() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// browserLogin runs the loopback flow (RFC 8252): a listener on 127.0.0.1, the server's /login
+// with our PKCE challenge, and the one-time code redeemed with our verifier.
+func browserLogin(ctx context.Context, c *api.Client, stepUp, noOpen bool, stderr io.Writer) (signin.TokenResponse, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return signin.TokenResponse{}, fmt.Errorf("open a loopback port for the sign-in redirect: %w", err)
+	}
+	defer ln.Close()
+	redirect := "http://" + ln.Addr().String() + "/callback"
+	verifier, state := randomURLSafe(), randomURLSafe()
+	sum := sha256.Sum256([]byte(verifier))
+	q := url.Values{"redirect_uri": {redirect}, "state": {state}, "code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+	if stepUp {
+		q.Set("step_up", "1")
+	}
+	loginURL := c.BaseURL + "/login?" + q.Encode()
+
+	type result struct {
+		code string
+		err  error
+	}
+	done := make(chan result, 1)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/callback" {
+			http.NotFound(w, r)
+			return
+		}
+		v := r.URL.Query()
+		var res result
+		switch {
+		case v.Get("state") != state:
+			http.Error(w, "This sign-in was not started by this rampart login.", http.StatusBadRequest)
+			return // keep waiting for the right one
+		case v.Get("error") != "":
+			res.err = fmt.Errorf("sign-in refused: %s", v.Get("error_description"))
+			fmt.Fprintf(w, "<!doctype html><title>Rampart</title><h1>Sign-in refused</h1><p>%s</p>", html.EscapeString(v.Get("error_description")))
+		default:
+			res.code = v.Get("code")
+			fmt.Fprint(w, "<!doctype html><title>Rampart</title><h1>Signed in</h1><p>You can close this window and return to the terminal.</p>")
+		}
+		select {
+		case done <- res:
+		default:
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	fmt.Fprintf(stderr, "Open this URL in a browser to sign in:\n\n  %s\n\nWaiting (up to %s)…\n", loginURL, loginTimeout)
+	if !noOpen {
+		openBrowser(loginURL)
+	}
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		return signin.TokenResponse{}, fmt.Errorf("no sign-in within %s: %w", loginTimeout, ctx.Err())
+	}
+	if res.err != nil {
+		return signin.TokenResponse{}, res.err
+	}
+	return c.AuthToken(ctx, url.Values{"grant_type": {signin.GrantCode}, "code": {res.code}, "code_verifier": {verifier}, "redirect_uri": {redirect}})
+}
+
+// openBrowser tries to open u; failures are silent (the URL is printed).
+func openBrowser(u string) {
+	var cmd *exec.Cmd
+	switch runtime.GOOS {
+	case "darwin":
+		cmd = exec.Command("open", u)
+	case "windows":
+		cmd = exec.Command("rundll32", "url.dll,FileProtocolHandler", u)
+	default:
+		if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+			return
+		}
+		cmd = exec.Command("xdg-open", u)
+	}
+	_ = cmd.Start()
+}
+
+// deviceLogin runs the device flow: the person signs in on any device with the code shown.
+func deviceLogin(ctx context.Context, c *api.Client, stderr io.Writer) (signin.TokenResponse, error) {
+	d, err := c.DeviceAuthorization(ctx)
+	if api.IsStatus(err, http.StatusNotFound) {
+		return signin.TokenResponse{}, errors.New("this server has no sign-in configured (oidc); use an API token (RAMPART_TOKEN) or, against rampart dev, login --dev --user NAME")
+	} else if err != nil {
+		return signin.TokenResponse{}, err
+	}
+	where := d.VerificationURI
+	if d.VerificationURIComplete != "" {
+		where = d.VerificationURIComplete
+	}
+	fmt.Fprintf(stderr, "On any device, open\n\n  %s\n\nand enter the code %s. Waiting (up to %s)…\n", where, d.UserCode, time.Duration(d.ExpiresIn)*time.Second)
+	interval := time.Duration(max(d.Interval, 1)) * time.Second
+	form := url.Values{"grant_type": {signin.GrantDevice}, "device_code": {d.DeviceCode}}
+	for {
+		select {
+		case <-ctx.Done():
+			return signin.TokenResponse{}, fmt.Errorf("no sign-in in time: %w", ctx.Err())
+		case <-time.After(interval):
+		}
+		tr, err := c.AuthToken(ctx, form)
+		var oe *api.OAuthError
+		if !errors.As(err, &oe) {
+			return tr, err
+		}
+		switch oe.TokenError.Error {
+		case "authorization_pending":
+			continue
+		case "slow_down":
+			interval += 5 * time.Second
+			continue
+		case "mfa_required":
+			return otpLogin(ctx, c, oe.MFAToken, oe.Description, stderr)
+		}
+		return tr, err
+	}
+}
+
+// otpLogin finishes a sign-in that needs a code from the authenticator app.
+func otpLogin(ctx context.Context, c *api.Client, token, why string, stderr io.Writer) (signin.TokenResponse, error) {
+	fmt.Fprintf(stderr, "%s\nOne-time code: ", why)
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return signin.TokenResponse{}, fmt.Errorf("read the one-time code from standard input: %w", err)
+	}
+	return c.AuthToken(ctx, url.Values{"grant_type": {signin.GrantOTP}, "mfa_token": {token}, "otp": {strings.TrimSpace(line)}})
+}
+
+// saveSession remembers a signed-in session for addr.
+func saveSession(addr string, tr signin.TokenResponse) error {
+	st, err := clistate.Load()
+	if err != nil {
+		return err
+	}
+	s := st.For(addr)
+	s.ForgetLogin()
+	s.Token, s.RefreshToken, s.Subject, s.SessionID = tr.AccessToken, tr.RefreshToken, tr.Session.Subject, tr.Session.ID
+	s.AccessExpiresAt = time.Now().Add(time.Duration(tr.ExpiresIn) * time.Second)
+	return st.Save()
+}
+
+// refreshIfDue renews a saved session's access token shortly before it expires.
+func refreshIfDue(st *clistate.State, addr string) error {
+	s := st.For(addr)
+	if !strings.HasPrefix(s.Token, identity.AccessPrefix) || s.RefreshToken == "" || time.Until(s.AccessExpiresAt) > 30*time.Second {
+		return nil
+	}
+	c := api.NewClient(addr, "")
+	c.Device = st.Device()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr, err := c.AuthToken(ctx, url.Values{"grant_type": {signin.GrantRefresh}, "refresh_token": {s.RefreshToken}})
+	if err != nil {
+		var oe *api.OAuthError
+		if errors.As(err, &oe) {
+			s.ForgetLogin()
+			_ = st.Save()
+			return fmt.Errorf("your session at %s ended (%s); run `rampart login` again", addr, oe.Description)
+		}
+		return err
+	}
+	s.Token, s.RefreshToken = tr.AccessToken, tr.RefreshToken
+	s.AccessExpiresAt = time.Now().Add(time.Duration(tr.ExpiresIn) * time.Second)
+	return st.Save()
+}
+
+func newSessionCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "session", Short: "List and revoke sign-in sessions"}
+	var subject string
+	var all bool
+	list := &cobra.Command{
+		Use:   "list [--subject NAME | --all]",
+		Short: "List your sessions (admins and auditors: anyone's)",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ss, err := c.Sessions(cmd.Context(), subject, all)
+			if err != nil {
+				return err
+			}
+			return output.Print(os.Stdout, g.output, ss, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "ID\tSUBJECT\tMETHOD\tCREATED\tLAST USED\tIP\tRISK\tMFA\tSTATE")
+				now := time.Now()
+				for _, s := range ss {
+					state := "active"
+					switch {
+					case !s.RevokedAt.IsZero():
+						state = "revoked: " + s.RevokedReason
+					case !now.Before(s.ExpiresAt):
+						state = "expired"
+					}
+					mfa := "-"
+					if !s.MFAAt.IsZero() {
+						mfa = s.MFAAt.Local().Format(time.DateTime)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Subject, s.Method, s.CreatedAt.Local().Format(time.DateTime),
+						s.LastSeenAt.Local().Format(time.DateTime), s.IP, s.Risk, mfa, state)
+				}
+			})
+		},
+	}
+	list.Flags().StringVar(&subject, "subject", "", "whose sessions (admins and auditors)")
+	list.Flags().BoolVar(&all, "all", false, "everyone's sessions (admins and auditors)")
+	var reason string
+	revoke := &cobra.Command{
+		Use:   "revoke ID [--reason TEXT]",
+		Short: "End a session now: its tokens stop working on the next call",
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeSession(cmd.Context(), args[0], reason); err != nil {
+				return err
+			}
+			fmt.Printf("Session %s revoked.\n", args[0])
+			return nil
+		},
+	}
+	revoke.Flags().StringVar(&reason, "reason", "", "why (recorded in the ledger)")
+	cmd.AddCommand(list, revoke)
+	return cmd
+}
+
+func newMFACmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "mfa", Short: "Rampart's own second factor (TOTP), for identity providers that cannot be asked for one"}
+	enrol := &cobra.Command{
+		Use:   "enrol",
+		Short: "Start enrolling an authenticator app (needs a sign-in from the last 15 minutes)",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			out, err := c.EnrolTOTP(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Printf("Add this to your authenticator app:\n\n  secret: %s\n  uri:    %s\n\nthen confirm with: rampart mfa confirm CODE\n", out["secret"], out["otpauth_uri"])
+			return nil
+		},
+	}
+	confirm := &cobra.Command{
+		Use:   "confirm CODE",
+		Short: "Confirm the enrolment with the app's current code",
+		Args:  exactArgs("CODE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.ConfirmTOTP(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Println("Second factor enrolled.")
+			return nil
+		},
+	}
+	stepUp := &cobra.Command{
+		Use:   "step-up CODE",
+		Short: "Prove a fresh second factor in the current session (for approvals that require it)",
+		Args:  exactArgs("CODE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.StepUp(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Println("Stepped up: this session has a fresh second factor.")
+			return nil
+		},
+	}
+	reset := &cobra.Command{
+		Use:   "reset USER",
+		Short: "Delete a user's second factor (admins; e.g. a lost phone)",
+		Args:  exactArgs("USER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return userAction(cmd.Context(), g, args[0], "mfa/reset", "Second factor of %s reset.\n")
+		},
+	}
+	cmd.AddCommand(enrol, confirm, stepUp, reset)
+	return cmd
+}
+
+func userAction(ctx context.Context, g *globals, subject, action, done string) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	if err := c.UserAction(ctx, subject, action); err != nil {
+		return err
+	}
+	fmt.Printf(done, subject)
+	return nil
+}
+
+func newUserCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "user", Short: "People Rampart knows: list, disable, enable, unbind (admins)"}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List people who signed in or were disabled",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			us, err := c.Users(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return output.Print(os.Stdout, g.output, us, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "SUBJECT\tGROUPS\tSTATE\tIDP ACCOUNT")
+				for _, u := range us {
+					state := "active"
+					if !u.DisabledAt.IsZero() {
+						state = "disabled by " + u.DisabledBy
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Subject, strings.Join(u.Groups, ", "), state, u.IdPSubject)
+				}
+			})
+		},
+	}
+	mk := func(use, short, action, done string) *cobra.Command {
+		return &cobra.Command{Use: use + " USER", Short: short, Args: exactArgs("USER"),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return userAction(cmd.Context(), g, args[0], action, done)
+			}}
+	}
+	cmd.AddCommand(list,
+		mk("disable", "Disable a user: every session and token of theirs is refused on the next call", "disable", "%s disabled.\n"),
+		mk("enable", "Enable a disabled user", "enable", "%s enabled.\n"),
+		mk("unbind", "Forget the identity-provider account a user is bound to (the account was replaced)", "unbind", "%s unbound; the next sign-in binds the account it comes from.\n"))
+	return cmd
+}

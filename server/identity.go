@@ -1,0 +1,329 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/identity/devop"
+	"rampart.dev/rampart/identity/risk"
+	"rampart.dev/rampart/identity/signin"
+	"rampart.dev/rampart/identity/workload"
+	"rampart.dev/rampart/internal/demo"
+	"rampart.dev/rampart/internal/strictyaml"
+	"rampart.dev/rampart/policy"
+)
+
+// OIDCConfig is the identity provider people sign in with.
+type OIDCConfig struct {
+	// Issuer is the provider's issuer URL (https). Empty: no sign-in, API tokens only.
+	Issuer   string `yaml:"issuer"`
+	ClientID string `yaml:"client_id"`
+	// ClientSecretEnv names the environment variable holding the client secret (secrets stay
+	// out of files); empty for a public client.
+	ClientSecretEnv string   `yaml:"client_secret_env"`
+	Scopes          []string `yaml:"scopes"`
+	// UsernameClaim becomes the Rampart subject (default preferred_username); GroupsClaim
+	// lists the person's groups (default groups).
+	UsernameClaim string `yaml:"username_claim"`
+	GroupsClaim   string `yaml:"groups_claim"`
+	// ExternalURL is Rampart's URL as browsers reach it; register ExternalURL/callback at the
+	// provider.
+	ExternalURL string `yaml:"external_url"`
+	// MFAAMR and MFAACR are the amr and acr values that mean multi-factor.
+	MFAAMR []string `yaml:"mfa_amr"`
+	MFAACR []string `yaml:"mfa_acr"`
+	// StepUp is idp, totp or auto (default).
+	StepUp      string          `yaml:"step_up"`
+	StepUpFresh policy.Duration `yaml:"step_up_fresh"`
+	// TrustedProxies are reverse proxies whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix `yaml:"trusted_proxies"`
+	// DevProvider serves the built-in development provider at /dev-idp with the demo users and
+	// signs in against it. Development only: refused unless the server listens on loopback.
+	DevProvider bool `yaml:"dev_provider"`
+}
+
+// RiskConfig configures the sign-in risk engine.
+type RiskConfig struct {
+	// Outcomes maps levels to allow, step_up or block, e.g. "medium=step_up,high=block"
+	// (unnamed levels keep the defaults: none and low allow, medium step_up, high block).
+	Outcomes        string          `yaml:"outcomes"`
+	LearningSignIns int             `yaml:"learning_sign_ins"`
+	FailureWindow   policy.Duration `yaml:"failure_window"`
+	// GeoIP databases in MaxMind format (any may be empty).
+	GeoIP struct {
+		City      string `yaml:"city"`
+		ASN       string `yaml:"asn"`
+		Anonymous string `yaml:"anonymous"`
+	} `yaml:"geoip"`
+	// Locations are networks Rampart knows better than any database (offices, VPN egress);
+	// they win over the databases.
+	Locations []LocationConfig `yaml:"locations"`
+	// AnonymousIPsFile and BadIPsFile are lists of networks, one per line.
+	AnonymousIPsFile string `yaml:"anonymous_ips_file"`
+	BadIPsFile       string `yaml:"bad_ips_file"`
+	// KeepHistory is how long sign-in history is kept (default 90 days).
+	KeepHistory policy.Duration `yaml:"keep_history"`
+}
+
+// LocationConfig is one network of the location table.
+type LocationConfig struct {
+	Prefix     netip.Prefix `yaml:"prefix"`
+	Country    string       `yaml:"country"`
+	City       string       `yaml:"city"`
+	ASN        uint         `yaml:"asn"`
+	Org        string       `yaml:"org"`
+	Lat        *float64     `yaml:"lat"`
+	Lon        *float64     `yaml:"lon"`
+	AccuracyKm uint         `yaml:"accuracy_km"`
+	Anonymous  bool         `yaml:"anonymous"`
+}
+
+// SessionsConfig bounds sessions.
+type SessionsConfig struct {
+	// AccessTTL is an access token's life (default 10m, at most 15m); SessionTTL a session's
+	// (default 12h).
+	AccessTTL  policy.Duration `yaml:"access_ttl"`
+	SessionTTL policy.Duration `yaml:"session_ttl"`
+}
+
+// WorkloadsConfig lists the Kubernetes clusters whose service-account tokens are accepted.
+type WorkloadsConfig struct {
+	Clusters []workload.Cluster `yaml:"clusters"`
+}
+
+// MFAConfig locates the key that seals TOTP secrets.
+type MFAConfig struct {
+	// KeyFile holds 32 random bytes; default <data_dir>/mfa.key, created on first start.
+	KeyFile string `yaml:"key_file"`
+}
+
+func (c *Config) validateIdentity(doc *strictyaml.Document) {
+	o := &c.OIDC
+	if o.Issuer != "" || o.DevProvider {
+		if o.DevProvider && o.Issuer != "" {
+			doc.Errorf("oidc.issuer", "leave issuer empty with dev_provider: the development provider is the issuer")
+		}
+		if !o.DevProvider && o.ClientID == "" {
+			doc.Errorf("oidc.client_id", "required with oidc.issuer: the application registered for Rampart at the provider")
+		}
+		if !o.DevProvider && o.ExternalURL == "" {
+			doc.Errorf("oidc.external_url", "required with oidc.issuer: Rampart's URL as browsers reach it (the redirect URI is external_url/callback)")
+		}
+		if o.ClientSecretEnv != "" && os.Getenv(o.ClientSecretEnv) == "" {
+			doc.Errorf("oidc.client_secret_env", "$%s is empty or unset", o.ClientSecretEnv)
+		}
+	}
+	if c.Risk.Outcomes != "" {
+		if _, err := risk.ParseOutcomes(c.Risk.Outcomes); err != nil {
+			doc.Errorf("risk.outcomes", "%v", err)
+		}
+	}
+	if d := c.Sessions.AccessTTL.Std(); d != 0 && (d < time.Minute || d > identity.MaxAccessTTL) {
+		doc.Errorf("sessions.access_ttl", "must be between 1m and %s", identity.MaxAccessTTL)
+	}
+	if d := c.Sessions.SessionTTL.Std(); d != 0 && (d < c.Sessions.AccessTTL.Std() || d > 7*24*time.Hour) {
+		doc.Errorf("sessions.session_ttl", "must be at least access_ttl and at most 168h")
+	}
+}
+
+// devProviderUsers are the demo users at the development provider: password = name, and a
+// shared, published TOTP secret so that step-up can be tried.
+const DevTOTPSecret = "JBSWY3DPEHPK3PXPJBSWY3DP"
+
+func devUsers() []devop.User {
+	var out []devop.User
+	for _, u := range demo.Users {
+		out = append(out, devop.User{Name: u.Name, Password: u.Name, Email: u.Name + "@example.com", Groups: u.IdPGroups, TOTPSecret: DevTOTPSecret})
+	}
+	return out
+}
+
+// startIdentity builds sessions, sign-in, the risk engine and workload identities.
+func (in *Instance) startIdentity(ctx context.Context, o Options) error {
+	cfg := in.cfg
+	in.Sessions = &identity.Sessions{Store: in.Store, Now: o.Now, AccessTTL: cfg.Sessions.AccessTTL.Std(), SessionTTL: cfg.Sessions.SessionTTL.Std()}
+	in.Auth = &identity.Chain{Tokens: in.Tokens, Sessions: in.Sessions}
+	if len(cfg.Workloads.Clusters) > 0 {
+		v, err := workload.New(cfg.Workloads.Clusters, o.Now)
+		if err != nil {
+			return fmt.Errorf("workloads: %w", err)
+		}
+		in.Auth.Workloads = v
+	}
+	oc := cfg.OIDC
+	if oc.Issuer == "" && !oc.DevProvider {
+		return nil
+	}
+	sc := signin.Config{Issuer: oc.Issuer, ClientID: oc.ClientID, Scopes: oc.Scopes, UsernameClaim: oc.UsernameClaim,
+		GroupsClaim: oc.GroupsClaim, ExternalURL: oc.ExternalURL, MFAAMR: oc.MFAAMR, MFAACR: oc.MFAACR, StepUp: oc.StepUp,
+		StepUpFresh: oc.StepUpFresh.Std(), TrustedProxies: oc.TrustedProxies}
+	if oc.ClientSecretEnv != "" {
+		sc.ClientSecret = os.Getenv(oc.ClientSecretEnv)
+	}
+	if oc.DevProvider {
+		if err := loopbackOnly(cfg.Listen); err != nil {
+			return fmt.Errorf("oidc.dev_provider: %w", err)
+		}
+		base := "http://" + cfg.Listen
+		secret := rand.Text()
+		p, err := devop.New(devop.Config{Issuer: base + "/dev-idp", Users: devUsers(), Logger: in.log,
+			Clients: []devop.Client{{ID: "rampart-dev", Secret: secret, RedirectURIs: []string{base + "/callback"}}}})
+		if err != nil {
+			return err
+		}
+		in.devIdP = p
+		sc.Issuer, sc.ClientID, sc.ClientSecret, sc.ExternalURL = base+"/dev-idp", "rampart-dev", secret, base
+	}
+	if cfg.Risk.Outcomes != "" {
+		sc.Outcomes, _ = risk.ParseOutcomes(cfg.Risk.Outcomes)
+	}
+	engine, err := in.riskEngine()
+	if err != nil {
+		return err
+	}
+	sealer, err := in.mfaSealer()
+	if err != nil {
+		return err
+	}
+	in.SignIn, err = signin.New(sc, signin.Deps{Sessions: in.Sessions, Store: in.Store, Auth: in.Auth, Risk: engine,
+		Policy: in.Access.Policy, Record: recorder(in.Store), Sealer: sealer, Now: o.Now, Logger: in.log,
+		OnSignIn: func(ctx context.Context) {
+			if err := in.applyDirectory(ctx); err != nil {
+				in.log.Error("apply the directory after a sign-in", "err", err)
+			}
+		}})
+	return err
+}
+
+func loopbackOnly(addr string) error {
+	host := addr
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		host = strings.Trim(addr[:i], "[]")
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if a, err := netip.ParseAddr(host); err != nil || !a.IsLoopback() {
+		return fmt.Errorf("the development provider signs in anyone who knows a demo password, so the server must listen on loopback, not %s", addr)
+	}
+	return nil
+}
+
+// riskEngine builds the risk engine from the configuration.
+func (in *Instance) riskEngine() (*risk.Engine, error) {
+	rc := in.cfg.Risk
+	var geos risk.Chain
+	if len(rc.Locations) > 0 {
+		var entries []risk.TableEntry
+		for i, l := range rc.Locations {
+			loc := risk.Location{Country: l.Country, City: l.City, ASN: l.ASN, Org: l.Org, AccuracyKm: l.AccuracyKm, Anonymous: l.Anonymous}
+			if (l.Lat == nil) != (l.Lon == nil) {
+				return nil, fmt.Errorf("risk.locations[%d] (%s): give both lat and lon, or neither", i, l.Prefix)
+			}
+			if l.Lat != nil {
+				loc.Lat, loc.Lon, loc.HasGeo = *l.Lat, *l.Lon, true
+			}
+			entries = append(entries, risk.TableEntry{Prefix: l.Prefix, Location: loc})
+		}
+		t, err := risk.NewTable(entries)
+		if err != nil {
+			return nil, fmt.Errorf("risk.locations: %w", err)
+		}
+		geos = append(geos, t)
+	}
+	if rc.GeoIP.City != "" || rc.GeoIP.ASN != "" || rc.GeoIP.Anonymous != "" {
+		m, err := risk.OpenMMDB(risk.MMDBFiles{City: rc.GeoIP.City, ASN: rc.GeoIP.ASN, Anonymous: rc.GeoIP.Anonymous})
+		if err != nil {
+			return nil, fmt.Errorf("risk.geoip: %w", err)
+		}
+		in.closers = append(in.closers, m.Close)
+		geos = append(geos, m)
+	}
+	rcfg := risk.Config{LearningSignIns: rc.LearningSignIns, FailureWindow: rc.FailureWindow.Std()}
+	var err error
+	if rc.AnonymousIPsFile != "" {
+		if rcfg.AnonymousIPs, err = risk.LoadPrefixList(rc.AnonymousIPsFile); err != nil {
+			return nil, fmt.Errorf("risk.anonymous_ips_file: %w", err)
+		}
+	}
+	if rc.BadIPsFile != "" {
+		if rcfg.BadIPs, err = risk.LoadPrefixList(rc.BadIPsFile); err != nil {
+			return nil, fmt.Errorf("risk.bad_ips_file: %w", err)
+		}
+	}
+	var geo risk.Geo
+	if len(geos) > 0 {
+		geo = geos
+	}
+	e, err := risk.NewEngine(rcfg, geo, in.Store)
+	if err != nil {
+		return nil, fmt.Errorf("risk: %w", err)
+	}
+	return e, nil
+}
+
+// mfaSealer reads (or creates) the key that seals TOTP secrets.
+func (in *Instance) mfaSealer() (*identity.Sealer, error) {
+	path := in.cfg.MFA.KeyFile
+	if path == "" {
+		path = filepath.Join(in.cfg.DataDir, "mfa.key")
+	}
+	key, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key)
+		if err := os.WriteFile(path, key, 0o600); err != nil {
+			return nil, fmt.Errorf("create the MFA key %s: %w", path, err)
+		}
+		in.log.Info("created the key that seals TOTP secrets; back it up with the data directory", "path", path)
+	} else if err != nil {
+		return nil, fmt.Errorf("read the MFA key: %w", err)
+	}
+	s, err := identity.NewSealer(key)
+	if err != nil {
+		return nil, fmt.Errorf("MFA key %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// applyDirectory puts the groups people brought from the identity provider (recorded at their
+// last sign-in) into the policy in force.
+func (in *Instance) applyDirectory(ctx context.Context) error {
+	in.polMu.Lock()
+	defer in.polMu.Unlock()
+	return in.applyDirectoryLocked(ctx)
+}
+
+func (in *Instance) applyDirectoryLocked(ctx context.Context) error {
+	users, err := in.Store.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	dir := map[string][]string{}
+	for _, u := range users {
+		if u.DisabledAt.IsZero() && len(u.Groups) > 0 {
+			dir[u.Subject] = u.Groups
+		}
+	}
+	if maps.EqualFunc(dir, in.dir, slices.Equal) && in.dir != nil {
+		return nil
+	}
+	pol := in.base.WithDirectory(dir)
+	if err := in.Access.UsePolicy(pol); err != nil {
+		return err
+	}
+	in.Index.SetPolicy(pol)
+	in.dir = dir
+	return nil
+}
