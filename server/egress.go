@@ -23,6 +23,7 @@ import (
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/egress"
 	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/identity/workload"
 	"rampart.dev/rampart/internal/strictyaml"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/store/sqlstore"
@@ -49,6 +50,9 @@ type EgressConfig struct {
 	Limits      EgressLimits `yaml:"limits"`
 	// IndexMaxStaleness: decisions on grants fail closed after this long without a store sync.
 	IndexMaxStaleness policy.Duration `yaml:"index_max_staleness"`
+	// Workloads are the Kubernetes clusters whose service-account tokens identify callers
+	// (as in the server configuration).
+	Workloads WorkloadsConfig `yaml:"workloads"`
 }
 
 // EgressTLSConfig is the mTLS listener.
@@ -250,8 +254,16 @@ func RunEgress(ctx context.Context, c EgressConfig, extraRanges []string, log *s
 	}
 	reg := prometheus.NewRegistry()
 	revs := &egress.Revocations{}
+	creds := &identity.Chain{Tokens: &identity.Tokens{Store: st, Now: time.Now, Users: st}, Sessions: &identity.Sessions{Store: st, Now: time.Now}}
+	if len(c.Workloads.Clusters) > 0 {
+		v, err := workload.New(c.Workloads.Clusters, time.Now)
+		if err != nil {
+			return fmt.Errorf("workloads: %w", err)
+		}
+		creds.Workloads = v
+	}
 	g := egress.New(egress.Config{
-		Policy: getPolicy, Index: ix, Tokens: &identity.Chain{Tokens: &identity.Tokens{Store: st, Now: time.Now, Users: st}, Sessions: &identity.Sessions{Store: st, Now: time.Now}}, Record: recorder(st),
+		Policy: getPolicy, Index: ix, Tokens: creds, Record: recorder(st),
 		Revoked: revs.Revoked, Cluster: c.Cluster, Addr: egress.AddrPolicy{Allow: ranges, Own: egress.OwnAddrs()},
 		Resolver: resolver, Logger: log, DecisionLog: dlog, Metrics: egress.NewMetrics(reg),
 		Limits: egress.Limits{MaxTunnelsPerSubject: c.Limits.MaxTunnelsPerSubject, ConnectTimeout: c.Limits.ConnectTimeout.Std(), IdleTimeout: c.Limits.IdleTimeout.Std()},
