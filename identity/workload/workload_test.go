@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +34,7 @@ type fakeKubernetesIssuer struct {
 	keys     map[string]any // kid → private key
 	current  string
 	jwksHits atomic.Int64
+	extra    []jose.JSONWebKey // published as they are (a hostile JWKS)
 }
 
 func newIssuer(t *testing.T) *fakeKubernetesIssuer {
@@ -56,6 +58,7 @@ func newIssuer(t *testing.T) *fakeKubernetesIssuer {
 			}
 			set.Keys = append(set.Keys, jose.JSONWebKey{Key: pub, KeyID: kid, Use: "sig"})
 		}
+		set.Keys = append(set.Keys, f.extra...)
 		_ = json.NewEncoder(w).Encode(set)
 	})
 	f.srv = httptest.NewServer(mux)
@@ -237,4 +240,143 @@ func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s
 func unb64(s string) string {
 	b, _ := base64.RawURLEncoding.DecodeString(s)
 	return string(b)
+}
+
+// retire stops publishing a key and returns it (an old key that leaked).
+func (f *fakeKubernetesIssuer) retire(kid string) any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := f.keys[kid]
+	delete(f.keys, kid)
+	return k
+}
+
+func signWith(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, c any) string {
+	t.Helper()
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	if kid != "" {
+		opts = opts.WithHeader("kid", kid)
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := jwt.Signed(s).Claims(c).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// More of the issue's attack list: the clock checks beyond the leeway, key confusion with the
+// public key as PEM, a symmetric key slipped into the JWKS, a token claiming another configured
+// cluster's issuer, a key never published. Each is refused as unauthenticated and says why.
+func TestMoreAttacksRefused(t *testing.T) {
+	f, other := newIssuer(t), newIssuer(t)
+	secret := []byte("a symmetric key published in the JWKS, 256 bits at least")
+	f.mu.Lock()
+	f.extra = []jose.JSONWebKey{{Key: secret, KeyID: "sym", Algorithm: string(jose.HS256), Use: "sig"}}
+	f.mu.Unlock()
+	clock := clocktest.New(epoch)
+	v, err := New([]Cluster{{Name: "prod", Issuer: f.srv.URL}, {Name: "staging", Issuer: other.srv.URL}}, clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := f.token(t, "ml", "trainer", nil, epoch)
+	payload := unb64(strings.Split(claims, ".")[1])
+	var c saClaims
+	if err := json.Unmarshal([]byte(payload), &c); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	pub := &f.keys["key-1"].(*rsa.PrivateKey).PublicKey
+	f.mu.Unlock()
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	stranger, _ := rsa.GenerateKey(rand.Reader, 2048)
+
+	cases := map[string]struct {
+		token string
+		want  string
+	}{
+		"HS256 keyed with the public key (PEM)":     {signWith(t, jose.HS256, pemKey, "key-1", c), "not a signed JWT"},
+		"HS256 keyed with the JWKS's symmetric key": {signWith(t, jose.HS256, secret, "sym", c), "not a signed JWT"},
+		"RS256 under the symmetric key's kid":       {signWith(t, jose.RS256, stranger, "sym", c), `key "sym" is not in cluster prod's key set`},
+		"a key never published, unknown kid":        {signWith(t, jose.RS256, stranger, "ghost", c), `key "ghost" is not in cluster prod's key set`},
+		"a key never published, no kid":             {signWith(t, jose.RS256, stranger, "", c), `key "" is not in cluster prod's key set`},
+		"issued 2 minutes in the future": {f.token(t, "ml", "trainer", func(c *saClaims) {
+			c.IssuedAt = jwt.NewNumericDate(epoch.Add(2 * time.Minute))
+		}, epoch), "issued in the future"},
+		"expired 2 minutes ago": {f.token(t, "ml", "trainer", func(c *saClaims) {
+			c.Expiry = jwt.NewNumericDate(epoch.Add(-2 * time.Minute))
+		}, epoch.Add(-time.Hour)), "expired"},
+		"not valid for 2 minutes": {f.token(t, "ml", "trainer", func(c *saClaims) {
+			c.NotBefore = jwt.NewNumericDate(epoch.Add(2 * time.Minute))
+		}, epoch), "not valid yet"},
+		"audience of another service among several": {f.token(t, "ml", "trainer", func(c *saClaims) {
+			c.Audience = jwt.Audience{"vault", "https://kubernetes.default.svc"}
+		}, epoch), "audience"},
+		"signed by this cluster, claiming the other's issuer": {f.token(t, "ml", "trainer", func(c *saClaims) {
+			c.Issuer = other.srv.URL
+		}, epoch), "does not verify with key \"key-1\" of cluster staging"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p, err := v.Verify(context.Background(), tc.token)
+			if err == nil {
+				t.Fatalf("accepted as %+v", p)
+			}
+			if !errors.Is(err, identity.ErrUnauthenticated) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q, want it to say %q", err, tc.want)
+			}
+		})
+	}
+
+	// Ordinary clock skew (30 s, inside the leeway) passes: the refusals above are for the time,
+	// not for the form of the claims.
+	for name, tok := range map[string]string{
+		"expired 30 s ago":            f.token(t, "ml", "trainer", func(c *saClaims) { c.Expiry = jwt.NewNumericDate(epoch.Add(-30 * time.Second)) }, epoch.Add(-time.Hour)),
+		"valid in 30 s (nbf)":         f.token(t, "ml", "trainer", func(c *saClaims) { c.NotBefore = jwt.NewNumericDate(epoch.Add(30 * time.Second)) }, epoch),
+		"issued in 30 s (iat)":        f.token(t, "ml", "trainer", func(c *saClaims) { c.IssuedAt = jwt.NewNumericDate(epoch.Add(30 * time.Second)) }, epoch),
+		"Rampart among the audiences": f.token(t, "ml", "trainer", func(c *saClaims) { c.Audience = jwt.Audience{"vault", "rampart"} }, epoch),
+	} {
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// Rotation, the other way round: a key rotated in is refused until the rate limit lets the
+// JWKS be fetched again, then accepted; a retired key stops working once the JWKS has been
+// fetched again.
+func TestKeyRotationWindowAndRetirement(t *testing.T) {
+	f := newIssuer(t)
+	clock := clocktest.New(epoch)
+	v := newVerifier(t, f, clock)
+	if _, err := v.Verify(context.Background(), f.token(t, "ml", "trainer", nil, epoch)); err != nil {
+		t.Fatal(err)
+	}
+	f.rotate("key-2")
+	fresh := f.token(t, "ml", "trainer", nil, epoch)
+	clock.Advance(refreshEvery / 2)
+	if _, err := v.Verify(context.Background(), fresh); err == nil || !errors.Is(err, identity.ErrUnauthenticated) || !strings.Contains(err.Error(), `key "key-2" is not in cluster prod's key set`) {
+		t.Fatalf("rotated-in key inside the rate limit: %v", err)
+	}
+	clock.Advance(refreshEvery / 2)
+	if _, err := v.Verify(context.Background(), fresh); err != nil {
+		t.Fatalf("rotated-in key after the rate limit: %v", err)
+	}
+
+	old := f.retire("key-1")
+	f.rotate("key-3")
+	clock.Advance(refreshEvery)
+	if _, err := v.Verify(context.Background(), f.token(t, "ml", "trainer", nil, epoch)); err != nil { // fetches: key-2, key-3
+		t.Fatalf("key-3: %v", err)
+	}
+	c := saClaims{Claims: jwt.Claims{Issuer: f.srv.URL, Subject: "system:serviceaccount:ml:trainer", Audience: jwt.Audience{"rampart"},
+		IssuedAt: jwt.NewNumericDate(epoch), Expiry: jwt.NewNumericDate(epoch.Add(time.Hour))},
+		K8s: map[string]any{"namespace": "ml", "serviceaccount": map[string]any{"name": "trainer", "uid": "u-1"}}}
+	if _, err := v.Verify(context.Background(), signWith(t, jose.RS256, old, "key-1", c)); err == nil || !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Fatalf("retired key: %v", err)
+	}
 }
