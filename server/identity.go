@@ -31,8 +31,10 @@ type OIDCConfig struct {
 	ClientID string `yaml:"client_id"`
 	// ClientSecretEnv names the environment variable holding the client secret (secrets stay
 	// out of files); empty for a public client.
-	ClientSecretEnv string   `yaml:"client_secret_env"`
-	Scopes          []string `yaml:"scopes"`
+	ClientSecretEnv string `yaml:"client_secret_env"`
+	// ClientAuth is client_secret_basic (default) or client_secret_post.
+	ClientAuth string   `yaml:"client_auth"`
+	Scopes     []string `yaml:"scopes"`
 	// UsernameClaim becomes the Rampart subject (default preferred_username); GroupsClaim
 	// lists the person's groups (default groups).
 	UsernameClaim string `yaml:"username_claim"`
@@ -165,7 +167,7 @@ func (in *Instance) startIdentity(ctx context.Context, o Options) error {
 	if oc.Issuer == "" && !oc.DevProvider {
 		return nil
 	}
-	sc := signin.Config{Issuer: oc.Issuer, ClientID: oc.ClientID, Scopes: oc.Scopes, UsernameClaim: oc.UsernameClaim,
+	sc := signin.Config{Issuer: oc.Issuer, ClientID: oc.ClientID, ClientAuth: oc.ClientAuth, Scopes: oc.Scopes, UsernameClaim: oc.UsernameClaim,
 		GroupsClaim: oc.GroupsClaim, ExternalURL: oc.ExternalURL, MFAAMR: oc.MFAAMR, MFAACR: oc.MFAACR, StepUp: oc.StepUp,
 		StepUpFresh: oc.StepUpFresh.Std(), TrustedProxies: oc.TrustedProxies}
 	if oc.ClientSecretEnv != "" {

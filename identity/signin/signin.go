@@ -36,6 +36,7 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"golang.org/x/oauth2"
 
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/identity"
@@ -59,6 +60,10 @@ type Config struct {
 	// public client and relies on PKCE alone.
 	ClientID     string
 	ClientSecret string
+	// ClientAuth is how the secret is sent to the token endpoint: client_secret_basic (the OpenID
+	// Connect default) or client_secret_post. It is fixed, not auto-detected, so a refused first
+	// attempt is not retried with the same one-time code and reported as a replay.
+	ClientAuth string
 	// Scopes asked for (default openid, profile, email).
 	Scopes []string
 	// UsernameClaim names the claim that becomes the Rampart subject (default
@@ -167,6 +172,13 @@ func (c *Config) validate() error {
 		return fmt.Errorf("oidc.external_url: %q must be Rampart's absolute URL as browsers reach it, e.g. https://rampart.example.com", c.ExternalURL)
 	}
 	c.ExternalURL = strings.TrimRight(c.ExternalURL, "/")
+	switch c.ClientAuth {
+	case "":
+		c.ClientAuth = "client_secret_basic"
+	case "client_secret_basic", "client_secret_post":
+	default:
+		return fmt.Errorf("oidc.client_auth: %q is not client_secret_basic or client_secret_post", c.ClientAuth)
+	}
 	if len(c.Scopes) == 0 {
 		c.Scopes = []string{oidc.ScopeOpenID, oidc.ScopeProfile, oidc.ScopeEmail}
 	}
@@ -217,6 +229,15 @@ func (s *Service) RedirectURI() string { return s.cfg.ExternalURL + "/callback" 
 
 type nonceKey struct{}
 
+// authStyle is how the client authenticates at the token endpoint; a public client (no secret)
+// sends only its id, in the form.
+func (s *Service) authStyle() oauth2.AuthStyle {
+	if s.cfg.ClientSecret == "" || s.cfg.ClientAuth == "client_secret_post" {
+		return oauth2.AuthStyleInParams
+	}
+	return oauth2.AuthStyleInHeader
+}
+
 // clockSkew is how far the provider's clock may be ahead of Rampart's (iat, nbf).
 const clockSkew = 30 * time.Second
 
@@ -233,6 +254,7 @@ func (s *Service) provider(ctx context.Context) (rp.RelyingParty, error) {
 	}
 	party, err := rp.NewRelyingPartyOIDC(ctx, s.cfg.Issuer, s.cfg.ClientID, s.cfg.ClientSecret, s.RedirectURI(), s.cfg.Scopes,
 		rp.WithHTTPClient(s.cfg.HTTPClient),
+		rp.WithAuthStyle(s.authStyle()),
 		rp.WithVerifierOpts(
 			rp.WithNonce(func(ctx context.Context) string { n, _ := ctx.Value(nonceKey{}).(string); return n }),
 			rp.WithIssuedAtOffset(clockSkew),

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/identity/signin"
 )
 
 func contains(list []string, s string) bool { return slices.Contains(list, s) }
@@ -232,5 +233,27 @@ func TestMachineLikeUsernameRefused(t *testing.T) {
 	}
 	if sessions, _ := e.store.ListSessions(context.Background(), ""); len(sessions) != 0 {
 		t.Fatalf("sessions: %v", sessions)
+	}
+}
+
+// Configuration mistakes are refused at start, naming the field.
+func TestConfigRefused(t *testing.T) {
+	ok := signin.Config{Issuer: "https://idp.example.com", ClientID: "rampart", ExternalURL: "https://rampart.example.com"}
+	if _, err := signin.New(ok, signin.Deps{}); err != nil {
+		t.Fatalf("a good configuration: %v", err)
+	}
+	for field, mutate := range map[string]func(*signin.Config){
+		"oidc.issuer":       func(c *signin.Config) { c.Issuer = "http://idp.example.com" }, // plain http off loopback
+		"oidc.client_id":    func(c *signin.Config) { c.ClientID = "" },
+		"oidc.external_url": func(c *signin.Config) { c.ExternalURL = "rampart.example.com" },
+		"oidc.scopes":       func(c *signin.Config) { c.Scopes = []string{"profile"} },
+		"oidc.step_up":      func(c *signin.Config) { c.StepUp = "sms" },
+		"oidc.client_auth":  func(c *signin.Config) { c.ClientAuth = "private_key_jwt" },
+	} {
+		c := ok
+		mutate(&c)
+		if _, err := signin.New(c, signin.Deps{}); err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: %v", field, err)
+		}
 	}
 }

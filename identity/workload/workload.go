@@ -54,6 +54,13 @@ const leeway = 60 * time.Second
 // refreshEvery rate-limits JWKS refreshes triggered by unknown key ids.
 const refreshEvery = 30 * time.Second
 
+// maxKeyAge is how long a fetched key set is trusted before it is fetched again; keyGrace is how
+// much longer it serves while the cluster cannot be reached.
+const (
+	maxKeyAge = 10 * time.Minute
+	keyGrace  = time.Hour
+)
+
 var algorithms = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.PS256}
 
 // Verifier checks service-account tokens from the configured clusters.
@@ -180,7 +187,23 @@ func (k *keys) key(ctx context.Context, kid string, now time.Time) (any, error) 
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if found := k.set.Key(kid); len(found) > 0 {
-		return found[0].Key, nil
+		if now.Sub(k.fetched) < maxKeyAge {
+			return found[0].Key, nil
+		}
+		// A known key is re-checked every maxKeyAge, so a key the cluster retired (perhaps
+		// because it leaked) stops verifying tokens even if no new key id ever shows up. If
+		// the cluster cannot be reached, the cached set serves for keyGrace more.
+		if err := k.fetch(ctx); err != nil {
+			if now.Sub(k.fetched) < maxKeyAge+keyGrace {
+				return found[0].Key, nil
+			}
+			return nil, fmt.Errorf("cluster %s keys unavailable for %s: %w", k.c.Name, now.Sub(k.fetched).Round(time.Second), err)
+		}
+		k.fetched = now
+		if found := k.set.Key(kid); len(found) > 0 {
+			return found[0].Key, nil
+		}
+		return nil, fmt.Errorf("%w: service-account token: key %q is no longer in cluster %s's key set", identity.ErrUnauthenticated, kid, k.c.Name)
 	}
 	if !k.fetched.IsZero() && now.Sub(k.fetched) < refreshEvery {
 		return nil, fmt.Errorf("%w: service-account token: key %q is not in cluster %s's key set", identity.ErrUnauthenticated, kid, k.c.Name)

@@ -380,3 +380,46 @@ func TestKeyRotationWindowAndRetirement(t *testing.T) {
 		t.Fatalf("retired key: %v", err)
 	}
 }
+
+// A retired key stops verifying within maxKeyAge even when no new key id ever appears (nothing
+// prompts a refresh); while the cluster is unreachable, the cached keys serve for keyGrace more,
+// then every token is refused as unavailable.
+func TestKnownKeysAreRecheckedAndExpire(t *testing.T) {
+	f := newIssuer(t)
+	clock := clocktest.New(epoch)
+	v := newVerifier(t, f, clock)
+	if _, err := v.Verify(context.Background(), f.token(t, "ml", "trainer", nil, clock.Now())); err != nil {
+		t.Fatal(err)
+	}
+	f.rotate("key-2")
+	old := f.retire("key-1")
+	c := saClaims{Claims: jwt.Claims{Issuer: f.srv.URL, Subject: "system:serviceaccount:ml:trainer", Audience: jwt.Audience{"rampart"}},
+		K8s: map[string]any{"namespace": "ml", "serviceaccount": map[string]any{"name": "trainer", "uid": "u-1"}}}
+	leaked := func() string {
+		c.IssuedAt, c.Expiry = jwt.NewNumericDate(clock.Now()), jwt.NewNumericDate(clock.Now().Add(time.Hour))
+		return signWith(t, jose.RS256, old, "key-1", c)
+	}
+	clock.Advance(maxKeyAge - time.Second)
+	if _, err := v.Verify(context.Background(), leaked()); err != nil {
+		t.Fatalf("inside maxKeyAge the cached key still verifies: %v", err)
+	}
+	clock.Advance(2 * time.Second)
+	if _, err := v.Verify(context.Background(), leaked()); err == nil || !errors.Is(err, identity.ErrUnauthenticated) || !strings.Contains(err.Error(), "no longer in cluster prod's key set") {
+		t.Fatalf("retired key after maxKeyAge: %v", err)
+	}
+
+	// The cluster goes away: cached keys serve for the grace period, then nothing does.
+	current := func() string { return f.token(t, "ml", "trainer", nil, clock.Now()) }
+	if _, err := v.Verify(context.Background(), current()); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Close()
+	clock.Advance(maxKeyAge + keyGrace/2)
+	if _, err := v.Verify(context.Background(), current()); err != nil {
+		t.Fatalf("inside the grace period: %v", err)
+	}
+	clock.Advance(keyGrace)
+	if _, err := v.Verify(context.Background(), current()); err == nil || errors.Is(err, identity.ErrUnauthenticated) || !strings.Contains(err.Error(), "keys unavailable") {
+		t.Fatalf("after the grace period: %v", err)
+	}
+}
