@@ -3,11 +3,15 @@ package main_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	_ "modernc.org/sqlite"
 
 	"rampart.dev/rampart/internal/testenv"
@@ -403,16 +409,18 @@ func TestEgressGatewayProcess(t *testing.T) {
 kind: EgressPolicy
 metadata: {name: local-echo}
 spec:
-  subjects: [group:researchers]
+  subjects: [group:researchers, "k8s:prod/ml/trainer"]
   allow: [{host: 127.0.0.1, ports: [%d]}]
 `, echoPort)), 0o600)
+	k8s := newK8sIssuer(t)
 	db := filepath.Join(dir, "rampart.db")
 	apiAddr, gwAddr := freeAddr(t), freeAddr(t)
 	srvCfg := filepath.Join(dir, "server.yaml")
 	_ = os.WriteFile(srvCfg, []byte(fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\n", apiAddr, filepath.Join(dir, "data"), pdir, db)), 0o600)
 	gwCfg := filepath.Join(dir, "egress.yaml")
 	dlog := filepath.Join(dir, "decisions.jsonl")
-	_ = os.WriteFile(gwCfg, []byte(fmt.Sprintf("listen: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\ndecision_log: %s\n", gwAddr, pdir, db, dlog)), 0o600)
+	_ = os.WriteFile(gwCfg, []byte(fmt.Sprintf("listen: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\ndecision_log: %s\nworkloads: {clusters: [{name: prod, issuer: %q}]}\n",
+		gwAddr, pdir, db, dlog, k8s.srv.URL)), 0o600)
 
 	startServer(t, apiAddr, "server", "--config", srvCfg)
 	startServer(t, gwAddr, "egress", "--config", gwCfg, "--allow-range", "127.0.0.1/32")
@@ -455,6 +463,18 @@ spec:
 	if status, _ := connect(target, ""); status != 407 {
 		t.Fatalf("anonymous: %d", status)
 	}
+	// A pod's projected service-account token is its identity: k8s:prod/ml/trainer may go, a
+	// token signed by a key the cluster never published may not, nor may another workload.
+	if status, _ := connect(target, k8s.token(t, "ml", "trainer", k8s.key)); status != 200 {
+		t.Fatalf("workload token: %d", status)
+	}
+	forged, _ := rsa.GenerateKey(rand.Reader, 2048)
+	if status, _ := connect(target, k8s.token(t, "ml", "trainer", forged)); status != 407 {
+		t.Fatalf("workload token signed by an unknown key: %d", status)
+	}
+	if status, _ := connect(target, k8s.token(t, "ml", "notebook", k8s.key)); status != 403 {
+		t.Fatalf("another workload: %d", status)
+	}
 	if status, _ := connect("0x7f.1:"+strconv.Itoa(echoPort), alice); status != 200 {
 		t.Fatalf("hex spelling of the same address: %d", status)
 	}
@@ -462,4 +482,42 @@ spec:
 	if !strings.Contains(string(b), `"class_uid":4001`) || !strings.Contains(string(b), `"egress.allowed"`) || !strings.Contains(string(b), `"egress.denied"`) {
 		t.Fatalf("decision log:\n%s", b)
 	}
+}
+
+// k8sIssuer is a Kubernetes API server's service-account issuer as Rampart sees it: an OIDC
+// discovery document and a JWKS, and tokens signed with its key.
+type k8sIssuer struct {
+	srv *httptest.Server
+	key *rsa.PrivateKey
+}
+
+func newK8sIssuer(t *testing.T) *k8sIssuer {
+	k := &k8sIssuer{}
+	k.key, _ = rsa.GenerateKey(rand.Reader, 2048)
+	mux := http.NewServeMux()
+	k.srv = httptest.NewServer(mux)
+	t.Cleanup(k.srv.Close)
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": k.srv.URL, "jwks_uri": k.srv.URL + "/openid/v1/jwks"})
+	})
+	mux.HandleFunc("/openid/v1/jwks", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.key.PublicKey, KeyID: "sa-key", Algorithm: "RS256", Use: "sig"}}})
+	})
+	return k
+}
+
+func (k *k8sIssuer) token(t *testing.T, ns, sa string, key *rsa.PrivateKey) string {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", "sa-key").WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	claims := map[string]any{"iss": k.srv.URL, "sub": "system:serviceaccount:" + ns + ":" + sa, "aud": []string{"rampart"},
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		"kubernetes.io": map[string]any{"namespace": ns, "serviceaccount": map[string]any{"name": sa, "uid": "uid-" + sa}}}
+	raw, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
