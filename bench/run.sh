@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs Rampart's benchmarks against OPA and smokescreen and prints the ratios (see README.md).
+# Runs Rampart's benchmarks against OPA and smokescreen and prints the ratios (see README.md),
+# and the identity benchmarks (credential verification, sign-in risk) against their targets.
 #
-#   bench/run.sh            # everything: agreement tests, in-process, egress, HTTP, approval-to-allow
+#   bench/run.sh            # everything: agreement tests, in-process, egress, HTTP, approval-to-allow, identity
 #
 # Environment: RAMPART_BENCH_HTTP_SECONDS (default 5) is the measured time per server and
 # concurrency in the HTTP comparison, RAMPART_BENCH_EGRESS_SECONDS (default 5) the same for the
@@ -27,6 +28,6 @@ bin/smokescreen --version
 echo "== vet"
 go vet ./...
 
-echo "== agreement tests, then every benchmark (in-process, egress, HTTP, approval-to-allow)"
-go test -count=1 -timeout 20m -run 'TestAgreement|TestLapsedGrantsDeny|TestEgressPeersAgree' -bench . . 2>&1 | tee bin/last-run.txt
+echo "== agreement tests, then every benchmark (in-process, egress, HTTP, approval-to-allow, identity: BenchmarkTokenVerify, BenchmarkRiskPerSignIn)"
+go test -count=1 -timeout 20m -run 'TestAgreement|TestLapsedGrantsDeny|TestEgressPeersAgree|TestIdentityFixtures' -bench . . 2>&1 | tee bin/last-run.txt
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
