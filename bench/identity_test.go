@@ -233,14 +233,22 @@ func newVerifyEnv(ctx context.Context) (_ *verifyEnv, err error) {
 		Sessions:  &identity.Sessions{Store: env.store, Now: time.Now},
 		Workloads: wv,
 	}
+	wvCold, err := workload.New([]workload.Cluster{{Name: "prod", Issuer: env.saIssuer}}, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	wvCold.CacheTTL = -1
 	env.cold = &identity.Chain{
 		Tokens:    &identity.Tokens{Store: env.store, Now: time.Now, Users: env.store, CacheTTL: -1},
 		Sessions:  &identity.Sessions{Store: env.store, Now: time.Now, CacheTTL: -1},
-		Workloads: wv,
+		Workloads: wvCold,
 	}
 	// The first workload verification fetches discovery and the key set; later ones use them.
 	if _, err := env.warm.Verify(ctx, env.workloads[0].secret); err != nil {
 		return nil, fmt.Errorf("first service-account token: %w", err)
+	}
+	if _, err := env.cold.Verify(ctx, env.workloads[0].secret); err != nil {
+		return nil, fmt.Errorf("first service-account token (no cache): %w", err)
 	}
 
 	// The development OpenID provider, and one real ID token from its code flow.
@@ -463,7 +471,8 @@ func (env *verifyEnv) cases() ([]verifyCase, error) {
 		{"session/cold", "session access token rps_, cold (CacheTTL -1: SQLite every call)", false, len(env.sessions), chainCall(env.cold, env.sessions)},
 		{"api/warm", "API token rpt_, warm (1 s cache)", false, len(env.api), chainCall(env.warm, env.api)},
 		{"api/cold", "API token rpt_, cold (CacheTTL -1: SQLite every call)", false, len(env.api), chainCall(env.cold, env.api)},
-		{"workload-jwt", "Kubernetes service-account JWT (RS256, keys cached)", false, len(env.workloads), chainCall(env.warm, env.workloads)},
+		{"workload-jwt/warm", "Kubernetes service-account JWT, warm (1 s cache of verified tokens)", false, len(env.workloads), chainCall(env.warm, env.workloads)},
+		{"workload-jwt/cold", "Kubernetes service-account JWT, cold (RS256 every call, keys cached)", false, len(env.workloads), chainCall(env.cold, env.workloads)},
 		{"oidc-id-token", "OIDC ID token at sign-in (rp.VerifyIDToken, devop, RS256)", false, 1, func(ctx context.Context, _ int) error { return env.verifyIDToken(ctx) }},
 		{"ref/go-jose-jwt", "reference: go-jose ParseSigned + Claims + Validate, key in hand", true, len(env.workloads), func(_ context.Context, i int) error {
 			return goJoseFloor(env.workloads[i].secret, env.saKey, env.saIssuer)

@@ -97,8 +97,9 @@ type SessionTx interface {
 // SessionStore persists sessions.
 type SessionStore interface {
 	UpdateSessions(ctx context.Context, fn func(SessionTx) error) error
-	// SessionByToken returns a token and its session (ErrSessionNotFound if either is missing).
-	SessionByToken(ctx context.Context, hash string) (Session, SessionToken, error)
+	// SessionByToken returns a token, its session and the session's person (a zero User with
+	// the subject if none is stored; ErrSessionNotFound if the token or session is missing).
+	SessionByToken(ctx context.Context, hash string) (Session, SessionToken, User, error)
 	ListSessions(ctx context.Context, subject string) ([]Session, error)
 	// UserRecord returns a user (a zero User with the subject if none is stored).
 	UserRecord(ctx context.Context, subject string) (User, error)
@@ -371,15 +372,11 @@ func (s *Sessions) lookup(ctx context.Context, hash string, now time.Time) (cach
 			return c, nil
 		}
 	}
-	ses, tok, err := s.Store.SessionByToken(ctx, hash)
+	ses, tok, u, err := s.Store.SessionByToken(ctx, hash)
 	if errors.Is(err, ErrSessionNotFound) {
 		return cachedSession{}, fmt.Errorf("%w: unknown session token; sign in again", ErrUnauthenticated)
 	} else if err != nil {
 		return cachedSession{}, fmt.Errorf("session lookup failed: %w", err)
-	}
-	u, err := s.Store.UserRecord(ctx, ses.Subject)
-	if err != nil {
-		return cachedSession{}, fmt.Errorf("user lookup failed: %w", err)
 	}
 	c := cachedSession{s: ses, t: tok, u: u, fetched: now}
 	if ttl > 0 {

@@ -371,7 +371,7 @@ func (s *Service) refresh(r *http.Request, token string) (identity.Issued, error
 	if len(token) > 128 {
 		return identity.Issued{}, fmt.Errorf("%w: not a Rampart refresh token", identity.ErrUnauthenticated)
 	}
-	ses, tok, err := s.d.Sessions.Store.SessionByToken(ctx, identity.HashToken(token))
+	ses, tok, _, err := s.d.Sessions.Store.SessionByToken(ctx, identity.HashToken(token))
 	if errors.Is(err, identity.ErrSessionNotFound) {
 		return identity.Issued{}, fmt.Errorf("%w: unknown refresh token; sign in again", identity.ErrUnauthenticated)
 	} else if err != nil {

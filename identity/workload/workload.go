@@ -12,6 +12,7 @@ package workload
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -65,8 +66,27 @@ var algorithms = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, j
 
 // Verifier checks service-account tokens from the configured clusters.
 type Verifier struct {
+	// CacheTTL bounds how long a verified token is remembered (1 s if zero, never past the
+	// token's expiry; negative: no cache).
+	CacheTTL time.Duration
+
 	clusters map[string]*keys // by issuer
 	now      func() time.Time
+
+	mu    sync.Mutex
+	cache map[[32]byte]cachedToken // verified tokens by SHA-256, for cacheTTL
+}
+
+// A verified token is remembered for cacheTTL (never past its expiry), as API tokens are: a pod
+// sends the same token on every call, and an RSA verification costs tens of microseconds.
+const (
+	cacheTTL  = time.Second
+	maxCached = 10_000
+)
+
+type cachedToken struct {
+	p     identity.Principal
+	until time.Time
 }
 
 type keys struct {
@@ -127,11 +147,44 @@ type serviceAccountClaims struct {
 // identity.ErrUnauthenticated and says why; a JWKS that cannot be fetched is another error
 // (the caller refuses: fail closed).
 func (v *Verifier) Verify(ctx context.Context, token string) (identity.Principal, error) {
-	bad := func(format string, args ...any) (identity.Principal, error) {
-		return identity.Principal{}, fmt.Errorf("%w: service-account token: %s", identity.ErrUnauthenticated, fmt.Sprintf(format, args...))
-	}
 	if len(token) > MaxTokenSize {
-		return bad("%d bytes is over the %d byte limit", len(token), MaxTokenSize)
+		return identity.Principal{}, fmt.Errorf("%w: service-account token: %d bytes is over the %d byte limit", identity.ErrUnauthenticated, len(token), MaxTokenSize)
+	}
+	ttl := v.CacheTTL
+	if ttl == 0 {
+		ttl = cacheTTL
+	}
+	h := sha256.Sum256([]byte(token))
+	now := v.now()
+	if ttl > 0 {
+		v.mu.Lock()
+		c, ok := v.cache[h]
+		v.mu.Unlock()
+		if ok && now.Before(c.until) && !now.Before(c.until.Add(-ttl)) {
+			return c.p, nil
+		}
+	}
+	p, exp, err := v.verify(ctx, token)
+	if err != nil || ttl < 0 {
+		return p, err
+	}
+	until := now.Add(ttl)
+	if exp.Before(until) {
+		until = exp
+	}
+	v.mu.Lock()
+	if v.cache == nil || len(v.cache) >= maxCached {
+		v.cache = map[[32]byte]cachedToken{}
+	}
+	v.cache[h] = cachedToken{p: p, until: until}
+	v.mu.Unlock()
+	return p, nil
+}
+
+// verify checks a token fully and returns its principal and expiry.
+func (v *Verifier) verify(ctx context.Context, token string) (identity.Principal, time.Time, error) {
+	bad := func(format string, args ...any) (identity.Principal, time.Time, error) {
+		return identity.Principal{}, time.Time{}, fmt.Errorf("%w: service-account token: %s", identity.ErrUnauthenticated, fmt.Sprintf(format, args...))
 	}
 	tok, err := jwt.ParseSigned(token, algorithms)
 	if err != nil {
@@ -150,7 +203,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (identity.Principal
 	}
 	key, err := k.key(ctx, tok.Headers[0].KeyID, v.now())
 	if err != nil {
-		return identity.Principal{}, err
+		return identity.Principal{}, time.Time{}, err
 	}
 	var claims serviceAccountClaims
 	if err := tok.Claims(key, &claims); err != nil {
@@ -170,7 +223,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (identity.Principal
 	if err := policy.ValidateSubject(subject); err != nil {
 		return bad("%v", err)
 	}
-	return identity.Principal{Subject: subject, Kind: identity.KindWorkload, TokenID: claims.ID}, nil
+	return identity.Principal{Subject: subject, Kind: identity.KindWorkload, TokenID: claims.ID}, claims.Expiry.Time(), nil
 }
 
 func algNames() string {

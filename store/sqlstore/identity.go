@@ -119,7 +119,13 @@ func scanUser(sc interface{ Scan(...any) error }) (identity.User, error) {
 }
 
 func userRow(ctx context.Context, s *DB, q querier, subject string) (identity.User, error) {
-	u, err := scanUser(q.QueryRowContext(ctx, s.q(`SELECT `+userCols+` FROM users WHERE subject = ?`), subject))
+	var row rowScanner
+	if q == nil { // outside a transaction: the prepared statement
+		row = s.readRow(ctx, `SELECT `+userCols+` FROM users WHERE subject = ?`, subject)
+	} else {
+		row = q.QueryRowContext(ctx, s.q(`SELECT `+userCols+` FROM users WHERE subject = ?`), subject)
+	}
+	u, err := scanUser(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return identity.User{Subject: subject, Groups: []string{}}, identity.ErrSessionNotFound
 	}
@@ -139,30 +145,40 @@ func (t *sessionTx) PutUser(ctx context.Context, u identity.User) error {
 	return err
 }
 
-// SessionByToken implements identity.SessionStore.
-func (s *DB) SessionByToken(ctx context.Context, hash string) (identity.Session, identity.SessionToken, error) {
-	row := s.db.QueryRowContext(ctx, s.q(`SELECT t.hash, t.session_id, t.kind, t.issued_at, t.expires_at, t.used_at, `+prefixed("s.", sessionCols)+`
-		FROM session_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?`), hash)
+// SessionByToken implements identity.SessionStore: the token, its session and the session's
+// person in one prepared query (the per-request path when the cache misses).
+func (s *DB) SessionByToken(ctx context.Context, hash string) (identity.Session, identity.SessionToken, identity.User, error) {
+	row := s.readRow(ctx, `SELECT t.hash, t.session_id, t.kind, t.issued_at, t.expires_at, t.used_at, `+prefixed("s.", sessionCols)+`,
+		COALESCE(u.groups_json, '[]'), COALESCE(u.disabled_at, 0), COALESCE(u.disabled_by, ''), COALESCE(u.updated_at, 0), COALESCE(u.idp_subject, '')
+		FROM session_tokens t JOIN sessions s ON s.id = t.session_id LEFT JOIN users u ON u.subject = s.subject WHERE t.hash = ?`, hash)
 	var tok identity.SessionToken
 	var issued, expires, used int64
 	var ses identity.Session
 	var created, sexp, seen, auth, mfa, revoked int64
 	var amr, groups string
+	var u identity.User
+	var ugroups string
+	var udisabled, uupdated int64
 	err := row.Scan(&tok.Hash, &tok.SessionID, &tok.Kind, &issued, &expires, &used,
-		&ses.ID, &ses.Subject, &ses.Method, &created, &sexp, &seen, &auth, &mfa, &amr, &ses.IP, &ses.Fingerprint, &groups, &ses.Risk, &revoked, &ses.RevokedReason)
+		&ses.ID, &ses.Subject, &ses.Method, &created, &sexp, &seen, &auth, &mfa, &amr, &ses.IP, &ses.Fingerprint, &groups, &ses.Risk, &revoked, &ses.RevokedReason,
+		&ugroups, &udisabled, &u.DisabledBy, &uupdated, &u.IdPSubject)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ses, tok, identity.ErrSessionNotFound
+		return ses, tok, u, identity.ErrSessionNotFound
 	}
 	if err != nil {
-		return ses, tok, err
+		return ses, tok, u, err
 	}
 	tok.IssuedAt, tok.ExpiresAt, tok.UsedAt = fromNanos(issued), fromNanos(expires), fromNanos(used)
 	ses.CreatedAt, ses.ExpiresAt, ses.LastSeenAt = fromNanos(created), fromNanos(sexp), fromNanos(seen)
 	ses.AuthTime, ses.MFAAt, ses.RevokedAt = fromNanos(auth), fromNanos(mfa), fromNanos(revoked)
+	u.Subject, u.DisabledAt, u.UpdatedAt = ses.Subject, fromNanos(udisabled), fromNanos(uupdated)
 	if err := json.Unmarshal([]byte(amr), &ses.AMR); err != nil {
-		return ses, tok, err
+		return ses, tok, u, err
 	}
-	return ses, tok, json.Unmarshal([]byte(groups), &ses.Groups)
+	if err := json.Unmarshal([]byte(ugroups), &u.Groups); err != nil {
+		return ses, tok, u, err
+	}
+	return ses, tok, u, json.Unmarshal([]byte(groups), &ses.Groups)
 }
 
 func prefixed(p, cols string) string {
@@ -184,7 +200,7 @@ func (s *DB) ListSessions(ctx context.Context, subject string) ([]identity.Sessi
 
 // UserRecord implements identity.SessionStore.
 func (s *DB) UserRecord(ctx context.Context, subject string) (identity.User, error) {
-	u, err := userRow(ctx, s, s.db, subject)
+	u, err := userRow(ctx, s, nil, subject)
 	if errors.Is(err, identity.ErrSessionNotFound) {
 		return u, nil
 	}

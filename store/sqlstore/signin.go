@@ -183,8 +183,12 @@ func (s *DB) Recent(ctx context.Context, subject string, limit int) ([]risk.Reco
 	if limit <= 0 {
 		return []risk.Record{}, nil
 	}
-	return queryAll(ctx, s.db, s.q(`SELECT at, ip, fingerprint, country, asn, lat, lon, has_geo FROM signins
-		WHERE subject = ? AND success = ? ORDER BY at DESC, id LIMIT ?`), []any{subject, true, limit},
+	st, err := s.stmt(ctx, `SELECT at, ip, fingerprint, country, asn, lat, lon, has_geo FROM signins
+		WHERE subject = ? AND success = ? ORDER BY at DESC, id LIMIT ?`)
+	if err != nil {
+		return nil, err
+	}
+	return queryAll(ctx, stmtQuerier{st}, "", []any{subject, true, limit},
 		func(sc interface{ Scan(...any) error }) (risk.Record, error) {
 			var r risk.Record
 			var at, asn int64
@@ -201,15 +205,15 @@ func (s *DB) Recent(ctx context.Context, subject string, limit int) ([]risk.Reco
 // FailuresByUser implements risk.History.
 func (s *DB) FailuresByUser(ctx context.Context, username string, since time.Time) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM signins WHERE username = ? AND success = ? AND at >= ?`), username, false, toNanos(since)).Scan(&n)
+	err := s.readRow(ctx, `SELECT COUNT(*) FROM signins WHERE username = ? AND success = ? AND at >= ?`, username, false, toNanos(since)).Scan(&n)
 	return n, err
 }
 
 // FailuresBySource implements risk.History.
 func (s *DB) FailuresBySource(ctx context.Context, source netip.Prefix, since time.Time) (int, int, error) {
 	var n, users int
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COUNT(DISTINCT CASE WHEN username = '' THEN NULL ELSE username END) FROM signins
-		WHERE source = ? AND success = ? AND at >= ?`), source.String(), false, toNanos(since)).Scan(&n, &users)
+	err := s.readRow(ctx, `SELECT COUNT(*), COUNT(DISTINCT CASE WHEN username = '' THEN NULL ELSE username END) FROM signins
+		WHERE source = ? AND success = ? AND at >= ?`, source.String(), false, toNanos(since)).Scan(&n, &users)
 	return n, users, err
 }
 
@@ -225,4 +229,19 @@ func (s *DB) PruneSignIns(ctx context.Context, before time.Time) (int, error) {
 		return err
 	})
 	return int(n), err
+}
+
+// stmtQuerier lets queryAll run a prepared statement (the query text argument is ignored).
+type stmtQuerier struct{ st *sql.Stmt }
+
+func (q stmtQuerier) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return q.st.QueryContext(ctx, args...)
+}
+
+func (q stmtQuerier) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
+	return q.st.QueryRowContext(ctx, args...)
+}
+
+func (q stmtQuerier) ExecContext(ctx context.Context, _ string, args ...any) (sql.Result, error) {
+	return q.st.ExecContext(ctx, args...)
 }
