@@ -19,14 +19,15 @@ import (
 )
 
 func newLoginCmd(g *globals) *cobra.Command {
-	var dev, printToken, device, stepUp, noOpen bool
+	var dev, printToken, device, browser, stepUp, noOpen bool
 	var user string
 	cmd := &cobra.Command{
-		Use:   "login [--device] [--step-up] [--print-token] | --dev --user NAME",
+		Use:   "login [--device|--browser] [--step-up] [--print-token] | --dev --user NAME",
 		Short: "Sign in through the identity provider and save the session for this server",
-		Long: `Sign in to the server through its identity provider (OIDC). By default the CLI opens the
-browser (or prints the URL) and receives the result on a loopback port; with --device it shows a
-code to enter on any device instead (for machines without a browser). The session's access token
+		Long: `Sign in to the server through its identity provider (OIDC). When the provider offers the
+device authorization grant, the CLI shows a URL and a code to enter in a browser on any device;
+otherwise, or with --browser, it opens the browser here (or prints the URL) and receives the
+result on a loopback port. --device insists on the device flow. The session's access token
 lasts at most 15 minutes and is refreshed automatically; the session itself ends after 12 hours,
 when revoked, or when the person is disabled.
 
@@ -42,7 +43,7 @@ user. On servers without sign-in, use an API token: RAMPART_TOKEN=rpt_….`,
 				if user != "" {
 					return usageErr("--user goes with --dev; a real sign-in asks the identity provider who you are")
 				}
-				tr, err := oidcLogin(cmd.Context(), g, device, stepUp, noOpen, cmd.ErrOrStderr())
+				tr, err := oidcLogin(cmd.Context(), g, device, browser, stepUp, noOpen, cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
@@ -89,7 +90,8 @@ user. On servers without sign-in, use an API token: RAMPART_TOKEN=rpt_….`,
 	cmd.Flags().BoolVar(&dev, "dev", false, "use the development login of `rampart dev` (no identity provider)")
 	cmd.Flags().StringVar(&user, "user", "", "demo user to log in as (with --dev)")
 	cmd.Flags().BoolVar(&printToken, "print-token", false, "print the access token instead of saving the session")
-	cmd.Flags().BoolVar(&device, "device", false, "sign in on another device with a code (no browser here)")
+	cmd.Flags().BoolVar(&device, "device", false, "only the device flow: a code to enter in a browser on any device")
+	cmd.Flags().BoolVar(&browser, "browser", false, "sign in through a browser on this machine (loopback redirect)")
 	cmd.Flags().BoolVar(&stepUp, "step-up", false, "ask for a fresh multi-factor sign-in")
 	cmd.Flags().BoolVar(&noOpen, "no-open", false, "print the sign-in URL without trying to open a browser")
 	return cmd

@@ -206,7 +206,7 @@ var loginURL = regexp.MustCompile(`(http://\S+/login\?\S+)`)
 // result.
 func browserLogin(t *testing.T, c *cli, from, user string, otp func() string, extra ...string) (string, string, error) {
 	t.Helper()
-	run := c.start(nil, append([]string{"login", "--no-open"}, extra...)...)
+	run := c.start(nil, append([]string{"login", "--browser", "--no-open"}, extra...)...)
 	u := run.waitFor(t, loginURL)
 	b := newWebBrowser(t, from)
 	p := b.signIn(b.get(u), user, user, "")
@@ -250,7 +250,7 @@ func TestSignInEndToEnd(t *testing.T) {
 
 	// The device flow: a code entered on another device.
 	erin := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir(), "RAMPART_TOKEN="}}
-	run := erin.start(nil, "login", "--device")
+	run := erin.start(nil, "login") // the provider offers the device flow: the default
 	code := run.waitFor(t, regexp.MustCompile(`enter the code (\S+)\.`))
 	where := run.waitFor(t, regexp.MustCompile(`(http://\S+/device\S*)`))
 	b := newWebBrowser(t, "")

@@ -32,9 +32,13 @@ import (
 // loginTimeout bounds how long the CLI waits for the person to finish signing in.
 const loginTimeout = 5 * time.Minute
 
-// oidcLogin signs in through the server's identity provider: the browser with a loopback
-// redirect (default), or the device flow for machines without a browser.
-func oidcLogin(ctx context.Context, g *globals, device, stepUp, noOpen bool, stderr io.Writer) (signin.TokenResponse, error) {
+// errNoDeviceFlow means the identity provider does not offer the device authorization grant.
+var errNoDeviceFlow = errors.New("the identity provider does not offer the device flow")
+
+// oidcLogin signs in through the server's identity provider: with the device authorization
+// grant when the provider offers it, else (or with --browser, or for --step-up) through the
+// browser with a loopback redirect.
+func oidcLogin(ctx context.Context, g *globals, device, browser, stepUp, noOpen bool, stderr io.Writer) (signin.TokenResponse, error) {
 	st, err := clistate.Load()
 	if err != nil {
 		return signin.TokenResponse{}, err
@@ -46,13 +50,20 @@ func oidcLogin(ctx context.Context, g *globals, device, stepUp, noOpen bool, std
 	}
 	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
 	defer cancel()
-	if device {
-		if stepUp {
-			return signin.TokenResponse{}, usageErr("--step-up needs the browser (the device flow cannot ask the identity provider for a fresh second factor); drop --device, or use `rampart mfa step-up CODE`")
-		}
-		return deviceLogin(ctx, c, stderr)
+	switch {
+	case device && browser:
+		return signin.TokenResponse{}, usageErr("--device and --browser are alternatives; choose one")
+	case device && stepUp:
+		return signin.TokenResponse{}, usageErr("--step-up needs the browser (the device flow cannot ask the identity provider for a fresh second factor); drop --device, or use `rampart mfa step-up CODE`")
+	case browser || stepUp:
+		return browserLogin(ctx, c, stepUp, noOpen, stderr)
 	}
-	return browserLogin(ctx, c, stepUp, noOpen, stderr)
+	tr, err := deviceLogin(ctx, c, stderr)
+	if errors.Is(err, errNoDeviceFlow) && !device {
+		fmt.Fprintln(stderr, "The identity provider has no device flow; signing in through the browser instead.")
+		return browserLogin(ctx, c, false, noOpen, stderr)
+	}
+	return tr, err
 }
 
 func randomURLSafe() string {
@@ -145,9 +156,13 @@ func openBrowser(u string) {
 // deviceLogin runs the device flow: the person signs in on any device with the code shown.
 func deviceLogin(ctx context.Context, c *api.Client, stderr io.Writer) (signin.TokenResponse, error) {
 	d, err := c.DeviceAuthorization(ctx)
-	if api.IsStatus(err, http.StatusNotFound) {
+	var oe *api.OAuthError
+	switch {
+	case api.IsStatus(err, http.StatusNotFound):
 		return signin.TokenResponse{}, errors.New("this server has no sign-in configured (oidc); use an API token (RAMPART_TOKEN) or, against rampart dev, login --dev --user NAME")
-	} else if err != nil {
+	case errors.As(err, &oe) && oe.TokenError.Error == "unsupported_grant_type":
+		return signin.TokenResponse{}, fmt.Errorf("%w: %s", errNoDeviceFlow, oe.Description)
+	case err != nil:
 		return signin.TokenResponse{}, err
 	}
 	where := d.VerificationURI

@@ -170,7 +170,7 @@ func printBanner(cfg server.Config, addr string) {
 	fmt.Fprintf(&b, "\nRampart dev control plane on http://%s\n", addr)
 	fmt.Fprintf(&b, "  data:   %s (SQLite, ledger key, pinned checkpoint)\n  policy: %s\n\n", cfg.DataDir, pol)
 	fmt.Fprintf(&b, `Sign in for real through the built-in development identity provider (http://%[1]s/dev-idp):
-  ./rampart login              # browser; or --device for a code; password = the user name
+  ./rampart login              # a URL and a code (or --browser); password = the user name
   ./rampart login --step-up    # a fresh multi-factor sign-in: one-time codes from the secret %[2]s
                                # (oathtool --totp -b %[2]s)
 `, addr, server.DevTOTPSecret)
