@@ -153,7 +153,11 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		if keep == 0 {
 			keep = 90 * 24 * time.Hour
 		}
-		_, err := in.Store.PruneSignIns(ctx, o.Now().Add(-keep))
+		if _, err := in.Store.PruneSignIns(ctx, o.Now().Add(-keep)); err != nil {
+			return err
+		}
+		// Ended sessions stay listable for 30 days.
+		_, err := in.Store.PruneSessions(ctx, o.Now().Add(-30*24*time.Hour))
 		return err
 	})
 	in.every(jobCtx, "directory sync", 5*time.Second, in.applyDirectory)

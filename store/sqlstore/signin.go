@@ -245,3 +245,21 @@ func (q stmtQuerier) QueryRowContext(ctx context.Context, _ string, args ...any)
 func (q stmtQuerier) ExecContext(ctx context.Context, _ string, args ...any) (sql.Result, error) {
 	return q.st.ExecContext(ctx, args...)
 }
+
+// PruneSessions deletes sessions that ended before before, and every token that expired before
+// it (the ledger keeps the record of both).
+func (s *DB) PruneSessions(ctx context.Context, before time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM session_tokens WHERE expires_at < ?`), toNanos(before)); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM sessions WHERE expires_at < ?`), toNanos(before))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}

@@ -153,3 +153,31 @@ func testSubjectBinding(t *testing.T, h Harness) {
 		t.Fatalf("disabling lost the binding: %+v", u)
 	}
 }
+
+// Ended sessions and expired tokens are pruned; live ones stay.
+func testPruneSessions(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.New(t)
+	now := Epoch
+	ses := &identity.Sessions{Store: s, Now: func() time.Time { return now }, SessionTTL: time.Hour}
+	old, err := ses.Create(ctx, identity.NewSession{Subject: "alice", Method: "oidc", AuthTime: now, Event: signInEvent("alice")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Hour)
+	live, err := ses.Create(ctx, identity.NewSession{Subject: "alice", Method: "oidc", AuthTime: now, Event: signInEvent("alice")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PruneSessions(ctx, now.Add(-time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v; want the ended session only", n, err)
+	}
+	list, _ := s.ListSessions(ctx, "alice")
+	if len(list) != 1 || list[0].ID != live.Session.ID {
+		t.Fatalf("left: %+v (old was %s)", list, old.Session.ID)
+	}
+	if _, err := ses.Verify(ctx, live.AccessToken); err != nil {
+		t.Fatalf("the live session stopped working: %v", err)
+	}
+}

@@ -35,6 +35,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("SignInHistory", func(t *testing.T) { testSignInHistory(t, h) })
 	t.Run("SignInFlows", func(t *testing.T) { testFlows(t, h) })
 	t.Run("MFAFactors", func(t *testing.T) { testMFAFactors(t, h) })
+	t.Run("PruneSessions", func(t *testing.T) { testPruneSessions(t, h) })
 	t.Run("LedgerSequenceAndRollback", func(t *testing.T) { testLedgerSequenceAndRollback(t, h) })
 	t.Run("LedgerFailureRefusesChange", func(t *testing.T) { testLedgerFailureRefusesChange(t, h) })
 	t.Run("LedgerTamperDetected", func(t *testing.T) { testLedgerTamper(t, h) })
