@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -84,7 +85,13 @@ func safeReturn(p string) (string, error) {
 		return "", nil
 	}
 	u, err := url.Parse(p)
-	if err != nil || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") || u.Scheme != "" || u.Host != "" {
+	// No backslash anywhere: browsers read "\\" as "/", and http.Redirect cleans the path, so
+	// "/./\\evil.example" would become "/\\evil.example", another origin. No control characters.
+	if err != nil || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsRune(p, '\\') ||
+		strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) || u.Scheme != "" || u.Host != "" {
+		return "", fmt.Errorf("%w: return_to must be a path on this server, like /v1/whoami", ErrBadRequest)
+	}
+	if c := path.Clean(u.Path); strings.HasPrefix(c, "//") {
 		return "", fmt.Errorf("%w: return_to must be a path on this server, like /v1/whoami", ErrBadRequest)
 	}
 	return p, nil
