@@ -406,18 +406,17 @@ func (s *Service) refresh(r *http.Request, token string) (identity.Issued, error
 	})
 }
 
-// StepUp records a TOTP code as a fresh second factor in the caller's session: POST
-// /v1/auth/step-up {"otp": "123456"}.
-func (s *Service) StepUp(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+// sessionOTP authenticates a signed-in session and reads {"otp": "…"}; it answers the request
+// itself (false) when either is wrong.
+func (s *Service) sessionOTP(w http.ResponseWriter, r *http.Request, notSession string) (identity.Principal, string, bool) {
 	p, err := s.d.Auth.Authenticate(r)
 	if err != nil {
 		writeJSON(w, http.StatusUnauthorized, TokenError{Error: "invalid_token", Description: err.Error()})
-		return
+		return p, "", false
 	}
 	if p.SessionID == "" {
-		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: "only a signed-in session can step up; API tokens cannot (sign in with rampart login)"})
-		return
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: notSession})
+		return p, "", false
 	}
 	var body struct {
 		OTP string `json:"otp"`
@@ -425,11 +424,22 @@ func (s *Service) StepUp(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.OTP == "" {
 		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: `the body must be {"otp": "<6-digit code>"}`})
+		return p, "", false
+	}
+	return p, body.OTP, true
+}
+
+// StepUp records a TOTP code as a fresh second factor in the caller's session: POST
+// /v1/auth/step-up {"otp": "123456"}.
+func (s *Service) StepUp(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	p, otp, ok := s.sessionOTP(w, r, "only a signed-in session can step up; API tokens cannot (sign in with rampart login)")
+	if !ok {
 		return
 	}
 	c := s.clientOf(r)
 	id := identityClaims{Subject: p.Subject}
-	if err := s.checkTOTP(ctx, p.Subject, body.OTP); err != nil {
+	if err := s.checkTOTP(ctx, p.Subject, otp); err != nil {
 		s.tokenError(w, s.refuse(ctx, id, c, "totp-step-up", decision{}, err))
 		return
 	}
@@ -476,21 +486,8 @@ func (s *Service) EnrolTOTP(w http.ResponseWriter, r *http.Request) {
 // ConfirmTOTP confirms an enrolment with a first code: POST /v1/mfa/totp/confirm {"otp"}.
 func (s *Service) ConfirmTOTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	p, err := s.d.Auth.Authenticate(r)
-	if err != nil {
-		writeJSON(w, http.StatusUnauthorized, TokenError{Error: "invalid_token", Description: err.Error()})
-		return
-	}
-	if p.SessionID == "" {
-		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: "confirm the enrolment from the signed-in session that started it; API tokens cannot"})
-		return
-	}
-	var body struct {
-		OTP string `json:"otp"`
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.OTP == "" {
-		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: `the body must be {"otp": "<6-digit code>"}`})
+	p, otp, ok := s.sessionOTP(w, r, "confirm the enrolment from the signed-in session that started it; API tokens cannot")
+	if !ok {
 		return
 	}
 	f, err := s.d.Store.MFAFactor(ctx, p.Subject)
@@ -507,7 +504,7 @@ func (s *Service) ConfirmTOTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key, _ := identity.DecodeTOTPSecret(secret)
-	step, ok := identity.MatchTOTP(key, body.OTP, s.d.Now())
+	step, ok := identity.MatchTOTP(key, otp, s.d.Now())
 	if !ok {
 		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_grant", Description: "the code does not match; check the authenticator app's clock and try the next code"})
 		return
