@@ -118,7 +118,15 @@ func browserLogin(ctx context.Context, c *api.Client, stepUp, noOpen bool, stder
 		}
 	})}
 	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer func() {
+		// Let the browser receive its page before the listener goes: the handler hands over the
+		// result before its response is written, and Close would cut that response off.
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if srv.Shutdown(sctx) != nil {
+			_ = srv.Close()
+		}
+	}()
 
 	fmt.Fprintf(stderr, "Open this URL in a browser to sign in:\n\n  %s\n\nWaiting (up to %s)…\n", loginURL, loginTimeout)
 	if !noOpen {
