@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Rampart's whole test suite, with its real dependencies: the one command the README gives and
-# .ci/run calls. It starts a throwaway PostgreSQL (installing the server if needed), then runs
-# go vet, the race-enabled tests of every package, and a short fuzzing pass over every parser of
-# untrusted input, and checks that the benchmark module (bench/, with OPA) still builds and that
-# its two engines still agree.
+# .ci/run calls. It builds the kube-apiserver and etcd that internal/kubetest starts (once per
+# version, cached outside the clone by scripts/kube-assets.sh: about 15 minutes cold, instant
+# after), installs Azurite for the Azure blob store tests (scripts/azurite.sh, cached the same
+# way), starts a throwaway PostgreSQL (installing the server if needed), then runs go vet, the
+# race-enabled tests of every package, and a short fuzzing pass over every parser of untrusted
+# input, and checks that the benchmark module (bench/, with OPA) still builds and that its two
+# engines still agree.
 #
 # Environment:
 #   RAMPART_REQUIRE_INTEGRATION=1  tests that need a real server fail instead of skipping
+#   RAMPART_KUBE_ASSETS=DIR        where the Kubernetes binaries are built and found (default:
+#                                  the cache folder that scripts/kube-assets.sh prints)
 #   FUZZTIME=50000x                executions per fuzz target (0 to skip fuzzing). A count, not a
 #                                  duration: with a duration, Go 1.26's fuzz coordinator can fail a
 #                                  target with a spurious "context deadline exceeded" when its
@@ -14,6 +19,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/postgres.sh
+source scripts/azurite.sh
+
+echo "== Kubernetes control plane binaries (a cold build takes about 15 minutes, then they are cached)"
+KUBEBUILDER_ASSETS=$(scripts/kube-assets.sh)
+export KUBEBUILDER_ASSETS
+
+echo "== Azurite (the Azure Storage emulator the blob store tests start; installed once, cached)"
+azurite_install
 
 trap pg_stop EXIT
 pg_start
