@@ -46,7 +46,9 @@ const (
 	// CodeStepUpRequired: approving needs a recent multi-factor sign-in (401 with an RFC 9470
 	// WWW-Authenticate challenge).
 	CodeStepUpRequired = "step_up_required"
-	CodeInternal       = "internal"
+	// CodeCorrupt: a stored object fails verification (500).
+	CodeCorrupt  = "corrupt"
+	CodeInternal = "internal"
 )
 
 func errInvalid(format string, args ...any) *Error {
@@ -251,11 +253,22 @@ func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: 200}
+		// Deferred, so a stream the handler cut off (panic(http.ErrAbortHandler): a download
+		// whose grant ended or whose data failed to verify) is logged too, as aborted.
+		defer func() {
+			p := recover()
+			if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics" {
+				attrs := []any{"method", r.Method, "path", r.URL.Path, "status", sw.status, "duration_ms", float64(time.Since(start).Microseconds()) / 1000, "remote", r.RemoteAddr}
+				if p != nil {
+					attrs = append(attrs, "aborted", true)
+				}
+				log.Info("http", attrs...)
+			}
+			if p != nil {
+				panic(p)
+			}
+		}()
 		next.ServeHTTP(sw, r)
-		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
-			return
-		}
-		log.Info("http", "method", r.Method, "path", r.URL.Path, "status", sw.status, "duration_ms", float64(time.Since(start).Microseconds())/1000, "remote", r.RemoteAddr)
 	})
 }
 
@@ -268,3 +281,6 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.status = code
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (flushes of streamed downloads).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

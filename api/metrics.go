@@ -81,12 +81,22 @@ func (m *Metrics) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: 200}
+		defer func() { // deferred: aborted streams count too, with status "aborted"
+			p := recover()
+			route := r.Pattern
+			if route == "" || route == "/" {
+				route = "unmatched"
+			}
+			status := strconv.Itoa(sw.status)
+			if p != nil {
+				status = "aborted"
+			}
+			m.requests.WithLabelValues(route, status).Inc()
+			m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+			if p != nil {
+				panic(p)
+			}
+		}()
 		next.ServeHTTP(sw, r)
-		route := r.Pattern
-		if route == "" || route == "/" {
-			route = "unmatched"
-		}
-		m.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
-		m.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	})
 }

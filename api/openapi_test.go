@@ -56,6 +56,7 @@ import (
 	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/suggest"
+	"rampart.dev/rampart/weights"
 )
 
 // oaMethods are the operation keys of an OpenAPI path item.
@@ -1145,12 +1146,30 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"Advice": suggest.Advice{}, "Candidate": suggest.Candidate{}, "Target": suggest.Target{}, "Intent": suggest.Intent{},
 		"Session": identity.Session{}, "User": identity.User{}, "SignInTokenResponse": signin.TokenResponse{},
 		"DeviceResponse": signin.DeviceResponse{}, "TokenError": signin.TokenError{},
+		"WeightsObject": weights.Object{}, "VerifyResult": weights.VerifyResult{}, "KeyRelease": weights.KeyRelease{},
+		// The weights handlers (api/weights.go) write these as maps; these are copies of their
+		// keys and value types.
+		"WeightsList": struct {
+			Objects []weights.Object `json:"objects"`
+		}{},
+		"WeightsDeleted": struct {
+			Deleted []weights.Object `json:"deleted"`
+		}{},
+		"VaultRotated": struct {
+			KeyID     string `json:"key_id"`
+			Rewrapped int    `json:"rewrapped"`
+		}{},
+		"VaultKeyRetired": struct {
+			KeyID  string `json:"key_id"`
+			Status string `json:"status"`
+		}{},
 	}
 	// Request bodies: required is what the server insists on, not what Go omits.
 	bodies := map[string]any{
 		"DevLoginBody": DevLoginBody{}, "CreateRequestBody": CreateRequestBody{}, "ReviewBody": ReviewBody{},
 		"EmptyBody": struct{}{}, "RenewBody": RenewBody{}, "RevokeBody": RevokeBody{}, "BatchBody": BatchBody{},
 		"CreateTokenBody": CreateTokenBody{}, "SuggestBody": SuggestBody{},
+		"KeyReleaseBody": KeyReleaseBody{}, "RetireBody": RetireBody{},
 		// The handlers decode these into anonymous structs; these are copies of them
 		// (revokeSession in api/identity.go; StepUp and ConfirmTOTP in identity/signin/token.go).
 		"SessionRevokeBody": struct {

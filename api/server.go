@@ -30,6 +30,7 @@ import (
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/suggest"
+	"rampart.dev/rampart/weights"
 )
 
 //go:embed openapi.json
@@ -49,6 +50,8 @@ type Server struct {
 
 	entriesStore audit.Store
 	sessionsSvc  *identity.Sessions
+	weights      *weights.Service
+	openNote     func([]byte) (string, error)
 	users        UserStore
 	signin       SignIn
 	dev          bool
@@ -84,6 +87,10 @@ type Config struct {
 	Sessions *identity.Sessions
 	Users    UserStore
 	SignIn   SignIn
+	// Weights is the weights vault (nil: its routes answer 404); OpenNote verifies its signed
+	// manifests (the ledger's OpenNote).
+	Weights  *weights.Service
+	OpenNote func([]byte) (string, error)
 	// Model, if set, chooses among role suggestions; every answer is verified.
 	Model        suggest.Chooser
 	ModelTimeout time.Duration
@@ -93,7 +100,7 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
 		ready: c.Ready, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
-		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, signin: c.SignIn}
+		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, signin: c.SignIn, weights: c.Weights, openNote: c.OpenNote}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}
@@ -165,6 +172,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/users/{subject}/enable", s.authed(s.userAction("enable")))
 	mux.HandleFunc("POST /v1/users/{subject}/unbind", s.authed(s.userAction("unbind")))
 	mux.HandleFunc("POST /v1/users/{subject}/mfa/reset", s.authed(s.userAction("mfa-reset")))
+	mux.HandleFunc("GET /v1/weights", s.authed(s.listWeights))
+	mux.HandleFunc("PUT /v1/weights/{name}", s.authed(s.putWeights))
+	mux.HandleFunc("GET /v1/weights/{name}", s.authed(s.getWeights))
+	mux.HandleFunc("DELETE /v1/weights/{name}", s.authed(s.deleteWeights))
+	mux.HandleFunc("POST /v1/weights/{name}/verify", s.authed(s.verifyWeights))
+	mux.HandleFunc("POST /v1/weights/{name}/key", s.authed(s.releaseKey))
+	mux.HandleFunc("GET /v1/weights/{name}/segments", s.authed(s.getSegments))
+	mux.HandleFunc("POST /v1/vault/rotate", s.authed(s.rotateVault))
+	mux.HandleFunc("POST /v1/vault/retire", s.authed(s.retireKey))
 	mux.HandleFunc("GET /v1/whoami", s.authed(s.whoami))
 	mux.HandleFunc("GET /v1/resources", s.authed(s.resources))
 	mux.HandleFunc("GET /v1/roles", s.authed(s.roles))
@@ -193,7 +209,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The catch-all hides the mux's own 405; find the methods the path does support.
 		var allow []string
-		for _, m := range []string{"GET", "POST"} {
+		for _, m := range []string{"GET", "POST", "PUT", "DELETE"} {
 			probe := r.Clone(r.Context())
 			probe.Method = m
 			if _, pattern := mux.Handler(probe); pattern != "/" {

@@ -24,6 +24,7 @@ const (
 	ClassUserAccessManagement = 3005 // grants: activate, renew, revoke, expire
 	ClassAPIActivity          = 6003 // requests and reviews
 	ClassNetworkActivity      = 4001 // egress gateway decisions
+	ClassDatastoreActivity    = 6005 // weights vault: writes, reads, key releases, deletions
 )
 
 var classNames = map[int]struct {
@@ -36,6 +37,7 @@ var classNames = map[int]struct {
 	ClassUserAccessManagement: {"User Access Management", 3, "Identity & Access Management"},
 	ClassAPIActivity:          {"API Activity", 6, "Application Activity"},
 	ClassNetworkActivity:      {"Network Activity", 4, "Network Activity"},
+	ClassDatastoreActivity:    {"Datastore Activity", 6, "Application Activity"},
 }
 
 // OCSF activity ids used with the classes above.

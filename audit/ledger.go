@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 
 	"golang.org/x/mod/sumdb/note"
@@ -371,4 +372,24 @@ func (l *Ledger) ensure(ctx context.Context, size uint64) error {
 		return fmt.Errorf("%w: size %d requested, %d entries exist", ErrBeyondTree, size, l.tree.Size())
 	}
 	return nil
+}
+
+// SignNote signs text with the ledger's key as a signed note (golang.org/x/mod/sumdb/note), so
+// that documents such as vault manifests can be verified offline with the same public key as
+// checkpoints. The text's first line must name the document's kind (not the ledger's origin),
+// so a signed note is never mistaken for a checkpoint.
+func (l *Ledger) SignNote(text string) ([]byte, error) {
+	if first, _, _ := strings.Cut(text, "\n"); first == l.signer.Name() {
+		return nil, fmt.Errorf("audit: a note may not begin with the ledger's origin %q (that is a checkpoint)", first)
+	}
+	return note.Sign(&note.Note{Text: text}, l.signer)
+}
+
+// OpenNote verifies a note signed by SignNote and returns its text.
+func (l *Ledger) OpenNote(signed []byte) (string, error) {
+	n, err := note.Open(signed, note.VerifierList(l.verifier))
+	if err != nil {
+		return "", fmt.Errorf("signature does not verify with key %q: %w", l.verifier.Name(), err)
+	}
+	return n.Text, nil
 }

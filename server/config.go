@@ -35,6 +35,8 @@ type Config struct {
 	MFA      MFAConfig      `yaml:"mfa"`
 	// Workloads are the Kubernetes clusters whose service-account tokens are accepted.
 	Workloads WorkloadsConfig `yaml:"workloads"`
+	// Vault is the weights vault.
+	Vault VaultConfig `yaml:"vault"`
 
 	// Dev enables the development login; set only by `rampart dev`.
 	Dev bool `yaml:"-"`
@@ -143,6 +145,7 @@ func (c *Config) validate(doc *strictyaml.Document) {
 		doc.Errorf("tls", "set both cert_file and key_file, or neither")
 	}
 	c.validateIdentity(doc)
+	c.validateVault(doc)
 	if c.IndexMaxStaleness != 0 && c.IndexMaxStaleness.Std() < time.Second {
 		doc.Errorf("index_max_staleness", "must be at least 1s")
 	}

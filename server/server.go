@@ -32,6 +32,7 @@ import (
 	"rampart.dev/rampart/store/sqlite"
 	"rampart.dev/rampart/store/sqlstore"
 	"rampart.dev/rampart/suggest/llm"
+	"rampart.dev/rampart/weights"
 )
 
 // Instance is a started control plane.
@@ -50,7 +51,9 @@ type Instance struct {
 	Auth     *identity.Chain
 	// SignIn is the OIDC sign-in service (nil without oidc configuration).
 	SignIn *signin.Service
-	API    *api.Server
+	// Weights is the weights vault (nil when disabled).
+	Weights *weights.Service
+	API     *api.Server
 
 	base    *policy.Policy      // the policy as read, before the directory's groups
 	dir     map[string][]string // the groups overlaid on it
@@ -125,6 +128,12 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		Sessions: in.Sessions, Users: in.Store, Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger}
 	if in.SignIn != nil {
 		apiCfg.SignIn = in.SignIn
+	}
+	if err := in.startVault(); err != nil {
+		return nil, err
+	}
+	if in.Weights != nil {
+		apiCfg.Weights, apiCfg.OpenNote = in.Weights, in.Ledger.OpenNote
 	}
 	if m := cfg.Suggest.Model; m.URL != "" {
 		apiCfg.Model = &llm.Client{URL: m.URL, Model: m.Model, APIKey: os.Getenv(m.APIKeyEnv), APIKeyHeader: m.APIKeyHeader}

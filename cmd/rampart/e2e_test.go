@@ -354,7 +354,7 @@ func TestSuggestions(t *testing.T) {
 	if out := c.ok("search", "fronteir", "weights"); !strings.Contains(strings.SplitN(out, "\n", 3)[1], "weights/frontier-7") {
 		t.Fatalf("search: %s", out)
 	}
-	if out := c.ok("suggest", "I need to run evals on the frontier-7 checkpoint"); !strings.Contains(out, "Least privileged role:  weights-reader-frontier-7") {
+	if out := c.ok("suggest", "I need to run evals on the frontier-7 checkpoint"); !regexp.MustCompile(`Least privileged role:\s+weights-reader-frontier-7\n`).MatchString(out) {
 		t.Fatalf("suggest: %s", out)
 	}
 	// Without --yes and without a terminal to answer on, nothing is requested.

@@ -190,6 +190,15 @@ Try, in another terminal:
   ./rampart audit verify
 `)
 	}
+	if cfg.PolicyDir == "" && !cfg.Vault.Disabled {
+		b.WriteString(`
+Weights vault (encrypted under <data>/vault, keyring <data>/vault-keyring.json):
+  ./rampart request create --role weights-writer-frontier-7 --reason "store checkpoint" --duration 1h   # bob and dave approve
+  ./rampart weights put frontier-7 model.safetensors
+  ./rampart weights get frontier-7 -o fetched.safetensors    # written only once the whole object verified
+  ./rampart weights verify frontier-7
+`)
+	}
 	if cfg.EgressListen != "" {
 		fmt.Fprintf(&b, `
 Egress gateway on %[1]s (default deny; researchers may reach huggingface.co, github.com, arxiv.org):

@@ -183,4 +183,22 @@ ALTER TABLE users ADD COLUMN idp_subject TEXT NOT NULL DEFAULT '';
 ALTER TABLE mfa_factors ADD COLUMN last_step BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX auth_flows_expires ON auth_flows (expires_at);
 `,
+	// 5: the weights vault's object versions (the ciphertext itself is in the blob store).
+	`
+CREATE TABLE vault_objects (
+	name         TEXT NOT NULL,
+	version      BIGINT NOT NULL,
+	state        TEXT NOT NULL,
+	size         BIGINT NOT NULL,
+	sha256       TEXT NOT NULL,
+	segment_size BIGINT NOT NULL,
+	key_id       TEXT NOT NULL,
+	manifest     TEXT NOT NULL,
+	uploaded_by  TEXT NOT NULL,
+	grant_id     TEXT NOT NULL,
+	created_at   BIGINT NOT NULL,
+	deleted_at   BIGINT NOT NULL,
+	PRIMARY KEY (name, version)
+);
+`,
 }

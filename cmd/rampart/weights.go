@@ -1,0 +1,330 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"rampart.dev/rampart/internal/output"
+	"rampart.dev/rampart/vault"
+	"rampart.dev/rampart/vault/kmsplugin"
+)
+
+// weightsName accepts NAME or weights/NAME.
+func weightsName(arg string) string { return strings.TrimPrefix(arg, "weights/") }
+
+func newWeightsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "weights", Short: "Store and fetch model weights in the vault (encrypted; every transfer needs an active grant)"}
+	put := &cobra.Command{
+		Use:   "put NAME FILE",
+		Short: "Encrypt and store FILE as a new version of weights/NAME (needs write on it)",
+		Args:  exactArgs("NAME", "FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(args[1])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			st, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			o, err := c.PutWeights(cmd.Context(), weightsName(args[0]), f, st.Size())
+			if err != nil {
+				return err
+			}
+			fmt.Printf("Stored weights/%s version %d: %d bytes, SHA-256 %s, in %s (%s).\n", o.Name, o.Version, o.Size, o.SHA256,
+				time.Since(start).Round(time.Millisecond), rate(o.Size, time.Since(start)))
+			return nil
+		},
+	}
+	var outPath string
+	var version uint64
+	get := &cobra.Command{
+		Use:   "get NAME -o FILE [--version N]",
+		Short: "Fetch and decrypt weights/NAME (needs read); FILE appears only once the whole object verified",
+		Args:  exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if outPath == "" {
+				return usageErr("-o FILE is required (the file is written only after the whole object verified)")
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			dir := filepath.Dir(outPath)
+			tmp, err := os.CreateTemp(dir, "."+filepath.Base(outPath)+".partial-*")
+			if err != nil {
+				return fmt.Errorf("create a temporary file beside %s: %w", outPath, err)
+			}
+			keep := false
+			defer func() {
+				if !keep {
+					tmp.Close()
+					os.Remove(tmp.Name())
+				}
+			}()
+			start := time.Now()
+			o, err := c.GetWeights(cmd.Context(), weightsName(args[0]), version, tmp)
+			if err != nil {
+				return fmt.Errorf("%w; nothing was written to %s", err, outPath)
+			}
+			if err := tmp.Sync(); err != nil {
+				return err
+			}
+			if err := tmp.Close(); err != nil {
+				return err
+			}
+			if err := os.Rename(tmp.Name(), outPath); err != nil {
+				return err
+			}
+			keep = true
+			fmt.Printf("Fetched weights/%s version %d into %s: %d bytes, SHA-256 %s verified, in %s (%s).\n", o.Name, o.Version, outPath, o.Size, o.SHA256,
+				time.Since(start).Round(time.Millisecond), rate(o.Size, time.Since(start)))
+			return nil
+		},
+	}
+	get.Flags().StringVarP(&outPath, "output-file", "O", "", "where to write the decrypted file")
+	get.Flags().Uint64Var(&version, "version", 0, "version to fetch (default: the newest)")
+	// -o is the global output format; for get it names the file (also -O/--output-file). This
+	// replaces the root's check of -o for this command only.
+	get.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if outPath == "" && g.output != output.Table && g.output != output.JSON && g.output != output.YAML {
+			outPath, g.output = g.output, output.Table
+		}
+		if outPath == "" && cmd.Flags().Changed("output") {
+			return usageErr("-o names the file to write: rampart weights get NAME -o FILE")
+		}
+		return nil
+	}
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List the stored versions you may read or write",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.ListWeights(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return output.Print(os.Stdout, g.output, list, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "NAME\tVERSION\tSIZE\tSHA-256\tKEY\tUPLOADED BY\tUPLOADED\tSTATE")
+				for _, o := range list {
+					fmt.Fprintf(tw, "weights/%s\t%d\t%d\t%.16s…\t%s\t%s\t%s\t%s\n", o.Name, o.Version, o.Size, o.SHA256, o.KeyID, o.UploadedBy,
+						o.CreatedAt.Local().Format(time.DateTime), o.State)
+				}
+			})
+		},
+	}
+	var rmVersion uint64
+	rm := &cobra.Command{
+		Use:   "rm NAME [--version N]",
+		Short: "Delete a version of weights/NAME, or every version (needs write)",
+		Args:  exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			gone, err := c.DeleteWeights(cmd.Context(), weightsName(args[0]), rmVersion)
+			if err != nil {
+				return err
+			}
+			for _, o := range gone {
+				fmt.Printf("Deleted weights/%s version %d.\n", o.Name, o.Version)
+			}
+			return nil
+		},
+	}
+	rm.Flags().Uint64Var(&rmVersion, "version", 0, "version to delete (default: all)")
+	var vVersion uint64
+	verify := &cobra.Command{
+		Use:   "verify NAME [--version N]",
+		Short: "Decrypt a version on the server and check it against its signed manifest (needs read)",
+		Args:  exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.VerifyWeights(cmd.Context(), weightsName(args[0]), vVersion)
+			if err != nil {
+				return err
+			}
+			if err := output.Print(os.Stdout, g.output, res, func(tw *tabwriter.Writer) {
+				state := "OK"
+				if !res.OK {
+					state = "FAILED: " + res.Problem
+				}
+				fmt.Fprintf(tw, "object:\tweights/%s version %d\nresult:\t%s\nsize:\t%d\nsha256:\t%s\nmanifest:\tsigned by the ledger key\n", res.Object.Name, res.Object.Version, state, res.Size, res.SHA256)
+			}); err != nil {
+				return err
+			}
+			if !res.OK {
+				return &codeError{code: 1, err: errors.New("verification failed")}
+			}
+			return nil
+		},
+	}
+	verify.Flags().Uint64Var(&vVersion, "version", 0, "version to verify (default: the newest)")
+	cmd.AddCommand(put, get, ls, rm, verify)
+	return cmd
+}
+
+func rate(n int64, d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f MB/s", float64(n)/1e6/d.Seconds())
+}
+
+func newVaultCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "vault", Short: "The vault's keys: create the local keyring, rotate, retire"}
+	init := &cobra.Command{
+		Use:   "init KEYRING",
+		Short: "Create a local keyring file with one key-encryption key (mode 0600; back it up: without it nothing decrypts)",
+		Args:  exactArgs("KEYRING"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kp, err := vault.InitLocalKeyring(args[0])
+			if err != nil {
+				return err
+			}
+			cur, _ := kp.Current(cmd.Context())
+			fmt.Printf("Created %s with key %s. Point the server's vault.keyring at it.\n", args[0], cur)
+			return nil
+		},
+	}
+	var rotateKeyring, retireKeyring string
+	rotate := &cobra.Command{
+		Use:   "rotate [--keyring FILE]",
+		Short: "Add a key-encryption key and re-wrap every data key under it (admins; data is not rewritten)",
+		Long: `Without --keyring: asks the server to add a key-encryption key to the vault's keyring and
+re-wrap every object's data key under it (admins). The data is not rewritten.
+
+With --keyring FILE: adds a key to that keyring file directly and makes it current, for a
+keyring no server re-wraps, such as the one rampart kms-plugin uses: the plugin reports the new
+key_id at the apiserver's next status call (about a minute), and the apiserver seals new data
+keys under it. Old keys keep decrypting until retired; retire one only after every object
+sealed under it was rewritten (for Kubernetes Secrets:
+kubectl get secrets -A -o json | kubectl replace -f -).`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if rotateKeyring != "" {
+				kp, err := vault.OpenLocalKeyring(rotateKeyring)
+				if err != nil {
+					return err
+				}
+				kid, err := kp.Rotate()
+				if err != nil {
+					return err
+				}
+				fmt.Printf("Current key of %s is now %s. Older keys still unwrap until retired (rampart vault retire KEY --keyring %s).\n", rotateKeyring, kid, rotateKeyring)
+				return nil
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			kid, n, err := c.RotateVault(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Printf("Current key is %s; %d data keys re-wrapped. Older keys still unwrap until retired (rampart vault retire KEY).\n", kid, n)
+			return nil
+		},
+	}
+	rotate.Flags().StringVar(&rotateKeyring, "keyring", "", "rotate this keyring file directly instead of asking the server")
+	retire := &cobra.Command{
+		Use:   "retire KEY [--keyring FILE]",
+		Short: "Retire a key-encryption key that no object uses any more (admins)",
+		Long: `Without --keyring: asks the server to retire the key; it refuses while an object's data key
+is still wrapped under it. With --keyring FILE: marks the key retired in that file directly;
+nothing can check what still uses it, so retire only after a rotation was completed.`,
+		Args: exactArgs("KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if retireKeyring != "" {
+				kp, err := vault.OpenLocalKeyring(retireKeyring)
+				if err != nil {
+					return err
+				}
+				if err := kp.Retire(args[0]); err != nil {
+					return err
+				}
+				fmt.Printf("Key %s of %s retired.\n", args[0], retireKeyring)
+				return nil
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RetireVaultKey(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Printf("Key %s retired.\n", args[0])
+			return nil
+		},
+	}
+	retire.Flags().StringVar(&retireKeyring, "keyring", "", "retire in this keyring file directly instead of asking the server")
+	cmd.AddCommand(init, rotate, retire)
+	return cmd
+}
+
+func newKMSPluginCmd() *cobra.Command {
+	var socket, keyring string
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "kms-plugin --socket PATH --keyring FILE",
+		Short: "Serve the Kubernetes KMS v2 API on a unix socket, so the apiserver encrypts Secrets under Rampart's keys",
+		Long: `Serve the Kubernetes KMS v2 gRPC API (Status, Encrypt, Decrypt) on a unix socket with the
+key-encryption keys of a local keyring (create it with rampart vault init FILE). Point the
+kube-apiserver's EncryptionConfiguration at it:
+
+  resources:
+    - resources: [secrets]
+      providers:
+        - kms: {apiVersion: v2, name: rampart, endpoint: unix:///PATH, timeout: 3s}
+        - identity: {}
+
+key_id is the keyring's current key; rampart vault rotate --keyring FILE changes it, and the
+plugin picks the change up at the apiserver's next status call. See docs/vault.md.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if socket == "" || keyring == "" {
+				return usageErr("--socket and --keyring are required")
+			}
+			kp, err := vault.OpenLocalKeyring(keyring)
+			if err != nil {
+				return err
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			svc := kmsplugin.New(kp)
+			svc.Log = slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			svc.Reload = kmsplugin.KeyringReloader(keyring)
+			cur, _ := kp.Current(cmd.Context())
+			svc.Log.Info("kms plugin serving", "socket", socket, "keyring", keyring, "key_id", cur)
+			return kmsplugin.Serve(cmd.Context(), socket, svc)
+		},
+	}
+	cmd.Flags().StringVar(&socket, "socket", "", "unix socket to listen on (the EncryptionConfiguration's endpoint)")
+	cmd.Flags().StringVar(&keyring, "keyring", "", "local keyring file (rampart vault init FILE)")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "log every encrypt call")
+	return cmd
+}
