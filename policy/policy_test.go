@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,8 +49,11 @@ func TestDemoPolicy(t *testing.T) {
 	if !p.IsAdmin("erin") || p.IsAdmin("alice") || !p.IsAuditor("erin") {
 		t.Fatal("admin/auditor membership wrong")
 	}
-	if got := p.RolesGranting("read", "weights/frontier-7"); len(got) != 1 || got[0] != "weights-reader-frontier-7" {
-		t.Fatalf("RolesGranting = %v", got)
+	if got := p.RolesGranting("read", "weights/frontier-7"); !slices.Equal(got, []string{"weights-reader-frontier-7", "weights-writer-frontier-7"}) {
+		t.Fatalf("RolesGranting(read) = %v", got)
+	}
+	if got := p.RolesGranting("write", "weights/frontier-7"); !slices.Equal(got, []string{"weights-writer-frontier-7"}) {
+		t.Fatalf("RolesGranting(write) = %v", got)
 	}
 }
 
