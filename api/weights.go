@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	"rampart.dev/rampart/vault"
 	"rampart.dev/rampart/weights"
@@ -104,7 +105,7 @@ func (s *Server) putWeights(w http.ResponseWriter, r *http.Request, c caller) er
 		ct := r.Header.Get("Content-Type")
 		return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeUnsupported, Message: fmt.Sprintf("the body must be application/octet-stream (the file itself), not %q", ct)}
 	}
-	o, err := s.weights.Put(r.Context(), c.Principal, name, r.Body)
+	o, err := s.weights.Put(r.Context(), c.Principal, name, &idleReader{r: r.Body, rc: http.NewResponseController(w), idle: transferIdle})
 	if err != nil {
 		return weightsErr(err)
 	}
@@ -143,7 +144,7 @@ func (s *Server) getWeights(w http.ResponseWriter, r *http.Request, c caller) er
 	h.Set("Trailer", TrailerVerified)
 	w.WriteHeader(http.StatusOK)
 	sum := sha256.New()
-	_, cerr := io.Copy(io.MultiWriter(w, sum), dl)
+	_, cerr := io.Copy(io.MultiWriter(&idleWriter{w: w, rc: http.NewResponseController(w), idle: transferIdle}, sum), dl)
 	complete := cerr == nil && dl.Complete()
 	if err := dl.Close(); err != nil {
 		s.log.Error("cannot record a weights read in the ledger", "name", name, "err", err)
@@ -260,7 +261,7 @@ func (s *Server) getSegments(w http.ResponseWriter, r *http.Request, c caller) e
 	h.Set(HeaderVersion, strconv.FormatUint(o.Version, 10))
 	h.Set("Content-Length", strconv.FormatInt(vault.CiphertextSize(o.Size, o.SegmentSize), 10))
 	w.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(w, rc); err != nil {
+	if _, err := io.Copy(&idleWriter{w: w, rc: http.NewResponseController(w), idle: transferIdle}, rc); err != nil {
 		panic(http.ErrAbortHandler)
 	}
 	return nil
@@ -319,4 +320,45 @@ func noHead(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Allow", "GET")
 	return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed, Message: "HEAD is not served on downloads (it would read the whole object); use GET, or GET /v1/weights for sizes"}
+}
+
+// transferIdle is how long a weights transfer may make no progress. Transfers of many
+// gigabytes outlast the server's whole-request timeouts, so for them those are replaced by a
+// deadline that each read or write pushes forward: a slow but moving transfer completes, a
+// stalled one is cut.
+var transferIdle = time.Minute
+
+// idleReader pushes the connection's deadlines forward as the body is read.
+type idleReader struct {
+	r    io.Reader
+	rc   *http.ResponseController
+	idle time.Duration
+	last time.Time
+}
+
+func (i *idleReader) Read(p []byte) (int, error) {
+	if now := time.Now(); now.Sub(i.last) > i.idle/8 {
+		i.last = now
+		// The answer comes after the whole body: its write deadline moves too. (Writers that
+		// do not support deadlines keep the server's timeouts.)
+		_ = i.rc.SetReadDeadline(now.Add(i.idle))
+		_ = i.rc.SetWriteDeadline(now.Add(i.idle))
+	}
+	return i.r.Read(p)
+}
+
+// idleWriter pushes the connection's write deadline forward as the answer is written.
+type idleWriter struct {
+	w    io.Writer
+	rc   *http.ResponseController
+	idle time.Duration
+	last time.Time
+}
+
+func (i *idleWriter) Write(p []byte) (int, error) {
+	if now := time.Now(); now.Sub(i.last) > i.idle/8 {
+		i.last = now
+		_ = i.rc.SetWriteDeadline(now.Add(i.idle))
+	}
+	return i.w.Write(p)
 }

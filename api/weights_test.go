@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"testing"
+	"time"
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
@@ -112,5 +114,65 @@ func TestWeightsHTTPEdges(t *testing.T) {
 	}
 	if r.ledgerSize() != before {
 		t.Fatal("refused retirements were recorded")
+	}
+}
+
+// slowReader yields n bytes in chunks, pausing between them.
+type slowReader struct {
+	n     int
+	chunk int
+	pause time.Duration
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if s.n == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(s.pause)
+	k := min(len(p), s.chunk, s.n)
+	for i := range p[:k] {
+		p[i] = byte(s.n + i)
+	}
+	s.n -= k
+	return k, nil
+}
+
+// Transfers that outlast the server's whole-request timeouts complete while they make progress
+// (a 10 GB checkpoint takes minutes); the timeouts become idle timeouts for them.
+func TestSlowTransfersOutliveRequestTimeouts(t *testing.T) {
+	defer api.SetTransferIdle(time.Second)()
+	r, alice, _ := weightsRig(t)
+	slow := httptest.NewUnstartedServer(r.in.Handler())
+	slow.Config.ReadTimeout, slow.Config.WriteTimeout = 500*time.Millisecond, 500*time.Millisecond
+	slow.Start()
+	defer slow.Close()
+	c := api.NewClient(slow.URL, alice.Token)
+	ctx := context.Background()
+	const size = 40 << 10
+	// 2 s of upload, a chunk every 100 ms: four times the server's read timeout.
+	if _, err := c.PutWeights(ctx, "frontier-7", &slowReader{n: size, chunk: 2 << 10, pause: 100 * time.Millisecond}, size); err != nil {
+		t.Fatalf("slow upload: %v", err)
+	}
+	// A download read slowly by the client.
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := c.GetWeights(ctx, "frontier-7", 0, pw)
+		pw.CloseWithError(err)
+	}()
+	got := 0
+	buf := make([]byte, 2<<10)
+	for {
+		n, err := pr.Read(buf)
+		got += n
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("slow download after %d bytes: %v", got, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got != size {
+		t.Fatalf("slow download: %d bytes, want %d", got, size)
 	}
 }

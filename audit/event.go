@@ -46,6 +46,7 @@ const (
 	ActivityRead   = 2 // API Activity: Read; Authentication: Logoff; UAM: Revoke Privileges
 	ActivityUpdate = 3
 	ActivityDelete = 4
+	ActivityOther  = 99 // every class: an activity the class does not enumerate
 )
 
 // Severity ids (OCSF).

@@ -406,3 +406,31 @@ func (ix *Index) Stats() Stats {
 	}
 	return Stats{ActiveGrants: n, Subjects: len(ix.bySubject), Cursor: ix.cursor}
 }
+
+// GrantInfo is an active grant as the index holds it.
+type GrantInfo struct {
+	ID, Role, Subject   string
+	StartsAt, ExpiresAt time.Time
+}
+
+// ActiveGrants returns the grants in force now, sorted by id, for enforcement points that
+// materialise grants elsewhere (Kubernetes RBAC bindings). Like Check it fails closed: when the
+// index cannot be trusted it returns the reason instead.
+func (ix *Index) ActiveGrants() ([]GrantInfo, error) {
+	now := ix.now()
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if err := ix.health(ix.loadErr, now); err != nil {
+		return nil, err
+	}
+	var out []GrantInfo
+	for _, list := range ix.bySubject {
+		for _, e := range list {
+			if e.active && !now.Before(e.starts) && now.Before(e.expires) {
+				out = append(out, GrantInfo{ID: e.id, Role: e.role, Subject: e.subject, StartsAt: e.starts, ExpiresAt: e.expires})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}

@@ -240,6 +240,7 @@ func (p *Policy) validate() {
 	}
 	for _, r := range p.roles {
 		p.validateRole(r)
+		p.validateRoleKubernetes(r)
 	}
 	for _, a := range p.approvals {
 		p.validateApproval(a)
@@ -267,6 +268,7 @@ func (p *Policy) validate() {
 		if strings.ContainsRune(s.SigningKey, 0) {
 			s.src.errorf("signing_key", "signing_key contains a NUL byte")
 		}
+		p.validateKubernetesSettings(s)
 		for i, h := range s.EgressDeny {
 			if err := ValidateEgressHost(h); err != nil {
 				s.src.errorf(fmt.Sprintf("egress_deny[%d]", i), "%v", err)

@@ -299,6 +299,8 @@ func mustParse(t *testing.T, src string) *policy.Policy {
 }
 
 // Each bad policy must be refused with an error naming the file, the line and the field path.
+const k8sRoleDoc = "---\napiVersion: rampart.dev/v1alpha1\nkind: Role\nmetadata: {name: k}\nspec:\n  rules: [{actions: [read], resources: [r/1]}]\n  kubernetes:\n"
+
 func TestValidationErrors(t *testing.T) {
 	base := settingsDoc + groupDoc("a", "x", "y") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/1")
 	cases := []struct {
@@ -352,6 +354,16 @@ func TestValidationErrors(t *testing.T) {
 		{"step-up bool", base + stepUpDoc("ap", "critical", "true"), `spec.require_step_up: "true" is not a duration`},
 		{"step-up misspelt", base + strings.Replace(stepUpDoc("ap", "critical", "10m"), "require_step_up", "require_stepup", 1), `p.yaml:29:3: spec.require_stepup: unknown field "require_stepup"`},
 		{"step-up twice", base + stepUpDoc("ap", "critical", "10m") + "  require_step_up: 1h\n", `p.yaml:30:3: spec.require_step_up: field "require_step_up" appears twice`},
+		// Kubernetes sections of roles and settings.
+		{"k8s both", base + k8sRoleDoc + "    cluster_role: view\n    rules: [{resources: [pods], verbs: [get]}]\n", `spec.kubernetes: give cluster_role`},
+		{"k8s neither", base + k8sRoleDoc + "    namespaces: [ml]\n", `spec.kubernetes: give cluster_role (an existing ClusterRole to bind) or rules`},
+		{"k8s bad namespace", base + k8sRoleDoc + "    cluster_role: view\n    namespaces: [ML_team]\n", `spec.kubernetes.namespaces[0]: "ML_team" is not a namespace name`},
+		{"k8s twice", base + k8sRoleDoc + "    cluster_role: view\n    namespaces: [ml, ml]\n", `spec.kubernetes.namespaces[1]: namespace "ml" is listed twice`},
+		{"k8s bad verb", base + k8sRoleDoc + "    rules: [{resources: [pods], verbs: [read]}]\n", `spec.kubernetes.rules[0].verbs[0]: unknown verb "read"`},
+		{"k8s no resources", base + k8sRoleDoc + "    rules: [{verbs: [get]}]\n", `spec.kubernetes.rules[0].resources: list at least one resource`},
+		{"k8s bad cluster role", base + k8sRoleDoc + "    cluster_role: Cluster Admin\n", `spec.kubernetes.cluster_role: "Cluster Admin" is not a Kubernetes object name`},
+		{"k8s unknown field", base + k8sRoleDoc + "    cluster_role: view\n    namespace: ml\n", `spec.kubernetes.namespace: unknown field "namespace"`},
+		{"k8s drift", strings.Replace(base, "spec: {admin_group: a}", "spec: {admin_group: a, kubernetes: {drift: delete}}", 1), `spec.kubernetes.drift: drift must be report or enforce, not "delete"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

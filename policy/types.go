@@ -106,6 +106,8 @@ type Role struct {
 	Name        string `yaml:"-"`
 	Description string `yaml:"description"`
 	Rules       []Rule `yaml:"rules"`
+	// Kubernetes, when set, makes an active grant of the role a Kubernetes RBAC binding.
+	Kubernetes *RoleKubernetes `yaml:"kubernetes"`
 
 	src source
 }
@@ -192,6 +194,8 @@ type Settings struct {
 	// EgressDeny lists destination hosts (exact or "*." suffix) the egress gateway always refuses,
 	// whatever a rule or a grant says.
 	EgressDeny []string `yaml:"egress_deny"`
+	// Kubernetes configures enforcement in clusters (kube/rbac, the admission webhook).
+	Kubernetes *KubernetesSettings `yaml:"kubernetes"`
 
 	src source
 }

@@ -37,6 +37,8 @@ type Config struct {
 	Workloads WorkloadsConfig `yaml:"workloads"`
 	// Vault is the weights vault.
 	Vault VaultConfig `yaml:"vault"`
+	// Kubernetes is the cluster where grants become RBAC bindings.
+	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 
 	// Dev enables the development login; set only by `rampart dev`.
 	Dev bool `yaml:"-"`
@@ -146,6 +148,7 @@ func (c *Config) validate(doc *strictyaml.Document) {
 	}
 	c.validateIdentity(doc)
 	c.validateVault(doc)
+	c.validateKubernetes(doc)
 	if c.IndexMaxStaleness != 0 && c.IndexMaxStaleness.Std() < time.Second {
 		doc.Errorf("index_max_staleness", "must be at least 1s")
 	}

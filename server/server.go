@@ -27,6 +27,7 @@ import (
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
 	"rampart.dev/rampart/identity/signin"
+	"rampart.dev/rampart/kube/rbac"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/store/postgres"
 	"rampart.dev/rampart/store/sqlite"
@@ -53,7 +54,9 @@ type Instance struct {
 	SignIn *signin.Service
 	// Weights is the weights vault (nil when disabled).
 	Weights *weights.Service
-	API     *api.Server
+	// KubeRBAC keeps Kubernetes RBAC equal to the grants (nil without a cluster).
+	KubeRBAC *rbac.Reconciler
+	API      *api.Server
 
 	base    *policy.Policy      // the policy as read, before the directory's groups
 	dir     map[string][]string // the groups overlaid on it
@@ -145,6 +148,11 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	jobCtx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
 	in.every(jobCtx, "index sync", 0, func(ctx context.Context) error { in.Index.Run(ctx, o.SyncInterval); return nil })
+	if err := in.startKube(jobCtx); err != nil {
+		cancel()
+		in.wg.Wait()
+		return nil, err
+	}
 	in.every(jobCtx, "expiry sweep", o.SweepInterval, func(ctx context.Context) error {
 		n, err := in.Access.Sweep(ctx)
 		if n > 0 {

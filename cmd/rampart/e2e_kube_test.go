@@ -1,0 +1,105 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"rampart.dev/rampart/internal/kubetest"
+	"rampart.dev/rampart/kube/rbac"
+)
+
+// A production server connected to a real kube-apiserver: approving a request creates the
+// grant's RoleBinding, which really lets the person read the weights' volume claim; revoking
+// the grant removes it within 2 s, and both are in the ledger.
+func TestKubernetesRBACFromGrants(t *testing.T) {
+	env := kubetest.Start(t)
+	ctx := context.Background()
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "research"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfgPath := filepath.Join(dir, "rampart.yaml")
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\nkubernetes:\n  kubeconfig: %s\n", addr, filepath.Join(dir, "data"), env.KubeconfigFile)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
+	startServer(t, addr, "server", "--config", cfgPath)
+	token := func(user string) string {
+		return strings.TrimSpace(c.ok("admin", "token", "--config", cfgPath, "--subject", user, "--ttl", "1h"))
+	}
+	alice, bob, dave, erin := token("alice"), token("bob"), token("dave"), token("erin")
+
+	// As alice, through the apiserver's own authorization: 403 without a binding, 404 (allowed,
+	// the claim does not exist) with one.
+	impersonated := rest.CopyConfig(env.Config)
+	impersonated.Impersonate = rest.ImpersonationConfig{UserName: "oidc:alice"}
+	asAlice, err := kubernetes.NewForConfig(impersonated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mayGetClaim := func() bool {
+		_, err := asAlice.CoreV1().PersistentVolumeClaims("research").Get(ctx, "frontier-7-weights", metav1.GetOptions{})
+		if apierrors.IsForbidden(err) {
+			return false
+		}
+		if !apierrors.IsNotFound(err) {
+			t.Fatalf("get the claim as alice: %v", err)
+		}
+		return true
+	}
+	if mayGetClaim() {
+		t.Fatal("alice may read the weights' claim before any grant")
+	}
+
+	id := reqID.FindString(c.as(alice, "request", "create", "--role", "weights-reader-frontier-7", "--reason", "eval run 4411", "--duration", "1h").out)
+	c.as(bob, "request", "approve", id)
+	c.as(dave, "request", "approve", id)
+	out := c.as(alice, "check", "alice", "read", "weights/frontier-7").out
+	grant := regexp.MustCompile(`grt_[A-Za-z0-9_]+`).FindString(out)
+	if grant == "" {
+		t.Fatalf("no grant in: %s", out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !mayGetClaim() {
+		if time.Now().After(deadline) {
+			t.Fatal("no RoleBinding 5 s after the grant activated")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b, err := env.Clientset.RbacV1().RoleBindings("research").Get(ctx, rbac.BindingName(grant), metav1.GetOptions{})
+	if err != nil || b.RoleRef.Name != "rampart:weights-reader-frontier-7" || b.Annotations[rbac.AnnotationGrantID] != grant {
+		t.Fatalf("binding: %+v %v", b, err)
+	}
+
+	if r := c.as(erin, "grant", "revoke", grant, "--reason", "eval finished"); r.code != 0 {
+		t.Fatalf("revoke: %+v", r)
+	}
+	revoked := time.Now()
+	for mayGetClaim() {
+		if time.Since(revoked) > 2*time.Second {
+			t.Fatal("alice could still read the claim 2 s after her grant was revoked")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("revoked → access gone in the apiserver after %s", time.Since(revoked).Round(time.Millisecond))
+	tail := c.as(erin, "audit", "tail", "-n", "30").out
+	for _, code := range []string{"kube.binding.create", "kube.binding.delete"} {
+		if !strings.Contains(tail, code) {
+			t.Errorf("the ledger lacks %s:\n%s", code, tail)
+		}
+	}
+}
