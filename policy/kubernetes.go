@@ -2,7 +2,10 @@ package policy
 
 import (
 	"fmt"
+	"maps"
+	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -14,6 +17,17 @@ type RoleKubernetes struct {
 	ClusterRole string     `yaml:"cluster_role"`
 	Rules       []RBACRule `yaml:"rules"`
 	Namespaces  []string   `yaml:"namespaces"`
+}
+
+// ResourceKubernetes names the objects of one namespace that hold a resource: a pod mounting
+// any of them needs the read action on the resource, and exec, attach and port-forward into
+// such a pod need the exec action.
+type ResourceKubernetes struct {
+	Namespace              string   `yaml:"namespace"`
+	PersistentVolumeClaims []string `yaml:"persistent_volume_claims"`
+	Secrets                []string `yaml:"secrets"`
+	// CSIDrivers: every inline CSI volume of these drivers in the namespace.
+	CSIDrivers []string `yaml:"csi_drivers"`
 }
 
 // RBACRule is a Kubernetes PolicyRule.
@@ -35,6 +49,43 @@ type KubernetesSettings struct {
 	ProtectedClusterRoles []string `yaml:"protected_cluster_roles"`
 	// Drift is report (a ledger entry) or enforce (the entry, and the binding is deleted).
 	Drift string `yaml:"drift"`
+	// Admission is the baseline the admission webhook enforces on pods.
+	Admission AdmissionSettings `yaml:"admission"`
+	// Egress says where the default-deny NetworkPolicy lets pods go: cluster DNS and the
+	// egress gateway.
+	Egress NetworkSettings `yaml:"egress"`
+}
+
+// NetworkSettings locates cluster DNS and the egress gateway for the rendered NetworkPolicy.
+type NetworkSettings struct {
+	// DNSNamespace and DNSPodLabels select the cluster DNS pods (default kube-system,
+	// k8s-app: kube-dns); port 53 over UDP and TCP.
+	DNSNamespace string            `yaml:"dns_namespace"`
+	DNSPodLabels map[string]string `yaml:"dns_pod_labels"`
+	// GatewayNamespace and GatewayPodLabels select Rampart's egress gateway pods, or
+	// GatewayCIDRs its addresses when it runs outside the cluster; GatewayPort is its port
+	// (default 8471).
+	GatewayNamespace string            `yaml:"gateway_namespace"`
+	GatewayPodLabels map[string]string `yaml:"gateway_pod_labels"`
+	GatewayCIDRs     []string          `yaml:"gateway_cidrs"`
+	GatewayPort      int               `yaml:"gateway_port"`
+}
+
+// AdmissionSettings is the research baseline (beyond Pod Security restricted, always on).
+type AdmissionSettings struct {
+	// AllowedRegistries are image prefixes (registry host, optional port and path); empty
+	// allows any registry.
+	AllowedRegistries []string `yaml:"allowed_registries"`
+	// RequireDigest requires images pinned by @sha256 digest.
+	RequireDigest bool `yaml:"require_digest"`
+	// RuntimeClass is what high-risk pods must run under (default gvisor).
+	RuntimeClass string `yaml:"runtime_class"`
+	// HighRiskNamespaces and HighRiskLabels (key: value) mark pods high-risk.
+	HighRiskNamespaces []string          `yaml:"high_risk_namespaces"`
+	HighRiskLabels     map[string]string `yaml:"high_risk_labels"`
+	// ExemptNamespaces are not reviewed at all (the webhook configuration leaves them out):
+	// the cluster's own system namespaces. kube-system is always exempt.
+	ExemptNamespaces []string `yaml:"exempt_namespaces"`
 }
 
 // Drift modes.
@@ -101,6 +152,82 @@ func (p *Policy) validateRoleKubernetes(r *Role) {
 	// standing path around multi-party approval; the approval policy decides, but say so.
 }
 
+func (p *Policy) validateResourceKubernetes(r *Resource) {
+	k := r.Kubernetes
+	if k == nil {
+		return
+	}
+	if !dns1123Label.MatchString(k.Namespace) || len(k.Namespace) > 63 {
+		r.src.errorf("kubernetes.namespace", "%q is not a namespace name (lowercase letters, digits and '-', at most 63)", k.Namespace)
+	}
+	if len(k.PersistentVolumeClaims)+len(k.Secrets)+len(k.CSIDrivers) == 0 {
+		r.src.errorf("kubernetes", "name at least one of persistent_volume_claims, secrets or csi_drivers")
+	}
+	for field, names := range map[string][]string{"persistent_volume_claims": k.PersistentVolumeClaims, "secrets": k.Secrets, "csi_drivers": k.CSIDrivers} {
+		for i, n := range names {
+			if len(n) > 253 || !k8sName.MatchString(n) || strings.Contains(n, ":") {
+				r.src.errorf(fmt.Sprintf("kubernetes.%s[%d]", field, i), "%q is not a Kubernetes object name", n)
+			}
+		}
+	}
+}
+
+// ProtectedVolume is a cluster object that holds a resource.
+type ProtectedVolume struct {
+	Kind     string // PersistentVolumeClaim, Secret or CSIDriver
+	Name     string
+	Resource string
+}
+
+// ProtectedVolumes returns the objects of namespace that hold catalogue resources, keyed by
+// Kind+"/"+Name (Kind PersistentVolumeClaim, Secret or CSIDriver). The map is shared: do not
+// modify it.
+func (p *Policy) ProtectedVolumes(namespace string) map[string]ProtectedVolume {
+	return p.protected[namespace]
+}
+
+// validateProtectedUnique: one cluster object holds one resource, or which grant it needs
+// would be ambiguous.
+func (p *Policy) validateProtectedUnique() {
+	owner := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(p.resources)) {
+		r := p.resources[name]
+		k := r.Kubernetes
+		if k == nil {
+			continue
+		}
+		for field, names := range map[string][]string{"persistent_volume_claims": k.PersistentVolumeClaims, "secrets": k.Secrets, "csi_drivers": k.CSIDrivers} {
+			for i, n := range names {
+				key := k.Namespace + "/" + field + "/" + n
+				if prev, dup := owner[key]; dup && prev != r.Name {
+					r.src.errorf(fmt.Sprintf("kubernetes.%s[%d]", field, i), "%s %q in namespace %s already holds resource %q; one object holds one resource", field, n, k.Namespace, prev)
+				}
+				owner[key] = r.Name
+			}
+		}
+	}
+}
+
+func (p *Policy) compileProtected() {
+	p.protected = map[string]map[string]ProtectedVolume{}
+	for _, r := range p.resources {
+		k := r.Kubernetes
+		if k == nil {
+			continue
+		}
+		m := p.protected[k.Namespace]
+		if m == nil {
+			m = map[string]ProtectedVolume{}
+			p.protected[k.Namespace] = m
+		}
+		for kind, names := range map[string][]string{"PersistentVolumeClaim": k.PersistentVolumeClaims, "Secret": k.Secrets, "CSIDriver": k.CSIDrivers} {
+			for _, n := range names {
+				m[kind+"/"+n] = ProtectedVolume{Kind: kind, Name: n, Resource: r.Name}
+			}
+		}
+	}
+}
+
 func (p *Policy) validateKubernetesSettings(s *Settings) {
 	k := s.Kubernetes
 	if k == nil {
@@ -121,6 +248,42 @@ func (p *Policy) validateKubernetesSettings(s *Settings) {
 			s.src.errorf(fmt.Sprintf("kubernetes.protected_cluster_roles[%d]", i), "%q is not a ClusterRole name", cr)
 		}
 	}
+	a := &k.Admission
+	for field, list := range map[string][]string{"high_risk_namespaces": a.HighRiskNamespaces, "exempt_namespaces": a.ExemptNamespaces} {
+		for i, ns := range list {
+			if !dns1123Label.MatchString(ns) || len(ns) > 63 {
+				s.src.errorf(fmt.Sprintf("kubernetes.admission.%s[%d]", field, i), "%q is not a namespace name", ns)
+			}
+		}
+	}
+	for i, reg := range a.AllowedRegistries {
+		if reg == "" || strings.ContainsAny(reg, " \t\n@") || strings.HasPrefix(reg, "/") {
+			s.src.errorf(fmt.Sprintf("kubernetes.admission.allowed_registries[%d]", i), "%q is not a registry prefix such as registry.internal.example/research", reg)
+		}
+	}
+	if a.RuntimeClass != "" && !k8sName.MatchString(a.RuntimeClass) {
+		s.src.errorf("kubernetes.admission.runtime_class", "%q is not a RuntimeClass name", a.RuntimeClass)
+	}
+	e := &k.Egress
+	if e.DNSNamespace == "" {
+		e.DNSNamespace = "kube-system"
+	}
+	if len(e.DNSPodLabels) == 0 {
+		e.DNSPodLabels = map[string]string{"k8s-app": "kube-dns"}
+	}
+	if e.GatewayPort == 0 {
+		e.GatewayPort = 8471
+	} else if e.GatewayPort < 1 || e.GatewayPort > 65535 {
+		s.src.errorf("kubernetes.egress.gateway_port", "%d is not a port", e.GatewayPort)
+	}
+	for i, c := range e.GatewayCIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			s.src.errorf(fmt.Sprintf("kubernetes.egress.gateway_cidrs[%d]", i), "%q is not a CIDR such as 10.0.0.5/32", c)
+		}
+	}
+	if (e.GatewayNamespace == "") != (len(e.GatewayPodLabels) == 0) {
+		s.src.errorf("kubernetes.egress", "gateway_namespace and gateway_pod_labels go together")
+	}
 	if strings.ContainsAny(k.UserPrefix, " \t\n/") {
 		s.src.errorf("kubernetes.user_prefix", "user_prefix %q contains a space or '/'", k.UserPrefix)
 	}
@@ -129,7 +292,8 @@ func (p *Policy) validateKubernetesSettings(s *Settings) {
 // Kubernetes returns the cluster settings (zero value, report mode, when none are given).
 func (p *Policy) Kubernetes() KubernetesSettings {
 	if p.settings == nil || p.settings.Kubernetes == nil {
-		return KubernetesSettings{Drift: DriftReport}
+		return KubernetesSettings{Drift: DriftReport, Egress: NetworkSettings{DNSNamespace: "kube-system",
+			DNSPodLabels: map[string]string{"k8s-app": "kube-dns"}, GatewayPort: 8471}}
 	}
 	return *p.settings.Kubernetes
 }

@@ -237,7 +237,9 @@ func (p *Policy) validate() {
 	}
 	for _, r := range p.resources {
 		p.validateResource(r)
+		p.validateResourceKubernetes(r)
 	}
+	p.validateProtectedUnique()
 	for _, r := range p.roles {
 		p.validateRole(r)
 		p.validateRoleKubernetes(r)

@@ -32,11 +32,12 @@ type Policy struct {
 	egress    map[string]*EgressPolicy
 	settings  *Settings
 
-	memberOf     map[string][]string            // subject → groups, sorted
-	perms        map[string]map[string][]string // role → resource → actions ("*" = all)
-	grantedBy    map[string][]string            // resource → roles reaching it, sorted
-	requirements map[string]*Requirement        // role → approval requirement
-	standing     map[string][]Standing          // subject → standing roles, via itself or groups
+	memberOf     map[string][]string                   // subject → groups, sorted
+	perms        map[string]map[string][]string        // role → resource → actions ("*" = all)
+	grantedBy    map[string][]string                   // resource → roles reaching it, sorted
+	requirements map[string]*Requirement               // role → approval requirement
+	standing     map[string][]Standing                 // subject → standing roles, via itself or groups
+	protected    map[string]map[string]ProtectedVolume // namespace → kind/name → what it holds
 
 	sortedNames  []string               // resource names, sorted, for pattern matching
 	patternCache map[string][]*Resource // pattern → matching resources, sorted
@@ -69,6 +70,7 @@ type Requirement struct {
 
 func (p *Policy) compile() {
 	p.buildMembership(nil)
+	p.compileProtected()
 
 	p.perms = map[string]map[string][]string{}
 	grantedBy := map[string]map[string]bool{}

@@ -301,6 +301,10 @@ func mustParse(t *testing.T, src string) *policy.Policy {
 // Each bad policy must be refused with an error naming the file, the line and the field path.
 const k8sRoleDoc = "---\napiVersion: rampart.dev/v1alpha1\nkind: Role\nmetadata: {name: k}\nspec:\n  rules: [{actions: [read], resources: [r/1]}]\n  kubernetes:\n"
 
+func resourceK8s(name, k8s string) string {
+	return "---\napiVersion: rampart.dev/v1alpha1\nkind: Resource\nmetadata: {name: " + name + "}\nspec:\n  kind: weights\n  sensitivity: critical\n  kubernetes:\n" + k8s
+}
+
 func TestValidationErrors(t *testing.T) {
 	base := settingsDoc + groupDoc("a", "x", "y") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/1")
 	cases := []struct {
@@ -363,6 +367,14 @@ func TestValidationErrors(t *testing.T) {
 		{"k8s no resources", base + k8sRoleDoc + "    rules: [{verbs: [get]}]\n", `spec.kubernetes.rules[0].resources: list at least one resource`},
 		{"k8s bad cluster role", base + k8sRoleDoc + "    cluster_role: Cluster Admin\n", `spec.kubernetes.cluster_role: "Cluster Admin" is not a Kubernetes object name`},
 		{"k8s unknown field", base + k8sRoleDoc + "    cluster_role: view\n    namespace: ml\n", `spec.kubernetes.namespace: unknown field "namespace"`},
+		{"k8s resource no objects", base + resourceK8s("r/2", "    namespace: research\n"), `spec.kubernetes: name at least one of persistent_volume_claims`},
+		{"k8s resource bad namespace", base + resourceK8s("r/2", "    namespace: Research\n    secrets: [s]\n"), `spec.kubernetes.namespace: "Research" is not a namespace name`},
+		{"k8s resource bad claim", base + resourceK8s("r/2", "    namespace: research\n    persistent_volume_claims: [Weights_1]\n"), `spec.kubernetes.persistent_volume_claims[0]: "Weights_1" is not a Kubernetes object name`},
+		{"k8s claim held twice", base + resourceK8s("r/2", "    namespace: research\n    persistent_volume_claims: [w]\n") + resourceK8s("r/3", "    namespace: research\n    persistent_volume_claims: [w]\n"),
+			`spec.kubernetes.persistent_volume_claims[0]: persistent_volume_claims "w" in namespace research already holds resource "r/2"`},
+		{"k8s bad registry", strings.Replace(base, "spec: {admin_group: a}", "spec: {admin_group: a, kubernetes: {admission: {allowed_registries: [\"reg/x@sha256\"]}}}", 1), `spec.kubernetes.admission.allowed_registries[0]: "reg/x@sha256" is not a registry prefix`},
+		{"k8s bad gateway cidr", strings.Replace(base, "spec: {admin_group: a}", "spec: {admin_group: a, kubernetes: {egress: {gateway_cidrs: [10.0.0.300/32]}}}", 1), `spec.kubernetes.egress.gateway_cidrs[0]: "10.0.0.300/32" is not a CIDR`},
+		{"k8s gateway half", strings.Replace(base, "spec: {admin_group: a}", "spec: {admin_group: a, kubernetes: {egress: {gateway_namespace: rampart}}}", 1), `spec.kubernetes.egress: gateway_namespace and gateway_pod_labels go together`},
 		{"k8s drift", strings.Replace(base, "spec: {admin_group: a}", "spec: {admin_group: a, kubernetes: {drift: delete}}", 1), `spec.kubernetes.drift: drift must be report or enforce, not "delete"`},
 	}
 	for _, c := range cases {

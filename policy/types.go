@@ -86,6 +86,9 @@ type Resource struct {
 	Owners      []string    `yaml:"owners"`
 	Tags        []string    `yaml:"tags"`
 	Description string      `yaml:"description"`
+	// Kubernetes names the cluster objects that hold this resource: mounting them needs a grant
+	// on the resource (the admission webhook asks the decision engine).
+	Kubernetes *ResourceKubernetes `yaml:"kubernetes"`
 
 	src source
 }

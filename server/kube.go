@@ -2,8 +2,13 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -11,6 +16,8 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/internal/strictyaml"
+	"rampart.dev/rampart/kube/admission"
+	"rampart.dev/rampart/kube/netpol"
 	"rampart.dev/rampart/kube/rbac"
 )
 
@@ -25,6 +32,22 @@ type KubernetesConfig struct {
 	// RBAC keeps RoleBindings equal to the active grants of roles with a kubernetes section
 	// (default true when a cluster is configured).
 	RBAC *bool `yaml:"rbac"`
+	// NetworkPolicies keeps the default-deny egress NetworkPolicy in every governed namespace
+	// (default true when a cluster is configured).
+	NetworkPolicies *bool `yaml:"network_policies"`
+	// Admission serves the admission webhook (rampart server when listen is set, and
+	// rampart admission).
+	Admission AdmissionConfig `yaml:"admission"`
+}
+
+// AdmissionConfig is the webhook's TLS listener.
+type AdmissionConfig struct {
+	// Listen is the address the webhook serves HTTPS on, e.g. 0.0.0.0:8443.
+	Listen string `yaml:"listen"`
+	// CertFile and KeyFile are its serving certificate (rampart kube install --cert-dir makes
+	// one, and writes its CA into the webhook configuration).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 func (c *Config) validateKubernetes(doc *strictyaml.Document) {
@@ -35,6 +58,17 @@ func (c *Config) validateKubernetes(doc *strictyaml.Document) {
 	if k.Kubeconfig != "" {
 		if _, err := os.Stat(k.Kubeconfig); err != nil {
 			doc.Errorf("kubernetes.kubeconfig", "%v", err)
+		}
+	}
+	if a := k.Admission; a.Listen != "" {
+		if _, _, err := net.SplitHostPort(a.Listen); err != nil {
+			doc.Errorf("kubernetes.admission.listen", "%q is not host:port", a.Listen)
+		}
+		if a.CertFile == "" || a.KeyFile == "" {
+			doc.Errorf("kubernetes.admission", "the webhook serves HTTPS only: set cert_file and key_file (rampart kube install --cert-dir DIR makes them)")
+		}
+		if k.Kubeconfig == "" && !k.InCluster {
+			doc.Errorf("kubernetes.admission", "the webhook reads the cluster: set kubeconfig or in_cluster")
 		}
 	}
 	if k.Context != "" && k.Kubeconfig == "" {
@@ -66,12 +100,30 @@ func (c KubernetesConfig) KubeClient() (kubernetes.Interface, *rest.Config, erro
 	return cs, cfg, nil
 }
 
-// startKube starts the RBAC reconciler when a cluster is configured.
+// startKube starts the RBAC reconciler, the NetworkPolicy keeper and the admission webhook's
+// view of the cluster when a cluster is configured.
 func (in *Instance) startKube(ctx context.Context) error {
 	kc := in.cfg.Kubernetes
 	client, _, err := kc.KubeClient()
 	if err != nil || client == nil {
 		return err
+	}
+	in.Kube = client
+	if kc.NetworkPolicies == nil || *kc.NetworkPolicies {
+		k := &netpol.Keeper{Client: client, Policy: in.Index.Policy, Record: recorder(in.Store), Log: in.log, Now: in.now}
+		in.every(ctx, "kube netpol", 0, func(ctx context.Context) error {
+			if err := k.Run(ctx); err != nil {
+				in.log.Error("kube NetworkPolicy keeper stopped", "err", err)
+			}
+			return nil
+		})
+	}
+	if kc.Admission.Listen != "" {
+		cluster, err := admission.NewKubeCluster(ctx, client)
+		if err != nil {
+			return err
+		}
+		in.Webhook = &admission.Webhook{Policy: in.Index.Policy, Decide: in.Index, Cluster: cluster, Record: recorder(in.Store), Log: in.log, Now: in.now}
 	}
 	if kc.RBAC != nil && !*kc.RBAC {
 		return nil
@@ -87,4 +139,27 @@ func (in *Instance) startKube(ctx context.Context) error {
 		return nil
 	})
 	return nil
+}
+
+// ServeAdmission serves the admission webhook over TLS on kubernetes.admission.listen until ctx
+// ends.
+func (in *Instance) ServeAdmission(ctx context.Context) error {
+	a := in.cfg.Kubernetes.Admission
+	if in.Webhook == nil || a.Listen == "" {
+		return fmt.Errorf("no admission webhook configured: set kubernetes.admission.listen, cert_file and key_file, and kubernetes.kubeconfig")
+	}
+	srv := &http.Server{Addr: a.Listen, Handler: in.Webhook.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(in.log.Handler(), slog.LevelWarn),
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServeTLS(a.CertFile, a.KeyFile) }()
+	in.log.Info("admission webhook serving", "listen", a.Listen)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admission webhook on %s: %w", a.Listen, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
 }

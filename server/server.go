@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
 	"rampart.dev/rampart/audit"
@@ -27,6 +29,7 @@ import (
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
 	"rampart.dev/rampart/identity/signin"
+	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/rbac"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/store/postgres"
@@ -56,7 +59,11 @@ type Instance struct {
 	Weights *weights.Service
 	// KubeRBAC keeps Kubernetes RBAC equal to the grants (nil without a cluster).
 	KubeRBAC *rbac.Reconciler
-	API      *api.Server
+	// Kube is the cluster client (nil without a cluster); Webhook the admission webhook (nil
+	// unless kubernetes.admission.listen is set).
+	Kube    kubernetes.Interface
+	Webhook *admission.Webhook
+	API     *api.Server
 
 	base    *policy.Policy      // the policy as read, before the directory's groups
 	dir     map[string][]string // the groups overlaid on it

@@ -106,7 +106,7 @@ Start a local control plane with 'rampart dev', then use the other commands agai
 		newDevCmd(), newServerCmd(), newEgressCmd(), newAdminCmd(),
 		newLoginCmd(g), newLogoutCmd(g), newWhoamiCmd(g), newResourcesCmd(g), newRolesCmd(g),
 		newRequestCmd(g), newGrantCmd(g), newCheckCmd(g), newAuditCmd(g), newPolicyCmd(g), newTokenCmd(g),
-		newSearchCmd(g), newSuggestCmd(g), newSessionCmd(g), newMFACmd(g), newUserCmd(g), newWeightsCmd(g), newVaultCmd(g), newKMSPluginCmd(),
+		newSearchCmd(g), newSuggestCmd(g), newSessionCmd(g), newMFACmd(g), newUserCmd(g), newWeightsCmd(g), newVaultCmd(g), newKMSPluginCmd(), newAdmissionCmd(), newKubeCmd(g), newExceptionCmd(g),
 	)
 	return root
 }

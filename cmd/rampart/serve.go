@@ -155,6 +155,13 @@ func serve(ctx context.Context, cfg server.Config, banner bool) error {
 			}
 		}()
 	}
+	if in.Webhook != nil {
+		go func() {
+			if err := in.ServeAdmission(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "rampart:", err)
+			}
+		}()
+	}
 	if banner {
 		printBanner(cfg, ln.Addr().String())
 	}

@@ -1,0 +1,428 @@
+// Package admission is Rampart's Kubernetes admission webhook: a validating endpoint that
+// refuses workloads breaking the Pod Security restricted profile or the research baseline
+// (kube/podsec), mounting protected volumes without a grant, or landing in a namespace without
+// the default-deny egress policy, and that refuses exec, attach and port-forward into pods
+// holding protected data without a grant; and a mutating endpoint that puts high-risk pods under
+// the sandbox runtime class.
+//
+// It is meant to be registered with failurePolicy: Fail (rampart kube install does), and it
+// fails closed itself: when the decision engine cannot be trusted, or the cluster cannot be
+// read, the answer is a refusal that says so. Every refusal names the check, the field path and
+// the fix, and is a ledger entry (kube.admission.denied).
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/kube/netpol"
+	"rampart.dev/rampart/kube/podsec"
+	"rampart.dev/rampart/policy"
+)
+
+// Check ids of Rampart's own admission checks (beside podsec's).
+const (
+	CheckProtectedVolume = "rampart.protected-volume"
+	CheckProtectedExec   = "rampart.protected-exec"
+	CheckNetworkPolicy   = "rampart.default-deny-egress"
+	CheckUnavailable     = "rampart.unavailable"
+)
+
+// Decider is the decision engine (authz.Index).
+type Decider interface {
+	Check(authz.Query) authz.Decision
+	Health() error
+}
+
+// Cluster is what the webhook reads from the cluster.
+type Cluster interface {
+	// Pod returns a pod (for exec, attach and port-forward requests).
+	Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+	// NetworkPolicies returns the namespace's NetworkPolicies.
+	NetworkPolicies(namespace string) ([]*networkingv1.NetworkPolicy, error)
+}
+
+// Webhook serves the admission endpoints. Set every field but Log and Now.
+type Webhook struct {
+	Policy  func() *policy.Policy
+	Decide  Decider
+	Cluster Cluster
+	Record  func(ctx context.Context, e audit.Event) error
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+// Handler serves POST /validate, POST /mutate and GET /healthz.
+func (h *Webhook) Handler() http.Handler {
+	if h.Log == nil {
+		h.Log = slog.New(slog.DiscardHandler)
+	}
+	if h.Now == nil {
+		h.Now = time.Now
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /validate", func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, h.validate) })
+	mux.HandleFunc("POST /mutate", func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, h.mutate) })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := h.Decide.Health(); err != nil {
+			http.Error(w, "decision engine unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	return mux
+}
+
+func (h *Webhook) serve(w http.ResponseWriter, r *http.Request, decide func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		http.Error(w, "the body must be an admission.k8s.io/v1 AdmissionReview in JSON (Content-Type application/json), not "+ct, http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, podsec.MaxReviewBytes))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("the AdmissionReview is larger than %d bytes or could not be read: %v", podsec.MaxReviewBytes, err), http.StatusRequestEntityTooLarge)
+		return
+	}
+	review, err := podsec.DecodeAdmissionReview(body)
+	if err != nil {
+		// The apiserver sends well-formed reviews; anything else is refused outright (with
+		// failurePolicy: Fail, an error is a refusal too).
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	resp := decide(r.Context(), review.Request)
+	resp.UID = review.Request.UID
+	out := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Response: resp}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+// refusal is one reason to refuse.
+type refusal struct {
+	Check, Field, Message, Fix string
+}
+
+func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	pol := h.Policy()
+	settings := pol.Kubernetes()
+	what := describe(req)
+	if err := h.Decide.Health(); err != nil {
+		return h.deny(ctx, req, what, []refusal{{Check: CheckUnavailable, Message: "Rampart's decision engine cannot be trusted right now (" + err.Error() + "), so nothing is admitted", Fix: "retry when the Rampart control plane is healthy (GET /readyz)"}})
+	}
+	if req.Resource.Resource == "pods" && slices.Contains([]string{"exec", "attach", "portforward"}, req.SubResource) {
+		return h.validateConnect(ctx, req, pol, settings, what)
+	}
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		return &admissionv1.AdmissionResponse{Allowed: true} // deletions carry no object to judge
+	}
+	wl, err := podsec.WorkloadOf(req.Kind.Kind, req.Object.Raw)
+	if errors.Is(err, podsec.ErrUnsupportedKind) {
+		return &admissionv1.AdmissionResponse{Allowed: true} // not a workload: not this webhook's business
+	}
+	if err != nil {
+		return h.deny(ctx, req, what, []refusal{{Check: "rampart.malformed", Message: err.Error(), Fix: "submit a valid object"}})
+	}
+	ns := req.Namespace
+	cfg := podsecConfig(settings.Admission)
+	ex := Exceptions(h.Decide.Check, settings.Cluster, ns, wl)
+	var out []refusal
+	for _, v := range podsec.Check(wl, ns, cfg, ex.Exempt) {
+		out = append(out, refusal(v))
+	}
+	out = append(out, h.protectedVolumes(wl, ns, pol, settings)...)
+	nps, err := h.Cluster.NetworkPolicies(ns)
+	var warnings []string
+	switch {
+	case err != nil:
+		out = append(out, refusal{Check: CheckUnavailable, Message: "cannot read the namespace's NetworkPolicies: " + err.Error(), Fix: "retry; the webhook refuses what it cannot check"})
+	default:
+		intact := false
+		for _, np := range nps {
+			intact = intact || netpol.Intact(np, settings.Egress)
+		}
+		if !intact && !ex.Exempt(CheckNetworkPolicy) {
+			out = append(out, refusal{Check: CheckNetworkPolicy, Field: "metadata.namespace",
+				Message: fmt.Sprintf("namespace %q has no intact Rampart default-deny egress NetworkPolicy (%s)", ns, netpol.Name),
+				Fix:     "have an administrator run rampart kube install (or apply the output of rampart kube render netpol --namespace " + ns + ")"})
+		}
+		if more := netpol.AllowsMore(nps); len(more) > 0 {
+			warnings = append(warnings, fmt.Sprintf("rampart: NetworkPolicies %s allow egress beyond DNS and the egress gateway; NetworkPolicies add up, so they widen the default deny", strings.Join(more, ", ")))
+		}
+	}
+	if len(out) > 0 {
+		resp := h.deny(ctx, req, what, out)
+		resp.Warnings = warnings
+		return resp
+	}
+	if used := ex.Used(); len(used) > 0 {
+		var parts []string
+		for _, u := range used {
+			parts = append(parts, u.Check+" (grant "+u.GrantID+", until "+u.ExpiresAt.UTC().Format(time.RFC3339)+")")
+		}
+		msg := fmt.Sprintf("rampart: %s admitted under approved exceptions: %s", what, strings.Join(parts, ", "))
+		warnings = append(warnings, msg)
+		h.record(ctx, req, audit.Event{Code: "kube.admission.excepted", Class: audit.ClassAPIActivity, Activity: audit.ActivityCreate, ActivityName: "Create",
+			Severity: audit.SeverityMedium, Message: msg, Details: map[string]any{"exceptions": used}})
+	}
+	return &admissionv1.AdmissionResponse{Allowed: true, Warnings: warnings}
+}
+
+func (h *Webhook) record(ctx context.Context, req *admissionv1.AdmissionRequest, e audit.Event) {
+	if h.Record == nil {
+		return
+	}
+	e.Time, e.Actor = h.Now(), req.UserInfo.Username
+	if e.Details == nil {
+		e.Details = map[string]any{}
+	}
+	e.Details["namespace"], e.Details["name"], e.Details["kind"], e.Details["operation"], e.Details["uid"] = req.Namespace, req.Name, req.Kind.Kind, string(req.Operation), string(req.UID)
+	if err := h.Record(context.WithoutCancel(ctx), e); err != nil {
+		h.Log.Error("admission: cannot record in the ledger", "err", err, "code", e.Code)
+	}
+}
+
+func podsecConfig(a policy.AdmissionSettings) podsec.Config {
+	return podsec.Config{AllowedRegistries: a.AllowedRegistries, RequireDigest: a.RequireDigest, RuntimeClass: a.RuntimeClass,
+		HighRiskNamespaces: a.HighRiskNamespaces, HighRiskLabels: a.HighRiskLabels}
+}
+
+// ServiceAccountSubject is the Rampart subject of a pod's service account.
+func ServiceAccountSubject(cluster, namespace, sa string) string {
+	if sa == "" {
+		sa = "default"
+	}
+	return "k8s:" + cluster + "/" + namespace + "/" + sa
+}
+
+func (h *Webhook) protectedVolumes(wl podsec.Workload, ns string, pol *policy.Policy, s policy.KubernetesSettings) []refusal {
+	var out []refusal
+	for _, v := range ProtectedVolumes(wl, ns, pol, s, h.Decide.Check) {
+		out = append(out, refusal(v))
+	}
+	return out
+}
+
+// ProtectedVolumes finds every reference the pod makes to an object holding a catalogue
+// resource, and asks decide whether the pod's service account may read it; each refusal is a
+// violation (check rampart.protected-volume). The webhook and rampart kube scan both use it.
+func ProtectedVolumes(wl podsec.Workload, ns string, pol *policy.Policy, s policy.KubernetesSettings, decide func(authz.Query) authz.Decision) []podsec.Violation {
+	prot := pol.ProtectedVolumes(ns)
+	if len(prot) == 0 || wl.Spec == nil {
+		return nil
+	}
+	subject := ServiceAccountSubject(s.Cluster, ns, wl.Spec.ServiceAccountName)
+	var out []podsec.Violation
+	seen := map[string]bool{}
+	need := func(key, field string) {
+		pv, ok := prot[key]
+		if !ok {
+			return
+		}
+		d := decide(authz.Query{Subject: subject, Action: "read", Resource: pv.Resource})
+		if d.Allowed {
+			return
+		}
+		dedup := pv.Resource + "|" + field
+		if seen[dedup] {
+			return
+		}
+		seen[dedup] = true
+		out = append(out, podsec.Violation{Check: CheckProtectedVolume, Field: field,
+			Message: fmt.Sprintf("%s %s holds %s, and the pod's service account (%s) has no active grant to read it: %s", pv.Kind, pv.Name, pv.Resource, subject, d.Reason),
+			Fix:     fmt.Sprintf("request access for the workload: rampart request create --resource %s --action read --for %s --reason …", pv.Resource, subject)})
+	}
+	path := wl.SpecPath
+	for i, v := range wl.Spec.Volumes {
+		f := fmt.Sprintf("%s.volumes[%d]", path, i)
+		switch {
+		case v.PersistentVolumeClaim != nil:
+			need("PersistentVolumeClaim/"+v.PersistentVolumeClaim.ClaimName, f+".persistentVolumeClaim.claimName")
+		case v.Secret != nil:
+			need("Secret/"+v.Secret.SecretName, f+".secret.secretName")
+		case v.CSI != nil:
+			need("CSIDriver/"+v.CSI.Driver, f+".csi.driver")
+		case v.Projected != nil:
+			for j, src := range v.Projected.Sources {
+				if src.Secret != nil {
+					need("Secret/"+src.Secret.Name, fmt.Sprintf("%s.projected.sources[%d].secret.name", f, j))
+				}
+			}
+		case v.Ephemeral != nil:
+			// A generic ephemeral volume is a new claim, never an existing protected one.
+		}
+	}
+	for kind, list := range map[string][]corev1.Container{"initContainers": wl.Spec.InitContainers, "containers": wl.Spec.Containers} {
+		for i, c := range list {
+			for j, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					need("Secret/"+e.ValueFrom.SecretKeyRef.Name, fmt.Sprintf("%s.%s[%d].env[%d].valueFrom.secretKeyRef.name", path, kind, i, j))
+				}
+			}
+			for j, e := range c.EnvFrom {
+				if e.SecretRef != nil {
+					need("Secret/"+e.SecretRef.Name, fmt.Sprintf("%s.%s[%d].envFrom[%d].secretRef.name", path, kind, i, j))
+				}
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b podsec.Violation) int { return strings.Compare(a.Field, b.Field) })
+	return out
+}
+
+// validateConnect decides exec, attach and port-forward: into a pod that mounts protected
+// data, the person needs the exec action on that resource.
+func (h *Webhook) validateConnect(ctx context.Context, req *admissionv1.AdmissionRequest, pol *policy.Policy, s policy.KubernetesSettings, what string) *admissionv1.AdmissionResponse {
+	pod, err := h.Cluster.Pod(ctx, req.Namespace, req.Name)
+	if err == nil && pod == nil {
+		err = errors.New("no such pod")
+	}
+	if err != nil {
+		return h.deny(ctx, req, what, []refusal{{Check: CheckUnavailable, Message: fmt.Sprintf("cannot read pod %s/%s to see what it holds: %v", req.Namespace, req.Name, err), Fix: "retry; the webhook refuses what it cannot check"}})
+	}
+	prot := pol.ProtectedVolumes(req.Namespace)
+	resources := map[string]bool{}
+	// The resources the pod holds, whatever its own grants.
+	for _, v := range pod.Spec.Volumes {
+		for _, key := range volumeKeys(v) {
+			if pv, ok := prot[key]; ok {
+				resources[pv.Resource] = true
+			}
+		}
+	}
+	user := strings.TrimPrefix(req.UserInfo.Username, s.UserPrefix)
+	if s.UserPrefix != "" && !strings.HasPrefix(req.UserInfo.Username, s.UserPrefix) {
+		user = req.UserInfo.Username // a user outside the prefix (a service account, an admin certificate)
+	}
+	if strings.HasPrefix(user, "system:serviceaccount:") {
+		parts := strings.SplitN(strings.TrimPrefix(user, "system:serviceaccount:"), ":", 2)
+		if len(parts) == 2 {
+			user = ServiceAccountSubject(s.Cluster, parts[0], parts[1])
+		}
+	}
+	var out []refusal
+	for _, res := range slices.Sorted(mapsKeys(resources)) {
+		d := h.Decide.Check(authz.Query{Subject: user, Action: "exec", Resource: res})
+		if !d.Allowed {
+			out = append(out, refusal{Check: CheckProtectedExec, Field: "pods/" + req.SubResource,
+				Message: fmt.Sprintf("pod %s/%s holds %s; %s into it needs a grant for exec on it, and %s has none: %s", req.Namespace, req.Name, res, req.SubResource, user, d.Reason),
+				Fix:     fmt.Sprintf("rampart request create --resource %s --action exec --reason …", res)})
+		}
+	}
+	if len(out) > 0 {
+		return h.deny(ctx, req, what, out)
+	}
+	return &admissionv1.AdmissionResponse{Allowed: true}
+}
+
+func volumeKeys(v corev1.Volume) []string {
+	switch {
+	case v.PersistentVolumeClaim != nil:
+		return []string{"PersistentVolumeClaim/" + v.PersistentVolumeClaim.ClaimName}
+	case v.Secret != nil:
+		return []string{"Secret/" + v.Secret.SecretName}
+	case v.CSI != nil:
+		return []string{"CSIDriver/" + v.CSI.Driver}
+	case v.Projected != nil:
+		var out []string
+		for _, s := range v.Projected.Sources {
+			if s.Secret != nil {
+				out = append(out, "Secret/"+s.Secret.Name)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+func mapsKeys(m map[string]bool) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func (h *Webhook) mutate(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	// A pod's runtimeClassName cannot change once it exists: pods are mutated on creation only
+	// (the validating webhook explains a refused update); controllers on either.
+	if req.Operation != admissionv1.Create && (req.Operation != admissionv1.Update || req.Kind.Kind == "Pod") {
+		return &admissionv1.AdmissionResponse{Allowed: true}
+	}
+	wl, err := podsec.WorkloadOf(req.Kind.Kind, req.Object.Raw)
+	if err != nil {
+		// Not a workload, or malformed: the validating webhook decides; mutation adds nothing.
+		return &admissionv1.AdmissionResponse{Allowed: true}
+	}
+	patch := podsec.Mutate(wl, req.Namespace, podsecConfig(h.Policy().Kubernetes().Admission))
+	if len(patch) == 0 {
+		return &admissionv1.AdmissionResponse{Allowed: true}
+	}
+	b, err := json.Marshal(patch)
+	if err != nil {
+		return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{Code: 500, Message: "rampart: cannot encode the patch: " + err.Error()}}
+	}
+	pt := admissionv1.PatchTypeJSONPatch
+	return &admissionv1.AdmissionResponse{Allowed: true, Patch: b, PatchType: &pt}
+}
+
+func describe(req *admissionv1.AdmissionRequest) string {
+	name := req.Name
+	if name == "" {
+		name = "(generated name)"
+	}
+	kind := req.Kind.Kind
+	if req.SubResource != "" {
+		kind = req.Resource.Resource + "/" + req.SubResource
+	}
+	return fmt.Sprintf("%s %s/%s", kind, req.Namespace, name)
+}
+
+// deny builds the refusal, and records it.
+func (h *Webhook) deny(ctx context.Context, req *admissionv1.AdmissionRequest, what string, rs []refusal) *admissionv1.AdmissionResponse {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Rampart refused %s (%d problem", what, len(rs))
+	if len(rs) != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString("):")
+	checks := make([]string, 0, len(rs))
+	for _, r := range rs {
+		b.WriteString("\n- [" + r.Check + "] ")
+		if r.Field != "" {
+			b.WriteString(r.Field + ": ")
+		}
+		b.WriteString(r.Message + "; fix: " + r.Fix)
+		checks = append(checks, r.Check)
+	}
+	msg := b.String()
+	if h.Record != nil {
+		details := map[string]any{"namespace": req.Namespace, "name": req.Name, "kind": req.Kind.Kind, "operation": string(req.Operation),
+			"user": req.UserInfo.Username, "checks": checks, "uid": string(req.UID)}
+		if req.SubResource != "" {
+			details["subresource"] = req.SubResource
+		}
+		if err := h.Record(context.WithoutCancel(ctx), audit.Event{Code: "kube.admission.denied", Class: audit.ClassAPIActivity, Activity: audit.ActivityCreate,
+			ActivityName: "Create", Severity: audit.SeverityMedium, Time: h.Now(), Actor: req.UserInfo.Username, Message: msg, Details: details, Failed: true}); err != nil {
+			// The refusal stands; it is logged so the gap in the ledger is visible.
+			h.Log.Error("admission: cannot record a refusal in the ledger", "err", err, "what", what)
+		}
+	}
+	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{Status: metav1.StatusFailure, Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: msg}}
+}

@@ -1,0 +1,76 @@
+package admission
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/kube/podsec"
+)
+
+// Exceptions are grants like any other. An exception to check C for the pods that run as
+// service account SA in namespace NS is an active grant, to the subject k8s:<cluster>/NS/SA, of
+// a role that allows the action ExemptAction(C) on the resource namespaces/NS. It is requested,
+// approved (under whatever approval policy covers namespaces/NS: multi-party by default),
+// renewed, revoked and expires through the AccessManager workflow, and it applies exactly while
+// the decision engine says it does — at admission and in scans alike, so both stop honouring it
+// at the same instant.
+
+// ExemptAction is the action that waives check: "exempt_" and the check id with '.' as '_'
+// (check ids use no '_', so the mapping is one-to-one).
+func ExemptAction(check string) string { return "exempt_" + strings.ReplaceAll(check, ".", "_") }
+
+// NamespaceResource is the catalogue resource exceptions in namespace ns are granted on.
+func NamespaceResource(ns string) string { return "namespaces/" + ns }
+
+// UsedException is an exception that waived a check.
+type UsedException struct {
+	Check     string    `json:"check"`
+	GrantID   string    `json:"grant_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// ExceptionSet answers, for one workload, whether a check is waived, and remembers which
+// exceptions were used.
+type ExceptionSet struct {
+	decide  func(authz.Query) authz.Decision
+	subject string
+	ns      string
+	mu      sync.Mutex
+	used    []UsedException
+}
+
+// Exceptions returns the exception set of workload wl in namespace ns.
+func Exceptions(decide func(authz.Query) authz.Decision, cluster, ns string, wl podsec.Workload) *ExceptionSet {
+	sa := ""
+	if wl.Spec != nil {
+		sa = wl.Spec.ServiceAccountName
+	}
+	return &ExceptionSet{decide: decide, subject: ServiceAccountSubject(cluster, ns, sa), ns: ns}
+}
+
+// Exempt reports whether an active exception waives check.
+func (e *ExceptionSet) Exempt(check string) bool {
+	switch check {
+	case CheckProtectedVolume, CheckProtectedExec, CheckUnavailable:
+		return false // protected data needs a grant to read it, never an exception
+	}
+	d := e.decide(authz.Query{Subject: e.subject, Action: ExemptAction(check), Resource: NamespaceResource(e.ns)})
+	if !d.Allowed || d.GrantID == "" {
+		// Exceptions are time-bound: a standing binding that allows an exempt action does not
+		// make one.
+		return false
+	}
+	e.mu.Lock()
+	e.used = append(e.used, UsedException{Check: check, GrantID: d.GrantID, ExpiresAt: d.ExpiresAt})
+	e.mu.Unlock()
+	return true
+}
+
+// Used returns the exceptions that waived a check so far.
+func (e *ExceptionSet) Used() []UsedException {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]UsedException(nil), e.used...)
+}

@@ -1,0 +1,195 @@
+// Package install puts Rampart's enforcement into a cluster: the admission webhook
+// configurations (failurePolicy: Fail, with the CA bundle of the webhook's serving certificate)
+// and the default-deny egress NetworkPolicy of every governed namespace. It also issues the
+// webhook's serving certificate when none is given.
+package install
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"rampart.dev/rampart/kube/netpol"
+	"rampart.dev/rampart/policy"
+)
+
+// WebhookName names both webhook configurations and their webhooks' prefix.
+const WebhookName = "rampart.dev"
+
+// Certs are the webhook's serving certificate files.
+type Certs struct {
+	CAFile, CertFile, KeyFile string
+}
+
+// SelfIssue makes, in dir, a CA (ca.crt, ca.key) and a serving certificate for hosts (tls.crt,
+// tls.key; host names and IP addresses), valid for a year, unless they already exist. Keys are
+// ECDSA P-256, files mode 0600 (certificates 0644). It returns the file names.
+func SelfIssue(dir string, hosts []string) (Certs, error) {
+	c := Certs{CAFile: filepath.Join(dir, "ca.crt"), CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}
+	if _, err := os.Stat(c.CertFile); err == nil {
+		return c, nil
+	}
+	if len(hosts) == 0 {
+		return c, errors.New("install: name at least one host (DNS name or IP address) for the webhook's certificate")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return c, err
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return c, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "Rampart admission webhook CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, MaxPathLenZero: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return c, err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return c, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: hosts[0]},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(1, 0, 0),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return c, err
+	}
+	caKeyDER, _ := x509.MarshalECPrivateKey(caKey)
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	for _, f := range []struct {
+		path  string
+		typ   string
+		der   []byte
+		perms fs.FileMode
+	}{
+		{filepath.Join(dir, "ca.key"), "EC PRIVATE KEY", caKeyDER, 0o600},
+		{c.KeyFile, "EC PRIVATE KEY", keyDER, 0o600},
+		{c.CAFile, "CERTIFICATE", caDER, 0o644},
+		{c.CertFile, "CERTIFICATE", der, 0o644}, // last: its presence means the set is complete
+	} {
+		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.perms); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}
+
+// Webhooks renders the validating and mutating webhook configurations for a webhook served at
+// baseURL (https://host:port; /validate and /mutate are appended), trusted through caPEM.
+// Namespaces in exempt and every kube-* namespace are left out.
+func Webhooks(baseURL string, caPEM []byte, exempt []string) (*admissionregistrationv1.ValidatingWebhookConfiguration, *admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, nil, fmt.Errorf("install: webhook URL %q: want https://host:port (the apiserver calls webhooks over TLS only)", baseURL)
+	}
+	fail := admissionregistrationv1.Fail
+	none := admissionregistrationv1.SideEffectClassNone
+	timeout := int32(5)
+	equivalent := admissionregistrationv1.Equivalent
+	skip := slices.Concat([]string{"kube-system", "kube-public", "kube-node-lease"}, exempt)
+	slices.Sort(skip)
+	skip = slices.Compact(skip)
+	nsSel := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: skip}}}
+	workloads := []admissionregistrationv1.RuleWithOperations{
+		{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}},
+		{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule: admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments", "statefulsets", "daemonsets", "replicasets"}}},
+		{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+			Rule: admissionregistrationv1.Rule{APIGroups: []string{"batch"}, APIVersions: []string{"v1"}, Resources: []string{"jobs", "cronjobs"}}},
+	}
+	connect := admissionregistrationv1.RuleWithOperations{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Connect},
+		Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/exec", "pods/attach", "pods/portforward"}}}
+	client := func(path string) admissionregistrationv1.WebhookClientConfig {
+		v := u.String() + path
+		return admissionregistrationv1.WebhookClientConfig{URL: &v, CABundle: caPEM}
+	}
+	labels := map[string]string{netpol.LabelManagedBy: netpol.ManagedBy}
+	val := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: WebhookName, Labels: labels},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name: "validate." + WebhookName, ClientConfig: client("/validate"), Rules: append(workloads, connect),
+			FailurePolicy: &fail, MatchPolicy: &equivalent, SideEffects: &none, TimeoutSeconds: &timeout,
+			AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: nsSel,
+		}},
+	}
+	reinvoke := admissionregistrationv1.IfNeededReinvocationPolicy
+	mut := &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: WebhookName, Labels: labels},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name: "mutate." + WebhookName, ClientConfig: client("/mutate"), Rules: workloads,
+			FailurePolicy: &fail, MatchPolicy: &equivalent, SideEffects: &none, TimeoutSeconds: &timeout,
+			AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: nsSel, ReinvocationPolicy: &reinvoke,
+		}},
+	}
+	return val, mut, nil
+}
+
+// ApplyWebhooks creates or replaces both webhook configurations.
+func ApplyWebhooks(ctx context.Context, c kubernetes.Interface, val *admissionregistrationv1.ValidatingWebhookConfiguration, mut *admissionregistrationv1.MutatingWebhookConfiguration) error {
+	vc := c.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	if old, err := vc.Get(ctx, val.Name, metav1.GetOptions{}); err == nil {
+		val.ResourceVersion = old.ResourceVersion
+		if _, err := vc.Update(ctx, val, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("update ValidatingWebhookConfiguration %s: %w", val.Name, err)
+		}
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	} else if _, err := vc.Create(ctx, val, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create ValidatingWebhookConfiguration %s: %w", val.Name, err)
+	}
+	mc := c.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	if old, err := mc.Get(ctx, mut.Name, metav1.GetOptions{}); err == nil {
+		mut.ResourceVersion = old.ResourceVersion
+		if _, err := mc.Update(ctx, mut, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("update MutatingWebhookConfiguration %s: %w", mut.Name, err)
+		}
+	} else if !apierrors.IsNotFound(err) {
+		return err
+	} else if _, err := mc.Create(ctx, mut, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create MutatingWebhookConfiguration %s: %w", mut.Name, err)
+	}
+	return nil
+}
+
+// Exempt returns the namespaces enforcement leaves alone under these settings.
+func Exempt(s policy.KubernetesSettings) []string { return s.Admission.ExemptNamespaces }

@@ -1,0 +1,158 @@
+// Package scan checks what already runs in a cluster against the baseline the admission webhook
+// enforces (kube/podsec, protected volumes, the default-deny egress policy), for objects
+// created before the webhook, or while a namespace was exempt. It reports; it changes nothing.
+package scan
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+
+	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/kube/admission"
+	"rampart.dev/rampart/kube/netpol"
+	"rampart.dev/rampart/kube/podsec"
+	"rampart.dev/rampart/policy"
+)
+
+// Finding is one problem with one object.
+type Finding struct {
+	Namespace string `json:"namespace"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	Check     string `json:"check"`
+	Field     string `json:"field,omitempty"`
+	Message   string `json:"message"`
+	Fix       string `json:"fix"`
+}
+
+// Object is "Kind namespace/name".
+func (f Finding) Object() string { return f.Kind + " " + f.Namespace + "/" + f.Name }
+
+// Scan lists the workloads of every governed namespace and checks each. decide answers the
+// protected-volume questions (the decision engine, or the API's batch check). Pods and
+// ReplicaSets and Jobs made by a controller are checked through their controller, not twice.
+func Scan(ctx context.Context, c kubernetes.Interface, pol *policy.Policy, decide func(authz.Query) authz.Decision) ([]Finding, error) {
+	s := pol.Kubernetes()
+	cfg := podsec.Config{AllowedRegistries: s.Admission.AllowedRegistries, RequireDigest: s.Admission.RequireDigest,
+		RuntimeClass: s.Admission.RuntimeClass, HighRiskNamespaces: s.Admission.HighRiskNamespaces, HighRiskLabels: s.Admission.HighRiskLabels}
+	nss, err := c.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	var out []Finding
+	for _, ns := range nss.Items {
+		if !netpol.Governed(ns.Name, s.Admission.ExemptNamespaces) {
+			continue
+		}
+		nps, err := c.NetworkingV1().NetworkPolicies(ns.Name).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list NetworkPolicies in %s: %w", ns.Name, err)
+		}
+		intact := false
+		var others []string
+		for i := range nps.Items {
+			np := &nps.Items[i]
+			intact = intact || netpol.Intact(np, s.Egress)
+			others = append(others, netpol.AllowsMore([]*networkingv1.NetworkPolicy{np})...)
+		}
+		if !intact {
+			out = append(out, Finding{Namespace: ns.Name, Kind: "Namespace", Name: ns.Name, Check: admission.CheckNetworkPolicy,
+				Message: "no intact Rampart default-deny egress NetworkPolicy (" + netpol.Name + ")", Fix: "rampart kube install, or apply rampart kube render netpol --namespace " + ns.Name})
+		}
+		for _, o := range others {
+			out = append(out, Finding{Namespace: ns.Name, Kind: "NetworkPolicy", Name: strings.TrimPrefix(o, ns.Name+"/"), Check: "rampart.egress-widened",
+				Message: "allows egress beyond DNS and the egress gateway (NetworkPolicies add up, so it widens the default deny)", Fix: "remove it, or narrow it and record why"})
+		}
+		objs, err := workloads(ctx, c, ns.Name)
+		if err != nil {
+			return nil, err
+		}
+		for _, obj := range objs {
+			wl, err := podsec.WorkloadFromObject(obj)
+			if err != nil {
+				return nil, err
+			}
+			// Active exceptions waive checks here exactly as at admission (same decisions).
+			vs := podsec.Check(wl, ns.Name, cfg, admission.Exceptions(decide, s.Cluster, ns.Name, wl).Exempt)
+			vs = append(vs, admission.ProtectedVolumes(wl, ns.Name, pol, s, decide)...)
+			for _, v := range vs {
+				out = append(out, Finding{Namespace: ns.Name, Kind: wl.Kind, Name: wl.Meta.Name, Check: v.Check, Field: v.Field, Message: v.Message, Fix: v.Fix})
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Finding) int {
+		return strings.Compare(a.Namespace+"\x00"+a.Kind+"\x00"+a.Name, b.Namespace+"\x00"+b.Kind+"\x00"+b.Name)
+	})
+	return out, nil
+}
+
+// workloads lists the objects of a namespace that carry a pod template, leaving out those a
+// controller made (they are checked through it).
+func workloads(ctx context.Context, c kubernetes.Interface, ns string) ([]runtime.Object, error) {
+	var out []runtime.Object
+	owned := func(m metav1.ObjectMeta) bool { return metav1.GetControllerOf(&m) != nil }
+	lo := metav1.ListOptions{}
+	pods, err := c.CoreV1().Pods(ns).List(ctx, lo)
+	if err != nil {
+		return nil, fmt.Errorf("list pods in %s: %w", ns, err)
+	}
+	for i := range pods.Items {
+		if !owned(pods.Items[i].ObjectMeta) {
+			out = append(out, &pods.Items[i])
+		}
+	}
+	deps, err := c.AppsV1().Deployments(ns).List(ctx, lo)
+	if err != nil {
+		return nil, fmt.Errorf("list deployments in %s: %w", ns, err)
+	}
+	for i := range deps.Items {
+		out = append(out, &deps.Items[i])
+	}
+	sts, err := c.AppsV1().StatefulSets(ns).List(ctx, lo)
+	if err != nil {
+		return nil, fmt.Errorf("list statefulsets in %s: %w", ns, err)
+	}
+	for i := range sts.Items {
+		out = append(out, &sts.Items[i])
+	}
+	dss, err := c.AppsV1().DaemonSets(ns).List(ctx, lo)
+	if err != nil {
+		return nil, fmt.Errorf("list daemonsets in %s: %w", ns, err)
+	}
+	for i := range dss.Items {
+		out = append(out, &dss.Items[i])
+	}
+	rss, err := c.AppsV1().ReplicaSets(ns).List(ctx, lo)
+	if err != nil {
+		return nil, fmt.Errorf("list replicasets in %s: %w", ns, err)
+	}
+	for i := range rss.Items {
+		if !owned(rss.Items[i].ObjectMeta) {
+			out = append(out, &rss.Items[i])
+		}
+	}
+	jobs, err := c.BatchV1().Jobs(ns).List(ctx, lo)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs in %s: %w", ns, err)
+	}
+	for i := range jobs.Items {
+		if !owned(jobs.Items[i].ObjectMeta) {
+			out = append(out, &jobs.Items[i])
+		}
+	}
+	cjs, err := c.BatchV1().CronJobs(ns).List(ctx, lo)
+	if err != nil {
+		return nil, fmt.Errorf("list cronjobs in %s: %w", ns, err)
+	}
+	for i := range cjs.Items {
+		out = append(out, &cjs.Items[i])
+	}
+	return out, nil
+}
