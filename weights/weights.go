@@ -296,6 +296,9 @@ func (g *guarded) Read(b []byte) (int, error) {
 func (s *Service) find(ctx context.Context, name string, version uint64) (Object, error) {
 	if version != 0 {
 		o, err := s.Meta.Object(ctx, name, version)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return o, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
 		if err != nil {
 			return o, err
 		}
@@ -412,6 +415,13 @@ func (dl *Download) Close() error {
 // List returns the versions the caller may see: of names it may read or write, or all for
 // admins and auditors (see).
 func (s *Service) List(ctx context.Context, p identity.Principal, seeAll bool) ([]Object, error) {
+	if !seeAll {
+		// The list is filtered by decisions: when they cannot be trusted, say so rather than
+		// answer with an empty list.
+		if err := s.Index.Health(); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+	}
 	all, err := s.Meta.Objects(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
