@@ -127,9 +127,8 @@ type Reader struct {
 	aead    cipher.AEAD
 	h       *Header
 	binding [32]byte
-	in      []byte // ciphertext of one segment (+1 byte of look-ahead)
-	pending []byte // verified plaintext not yet returned
-	plain   []byte
+	in      []byte // one segment (+1 byte of look-ahead): ciphertext, then opened in place
+	pending []byte // verified plaintext not yet returned (a part of in)
 	ahead   []byte // the look-ahead byte, if any
 	i       uint32
 	done    bool
@@ -147,7 +146,7 @@ func NewReader(r io.Reader, h *Header, dek []byte) (*Reader, error) {
 		return nil, err
 	}
 	seg := int(h.SegmentSize) + TagSize
-	return &Reader{r: r, aead: aead, h: h, binding: h.Binding(), in: make([]byte, seg+1), plain: make([]byte, 0, h.SegmentSize)}, nil
+	return &Reader{r: r, aead: aead, h: h, binding: h.Binding(), in: make([]byte, seg+1)}, nil
 }
 
 // Read implements io.Reader.
@@ -165,6 +164,35 @@ func (r *Reader) Read(p []byte) (int, error) {
 	r.pending = r.pending[n:]
 	r.n += int64(n)
 	return n, nil
+}
+
+// WriteTo implements io.WriterTo: io.Copy hands each verified segment to w whole, with no
+// intermediate buffer. As with Read, w receives only verified plaintext, and the error of a
+// segment that fails (wrapping ErrCorrupt) is returned after the segments before it.
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if len(r.pending) > 0 {
+			n, err := w.Write(r.pending)
+			r.pending = r.pending[n:]
+			r.n += int64(n)
+			total += int64(n)
+			if err != nil {
+				return total, err
+			}
+			if n == 0 {
+				return total, io.ErrShortWrite
+			}
+			continue
+		}
+		if r.err != nil {
+			return total, r.err
+		}
+		if r.done {
+			return total, nil
+		}
+		r.err = r.next()
+	}
 }
 
 // next reads and verifies one segment.
@@ -194,7 +222,9 @@ func (r *Reader) next() error {
 	}
 	nc := nonce(r.h.NoncePrefix, r.i, last)
 	aad := segmentAAD(r.binding, r.i)
-	plain, err := r.aead.Open(r.plain[:0], nc[:], buf, aad[:])
+	// Opened in place: the plaintext overwrites the ciphertext it came from (the look-ahead
+	// byte was saved above). A failed Open may leave garbage there; none of it is returned.
+	plain, err := r.aead.Open(buf[:0], nc[:], buf, aad[:])
 	if err != nil {
 		if last {
 			return fmt.Errorf("%w: segment %d does not verify as the final segment (truncated, reordered, altered, from another object, or the wrong key)", ErrCorrupt, r.i)

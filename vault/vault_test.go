@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strconv"
@@ -57,6 +58,17 @@ func decrypt(kp KeyProvider, h *Header, segments []byte) ([]byte, error) {
 	return io.ReadAll(r)
 }
 
+// decryptTo is decrypt through io.Copy, which uses Reader.WriteTo.
+func decryptTo(kp KeyProvider, h *Header, segments []byte) ([]byte, error) {
+	r, err := Decrypt(context.Background(), kp, h, bytes.NewReader(segments))
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	_, err = io.Copy(&out, r)
+	return out.Bytes(), err
+}
+
 func TestRoundTripSizes(t *testing.T) {
 	kp := newKeyring(t)
 	for _, n := range []int{0, 1, seg - 1, seg, seg + 1, 2 * seg, 3*seg + 17, 10*seg - 1} {
@@ -74,6 +86,9 @@ func TestRoundTripSizes(t *testing.T) {
 		got, err := decrypt(kp, h2, ct)
 		if err != nil || !bytes.Equal(got, plain) {
 			t.Fatalf("%d bytes: %v (got %d bytes)", n, err, len(got))
+		}
+		if got, err := decryptTo(kp, h2, ct); err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("%d bytes through WriteTo: %v (got %d bytes)", n, err, len(got))
 		}
 		// Reading in odd-sized pieces gives the same.
 		r, _ := Decrypt(context.Background(), kp, h2, bytes.NewReader(ct))
@@ -130,6 +145,11 @@ func TestTamperingDetected(t *testing.T) {
 		got, err := decrypt(kp, h, ct)
 		if !errors.Is(err, want) {
 			t.Errorf("%s: error %v, want %v", name, err, want)
+		}
+		// The WriterTo path gives the same verified prefix and the same error.
+		got2, err2 := decryptTo(kp, h, ct)
+		if !bytes.Equal(got, got2) || fmt.Sprint(err) != fmt.Sprint(err2) {
+			t.Errorf("%s: WriteTo gave %d bytes and %v; Read gave %d bytes and %v", name, len(got2), err2, len(got), err)
 		}
 		// What was returned before the error is a verified prefix of the plaintext.
 		if !bytes.HasPrefix(plain, got) {
