@@ -33,16 +33,66 @@ func Encrypt(ctx context.Context, kp KeyProvider, objectID string, version uint6
 	if err != nil {
 		return nil, Digest{}, err
 	}
-	sum := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(w, sum), src); err != nil {
+	d, err := copyHashing(w, src, int(segmentSize))
+	if err != nil {
 		return nil, Digest{}, err
 	}
 	if err := w.Close(); err != nil {
 		return nil, Digest{}, err
 	}
-	d := Digest{Size: w.Size()}
-	copy(d.SHA256[:], sum.Sum(nil))
 	return h, d, nil
+}
+
+// copyHashing copies src to w in chunks and returns the digest of what was copied. The SHA-256
+// runs on a second goroutine, a chunk behind the copy: on this project's machines SHA-256 is a
+// third as fast as AES-256-GCM, and one after the other on one core they would run at a
+// quarter of the cipher's speed. Three chunk buffers circulate; a buffer is reused only after
+// both the writer (which copies what it is given) and the hasher are done with it.
+func copyHashing(w io.Writer, src io.Reader, chunk int) (Digest, error) {
+	const buffers = 3
+	free := make(chan []byte, buffers)
+	for range buffers {
+		free <- make([]byte, chunk)
+	}
+	toHash := make(chan []byte, buffers)
+	sum := sha256.New()
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for b := range toHash {
+			sum.Write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	var n int64
+	var err error
+	for {
+		b := <-free
+		k, rerr := io.ReadFull(src, b)
+		if k > 0 {
+			if _, werr := w.Write(b[:k]); werr != nil {
+				err = werr
+				break
+			}
+			n += int64(k)
+			toHash <- b[:k]
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+	}
+	close(toHash)
+	<-hashed
+	if err != nil {
+		return Digest{}, err
+	}
+	d := Digest{Size: n}
+	copy(d.SHA256[:], sum.Sum(nil))
+	return d, nil
 }
 
 // DataKey unwraps h's data key.
