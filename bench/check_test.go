@@ -307,6 +307,7 @@ func TestMain(m *testing.M) {
 	closeHTTPEnv()   // waits for OPA, so its CPU time counts as this process's children's
 	closeEgressEnv() // and for smokescreen
 	releaseInProcess()
+	closeAdmissionEnv()
 	if mach1, own1 := machineCPU(), ownCPU(); mach1.total > mach0.total && len(results)+len(httpResults)+len(egressResults) > 0 {
 		total, busy, own := float64(mach1.total-mach0.total), mach1.busy-mach0.busy, own1-own0
 		fmt.Printf("machine CPU during the run: %.0f%% busy, of which this benchmark (and OPA, smokescreen) %.0f%% and other processes %.0f%%; %.1f%% stolen by the hypervisor\n",

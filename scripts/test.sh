@@ -48,7 +48,7 @@ if [ "$fuzztime" != "0" ]; then
     echo "-- $pkg $target"
     go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/tmp/rampart-fuzz.log 2>&1 || {
       cat /tmp/rampart-fuzz.log; exit 1; }
-  done < <(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
+  done < <(grep -rl --include='*_test.go' --exclude-dir=bench '^func Fuzz' . | while read -r f; do
     for t in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
       echo "./$(dirname "${f#./}") $t"
     done
