@@ -57,6 +57,24 @@ func (s *Server) vaultOr404() error {
 	return nil
 }
 
+// objectName checks that the vault is on and returns the {name} of an object route.
+func (s *Server) objectName(r *http.Request) (string, error) {
+	if err := s.vaultOr404(); err != nil {
+		return "", err
+	}
+	return pathName(r)
+}
+
+// objectRef is objectName and the optional ?version=N (0: the newest).
+func (s *Server) objectRef(r *http.Request) (string, uint64, error) {
+	name, err := s.objectName(r)
+	if err != nil {
+		return "", 0, err
+	}
+	version, err := queryVersion(r)
+	return name, version, err
+}
+
 func pathName(r *http.Request) (string, error) {
 	name := r.PathValue("name")
 	if err := weights.CheckName(name); err != nil {
@@ -94,10 +112,7 @@ func (s *Server) listWeights(w http.ResponseWriter, r *http.Request, c caller) e
 // putWeights is PUT /v1/weights/{name}: the body (application/octet-stream) is the plaintext,
 // streamed, encrypted and stored as a new version.
 func (s *Server) putWeights(w http.ResponseWriter, r *http.Request, c caller) error {
-	if err := s.vaultOr404(); err != nil {
-		return err
-	}
-	name, err := pathName(r)
+	name, err := s.objectName(r)
 	if err != nil {
 		return err
 	}
@@ -117,17 +132,10 @@ func (s *Server) putWeights(w http.ResponseWriter, r *http.Request, c caller) er
 // The trailer X-Rampart-Verified is sent only after the whole object verified; if the grant
 // ends or a segment fails, the connection is cut and no trailer comes.
 func (s *Server) getWeights(w http.ResponseWriter, r *http.Request, c caller) error {
-	if err := s.vaultOr404(); err != nil {
-		return err
-	}
 	if err := noHead(w, r); err != nil {
 		return err
 	}
-	name, err := pathName(r)
-	if err != nil {
-		return err
-	}
-	version, err := queryVersion(r)
+	name, version, err := s.objectRef(r)
 	if err != nil {
 		return err
 	}
@@ -159,14 +167,7 @@ func (s *Server) getWeights(w http.ResponseWriter, r *http.Request, c caller) er
 
 // deleteWeights is DELETE /v1/weights/{name}[?version=N] (every version without one).
 func (s *Server) deleteWeights(w http.ResponseWriter, r *http.Request, c caller) error {
-	if err := s.vaultOr404(); err != nil {
-		return err
-	}
-	name, err := pathName(r)
-	if err != nil {
-		return err
-	}
-	version, err := queryVersion(r)
+	name, version, err := s.objectRef(r)
 	if err != nil {
 		return err
 	}
@@ -181,14 +182,7 @@ func (s *Server) deleteWeights(w http.ResponseWriter, r *http.Request, c caller)
 // verifyWeights is POST /v1/weights/{name}/verify[?version=N]: decrypt the whole object and
 // compare it with its signed manifest.
 func (s *Server) verifyWeights(w http.ResponseWriter, r *http.Request, c caller) error {
-	if err := s.vaultOr404(); err != nil {
-		return err
-	}
-	name, err := pathName(r)
-	if err != nil {
-		return err
-	}
-	version, err := queryVersion(r)
+	name, version, err := s.objectRef(r)
 	if err != nil {
 		return err
 	}
@@ -210,10 +204,7 @@ type KeyReleaseBody struct {
 // releaseKey is POST /v1/weights/{name}/key: the data key sealed to the caller's ephemeral
 // X25519 key (HPKE), for a workload that decrypts locally.
 func (s *Server) releaseKey(w http.ResponseWriter, r *http.Request, c caller) error {
-	if err := s.vaultOr404(); err != nil {
-		return err
-	}
-	name, err := pathName(r)
+	name, err := s.objectName(r)
 	if err != nil {
 		return err
 	}
@@ -236,17 +227,10 @@ func (s *Server) releaseKey(w http.ResponseWriter, r *http.Request, c caller) er
 // getSegments is GET /v1/weights/{name}/segments[?version=N]: the raw ciphertext segments, for
 // a workload that holds a key release (which carries the header).
 func (s *Server) getSegments(w http.ResponseWriter, r *http.Request, c caller) error {
-	if err := s.vaultOr404(); err != nil {
-		return err
-	}
 	if err := noHead(w, r); err != nil {
 		return err
 	}
-	name, err := pathName(r)
-	if err != nil {
-		return err
-	}
-	version, err := queryVersion(r)
+	name, version, err := s.objectRef(r)
 	if err != nil {
 		return err
 	}
