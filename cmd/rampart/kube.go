@@ -40,10 +40,7 @@ and decision engine (rampart server serves it too when kubernetes.admission.list
 See docs/kubernetes.md.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if configPath == "" {
-				return usageErr("--config is required")
-			}
-			cfg, err := server.LoadConfig(configPath)
+			cfg, err := serverConfig(configPath)
 			if err != nil {
 				return err
 			}
@@ -279,18 +276,15 @@ func applyNetworkPolicies(ctx context.Context, client kubernetes.Interface, s po
 		if !netpol.Governed(ns.Name, s.Admission.ExemptNamespaces) {
 			continue
 		}
-		want := netpol.Render(ns.Name, s.Egress)
-		npc := client.NetworkingV1().NetworkPolicies(ns.Name)
-		have, err := npc.Get(ctx, netpol.Name, metav1.GetOptions{})
+		have, err := client.NetworkingV1().NetworkPolicies(ns.Name).Get(ctx, netpol.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			_, err = npc.Create(ctx, want, metav1.CreateOptions{})
-		case err == nil && !netpol.Intact(have, s.Egress):
-			want.ResourceVersion = have.ResourceVersion
-			_, err = npc.Update(ctx, want, metav1.UpdateOptions{})
-		}
-		if err != nil {
+			have = nil
+		case err != nil:
 			return n, fmt.Errorf("NetworkPolicy %s/%s: %w", ns.Name, netpol.Name, err)
+		}
+		if _, err := netpol.Ensure(ctx, client, ns.Name, have, s.Egress); err != nil {
+			return n, err
 		}
 		n++
 	}

@@ -109,10 +109,7 @@ SQLite, the policy directory, TLS, the ledger key. Send SIGHUP to reload the pol
 policy is refused and the old one stays in force.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if configPath == "" {
-				return usageErr("--config is required")
-			}
-			cfg, err := server.LoadConfig(configPath)
+			cfg, err := serverConfig(configPath)
 			if err != nil {
 				return err
 			}
@@ -217,4 +214,12 @@ Egress gateway on %[1]s (default deny; researchers may reach huggingface.co, git
 	}
 	fmt.Fprintf(&b, "\nDev tokens last %s. Stop with Ctrl-C; state stays in %s.\n\n", api.DevTokenTTL, cfg.DataDir)
 	fmt.Print(b.String())
+}
+
+// serverConfig loads the --config of a command that runs the control plane.
+func serverConfig(path string) (server.Config, error) {
+	if path == "" {
+		return server.Config{}, usageErr("--config is required")
+	}
+	return server.LoadConfig(path)
 }

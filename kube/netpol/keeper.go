@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -111,39 +112,64 @@ func (k *Keeper) Reconcile(ctx context.Context) error {
 			continue
 		}
 		have, err := k.np.NetworkPolicies(ns.Name).Get(Name)
-		switch {
-		case err == nil && Intact(have, s.Egress):
-			k.seen[ns.Name] = true
-			continue
-		case err == nil:
-			want := Render(ns.Name, s.Egress)
-			want.ResourceVersion = have.ResourceVersion
-			if _, err := k.Client.NetworkingV1().NetworkPolicies(ns.Name).Update(ctx, want, metav1.UpdateOptions{}); err != nil {
-				errs = append(errs, fmt.Errorf("restore %s/%s: %w", ns.Name, Name, err))
-				continue
-			}
-			k.record(ctx, "kube.netpol.restored", audit.SeverityHigh, ns.Name, fmt.Sprintf("restored the default-deny egress NetworkPolicy %s/%s: it had been edited", ns.Name, Name))
-		case apierrors.IsNotFound(err):
-			_, err := k.Client.NetworkingV1().NetworkPolicies(ns.Name).Create(ctx, Render(ns.Name, s.Egress), metav1.CreateOptions{})
-			if apierrors.IsAlreadyExists(err) {
-				continue
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("create %s/%s: %w", ns.Name, Name, err))
-				continue
-			}
-			if k.seen[ns.Name] {
-				k.record(ctx, "kube.netpol.restored", audit.SeverityHigh, ns.Name, fmt.Sprintf("restored the default-deny egress NetworkPolicy %s/%s: it had been deleted", ns.Name, Name))
-			} else {
-				k.record(ctx, "kube.netpol.created", audit.SeverityLow, ns.Name, fmt.Sprintf("created the default-deny egress NetworkPolicy %s/%s", ns.Name, Name))
-			}
-		default:
+		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 			continue
+		}
+		if err != nil {
+			have = nil
+		}
+		done, err := Ensure(ctx, k.Client, ns.Name, have, s.Egress)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+			continue
+		case done == Replaced:
+			k.record(ctx, "kube.netpol.restored", audit.SeverityHigh, ns.Name, fmt.Sprintf("restored the default-deny egress NetworkPolicy %s/%s: it had been edited", ns.Name, Name))
+		case done == Created && k.seen[ns.Name]:
+			k.record(ctx, "kube.netpol.restored", audit.SeverityHigh, ns.Name, fmt.Sprintf("restored the default-deny egress NetworkPolicy %s/%s: it had been deleted", ns.Name, Name))
+		case done == Created:
+			k.record(ctx, "kube.netpol.created", audit.SeverityLow, ns.Name, fmt.Sprintf("created the default-deny egress NetworkPolicy %s/%s", ns.Name, Name))
 		}
 		k.seen[ns.Name] = true
 	}
 	return errors.Join(errs...)
+}
+
+// Outcome is what Ensure did.
+type Outcome int
+
+// Ensure's outcomes.
+const (
+	Unchanged Outcome = iota // the policy was there and intact (or another writer just made it)
+	Created                  // it was missing
+	Replaced                 // it had been edited
+)
+
+// Ensure makes namespace's default-deny policy the rendered one: have is the policy as it
+// stands (nil when there is none). The keeper and rampart kube install both use it.
+func Ensure(ctx context.Context, c kubernetes.Interface, namespace string, have *networkingv1.NetworkPolicy, s policy.NetworkSettings) (Outcome, error) {
+	want := Render(namespace, s)
+	npc := c.NetworkingV1().NetworkPolicies(namespace)
+	switch {
+	case have == nil:
+		_, err := npc.Create(ctx, want, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return Unchanged, nil
+		}
+		if err != nil {
+			return Unchanged, fmt.Errorf("create %s/%s: %w", namespace, Name, err)
+		}
+		return Created, nil
+	case Intact(have, s):
+		return Unchanged, nil
+	default:
+		want.ResourceVersion = have.ResourceVersion
+		if _, err := npc.Update(ctx, want, metav1.UpdateOptions{}); err != nil {
+			return Unchanged, fmt.Errorf("restore %s/%s: %w", namespace, Name, err)
+		}
+		return Replaced, nil
+	}
 }
 
 func (k *Keeper) record(ctx context.Context, code string, sev int, ns, msg string) {
