@@ -1,6 +1,7 @@
 package podsec
 
 import (
+	admissionv1 "k8s.io/api/admission/v1"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -100,20 +101,42 @@ func BenchmarkCheckPod(b *testing.B) {
 }
 
 // BenchmarkReview times what the webhook does per request: decode the
-// AdmissionReview, decode the object, check it, compute the patch.
+// AdmissionReview and its object, check it, compute the patch; on a
+// realistic pod, and on the review kube-apiserver sent for the benchmark's
+// compliant pod (testdata/review-pod.json: 10 KB, half of it managedFields).
 func BenchmarkReview(b *testing.B) {
-	body := reviewJSON(b, realisticPod(), "Pod")
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		r, err := DecodeAdmissionReview(body)
-		if err != nil {
-			b.Fatal(err)
-		}
-		w, err := WorkloadOf(r.Request.Kind.Kind, r.Request.Object.Raw)
-		if err != nil {
-			b.Fatal(err)
-		}
-		sink += len(Check(w, "weights", benchConfig, nil)) + len(Mutate(w, "weights", benchConfig))
+	captured, _ := capturedReviews(b)
+	for name, body := range map[string][]byte{"realistic": reviewJSON(b, realisticPod(), "Pod"), "captured": captured} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				r, w, err := DecodeReview(body)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sink += len(Check(w, r.Request.Namespace, benchConfig, nil)) + len(Mutate(w, r.Request.Namespace, benchConfig))
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeReview compares DecodeReview with the reference decoder
+// (sigs.k8s.io/json, review then object) on the captured review.
+func BenchmarkDecodeReview(b *testing.B) {
+	body, _ := capturedReviews(b)
+	for _, d := range []struct {
+		name   string
+		decode func([]byte) (*admissionv1.AdmissionReview, Workload, error)
+	}{{"DecodeReview", DecodeReview}, {"reference", referenceDecode}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, w, err := d.decode(body); err != nil || w.Spec == nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

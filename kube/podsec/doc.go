@@ -15,14 +15,17 @@
 // The webhook decodes the request, finds the pod inside the submitted
 // object, asks for violations, and for the mutating webhook a patch:
 //
-//	review, err := podsec.DecodeAdmissionReview(body) // admission.k8s.io/v1 only
-//	req := review.Request
-//	w, err := podsec.WorkloadOf(req.Kind.Kind, req.Object.Raw)
+//	review, w, err := podsec.DecodeReview(body) // admission.k8s.io/v1 only; one pass
+//	req := review.Request                        // (review nil: the review itself is malformed)
 //	violations := podsec.Check(w, req.Namespace, cfg, exempt) // exempt: active exceptions, nil for none
 //	patch := podsec.Mutate(w, req.Namespace, cfg)           // JSON Patch (RFC 6902)
 //
-// A scanner holding typed objects uses [WorkloadFromObject] instead of
-// [WorkloadOf]. The decoders' errors are [*DecodeError] values naming what
+// [DecodeAdmissionReview] and [WorkloadOf] do the same in two steps (the
+// review with its object as raw JSON, then the object). A scanner holding
+// typed objects uses [WorkloadFromObject]. Decoding is strict, with
+// github.com/go-json-experiment/json (the proposed encoding/json/v2):
+// unknown fields, duplicate fields, names in the wrong case and invalid
+// UTF-8 are errors. The decoders' errors are [*DecodeError] values naming what
 // was decoded, the offending field and the reason ("Pod:
 // spec.hostNetwork: a JSON string cannot be a bool"); they wrap
 // [ErrMalformed], [ErrTooLarge] or [ErrUnsupportedKind] so the caller can

@@ -1,7 +1,6 @@
 package podsec
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	sigsjson "sigs.k8s.io/json"
 )
 
 // Errors that decoding failures wrap, for errors.Is. The concrete error is
@@ -98,8 +96,7 @@ var workloadKinds = map[string]string{
 // names in the wrong case are errors. Errors are *DecodeError wrapping
 // ErrMalformed, ErrTooLarge or ErrUnsupportedKind.
 func WorkloadOf(kind string, raw []byte) (Workload, error) {
-	apiVersion, ok := workloadKinds[kind]
-	if !ok {
+	if _, ok := workloadKinds[kind]; !ok {
 		return Workload{}, &DecodeError{What: "object", Reason: "kind " + strconv.Quote(kind) + " is not a workload this check knows (" + supportedKinds + ")", Err: ErrUnsupportedKind}
 	}
 	if len(raw) > MaxReviewBytes {
@@ -108,26 +105,17 @@ func WorkloadOf(kind string, raw []byte) (Workload, error) {
 	if err := jsonObject(raw); err != nil {
 		return Workload{}, &DecodeError{What: kind, Reason: err.Error(), Err: ErrMalformed}
 	}
-	var obj runtime.Object
-	switch kind {
-	case "Pod":
-		obj = &corev1.Pod{}
-	case "Deployment":
-		obj = &appsv1.Deployment{}
-	case "StatefulSet":
-		obj = &appsv1.StatefulSet{}
-	case "DaemonSet":
-		obj = &appsv1.DaemonSet{}
-	case "ReplicaSet":
-		obj = &appsv1.ReplicaSet{}
-	case "Job":
-		obj = &batchv1.Job{}
-	case "CronJob":
-		obj = &batchv1.CronJob{}
+	obj, _ := newWorkloadObject(kind)
+	if err := decodeStrict(kind, raw, obj); err != nil {
+		return Workload{}, err
 	}
-	if field, reason := strictUnmarshal(raw, obj); reason != "" {
-		return Workload{}, &DecodeError{What: kind, Field: field, Reason: reason, Err: ErrMalformed}
-	}
+	return checkedWorkload(kind, obj)
+}
+
+// checkedWorkload checks that a decoded object says the apiVersion and kind it was decoded
+// as, and finds its pod.
+func checkedWorkload(kind string, obj runtime.Object) (Workload, error) {
+	apiVersion := workloadKinds[kind]
 	tm := obj.GetObjectKind().GroupVersionKind()
 	if got := tm.GroupVersion().String(); got != apiVersion || tm.Kind != kind {
 		return Workload{}, &DecodeError{What: kind, Field: "apiVersion", Err: ErrMalformed,
@@ -198,43 +186,4 @@ func jsonObject(raw []byte) error {
 		return fmt.Errorf("input starts with %q; want a JSON object", s[:n])
 	}
 	return nil
-}
-
-// strictUnmarshal decodes raw into v the way the apiserver reads JSON (case
-// sensitive), and refuses unknown and duplicate fields. It returns the
-// offending field (if known) and a reason, "" when all is well.
-func strictUnmarshal(raw []byte, v any) (field, reason string) {
-	strict, err := sigsjson.UnmarshalStrict(raw, v)
-	if err != nil {
-		if ok, off := sigsjson.SyntaxErrorOffset(err); ok {
-			return "", fmt.Sprintf("invalid JSON at byte %d: %s", off, strings.TrimPrefix(err.Error(), "json: "))
-		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return te.Field, fmt.Sprintf("a JSON %s cannot be a %s", te.Value, te.Type)
-		}
-		return "", strings.TrimPrefix(err.Error(), "json: ")
-	}
-	if len(strict) == 0 {
-		return "", ""
-	}
-	// Report the first problem by field, and count the rest.
-	var fe sigsjson.FieldError
-	if errors.As(strict[0], &fe) {
-		field = fe.FieldPath()
-	}
-	kind := "unknown field"
-	if strings.HasPrefix(strict[0].Error(), "duplicate") {
-		kind = "duplicate field"
-	}
-	reason = kind
-	if kind == "unknown field" {
-		reason += " (a field this build of Rampart does not know, or a misspelling: names are case-sensitive)"
-	} else {
-		reason += " (each field may appear once)"
-	}
-	if n := len(strict) - 1; n > 0 {
-		reason += fmt.Sprintf(", and %d more strict-decoding problem(s)", n)
-	}
-	return field, reason
 }
