@@ -17,6 +17,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"rampart.dev/rampart/access"
@@ -528,8 +530,11 @@ func newAdmissionEnv(tb testing.TB) (_ *admissionEnv, err error) {
 	go env.index.Run(rctx, 500*time.Millisecond)
 	settings := env.policy.Kubernetes()
 	cluster := fixedCluster{}
-	for _, ns := range []string{nsHighRisk, nsSandbox} {
-		cluster[ns] = []*networkingv1.NetworkPolicy{netpol.Render(ns, settings.Egress)}
+	for i, ns := range []string{nsHighRisk, nsSandbox} {
+		// As the webhook's watch hands it out: stored, so with a uid and a resourceVersion.
+		np := netpol.Render(ns, settings.Egress)
+		np.UID, np.ResourceVersion = types.UID(fmt.Sprintf("00000000-0000-4000-8000-%012d", i)), strconv.Itoa(1000+i)
+		cluster[ns] = []*networkingv1.NetworkPolicy{np}
 	}
 	env.webhook = &admission.Webhook{Policy: env.index.Policy, Decide: env.index, Cluster: cluster}
 	env.handler = env.webhook.Handler()
@@ -919,8 +924,7 @@ func (t admissionTiming) String() string {
 //     httptest: read the body, decode the review and the object strictly, Pod Security
 //     restricted and the research baseline, a decision-engine query per check for exceptions,
 //     protected volumes, the namespace's NetworkPolicy, encode the answer;
-//   - rampart-func: the pure path the podsec helper measured: DecodeAdmissionReview,
-//     WorkloadOf, Check and Mutate;
+//   - rampart-func: the pure path: podsec.DecodeReview, Check and Mutate;
 //   - opa: ast.ValueFromReader (OPA's own JSON parse) and the prepared deny query.
 func BenchmarkAdmission(b *testing.B) {
 	env := admissionEnvFor(b)
@@ -943,11 +947,7 @@ func BenchmarkAdmission(b *testing.B) {
 		})
 		b.Run(c.name+"/rampart-func", func(b *testing.B) {
 			timeReviews(b, "admission/"+c.name+"/rampart-func", false, func() {
-				r, err := podsec.DecodeAdmissionReview(body)
-				if err != nil {
-					b.Fatal(err)
-				}
-				w, err := podsec.WorkloadOf(r.Request.Kind.Kind, r.Request.Object.Raw)
+				r, w, err := podsec.DecodeReview(body)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -983,8 +983,8 @@ func BenchmarkAdmission(b *testing.B) {
 	// A refusal is also a ledger entry: the same refused pod with the webhook recording to the
 	// SQLite ledger, as the server wires it (a write transaction per refusal).
 	b.Run("pod-refused/rampart-http+ledger", func(b *testing.B) {
-		hook := *env.webhook
-		hook.Record = ledgerRecorder(env.store)
+		w := env.webhook
+		hook := &admission.Webhook{Policy: w.Policy, Decide: w.Decide, Cluster: w.Cluster, Record: ledgerRecorder(env.store)}
 		h := hook.Handler()
 		body := env.bodies["pod-refused"]
 		timeReviews(b, "admission/pod-refused/rampart-http+ledger", false, func() {
@@ -1025,16 +1025,6 @@ func summarizeAdmission(env *admissionEnv) {
 		ratio := o.nsPerOp / h.nsPerOp
 		admissionLine("  OPA ÷ Rampart (http): %.1fx per review (mean), %.1fx at p50, %.1fx at p99 (target >= %.0fx: %s)", ratio,
 			float64(o.lat.P50)/float64(h.lat.P50), float64(o.lat.P99)/float64(h.lat.P99), admissionRatioTarget, verdict(ratio >= admissionRatioTarget))
-	}
-	// The prototype handler (BenchmarkAdmissionPrototype, when it ran in this binary) beside the
-	// same OPA numbers.
-	proto := admissionResultsWith("admission-proto/")
-	for _, name := range []string{"pod", "pod-bare"} {
-		p, o := proto["admission-proto/"+name+"/all"], res["admission/"+name+"/opa"]
-		if p.nsPerOp > 0 && o.nsPerOp > 0 {
-			admissionLine("with the proposed changes (BenchmarkAdmissionPrototype/%s/all): OPA ÷ prototype %.1fx per review, %.1fx at p99 (target >= %.0fx: %s)",
-				name, o.nsPerOp/p.nsPerOp, float64(o.lat.P99)/float64(p.lat.P99), admissionRatioTarget, verdict(o.nsPerOp/p.nsPerOp >= admissionRatioTarget))
-		}
 	}
 	if l := res["admission/pod/ref-opa-eval-only"]; l.nsPerOp > 0 {
 		admissionLine("reference: OPA's evaluation alone on pod (input parsed beforehand): %s", l)

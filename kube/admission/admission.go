@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -65,6 +66,46 @@ type Webhook struct {
 	Record  func(ctx context.Context, e audit.Event) error
 	Log     *slog.Logger
 	Now     func() time.Time
+
+	intact intactCache
+}
+
+// intactCache remembers netpol.Intact for each version of a NetworkPolicy (its uid and
+// resourceVersion: the apiserver gives an object a new resourceVersion on every change) under
+// one policy; a new policy, or too many entries, empties it. Every review of a namespace asks
+// about the same few policies, and the comparison copies and walks both specs.
+type intactCache struct {
+	mu  sync.Mutex
+	pol *policy.Policy
+	m   map[intactKey]bool
+}
+
+type intactKey struct{ uid, resourceVersion string }
+
+// maxIntactEntries bounds the cache: a few policies per namespace in the largest clusters.
+const maxIntactEntries = 16384
+
+func (c *intactCache) check(np *networkingv1.NetworkPolicy, pol *policy.Policy) bool {
+	if np.UID == "" || np.ResourceVersion == "" {
+		return netpol.Intact(np, pol.Kubernetes().Egress) // not read from the apiserver: nothing to key on
+	}
+	k := intactKey{string(np.UID), np.ResourceVersion}
+	c.mu.Lock()
+	if c.pol != pol || len(c.m) >= maxIntactEntries {
+		c.pol, c.m = pol, map[intactKey]bool{}
+	}
+	v, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return v
+	}
+	v = netpol.Intact(np, pol.Kubernetes().Egress)
+	c.mu.Lock()
+	if c.pol == pol {
+		c.m[k] = v
+	}
+	c.mu.Unlock()
+	return v
 }
 
 // Handler serves POST /validate, POST /mutate and GET /healthz.
@@ -88,28 +129,73 @@ func (h *Webhook) Handler() http.Handler {
 	return mux
 }
 
-func (h *Webhook) serve(w http.ResponseWriter, r *http.Request, decide func(context.Context, *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) {
+// decideFunc answers a review: req is its request, wl the workload in request.object (zero
+// when there is none to judge), objErr what is wrong with request.object.
+type decideFunc func(ctx context.Context, req *admissionv1.AdmissionRequest, wl podsec.Workload, objErr error) *admissionv1.AdmissionResponse
+
+func (h *Webhook) serve(w http.ResponseWriter, r *http.Request, decide decideFunc) {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		http.Error(w, "the body must be an admission.k8s.io/v1 AdmissionReview in JSON (Content-Type application/json), not "+ct, http.StatusUnsupportedMediaType)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, podsec.MaxReviewBytes))
-	if err != nil {
-		http.Error(w, fmt.Sprintf("the AdmissionReview is larger than %d bytes or could not be read: %v", podsec.MaxReviewBytes, err), http.StatusRequestEntityTooLarge)
+	body, release, err := readBody(w, r)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		http.Error(w, fmt.Sprintf("the AdmissionReview is larger than %d bytes", podsec.MaxReviewBytes), http.StatusRequestEntityTooLarge)
+		return
+	case err != nil:
+		http.Error(w, "the AdmissionReview could not be read: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	review, err := podsec.DecodeAdmissionReview(body)
-	if err != nil {
+	review, wl, objErr := podsec.DecodeReview(body)
+	release() // the decoded review holds no part of the body
+	if review == nil {
 		// The apiserver sends well-formed reviews; anything else is refused outright (with
 		// failurePolicy: Fail, an error is a refusal too).
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		http.Error(w, objErr.Error(), http.StatusBadRequest)
 		return
 	}
-	resp := decide(r.Context(), review.Request)
+	resp := decide(r.Context(), review.Request, wl, objErr)
 	resp.UID = review.Request.UID
 	out := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Response: resp}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// bodyBuffers holds request-body buffers for reuse.
+var bodyBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// readBody reads the body, at most podsec.MaxReviewBytes. When the request announces its
+// length (kube-apiserver always does), the body is read into a reused buffer of that size
+// rather than grown through io.ReadAll; release hands the buffer back, once nothing refers to
+// the body any more.
+func readBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
+	rd := http.MaxBytesReader(w, r.Body, podsec.MaxReviewBytes)
+	n := r.ContentLength
+	if n > podsec.MaxReviewBytes {
+		return nil, nil, &http.MaxBytesError{Limit: podsec.MaxReviewBytes}
+	}
+	if n <= 0 {
+		b, err := io.ReadAll(rd)
+		return b, func() {}, err
+	}
+	bp := bodyBuffers.Get().(*[]byte)
+	if int64(cap(*bp)) < n+1 {
+		*bp = make([]byte, n+1)
+	}
+	buf := (*bp)[:n+1] // one byte more, to notice a body longer than announced
+	m, err := io.ReadFull(rd, buf)
+	switch {
+	case err == io.ErrUnexpectedEOF && int64(m) == n:
+		return buf[:n], func() { bodyBuffers.Put(bp) }, nil
+	case err == nil:
+		err = fmt.Errorf("the body is longer than its Content-Length (%d)", n)
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		err = fmt.Errorf("the body is shorter than its Content-Length (%d): %w", n, err)
+	}
+	bodyBuffers.Put(bp)
+	return nil, nil, err
 }
 
 // refusal is one reason to refuse.
@@ -117,7 +203,7 @@ type refusal struct {
 	Check, Field, Message, Fix string
 }
 
-func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionRequest, wl podsec.Workload, objErr error) *admissionv1.AdmissionResponse {
 	pol := h.Policy()
 	settings := pol.Kubernetes()
 	what := describe(req)
@@ -127,15 +213,12 @@ func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionReques
 	if req.Resource.Resource == "pods" && slices.Contains([]string{"exec", "attach", "portforward"}, req.SubResource) {
 		return h.validateConnect(ctx, req, pol, settings, what)
 	}
-	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
-		return &admissionv1.AdmissionResponse{Allowed: true} // deletions carry no object to judge
+	if objErr != nil {
+		return h.deny(ctx, req, what, []refusal{{Check: "rampart.malformed", Message: objErr.Error(), Fix: "submit a valid object"}})
 	}
-	wl, err := podsec.WorkloadOf(req.Kind.Kind, req.Object.Raw)
-	if errors.Is(err, podsec.ErrUnsupportedKind) {
-		return &admissionv1.AdmissionResponse{Allowed: true} // not a workload: not this webhook's business
-	}
-	if err != nil {
-		return h.deny(ctx, req, what, []refusal{{Check: "rampart.malformed", Message: err.Error(), Fix: "submit a valid object"}})
+	if wl.Spec == nil {
+		// Deletions carry no object to judge, and other kinds are not this webhook's business.
+		return &admissionv1.AdmissionResponse{Allowed: true}
 	}
 	ns := req.Namespace
 	cfg := podsecConfig(settings.Admission)
@@ -153,7 +236,7 @@ func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionReques
 	default:
 		intact := false
 		for _, np := range nps {
-			intact = intact || netpol.Intact(np, settings.Egress)
+			intact = intact || h.intact.check(np, pol)
 		}
 		if !intact && !ex.Exempt(CheckNetworkPolicy) {
 			out = append(out, refusal{Check: CheckNetworkPolicy, Field: "metadata.namespace",
@@ -359,14 +442,13 @@ func mapsKeys(m map[string]bool) func(func(string) bool) {
 	}
 }
 
-func (h *Webhook) mutate(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+func (h *Webhook) mutate(ctx context.Context, req *admissionv1.AdmissionRequest, wl podsec.Workload, objErr error) *admissionv1.AdmissionResponse {
 	// A pod's runtimeClassName cannot change once it exists: pods are mutated on creation only
 	// (the validating webhook explains a refused update); controllers on either.
 	if req.Operation != admissionv1.Create && (req.Operation != admissionv1.Update || req.Kind.Kind == "Pod") {
 		return &admissionv1.AdmissionResponse{Allowed: true}
 	}
-	wl, err := podsec.WorkloadOf(req.Kind.Kind, req.Object.Raw)
-	if err != nil {
+	if objErr != nil || wl.Spec == nil {
 		// Not a workload, or malformed: the validating webhook decides; mutation adds nothing.
 		return &admissionv1.AdmissionResponse{Allowed: true}
 	}

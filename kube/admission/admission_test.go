@@ -20,6 +20,7 @@ import (
 	"rampart.dev/rampart/internal/demo"
 	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/netpol"
+	"rampart.dev/rampart/kube/podsec"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/store/sqlite"
 )
@@ -194,6 +195,9 @@ func FuzzValidate(f *testing.F) {
 		}
 		if resp == nil || resp.UID != in.Request.UID {
 			t.Fatalf("answer %+v for uid %q", resp, in.Request.UID)
+		}
+		if _, _, err := podsec.DecodeReview(body); resp.Allowed && err != nil {
+			t.Fatalf("admitted a review it could not decode (%v): %q", err, body)
 		}
 	})
 }
