@@ -13,12 +13,15 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"rampart.dev/rampart/internal/kubetest"
+	"rampart.dev/rampart/kube/install"
 	"rampart.dev/rampart/kube/netpol"
 )
 
@@ -133,6 +136,38 @@ kubernetes:
 	if _, err := cs.CoreV1().Pods("research").Create(ctx, runc, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "baseline.runtime-class") {
 		t.Fatalf("runc in a high-risk namespace: %v", err)
 	}
+	// The mutating webhook is called only for objects whose pod names no runtime class (its
+	// CEL match condition): kube-apiserver's own count of the calls it made shows it.
+	calls := func() float64 {
+		return apiserverCount(t, cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw, "apiserver_admission_webhook_request_total", `name="mutate.`+install.WebhookName+`"`)
+	}
+	before := calls()
+	named := restrictedPod("named", "")
+	gv := "gvisor"
+	named.Spec.RuntimeClassName = &gv
+	if _, err := cs.CoreV1().Pods("research").Create(ctx, named, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("pod naming gvisor: %v", err)
+	}
+	if n := calls(); n != before {
+		t.Fatalf("the mutating webhook was called %v times for a pod that names its runtime class", n-before)
+	}
+	one := int32(1)
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "trainer"}, Spec: appsv1.DeploymentSpec{Replicas: &one,
+		Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "trainer"}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "trainer"}}, Spec: restrictedPod("", "").Spec}}}
+	if d, err := cs.AppsV1().Deployments("research").Create(ctx, dep, metav1.CreateOptions{}); err != nil || d.Spec.Template.Spec.RuntimeClassName == nil || *d.Spec.Template.Spec.RuntimeClassName != "gvisor" {
+		t.Fatalf("Deployment in a high-risk namespace: %v", err)
+	}
+	cj := &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Name: "nightly-eval"}, Spec: batchv1.CronJobSpec{Schedule: "0 3 * * *",
+		JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: restrictedPod("", "").Spec}}}}}
+	cj.Spec.JobTemplate.Spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
+	if c, err := cs.BatchV1().CronJobs("research").Create(ctx, cj, metav1.CreateOptions{}); err != nil || c.Spec.JobTemplate.Spec.Template.Spec.RuntimeClassName == nil || *c.Spec.JobTemplate.Spec.Template.Spec.RuntimeClassName != "gvisor" {
+		t.Fatalf("CronJob in a high-risk namespace: %v", err)
+	}
+	if n := calls(); n < before+2 {
+		t.Fatalf("the mutating webhook was called %v times for a Deployment and a CronJob without a runtime class", n-before)
+	}
+
 	// An image from elsewhere, by tag: refused on both counts.
 	tagged := restrictedPod("tagged", "")
 	tagged.Spec.Containers[0].Image = "docker.io/library/python:3.12"
@@ -284,4 +319,24 @@ func waitForWebhook(t *testing.T, addr, caFile string) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+}
+
+// apiserverCount sums the samples of a kube-apiserver counter whose labels include label.
+func apiserverCount(t *testing.T, get func(context.Context) ([]byte, error), metric, label string) float64 {
+	t.Helper()
+	b, err := get(context.Background())
+	if err != nil {
+		t.Fatalf("apiserver /metrics: %v", err)
+	}
+	var n float64
+	for line := range strings.Lines(string(b)) {
+		if strings.HasPrefix(line, metric+"{") && strings.Contains(line, label) {
+			var v float64
+			if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err != nil {
+				t.Fatalf("metrics line %q: %v", line, err)
+			}
+			n += v
+		}
+	}
+	return n
 }

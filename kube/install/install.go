@@ -110,6 +110,18 @@ func serial() *big.Int {
 	return n
 }
 
+// RuntimeClassUnset is the CEL match condition of the mutating webhook: the apiserver calls it
+// only for objects whose pod could need a runtime class, that is a pod being created, or a
+// controller created or updated, whose pod spec has no runtimeClassName (or an empty one).
+// The mutating webhook never changes anything else (podsec.Mutate), so skipping the rest
+// changes no outcome and spares the apiserver a webhook call for most pods; the validating
+// webhook still sees every object. An expression that fails to evaluate counts as a webhook
+// failure, which failurePolicy: Fail turns into a refusal.
+const RuntimeClassUnset = `!(request.kind.kind == 'Pod' && request.operation == 'UPDATE') &&
+(request.kind.kind == 'Pod' ? object.?spec.?runtimeClassName :
+ request.kind.kind == 'CronJob' ? object.?spec.?jobTemplate.?spec.?template.?spec.?runtimeClassName :
+ object.?spec.?template.?spec.?runtimeClassName).orValue('') == ''`
+
 // Webhooks renders the validating and mutating webhook configurations for a webhook served at
 // baseURL (https://host:port; /validate and /mutate are appended), trusted through caPEM.
 // Namespaces in exempt and every kube-* namespace are left out.
@@ -159,6 +171,7 @@ func Webhooks(baseURL string, caPEM []byte, exempt []string) (*admissionregistra
 			Name: "mutate." + WebhookName, ClientConfig: client("/mutate"), Rules: workloads,
 			FailurePolicy: &fail, MatchPolicy: &equivalent, SideEffects: &none, TimeoutSeconds: &timeout,
 			AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: nsSel, ReinvocationPolicy: &reinvoke,
+			MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "runtime-class-unset", Expression: RuntimeClassUnset}},
 		}},
 	}
 	return val, mut, nil
