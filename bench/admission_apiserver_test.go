@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
@@ -29,7 +30,6 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"rampart.dev/rampart/bench/reviewdecode"
 	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/install"
 	"rampart.dev/rampart/kube/netpol"
@@ -45,19 +45,20 @@ import (
 // this process, with what `rampart server` gives it: the decision index over SQLite, the demo
 // policy, the namespace's NetworkPolicies from a watch (admission.NewKubeCluster), refusals
 // recorded in the ledger; it is registered by kube/install (validating and mutating,
-// failurePolicy Fail) with a certificate from install.SelfIssue. Each creation therefore makes
-// the apiserver call /mutate and then /validate.
+// failurePolicy Fail) with a certificate from install.SelfIssue.
 //
 // The pods are the compliant training pod of the in-process benchmark, created in the high-risk
 // namespace "research" (a RuntimeClass gvisor and the default-deny NetworkPolicy exist). The
 // same creations are timed in three modes, in alternating slices so that a burst from another
-// process hits all alike: "off" (the webhook configurations deleted), "webhook" (kube/admission's
-// handler) and "prototype" (admission_prototype_test.go's handler with the proposed changes,
-// served at the same address). Each switch waits until the apiserver acts on it (a dry-run
+// process hits all alike: "off" (the webhook configurations deleted), "every-pod" (registered
+// without the mutating webhook's match condition, so the apiserver calls /mutate and then
+// /validate for every pod, as before the condition) and "webhook" (registered as rampart kube
+// install does: these pods name their runtime class, so only /validate is called). Each switch
+// waits until the apiserver acts on it (a dry-run
 // privileged pod is refused, and a dry-run pod without a runtime class comes back with gvisor,
 // exactly when a webhook is installed). Three loads:
 //
-//   - one creator: the latency the two webhook calls add when nothing queues (8 × 200 pods);
+//   - one creator: the latency the webhook calls add when nothing queues (4 × 200 pods);
 //   - 200 creators in a closed loop (each creates its next pod as soon as the last is answered):
 //     the issue's "200 concurrent", which saturates this machine, so that the added latency is
 //     the webhook's CPU cost queued behind 200 requests;
@@ -259,14 +260,11 @@ type servedWebhook struct {
 	url      string
 	caPEM    []byte
 	reviews  atomic.Int64
-	handler  atomic.Pointer[http.Handler]
+	capture  atomic.Bool // keep the bodies (only until the reviews to measure are captured)
 	mu       sync.Mutex
 	captured map[string][]byte          // "validate Pod", "validate Deployment", …
 	handled  map[string][]time.Duration // time in the handler, by path, since the last take
 }
-
-// use serves h from now on.
-func (s *servedWebhook) use(h http.Handler) { s.handler.Store(&h) }
 
 // take returns and clears the handler times recorded for path.
 func (s *servedWebhook) take(path string) []time.Duration {
@@ -298,21 +296,23 @@ func serveWebhook(h http.Handler, dir string) (*servedWebhook, error) {
 	s.srv = &http.Server{ReadHeaderTimeout: 5 * time.Second, TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s.reviews.Add(1)
-			body, err := io.ReadAll(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
+			if s.capture.Load() {
+				body, err := io.ReadAll(r.Body)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+				s.keep(r.URL.Path, body)
+				r.Body = io.NopCloser(bytes.NewReader(body))
 			}
-			s.keep(r.URL.Path, body)
-			r.Body = io.NopCloser(bytes.NewReader(body))
 			t0 := time.Now()
-			(*s.handler.Load()).ServeHTTP(w, r)
+			h.ServeHTTP(w, r)
 			d := time.Since(t0)
 			s.mu.Lock()
 			s.handled[r.URL.Path] = append(s.handled[r.URL.Path], d)
 			s.mu.Unlock()
 		})}
-	s.use(h)
+	s.capture.Store(true)
 	go func() { _ = s.srv.ServeTLS(ln, "", "") }()
 	return s, nil
 }
@@ -466,10 +466,13 @@ func BenchmarkAdmissionAPIServer(b *testing.B) {
 	// setHooks installs or deletes both configurations and waits until the apiserver acts on
 	// the change: a dry-run privileged pod is refused exactly when the webhook is installed, and
 	// a dry-run pod without a runtime class comes back with gvisor exactly then.
-	setHooks := func(on bool) {
+	everyPod := mut.DeepCopy()
+	everyPod.Webhooks[0].MatchConditions = nil
+	setHooks := func(m *admissionregistrationv1.MutatingWebhookConfiguration) {
 		b.Helper()
+		on := m != nil
 		if on {
-			must(install.ApplyWebhooks(ctx, cs, val.DeepCopy(), mut.DeepCopy()))
+			must(install.ApplyWebhooks(ctx, cs, val.DeepCopy(), m.DeepCopy()))
 		} else {
 			if err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, val.Name, metav1.DeleteOptions{}); !apierrors.IsNotFound(err) {
 				must(err)
@@ -501,19 +504,17 @@ func BenchmarkAdmissionAPIServer(b *testing.B) {
 		}
 	}
 
-	// The modes compared: no webhook; kube/admission's webhook; the prototype of
-	// admission_prototype_test.go with all four changes, served at the same address.
-	proto := &protoWebhook{Policy: env.index.Policy, Decide: env.index, Cluster: cluster, Decode: reviewdecode.V2OnePass, Lazy: true, Cache: true, Pool: true}
+	// The modes compared: no webhook; the webhook registered without the mutating webhook's
+	// match condition (install.RuntimeClassUnset), so that the apiserver calls it twice per pod
+	// as it did before the condition; the webhook as rampart kube install registers it.
 	modes := []struct {
-		name    string
-		handler http.Handler
-	}{{"off", nil}, {"webhook", hook.Handler()}, {"prototype", proto.Handler()}}
+		name  string
+		mut   *admissionregistrationv1.MutatingWebhookConfiguration
+		calls int // reviews per pod
+	}{{"off", nil, 0}, {"every-pod", everyPod, 2}, {"webhook", mut, 1}}
 	setMode := func(i int) {
 		b.Helper()
-		if modes[i].handler != nil {
-			served.use(modes[i].handler)
-		}
-		setHooks(modes[i].handler != nil)
+		setHooks(modes[i].mut)
 	}
 
 	// Capture what the apiserver sends, for the in-process benchmarks.
@@ -530,6 +531,7 @@ func BenchmarkAdmissionAPIServer(b *testing.B) {
 	served.mu.Lock()
 	podReview, depReview := served.captured["validate Pod"], served.captured["validate Deployment"]
 	served.mu.Unlock()
+	served.capture.Store(false)
 	if os.Getenv("RAMPART_BENCH_ADMISSION_CAPTURE") != "" {
 		for name, body := range map[string][]byte{"review-pod.json": podReview, "review-deployment.json": depReview} {
 			must(os.WriteFile(filepath.Join("testdata", "admission", name), body, 0o644))
@@ -590,8 +592,8 @@ func BenchmarkAdmissionAPIServer(b *testing.B) {
 			st.lat = append(st.lat, lat...)
 			l := Summarize(lat)
 			st.slices = append(st.slices, fmt.Sprintf("%.0f/s p99 %s", float64(len(res))/el.Seconds(), l.P99.Round(time.Millisecond)))
-			if n := served.reviews.Load() - reviews0; modes[m].handler != nil && n != int64(2*pods) {
-				b.Errorf("slice %d: the webhook answered %d reviews for %d pods; want 2 per pod (mutate, validate)", s, n, pods)
+			if n := served.reviews.Load() - reviews0; n != int64(modes[m].calls*pods) {
+				b.Errorf("slice %d, %s: the webhook answered %d reviews for %d pods; want %d per pod", s, modes[m].name, n, pods, modes[m].calls)
 			}
 			handlerClosed[m] = takeHandler()
 		}
@@ -633,7 +635,7 @@ func BenchmarkAdmissionAPIServer(b *testing.B) {
 
 	// Summary.
 	tick := float64(time.Second) / 100 // USER_HZ
-	admissionLine("kube-apiserver %s and etcd %s (envtest, loopback) ready in %s; the webhook over TLS in this process, called twice per pod (mutate, validate)",
+	admissionLine("kube-apiserver %s and etcd %s (envtest, loopback) ready in %s; the webhook over TLS in this process (every-pod: called twice per pod, mutate and validate; webhook: validate only, the pods naming their runtime class)",
 		kubeVersion, etcdVersion, ready.Round(10*time.Millisecond))
 	admissionLine("reviews as sent by the apiserver: Pod %d bytes, Deployment %d bytes (the in-process benchmarks use %s)", len(podReview), len(depReview),
 		map[bool]string{true: "these (captured)", false: "reviewOf's (no capture in testdata/admission)"}[env.captured["pod"]])

@@ -6,7 +6,7 @@
 #   bench/run.sh                    # everything: agreement tests, in-process, egress, HTTP, approval-to-allow, identity, weights vault
 #   bench/run.sh -bench Vault       # only the benchmarks matching the regular expression (go test -bench),
 #                                   # after only the agreement tests they need (here TestVaultPeersAgree)
-#   bench/run.sh -bench Admission   # the admission webhook beside OPA, the decoder prototypes, and through
+#   bench/run.sh -bench Admission   # the admission webhook beside OPA, and through
 #                                   # kube-apiserver when its binaries are built (scripts/kube-assets.sh)
 #
 # Environment: RAMPART_BENCH_HTTP_SECONDS (default 5) is the measured time per server and
@@ -34,7 +34,7 @@ fi
 tests=()
 for pair in 'Check|HTTP|Approval:TestAgreement|TestLapsedGrantsDeny' 'Egress:TestEgressPeersAgree' \
   'TokenVerify|RiskPerSignIn:TestIdentityFixtures' 'Vault:TestVaultPeersAgree' \
-  'Admission:TestAdmissionAgreement|TestAdmissionDecodersAgree|TestPrototypeAgrees'; do
+  'Admission:TestAdmissionAgreement'; do
   if [ "$bench" = . ] || grep -qE "${pair%%:*}" <<<"$bench"; then tests+=("${pair#*:}"); fi
 done
 run=$(IFS='|'; echo "${tests[*]:-^\$}")
@@ -65,11 +65,6 @@ fi
 
 echo "== vet"
 go vet ./...
-
-if [[ " ${tests[*]:-} " == *"TestAdmissionAgreement"* ]]; then
-  echo "== the admission decoder prototypes' own tests (bench/reviewdecode)"
-  go test -count=1 ./reviewdecode
-fi
 
 echo "== agreement tests ($run), then the benchmarks matching '$bench' (all: in-process, egress, HTTP, approval-to-allow, identity, weights vault, admission)"
 go test -count=1 -timeout 20m -run "$run" -bench "$bench" . 2>&1 | tee bin/last-run.txt
