@@ -494,6 +494,35 @@ func (t *txn) SetMeta(ctx context.Context, key, value string) error {
 	return err
 }
 
+// AppendOnce appends e to the ledger unless an entry was appended under key before, by this
+// process or any other sharing the database (several replicas of the server, or one restarted).
+// It reports whether it appended. The key is remembered in the same transaction as the entry,
+// so a crash leaves neither or both, and writers are serialized, so two replicas racing on one
+// key append once. Use it for reports that must not repeat, such as a drifted binding.
+func (s *DB) AppendOnce(ctx context.Context, key string, e audit.Event) (appended bool, err error) {
+	if key == "" {
+		return false, errors.New("AppendOnce: empty key")
+	}
+	k := "once:" + key
+	err = s.Update(ctx, func(tx access.Tx) error {
+		appended = false
+		v, err := tx.Meta(ctx, k)
+		if err != nil || v != "" {
+			return err
+		}
+		seq, err := tx.Append(ctx, e)
+		if err != nil {
+			return err
+		}
+		appended = true
+		return tx.SetMeta(ctx, k, strconv.FormatInt(seq, 10))
+	})
+	if err != nil {
+		return false, err
+	}
+	return appended, nil
+}
+
 func mustAffect(res sql.Result, err error, what, id string) error {
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -461,5 +462,50 @@ func testConcurrentWriters(t *testing.T, h Harness) {
 	}
 	if l.Size() != n {
 		t.Fatalf("ledger size %d, want %d", l.Size(), n)
+	}
+}
+
+// AppendOnce: many writers racing on one key append exactly one entry; another key appends its
+// own; and when the ledger cannot be written, the key is not remembered either.
+func testAppendOnce(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.New(t)
+	e := audit.Event{Code: "kube.drift", Class: audit.ClassUserAccessManagement, Severity: audit.SeverityHigh,
+		Time: time.Unix(1_800_000_000, 0), Actor: audit.SystemActor, Message: "binding research/by-hand binds cluster-admin"}
+	var wg sync.WaitGroup
+	var appended atomic.Int32
+	for range 20 {
+		wg.Go(func() {
+			ok, err := s.AppendOnce(ctx, "kube.drift/uid-1", e)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				appended.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if appended.Load() != 1 {
+		t.Fatalf("%d writers appended under one key", appended.Load())
+	}
+	if ok, err := s.AppendOnce(ctx, "kube.drift/uid-2", e); err != nil || !ok {
+		t.Fatalf("another key: %v, %v", ok, err)
+	}
+	if ok, err := s.AppendOnce(ctx, "kube.drift/uid-1", e); err != nil || ok {
+		t.Fatalf("the first key again: %v, %v", ok, err)
+	}
+	if n, err := s.LedgerSize(ctx); err != nil || n != 2 {
+		t.Fatalf("ledger size %d (%v), want 2", n, err)
+	}
+	if _, err := s.AppendOnce(ctx, "", e); err == nil {
+		t.Fatal("an empty key was accepted")
+	}
+	h.InjectLedgerFailure(t, s)
+	if ok, err := s.AppendOnce(ctx, "kube.drift/uid-3", e); err == nil || ok {
+		t.Fatalf("with the ledger failing: %v, %v", ok, err)
+	}
+	if v, err := s.Meta(ctx, "once:kube.drift/uid-3"); err != nil || v != "" {
+		t.Fatalf("the key was remembered without its entry: %q, %v", v, err)
 	}
 }
