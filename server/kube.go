@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"rampart.dev/rampart/access"
+	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/internal/strictyaml"
 	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/netpol"
@@ -129,7 +130,11 @@ func (in *Instance) startKube(ctx context.Context) error {
 		return nil
 	}
 	r := &rbac.Reconciler{Client: client, Policy: in.Index.Policy, Grants: in.Index.ActiveGrants,
-		Record: recorder(in.Store), Now: in.now, Log: in.log}
+		Record: recorder(in.Store), Now: in.now, Log: in.log,
+		RecordOnce: func(ctx context.Context, key string, e audit.Event) error {
+			_, err := in.Store.AppendOnce(ctx, key, e)
+			return err
+		}}
 	in.Access.OnGrantChange(func([]access.Grant) { r.Trigger() })
 	in.KubeRBAC = r
 	in.every(ctx, "kube rbac", 0, func(ctx context.Context) error {

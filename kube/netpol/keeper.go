@@ -165,7 +165,11 @@ func Ensure(ctx context.Context, c kubernetes.Interface, namespace string, have 
 		return Unchanged, nil
 	default:
 		want.ResourceVersion = have.ResourceVersion
-		if _, err := npc.Update(ctx, want, metav1.UpdateOptions{}); err != nil {
+		_, err := npc.Update(ctx, want, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			return Unchanged, nil // another writer (a replica) changed it first; the next pass looks again
+		}
+		if err != nil {
 			return Unchanged, fmt.Errorf("restore %s/%s: %w", namespace, Name, err)
 		}
 		return Replaced, nil

@@ -80,9 +80,14 @@ type Reconciler struct {
 	Grants func() ([]authz.GrantInfo, error)
 	// Record appends a ledger entry.
 	Record func(ctx context.Context, e audit.Event) error
-	Now    func() time.Time
-	Log    *slog.Logger
-	Resync time.Duration
+	// RecordOnce appends a ledger entry unless one was appended under key before, by this
+	// replica or any other sharing the store, before or after a restart
+	// (sqlstore.DB.AppendOnce). Drift in report mode is recorded through it, once per binding.
+	// Nil: through Record, once per binding per process.
+	RecordOnce func(ctx context.Context, key string, e audit.Event) error
+	Now        func() time.Time
+	Log        *slog.Logger
+	Resync     time.Duration
 
 	trigger chan struct{}
 	once    sync.Once
@@ -496,12 +501,26 @@ func (r *Reconciler) drift(ctx context.Context, s policy.KubernetesSettings) []e
 		}
 		r.mu.Lock()
 		seen := r.reported[b.GetUID()]
+		r.mu.Unlock()
+		if seen {
+			continue
+		}
+		e := r.event("kube.drift", audit.ActivityOther, "Other", audit.SeverityHigh, b,
+			fmt.Sprintf("%s binds a protected ClusterRole without a Rampart grant (drift: report; set kubernetes.drift: enforce to remove such bindings)", describe(b)), nil)
+		var err error
+		if r.RecordOnce != nil {
+			err = r.RecordOnce(ctx, "kube.drift/"+string(b.GetUID()), e)
+		} else if r.Record != nil {
+			err = r.Record(ctx, e)
+		}
+		if err != nil {
+			// Not remembered: the next pass tries again.
+			r.Log.Error("kube rbac: cannot record drift in the ledger", "err", err, "binding", describe(b))
+			continue
+		}
+		r.mu.Lock()
 		r.reported[b.GetUID()] = true
 		r.mu.Unlock()
-		if !seen {
-			r.record(ctx, "kube.drift", audit.ActivityOther, "Other", audit.SeverityHigh, b,
-				fmt.Sprintf("%s binds a protected ClusterRole without a Rampart grant (drift: report; set kubernetes.drift: enforce to remove such bindings)", describe(b)), nil)
-		}
 	}
 	return errs
 }
@@ -540,18 +559,22 @@ func (r *Reconciler) record(ctx context.Context, code string, activity int, name
 	if r.Record == nil {
 		return
 	}
+	if err := r.Record(ctx, r.event(code, activity, name, sev, obj, msg, details)); err != nil {
+		r.Log.Error("kube rbac: cannot record in the ledger", "code", code, "err", err, "message", msg)
+	}
+}
+
+// event is the ledger entry for an action on, or a finding about, obj.
+func (r *Reconciler) event(code string, activity int, name string, sev int, obj metav1.Object, msg string, details map[string]any) audit.Event {
 	if details == nil {
 		details = map[string]any{}
 	}
-	var resources []string
 	if obj != nil {
 		details["namespace"], details["binding"], details["uid"] = obj.GetNamespace(), obj.GetName(), string(obj.GetUID())
 		if id := obj.GetAnnotations()[AnnotationGrantID]; id != "" {
 			details["grant_id"] = id
 		}
 	}
-	if err := r.Record(ctx, audit.Event{Code: code, Class: audit.ClassUserAccessManagement, Activity: activity, ActivityName: name,
-		Severity: sev, Time: r.Now(), Actor: "rampart", Resources: resources, Message: msg, Details: details}); err != nil {
-		r.Log.Error("kube rbac: cannot record in the ledger", "code", code, "err", err, "message", msg)
-	}
+	return audit.Event{Code: code, Class: audit.ClassUserAccessManagement, Activity: activity, ActivityName: name,
+		Severity: sev, Time: r.Now(), Actor: "rampart", Message: msg, Details: details}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,8 @@ import (
 	"rampart.dev/rampart/internal/kubetest"
 	"rampart.dev/rampart/kube/rbac"
 	"rampart.dev/rampart/policy"
+	"rampart.dev/rampart/store/sqlite"
+	"rampart.dev/rampart/store/sqlstore"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
@@ -91,6 +94,7 @@ type world struct {
 	stale   error
 	pol     *policy.Policy
 	entries []audit.Event
+	store   *sqlstore.DB // when set, drift is recorded through it once (AppendOnce)
 }
 
 func (w *world) Grants() ([]authz.GrantInfo, error) {
@@ -132,6 +136,17 @@ func start(t *testing.T, env *kubetest.Env, w *world) *rbac.Reconciler {
 			w.mu.Unlock()
 			return nil
 		},
+	}
+	if w.store != nil {
+		r.RecordOnce = func(ctx context.Context, key string, e audit.Event) error {
+			ok, err := w.store.AppendOnce(ctx, key, e)
+			if ok {
+				w.mu.Lock()
+				w.entries = append(w.entries, e)
+				w.mu.Unlock()
+			}
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -306,13 +321,20 @@ func TestGrantsBecomeBindings(t *testing.T) {
 	}
 }
 
-// Drift: a hand-made binding to cluster-admin is reported once in report mode, and deleted in
-// enforce mode. The apiserver's own bootstrap binding is left alone.
+// Drift: a hand-made binding to cluster-admin is reported once in report mode, by two replicas
+// sharing a store and by a third started later (a restart), and deleted in enforce mode. The
+// apiserver's own bootstrap binding is left alone.
 func TestDrift(t *testing.T) {
 	env := kubetest.Shared(t)
 	ctx := context.Background()
 	ns := env.Namespace(t)
-	w := &world{pol: loadPolicy(t, policy.DriftReport)}
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "rampart.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	w := &world{pol: loadPolicy(t, policy.DriftReport), store: st}
+	start(t, env, w)
 	start(t, env, w)
 	hand := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "break-glass-by-hand", Namespace: ns},
@@ -330,7 +352,11 @@ func TestDrift(t *testing.T) {
 		}
 		return false
 	})
+	start(t, env, w)                    // a replica that has reported nothing yet
 	time.Sleep(1500 * time.Millisecond) // more passes: still reported once, still there
+	if n, err := st.LedgerSize(ctx); err != nil || n != 1 {
+		t.Fatalf("the store's ledger holds %d drift entries (%v), want 1", n, err)
+	}
 	n := 0
 	for _, e := range w.codes("kube.drift") {
 		if e.Details["binding"] == "break-glass-by-hand" {
