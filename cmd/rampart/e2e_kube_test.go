@@ -11,33 +11,74 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"rampart.dev/rampart/internal/kubetest"
+	"rampart.dev/rampart/kube/netpol"
 	"rampart.dev/rampart/kube/rbac"
 )
 
-// A production server connected to a real kube-apiserver: approving a request creates the
-// grant's RoleBinding, which really lets the person read the weights' volume claim; revoking
-// the grant removes it within 2 s, and both are in the ledger.
+// A production server connected to a real kube-apiserver as its own ServiceAccount, with only
+// the RBAC that rampart kube render rbac gives it: approving a request creates the grant's
+// RoleBinding, which really lets the person read the weights' volume claim; revoking the grant
+// removes it within 2 s, and both are in the ledger; the NetworkPolicy keeper works too.
 func TestKubernetesRBACFromGrants(t *testing.T) {
 	env := kubetest.Start(t)
 	ctx := context.Background()
-	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "research"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	for _, ns := range []string{"research", "rampart"} {
+		if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	dir := t.TempDir()
 	addr := freeAddr(t)
+	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
+
+	// The server runs as system:serviceaccount:rampart:rampart (a kubeconfig that impersonates
+	// it), which can do nothing until the rendered RBAC is applied.
+	const self = "system:serviceaccount:rampart:rampart"
+	asSelf := rest.CopyConfig(env.Config)
+	asSelf.Impersonate = rest.ImpersonationConfig{UserName: self}
+	selfClient, err := kubernetes.NewForConfig(asSelf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := selfClient.RbacV1().RoleBindings("research").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("the ServiceAccount may list bindings before any RBAC: %v", err)
+	}
+	applyYAML(t, env.Clientset, c.ok("kube", "render", "rbac", "--policy", "../../internal/demo/policy"))
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	kc, err := clientcmd.LoadFromFile(env.KubeconfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ai := range kc.AuthInfos {
+		ai.Impersonate = self
+	}
+	if err := clientcmd.WriteToFile(*kc, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
 	cfgPath := filepath.Join(dir, "rampart.yaml")
-	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\nkubernetes:\n  kubeconfig: %s\n", addr, filepath.Join(dir, "data"), env.KubeconfigFile)
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\nkubernetes:\n  kubeconfig: %s\n", addr, filepath.Join(dir, "data"), kubeconfig)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
 	startServer(t, addr, "server", "--config", cfgPath)
+	// The keeper, as the ServiceAccount, gives research its default-deny policy.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := env.Clientset.NetworkingV1().NetworkPolicies("research").Get(ctx, netpol.Name, metav1.GetOptions{}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no NetworkPolicy in research 5 s after the server started")
+		}
+	}
 	token := func(user string) string {
 		return strings.TrimSpace(c.ok("admin", "token", "--config", cfgPath, "--subject", user, "--ttl", "1h"))
 	}
@@ -101,5 +142,40 @@ func TestKubernetesRBACFromGrants(t *testing.T) {
 		if !strings.Contains(tail, code) {
 			t.Errorf("the ledger lacks %s:\n%s", code, tail)
 		}
+	}
+}
+
+// applyYAML creates the objects of a multi-document YAML stream (ServiceAccounts, ClusterRoles,
+// ClusterRoleBindings) as the cluster's administrator.
+func applyYAML(t *testing.T, cs kubernetes.Interface, docs string) {
+	t.Helper()
+	ctx := context.Background()
+	decode := scheme.Codecs.UniversalDeserializer().Decode
+	n := 0
+	for doc := range strings.SplitSeq(docs, "\n---\n") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		obj, _, err := decode([]byte(doc), nil, nil)
+		if err != nil {
+			t.Fatalf("decode %q: %v", doc, err)
+		}
+		switch o := obj.(type) {
+		case *corev1.ServiceAccount:
+			_, err = cs.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRole:
+			_, err = cs.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRoleBinding:
+			_, err = cs.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+		default:
+			t.Fatalf("unexpected %T in the rendered YAML", obj)
+		}
+		if err != nil {
+			t.Fatalf("create %T: %v", obj, err)
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatalf("nothing to apply in %q", docs)
 	}
 }

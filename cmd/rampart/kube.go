@@ -139,38 +139,80 @@ at DIR/tls.crt and DIR/tls.key.`,
 
 	var policyDir string
 	var namespaces []string
+	loadPolicy := func() (*policy.Policy, error) {
+		fsys := demo.Policy()
+		if policyDir != "" {
+			fsys = os.DirFS(policyDir)
+		}
+		return policy.Load(fsys)
+	}
+	printYAML := func(objs ...any) error {
+		for i, o := range objs {
+			b, err := yaml.Marshal(o)
+			if err != nil {
+				return err
+			}
+			if i > 0 {
+				fmt.Println("---")
+			}
+			fmt.Print(string(b))
+		}
+		return nil
+	}
 	render := &cobra.Command{
-		Use:   "render netpol --namespace NS [--namespace NS…] [--policy DIR]",
-		Short: "Print the default-deny egress NetworkPolicy for namespaces, as YAML",
-		Args:  exactArgs("netpol"),
+		Use:   "render netpol|rbac",
+		Short: "Print Kubernetes objects Rampart needs, as YAML (apply them with kubectl apply -f -)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return usageErr("say what to render: rampart kube render netpol, or rampart kube render rbac")
+		},
+	}
+	render.PersistentFlags().StringVar(&policyDir, "policy", "", "policy directory (default: the embedded demo policy)")
+	renderNetpol := &cobra.Command{
+		Use:   "netpol --namespace NS [--namespace NS…] [--policy DIR]",
+		Short: "Print the default-deny egress NetworkPolicy for namespaces",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(namespaces) == 0 {
 				return usageErr("name at least one --namespace")
 			}
-			fsys := demo.Policy()
-			if policyDir != "" {
-				fsys = os.DirFS(policyDir)
-			}
-			pol, err := policy.Load(fsys)
+			pol, err := loadPolicy()
 			if err != nil {
 				return err
 			}
-			s := pol.Kubernetes()
-			for i, ns := range namespaces {
-				b, err := yaml.Marshal(netpol.Render(ns, s.Egress))
-				if err != nil {
-					return err
-				}
-				if i > 0 {
-					fmt.Println("---")
-				}
-				fmt.Print(string(b))
+			var objs []any
+			for _, ns := range namespaces {
+				objs = append(objs, netpol.Render(ns, pol.Kubernetes().Egress))
 			}
-			return nil
+			return printYAML(objs...)
 		},
 	}
-	render.Flags().StringVar(&policyDir, "policy", "", "policy directory (default: the embedded demo policy)")
-	render.Flags().StringSliceVar(&namespaces, "namespace", nil, "namespace to render for (repeatable)")
+	renderNetpol.Flags().StringSliceVar(&namespaces, "namespace", nil, "namespace to render for (repeatable)")
+	var saNamespace, saName string
+	renderRBAC := &cobra.Command{
+		Use:   "rbac [--namespace rampart] [--service-account rampart] [--policy DIR]",
+		Short: "Print the ServiceAccount the server runs as, and the ClusterRole and binding it needs under the policy",
+		Long: `Print the ServiceAccount Rampart's server runs as in the cluster, and the ClusterRole and
+ClusterRoleBinding that give it what the RBAC reconciler, the NetworkPolicy keeper and the
+admission webhook need under the policy, and no more than RBAC lets one say: it holds the rules
+of the policy's roles and may bind the ClusterRoles they name, because Kubernetes lets only
+such an identity make those bindings. Re-render and apply it when the policy's roles change.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pol, err := loadPolicy()
+			if err != nil {
+				return err
+			}
+			sa, role, binding, err := install.ServerRBAC(pol, saNamespace, saName)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			return printYAML(sa, role, binding)
+		},
+	}
+	renderRBAC.Flags().StringVar(&saNamespace, "namespace", "rampart", "namespace of the server's ServiceAccount")
+	renderRBAC.Flags().StringVar(&saName, "service-account", "rampart", "name of the server's ServiceAccount")
+	render.AddCommand(renderNetpol, renderRBAC)
 	var scanPolicy, scanKubeconfig, scanContext, sarifPath string
 	scanCmd := &cobra.Command{
 		Use:   "scan [--kubeconfig FILE] [--policy DIR] [--sarif FILE]",

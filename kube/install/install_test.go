@@ -3,16 +3,23 @@ package install_test
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"cel.dev/cel-go/cel"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"rampart.dev/rampart/internal/demo"
 	"rampart.dev/rampart/kube/install"
+	"rampart.dev/rampart/kube/rbac"
+	"rampart.dev/rampart/policy"
 )
 
 func TestSelfIssueAndWebhooks(t *testing.T) {
@@ -130,6 +137,102 @@ func TestRuntimeClassUnset(t *testing.T) {
 		}
 		if out.Value() != c.call {
 			t.Errorf("%s: the condition says %v, want %v", name, out.Value(), c.call)
+		}
+	}
+}
+
+// The server's RBAC holds what the policy's roles grant and may bind the ClusterRoles they
+// name, by name; it never escalates or uses wildcards, and it does not carry the label that
+// marks what the reconciler may delete.
+func TestServerRBAC(t *testing.T) {
+	pol, err := policy.Load(demo.Policy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa, role, binding, err := install.ServerRBAC(pol, "rampart", "rampart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sa.Namespace != "rampart" || binding.Subjects[0].Name != "rampart" || binding.Subjects[0].Namespace != "rampart" || binding.RoleRef.Name != role.Name {
+		t.Fatalf("identity: %+v %+v", sa.ObjectMeta, binding)
+	}
+	for _, o := range []metav1.Object{sa, role, binding} {
+		if o.GetLabels()[rbac.LabelManagedBy] != "" {
+			t.Errorf("%s carries %s: the reconciler would take it for its own", o.GetName(), rbac.LabelManagedBy)
+		}
+	}
+	has := func(group, resource, verb, name string) bool {
+		for _, r := range role.Rules {
+			if slices.Contains(r.APIGroups, group) && slices.Contains(r.Resources, resource) && slices.Contains(r.Verbs, verb) &&
+				(name == "" && len(r.ResourceNames) == 0 || slices.Contains(r.ResourceNames, name)) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, want := range [][4]string{
+		{"rbac.authorization.k8s.io", "rolebindings", "create", ""},
+		{"rbac.authorization.k8s.io", "clusterrolebindings", "delete", ""},
+		{"rbac.authorization.k8s.io", "clusterroles", "watch", ""},
+		{"rbac.authorization.k8s.io", "clusterroles", "update", "rampart:weights-reader-frontier-7"},
+		{"", "persistentvolumeclaims", "get", "frontier-7-weights"}, // the role's own rule
+		{"networking.k8s.io", "networkpolicies", "create", ""},
+		{"", "namespaces", "watch", ""},
+		{"", "pods", "get", ""},
+	} {
+		if !has(want[0], want[1], want[2], want[3]) {
+			t.Errorf("missing %v", want)
+		}
+	}
+	for _, r := range role.Rules {
+		for _, v := range r.Verbs {
+			if v == "*" || v == "escalate" || (v == "bind" && len(r.ResourceNames) == 0) || (v == "update" || v == "delete") && slices.Contains(r.Resources, "clusterroles") && len(r.ResourceNames) == 0 {
+				t.Errorf("too broad: %+v", r)
+			}
+		}
+		if slices.Contains(r.Resources, "*") || slices.Contains(r.APIGroups, "*") {
+			t.Errorf("wildcard: %+v", r)
+		}
+	}
+	// A role naming an existing ClusterRole: bind on exactly that name.
+	m := fstest.MapFS{}
+	if err := fs.WalkDir(demo.Policy(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(demo.Policy(), path)
+		m[path] = &fstest.MapFile{Data: b}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m["debugger.yaml"] = &fstest.MapFile{Data: []byte(`apiVersion: rampart.dev/v1alpha1
+kind: Role
+metadata:
+  name: research-debugger
+spec:
+  description: Debug workloads in research.
+  rules:
+  - actions: [exec]
+    resources: [namespaces/research-sandbox]
+  kubernetes:
+    cluster_role: pod-debugger
+    namespaces: [research]
+`)}
+	withBind, err := policy.Load(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, role, _, err = install.ServerRBAC(withBind, "rampart", "rampart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(rbacv1.GroupName, "clusterroles", "bind", "pod-debugger") {
+		t.Errorf("no bind on pod-debugger: %+v", role.Rules)
+	}
+	for _, bad := range [][2]string{{"Rampart", "rampart"}, {"rampart", ""}, {"", "rampart"}, {"ns/x", "rampart"}} {
+		if _, _, _, err := install.ServerRBAC(pol, bad[0], bad[1]); err == nil {
+			t.Errorf("ServerRBAC(%q, %q) accepted", bad[0], bad[1])
 		}
 	}
 }

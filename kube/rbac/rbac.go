@@ -96,15 +96,16 @@ type Reconciler struct {
 	crb rbaclisters.ClusterRoleBindingLister
 	cr  rbaclisters.ClusterRoleLister
 
-	mu       sync.Mutex
-	reported map[types.UID]bool // drift already recorded, by binding uid
-	stale    bool               // the last pass found the index untrustworthy
+	mu         sync.Mutex
+	reported   map[types.UID]bool // drift already recorded, by binding uid
+	staleRoles map[string]bool    // ClusterRoles of removed roles that could not be deleted, said once
+	stale      bool               // the last pass found the index untrustworthy
 }
 
 func (r *Reconciler) init() {
 	r.once.Do(func() {
 		r.trigger = make(chan struct{}, 1)
-		r.reported = map[types.UID]bool{}
+		r.reported, r.staleRoles = map[types.UID]bool{}, map[string]bool{}
 		if r.Now == nil {
 			r.Now = time.Now
 		}
@@ -411,10 +412,9 @@ func (r *Reconciler) deleteBinding(ctx context.Context, obj metav1.Object) (bool
 	return true, nil
 }
 
-// syncClusterRoles keeps rampart:<role> ClusterRoles equal to the roles' rules, and removes
-// those of roles no longer in the policy.
-func (r *Reconciler) syncClusterRoles(ctx context.Context, pol *policy.Policy) []error {
-	var errs []error
+// ManagedClusterRoles returns the ClusterRoles Rampart makes from the policy's roles that give
+// rules (rampart:<role>), by name.
+func ManagedClusterRoles(pol *policy.Policy) map[string][]rbacv1.PolicyRule {
 	want := map[string][]rbacv1.PolicyRule{}
 	for _, role := range pol.Roles() {
 		if k := role.Kubernetes; k != nil && len(k.Rules) > 0 {
@@ -425,14 +425,38 @@ func (r *Reconciler) syncClusterRoles(ctx context.Context, pol *policy.Policy) [
 			want[ClusterRolePrefix+role.Name] = rules
 		}
 	}
+	return want
+}
+
+// syncClusterRoles keeps rampart:<role> ClusterRoles equal to the roles' rules, and removes
+// those of roles no longer in the policy.
+func (r *Reconciler) syncClusterRoles(ctx context.Context, pol *policy.Policy) []error {
+	var errs []error
+	want := ManagedClusterRoles(pol)
 	have, _ := r.cr.List(labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedBy}))
 	seen := map[string]bool{}
 	for _, cr := range have {
+		if !strings.HasPrefix(cr.Name, ClusterRolePrefix) {
+			continue // labelled as Rampart's by someone else: Rampart deletes only ClusterRoles it names
+		}
 		seen[cr.Name] = true
 		rules, ok := want[cr.Name]
 		switch {
 		case !ok:
-			if err := r.Client.RbacV1().ClusterRoles().Delete(ctx, cr.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			err := r.Client.RbacV1().ClusterRoles().Delete(ctx, cr.Name, metav1.DeleteOptions{})
+			switch {
+			case apierrors.IsForbidden(err):
+				// Rampart's own RBAC (rampart kube render rbac) names the ClusterRoles of the
+				// policy it was rendered for; this one's role has left the policy, so no grant
+				// binds it any more. Left for an administrator, and said once.
+				r.mu.Lock()
+				said := r.staleRoles[cr.Name]
+				r.staleRoles[cr.Name] = true
+				r.mu.Unlock()
+				if !said {
+					r.Log.Warn("kube rbac: the ClusterRole of a role no longer in the policy cannot be deleted with Rampart's permissions; nothing binds it, delete it by hand", "cluster_role", cr.Name, "err", err)
+				}
+			case err != nil && !apierrors.IsNotFound(err):
 				errs = append(errs, fmt.Errorf("delete ClusterRole %s: %w", cr.Name, err))
 			}
 		case !reflect.DeepEqual(cr.Rules, rules):

@@ -421,3 +421,27 @@ func TestStaleGrantsFailClosed(t *testing.T) {
 		return !ok
 	})
 }
+
+// A ClusterRole someone else labelled as Rampart's is not Rampart's to delete: the reconciler
+// deletes only rampart:<role> ClusterRoles that have left the policy.
+func TestForeignClusterRoleLabelledAsRampartsIsKept(t *testing.T) {
+	env := kubetest.Shared(t)
+	ctx := context.Background()
+	for _, name := range []string{"team-reader", "rampart:left-the-policy"} {
+		if _, err := env.Clientset.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{rbac.LabelManagedBy: rbac.ManagedBy}},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _ = env.Clientset.RbacV1().ClusterRoles().Delete(ctx, "team-reader", metav1.DeleteOptions{}) })
+	start(t, env, &world{pol: loadPolicy(t, policy.DriftReport)})
+	eventually(t, 3*time.Second, "the stale rampart: ClusterRole deleted", func() bool {
+		_, err := env.Clientset.RbacV1().ClusterRoles().Get(ctx, "rampart:left-the-policy", metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	})
+	if _, err := env.Clientset.RbacV1().ClusterRoles().Get(ctx, "team-reader", metav1.GetOptions{}); err != nil {
+		t.Fatalf("a ClusterRole Rampart did not name was deleted: %v", err)
+	}
+}
