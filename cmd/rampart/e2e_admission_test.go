@@ -187,6 +187,9 @@ kubernetes:
 	if err == nil || !strings.Contains(err.Error(), "rampart.protected-volume") || !strings.Contains(err.Error(), "k8s:dev/research/evaluator") {
 		t.Fatalf("weights without a grant: %v", err)
 	}
+	if strings.Contains(err.Error(), "exception request") {
+		t.Fatalf("a refusal on protected data offers an exception: %v", err)
+	}
 	id := reqID.FindString(c.as(alice, "request", "create", "--role", "weights-reader-frontier-7", "--for", "k8s:dev/research/evaluator", "--reason", "eval run 4411", "--duration", "1h").out)
 	c.as(bob, "request", "approve", id)
 	c.as(dave, "request", "approve", id)

@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -23,7 +22,6 @@ import (
 	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/install"
 	"rampart.dev/rampart/kube/netpol"
-	"rampart.dev/rampart/kube/podsec"
 	"rampart.dev/rampart/kube/scan"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/server"
@@ -364,12 +362,8 @@ rampart.protected-exec) cannot be waived: they need a grant to read the data.`,
 			case cluster == "":
 				return usageErr("--cluster (or $RAMPART_CLUSTER) is required: the cluster name of the policy's kubernetes.cluster setting")
 			}
-			known := []string{admission.CheckNetworkPolicy}
-			for _, c := range podsec.Checks() {
-				known = append(known, c.ID)
-			}
-			if !slices.Contains(known, check) {
-				return usageErr("unknown check %q; the checks are: %s", check, strings.Join(known, ", "))
+			if !admission.Waivable(check) {
+				return usageErr("no exception can waive check %q; the checks are: %s (protected data needs a grant to read it, never an exception)", check, strings.Join(admission.WaivableChecks(), ", "))
 			}
 			subject := admission.ServiceAccountSubject(cluster, ns, workload)
 			if err := policy.ValidateSubject(subject); err != nil {

@@ -208,13 +208,13 @@ func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionReques
 	settings := pol.Kubernetes()
 	what := describe(req)
 	if err := h.Decide.Health(); err != nil {
-		return h.deny(ctx, req, what, []refusal{{Check: CheckUnavailable, Message: "Rampart's decision engine cannot be trusted right now (" + err.Error() + "), so nothing is admitted", Fix: "retry when the Rampart control plane is healthy (GET /readyz)"}})
+		return h.deny(ctx, req, what, []refusal{{Check: CheckUnavailable, Message: "Rampart's decision engine cannot be trusted right now (" + err.Error() + "), so nothing is admitted", Fix: "retry when the Rampart control plane is healthy (GET /readyz)"}}, "")
 	}
 	if req.Resource.Resource == "pods" && slices.Contains([]string{"exec", "attach", "portforward"}, req.SubResource) {
 		return h.validateConnect(ctx, req, pol, settings, what)
 	}
 	if objErr != nil {
-		return h.deny(ctx, req, what, []refusal{{Check: "rampart.malformed", Message: objErr.Error(), Fix: "submit a valid object"}})
+		return h.deny(ctx, req, what, []refusal{{Check: "rampart.malformed", Message: objErr.Error(), Fix: "submit a valid object"}}, "")
 	}
 	if wl.Spec == nil {
 		// Deletions carry no object to judge, and other kinds are not this webhook's business.
@@ -248,7 +248,7 @@ func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionReques
 		}
 	}
 	if len(out) > 0 {
-		resp := h.deny(ctx, req, what, out)
+		resp := h.deny(ctx, req, what, out, exceptionHint(out, settings.Cluster, ns, wl))
 		resp.Warnings = warnings
 		return resp
 	}
@@ -375,7 +375,7 @@ func (h *Webhook) validateConnect(ctx context.Context, req *admissionv1.Admissio
 		err = errors.New("no such pod")
 	}
 	if err != nil {
-		return h.deny(ctx, req, what, []refusal{{Check: CheckUnavailable, Message: fmt.Sprintf("cannot read pod %s/%s to see what it holds: %v", req.Namespace, req.Name, err), Fix: "retry; the webhook refuses what it cannot check"}})
+		return h.deny(ctx, req, what, []refusal{{Check: CheckUnavailable, Message: fmt.Sprintf("cannot read pod %s/%s to see what it holds: %v", req.Namespace, req.Name, err), Fix: "retry; the webhook refuses what it cannot check"}}, "")
 	}
 	prot := pol.ProtectedVolumes(req.Namespace)
 	resources := map[string]bool{}
@@ -407,7 +407,7 @@ func (h *Webhook) validateConnect(ctx context.Context, req *admissionv1.Admissio
 		}
 	}
 	if len(out) > 0 {
-		return h.deny(ctx, req, what, out)
+		return h.deny(ctx, req, what, out, "")
 	}
 	return &admissionv1.AdmissionResponse{Allowed: true}
 }
@@ -476,8 +476,44 @@ func describe(req *admissionv1.AdmissionRequest) string {
 	return fmt.Sprintf("%s %s/%s", kind, req.Namespace, name)
 }
 
-// deny builds the refusal, and records it.
-func (h *Webhook) deny(ctx context.Context, req *admissionv1.AdmissionRequest, what string, rs []refusal) *admissionv1.AdmissionResponse {
+// Waivable reports whether an approved exception can waive check: the Pod Security and
+// baseline checks and the namespace's NetworkPolicy, not the checks on protected data (they need
+// a grant to read the data) nor the refusals of what cannot be checked.
+func Waivable(check string) bool { return slices.Contains(WaivableChecks(), check) }
+
+// WaivableChecks lists the checks an exception can waive.
+func WaivableChecks() []string {
+	out := []string{CheckNetworkPolicy}
+	for _, c := range podsec.Checks() {
+		out = append(out, c.ID)
+	}
+	return out
+}
+
+// exceptionHint says how to ask for an exception to each waivable check in rs, "" when none is.
+func exceptionHint(rs []refusal, cluster, ns string, wl podsec.Workload) string {
+	sa := "default"
+	if wl.Spec != nil && wl.Spec.ServiceAccountName != "" {
+		sa = wl.Spec.ServiceAccountName
+	}
+	var b strings.Builder
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if !Waivable(r.Check) || seen[r.Check] {
+			continue
+		}
+		if len(seen) == 0 {
+			fmt.Fprintf(&b, "\nWhere a fix is not possible, ask for a time-bound exception for the pods of service account %s (it needs the approvals the policy sets for %s; say what compensates), one per check:", sa, NamespaceResource(ns))
+		}
+		seen[r.Check] = true
+		fmt.Fprintf(&b, "\n  rampart exception request --cluster %s --namespace %s --workload %s --check %s --compensating \"…\" --reason \"…\" --duration 72h", cluster, ns, sa, r.Check)
+	}
+	return b.String()
+}
+
+// deny builds the refusal, and records it. hint, if any, ends the message (how to ask for an
+// exception).
+func (h *Webhook) deny(ctx context.Context, req *admissionv1.AdmissionRequest, what string, rs []refusal, hint string) *admissionv1.AdmissionResponse {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Rampart refused %s (%d problem", what, len(rs))
 	if len(rs) != 1 {
@@ -493,6 +529,7 @@ func (h *Webhook) deny(ctx context.Context, req *admissionv1.AdmissionRequest, w
 		b.WriteString(r.Message + "; fix: " + r.Fix)
 		checks = append(checks, r.Check)
 	}
+	b.WriteString(hint)
 	msg := b.String()
 	if h.Record != nil {
 		details := map[string]any{"namespace": req.Namespace, "name": req.Name, "kind": req.Kind.Kind, "operation": string(req.Operation),

@@ -211,3 +211,38 @@ func TestDeleteIsNotJudged(t *testing.T) {
 		t.Fatalf("delete: %+v", resp)
 	}
 }
+
+// A refusal says how to ask for an exception to each check an exception can waive, for the
+// pod's own service account, and offers none for protected data.
+func TestRefusalSaysHowToAskForAnException(t *testing.T) {
+	pol := demoPolicy(t)
+	hook := &admission.Webhook{Policy: func() *policy.Policy { return pol }, Decide: trusted(t, pol),
+		Cluster: clusterWith{"research": {netpol.Render("research", pol.Kubernetes().Egress)}}}
+	bad := strings.Replace(podReview, `"allowPrivilegeEscalation":false`, `"allowPrivilegeEscalation":true`, 1)
+	bad = strings.Replace(bad, `"automountServiceAccountToken":false,`, `"automountServiceAccountToken":false,"serviceAccountName":"trainer",`, 1)
+	_, resp := post(t, hook.Handler(), "/validate", "application/json", []byte(bad))
+	if resp == nil || resp.Allowed {
+		t.Fatalf("admitted: %+v", resp)
+	}
+	msg := resp.Result.Message
+	want := "rampart exception request --cluster dev --namespace research --workload trainer --check restricted.privilege-escalation"
+	if !strings.Contains(msg, want) || strings.Count(msg, "rampart exception request") != 1 {
+		t.Fatalf("refusal:\n%s\nwant one exception command: %s", msg, want)
+	}
+	// The weights' claim without a grant: refused, with no exception to offer.
+	weights := strings.Replace(podReview, `"containers":[`, `"volumes":[{"name":"w","persistentVolumeClaim":{"claimName":"frontier-7-weights"}}],"containers":[`, 1)
+	if _, resp := post(t, hook.Handler(), "/validate", "application/json", []byte(weights)); resp == nil || resp.Allowed ||
+		!strings.Contains(resp.Result.Message, admission.CheckProtectedVolume) || strings.Contains(resp.Result.Message, "exception request") {
+		t.Fatalf("protected volume refusal: %+v", resp)
+	}
+	for _, c := range []string{admission.CheckProtectedVolume, admission.CheckProtectedExec, admission.CheckUnavailable, "rampart.malformed"} {
+		if admission.Waivable(c) {
+			t.Errorf("%s is waivable", c)
+		}
+	}
+	for _, c := range []string{admission.CheckNetworkPolicy, "restricted.privileged", "baseline.runtime-class"} {
+		if !admission.Waivable(c) {
+			t.Errorf("%s is not waivable", c)
+		}
+	}
+}
