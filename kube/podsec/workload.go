@@ -1,10 +1,10 @@
 package podsec
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -177,9 +177,9 @@ func WorkloadFromObject(obj runtime.Object) (Workload, error) {
 // jsonObject refuses input that is not a JSON object before decoding, so
 // "null", arrays and scalars get a clear error.
 func jsonObject(raw []byte) error {
-	s := strings.TrimLeft(string(raw), " \t\r\n")
+	s := bytes.TrimLeft(raw, " \t\r\n") // no copy: bodies are megabytes at most, and read once
 	switch {
-	case s == "":
+	case len(s) == 0:
 		return errors.New("empty input; want a JSON object")
 	case s[0] != '{':
 		n := min(len(s), 16)
