@@ -201,4 +201,12 @@ CREATE TABLE vault_objects (
 	PRIMARY KEY (name, version)
 );
 `,
+	// 6: leases: which replica runs the background jobs that one replica is enough for.
+	`
+CREATE TABLE leases (
+	name       TEXT PRIMARY KEY,
+	holder     TEXT NOT NULL,
+	expires_at BIGINT NOT NULL
+);
+`,
 }

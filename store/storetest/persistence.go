@@ -509,3 +509,70 @@ func testAppendOnce(t *testing.T, h Harness) {
 		t.Fatalf("the key was remembered without its entry: %q, %v", v, err)
 	}
 }
+
+// Leases: one holder at a time; renewal by the holder; taken over only after expiry; given up
+// on release; and of many racing for a free lease, exactly one wins.
+func testLeases(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.New(t)
+	t0 := time.Unix(1_800_000_000, 0)
+	const ttl = 15 * time.Second
+	take := func(holder string, at time.Time) bool {
+		t.Helper()
+		ok, err := s.AcquireLease(ctx, "jobs", holder, ttl, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !take("a", t0) {
+		t.Fatal("a free lease was not taken")
+	}
+	if take("b", t0.Add(time.Second)) {
+		t.Fatal("b took a lease a holds")
+	}
+	if !take("a", t0.Add(10*time.Second)) {
+		t.Fatal("a could not renew")
+	}
+	if take("b", t0.Add(20*time.Second)) {
+		t.Fatal("b took the lease before a's renewal ran out")
+	}
+	if !take("b", t0.Add(25*time.Second)) {
+		t.Fatal("b could not take an expired lease")
+	}
+	if take("a", t0.Add(26*time.Second)) {
+		t.Fatal("a renewed a lease b took over")
+	}
+	if err := s.ReleaseLease(ctx, "jobs", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if take("a", t0.Add(27*time.Second)) {
+		t.Fatal("a's release of a lease it does not hold freed it")
+	}
+	if err := s.ReleaseLease(ctx, "jobs", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if !take("a", t0.Add(28*time.Second)) {
+		t.Fatal("a released lease was not taken")
+	}
+	if _, err := s.AcquireLease(ctx, "", "a", ttl, t0); err == nil {
+		t.Fatal("a lease without a name was taken")
+	}
+	var wg sync.WaitGroup
+	var won atomic.Int32
+	for i := range 20 {
+		wg.Go(func() {
+			ok, err := s.AcquireLease(ctx, "race", fmt.Sprintf("r%d", i), ttl, t0)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				won.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d of 20 racers hold the lease", won.Load())
+	}
+}

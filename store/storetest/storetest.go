@@ -42,6 +42,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ConcurrentApprovalsActivateOnce", func(t *testing.T) { testConcurrentApprovals(t, h) })
 	t.Run("ConcurrentWritersGaplessLedger", func(t *testing.T) { testConcurrentWriters(t, h) })
 	t.Run("AppendOnce", func(t *testing.T) { testAppendOnce(t, h) })
+	t.Run("Leases", func(t *testing.T) { testLeases(t, h) })
 	t.Run("Workflow", func(t *testing.T) { testWorkflow(t, h) })
 }
 
