@@ -26,6 +26,9 @@ type Config struct {
 	// IndexMaxStaleness is how long decisions may go without a successful store sync before
 	// they fail closed. Default 5s.
 	IndexMaxStaleness policy.Duration `yaml:"index_max_staleness"`
+	// JobsLeaseTTL is how long the lease on the background jobs that one replica is enough for
+	// (expiry sweep, identity sweep, checkpoints) lasts unrenewed. Default 15s.
+	JobsLeaseTTL policy.Duration `yaml:"jobs_lease_ttl"`
 	// Suggest configures role suggestions.
 	Suggest SuggestConfig `yaml:"suggest"`
 	// OIDC is the identity provider people sign in with; Risk scores their sign-ins.
@@ -151,6 +154,9 @@ func (c *Config) validate(doc *strictyaml.Document) {
 	c.validateKubernetes(doc)
 	if c.IndexMaxStaleness != 0 && c.IndexMaxStaleness.Std() < time.Second {
 		doc.Errorf("index_max_staleness", "must be at least 1s")
+	}
+	if c.JobsLeaseTTL != 0 && c.JobsLeaseTTL.Std() < time.Second {
+		doc.Errorf("jobs_lease_ttl", "must be at least 1s (it is renewed every third of it)")
 	}
 	if m := c.Suggest.Model; m.URL != "" {
 		if u, err := url.Parse(m.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

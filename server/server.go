@@ -1,6 +1,8 @@
 // Package server assembles a running control plane from its parts: store, ledger, policy,
 // workflow, decision index, token authentication and the HTTP API, plus the background jobs
-// (index sync, expiry sweep, checkpoints). `rampart server` and `rampart dev` both run it.
+// (index sync and the Kubernetes reconcilers on every replica; the expiry sweep, identity sweep
+// and checkpoints on the replica that holds the jobs lease). `rampart server` and `rampart dev`
+// both run it.
 //
 // Start refuses to serve when the ledger does not verify against its signed checkpoints
 // (invariant 5), when the policy does not validate, or when the store cannot be opened.
@@ -20,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 
 	"rampart.dev/rampart/access"
@@ -65,6 +68,7 @@ type Instance struct {
 	Webhook *admission.Webhook
 	API     *api.Server
 
+	jobs    *jobLease           // which replica runs the jobs one replica is enough for
 	base    *policy.Policy      // the policy as read, before the directory's groups
 	dir     map[string][]string // the groups overlaid on it
 	devIdP  *devop.Provider
@@ -134,8 +138,22 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	if err := in.startIdentity(ctx, o); err != nil {
 		return nil, err
 	}
+	ttl := cfg.JobsLeaseTTL.Std()
+	if ttl == 0 {
+		ttl = DefaultJobsLeaseTTL
+	}
+	in.jobs = newJobLease(in.Store, ttl, o.Now, in.log)
+	metrics := api.NewMetrics(in.Index, in.Ledger)
+	metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rampart_background_jobs_lease_held", Help: "1 when this replica holds the lease on the background jobs one replica is enough for (expiry sweep, identity sweep, checkpoints).",
+	}, func() float64 {
+		if in.jobs.Held() {
+			return 1
+		}
+		return 0
+	}))
 	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens, Auth: in.Auth,
-		Sessions: in.Sessions, Users: in.Store, Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger}
+		Sessions: in.Sessions, Users: in.Store, Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger, Metrics: metrics}
 	if in.SignIn != nil {
 		apiCfg.SignIn = in.SignIn
 	}
@@ -160,14 +178,16 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		in.wg.Wait()
 		return nil, err
 	}
-	in.every(jobCtx, "expiry sweep", o.SweepInterval, func(ctx context.Context) error {
+	in.wg.Add(1)
+	go func() { defer in.wg.Done(); in.jobs.run(jobCtx) }()
+	in.every(jobCtx, "expiry sweep", o.SweepInterval, in.jobs.guard(func(ctx context.Context) error {
 		n, err := in.Access.Sweep(ctx)
 		if n > 0 {
 			in.log.Info("expired", "count", n)
 		}
 		return err
-	})
-	in.every(jobCtx, "identity sweep", time.Minute, func(ctx context.Context) error {
+	}))
+	in.every(jobCtx, "identity sweep", time.Minute, in.jobs.guard(func(ctx context.Context) error {
 		if in.SignIn != nil {
 			if _, err := in.SignIn.SweepFlows(ctx); err != nil {
 				return err
@@ -183,13 +203,13 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		// Ended sessions stay listable for 30 days.
 		_, err := in.Store.PruneSessions(ctx, o.Now().Add(-30*24*time.Hour))
 		return err
-	})
+	}))
 	in.every(jobCtx, "directory sync", 5*time.Second, in.applyDirectory)
 	interval := pol.Settings().CheckpointInterval.Std()
-	in.every(jobCtx, "checkpoint", interval, func(ctx context.Context) error {
+	in.every(jobCtx, "checkpoint", interval, in.jobs.guard(func(ctx context.Context) error {
 		_, _, err := in.Ledger.Checkpoint(ctx)
 		return err
-	})
+	}))
 	ok = true
 	return in, nil
 }

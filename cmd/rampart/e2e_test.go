@@ -345,6 +345,83 @@ func TestServerOnPostgres(t *testing.T) {
 	}
 }
 
+// Two replicas on one PostgreSQL database: exactly one holds the lease on the background jobs
+// (rampart_background_jobs_lease_held); when it stops cleanly the other takes over at its next
+// renewal, and when it is killed, once the lease expires.
+func TestReplicasShareTheJobsLease(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "ledger.key")
+	addrs := []string{freeAddr(t), freeAddr(t)}
+	cfgs := make([]string, 2)
+	for i, addr := range addrs {
+		cfgs[i] = filepath.Join(dir, fmt.Sprintf("rampart-%d.yaml", i))
+		cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\nstore:\n  driver: postgres\n  dsn: %q\nledger:\n  signing_key_file: %s\njobs_lease_ttl: 1s\n",
+			addr, filepath.Join(dir, fmt.Sprintf("data-%d", i)), dsn, key)
+		if err := os.WriteFile(cfgs[i], []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func(addr string) bool {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false // stopped
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`(?m)^rampart_background_jobs_lease_held (\d)`).FindSubmatch(b)
+		if m == nil {
+			t.Fatalf("no rampart_background_jobs_lease_held in /metrics of %s", addr)
+		}
+		return string(m[1]) == "1"
+	}
+	// holder waits until exactly one of the running replicas holds the lease, and says which.
+	holder := func(running []int, within time.Duration) int {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			var holding []int
+			for _, i := range running {
+				if held(addrs[i]) {
+					holding = append(holding, i)
+				}
+			}
+			if len(holding) == 1 {
+				return holding[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s, replicas %v hold the lease (want exactly one of %v)", within, holding, running)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	servers := []*server{startServer(t, addrs[0], "server", "--config", cfgs[0]), nil} // the first makes the key
+	servers[1] = startServer(t, addrs[1], "server", "--config", cfgs[1])
+	first := holder([]int{0, 1}, 3*time.Second)
+	for range 5 { // and it stays that way
+		time.Sleep(300 * time.Millisecond)
+		if h := holder([]int{0, 1}, 0); h != first {
+			t.Fatalf("the lease moved from replica %d to %d while both ran", first, h)
+		}
+	}
+	other := 1 - first
+	servers[first].stop(t) // gives the lease up
+	stopped := time.Now()
+	holder([]int{other}, 2*time.Second)
+	t.Logf("clean stop: replica %d took the jobs over after %s", other, time.Since(stopped).Round(10*time.Millisecond))
+
+	servers[first] = startServer(t, addrs[first], "server", "--config", cfgs[first])
+	if h := holder([]int{0, 1}, time.Second); h != other {
+		t.Fatalf("a restarted replica took the lease from the holder")
+	}
+	_ = servers[other].cmd.Process.Kill() // no chance to give it up
+	<-servers[other].done
+	killed := time.Now()
+	holder([]int{first}, 4*time.Second)
+	t.Logf("killed: replica %d took the jobs over after %s (lease 1s)", first, time.Since(killed).Round(10*time.Millisecond))
+}
+
 // Search, suggestions and requests by resource, as a user runs them.
 func TestSuggestions(t *testing.T) {
 	addr := freeAddr(t)
