@@ -30,18 +30,19 @@ type jobLease struct {
 	store  *sqlstore.DB
 	holder string
 	ttl    time.Duration
-	now    func() time.Time
 	log    *slog.Logger
 
 	mu    sync.Mutex
 	until time.Time // local monotonic deadline of the current hold; zero when not held
 }
 
-func newJobLease(st *sqlstore.DB, ttl time.Duration, now func() time.Time, log *slog.Logger) *jobLease {
+// newJobLease makes the lease keeper. It uses the wall clock, not the instance's (tests move that
+// one): the lease is shared with other processes.
+func newJobLease(st *sqlstore.DB, ttl time.Duration, log *slog.Logger) *jobLease {
 	host, _ := os.Hostname()
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	return &jobLease{store: st, holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])), ttl: ttl, now: now, log: log}
+	return &jobLease{store: st, holder: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:])), ttl: ttl, log: log}
 }
 
 // Held reports whether this replica holds the lease now. A hold lapses locally at its deadline
@@ -55,7 +56,7 @@ func (l *jobLease) Held() bool {
 // renew takes or renews the lease; on any error this replica stops holding it.
 func (l *jobLease) renew(ctx context.Context) {
 	start := time.Now()
-	ok, err := l.store.AcquireLease(ctx, JobsLease, l.holder, l.ttl, l.now())
+	ok, err := l.store.AcquireLease(ctx, JobsLease, l.holder, l.ttl, start)
 	if err != nil && ctx.Err() == nil {
 		l.log.Warn("background jobs: cannot renew the lease; this replica pauses them", "err", err)
 	}

@@ -142,7 +142,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	if ttl == 0 {
 		ttl = DefaultJobsLeaseTTL
 	}
-	in.jobs = newJobLease(in.Store, ttl, o.Now, in.log)
+	in.jobs = newJobLease(in.Store, ttl, in.log)
 	metrics := api.NewMetrics(in.Index, in.Ledger)
 	metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rampart_background_jobs_lease_held", Help: "1 when this replica holds the lease on the background jobs one replica is enough for (expiry sweep, identity sweep, checkpoints).",
