@@ -32,6 +32,7 @@ import (
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
 	"rampart.dev/rampart/identity/signin"
+	"rampart.dev/rampart/internal/secretfile"
 	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/rbac"
 	"rampart.dev/rampart/policy"
@@ -337,8 +338,8 @@ func (in *Instance) openLedger(ctx context.Context, pol *policy.Policy) error {
 	case err != nil:
 		return fmt.Errorf("read ledger signing key: %w", err)
 	default:
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			return fmt.Errorf("ledger signing key %s is readable by others (mode %v); chmod 600 it", path, fi.Mode().Perm())
+		if err := secretfile.Check(path, "ledger signing key"); err != nil {
+			return err
 		}
 	}
 	pin := audit.FilePin(filepath.Join(in.cfg.DataDir, "ledger.checkpoint"))

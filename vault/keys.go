@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"rampart.dev/rampart/internal/secretfile"
 )
 
 // KeyProvider holds key-encryption keys (KEKs) and wraps data keys with them. The local
@@ -75,8 +77,8 @@ func OpenLocalKeyring(path string) (*LocalProvider, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("vault: read keyring: %w", err)
 	}
-	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("vault: keyring %s is readable by others (mode %v); chmod 600 it", path, st.Mode().Perm())
+	if err := secretfile.Check(path, "vault: keyring"); err != nil {
+		return nil, err
 	}
 	p := &LocalProvider{path: path}
 	if err := json.Unmarshal(b, &p.ring); err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -245,6 +246,13 @@ func TestKeysRotateAndRetire(t *testing.T) {
 	}
 	if _, err := InitLocalKeyring(kp.path); err == nil {
 		t.Fatal("init overwrote an existing keyring")
+	}
+	// A keyring others can read is refused (internal/secretfile's rule).
+	if err := os.Chmod(kp.path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenLocalKeyring(kp.path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("world-readable keyring: %v", err)
 	}
 }
 
