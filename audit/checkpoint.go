@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"golang.org/x/mod/sumdb/note"
 )
@@ -81,7 +82,18 @@ func OpenCheckpoint(signed []byte, v note.Verifier) (Checkpoint, error) {
 // GenerateKey creates a new Ed25519 note signing key for a ledger named origin. skey is secret;
 // vkey is the public verifier key to hand to auditors.
 func GenerateKey(origin string) (skey, vkey string, err error) {
+	if err := ValidOrigin(origin); err != nil {
+		return "", "", err
+	}
 	return note.GenerateKey(rand.Reader, origin)
+}
+
+// ValidOrigin checks a ledger's name as signed notes require it: not empty, no spaces, no '+'.
+func ValidOrigin(origin string) error {
+	if origin == "" || strings.ContainsFunc(origin, func(r rune) bool { return r == '+' || unicode.IsSpace(r) }) {
+		return fmt.Errorf("ledger origin %q: want a non-empty name without spaces or '+' (e.g. rampart.example.com)", origin)
+	}
+	return nil
 }
 
 // NewVerifier parses a verifier key ("<name>+<hash>+<base64 key>").

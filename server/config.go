@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/internal/strictyaml"
 	"rampart.dev/rampart/policy"
 )
@@ -154,6 +155,11 @@ func (c *Config) validate(doc *strictyaml.Document) {
 	c.validateKubernetes(doc)
 	if c.IndexMaxStaleness != 0 && c.IndexMaxStaleness.Std() < time.Second {
 		doc.Errorf("index_max_staleness", "must be at least 1s")
+	}
+	if c.Ledger.Origin != "" {
+		if err := audit.ValidOrigin(c.Ledger.Origin); err != nil {
+			doc.Errorf("ledger.origin", "%v", err)
+		}
 	}
 	if c.JobsLeaseTTL != 0 && c.JobsLeaseTTL.Std() < time.Second {
 		doc.Errorf("jobs_lease_ttl", "must be at least 1s (it is renewed every third of it)")

@@ -396,8 +396,22 @@ func TestReplicasShareTheJobsLease(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	servers := []*server{startServer(t, addrs[0], "server", "--config", cfgs[0]), nil} // the first makes the key
-	servers[1] = startServer(t, addrs[1], "server", "--config", cfgs[1])
+	// One signing key for both, made before either starts.
+	c := &cli{t: t, addr: addrs[0], env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
+	vkey := c.ok("admin", "ledger-key", "--out", key, "--origin", "rampart-replicas")
+	if !strings.HasPrefix(vkey, "rampart-replicas+") {
+		t.Fatalf("ledger-key printed %q, want the verifier key", vkey)
+	}
+	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+	if r := c.run(nil, "admin", "ledger-key", "--out", key); r.code != 1 || !strings.Contains(r.err, "never replaced") {
+		t.Fatalf("ledger-key over an existing key: %+v", r)
+	}
+	if r := c.run(nil, "admin", "ledger-key", "--out", key+"2", "--origin", "two words"); r.code != 2 || !strings.Contains(r.err, "without spaces") {
+		t.Fatalf("ledger-key with a bad origin: %+v", r)
+	}
+	servers := []*server{startServer(t, addrs[0], "server", "--config", cfgs[0]), startServer(t, addrs[1], "server", "--config", cfgs[1])}
 	first := holder([]int{0, 1}, 3*time.Second)
 	for range 5 { // and it stays that way
 		time.Sleep(300 * time.Millisecond)
