@@ -37,6 +37,12 @@ go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
 
+echo "== the image's static binary (what deploy/Dockerfile builds): no loader, no libc, starts"
+static=$(mktemp -d)
+CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$static/rampart" ./cmd/rampart
+RAMPART_STATIC_BINARY="$static/rampart" go test -count=1 -run '^TestStaticBuild$' ./deploy
+rm -rf "$static"
+
 echo "== bench module: vet, and the agreement tests that keep the benchmark honest"
 (cd bench && go vet ./... && go test -count=1 -run 'TestAgreement|TestLapsedGrantsDeny' .)
 
