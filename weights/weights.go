@@ -66,6 +66,10 @@ type Meta interface {
 	BeginObject(ctx context.Context, o Object) (uint64, error)
 	// FinishObject stores o (state ready or failed) and appends ev, in one transaction.
 	FinishObject(ctx context.Context, o Object, ev *audit.Event) error
+	// DeleteObjects marks every version in objs deleted (at its DeletedAt) and appends its
+	// event, all in one transaction, provided each is still ready; otherwise nothing changes
+	// and the error wraps ErrNotFound.
+	DeleteObjects(ctx context.Context, objs []Object, evs []audit.Event) error
 	Objects(ctx context.Context, name string) ([]Object, error) // "" lists every name
 	Object(ctx context.Context, name string, version uint64) (Object, error)
 	SetKeyID(ctx context.Context, name string, version uint64, keyID string) error
@@ -472,19 +476,28 @@ func (s *Service) Delete(ctx context.Context, p identity.Principal, name string,
 			return nil, fmt.Errorf("%w: %s has no stored version", ErrNotFound, Resource(name))
 		}
 	}
-	for i, o := range targets {
+	// Every version goes in one transaction, each with its ledger entry: a failure deletes none,
+	// and a version deleted meanwhile by someone else makes the whole request fail rather than
+	// be recorded twice.
+	evs := make([]audit.Event, len(targets))
+	for i := range targets {
+		o := &targets[i]
 		o.State, o.DeletedAt = StateDeleted, s.now()
-		ev := &audit.Event{Code: "weights.delete", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityDelete, ActivityName: "Delete",
+		evs[i] = audit.Event{Code: "weights.delete", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityDelete, ActivityName: "Delete",
 			Severity: audit.SeverityMedium, Time: s.now(), Actor: p.Subject, Resources: []string{Resource(name)},
 			Message: fmt.Sprintf("%s deleted %s version %d", p.Subject, Resource(name), o.Version), Details: map[string]any{"version": o.Version, "grant_id": d.GrantID}}
-		if err := s.Meta.FinishObject(ctx, o, ev); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if err := s.Meta.DeleteObjects(ctx, targets, evs); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%w (deleted meanwhile; list again and retry)", err)
 		}
-		// The metadata says deleted first; the blobs go after (a crash leaves unreachable
-		// ciphertext, never a listed object without data).
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	// The metadata says deleted first; the blobs go after (a crash leaves unreachable
+	// ciphertext, never a listed object without data).
+	for _, o := range targets {
 		_ = s.Blobs.Delete(ctx, dataKey(name, o.Version))
 		_ = s.Blobs.Delete(ctx, headerKey(name, o.Version))
-		targets[i] = o
 	}
 	return targets, nil
 }

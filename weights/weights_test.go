@@ -7,10 +7,12 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -422,5 +424,65 @@ func TestDeleteAndNames(t *testing.T) {
 		if _, err := e.v.Put(e.ctx, person("alice"), bad, strings.NewReader("x")); err == nil {
 			t.Errorf("name %q accepted", bad)
 		}
+	}
+}
+
+// Deleting every version is one transaction: when the ledger cannot be written no version is
+// deleted, and of two deletions racing, one deletes every version and the other is told they
+// are gone, so each version has exactly one ledger entry.
+func TestDeleteEveryVersionIsAtomic(t *testing.T) {
+	e := newEnv(t)
+	e.grant("alice", "weights-writer-frontier-7", time.Hour)
+	for _, s := range []string{"v1", "v2", "v3"} {
+		if _, err := e.v.Put(e.ctx, person("alice"), "frontier-7", strings.NewReader(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ready := func() int {
+		t.Helper()
+		n := 0
+		for v := uint64(1); v <= 3; v++ {
+			if dl, err := e.v.Get(e.ctx, person("alice"), "frontier-7", v); err == nil {
+				dl.Close()
+				n++
+			}
+		}
+		return n
+	}
+	deletes := func() int { return strings.Count(strings.Join(e.codes(), " "), "weights.delete") }
+	// The ledger takes the first entry and fails at the second: a delete that went version by
+	// version would leave version 1 deleted.
+	size, err := e.st.LedgerSize(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.SQL().Exec(fmt.Sprintf(`CREATE TRIGGER fail_ledger BEFORE INSERT ON ledger WHEN NEW.seq > %d BEGIN SELECT RAISE(ABORT, 'injected ledger failure'); END`, size)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.v.Delete(e.ctx, person("alice"), "frontier-7", 0); !errors.Is(err, weights.ErrUnavailable) {
+		t.Fatalf("delete with the ledger failing: %v", err)
+	}
+	if _, err := e.st.SQL().Exec(`DROP TRIGGER fail_ledger`); err != nil {
+		t.Fatal(err)
+	}
+	if n := ready(); n != 3 || deletes() != 0 {
+		t.Fatalf("after a failed delete: %d versions readable, %d delete entries; want 3 and 0", n, deletes())
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = e.v.Delete(e.ctx, person("alice"), "frontier-7", 0) })
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("racing deletes: %v, %v; want exactly one to succeed", errs[0], errs[1])
+	}
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, weights.ErrNotFound) {
+			t.Fatalf("the losing delete: %v", err)
+		}
+	}
+	if n := ready(); n != 0 || deletes() != 3 {
+		t.Fatalf("after the race: %d versions readable, %d delete entries; want 0 and 3", n, deletes())
 	}
 }

@@ -56,6 +56,30 @@ func (s *DB) FinishObject(ctx context.Context, o weights.Object, ev *audit.Event
 	})
 }
 
+// DeleteObjects implements weights.Meta: every version and its ledger entry in one transaction,
+// each only if it is still ready.
+func (s *DB) DeleteObjects(ctx context.Context, objs []weights.Object, evs []audit.Event) error {
+	if len(objs) != len(evs) {
+		return fmt.Errorf("DeleteObjects: %d objects, %d events", len(objs), len(evs))
+	}
+	return s.write(ctx, func(tx *sql.Tx) error {
+		for i, o := range objs {
+			res, err := tx.ExecContext(ctx, s.q(`UPDATE vault_objects SET state = ?, deleted_at = ? WHERE name = ? AND version = ? AND state = ?`),
+				weights.StateDeleted, toNanos(o.DeletedAt), o.Name, int64(o.Version), weights.StateReady)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return fmt.Errorf("%w: weights/%s version %d is not stored", weights.ErrNotFound, o.Name, o.Version)
+			}
+			if _, err := appendEntry(ctx, s, tx, evs[i]); err != nil {
+				return fmt.Errorf("append to ledger: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
 // Objects implements weights.Meta ("" lists every name), by name then version.
 func (s *DB) Objects(ctx context.Context, name string) ([]weights.Object, error) {
 	q, args := `SELECT `+vaultCols+` FROM vault_objects`, []any{}
