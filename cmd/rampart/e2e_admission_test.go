@@ -277,13 +277,24 @@ kubernetes:
 		Version string `json:"version"`
 		Runs    []struct {
 			Results []struct {
-				RuleID string `json:"ruleId"`
+				RuleID     string            `json:"ruleId"`
+				Properties map[string]string `json:"properties"`
 			} `json:"results"`
 		} `json:"runs"`
 	}
 	raw, _ := os.ReadFile(sarif)
 	if err := json.Unmarshal(raw, &log); err != nil || log.Version != "2.1.0" || len(log.Runs) != 1 || len(log.Runs[0].Results) == 0 {
 		t.Fatalf("SARIF: %v\n%s", err, raw)
+	}
+	// Each finding an exception can waive says how to ask for one, for the workload's account.
+	asked := false
+	for _, res := range log.Runs[0].Results {
+		if res.RuleID == "restricted.privileged" && res.Properties["name"] == "old" {
+			asked = res.Properties["exception"] == "rampart exception request --cluster dev --namespace legacy --workload default --check restricted.privileged --compensating \"…\" --reason \"…\" --duration 72h"
+		}
+	}
+	if !asked {
+		t.Fatalf("the SARIF finding for legacy/old does not say how to ask for an exception:\n%s", raw)
 	}
 
 	tail := c.as(erin, "audit", "tail", "-n", "60").out

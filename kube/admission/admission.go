@@ -506,9 +506,18 @@ func exceptionHint(rs []refusal, cluster, ns string, wl podsec.Workload) string 
 			fmt.Fprintf(&b, "\nWhere a fix is not possible, ask for a time-bound exception for the pods of service account %s (it needs the approvals the policy sets for %s; say what compensates), one per check:", sa, NamespaceResource(ns))
 		}
 		seen[r.Check] = true
-		fmt.Fprintf(&b, "\n  rampart exception request --cluster %s --namespace %s --workload %s --check %s --compensating \"…\" --reason \"…\" --duration 72h", cluster, ns, sa, r.Check)
+		b.WriteString("\n  " + ExceptionCommand(cluster, ns, sa, r.Check))
 	}
 	return b.String()
+}
+
+// ExceptionCommand is the command that asks for an exception to check for the pods of service
+// account sa ("" for default) in namespace ns, with the compensating controls and reason to fill in.
+func ExceptionCommand(cluster, ns, sa, check string) string {
+	if sa == "" {
+		sa = "default"
+	}
+	return fmt.Sprintf(`rampart exception request --cluster %s --namespace %s --workload %s --check %s --compensating "…" --reason "…" --duration 72h`, cluster, ns, sa, check)
 }
 
 // deny builds the refusal, and records it. hint, if any, ends the message (how to ask for an

@@ -70,7 +70,7 @@ func WriteSARIF(w io.Writer, findings []Finding) error {
 		}
 		run.Results = append(run.Results, sarifResult{RuleID: f.Check, Level: "error", Message: sarifMessage{Text: f.Message + "; fix: " + f.Fix},
 			Locations:  []sarifLocation{{LogicalLocations: []sarifLogical{{FullyQualifiedName: name, Kind: "resource"}}}},
-			Properties: map[string]any{"namespace": f.Namespace, "kind": f.Kind, "name": f.Name, "field": f.Field, "fix": f.Fix}})
+			Properties: map[string]any{"namespace": f.Namespace, "kind": f.Kind, "name": f.Name, "field": f.Field, "fix": f.Fix, "exception": f.Exception}})
 	}
 	slices.SortFunc(run.Tool.Driver.Rules, func(a, b sarifRule) int {
 		if a.ID < b.ID {

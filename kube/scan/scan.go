@@ -30,6 +30,9 @@ type Finding struct {
 	Field     string `json:"field,omitempty"`
 	Message   string `json:"message"`
 	Fix       string `json:"fix"`
+	// Exception is the command that asks for an exception to the check for the workload's
+	// service account, when an exception can waive it.
+	Exception string `json:"exception,omitempty"`
 }
 
 // Object is "Kind namespace/name".
@@ -83,7 +86,11 @@ func Scan(ctx context.Context, c kubernetes.Interface, pol *policy.Policy, decid
 			vs := podsec.Check(wl, ns.Name, cfg, admission.Exceptions(decide, s.Cluster, ns.Name, wl).Exempt)
 			vs = append(vs, admission.ProtectedVolumes(wl, ns.Name, pol, s, decide)...)
 			for _, v := range vs {
-				out = append(out, Finding{Namespace: ns.Name, Kind: wl.Kind, Name: wl.Meta.Name, Check: v.Check, Field: v.Field, Message: v.Message, Fix: v.Fix})
+				f := Finding{Namespace: ns.Name, Kind: wl.Kind, Name: wl.Meta.Name, Check: v.Check, Field: v.Field, Message: v.Message, Fix: v.Fix}
+				if admission.Waivable(v.Check) && wl.Spec != nil {
+					f.Exception = admission.ExceptionCommand(s.Cluster, ns.Name, wl.Spec.ServiceAccountName, v.Check)
+				}
+				out = append(out, f)
 			}
 		}
 	}
