@@ -43,14 +43,8 @@ func DecodeReview(body []byte) (*admissionv1.AdmissionReview, Workload, error) {
 		if err2 != nil {
 			return nil, Workload{}, err2
 		}
-		if !hasObject(r.Request) {
-			return r, Workload{}, nil
-		}
-		_, err2 = WorkloadOf(r.Request.Kind.Kind, r.Request.Object.Raw)
-		switch {
-		case errors.Is(err2, ErrUnsupportedKind):
-			return r, Workload{}, nil
-		case err2 == nil:
+		w, err2 := rawWorkload(r.Request)
+		if err2 == nil && w.Spec != nil {
 			// The one-pass decoding failed where the two-step one did not. Fail closed.
 			var de *DecodeError
 			if !errors.As(err, &de) {
@@ -60,27 +54,26 @@ func DecodeReview(body []byte) (*admissionv1.AdmissionReview, Workload, error) {
 		}
 		return r, Workload{}, err2
 	}
-	req := r.Request
+	if obj := r.Request.Object.Object; obj != nil && hasObject(r.Request) {
+		w, err := checkedWorkload(r.Request.Kind.Kind, obj)
+		return r, w, err
+	}
+	// Not a workload, no object to judge, or kind came after object: the kept JSON, if any.
+	w, err := rawWorkload(r.Request)
+	return r, w, err
+}
+
+// rawWorkload decodes the workload in a request whose object was kept as raw JSON: zero for an
+// operation without an object to judge or a kind that is not a workload.
+func rawWorkload(req *admissionv1.AdmissionRequest) (Workload, error) {
 	if !hasObject(req) {
-		return r, Workload{}, nil
+		return Workload{}, nil
 	}
-	obj := req.Object.Object
-	if obj == nil {
-		// Not a workload, or kind came after object: decode the kept JSON.
-		w, err := WorkloadOf(req.Kind.Kind, req.Object.Raw)
-		if errors.Is(err, ErrUnsupportedKind) {
-			return r, Workload{}, nil
-		}
-		if err != nil {
-			return r, Workload{}, err
-		}
-		return r, w, nil
+	w, err := WorkloadOf(req.Kind.Kind, req.Object.Raw)
+	if errors.Is(err, ErrUnsupportedKind) {
+		return Workload{}, nil
 	}
-	w, err := checkedWorkload(req.Kind.Kind, obj)
-	if err != nil {
-		return r, Workload{}, err
-	}
-	return r, w, nil
+	return w, err
 }
 
 // DecodeAdmissionReview decodes an AdmissionReview request body, keeping request.object and
