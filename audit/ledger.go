@@ -184,7 +184,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		if err != nil {
 			return nil, &TamperError{Reason: c.what + ": " + err.Error()}
 		}
-		if err := l.checkLocked(cp); err != nil {
+		if err := l.syncedCheckLocked(ctx, cp); err != nil {
 			return nil, fmt.Errorf("%s: %w", c.what, err)
 		}
 		sizes[i] = cp.Size
@@ -199,6 +199,19 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	}
 	l.log.Info("ledger verified", "entries", l.tree.Size(), "checkpoint_size", l.last.Size, "origin", signer.Name())
 	return l, nil
+}
+
+// syncedCheckLocked checks cp after reading every entry it covers. A checkpoint newer than the
+// tree is normal with several replicas: another one appended and signed after this one last
+// read the store (issue 11, item 10). Only entries still missing after a fresh read mean that
+// history was deleted.
+func (l *Ledger) syncedCheckLocked(ctx context.Context, cp Checkpoint) error {
+	if cp.Size > l.tree.Size() {
+		if err := l.syncLocked(ctx); err != nil {
+			return err
+		}
+	}
+	return l.checkLocked(cp)
 }
 
 // checkLocked verifies that the tree's first cp.Size leaves have cp.Root.
@@ -272,7 +285,7 @@ func (l *Ledger) Checkpoint(ctx context.Context) ([]byte, Checkpoint, error) {
 		if err != nil {
 			return nil, Checkpoint{}, &TamperError{Reason: "checkpoint in the database: " + err.Error()}
 		}
-		if err := l.checkLocked(cp); err != nil {
+		if err := l.syncedCheckLocked(ctx, cp); err != nil {
 			return nil, Checkpoint{}, err
 		}
 		if cp.Size == l.tree.Size() && cp.Size > 0 {
