@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 )
@@ -72,6 +74,8 @@ type TamperError struct {
 	Size       uint64
 	Expected   []byte
 	Calculated []byte
+	// At is when a running ledger raised it as an alarm (zero for errors found on opening).
+	At time.Time
 }
 
 func (e *TamperError) Error() string {
@@ -122,10 +126,16 @@ type Ledger struct {
 	vkey     string
 	pin      Pin
 	log      *slog.Logger
+	now      func() time.Time
+	onAlarm  func(*TamperError)
 
-	mu   sync.Mutex
-	tree *Tree
-	last Checkpoint // newest checkpoint verified or issued
+	mu       sync.Mutex
+	tree     *Tree
+	last     Checkpoint // newest checkpoint verified or issued
+	verified uint64     // leaves checked against this process's own appends; what may be signed
+
+	own   ownAppends
+	alarm atomic.Pointer[TamperError]
 }
 
 // Options configure Open.
@@ -135,6 +145,11 @@ type Options struct {
 	SigningKey string
 	Pin        Pin
 	Logger     *slog.Logger
+	// Now is the clock that dates checkpoints (default time.Now).
+	Now func() time.Time
+	// OnAlarm is called once, when the running ledger finds evidence of tampering (see
+	// Alarm). It must not call back into the ledger.
+	OnAlarm func(*TamperError)
 }
 
 const syncPage = 1000
@@ -155,9 +170,13 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Ledger{store: o.Store, signer: signer, verifier: verifier, vkey: vkey, pin: o.Pin, log: o.Logger, tree: NewTree()}
+	l := &Ledger{store: o.Store, signer: signer, verifier: verifier, vkey: vkey, pin: o.Pin, log: o.Logger, now: o.Now, onAlarm: o.OnAlarm, tree: NewTree(),
+		own: ownAppends{pending: map[int64]struct{}{}, mine: map[int64][]byte{}}}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.now == nil {
+		l.now = time.Now
 	}
 	if err := l.syncLocked(ctx); err != nil {
 		return nil, err
@@ -264,19 +283,27 @@ func (l *Ledger) syncLocked(ctx context.Context) error {
 			}
 		}
 		if len(recs) < syncPage {
-			return nil
+			return l.verifyOwnLocked()
 		}
 	}
 }
 
 // Checkpoint syncs and, if the ledger grew since the last checkpoint, signs a new one, stores it
 // and pins it. It returns the newest signed checkpoint.
+//
+// It signs only what it can vouch for: every entry this process appended must read back from
+// the store with the hash it had when it was committed (a mismatch raises the alarm and nothing
+// is signed), and an entry of this process still being committed ends the checkpoint before it.
 func (l *Ledger) Checkpoint(ctx context.Context) ([]byte, Checkpoint, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if a := l.Alarm(); a != nil {
+		return nil, Checkpoint{}, a
+	}
 	if err := l.syncLocked(ctx); err != nil {
 		return nil, Checkpoint{}, err
 	}
+	size := l.verified
 	// Another replica may have issued a newer one.
 	if stored, err := l.store.LatestCheckpoint(ctx); err != nil {
 		return nil, Checkpoint{}, fmt.Errorf("read latest checkpoint: %w", err)
@@ -288,16 +315,16 @@ func (l *Ledger) Checkpoint(ctx context.Context) ([]byte, Checkpoint, error) {
 		if err := l.syncedCheckLocked(ctx, cp); err != nil {
 			return nil, Checkpoint{}, err
 		}
-		if cp.Size == l.tree.Size() && cp.Size > 0 {
+		if cp.Size >= size && cp.Size > 0 {
 			l.last = cp
 			return stored, cp, nil
 		}
 	}
-	root, err := l.tree.Root(l.tree.Size())
+	root, err := l.tree.Root(size)
 	if err != nil {
 		return nil, Checkpoint{}, err
 	}
-	cp := Checkpoint{Origin: l.signer.Name(), Size: l.tree.Size(), Root: root}
+	cp := Checkpoint{Origin: l.signer.Name(), Size: size, Root: root, Time: l.now().UTC().Truncate(time.Millisecond)}
 	signed, err := Sign(cp, l.signer)
 	if err != nil {
 		return nil, Checkpoint{}, err

@@ -343,7 +343,7 @@ func (in *Instance) openLedger(ctx context.Context, pol *policy.Policy) error {
 		}
 	}
 	pin := audit.FilePin(filepath.Join(in.cfg.DataDir, "ledger.checkpoint"))
-	l, err := audit.Open(ctx, audit.Options{Store: in.Store, SigningKey: strings.TrimSpace(string(key)), Pin: pin, Logger: in.log})
+	l, err := audit.Open(ctx, audit.Options{Store: in.Store, SigningKey: strings.TrimSpace(string(key)), Pin: pin, Logger: in.log, Now: in.now})
 	if err != nil {
 		var te *audit.TamperError
 		var se *audit.SequenceError
@@ -353,6 +353,8 @@ func (in *Instance) openLedger(ctx context.Context, pol *policy.Policy) error {
 		return fmt.Errorf("refusing to serve: %w", err)
 	}
 	in.Ledger = l
+	// The ledger hears of every entry this process commits, and checks them before it signs.
+	in.Store.WatchAppends(l)
 	return nil
 }
 
