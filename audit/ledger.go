@@ -37,6 +37,9 @@ type Store interface {
 	PutCheckpoint(ctx context.Context, size int64, signed []byte) error
 	// LatestCheckpoint returns the stored signed checkpoint with the largest size, or nil.
 	LatestCheckpoint(ctx context.Context) ([]byte, error)
+	// UpdateCheckpoint replaces the stored checkpoint of the given size with the same
+	// checkpoint carrying more signatures (witness cosignatures).
+	UpdateCheckpoint(ctx context.Context, size int64, signed []byte) error
 }
 
 // Pin keeps the newest checkpoint outside the database (a file beside the signing key), so that
@@ -128,6 +131,7 @@ type Ledger struct {
 	log      *slog.Logger
 	now      func() time.Time
 	onAlarm  func(*TamperError)
+	wits     []note.Verifier
 
 	mu       sync.Mutex
 	tree     *Tree
@@ -150,6 +154,9 @@ type Options struct {
 	// OnAlarm is called once, when the running ledger finds evidence of tampering (see
 	// Alarm). It must not call back into the ledger.
 	OnAlarm func(*TamperError)
+	// Witnesses are the cosignature keys of the witnesses that cosign checkpoints; Cosignatures
+	// reports theirs.
+	Witnesses []note.Verifier
 }
 
 const syncPage = 1000
@@ -170,7 +177,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Ledger{store: o.Store, signer: signer, verifier: verifier, vkey: vkey, pin: o.Pin, log: o.Logger, now: o.Now, onAlarm: o.OnAlarm, tree: NewTree(),
+	l := &Ledger{store: o.Store, signer: signer, verifier: verifier, vkey: vkey, pin: o.Pin, log: o.Logger, now: o.Now, onAlarm: o.OnAlarm, wits: o.Witnesses, tree: NewTree(),
 		own: ownAppends{pending: map[int64]struct{}{}, mine: map[int64][]byte{}}}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -339,6 +346,36 @@ func (l *Ledger) Checkpoint(ctx context.Context) ([]byte, Checkpoint, error) {
 	}
 	l.last = cp
 	return signed, cp, nil
+}
+
+// Verifier verifies the ledger's own signature on checkpoints.
+func (l *Ledger) Verifier() note.Verifier { return l.verifier }
+
+// Witnesses are the configured witnesses' cosignature keys.
+func (l *Ledger) Witnesses() []note.Verifier { return l.wits }
+
+// Cosignatures returns the configured witnesses' valid cosignatures on a signed checkpoint of
+// this ledger (a zero time for a witness that has not cosigned it).
+func (l *Ledger) Cosignatures(signed []byte) ([]Cosignature, error) {
+	return Cosignatures(signed, l.verifier, l.wits)
+}
+
+// StoreCosigned replaces the stored checkpoint of its size with the same checkpoint carrying
+// witness cosignatures. It must be a checkpoint this ledger signed, of a tree it holds.
+func (l *Ledger) StoreCosigned(ctx context.Context, cosigned []byte) error {
+	cp, err := OpenCheckpoint(cosigned, l.verifier)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.syncedCheckLocked(ctx, cp); err != nil {
+		return err
+	}
+	if err := l.store.UpdateCheckpoint(ctx, int64(cp.Size), cosigned); err != nil {
+		return fmt.Errorf("store the cosigned checkpoint: %w", err)
+	}
+	return nil
 }
 
 // ErrNoCheckpoint is returned by Latest before any checkpoint was issued.

@@ -101,8 +101,10 @@ func (in *Instance) startLedgerJobs(ctx context.Context, pol *policy.Policy, o O
 		if in.Ledger.Alarm() != nil {
 			return nil
 		}
-		_, _, err := in.Ledger.Checkpoint(ctx)
-		return err
+		if _, _, err := in.Ledger.Checkpoint(ctx); err != nil {
+			return err
+		}
+		return in.witness.run(ctx)
 	}))
 }
 
@@ -156,8 +158,13 @@ func (in *Instance) openLedger(ctx context.Context, pol *policy.Policy) error {
 			return err
 		}
 	}
+	witnesses, err := witnessVerifiers(in.cfg.Ledger)
+	if err != nil {
+		return err
+	}
 	pin := audit.FilePin(filepath.Join(in.cfg.DataDir, "ledger.checkpoint"))
-	l, err := audit.Open(ctx, audit.Options{Store: in.Store, SigningKey: strings.TrimSpace(string(key)), Pin: pin, Logger: in.log, Now: in.now, OnAlarm: in.onAlarm})
+	l, err := audit.Open(ctx, audit.Options{Store: in.Store, SigningKey: strings.TrimSpace(string(key)), Pin: pin, Logger: in.log, Now: in.now,
+		OnAlarm: in.onAlarm, Witnesses: witnesses})
 	if err != nil {
 		var te *audit.TamperError
 		var se *audit.SequenceError

@@ -66,6 +66,7 @@ type Instance struct {
 	API     *api.Server
 
 	jobs    *jobLease           // which replica runs the jobs one replica is enough for
+	witness *witnessing         // sends checkpoints to the configured witnesses
 	base    *policy.Policy      // the policy as read, before the directory's groups
 	dir     map[string][]string // the groups overlaid on it
 	devIdP  *devop.Provider
@@ -148,6 +149,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	in.jobs = newJobLease(in.Store, ttl, in.log)
 	metrics := api.NewMetrics(in.Index, in.Ledger)
 	in.ledgerMetrics(metrics.Registry())
+	in.witness = newWitnessing(in, cfg.Ledger, in.Ledger.Witnesses(), metrics.Registry())
 	metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rampart_background_jobs_lease_held", Help: "1 when this replica holds the lease on the background jobs one replica is enough for (expiry sweep, identity sweep, checkpoints).",
 	}, func() float64 {
@@ -357,6 +359,11 @@ func (in *Instance) Close() error {
 		in.log.Error("no final checkpoint: the ledger raised a tamper alarm")
 	} else if _, _, err := in.Ledger.Checkpoint(ctx); err != nil {
 		in.log.Warn("final checkpoint failed", "err", err)
+	} else if in.witness != nil {
+		in.witness.greeted = make([]bool, len(in.witness.greeted)) // every witness hears of the last one
+		if err := in.witness.run(ctx); err != nil {
+			in.log.Warn("the final checkpoint was not cosigned by every witness", "err", err)
+		}
 	}
 	for _, c := range in.closers {
 		_ = c()

@@ -647,6 +647,14 @@ func (s *DB) PutCheckpoint(ctx context.Context, size int64, signed []byte) error
 	})
 }
 
+// UpdateCheckpoint implements audit.Store.
+func (s *DB) UpdateCheckpoint(ctx context.Context, size int64, signed []byte) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE checkpoints SET note = ? WHERE size = ?`), string(signed), size)
+		return mustAffect(res, err, "checkpoint", strconv.FormatInt(size, 10))
+	})
+}
+
 // LatestCheckpoint implements audit.Store.
 func (s *DB) LatestCheckpoint(ctx context.Context) ([]byte, error) {
 	var note string

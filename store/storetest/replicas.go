@@ -101,3 +101,22 @@ func testCheckpointAcrossReplicas(t *testing.T, h Harness) {
 		}
 	}
 }
+
+// A stored checkpoint gains its witnesses' cosignatures in place; there is nothing to update
+// for a size never stored.
+func testUpdateCheckpoint(t *testing.T, h Harness) {
+	s := h.New(t)
+	ctx := context.Background()
+	if err := s.PutCheckpoint(ctx, 3, []byte("signed\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateCheckpoint(ctx, 3, []byte("signed\n— witness\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LatestCheckpoint(ctx); err != nil || string(got) != "signed\n— witness\n" {
+		t.Fatalf("latest after update: %q %v", got, err)
+	}
+	if err := s.UpdateCheckpoint(ctx, 4, []byte("x\n")); err == nil {
+		t.Fatal("updated a checkpoint that was never stored")
+	}
+}

@@ -47,6 +47,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ConcurrentWritersGaplessLedger", func(t *testing.T) { testConcurrentWriters(t, h) })
 	t.Run("AppendOnce", func(t *testing.T) { testAppendOnce(t, h) })
 	t.Run("LedgerCheckpointAcrossReplicas", func(t *testing.T) { testCheckpointAcrossReplicas(t, h) })
+	t.Run("UpdateCheckpoint", func(t *testing.T) { testUpdateCheckpoint(t, h) })
 	t.Run("UnsignedTailForgeryRefused", func(t *testing.T) { testUnsignedTailForgery(t, h) })
 	t.Run("UnsignedTailNoFalseAlarm", func(t *testing.T) { testUnsignedTailNoFalseAlarm(t, h) })
 	t.Run("UnsignedTailInFlight", func(t *testing.T) { testUnsignedTailInFlight(t, h) })
