@@ -4,10 +4,18 @@
 // (invariant 5).
 //
 // An entry is canonical JSON (RFC 8785, JCS) shaped after OCSF (class, activity, actor, time,
-// message) with Rampart's own details under "unmapped". Its leaf hash is SHA-256(0x00 || entry bytes), so the
-// exported JSON lines can be verified by anyone with the checkpoint's public key, offline.
-// Checkpoints are signed notes (golang.org/x/mod/sumdb/note, Ed25519) in the checkpoint format
-// used by transparency logs: origin, size and base64 root hash, one per line.
+// message) with Rampart's own details under "unmapped". Its leaf hash is SHA-256(0x00 || entry
+// bytes), so the exported JSON lines can be verified by anyone with the checkpoint's public key,
+// offline. Checkpoints are signed notes (golang.org/x/mod/sumdb/note, Ed25519) in the
+// c2sp.org/tlog-checkpoint format: origin, size and base64 root hash, then the signing time as
+// the one extension line Rampart writes; witnesses' cosignatures (c2sp.org/tlog-cosignature) are
+// further signature lines.
+//
+// A running Ledger vouches only for what it can: it remembers the leaf hash of every entry this
+// process committed (the store tells it, AppendWatcher) and signs no checkpoint over an entry
+// that reads back differently. Such a mismatch, or a witness's proof that the store lost or
+// rewrote history, is a tamper alarm (Alarm): the ledger then signs nothing and refuses every
+// append, so every change fails, and the server denies every decision (fail closed, invariant 6).
 package audit
 
 import (

@@ -1,11 +1,13 @@
 // Package server assembles a running control plane from its parts: store, ledger, policy,
 // workflow, decision index, token authentication and the HTTP API, plus the background jobs
-// (index sync and the Kubernetes reconcilers on every replica; the expiry sweep, identity sweep
-// and checkpoints on the replica that holds the jobs lease). `rampart server` and `rampart dev`
-// both run it.
+// (index sync, reading the ledger back and the Kubernetes reconcilers on every replica; the
+// expiry sweep, identity sweep, checkpoints and their witnessing on the replica that holds the
+// jobs lease). `rampart server` and `rampart dev` both run it.
 //
 // Start refuses to serve when the ledger does not verify against its signed checkpoints
-// (invariant 5), when the policy does not validate, or when the store cannot be opened.
+// (invariant 5), when an earlier run raised a ledger tamper alarm (<data_dir>/ledger.alarm),
+// when the policy does not validate, or when the store cannot be opened. A tamper alarm raised
+// while running fails closed (invariant 6): decisions deny, changes are refused, /readyz fails.
 package server
 
 import (

@@ -6,7 +6,8 @@
 // PostgreSQL: SELECT … FOR UPDATE on the ledger head row), so writers are serialized, ledger
 // sequence numbers are gapless and follow commit order, and a transaction's reads stay true
 // until it commits. Ledger entries appended in a transaction commit or roll back with it
-// (invariant 4).
+// (invariant 4), and the ledger hears of each one (WatchAppends) only once the outcome is known,
+// so that it can check what it signs against what this process wrote (invariant 5).
 package sqlstore
 
 import (
