@@ -111,11 +111,11 @@ func TestWalkthroughOverHTTP(t *testing.T) {
 		t.Fatalf("view: %+v %v", v, err)
 	}
 	// A non-auditor verifies checkpoints and consistency; an auditor re-hashes every entry.
-	rep, err := api.VerifyLedger(ctx, alice, "", nil)
+	rep, err := api.VerifyLedger(ctx, alice, "", nil, api.VerifyOptions{})
 	if err != nil || rep.Full {
 		t.Fatalf("alice verify: %+v %v", rep, err)
 	}
-	rep2, err := api.VerifyLedger(ctx, r.client("erin"), rep.Key, rep.Signed)
+	rep2, err := api.VerifyLedger(ctx, r.client("erin"), rep.Key, rep.Signed, api.VerifyOptions{})
 	if err != nil || !rep2.Full || rep2.Previous == nil {
 		t.Fatalf("erin verify: %+v %v", rep2, err)
 	}

@@ -27,6 +27,28 @@ type CheckpointResponse struct {
 	Checkpoint string `json:"checkpoint"`
 	Size       uint64 `json:"size"`
 	Root       []byte `json:"root"`
+	// Time is when the ledger signed it (nil for checkpoints signed before they carried it).
+	Time *time.Time `json:"time,omitempty"`
+	// Cosignatures are the configured witnesses' cosignatures, as the server verified them.
+	Cosignatures []audit.Cosignature `json:"cosignatures,omitempty"`
+}
+
+func (s *Server) checkpointResponse(signed []byte, cp audit.Checkpoint) CheckpointResponse {
+	out := CheckpointResponse{Checkpoint: string(signed), Size: cp.Size, Root: cp.Root}
+	if !cp.Time.IsZero() {
+		t := cp.Time
+		out.Time = &t
+	}
+	cos, err := s.ledger.Cosignatures(signed)
+	if err != nil {
+		s.log.Warn("a stored checkpoint's cosignatures do not verify", "size", cp.Size, "err", err)
+	}
+	for _, c := range cos {
+		if !c.Time.IsZero() {
+			out.Cosignatures = append(out.Cosignatures, c)
+		}
+	}
+	return out
 }
 
 // latestCheckpoint returns the newest stored checkpoint; it writes nothing.
@@ -38,7 +60,7 @@ func (s *Server) latestCheckpoint(w http.ResponseWriter, r *http.Request, c call
 	if err != nil {
 		return ledgerError(err)
 	}
-	writeJSON(w, 200, CheckpointResponse{Checkpoint: string(signed), Size: cp.Size, Root: cp.Root})
+	writeJSON(w, 200, s.checkpointResponse(signed, cp))
 	return nil
 }
 
@@ -54,7 +76,7 @@ func (s *Server) issueCheckpoint(w http.ResponseWriter, r *http.Request, c calle
 	if err != nil {
 		return ledgerError(err)
 	}
-	writeJSON(w, 200, CheckpointResponse{Checkpoint: string(signed), Size: cp.Size, Root: cp.Root})
+	writeJSON(w, 200, s.checkpointResponse(signed, cp))
 	return nil
 }
 

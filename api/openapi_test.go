@@ -1138,7 +1138,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	responses := map[string]any{
 		"ErrorDetail": Error{}, "Whoami": Whoami{}, "ResourceInfo": ResourceInfo{}, "RoleInfo": RoleInfo{},
 		"Rule": policy.Rule{}, "TokenResponse": TokenResponse{}, "Created": Created{}, "RequestList": RequestList{},
-		"GrantList": GrantList{}, "LedgerKey": LedgerKey{}, "CheckpointResponse": CheckpointResponse{},
+		"GrantList": GrantList{}, "LedgerKey": LedgerKey{}, "CheckpointResponse": CheckpointResponse{}, "Cosignature": audit.Cosignature{},
 		"ProofResponse": ProofResponse{}, "Request": access.Request{}, "Review": access.Review{}, "Grant": access.Grant{},
 		"View": access.View{}, "Tally": policy.Tally{}, "StepTally": policy.StepTally{}, "Ignored": policy.Ignored{},
 		"Explanation": policy.Explanation{}, "ResourceSummary": policy.ResourceSummary{},

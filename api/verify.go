@@ -2,8 +2,12 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"rampart.dev/rampart/audit"
 )
@@ -18,6 +22,50 @@ type LedgerReport struct {
 	Previous *audit.Checkpoint
 	// Full is true when every entry was downloaded and re-hashed (admins and auditors).
 	Full bool
+	// Cosignatures are the required witnesses' verified cosignatures, in the order given.
+	Cosignatures []audit.Cosignature
+}
+
+// VerifyOptions are what VerifyLedger requires beyond the ledger's own signature.
+type VerifyOptions struct {
+	// Witnesses are cosignature verifier keys: the checkpoint must carry a valid cosignature by
+	// each (c2sp.org/tlog-cosignature).
+	Witnesses []string
+	// MaxAge, if not zero, also requires each of those cosignatures to be at most this old: a
+	// witness that still cosigns the server's newest checkpoint has seen no longer history.
+	MaxAge time.Duration
+	// Wait bounds how long to wait for the witnesses to cosign the newest checkpoint (the
+	// server asks them within a second or two of signing). Default 15s.
+	Wait time.Duration
+	// Now is the clock MaxAge is measured with (default time.Now).
+	Now func() time.Time
+}
+
+// WitnessVerifiers parses witness keys.
+func WitnessVerifiers(keys []string) ([]note.Verifier, error) {
+	var out []note.Verifier
+	for _, k := range keys {
+		v, err := audit.NewWitnessVerifier(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// CheckFresh requires every cosignature to be at most maxAge old (0: any age).
+func CheckFresh(cos []audit.Cosignature, maxAge time.Duration, now time.Time) error {
+	if maxAge == 0 {
+		return nil
+	}
+	for _, c := range cos {
+		if age := now.Sub(c.Time); age > maxAge {
+			return fmt.Errorf("witness %s last cosigned this checkpoint at %s, %s ago (more than --max-age %s): either no witness has seen this history lately, or the witness has seen a longer one and refuses this one (a rolled-back ledger)",
+				c.Witness, c.Time.Format(time.RFC3339), age.Round(time.Second), maxAge)
+		}
+	}
+	return nil
 }
 
 // KeyChangedError means the server's ledger key differs from the one pinned on first use.
@@ -31,7 +79,10 @@ func (e *KeyChangedError) Error() string {
 // the pinned key (or the served one on first use), it is consistent with the checkpoint
 // remembered from the last run (so history was not rewritten or truncated), and, for callers
 // allowed to read entries, every entry re-hashes to the signed root.
-func VerifyLedger(ctx context.Context, c *Client, pinnedKey string, previous []byte) (LedgerReport, error) {
+//
+// With witnesses (o.Witnesses), the checkpoint verified is the newest one that the server has
+// stored, and it must carry each witness's valid cosignature (and be fresh enough, o.MaxAge).
+func VerifyLedger(ctx context.Context, c *Client, pinnedKey string, previous []byte, o VerifyOptions) (LedgerReport, error) {
 	var rep LedgerReport
 	k, err := c.LedgerKey(ctx)
 	if err != nil {
@@ -52,6 +103,11 @@ func VerifyLedger(ctx context.Context, c *Client, pinnedKey string, previous []b
 	rep.Signed = []byte(cr.Checkpoint)
 	if rep.Checkpoint, err = audit.OpenCheckpoint(rep.Signed, v); err != nil {
 		return rep, err
+	}
+	if len(o.Witnesses) > 0 {
+		if err := witnessed(ctx, c, v, &rep, o); err != nil {
+			return rep, err
+		}
 	}
 	if previous != nil {
 		prev, err := audit.OpenCheckpoint(previous, v)
@@ -87,4 +143,42 @@ func VerifyLedger(ctx context.Context, c *Client, pinnedKey string, previous []b
 	}
 	rep.Full = true
 	return rep, nil
+}
+
+// witnessed waits for the newest stored checkpoint to carry every witness's cosignature, and
+// puts it in rep.
+func witnessed(ctx context.Context, c *Client, v note.Verifier, rep *LedgerReport, o VerifyOptions) error {
+	ws, err := WitnessVerifiers(o.Witnesses)
+	if err != nil {
+		return err
+	}
+	wait, now := o.Wait, o.Now
+	if wait == 0 {
+		wait = 15 * time.Second
+	}
+	if now == nil {
+		now = time.Now
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		cp, cos, err := audit.OpenCosigned(rep.Signed, v, ws)
+		var missing *audit.MissingCosignatureError
+		switch {
+		case err == nil:
+			rep.Checkpoint, rep.Cosignatures = cp, cos
+			return CheckFresh(cos, o.MaxAge, now())
+		case !errors.As(err, &missing) || time.Now().After(deadline):
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		cr, err := c.LatestCheckpoint(ctx)
+		if err != nil {
+			return err
+		}
+		rep.Signed = []byte(cr.Checkpoint)
+	}
 }

@@ -161,6 +161,7 @@ func TestParseCheckpointRefuses(t *testing.T) {
 func FuzzParseCheckpoint(f *testing.F) {
 	f.Add([]byte("o\n1\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n"))
 	f.Add([]byte("\n\n\n"))
+	f.Add([]byte("o\n1\nBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\nrampart-time 2026-12-07T11:12:13.042Z\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		cp, err := audit.ParseCheckpoint(b)
 		if err != nil {

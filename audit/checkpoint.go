@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"golang.org/x/mod/sumdb/note"
@@ -19,23 +20,43 @@ type Checkpoint struct {
 	Origin string
 	Size   uint64
 	Root   []byte
+	// Time is when the ledger signed the checkpoint (millisecond precision), written as the
+	// one extension line Rampart uses (TimeLine). Checkpoints signed before Rampart wrote it
+	// have none: Time is zero.
+	Time time.Time
 }
 
-// Marshal returns the checkpoint body: origin, size and base64 root, each followed by a newline.
+// TimeLine is the prefix of the checkpoint extension line that carries the signing time, in
+// UTC with milliseconds (TimeLayout): "rampart-time 2026-12-07T11:12:13.042Z". It follows the
+// root hash, as c2sp.org/tlog-checkpoint places extension lines. The name keeps it apart from
+// other logs' extensions and from the "time" line of a witness's cosigned message.
+const TimeLine = "rampart-time "
+
+// TimeLayout is the one layout of the time line: fixed width, so that a time has one spelling.
+const TimeLayout = "2006-01-02T15:04:05.000Z"
+
+// Marshal returns the checkpoint body: origin, size and base64 root, then the time line when
+// the checkpoint has a time, each followed by a newline.
 func (c Checkpoint) Marshal() []byte {
-	return fmt.Appendf(nil, "%s\n%d\n%s\n", c.Origin, c.Size, base64.StdEncoding.EncodeToString(c.Root))
+	b := fmt.Appendf(nil, "%s\n%d\n%s\n", c.Origin, c.Size, base64.StdEncoding.EncodeToString(c.Root))
+	if !c.Time.IsZero() {
+		b = fmt.Appendf(b, "%s%s\n", TimeLine, c.Time.UTC().Format(TimeLayout))
+	}
+	return b
 }
 
-// maxCheckpoint bounds the signed note accepted from anyone.
+// maxCheckpoint bounds the signed note accepted from anyone (with room for the cosignatures of
+// many witnesses).
 const maxCheckpoint = 16 << 10
 
-// ParseCheckpoint parses a checkpoint body. Extension lines after the root are refused: Rampart
-// writes none, and accepting unknown ones would let a body mean different things to different
-// readers.
+// ParseCheckpoint parses a checkpoint body: origin, size and root hash, optionally followed by
+// the time line Rampart writes (TimeLine). Every other extension line is refused, and so is
+// any spelling that does not re-marshal to the same bytes: a body that meant different things
+// to different readers would defeat the signature.
 func ParseCheckpoint(text []byte) (Checkpoint, error) {
 	lines := strings.Split(string(text), "\n")
-	if len(lines) != 4 || lines[3] != "" {
-		return Checkpoint{}, errors.New("checkpoint must be exactly three lines (origin, size, root hash), each ending in a newline")
+	if (len(lines) != 4 && len(lines) != 5) || lines[len(lines)-1] != "" {
+		return Checkpoint{}, errors.New("checkpoint must be three lines (origin, size, root hash) and at most Rampart's time line, each ending in a newline")
 	}
 	if lines[0] == "" {
 		return Checkpoint{}, errors.New("checkpoint origin line is empty")
@@ -48,7 +69,19 @@ func ParseCheckpoint(text []byte) (Checkpoint, error) {
 	if err != nil || len(root) != 32 {
 		return Checkpoint{}, fmt.Errorf("checkpoint root %q is not a base64 SHA-256 hash", lines[2])
 	}
-	return Checkpoint{Origin: lines[0], Size: size, Root: root}, nil
+	c := Checkpoint{Origin: lines[0], Size: size, Root: root}
+	if len(lines) == 5 {
+		ts, ok := strings.CutPrefix(lines[3], TimeLine)
+		if !ok {
+			return Checkpoint{}, fmt.Errorf("checkpoint extension line %q is not one Rampart writes (only %q followed by a time)", truncate(lines[3], 60), TimeLine)
+		}
+		t, err := time.Parse(TimeLayout, ts)
+		if err != nil || t.IsZero() || t.Format(TimeLayout) != ts {
+			return Checkpoint{}, fmt.Errorf("checkpoint time %q is not a UTC time like 2026-12-07T11:12:13.042Z", truncate(ts, 40))
+		}
+		c.Time = t
+	}
+	return c, nil
 }
 
 // Sign returns the checkpoint as a signed note.

@@ -3,18 +3,27 @@
 // whose signed checkpoints make any edit, deletion or reordering of history detectable
 // (invariant 5).
 //
-// An entry is canonical JSON shaped after OCSF (class, activity, actor, time, message) with
-// Rampart's own details under "unmapped". Its leaf hash is SHA-256(0x00 || entry bytes), so the
-// exported JSON lines can be verified by anyone with the checkpoint's public key, offline.
-// Checkpoints are signed notes (golang.org/x/mod/sumdb/note, Ed25519) in the checkpoint format
-// used by transparency logs: origin, size and base64 root hash, one per line.
+// An entry is canonical JSON (RFC 8785, JCS) shaped after OCSF (class, activity, actor, time,
+// message) with Rampart's own details under "unmapped". Its leaf hash is SHA-256(0x00 || entry
+// bytes), so the exported JSON lines can be verified by anyone with the checkpoint's public key,
+// offline. Checkpoints are signed notes (golang.org/x/mod/sumdb/note, Ed25519) in the
+// c2sp.org/tlog-checkpoint format: origin, size and base64 root hash, then the signing time as
+// the one extension line Rampart writes; witnesses' cosignatures (c2sp.org/tlog-cosignature) are
+// further signature lines.
+//
+// A running Ledger vouches only for what it can: it remembers the leaf hash of every entry this
+// process committed (the store tells it, AppendWatcher) and signs no checkpoint over an entry
+// that reads back differently. Such a mismatch, or a witness's proof that the store lost or
+// rewrote history, is a tamper alarm (Alarm): the ledger then signs nothing and refuses every
+// append, so every change fails, and the server denies every decision (fail closed, invariant 6).
 package audit
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"rampart.dev/rampart/internal/jcs"
 )
 
 // OCSF classes Rampart writes.
@@ -97,8 +106,11 @@ const SystemActor = "rampart"
 // (it has no sequence number).
 func EncodeLog(e Event) ([]byte, error) { return Encode(-1, e) }
 
-// Encode returns the canonical JSON of the event as ledger entry number seq: object keys sorted,
-// no insignificant white space. The bytes are what is hashed, stored and exported. A negative
+// Encode returns the canonical JSON of the event as ledger entry number seq: RFC 8785 (JCS), so
+// structs in Details are written with sorted members like everything else, and anyone can
+// re-canonicalize an entry and get its bytes back. The bytes are what is hashed, stored and
+// exported. Text that is not valid UTF-8, and integers beyond 2^53 that a double would change,
+// are refused (an error, so the change they record is refused too), never rewritten. A negative
 // seq leaves the sequence out (see EncodeLog).
 func Encode(seq int64, e Event) ([]byte, error) {
 	cls, ok := classNames[e.Class]
@@ -168,13 +180,11 @@ func Encode(seq int64, e Event) ([]byte, error) {
 	if seq < 0 {
 		delete(m["metadata"].(map[string]any), "sequence")
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(m); err != nil {
-		return nil, fmt.Errorf("audit: encode %q: %w", e.Code, err)
+	b, err := jcs.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("audit: event %q cannot be recorded: %w", e.Code, err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return b, nil
 }
 
 // Summary is the part of an entry people read in `rampart audit tail`.

@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 )
@@ -35,6 +37,9 @@ type Store interface {
 	PutCheckpoint(ctx context.Context, size int64, signed []byte) error
 	// LatestCheckpoint returns the stored signed checkpoint with the largest size, or nil.
 	LatestCheckpoint(ctx context.Context) ([]byte, error)
+	// UpdateCheckpoint replaces the stored checkpoint of the given size with the same
+	// checkpoint carrying more signatures (witness cosignatures).
+	UpdateCheckpoint(ctx context.Context, size int64, signed []byte) error
 }
 
 // Pin keeps the newest checkpoint outside the database (a file beside the signing key), so that
@@ -72,6 +77,8 @@ type TamperError struct {
 	Size       uint64
 	Expected   []byte
 	Calculated []byte
+	// At is when a running ledger raised it as an alarm (zero for errors found on opening).
+	At time.Time
 }
 
 func (e *TamperError) Error() string {
@@ -122,10 +129,17 @@ type Ledger struct {
 	vkey     string
 	pin      Pin
 	log      *slog.Logger
+	now      func() time.Time
+	onAlarm  func(*TamperError)
+	wits     []note.Verifier
 
-	mu   sync.Mutex
-	tree *Tree
-	last Checkpoint // newest checkpoint verified or issued
+	mu       sync.Mutex
+	tree     *Tree
+	last     Checkpoint // newest checkpoint verified or issued
+	verified uint64     // leaves checked against this process's own appends; what may be signed
+
+	own   ownAppends
+	alarm atomic.Pointer[TamperError]
 }
 
 // Options configure Open.
@@ -135,6 +149,14 @@ type Options struct {
 	SigningKey string
 	Pin        Pin
 	Logger     *slog.Logger
+	// Now is the clock that dates checkpoints (default time.Now).
+	Now func() time.Time
+	// OnAlarm is called once, when the running ledger finds evidence of tampering (see
+	// Alarm). It must not call back into the ledger.
+	OnAlarm func(*TamperError)
+	// Witnesses are the cosignature keys of the witnesses that cosign checkpoints; Cosignatures
+	// reports theirs.
+	Witnesses []note.Verifier
 }
 
 const syncPage = 1000
@@ -155,9 +177,13 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Ledger{store: o.Store, signer: signer, verifier: verifier, vkey: vkey, pin: o.Pin, log: o.Logger, tree: NewTree()}
+	l := &Ledger{store: o.Store, signer: signer, verifier: verifier, vkey: vkey, pin: o.Pin, log: o.Logger, now: o.Now, onAlarm: o.OnAlarm, wits: o.Witnesses, tree: NewTree(),
+		own: ownAppends{pending: map[int64]struct{}{}, mine: map[int64][]byte{}}}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.now == nil {
+		l.now = time.Now
 	}
 	if err := l.syncLocked(ctx); err != nil {
 		return nil, err
@@ -184,7 +210,7 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 		if err != nil {
 			return nil, &TamperError{Reason: c.what + ": " + err.Error()}
 		}
-		if err := l.checkLocked(cp); err != nil {
+		if err := l.syncedCheckLocked(ctx, cp); err != nil {
 			return nil, fmt.Errorf("%s: %w", c.what, err)
 		}
 		sizes[i] = cp.Size
@@ -199,6 +225,19 @@ func Open(ctx context.Context, o Options) (*Ledger, error) {
 	}
 	l.log.Info("ledger verified", "entries", l.tree.Size(), "checkpoint_size", l.last.Size, "origin", signer.Name())
 	return l, nil
+}
+
+// syncedCheckLocked checks cp after reading every entry it covers. A checkpoint newer than the
+// tree is normal with several replicas: another one appended and signed after this one last
+// read the store (issue 11, item 10). Only entries still missing after a fresh read mean that
+// history was deleted.
+func (l *Ledger) syncedCheckLocked(ctx context.Context, cp Checkpoint) error {
+	if cp.Size > l.tree.Size() {
+		if err := l.syncLocked(ctx); err != nil {
+			return err
+		}
+	}
+	return l.checkLocked(cp)
 }
 
 // checkLocked verifies that the tree's first cp.Size leaves have cp.Root.
@@ -251,19 +290,27 @@ func (l *Ledger) syncLocked(ctx context.Context) error {
 			}
 		}
 		if len(recs) < syncPage {
-			return nil
+			return l.verifyOwnLocked()
 		}
 	}
 }
 
 // Checkpoint syncs and, if the ledger grew since the last checkpoint, signs a new one, stores it
 // and pins it. It returns the newest signed checkpoint.
+//
+// It signs only what it can vouch for: every entry this process appended must read back from
+// the store with the hash it had when it was committed (a mismatch raises the alarm and nothing
+// is signed), and an entry of this process still being committed ends the checkpoint before it.
 func (l *Ledger) Checkpoint(ctx context.Context) ([]byte, Checkpoint, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if a := l.Alarm(); a != nil {
+		return nil, Checkpoint{}, a
+	}
 	if err := l.syncLocked(ctx); err != nil {
 		return nil, Checkpoint{}, err
 	}
+	size := l.verified
 	// Another replica may have issued a newer one.
 	if stored, err := l.store.LatestCheckpoint(ctx); err != nil {
 		return nil, Checkpoint{}, fmt.Errorf("read latest checkpoint: %w", err)
@@ -272,19 +319,19 @@ func (l *Ledger) Checkpoint(ctx context.Context) ([]byte, Checkpoint, error) {
 		if err != nil {
 			return nil, Checkpoint{}, &TamperError{Reason: "checkpoint in the database: " + err.Error()}
 		}
-		if err := l.checkLocked(cp); err != nil {
+		if err := l.syncedCheckLocked(ctx, cp); err != nil {
 			return nil, Checkpoint{}, err
 		}
-		if cp.Size == l.tree.Size() && cp.Size > 0 {
+		if cp.Size >= size && cp.Size > 0 {
 			l.last = cp
 			return stored, cp, nil
 		}
 	}
-	root, err := l.tree.Root(l.tree.Size())
+	root, err := l.tree.Root(size)
 	if err != nil {
 		return nil, Checkpoint{}, err
 	}
-	cp := Checkpoint{Origin: l.signer.Name(), Size: l.tree.Size(), Root: root}
+	cp := Checkpoint{Origin: l.signer.Name(), Size: size, Root: root, Time: l.now().UTC().Truncate(time.Millisecond)}
 	signed, err := Sign(cp, l.signer)
 	if err != nil {
 		return nil, Checkpoint{}, err
@@ -299,6 +346,36 @@ func (l *Ledger) Checkpoint(ctx context.Context) ([]byte, Checkpoint, error) {
 	}
 	l.last = cp
 	return signed, cp, nil
+}
+
+// Verifier verifies the ledger's own signature on checkpoints.
+func (l *Ledger) Verifier() note.Verifier { return l.verifier }
+
+// Witnesses are the configured witnesses' cosignature keys.
+func (l *Ledger) Witnesses() []note.Verifier { return l.wits }
+
+// Cosignatures returns the configured witnesses' valid cosignatures on a signed checkpoint of
+// this ledger (a zero time for a witness that has not cosigned it).
+func (l *Ledger) Cosignatures(signed []byte) ([]Cosignature, error) {
+	return Cosignatures(signed, l.verifier, l.wits)
+}
+
+// StoreCosigned replaces the stored checkpoint of its size with the same checkpoint carrying
+// witness cosignatures. It must be a checkpoint this ledger signed, of a tree it holds.
+func (l *Ledger) StoreCosigned(ctx context.Context, cosigned []byte) error {
+	cp, err := OpenCheckpoint(cosigned, l.verifier)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.syncedCheckLocked(ctx, cp); err != nil {
+		return err
+	}
+	if err := l.store.UpdateCheckpoint(ctx, int64(cp.Size), cosigned); err != nil {
+		return fmt.Errorf("store the cosigned checkpoint: %w", err)
+	}
+	return nil
 }
 
 // ErrNoCheckpoint is returned by Latest before any checkpoint was issued.

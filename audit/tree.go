@@ -33,6 +33,9 @@ func NewTree() *Tree {
 // Size is the number of leaves.
 func (t *Tree) Size() uint64 { return uint64(len(t.levels[0])) }
 
+// Leaf returns the hash of leaf i. Requires i < Size().
+func (t *Tree) Leaf(i uint64) []byte { return t.levels[0][i] }
+
 // Append adds a leaf hash.
 func (t *Tree) Append(leafHash []byte) {
 	t.levels[0] = append(t.levels[0], leafHash)

@@ -74,6 +74,7 @@ type Index struct {
 
 	pol      atomic.Pointer[policy.Policy]
 	lastSync atomic.Int64 // unix nanos of the last successful load or sync; 0 = never
+	halted   atomic.Pointer[error]
 
 	mu        sync.RWMutex
 	bySubject map[string][]*entry
@@ -286,7 +287,14 @@ func (ix *Index) Health() error {
 	return ix.health(loadErr, ix.now())
 }
 
+// Halt makes every later decision deny, for good, saying why: the store behind the index was
+// found tampered with (invariant 6). Only a restart, after an operator investigated, lifts it.
+func (ix *Index) Halt(reason error) { ix.halted.CompareAndSwap(nil, &reason) }
+
 func (ix *Index) health(loadErr error, now time.Time) error {
+	if h := ix.halted.Load(); h != nil {
+		return *h
+	}
 	if loadErr != nil {
 		return fmt.Errorf("grant index not loaded: %v", loadErr)
 	}

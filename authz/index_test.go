@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -304,5 +305,29 @@ func TestSyncManyGrantsOneVersion(t *testing.T) {
 	}
 	if d := r.ix.Check(authz.Query{Subject: fmt.Sprintf("u%d", n-1), Action: "read", Resource: "weights/frontier-7"}); !d.Allowed {
 		t.Fatalf("last bulk grant not applied: %+v", d)
+	}
+}
+
+// A halted index (the ledger behind it raised a tamper alarm) denies everything for good, saying
+// why, even though it is fresh; syncing does not lift it.
+func TestHaltDeniesForGood(t *testing.T) {
+	r := newRig(t, sqliteStore(t, ""))
+	r.grantAlice(time.Hour)
+	if d := r.ix.Check(readWeights); !d.Allowed {
+		t.Fatalf("before the halt: %+v", d)
+	}
+	r.ix.Halt(errors.New("ledger raised a tamper alarm"))
+	r.ix.Halt(errors.New("a second reason is ignored"))
+	if err := r.ix.Sync(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []authz.Query{readWeights, {Subject: "alice", Action: "exec", Resource: "namespaces/research-sandbox"}} {
+		d := r.ix.Check(q)
+		if d.Allowed || !d.Unavailable || !strings.Contains(d.Reason, "tamper alarm") {
+			t.Fatalf("halted index decided %+v for %+v", d, q)
+		}
+	}
+	if err := r.ix.Health(); err == nil || strings.Contains(err.Error(), "second") {
+		t.Fatalf("health after the halt: %v", err)
 	}
 }

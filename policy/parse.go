@@ -35,7 +35,7 @@ const (
 	DefaultDefaultDuration = time.Hour
 	DefaultRequestTTL      = 24 * time.Hour
 	DefaultBreakGlassMax   = time.Hour
-	DefaultCheckpointEvery = time.Minute
+	DefaultCheckpointEvery = time.Second
 )
 
 // Bounds on an approval policy's require_step_up. Below MinStepUp a person cannot reliably

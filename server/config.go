@@ -63,12 +63,30 @@ type StoreConfig struct {
 	DSN string `yaml:"dsn"`
 }
 
-// LedgerConfig names the ledger and its key.
+// LedgerConfig names the ledger and its key, and the witnesses that cosign its checkpoints.
 type LedgerConfig struct {
 	// Origin names the ledger in its checkpoints when a new key is created. Default "rampart".
 	Origin string `yaml:"origin"`
 	// SigningKeyFile overrides the policy's Settings.signing_key.
 	SigningKeyFile string `yaml:"signing_key_file"`
+	// Witnesses cosign every checkpoint (c2sp.org/tlog-witness), so that a rollback of the
+	// database and of everything the server keeps is caught by someone else.
+	Witnesses []WitnessConfig `yaml:"witnesses"`
+	// WitnessTimeout bounds each request to a witness. Default 5s.
+	WitnessTimeout policy.Duration `yaml:"witness_timeout"`
+	// WitnessRefresh is how often the newest checkpoint is sent again when the ledger has not
+	// grown: a fresh cosignature dates it, and a witness that has seen a longer history says
+	// so. Default 1m; the server also sends it once when it starts.
+	WitnessRefresh policy.Duration `yaml:"witness_refresh"`
+}
+
+// WitnessConfig is one witness.
+type WitnessConfig struct {
+	// URL is the witness's submission prefix: add-checkpoint is POSTed to URL/add-checkpoint.
+	URL string `yaml:"url"`
+	// Key is the witness's cosignature verifier key (name+hash+base64), as the witness prints
+	// it. Its cosignatures are accepted only if they verify with it.
+	Key string `yaml:"key"`
 }
 
 // SuggestConfig configures role suggestions.
@@ -161,6 +179,7 @@ func (c *Config) validate(doc *strictyaml.Document) {
 			doc.Errorf("ledger.origin", "%v", err)
 		}
 	}
+	c.validateWitnesses(doc)
 	if c.JobsLeaseTTL != 0 && c.JobsLeaseTTL.Std() < time.Second {
 		doc.Errorf("jobs_lease_ttl", "must be at least 1s (it is renewed every third of it)")
 	}
@@ -174,5 +193,30 @@ func (c *Config) validate(doc *strictyaml.Document) {
 		if m.APIKeyEnv != "" && os.Getenv(m.APIKeyEnv) == "" {
 			doc.Errorf("suggest.model.api_key_env", "$%s is empty; set it to the API key, or remove api_key_env for a server that needs none", m.APIKeyEnv)
 		}
+	}
+}
+
+func (c *Config) validateWitnesses(doc *strictyaml.Document) {
+	seen := map[string]bool{}
+	for i, w := range c.Ledger.Witnesses {
+		field := fmt.Sprintf("ledger.witnesses[%d]", i)
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			doc.Errorf(field+".url", "%q is not the http(s) URL of a witness's submission prefix (add-checkpoint is posted below it)", w.URL)
+		}
+		v, err := audit.NewWitnessVerifier(w.Key)
+		if err != nil {
+			doc.Errorf(field+".key", "%v", err)
+			continue
+		}
+		if seen[w.Key] {
+			doc.Errorf(field+".key", "witness %s is listed twice", v.Name())
+		}
+		seen[w.Key] = true
+	}
+	if t := c.Ledger.WitnessTimeout; t != 0 && t.Std() < 100*time.Millisecond {
+		doc.Errorf("ledger.witness_timeout", "must be at least 100ms")
+	}
+	if r := c.Ledger.WitnessRefresh; r != 0 && r.Std() < time.Second {
+		doc.Errorf("ledger.witness_refresh", "must be at least 1s")
 	}
 }

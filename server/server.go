@@ -1,24 +1,23 @@
 // Package server assembles a running control plane from its parts: store, ledger, policy,
 // workflow, decision index, token authentication and the HTTP API, plus the background jobs
-// (index sync and the Kubernetes reconcilers on every replica; the expiry sweep, identity sweep
-// and checkpoints on the replica that holds the jobs lease). `rampart server` and `rampart dev`
-// both run it.
+// (index sync, reading the ledger back and the Kubernetes reconcilers on every replica; the
+// expiry sweep, identity sweep, checkpoints and their witnessing on the replica that holds the
+// jobs lease). `rampart server` and `rampart dev` both run it.
 //
 // Start refuses to serve when the ledger does not verify against its signed checkpoints
-// (invariant 5), when the policy does not validate, or when the store cannot be opened.
+// (invariant 5), when an earlier run raised a ledger tamper alarm (<data_dir>/ledger.alarm),
+// when the policy does not validate, or when the store cannot be opened. A tamper alarm raised
+// while running fails closed (invariant 6): decisions deny, changes are refused, /readyz fails.
 package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +31,6 @@ import (
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
 	"rampart.dev/rampart/identity/signin"
-	"rampart.dev/rampart/internal/secretfile"
 	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/rbac"
 	"rampart.dev/rampart/policy"
@@ -70,6 +68,7 @@ type Instance struct {
 	API     *api.Server
 
 	jobs    *jobLease           // which replica runs the jobs one replica is enough for
+	witness *witnessing         // sends checkpoints to the configured witnesses
 	base    *policy.Policy      // the policy as read, before the directory's groups
 	dir     map[string][]string // the groups overlaid on it
 	devIdP  *devop.Provider
@@ -86,6 +85,9 @@ type Options struct {
 	Logger        *slog.Logger
 	SyncInterval  time.Duration
 	SweepInterval time.Duration
+	// CheckpointInterval overrides how often the lease holder signs a checkpoint (default:
+	// the policy's checkpoint_interval, at most CheckpointEvery).
+	CheckpointInterval time.Duration
 }
 
 // Start opens everything, verifies the ledger, loads the policy and starts the background jobs.
@@ -119,6 +121,9 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 			in.Store.Close()
 		}
 	}()
+	if err := in.checkAlarm(); err != nil {
+		return nil, err
+	}
 	if err := in.openLedger(ctx, pol); err != nil {
 		return nil, err
 	}
@@ -145,6 +150,8 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	}
 	in.jobs = newJobLease(in.Store, ttl, in.log)
 	metrics := api.NewMetrics(in.Index, in.Ledger)
+	in.ledgerMetrics(metrics.Registry())
+	in.witness = newWitnessing(in, cfg.Ledger, in.Ledger.Witnesses(), metrics.Registry())
 	metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rampart_background_jobs_lease_held", Help: "1 when this replica holds the lease on the background jobs one replica is enough for (expiry sweep, identity sweep, checkpoints).",
 	}, func() float64 {
@@ -206,11 +213,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		return err
 	}))
 	in.every(jobCtx, "directory sync", 5*time.Second, in.applyDirectory)
-	interval := pol.Settings().CheckpointInterval.Std()
-	in.every(jobCtx, "checkpoint", interval, in.jobs.guard(func(ctx context.Context) error {
-		_, _, err := in.Ledger.Checkpoint(ctx)
-		return err
-	}))
+	in.startLedgerJobs(jobCtx, pol, o)
 	ok = true
 	return in, nil
 }
@@ -292,74 +295,13 @@ func OpenStore(ctx context.Context, cfg Config) (*sqlstore.DB, error) {
 	}
 }
 
-// keyPath resolves the signing key file: config, then policy settings, then the default.
-func (in *Instance) keyPath(pol *policy.Policy) string {
-	p := in.cfg.Ledger.SigningKeyFile
-	if p == "" {
-		p = pol.Settings().SigningKey
-	}
-	if p == "" {
-		p = "ledger.key"
-	}
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(in.cfg.DataDir, p)
-	}
-	return p
-}
-
-func (in *Instance) openLedger(ctx context.Context, pol *policy.Policy) error {
-	path := in.keyPath(pol)
-	key, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		size, serr := in.Store.LedgerSize(ctx)
-		if serr != nil {
-			return fmt.Errorf("read ledger size: %w", serr)
-		}
-		if size > 0 {
-			return fmt.Errorf("the ledger signing key %s is missing but the ledger already holds %d entries; restore the key from backup (a new key could not vouch for existing history)", path, size)
-		}
-		origin := in.cfg.Ledger.Origin
-		if origin == "" {
-			origin = "rampart"
-		}
-		skey, _, gerr := audit.GenerateKey(origin)
-		if gerr != nil {
-			return gerr
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return err
-		}
-		if err := os.WriteFile(path, []byte(skey+"\n"), 0o600); err != nil {
-			return fmt.Errorf("write new ledger signing key: %w", err)
-		}
-		key = []byte(skey)
-		in.log.Info("created ledger signing key", "path", path, "origin", origin)
-	case err != nil:
-		return fmt.Errorf("read ledger signing key: %w", err)
-	default:
-		if err := secretfile.Check(path, "ledger signing key"); err != nil {
-			return err
-		}
-	}
-	pin := audit.FilePin(filepath.Join(in.cfg.DataDir, "ledger.checkpoint"))
-	l, err := audit.Open(ctx, audit.Options{Store: in.Store, SigningKey: strings.TrimSpace(string(key)), Pin: pin, Logger: in.log})
-	if err != nil {
-		var te *audit.TamperError
-		var se *audit.SequenceError
-		if errors.As(err, &te) || errors.As(err, &se) {
-			return fmt.Errorf("refusing to serve: %w; the stored history no longer matches what was signed: restore the database from a backup and investigate who changed it", err)
-		}
-		return fmt.Errorf("refusing to serve: %w", err)
-	}
-	in.Ledger = l
-	return nil
-}
-
 // Ready reports whether decisions and changes can be served.
 func (in *Instance) Ready() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	if a := in.Ledger.Alarm(); a != nil {
+		return fmt.Errorf("ledger tamper alarm: %w", a)
+	}
 	if err := in.Store.Ping(ctx); err != nil {
 		return fmt.Errorf("store unreachable: %w", err)
 	}
@@ -415,8 +357,15 @@ func (in *Instance) Close() error {
 	in.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, _, err := in.Ledger.Checkpoint(ctx); err != nil {
+	if in.Ledger.Alarm() != nil {
+		in.log.Error("no final checkpoint: the ledger raised a tamper alarm")
+	} else if _, _, err := in.Ledger.Checkpoint(ctx); err != nil {
 		in.log.Warn("final checkpoint failed", "err", err)
+	} else if in.witness != nil {
+		in.witness.greeted = make([]bool, len(in.witness.greeted)) // every witness hears of the last one
+		if err := in.witness.run(ctx); err != nil {
+			in.log.Warn("the final checkpoint was not cosigned by every witness", "err", err)
+		}
 	}
 	for _, c := range in.closers {
 		_ = c()

@@ -161,8 +161,9 @@ func readKey(s string) (string, error) {
 func newAuditVerify(g *globals) *cobra.Command {
 	var entries, cpFile, key string
 	var resetKey bool
+	var w witnessFlags
 	cmd := &cobra.Command{
-		Use:   "verify [--entries FILE --checkpoint FILE --key KEY]",
+		Use:   "verify [--entries FILE --checkpoint FILE --key KEY] [--witness KEY]... [--max-age D]",
 		Short: "Verify the ledger: offline from an export, or against the server",
 		Long: `Offline (--entries, --checkpoint, --key): re-hash every exported entry, rebuild the Merkle
 tree and check it against the signed checkpoint and the public key. Nothing else is trusted.
@@ -170,26 +171,74 @@ tree and check it against the signed checkpoint and the public key. Nothing else
 Against the server: check that its newest checkpoint is signed by the ledger key pinned on
 first use, that it is consistent with the checkpoint this CLI saw last time (so history was not
 rewritten or truncated in between), and, for admins and auditors, re-hash every entry. The new
-checkpoint is remembered for next time. Exit 0 when everything verifies, 1 otherwise.`,
+checkpoint is remembered for next time.
+
+--witness KEY (repeatable; a witness's cosignature verifier key, or a file holding it) also
+requires a valid cosignature by that witness on the checkpoint verified (c2sp.org/tlog-witness):
+the witness checked it against every checkpoint of this ledger it cosigned before, so a database
+rolled back together with the server's pinned checkpoint is caught even by an auditor who never
+ran verify before. Against the server, it waits a few seconds for the newest checkpoint to be
+cosigned. --max-age D also requires each cosignature to be at most D old (the server refreshes
+them every witness_refresh, 1m by default): a ledger rolled back to an older, cosigned state
+can get no fresh one. Exit 0 when everything verifies, 1 otherwise.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if w.maxAge < 0 {
+				return usageErr("--max-age must not be negative")
+			}
+			if w.maxAge > 0 && len(w.keys) == 0 {
+				return usageErr("--max-age applies to witness cosignatures: give --witness too")
+			}
+			keys, err := w.read()
+			if err != nil {
+				return err
+			}
 			if entries != "" || cpFile != "" {
 				if entries == "" || cpFile == "" || key == "" {
 					return usageErr("offline verification needs all of --entries, --checkpoint and --key")
 				}
-				return verifyOffline(entries, cpFile, key)
+				return verifyOffline(entries, cpFile, key, keys, w.maxAge)
 			}
-			return verifyOnline(cmd, g, key, resetKey)
+			return verifyOnline(cmd, g, key, resetKey, api.VerifyOptions{Witnesses: keys, MaxAge: w.maxAge})
 		},
 	}
 	cmd.Flags().StringVar(&entries, "entries", "", "exported entries (JSON lines)")
 	cmd.Flags().StringVar(&cpFile, "checkpoint", "", "signed checkpoint file")
 	cmd.Flags().StringVar(&key, "key", "", "ledger public key, or a file holding it")
 	cmd.Flags().BoolVar(&resetKey, "reset-key", false, "trust the server's current key instead of the pinned one")
+	cmd.Flags().StringArrayVar(&w.keys, "witness", nil, "require a valid cosignature by this witness key (or a file holding it); repeatable")
+	cmd.Flags().DurationVar(&w.maxAge, "max-age", 0, "with --witness: require each cosignature to be at most this old (0: any age)")
 	return cmd
 }
 
-func verifyOffline(entries, cpFile, keyArg string) error {
+// witnessFlags are verify's --witness and --max-age.
+type witnessFlags struct {
+	keys   []string
+	maxAge time.Duration
+}
+
+// read returns the witness keys, reading those given as files.
+func (w witnessFlags) read() ([]string, error) {
+	var out []string
+	for _, k := range w.keys {
+		if _, err := audit.NewWitnessVerifier(k); err == nil {
+			out = append(out, strings.TrimSpace(k))
+			continue
+		}
+		b, err := os.ReadFile(k)
+		if err != nil {
+			_, perr := audit.NewWitnessVerifier(k)
+			return nil, usageErr("--witness %q is neither a witness key nor a readable file: %v", k, perr)
+		}
+		if _, err := audit.NewWitnessVerifier(string(b)); err != nil {
+			return nil, usageErr("--witness %s: %v", k, err)
+		}
+		out = append(out, strings.TrimSpace(string(b)))
+	}
+	return out, nil
+}
+
+func verifyOffline(entries, cpFile, keyArg string, witnesses []string, maxAge time.Duration) error {
 	key, err := readKey(keyArg)
 	if err != nil {
 		return err
@@ -203,6 +252,23 @@ func verifyOffline(entries, cpFile, keyArg string) error {
 		return err
 	}
 	defer f.Close()
+	var cos []audit.Cosignature
+	if len(witnesses) > 0 {
+		v, err := audit.NewVerifier(key)
+		if err != nil {
+			return err
+		}
+		ws, err := api.WitnessVerifiers(witnesses)
+		if err != nil {
+			return err
+		}
+		if _, cos, err = audit.OpenCosigned(signed, v, ws); err != nil {
+			return fmt.Errorf("ledger does NOT verify: %w", err)
+		}
+		if err := api.CheckFresh(cos, maxAge, time.Now()); err != nil {
+			return fmt.Errorf("ledger does NOT verify: %w", err)
+		}
+	}
 	tree, cp, err := audit.VerifyExport(f, signed, key)
 	if err != nil {
 		return fmt.Errorf("ledger does NOT verify: %w", err)
@@ -212,10 +278,13 @@ func verifyOffline(entries, cpFile, keyArg string) error {
 		fmt.Printf("; %d later entries are not covered by this checkpoint", extra)
 	}
 	fmt.Println()
+	for _, c := range cos {
+		fmt.Printf("  cosigned by witness %s at %s\n", c.Witness, c.Time.Format(time.RFC3339))
+	}
 	return nil
 }
 
-func verifyOnline(cmd *cobra.Command, g *globals, keyArg string, resetKey bool) error {
+func verifyOnline(cmd *cobra.Command, g *globals, keyArg string, resetKey bool, o api.VerifyOptions) error {
 	c, err := g.client()
 	if err != nil {
 		return err
@@ -237,7 +306,7 @@ func verifyOnline(cmd *cobra.Command, g *globals, keyArg string, resetKey bool) 
 	if len(previous) == 0 || (pinned != s.LedgerKey) {
 		previous = nil
 	}
-	rep, err := api.VerifyLedger(cmd.Context(), c, pinned, previous)
+	rep, err := api.VerifyLedger(cmd.Context(), c, pinned, previous, o)
 	if err != nil {
 		var kc *api.KeyChangedError
 		if errors.As(err, &kc) {
@@ -252,7 +321,7 @@ func verifyOnline(cmd *cobra.Command, g *globals, keyArg string, resetKey bool) 
 	}
 	return output.Print(os.Stdout, g.output, map[string]any{
 		"origin": rep.Origin, "key": rep.Key, "size": rep.Checkpoint.Size, "root": fmt.Sprintf("%x", rep.Checkpoint.Root),
-		"consistent_with_size": previousSize(rep), "entries_rehashed": rep.Full,
+		"consistent_with_size": previousSize(rep), "entries_rehashed": rep.Full, "cosignatures": rep.Cosignatures,
 	}, func(tw *tabwriter.Writer) {
 		fmt.Fprintf(tw, "OK: ledger %s verifies.\n", rep.Origin)
 		fmt.Fprintf(tw, "  checkpoint:\tsize %d, root %x, signed by %s\n", rep.Checkpoint.Size, rep.Checkpoint.Root, rep.Key)
@@ -263,6 +332,9 @@ func verifyOnline(cmd *cobra.Command, g *globals, keyArg string, resetKey bool) 
 			fmt.Fprintf(tw, "  key:\tpinned now (first use); later runs prove consistency with this checkpoint\n")
 		default:
 			fmt.Fprintf(tw, "  consistency:\tno earlier checkpoint remembered for this key\n")
+		}
+		for _, c := range rep.Cosignatures {
+			fmt.Fprintf(tw, "  witness:\tcosigned by %s at %s\n", c.Witness, c.Time.Format(time.RFC3339))
 		}
 		if rep.Full {
 			fmt.Fprintf(tw, "  entries:\tall %d re-hashed and match the signed root\n", rep.Checkpoint.Size)

@@ -137,6 +137,22 @@ func TestKubernetesRBACFromGrants(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("revoked → access gone in the apiserver after %s", time.Since(revoked).Round(time.Millisecond))
+	// A binding made by hand to a role Rampart protects is drift; the demo policy reports it.
+	hand := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "by-hand", Namespace: "research"},
+		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: rbacv1.GroupName, Name: "oidc:mallory"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+	}
+	if _, err := env.Clientset.RbacV1().RoleBindings("research").Create(ctx, hand, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(c.as(erin, "audit", "tail", "-n", "30").out, "kube.drift") {
+		if time.Now().After(deadline) {
+			t.Fatal("no kube.drift entry 10 s after a binding to a protected role was made by hand")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	tail := c.as(erin, "audit", "tail", "-n", "30").out
 	for _, code := range []string{"kube.binding.create", "kube.binding.delete"} {
 		if !strings.Contains(tail, code) {

@@ -45,6 +45,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if !reportLedger(os.Stderr) && code == 0 {
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -133,7 +136,9 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
+			<-done
 		}
+		collectLedger(t, args)
 		if t.Failed() {
 			t.Logf("server output:\n%s", logs.String())
 		}

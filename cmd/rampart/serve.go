@@ -105,8 +105,10 @@ func newServerCmd() *cobra.Command {
 		Use:   "server --config FILE",
 		Short: "Run the control plane in production mode",
 		Long: `Run the control plane from a configuration file (see docs/operations.md): PostgreSQL or
-SQLite, the policy directory, TLS, the ledger key. Send SIGHUP to reload the policy; an invalid
-policy is refused and the old one stays in force.`,
+SQLite, the policy directory, TLS, the ledger key and the witnesses that cosign its checkpoints
+(ledger.witnesses). Send SIGHUP to reload the policy; an invalid policy is refused and the old
+one stays in force. A server that raised a ledger tamper alarm refuses to start until an
+operator removes <data_dir>/ledger.alarm (see docs/ledger.md).`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := serverConfig(configPath)

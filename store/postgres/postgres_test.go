@@ -28,6 +28,17 @@ func newStore(t *testing.T) *sqlstore.DB {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
 		New: newStore,
+		Shared: func(t *testing.T) func(t *testing.T) *sqlstore.DB {
+			dsn := testenv.PostgresDSN(t)
+			return func(t *testing.T) *sqlstore.DB {
+				s, err := postgres.Open(context.Background(), dsn)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				return s
+			}
+		},
 		InjectLedgerFailure: func(t *testing.T, s *sqlstore.DB) {
 			for _, q := range []string{
 				`CREATE FUNCTION inject_ledger_failure() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'injected ledger failure'; END $$`,

@@ -28,6 +28,17 @@ func newStore(t *testing.T) *sqlstore.DB {
 func TestConformance(t *testing.T) {
 	storetest.Run(t, storetest.Harness{
 		New: newStore,
+		Shared: func(t *testing.T) func(t *testing.T) *sqlstore.DB {
+			path := filepath.Join(t.TempDir(), "shared.db")
+			return func(t *testing.T) *sqlstore.DB {
+				s, err := sqlite.Open(context.Background(), path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				return s
+			}
+		},
 		InjectLedgerFailure: func(t *testing.T, s *sqlstore.DB) {
 			_, err := s.SQL().Exec(`CREATE TRIGGER inject_ledger_failure BEFORE INSERT ON ledger BEGIN SELECT RAISE(ABORT, 'injected ledger failure'); END`)
 			if err != nil {

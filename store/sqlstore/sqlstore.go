@@ -6,7 +6,8 @@
 // PostgreSQL: SELECT … FOR UPDATE on the ledger head row), so writers are serialized, ledger
 // sequence numbers are gapless and follow commit order, and a transaction's reads stay true
 // until it commits. Ledger entries appended in a transaction commit or roll back with it
-// (invariant 4).
+// (invariant 4), and the ledger hears of each one (WatchAppends) only once the outcome is known,
+// so that it can check what it signs against what this process wrote (invariant 5).
 package sqlstore
 
 import (
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"rampart.dev/rampart/access"
@@ -46,6 +48,27 @@ type DB struct {
 	wm sync.Mutex
 
 	stmts sync.Map // query text → *sql.Stmt, for the hot read paths
+
+	watcher   atomic.Pointer[audit.AppendWatcher]
+	txAppends sync.Map // *sql.Tx of a write in progress → *[]appended
+}
+
+// appended is an entry appended by a write transaction in progress.
+type appended struct {
+	seq  int64
+	leaf []byte
+}
+
+// WatchAppends tells w of every ledger entry this handle appends: its sequence number inside
+// the transaction, then its leaf hash once the transaction committed (or that it rolled back).
+// The ledger uses it to check what it signs against what this process wrote (invariant 5).
+func (s *DB) WatchAppends(w audit.AppendWatcher) { s.watcher.Store(&w) }
+
+func (s *DB) appendWatcher() audit.AppendWatcher {
+	if w := s.watcher.Load(); w != nil {
+		return *w
+	}
+	return nil
 }
 
 // Open wraps db, applies pending migrations and returns the store.
@@ -188,13 +211,36 @@ func (s *DB) inTx(ctx context.Context, lock string, fn func(*sql.Tx) error) (err
 	return tx.Commit()
 }
 
-// write runs fn in a serialized write transaction.
+// write runs fn in a serialized write transaction. The watcher, if any, hears of the ledger
+// entries fn appended once the outcome is known: committed, or abandoned (an error, a failed
+// commit, a panic).
 func (s *DB) write(ctx context.Context, fn func(*sql.Tx) error) error {
 	if s.d.SerializeInProcess {
 		s.wm.Lock()
 		defer s.wm.Unlock()
 	}
-	return s.inTx(ctx, s.d.LockWriter, fn)
+	var own []appended
+	committed := false
+	defer func() {
+		w := s.appendWatcher()
+		if w == nil {
+			return
+		}
+		for _, a := range own {
+			if committed {
+				w.Committed(a.seq, a.leaf)
+			} else {
+				w.Abandoned(a.seq)
+			}
+		}
+	}()
+	err := s.inTx(ctx, s.d.LockWriter, func(tx *sql.Tx) error {
+		s.txAppends.Store(tx, &own)
+		defer s.txAppends.Delete(tx)
+		return fn(tx)
+	})
+	committed = err == nil
+	return err
 }
 
 // querier is what both *sql.DB and *sql.Tx offer.
@@ -446,6 +492,17 @@ func appendEntry(ctx context.Context, s *DB, q querier, e audit.Event) (int64, e
 	if err != nil {
 		return 0, err
 	}
+	if w := s.appendWatcher(); w != nil {
+		v, ok := s.txAppends.Load(q)
+		if !ok {
+			return 0, fmt.Errorf("append ledger entry %d: not in a write transaction of this store", seq)
+		}
+		if err := w.Appending(seq); err != nil {
+			return 0, err
+		}
+		own := v.(*[]appended)
+		*own = append(*own, appended{seq: seq, leaf: audit.LeafHash(data)})
+	}
 	if _, err := q.ExecContext(ctx, s.q(`INSERT INTO ledger (seq, entry) VALUES (?, ?)`), seq, string(data)); err != nil {
 		return 0, fmt.Errorf("insert ledger entry %d: %w", seq, err)
 	}
@@ -588,6 +645,14 @@ func (s *DB) PutCheckpoint(ctx context.Context, size int64, signed []byte) error
 		}
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO checkpoints (size, note, created_at) VALUES (?, ?, ?)`), size, string(signed), time.Now().UnixNano())
 		return err
+	})
+}
+
+// UpdateCheckpoint implements audit.Store.
+func (s *DB) UpdateCheckpoint(ctx context.Context, size int64, signed []byte) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE checkpoints SET note = ? WHERE size = ?`), string(signed), size)
+		return mustAffect(res, err, "checkpoint", strconv.FormatInt(size, 10))
 	})
 }
 

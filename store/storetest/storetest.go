@@ -24,6 +24,10 @@ type Harness struct {
 	// InjectLedgerFailure makes every later insert into the ledger table fail, the way a full
 	// disk or a revoked permission would.
 	InjectLedgerFailure func(t *testing.T, s *sqlstore.DB)
+	// Shared makes a new, empty database and returns a function that opens another handle on
+	// it each time it is called, the way each replica of a server opens the one database.
+	// Handles are closed when the test ends.
+	Shared func(t *testing.T) func(t *testing.T) *sqlstore.DB
 }
 
 // Run runs the whole suite.
@@ -42,6 +46,12 @@ func Run(t *testing.T, h Harness) {
 	t.Run("ConcurrentApprovalsActivateOnce", func(t *testing.T) { testConcurrentApprovals(t, h) })
 	t.Run("ConcurrentWritersGaplessLedger", func(t *testing.T) { testConcurrentWriters(t, h) })
 	t.Run("AppendOnce", func(t *testing.T) { testAppendOnce(t, h) })
+	t.Run("LedgerCheckpointAcrossReplicas", func(t *testing.T) { testCheckpointAcrossReplicas(t, h) })
+	t.Run("UpdateCheckpoint", func(t *testing.T) { testUpdateCheckpoint(t, h) })
+	t.Run("UnsignedTailForgeryRefused", func(t *testing.T) { testUnsignedTailForgery(t, h) })
+	t.Run("UnsignedTailNoFalseAlarm", func(t *testing.T) { testUnsignedTailNoFalseAlarm(t, h) })
+	t.Run("UnsignedTailInFlight", func(t *testing.T) { testUnsignedTailInFlight(t, h) })
+	t.Run("UnsignedTailOtherReplica", func(t *testing.T) { testUnsignedTailOtherReplica(t, h) })
 	t.Run("Leases", func(t *testing.T) { testLeases(t, h) })
 	t.Run("Workflow", func(t *testing.T) { testWorkflow(t, h) })
 }
