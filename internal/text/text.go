@@ -67,11 +67,16 @@ func (e *Error) Error() string {
 	if e.Invalid {
 		return fmt.Sprintf("is not valid UTF-8 at byte %d (0x%02x); send UTF-8 text", e.Offset, e.Byte)
 	}
-	name := fmt.Sprintf("%U", e.Rune)
-	if n := names[e.Rune]; n != "" {
-		name += " " + n
+	return fmt.Sprintf("contains %s at byte %d, %s; remove it", Describe(e.Rune), e.Offset, e.Kind)
+}
+
+// Describe names a character for a message: "U+202E RIGHT-TO-LEFT OVERRIDE", or "U+E0041" for
+// one without a name here.
+func Describe(r rune) string {
+	if n := names[r]; n != "" {
+		return fmt.Sprintf("%U %s", r, n)
 	}
-	return fmt.Sprintf("contains %s at byte %d, %s; remove it", name, e.Offset, e.Kind)
+	return fmt.Sprintf("%U", r)
 }
 
 // Check returns nil if s follows the rule, or an *Error describing its first offence.
