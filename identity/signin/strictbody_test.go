@@ -1,7 +1,10 @@
 package signin_test
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -26,5 +29,39 @@ func TestOTPBodiesAreStrict(t *testing.T) {
 		if desc, _ := out["error_description"].(string); st != http.StatusBadRequest || out["error"] != "invalid_request" || !strings.Contains(desc, tc.want) {
 			t.Errorf("POST %s %s: %d %v, want 400 invalid_request saying %q", tc.path, tc.body, st, out, tc.want)
 		}
+	}
+}
+
+// The provider's error text on /callback (which anyone can send a browser to, with the state of
+// a sign-in they started) reaches the ledger and the page bounded and with its control and
+// bidirectional characters escaped.
+func TestProviderErrorTextEscaped(t *testing.T) {
+	e, _ := newHostileEnv(t, envOptions{})
+	b := e.browser("").noRedirects()
+	st := e.startLogin(b, nil)
+	hostile := "user \u202edeifirev\u202c\x1b[2K" + strings.Repeat("x", 10000)
+	r := b.fetch(e.srv.URL + "/callback?" + url.Values{"error": {"access_denied\u2066"}, "error_description": {hostile}, "state": {st.state}}.Encode())
+	if r.status != http.StatusForbidden || strings.ContainsAny(r.body, "\u202e\u202c\u2066\x1b") || !strings.Contains(r.body, `user \u202edeifirev\u202c\x1b[2K`) {
+		t.Fatalf("page: %d %q", r.status, r.body)
+	}
+	entries, err := e.store.Entries(context.Background(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, en := range entries {
+		var ev struct {
+			Message string `json:"message"`
+		}
+		_ = json.Unmarshal(en.Data, &ev)
+		if strings.Contains(ev.Message, "answered access_denied") {
+			found = true
+			if strings.ContainsAny(ev.Message, "\u202e\u202c\u2066\x1b") || len(ev.Message) > 1024 {
+				t.Fatalf("ledger message: %q", ev.Message)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the refusal was not recorded")
 	}
 }
