@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/audit/refusals"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/vault"
@@ -105,8 +106,11 @@ type Service struct {
 	Blobs blob.Store
 	Meta  Meta
 	Index *authz.Index
-	// Record appends a ledger entry on its own (reads, key releases, refusals).
+	// Record appends a ledger entry on its own (reads, key releases).
 	Record func(ctx context.Context, e audit.Event) error
+	// Refused records a refusal, which any user can provoke at will: the server aggregates them
+	// per user and window (audit/refusals, invariant 11). Nil: Record, one entry each.
+	Refused func(ctx context.Context, source string, e audit.Event) (refusals.Outcome, error)
 	// Sign signs a manifest (the ledger key's SignNote).
 	Sign func(text string) ([]byte, error)
 	Now  func() time.Time
@@ -142,9 +146,14 @@ func (s *Service) authorize(ctx context.Context, p identity.Principal, action, n
 		return d, fmt.Errorf("%w: the decision engine cannot answer (%s); refusing", ErrUnavailable, d.Reason)
 	}
 	if !d.Allowed {
-		_ = s.Record(ctx, audit.Event{Code: "weights.denied", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityRead, ActivityName: "Read",
+		ev := audit.Event{Code: "weights.denied", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityRead, ActivityName: "Read",
 			Severity: audit.SeverityMedium, Time: s.now(), Actor: p.Subject, Resources: []string{res}, Failed: true,
-			Message: fmt.Sprintf("%s may not %s %s: %s", p.Subject, action, res, d.Reason), Details: map[string]any{"action": action, "reason": d.Reason}})
+			Message: fmt.Sprintf("%s may not %s %s: %s", p.Subject, action, res, d.Reason), Details: map[string]any{"action": action, "reason": d.Reason}}
+		if s.Refused != nil {
+			_, _ = s.Refused(ctx, "user "+p.Subject, ev)
+		} else {
+			_ = s.Record(ctx, ev)
+		}
 		return d, &Denied{Subject: p.Subject, Action: action, Resource: res, Reason: d.Reason}
 	}
 	return d, nil
