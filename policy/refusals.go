@@ -4,10 +4,10 @@ import (
 	"time"
 )
 
-// Refusals bounds what refused attempts write to the ledger (invariant 11): the first refusal
+// Refusals bounds what refused and anonymous attempts write (invariant 11): the first refusal
 // of each source (a client network for the anonymous, a subject otherwise) in each Window is
-// recorded at once, the rest are counted into one summary entry when the window ends. Zero
-// fields take the defaults below.
+// recorded at once, the rest are counted into one summary entry when the window ends; and one
+// network may start only SignInStarts sign-ins per Window. Zero fields take the defaults below.
 type Refusals struct {
 	// Window is how long one source's refusals are counted into one summary (default 1m).
 	Window Duration `yaml:"window"`
@@ -18,6 +18,10 @@ type Refusals struct {
 	// one in the sign-in history the risk engine counts (default 20; keep it above the risk
 	// engine's thresholds, 5 failures for a username by default).
 	RiskHistory int `yaml:"risk_history"`
+	// SignInStarts is how many sign-ins (browser or device) one client network may start per
+	// window (default 30): each stores a flow, and anyone may start one. More are refused (429)
+	// and recorded as refusals.
+	SignInStarts int `yaml:"sign_in_starts"`
 }
 
 // Defaults and bounds of Refusals.
@@ -25,6 +29,8 @@ const (
 	DefaultRefusalWindow      = time.Minute
 	DefaultRefusalMaxSources  = 200
 	DefaultRefusalRiskHistory = 20
+	DefaultSignInStarts       = 30
+	MaxSignInStarts           = 100000
 	MinRefusalWindow          = time.Second
 	MaxRefusalWindow          = 24 * time.Hour
 	MaxRefusalSources         = 100000
@@ -51,5 +57,11 @@ func validateRefusals(s *Settings) {
 		r.RiskHistory = DefaultRefusalRiskHistory
 	case n < 1 || n > MaxRefusalRiskHistory:
 		s.src.errorf("refusals.risk_history", "refusals.risk_history %d must lie between 1 and %d", n, MaxRefusalRiskHistory)
+	}
+	switch n := r.SignInStarts; {
+	case n == 0:
+		r.SignInStarts = DefaultSignInStarts
+	case n < 1 || n > MaxSignInStarts:
+		s.src.errorf("refusals.sign_in_starts", "refusals.sign_in_starts %d must lie between 1 and %d", n, MaxSignInStarts)
 	}
 }

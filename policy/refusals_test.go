@@ -10,7 +10,7 @@ import (
 
 func TestRefusalSettings(t *testing.T) {
 	p := mustParse(t, settingsDoc+groupDoc("a", "x"))
-	if r := p.Settings().Refusals; r.Window.Std() != time.Minute || r.MaxSources != 200 || r.RiskHistory != 20 {
+	if r := p.Settings().Refusals; r.Window.Std() != time.Minute || r.MaxSources != 200 || r.RiskHistory != 20 || r.SignInStarts != 30 {
 		t.Fatalf("defaults: %+v", r)
 	}
 	set := func(refusals string) string {
@@ -25,6 +25,7 @@ func TestRefusalSettings(t *testing.T) {
 		{"{window: 48h}", "spec.refusals.window: refusals.window 48h must lie between 1s and 24h"},
 		{"{max_sources: -1}", "spec.refusals.max_sources: refusals.max_sources -1 must lie between 1 and 100000"},
 		{"{risk_history: 1000000}", "spec.refusals.risk_history: refusals.risk_history 1000000 must lie between 1 and 10000"},
+		{"{sign_in_starts: -3}", "spec.refusals.sign_in_starts: refusals.sign_in_starts -3 must lie between 1 and 100000"},
 		{"{windw: 1m}", `unknown field "windw"`},
 	} {
 		_, err := policy.Parse([]policy.File{{Name: "p.yaml", Data: []byte(set(tc.refusals))}})

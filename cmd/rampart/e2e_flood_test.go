@@ -49,10 +49,11 @@ func floodLedger(t *testing.T, c *api.Client) (n int, accounted map[string]int, 
 }
 
 // 10,000 hostile calls of each kind through the real server (invariant 11): anonymous callbacks
-// with a forged state (each a signin.refused) and a user asking for weights without a grant
-// (each a weights.denied), from 16 clients at once. The ledger grows by a bounded number of
-// entries (at most two per source per window of 2 s), yet accounts for every refusal; the
-// sign-in history keeps at most risk_history failures per window; an honest call made during
+// with a forged state (each a signin.refused), a user asking for weights without a grant (each
+// a weights.denied) and anonymous sign-in starts (each a stored flow), from 16 clients at once.
+// The ledger grows by a bounded number of entries (at most two per source and code per window
+// of 2 s), yet accounts for every refusal; the sign-in history keeps at most risk_history
+// failures per window and the store at most sign_in_starts flows; an honest call made during
 // the flood still succeeds promptly; and refusals still being counted when the server is
 // stopped are written before it exits.
 func TestFloodOfRefusalsIsBounded(t *testing.T) {
@@ -80,7 +81,9 @@ func TestFloodOfRefusalsIsBounded(t *testing.T) {
 	before, _, _ := floodLedger(t, erin)
 
 	const calls = 10000
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var logins, loginsLimited atomic.Int64
 	hit := func(req *http.Request, want int) error {
 		resp, err := hc.Do(req)
 		if err != nil {
@@ -88,6 +91,16 @@ func TestFloodOfRefusalsIsBounded(t *testing.T) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if req.URL.Path == "/login" {
+			switch resp.StatusCode {
+			case http.StatusFound:
+				logins.Add(1)
+				return nil
+			case http.StatusTooManyRequests:
+				loginsLimited.Add(1)
+				return nil
+			}
+		}
 		if resp.StatusCode != want {
 			return fmt.Errorf("%s %s answered %d, want %d", req.Method, req.URL.Path, resp.StatusCode, want)
 		}
@@ -104,13 +117,16 @@ func TestFloodOfRefusalsIsBounded(t *testing.T) {
 			for i := range jobs {
 				var req *http.Request
 				var want int
-				if i%2 == 0 {
+				switch i % 3 {
+				case 0:
 					req, _ = http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/callback?state=forged-%d&code=x", addr, i), nil)
 					want = http.StatusBadRequest
-				} else {
+				case 1:
 					req, _ = http.NewRequest(http.MethodGet, "http://"+addr+"/v1/weights/frontier-7", nil)
 					req.Header.Set("Authorization", "Bearer "+alice)
 					want = http.StatusForbidden
+				default: // each sign-in started stores a flow
+					req, _ = http.NewRequest(http.MethodGet, "http://"+addr+"/login", nil)
 				}
 				if err := hit(req, want); err != nil {
 					failed.CompareAndSwap(nil, err)
@@ -138,7 +154,7 @@ func TestFloodOfRefusalsIsBounded(t *testing.T) {
 			honest <- time.Since(t0)
 		}
 	}()
-	for i := range 2 * calls {
+	for i := range 3 * calls {
 		jobs <- i
 	}
 	close(jobs)
@@ -154,7 +170,7 @@ func TestFloodOfRefusalsIsBounded(t *testing.T) {
 		n++
 		slowest = max(slowest, d)
 	}
-	t.Logf("%d hostile calls in %s; %d honest calls during them, the slowest %s", 2*calls, flood.Round(time.Millisecond), n, slowest)
+	t.Logf("%d hostile calls in %s; %d honest calls during them, the slowest %s", 3*calls, flood.Round(time.Millisecond), n, slowest)
 	if slowest > 5*time.Second {
 		t.Fatalf("an honest call took %s during the flood", slowest)
 	}
@@ -167,12 +183,15 @@ func TestFloodOfRefusalsIsBounded(t *testing.T) {
 
 	// Every refusal is accounted for once the windows have ended, in a bounded number of entries.
 	windows := int(flood/(2*time.Second)) + 3
+	if logins.Load()+loginsLimited.Load() != calls || logins.Load() > int64(30*windows) {
+		t.Fatalf("%d sign-ins started and %d limited of %d; at most 30 per window may start", logins.Load(), loginsLimited.Load(), calls)
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	var size int
 	var acc, sums map[string]int
 	for {
 		size, acc, sums = floodLedger(t, erin)
-		if acc["signin.refused"] == calls && acc["weights.denied"] == calls {
+		if acc["signin.refused"] == calls+int(loginsLimited.Load()) && acc["weights.denied"] == calls {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -181,7 +200,7 @@ func TestFloodOfRefusalsIsBounded(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	grown := size - before
-	t.Logf("the ledger grew by %d entries for %d refusals (summaries %v, %d windows at most)", grown, 2*calls, sums, windows)
+	t.Logf("the ledger grew by %d entries for %d refusals (summaries %v, %d windows at most); %d sign-ins started", grown, 2*calls+int(loginsLimited.Load()), sums, windows, logins.Load())
 	if limit := 2*2*windows + 3; grown > limit { // two codes, two entries per window each, and the honest request and its token
 		t.Fatalf("the ledger grew by %d entries, more than %d", grown, limit)
 	}
@@ -189,11 +208,14 @@ func TestFloodOfRefusalsIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var failures int
+	var failures, flows int
 	err = db.QueryRow(`SELECT COUNT(*) FROM signins WHERE success = 0`).Scan(&failures)
+	if err == nil {
+		err = db.QueryRow(`SELECT COUNT(*) FROM auth_flows`).Scan(&flows)
+	}
 	db.Close()
-	if err != nil || failures > 20*windows {
-		t.Fatalf("the sign-in history holds %d failures (%v), more than risk_history (20) per window", failures, err)
+	if err != nil || failures > 20*windows || int64(flows) != logins.Load() {
+		t.Fatalf("the sign-in history holds %d failures (more than risk_history, 20, per window?), the store %d flows for %d sign-ins started (%v)", failures, flows, logins.Load(), err)
 	}
 
 	// Refusals still counted at shutdown are written before the server exits.
@@ -205,7 +227,7 @@ func TestFloodOfRefusalsIsBounded(t *testing.T) {
 	}
 	srv.stop(t)
 	startServer(t, addr, args...)
-	if _, acc, _ = floodLedger(t, erin); acc["signin.refused"] != calls+100 {
-		t.Fatalf("after a restart the ledger accounts for %d signin.refused, want %d", acc["signin.refused"], calls+100)
+	if _, acc, _ = floodLedger(t, erin); acc["signin.refused"] != calls+int(loginsLimited.Load())+100 {
+		t.Fatalf("after a restart the ledger accounts for %d signin.refused, want %d", acc["signin.refused"], calls+int(loginsLimited.Load())+100)
 	}
 }

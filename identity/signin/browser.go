@@ -113,6 +113,11 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusBadRequest, "Sign-in not started", err.Error())
 		return
 	}
+	if wait, err := s.admitStart(r.Context(), s.clientOf(r), "oidc"); err != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		s.browserError(w, r, cli, http.StatusTooManyRequests, err)
+		return
+	}
 	s.redirectToProvider(w, r, browserFlow{ReturnTo: ret, CLI: cli, StepUp: q.Get("step_up") == "1"})
 }
 

@@ -136,6 +136,8 @@ type Service struct {
 	party    rp.RelyingParty
 	lastFail time.Time
 	failErr  error
+
+	starts starts // sign-ins started per network (invariant 11)
 }
 
 // Flow lifetimes.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"time"
 
 	oidcclient "github.com/zitadel/oidc/v3/pkg/client"
@@ -104,6 +105,11 @@ func (s *Service) tokenError(w http.ResponseWriter, err error) {
 // Device begins a device sign-in: POST /v1/auth/device.
 func (s *Service) Device(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if wait, err := s.admitStart(ctx, s.clientOf(r), "oidc-device"); err != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		writeJSON(w, http.StatusTooManyRequests, TokenError{Error: "temporarily_unavailable", Description: err.Error()})
+		return
+	}
 	party, err := s.provider(ctx)
 	if err != nil {
 		s.tokenError(w, err)
