@@ -8,6 +8,8 @@
 // an in-memory lookup, a few hundred nanoseconds per segment of 1 MiB by default), and, for an
 // upload, when it ends (invariant 2): a download whose grant expires or is revoked stops before
 // the next segment, and the client, which has not seen the end, discards what it received.
+// A refusal is a weights.denied entry; since anyone can ask again and again, the server
+// aggregates them per person and window (Service.Refused, invariant 11).
 package weights
 
 import (

@@ -8,7 +8,9 @@
 // It is meant to be registered with failurePolicy: Fail (rampart kube install does), and it
 // fails closed itself: when the decision engine cannot be trusted, or the cluster cannot be
 // read, the answer is a refusal that says so. Every refusal names the check, the field path and
-// the fix, and is a ledger entry (kube.admission.denied).
+// the fix, and is a ledger entry (kube.admission.denied); since anyone who may create pods, and
+// any controller retrying one, can be refused at will, the server aggregates them per user,
+// namespace and failed checks (Webhook.Refused, invariant 11).
 package admission
 
 import (
