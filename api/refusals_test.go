@@ -13,8 +13,11 @@ import (
 
 	"rampart.dev/rampart/internal/clocktest"
 	"rampart.dev/rampart/internal/demo"
+	"rampart.dev/rampart/internal/testenv"
 	"rampart.dev/rampart/server"
+	"rampart.dev/rampart/store/postgres"
 	"rampart.dev/rampart/store/sqlite"
+	"rampart.dev/rampart/store/sqlstore"
 )
 
 // entriesOf decodes the ledger entries of one code from a store.
@@ -37,11 +40,32 @@ func entriesOf(t *testing.T, all [][]byte, code string) []map[string]any {
 // the first denial of a window is recorded at once, the rest are counted, and the summary is
 // written by the background job when the window ends even though no denial comes after it (the
 // server's clock is injected and moved), and by a clean shutdown for a window still open.
-func TestDeniedWeightsAggregated(t *testing.T) {
+func TestDeniedWeightsAggregatedSQLite(t *testing.T) {
+	dir := t.TempDir()
+	deniedWeightsAggregated(t, dir, server.StoreConfig{Driver: "sqlite"}, func() *sqlstore.DB {
+		st, err := sqlite.Open(context.Background(), filepath.Join(dir, "rampart.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+}
+
+func TestDeniedWeightsAggregatedPostgres(t *testing.T) {
+	dsn := testenv.PostgresDSN(t)
+	deniedWeightsAggregated(t, t.TempDir(), server.StoreConfig{Driver: "postgres", DSN: dsn}, func() *sqlstore.DB {
+		st, err := postgres.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	})
+}
+
+func deniedWeightsAggregated(t *testing.T, dir string, store server.StoreConfig, reopen func() *sqlstore.DB) {
 	ctx := context.Background()
 	clock := clocktest.New(time.Now().Truncate(time.Second))
-	dir := t.TempDir()
-	in, err := server.Start(ctx, server.Config{DataDir: dir, PolicyFS: demo.Policy(), Dev: true, Store: server.StoreConfig{Driver: "sqlite"}},
+	in, err := server.Start(ctx, server.Config{DataDir: dir, PolicyFS: demo.Policy(), Dev: true, Store: store},
 		server.Options{Now: clock.Now, Logger: slog.New(slog.DiscardHandler), SyncInterval: 10 * time.Millisecond, RefusalFlushInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -105,10 +129,7 @@ func TestDeniedWeightsAggregated(t *testing.T) {
 	deny(500)
 	in.Close()
 	closed = true
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "rampart.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := reopen()
 	defer st.Close()
 	recs, err := st.Entries(ctx, 0, 100000)
 	if err != nil {
