@@ -11,9 +11,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/internal/text"
 	"rampart.dev/rampart/policy"
 )
 
@@ -177,17 +177,14 @@ type Created struct {
 	Grant   *Grant
 }
 
+// checkText applies the length limit and the one text rule (internal/text: no invalid UTF-8,
+// control, bidirectional or invisible format characters) to a reason or comment (invariant 7).
 func checkText(field, s string, limit int) error {
 	if len(s) > limit {
 		return errorf(ErrInvalid, "%s is %d bytes; the limit is %d", field, len(s), limit)
 	}
-	if !utf8.ValidString(s) {
-		return errorf(ErrInvalid, "%s is not valid UTF-8", field)
-	}
-	for _, r := range s {
-		if r < 0x20 && r != '\t' || r == 0x7f {
-			return errorf(ErrInvalid, "%s contains a control character (%U); write plain text", field, r)
-		}
+	if err := text.Check(s, text.SingleLine); err != nil {
+		return errorf(ErrInvalid, "%s %v", field, err)
 	}
 	return nil
 }

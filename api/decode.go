@@ -15,6 +15,7 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/internal/strictjson"
 )
 
 // MaxBodyBytes bounds every request body.
@@ -142,8 +143,10 @@ func decodeOptional(w http.ResponseWriter, r *http.Request, dst any) error {
 	return DecodeJSON(bytes.NewReader(raw), dst)
 }
 
-// DecodeJSON decodes exactly one JSON value from body into dst, refusing unknown fields and
-// trailing data. Errors are *Error values with a 4xx status and a message naming the problem.
+// DecodeJSON decodes exactly one JSON value from body into dst, refusing unknown fields,
+// trailing data, and what encoding/json would otherwise let through by rewriting it or picking
+// for the caller (internal/strictjson): invalid UTF-8, duplicate names, and strings that break
+// the text rule. Errors are *Error values with a 4xx status and a message naming the field.
 func DecodeJSON(body io.Reader, dst any) error {
 	dec := json.NewDecoder(body)
 	var raw json.RawMessage
@@ -152,6 +155,9 @@ func DecodeJSON(body io.Reader, dst any) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errInvalid("request body has data after the JSON value; send exactly one object")
+	}
+	if err := strictjson.Check(raw); err != nil {
+		return errInvalid("%v", err)
 	}
 	strict := json.NewDecoder(bytes.NewReader(raw))
 	strict.DisallowUnknownFields()

@@ -9,8 +9,11 @@
 //
 // The index is updated in the same process on every commit (access.Service listeners) and
 // synchronised from the store on an interval, which picks up changes made by other replicas.
-// Updates carry the grant's version (its ledger sequence number), and an older version never
-// overwrites a newer one, so the two paths can race safely.
+// Updates carry the grant's version (its ledger sequence number): an older version never
+// overwrites a newer one, and a notice at or below the cursor (every change up to it has been
+// read from the store) is ignored, so a late notice cannot bring back a grant whose revocation
+// Sync has already read and whose record it has dropped. The two paths can race safely; a
+// randomized test holds the index to a model of the newest version of each grant it was given.
 package authz
 
 import (
@@ -122,9 +125,14 @@ func (ix *Index) Policy() *policy.Policy { return ix.pol.Load() }
 
 const pageSize = 5000
 
-// Load reads every active grant from the store, replacing the index.
+// Load reads every active grant from the store, replacing the index, then catches up with the
+// changes committed while it read: a grant revoked meanwhile must be known as revoked before a
+// late notice of its activation can arrive (decisions fail closed until then).
 func (ix *Index) Load(ctx context.Context) error {
 	err := ix.load(ctx)
+	if err == nil {
+		err = ix.catchUp(ctx)
+	}
 	ix.mu.Lock()
 	ix.loadErr = err
 	ix.mu.Unlock()
@@ -179,6 +187,13 @@ func (ix *Index) Apply(grants []access.Grant) {
 }
 
 func (ix *Index) applyLocked(g access.Grant) {
+	// Every change up to the cursor is already reflected. A notice at or below it is old news:
+	// the workflow runs its listeners after the commit, outside the store's lock, so a notice
+	// can arrive after Sync has read a later change of the same grant and, its cursor past it,
+	// dropped the grant's record. Applied, it would resurrect a revoked grant (invariant 2).
+	if g.Version <= ix.cursor {
+		return
+	}
 	old := ix.byID[g.ID]
 	if old != nil && old.version > g.Version {
 		return
@@ -212,11 +227,27 @@ func (ix *Index) applyLocked(g access.Grant) {
 // staleness bound, Check fails closed.
 func (ix *Index) Sync(ctx context.Context) error {
 	ix.mu.RLock()
-	cursor, loaded := ix.cursor, ix.loadErr == nil
+	loaded := ix.loadErr == nil
 	ix.mu.RUnlock()
 	if !loaded {
 		return ix.Load(ctx)
 	}
+	if err := ix.catchUp(ctx); err != nil {
+		return err
+	}
+	// A successful read of the ledger head proves the store answers even when nothing changed.
+	if _, err := ix.src.LedgerSize(ctx); err != nil {
+		return fmt.Errorf("sync: read ledger size: %w", err)
+	}
+	ix.lastSync.Store(ix.now().UnixNano())
+	return nil
+}
+
+// catchUp applies the grant changes committed after the cursor and moves the cursor past them.
+func (ix *Index) catchUp(ctx context.Context) error {
+	ix.mu.RLock()
+	cursor := ix.cursor
+	ix.mu.RUnlock()
 	// Page through the change feed in (version, id) order: one transaction may change many
 	// grants under one version, so the version alone is not a cursor.
 	afterVersion, afterID := cursor, ""
@@ -248,11 +279,6 @@ func (ix *Index) Sync(ctx context.Context) error {
 		}
 	}
 	ix.mu.Unlock()
-	// A successful read of the ledger head proves the store answers even when nothing changed.
-	if _, err := ix.src.LedgerSize(ctx); err != nil {
-		return fmt.Errorf("sync: read ledger size: %w", err)
-	}
-	ix.lastSync.Store(ix.now().UnixNano())
 	return nil
 }
 

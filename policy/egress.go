@@ -107,7 +107,7 @@ func ValidateEgressHost(h string) error {
 			if isLowerAlnum(c) || (c == '-' && i > 0 && i < len(l)-1) {
 				continue
 			}
-			return fmt.Errorf("host %q has %q; write lowercase host names without scheme, port or path", h, c)
+			return fmt.Errorf("host %q has %s; write lowercase host names without scheme, port or path", h, charAt(l, i))
 		}
 	}
 	allDigits := true

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Limits on names. They keep hostile input small and keep names usable as Kubernetes label
@@ -31,7 +32,7 @@ func ValidateName(s string) error {
 		if isLowerAlnum(c) || (!edge && (c == '-' || c == '.' || c == '_')) {
 			continue
 		}
-		return fmt.Errorf("name %q has %q at position %d; use lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit", s, c, i+1)
+		return fmt.Errorf("name %q has %s at position %d; use lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit", s, charAt(s, i), i+1)
 	}
 	return nil
 }
@@ -46,7 +47,7 @@ func ValidateAction(s string) error {
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; !isLowerAlnum(c) && c != '-' && c != '_' {
-			return fmt.Errorf("action %q has %q; use lowercase letters, digits, '-' and '_'", s, c)
+			return fmt.Errorf("action %q has %s; use lowercase letters, digits, '-' and '_'", s, charAt(s, i))
 		}
 	}
 	return nil
@@ -100,7 +101,7 @@ func validatePath(s string, pattern bool) error {
 			if c == '.' && (seg == "." || seg == "..") {
 				return fmt.Errorf("%s %q contains a %q segment; names are not file paths", what, s, seg)
 			}
-			return fmt.Errorf("%s %q has %q in segment %q; use lowercase letters, digits, '.', '_', '-' and ':', starting and ending with a letter or digit", what, s, c, seg)
+			return fmt.Errorf("%s %q has %s in segment %q; use lowercase letters, digits, '.', '_', '-' and ':', starting and ending with a letter or digit", what, s, charAt(seg, i), seg)
 		}
 	}
 	return nil
@@ -211,9 +212,19 @@ func ValidateSubject(s string) error {
 		if isLowerAlnum(c) || c == '.' || c == '_' || c == '@' || c == '+' || c == '-' {
 			continue
 		}
-		return fmt.Errorf("user name %q has %q; use lowercase letters, digits and . _ @ + -", s, c)
+		return fmt.Errorf("user name %q has %s; use lowercase letters, digits and . _ @ + -", s, charAt(s, i))
 	}
 	return nil
+}
+
+// charAt names the character at byte i of s for a message: 'A', '\u202e', or a byte that is
+// not UTF-8.
+func charAt(s string, i int) string {
+	r, size := utf8.DecodeRuneInString(s[i:])
+	if r == utf8.RuneError && size == 1 {
+		return fmt.Sprintf("byte 0x%02x (not UTF-8)", s[i])
+	}
+	return fmt.Sprintf("%q", r)
 }
 
 func isLower(c byte) bool      { return c >= 'a' && c <= 'z' }

@@ -115,6 +115,7 @@ func Parse(files []File) (*Policy, error) {
 	sorted := append([]File(nil), files...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	total := 0
+	unread := false // a file could not be read at all: it may hold the Settings
 	for _, f := range sorted {
 		fmt.Fprintf(h, "%d:%s\n%d:", len(f.Name), f.Name, len(f.Data))
 		h.Write(f.Data)
@@ -125,6 +126,7 @@ func Parse(files []File) (*Policy, error) {
 		nodes, err := strictyaml.SplitDocuments(f.Name, f.Data)
 		if err != nil {
 			errs = append(errs, err.(*strictyaml.Error))
+			unread = true
 			continue
 		}
 		total += len(nodes)
@@ -144,7 +146,7 @@ func Parse(files []File) (*Policy, error) {
 	for _, d := range docs {
 		errs = append(errs, d.Errs...)
 	}
-	if p.settings == nil {
+	if p.settings == nil && !unread {
 		errs = append(errs, &strictyaml.Error{File: "(policy)", Msg: "no Settings document; add one (kind: Settings) naming at least admin_group"})
 	}
 	if len(errs) > 0 {
@@ -271,6 +273,7 @@ func (p *Policy) validate() {
 			s.src.errorf("signing_key", "signing_key contains a NUL byte")
 		}
 		p.validateKubernetesSettings(s)
+		validateRefusals(s)
 		for i, h := range s.EgressDeny {
 			if err := ValidateEgressHost(h); err != nil {
 				s.src.errorf(fmt.Sprintf("egress_deny[%d]", i), "%v", err)

@@ -199,6 +199,8 @@ type Settings struct {
 	EgressDeny []string `yaml:"egress_deny"`
 	// Kubernetes configures enforcement in clusters (kube/rbac, the admission webhook).
 	Kubernetes *KubernetesSettings `yaml:"kubernetes"`
+	// Refusals bounds what refused attempts write to the ledger (invariant 11).
+	Refusals Refusals `yaml:"refusals"`
 
 	src source
 }

@@ -199,7 +199,7 @@ func (in *Instance) startIdentity(ctx context.Context, o Options) error {
 		return err
 	}
 	in.SignIn, err = signin.New(sc, signin.Deps{Sessions: in.Sessions, Store: in.Store, Auth: in.Auth, Risk: engine,
-		Policy: in.Access.Policy, Record: recorder(in.Store), Sealer: sealer, Now: o.Now, Logger: in.log,
+		Policy: in.Access.Policy, Record: recorder(in.Store), Refused: in.Refusals.Record, Sealer: sealer, Now: o.Now, Logger: in.log,
 		OnSignIn: func(ctx context.Context) {
 			if err := in.applyDirectory(ctx); err != nil {
 				in.log.Error("apply the directory after a sign-in", "err", err)

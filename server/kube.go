@@ -124,7 +124,8 @@ func (in *Instance) startKube(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		in.Webhook = &admission.Webhook{Policy: in.Index.Policy, Decide: in.Index, Cluster: cluster, Record: recorder(in.Store), Log: in.log, Now: in.now}
+		in.Webhook = &admission.Webhook{Policy: in.Index.Policy, Decide: in.Index, Cluster: cluster, Record: recorder(in.Store), Refused: in.Refusals.Record,
+			Log: in.log, Now: in.now}
 	}
 	if kc.RBAC != nil && !*kc.RBAC {
 		return nil

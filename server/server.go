@@ -1,8 +1,9 @@
 // Package server assembles a running control plane from its parts: store, ledger, policy,
 // workflow, decision index, token authentication and the HTTP API, plus the background jobs
-// (index sync, reading the ledger back and the Kubernetes reconcilers on every replica; the
-// expiry sweep, identity sweep, checkpoints and their witnessing on the replica that holds the
-// jobs lease). `rampart server` and `rampart dev` both run it.
+// (index sync, reading the ledger back, the Kubernetes reconcilers and the summaries of
+// aggregated refusals on every replica; the expiry sweep, identity sweep, checkpoints and their
+// witnessing on the replica that holds the jobs lease). `rampart server` and `rampart dev` both
+// run it.
 //
 // Start refuses to serve when the ledger does not verify against its signed checkpoints
 // (invariant 5), when an earlier run raised a ledger tamper alarm (<data_dir>/ledger.alarm),
@@ -27,6 +28,7 @@ import (
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/audit/refusals"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
@@ -57,6 +59,9 @@ type Instance struct {
 	Auth     *identity.Chain
 	// SignIn is the OIDC sign-in service (nil without oidc configuration).
 	SignIn *signin.Service
+	// Refusals records the refusals callers can provoke at will (failed sign-ins, denied
+	// weights, refused pods), aggregated per source and window (invariant 11).
+	Refusals *refusals.Recorder
 	// Weights is the weights vault (nil when disabled).
 	Weights *weights.Service
 	// KubeRBAC keeps Kubernetes RBAC equal to the grants (nil without a cluster).
@@ -88,6 +93,8 @@ type Options struct {
 	// CheckpointInterval overrides how often the lease holder signs a checkpoint (default:
 	// the policy's checkpoint_interval, at most CheckpointEvery).
 	CheckpointInterval time.Duration
+	// RefusalFlushInterval is how often ended windows of refusals are summarised (default 1s).
+	RefusalFlushInterval time.Duration
 }
 
 // Start opens everything, verifies the ledger, loads the policy and starts the background jobs.
@@ -103,6 +110,9 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	}
 	if o.SweepInterval == 0 {
 		o.SweepInterval = time.Second
+	}
+	if o.RefusalFlushInterval == 0 {
+		o.RefusalFlushInterval = time.Second
 	}
 	in := &Instance{cfg: cfg, log: o.Logger, now: o.Now}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -131,6 +141,10 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	if err := in.Access.LoadPolicy(ctx, pol, audit.SystemActor, origin); err != nil {
 		return nil, fmt.Errorf("record policy load: %w", err)
 	}
+	in.Refusals = refusals.New(refusals.Options{Record: recorder(in.Store), Now: o.Now, Logger: o.Logger, Limits: func() refusals.Limits {
+		r := in.Access.Policy().Settings().Refusals
+		return refusals.Limits{Window: r.Window.Std(), MaxSources: r.MaxSources, RiskHistory: r.RiskHistory}
+	}})
 	in.Index = authz.New(in.Store, pol, authz.Options{Now: o.Now, MaxStaleness: cfg.IndexMaxStaleness.Std(), Logger: o.Logger})
 	in.Access.OnGrantChange(in.Index.Apply)
 	if err := in.Index.Load(ctx); err != nil {
@@ -160,6 +174,12 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		}
 		return 0
 	}))
+	metrics.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "rampart_refusals_aggregated_total", Help: "Refusals (failed sign-ins, denied weights, refused pods) counted into a summary entry instead of recorded one by one.",
+	}, func() float64 { return float64(in.Refusals.Stats().Suppressed) }))
+	metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rampart_refusals_open_windows", Help: "Sources whose refusals are being counted into a summary now (at most refusals.max_sources, plus one per kind for the rest).",
+	}, func() float64 { return float64(in.Refusals.Stats().Sources) }))
 	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens, Auth: in.Auth,
 		Sessions: in.Sessions, Users: in.Store, Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger, Metrics: metrics}
 	if in.SignIn != nil {
@@ -213,6 +233,9 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		return err
 	}))
 	in.every(jobCtx, "directory sync", 5*time.Second, in.applyDirectory)
+	// Every replica writes the summaries of its own refusals, when their window ends, even if
+	// no refusal comes after (invariant 11).
+	in.every(jobCtx, "refusal summaries", o.RefusalFlushInterval, in.Refusals.Flush)
 	in.startLedgerJobs(jobCtx, pol, o)
 	ok = true
 	return in, nil
@@ -351,12 +374,17 @@ func (in *Instance) Serve(ctx context.Context, ln net.Listener) error {
 	return srv.Shutdown(sctx)
 }
 
-// Close stops the background jobs, issues a final checkpoint and closes the store.
+// Close stops the background jobs, writes the summaries of counted refusals, issues a final
+// checkpoint and closes the store.
 func (in *Instance) Close() error {
 	in.cancel()
 	in.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Counted refusals are written before the last checkpoint covers the ledger.
+	if err := in.Refusals.FlushAll(ctx); err != nil {
+		in.log.Warn("final summaries of refusals failed", "err", err)
+	}
 	if in.Ledger.Alarm() != nil {
 		in.log.Error("no final checkpoint: the ledger raised a tamper alarm")
 	} else if _, _, err := in.Ledger.Checkpoint(ctx); err != nil {

@@ -123,6 +123,12 @@ func (w *Writer) Size() int64 { return w.n }
 // (wrapping ErrCorrupt) as soon as a segment fails, including when the stream ends before the
 // final segment: a caller that reads to io.EOF has the whole, authentic plaintext.
 type Reader struct {
+	// Gate, if set, is asked before each verified segment's plaintext is released, the final
+	// one included (last is true for it). An error stops the stream there: Read and WriteTo
+	// return it, and nothing of that segment or any later one is released. The weights vault
+	// re-checks the reader's grant here.
+	Gate func(segment uint32, last bool) error
+
 	r       io.Reader
 	aead    cipher.AEAD
 	h       *Header
@@ -230,6 +236,11 @@ func (r *Reader) next() error {
 			return fmt.Errorf("%w: segment %d does not verify as the final segment (truncated, reordered, altered, from another object, or the wrong key)", ErrCorrupt, r.i)
 		}
 		return fmt.Errorf("%w: segment %d does not verify (reordered, altered, from another object, or the wrong key)", ErrCorrupt, r.i)
+	}
+	if r.Gate != nil {
+		if err := r.Gate(r.i, last); err != nil {
+			return err
+		}
 	}
 	r.pending = plain
 	r.i++

@@ -3,9 +3,13 @@
 // a signed manifest per version and a ledger entry, with its byte count, for every write, read,
 // key release and deletion.
 //
-// Grants are checked by the decision engine when a transfer starts and again while it runs
-// (every CheckEvery, at least once per segment): a download whose grant expires or is revoked
-// stops there, and the client, which has not seen the end, discards what it received.
+// Grants are checked by the decision engine when a transfer starts, again at every segment
+// boundary while it runs (before each segment is released, the last one included; the check is
+// an in-memory lookup, a few hundred nanoseconds per segment of 1 MiB by default), and, for an
+// upload, when it ends (invariant 2): a download whose grant expires or is revoked stops before
+// the next segment, and the client, which has not seen the end, discards what it received.
+// A refusal is a weights.denied entry; since anyone can ask again and again, the server
+// aggregates them per person and window (Service.Refused, invariant 11).
 package weights
 
 import (
@@ -27,6 +31,7 @@ import (
 	"time"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/audit/refusals"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/vault"
@@ -103,16 +108,17 @@ type Service struct {
 	Blobs blob.Store
 	Meta  Meta
 	Index *authz.Index
-	// Record appends a ledger entry on its own (reads, key releases, refusals).
+	// Record appends a ledger entry on its own (reads, key releases).
 	Record func(ctx context.Context, e audit.Event) error
+	// Refused records a refusal, which any user can provoke at will: the server aggregates them
+	// per user and window (audit/refusals, invariant 11). Nil: Record, one entry each.
+	Refused func(ctx context.Context, source string, e audit.Event) (refusals.Outcome, error)
 	// Sign signs a manifest (the ledger key's SignNote).
 	Sign func(text string) ([]byte, error)
 	Now  func() time.Time
 	Log  *slog.Logger
 	// SegmentSize for new objects (vault.DefaultSegmentSize if zero).
 	SegmentSize uint32
-	// CheckEvery is how often a running transfer re-asks the decision engine (250 ms if zero).
-	CheckEvery time.Duration
 
 	mu sync.Mutex // serializes rotation, retirement and the end of each upload
 }
@@ -134,13 +140,6 @@ func (s *Service) now() time.Time {
 	return s.Now()
 }
 
-func (s *Service) checkEvery() time.Duration {
-	if s.CheckEvery <= 0 {
-		return 250 * time.Millisecond
-	}
-	return s.CheckEvery
-}
-
 // authorize asks the decision engine; a refusal is recorded.
 func (s *Service) authorize(ctx context.Context, p identity.Principal, action, name string) (authz.Decision, error) {
 	res := Resource(name)
@@ -149,9 +148,14 @@ func (s *Service) authorize(ctx context.Context, p identity.Principal, action, n
 		return d, fmt.Errorf("%w: the decision engine cannot answer (%s); refusing", ErrUnavailable, d.Reason)
 	}
 	if !d.Allowed {
-		_ = s.Record(ctx, audit.Event{Code: "weights.denied", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityRead, ActivityName: "Read",
+		ev := audit.Event{Code: "weights.denied", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityRead, ActivityName: "Read",
 			Severity: audit.SeverityMedium, Time: s.now(), Actor: p.Subject, Resources: []string{res}, Failed: true,
-			Message: fmt.Sprintf("%s may not %s %s: %s", p.Subject, action, res, d.Reason), Details: map[string]any{"action": action, "reason": d.Reason}})
+			Message: fmt.Sprintf("%s may not %s %s: %s", p.Subject, action, res, d.Reason), Details: map[string]any{"action": action, "reason": d.Reason}}
+		if s.Refused != nil {
+			_, _ = s.Refused(ctx, "user "+p.Subject, ev)
+		} else {
+			_ = s.Record(ctx, ev)
+		}
 		return d, &Denied{Subject: p.Subject, Action: action, Resource: res, Reason: d.Reason}
 	}
 	return d, nil
@@ -202,7 +206,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, name string, bo
 	done := make(chan result, 1)
 	gctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	guard := &guarded{r: body, s: s, ctx: gctx, p: p, action: "write", name: name, last: s.now()}
+	guard := &segmentGate{r: body, segLen: int64(segSize), check: s.stillAllowed(p, "write", name)}
 	go func() {
 		h, dg, err := vault.Encrypt(gctx, s.Keys, Resource(name), o.Version, segSize, guard, pw)
 		pw.CloseWithError(err)
@@ -268,28 +272,43 @@ func manifestText(o Object) string {
 		Resource(o.Name), o.Version, o.Size, o.SHA256, o.SegmentSize, o.UploadedBy, o.GrantID, o.CreatedAt.UTC().Format(time.RFC3339Nano))
 }
 
-// guarded re-asks the decision engine while data flows, every checkEvery.
-type guarded struct {
-	r      io.Reader
-	s      *Service
-	ctx    context.Context
-	p      identity.Principal
-	action string
-	name   string
-	last   time.Time
-	n      int64
-}
-
 // ErrGrantEnded means the grant under which a transfer ran ended during it.
 var ErrGrantEnded = errors.New("weights: the grant ended during the transfer")
 
-func (g *guarded) Read(b []byte) (int, error) {
-	if now := g.s.now(); now.Sub(g.last) >= g.s.checkEvery() {
-		g.last = now
-		d := g.s.Index.Check(authz.Query{Subject: g.p.Subject, Action: g.action, Resource: Resource(g.name)})
-		if !d.Allowed {
-			return 0, fmt.Errorf("%w after %d bytes: %s", ErrGrantEnded, g.n, d.Reason)
+// stillAllowed returns the check a running transfer makes at each segment boundary.
+func (s *Service) stillAllowed(p identity.Principal, action, name string) func(segment uint32, done int64) error {
+	q := authz.Query{Subject: p.Subject, Action: action, Resource: Resource(name)}
+	return func(segment uint32, done int64) error {
+		if d := s.Index.Check(q); !d.Allowed {
+			return fmt.Errorf("%w: stopped before segment %d, after %d bytes: %s", ErrGrantEnded, segment, done, d.Reason)
 		}
+		return nil
+	}
+}
+
+// segmentGate passes a stream on segment by segment: before the first byte of each segment
+// (of segLen bytes) it asks check, and no Read spans two segments. A refusal ends the stream.
+type segmentGate struct {
+	r      io.Reader
+	segLen int64
+	check  func(segment uint32, done int64) error
+	n      int64 // bytes passed on
+	err    error
+}
+
+func (g *segmentGate) Read(b []byte) (int, error) {
+	if g.err != nil {
+		return 0, g.err
+	}
+	off := g.n % g.segLen
+	if off == 0 {
+		if err := g.check(uint32(g.n/g.segLen), g.n); err != nil {
+			g.err = err
+			return 0, err
+		}
+	}
+	if rest := g.segLen - off; int64(len(b)) > rest {
+		b = b[:rest]
 	}
 	n, err := g.r.Read(b)
 	g.n += int64(n)
@@ -348,7 +367,6 @@ type Download struct {
 	p      identity.Principal
 	body   io.Closer
 	r      *vault.Reader
-	g      *guarded
 	grant  string
 	err    error
 	closed bool
@@ -375,13 +393,17 @@ func (s *Service) Get(ctx context.Context, p identity.Principal, name string, ve
 	if err != nil {
 		return nil, fmt.Errorf("read %s version %d: %w", Resource(name), o.Version, err)
 	}
-	g := &guarded{r: rc, s: s, ctx: ctx, p: p, action: "read", name: name, last: s.now()}
-	r, err := vault.Decrypt(ctx, s.Keys, h, g)
+	r, err := vault.Decrypt(ctx, s.Keys, h, rc)
 	if err != nil {
 		rc.Close()
 		return nil, err
 	}
-	return &Download{Object: o, s: s, ctx: ctx, p: p, body: rc, r: r, g: g, grant: d.GrantID}, nil
+	// Before each verified segment is released, the last one included: a grant that ends
+	// between two segments stops the download there, and one revoked before the last segment
+	// means the client never sees the end (invariant 2).
+	check := s.stillAllowed(p, "read", name)
+	r.Gate = func(segment uint32, _ bool) error { return check(segment, r.Size()) }
+	return &Download{Object: o, s: s, ctx: ctx, p: p, body: rc, r: r, grant: d.GrantID}, nil
 }
 
 // Read returns verified plaintext.
@@ -635,8 +657,8 @@ func OpenKeyRelease(kr KeyRelease, priv *ecdh.PrivateKey) (*vault.Header, []byte
 }
 
 // Segments streams a version's raw ciphertext segments (for a workload that holds a key
-// release). It needs read, re-checked every CheckEvery while the ciphertext flows, and it is
-// recorded like a read (weights.read with "ciphertext": true) when the stream is closed.
+// release). It needs read, re-checked before each segment is passed on, and it is recorded
+// like a read (weights.read with "ciphertext": true) when the stream is closed.
 func (s *Service) Segments(ctx context.Context, p identity.Principal, name string, version uint64) (io.ReadCloser, Object, error) {
 	if err := CheckName(name); err != nil {
 		return nil, Object{}, err
@@ -653,13 +675,16 @@ func (s *Service) Segments(ctx context.Context, p identity.Principal, name strin
 	if err != nil {
 		return nil, o, fmt.Errorf("%w: read %s version %d: %v", ErrUnavailable, Resource(name), o.Version, err)
 	}
-	g := &guarded{r: rc, s: s, ctx: ctx, p: p, action: "read", name: name, last: s.now()}
-	return &ciphertextRead{g: g, body: rc, size: info.Size, o: o, grant: d.GrantID}, o, nil
+	g := &segmentGate{r: rc, segLen: int64(o.SegmentSize) + vault.TagSize, check: s.stillAllowed(p, "read", name)}
+	return &ciphertextRead{g: g, s: s, ctx: ctx, p: p, body: rc, size: info.Size, o: o, grant: d.GrantID}, o, nil
 }
 
-// ciphertextRead is a Segments stream: guarded, and recorded when closed.
+// ciphertextRead is a Segments stream: gated at each segment, and recorded when closed.
 type ciphertextRead struct {
-	g      *guarded
+	g      *segmentGate
+	s      *Service
+	ctx    context.Context
+	p      identity.Principal
 	body   io.Closer
 	size   int64
 	o      Object
@@ -682,7 +707,7 @@ func (c *ciphertextRead) Close() error {
 	}
 	c.closed = true
 	c.body.Close()
-	s, p := c.g.s, c.g.p
+	s, p := c.s, c.p
 	complete := c.err == nil && c.g.n == c.size
 	sev, msg := audit.SeverityLow, fmt.Sprintf("%s read the ciphertext of %s version %d: %d of %d bytes", p.Subject, Resource(c.o.Name), c.o.Version, c.g.n, c.size)
 	if !complete {
@@ -691,7 +716,7 @@ func (c *ciphertextRead) Close() error {
 			msg += " (stopped: " + c.err.Error() + ")"
 		}
 	}
-	return s.Record(context.WithoutCancel(c.g.ctx), audit.Event{Code: "weights.read", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityRead, ActivityName: "Read",
+	return s.Record(context.WithoutCancel(c.ctx), audit.Event{Code: "weights.read", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityRead, ActivityName: "Read",
 		Severity: sev, Time: s.now(), Actor: p.Subject, Resources: []string{Resource(c.o.Name)}, Message: msg,
 		Details: map[string]any{"version": c.o.Version, "bytes": c.g.n, "complete": complete, "ciphertext": true, "grant_id": c.grant}})
 }

@@ -33,7 +33,7 @@ import (
 // env is a vault over a real SQLite store, the demo policy, the decision engine, a ledger and a
 // filesystem blob store.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	st     *sqlstore.DB
 	clock  *clocktest.Clock
@@ -46,7 +46,7 @@ type env struct {
 	v      *weights.Service
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := &env{t: t, ctx: context.Background(), clock: clocktest.New(time.Now().Truncate(time.Second)), dir: t.TempDir()}
 	var err error
@@ -75,7 +75,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e.v = &weights.Service{Keys: e.keys, Blobs: e.blobs, Meta: e.st, Index: e.ix, Sign: e.ledger.SignNote, Now: e.clock.Now,
-		SegmentSize: vault.MinSegmentSize, CheckEvery: time.Nanosecond,
+		SegmentSize: vault.MinSegmentSize,
 		Record: func(ctx context.Context, ev audit.Event) error {
 			return e.st.Update(ctx, func(tx access.Tx) error { _, err := tx.Append(ctx, ev); return err })
 		}}

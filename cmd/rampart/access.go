@@ -15,6 +15,7 @@ import (
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/internal/clistate"
 	"rampart.dev/rampart/internal/output"
+	"rampart.dev/rampart/internal/text"
 	"rampart.dev/rampart/policy"
 )
 
@@ -396,7 +397,7 @@ func printView(g *globals, v access.View) error {
 	return output.Print(os.Stdout, g.output, v, func(tw *tabwriter.Writer) {
 		r := v.Request
 		fmt.Fprintf(tw, "request:\t%s\nrole:\t%s\nfor:\t%s\nrequested by:\t%s\nreason:\t%s\nduration:\t%s\nstate:\t%s\npolicy:\t%s\ncreated:\t%s\n",
-			r.ID, r.Role, r.Beneficiary, r.Requester, r.Reason, policy.FormatDuration(r.Duration), r.State, r.Policy, output.When(r.CreatedAt, now))
+			r.ID, r.Role, r.Beneficiary, r.Requester, text.Escape(r.Reason), policy.FormatDuration(r.Duration), r.State, r.Policy, output.When(r.CreatedAt, now))
 		if r.State == access.Pending {
 			fmt.Fprintf(tw, "lapses:\t%s\n", output.When(r.ExpiresAt, now))
 		}
@@ -412,7 +413,7 @@ func printView(g *globals, v access.View) error {
 				extra = " for at most " + policy.FormatDuration(rv.Duration)
 			}
 			if rv.Comment != "" {
-				extra += ": " + rv.Comment
+				extra += ": " + text.Escape(rv.Comment) // stored before the text rule, perhaps
 			}
 			fmt.Fprintf(tw, "review:\t%s %sd%s at %s\n", rv.Approver, rv.Decision, extra, rv.At.UTC().Format(time.RFC3339))
 		}

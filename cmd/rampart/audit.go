@@ -16,6 +16,7 @@ import (
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/internal/clistate"
 	"rampart.dev/rampart/internal/output"
+	"rampart.dev/rampart/internal/text"
 )
 
 func newAuditCmd(g *globals) *cobra.Command {
@@ -46,15 +47,18 @@ func newAuditTail(g *globals) *cobra.Command {
 			}
 			print := func(seq uint64, data []byte) error {
 				from = seq + 1
+				// Entries recorded before the text rule (or by a compromised writer) may hold
+				// control or bidirectional characters: shown escaped, never obeyed (invariant 7).
+				// `audit export` gives the exact bytes.
 				if g.output == output.JSON {
-					fmt.Println(string(data))
+					fmt.Println(string(text.EscapeJSON(data)))
 					return nil
 				}
 				s, err := audit.Summarize(data)
 				if err != nil {
 					return err
 				}
-				fmt.Printf("%6d  %s  %-28s %-10s %s\n", s.Seq, s.Time.Format(time.RFC3339), s.Code, s.Actor, s.Message)
+				fmt.Printf("%6d  %s  %-28s %-10s %s\n", s.Seq, s.Time.Format(time.RFC3339), text.Escape(s.Code), text.Escape(s.Actor), text.Escape(s.Message))
 				return nil
 			}
 			if err := c.Entries(cmd.Context(), from, 0, print); err != nil {

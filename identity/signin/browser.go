@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -19,6 +20,7 @@ import (
 
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/risk"
+	"rampart.dev/rampart/internal/text"
 )
 
 // browserFlow is a redirect to the provider waiting for its callback.
@@ -111,6 +113,11 @@ func (s *Service) Login(w http.ResponseWriter, r *http.Request) {
 		s.page(w, http.StatusBadRequest, "Sign-in not started", err.Error())
 		return
 	}
+	if wait, err := s.admitStart(r.Context(), s.clientOf(r), "oidc"); err != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		s.browserError(w, r, cli, http.StatusTooManyRequests, err)
+		return
+	}
 	s.redirectToProvider(w, r, browserFlow{ReturnTo: ret, CLI: cli, StepUp: q.Get("step_up") == "1"})
 }
 
@@ -163,7 +170,7 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if e := q.Get("error"); e != "" {
-		err := fmt.Errorf("%w: the identity provider answered %s: %s", ErrDenied, e, q.Get("error_description"))
+		err := fmt.Errorf("%w: the identity provider answered %s: %s", ErrDenied, providerText(e), providerText(q.Get("error_description")))
 		_ = s.refuse(ctx, identityClaims{}, c, "oidc", decision{}, err)
 		s.browserError(w, r, f.CLI, http.StatusForbidden, err)
 		return
@@ -206,6 +213,21 @@ func (s *Service) Callback(w http.ResponseWriter, r *http.Request) {
 		_ = s.refuse(ctx, id, c, "oidc", d, err)
 		s.browserError(w, r, f.CLI, http.StatusForbidden, err)
 	}
+}
+
+// providerText bounds and escapes text that arrives with a callback: it is the provider's, or
+// anyone's who sends a browser to /callback, and it goes into the ledger and onto the page.
+// Control and bidirectional characters are shown escaped, never passed on (invariant 7).
+func providerText(s string) string {
+	const limit = 256
+	if len(s) > limit {
+		cut := limit
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return text.Escape(s)
 }
 
 // exchange redeems the provider's code with the flow's PKCE verifier and checks the ID token,

@@ -20,6 +20,7 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/audit/refusals"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
 	"rampart.dev/rampart/identity/risk"
@@ -55,6 +56,8 @@ type env struct {
 type envOptions struct {
 	stepUp   string
 	outcomes risk.Outcomes
+	// refused, if set, records refusals (aggregated, as the server does).
+	refused func(ctx context.Context, source string, e audit.Event) (refusals.Outcome, error)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -107,7 +110,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}, signin.Deps{Sessions: e.sessions, Store: e.store, Auth: e.auth, Risk: engine, Policy: func() *policy.Policy { return pol },
 		Record: func(ctx context.Context, ev audit.Event) error {
 			return e.store.Update(ctx, func(tx access.Tx) error { _, err := tx.Append(ctx, ev); return err })
-		}, Sealer: sealer, Now: e.now})
+		}, Refused: o.refused, Sealer: sealer, Now: e.now})
 	if err != nil {
 		t.Fatal(err)
 	}

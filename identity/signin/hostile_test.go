@@ -325,7 +325,7 @@ func newHostileEnv(t *testing.T, o envOptions) (*env, *hostileProvider) {
 	}, signin.Deps{Sessions: e.sessions, Store: e.store, Auth: e.auth, Risk: engine, Policy: func() *policy.Policy { return pol },
 		Record: func(ctx context.Context, ev audit.Event) error {
 			return e.store.Update(ctx, func(tx access.Tx) error { _, err := tx.Append(ctx, ev); return err })
-		}, Sealer: sealer, Now: e.now})
+		}, Refused: o.refused, Sealer: sealer, Now: e.now})
 	if err != nil {
 		t.Fatal(err)
 	}

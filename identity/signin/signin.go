@@ -7,7 +7,9 @@
 // headless machine (the provider's device authorization grant, polled through Rampart). Every
 // one of them ends in Service.admit, which verifies the identity, scores the attempt, and either
 // opens a session, asks for a second factor, or refuses — and writes an OCSF Authentication
-// entry to the ledger in each case.
+// entry to the ledger in each case. Refusals, which anyone can provoke, are aggregated per
+// source (Deps.Refused), and one network may start only so many sign-ins per window, so that
+// nobody can grow the ledger or the store without bound (invariant 11).
 //
 // Step-up: when the risk policy (or an approval policy's require_step_up) asks for a fresh
 // multi-factor authentication, Rampart either sends the person back to the provider with
@@ -39,6 +41,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/audit/refusals"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/risk"
 	"rampart.dev/rampart/policy"
@@ -112,8 +115,11 @@ type Deps struct {
 	Auth   identity.Authenticator
 	Risk   *risk.Engine
 	Policy func() *policy.Policy
-	// Record appends an entry to the ledger (refusals; sessions record their own).
+	// Record appends an entry to the ledger (sessions record their own).
 	Record func(ctx context.Context, e audit.Event) error
+	// Refused records a refusal, which callers can provoke at will: the server aggregates them
+	// per source and window (audit/refusals, invariant 11). Nil: Record, one entry each.
+	Refused func(ctx context.Context, source string, e audit.Event) (refusals.Outcome, error)
 	// Sealer encrypts TOTP secrets at rest.
 	Sealer *identity.Sealer
 	Now    func() time.Time
@@ -132,6 +138,8 @@ type Service struct {
 	party    rp.RelyingParty
 	lastFail time.Time
 	failErr  error
+
+	starts starts // sign-ins started per network (invariant 11)
 }
 
 // Flow lifetimes.
@@ -484,26 +492,6 @@ func riskID(l risk.Level) int {
 		return 3
 	}
 	return 99
-}
-
-// refuse records a refused attempt in the ledger and the history, and returns err. If the
-// ledger cannot be written the refusal stands (and says so in the log).
-func (s *Service) refuse(ctx context.Context, id identityClaims, c client, method string, d decision, err error) error {
-	ev := s.authEvent("signin.refused", id, c, method, d, false, fmt.Sprintf("sign-in of %s refused: %v", nameOr(id.Subject), err))
-	if rerr := s.d.Record(ctx, ev); rerr != nil {
-		s.d.Logger.Error("cannot record a refused sign-in in the ledger", "err", rerr, "subject", id.Subject)
-	}
-	if ferr := s.d.Store.AddFailure(ctx, risk.Failure{Time: s.d.Now(), Username: id.Subject, IP: c.IP}); ferr != nil {
-		s.d.Logger.Error("cannot record a failed sign-in in the history", "err", ferr)
-	}
-	return err
-}
-
-func nameOr(s string) string {
-	if s == "" {
-		return "an unknown person"
-	}
-	return s
 }
 
 // pending is a sign-in that passed the provider and the risk engine, waiting for its last

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"time"
 
 	oidcclient "github.com/zitadel/oidc/v3/pkg/client"
@@ -20,6 +22,7 @@ import (
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/risk"
+	"rampart.dev/rampart/internal/strictjson"
 )
 
 // Grant types of POST /v1/auth/token.
@@ -102,6 +105,11 @@ func (s *Service) tokenError(w http.ResponseWriter, err error) {
 // Device begins a device sign-in: POST /v1/auth/device.
 func (s *Service) Device(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if wait, err := s.admitStart(ctx, s.clientOf(r), "oidc-device"); err != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		writeJSON(w, http.StatusTooManyRequests, TokenError{Error: "temporarily_unavailable", Description: err.Error()})
+		return
+	}
 	party, err := s.provider(ctx)
 	if err != nil {
 		s.tokenError(w, err)
@@ -421,9 +429,18 @@ func (s *Service) sessionOTP(w http.ResponseWriter, r *http.Request, notSession 
 	var body struct {
 		OTP string `json:"otp"`
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.OTP == "" {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
+	if err == nil {
+		err = json.Unmarshal(raw, &body)
+	}
+	if err != nil || body.OTP == "" {
 		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: `the body must be {"otp": "<6-digit code>"}`})
+		return p, "", false
+	}
+	// Duplicate names, invalid UTF-8 and hostile characters are refused, as by the API's decoder
+	// (invariant 7).
+	if err := strictjson.Check(raw); err != nil {
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: err.Error()})
 		return p, "", false
 	}
 	return p, body.OTP, true

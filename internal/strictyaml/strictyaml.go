@@ -5,6 +5,13 @@
 // every error carries the file, line, column and field path (spec.steps[0].from[1]) so the author
 // can go straight to it. All errors of a document are collected, not only the first.
 //
+// Text follows the one rule of internal/text (invariant 7), in two places: the file itself must
+// be UTF-8 and hold no character the rule refuses, comments included (a right-to-left override in
+// a comment makes a reviewer read another policy than the one that loads: "Trojan Source"); and
+// every key and scalar value, once YAML escapes such as "\u202e" are decoded, must follow it.
+// Line feeds and tabs are allowed, CRLF line endings and a leading byte order mark too. Errors
+// print what they quote escaped, so no message replays a hostile character onto a terminal.
+//
 // Supported Go types: string, bool, integers, float64, types implementing encoding.TextUnmarshaler
 // (decoded from a scalar), slices, map[string]string, structs (field names from the `yaml` tag)
 // and pointers to structs. A *yaml.Node field receives the raw node for later decoding.
@@ -20,8 +27,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	"rampart.dev/rampart/internal/text"
 )
 
 // Pos is a position in a YAML file, 1-based.
@@ -41,6 +51,10 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	return text.Escape(e.format())
+}
+
+func (e *Error) format() string {
 	var b strings.Builder
 	b.WriteString(e.File)
 	if e.Line > 0 {
@@ -127,6 +141,9 @@ func (d *Document) Errorf(path, format string, args ...any) {
 // SplitDocuments parses data as a stream of YAML documents and returns their root nodes (the
 // content of each document node). An unparseable stream is one error with the parser's line.
 func SplitDocuments(file string, data []byte) ([]*yaml.Node, error) {
+	if err := checkFile(file, data); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	var docs []*yaml.Node
 	for {
@@ -145,6 +162,39 @@ func SplitDocuments(file string, data []byte) ([]*yaml.Node, error) {
 			docs = append(docs, n.Content[0])
 		}
 	}
+}
+
+// checkFile applies the text rule to a whole file, comments included, and reports the first
+// offence at its line and column (in characters, as the YAML parser counts them).
+func checkFile(file string, data []byte) *Error {
+	line, col := 1, 1
+	for i := 0; i < len(data); {
+		c := data[i]
+		switch {
+		case c == '\n':
+			line, col = line+1, 1
+			i++
+			continue
+		case (c >= 0x20 && c < 0x7f) || c == '\t':
+			col++
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			return &Error{File: file, Line: line, Column: col, Msg: fmt.Sprintf("the file is not valid UTF-8 here (byte 0x%02x); save it as UTF-8", c)}
+		case r == '\r' && i+1 < len(data) && data[i+1] == '\n': // a CRLF line ending
+		case r == 0xfeff && i == 0: // a byte order mark
+		default:
+			if why := text.Refused(r, text.Multiline); why != "" {
+				return &Error{File: file, Line: line, Column: col, Msg: fmt.Sprintf("the file contains %s, %s; remove it (it is refused everywhere in the file, comments included)", text.Describe(r), why)}
+			}
+		}
+		col++
+		i += size
+	}
+	return nil
 }
 
 // lineOf extracts "line N" from a yaml.v3 syntax error, or 0.
@@ -190,6 +240,12 @@ func (d *Document) decode(path string, n *yaml.Node, v reflect.Value) {
 	if v.Type() == nodeType {
 		v.Set(reflect.ValueOf(*n))
 		return
+	}
+	if n.Kind == yaml.ScalarNode {
+		// After YAML's own escapes: "\u202e" in a double-quoted string is the character itself.
+		if err := text.Check(n.Value, text.Multiline); err != nil {
+			d.Errorf(path, "the value %v", err) // and decode it: other checks may have more to say
+		}
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // leave the zero value; required fields are checked by validation
@@ -269,9 +325,12 @@ func (d *Document) decode(path string, n *yaml.Node, v reflect.Value) {
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
+			if !d.goodKey(path, k) {
+				continue
+			}
 			p := join(path, k.Value)
 			if seen[k.Value] {
-				d.Errorf(p, "key %q appears twice", k.Value)
+				d.Errs = append(d.Errs, &Error{File: d.File, Line: k.Line, Column: k.Column, Path: p, Msg: fmt.Sprintf("key %q appears twice", k.Value)})
 				continue
 			}
 			seen[k.Value] = true
@@ -296,6 +355,9 @@ func (d *Document) decodeStruct(path string, n *yaml.Node, v reflect.Value) {
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
+		if !d.goodKey(path, k) {
+			continue
+		}
 		p := join(path, k.Value)
 		d.Pos[p] = Pos{k.Line, k.Column}
 		if seen[k.Value] {
@@ -311,6 +373,16 @@ func (d *Document) decodeStruct(path string, n *yaml.Node, v reflect.Value) {
 		d.decode(p, val, v.Field(idx))
 		d.Pos[p] = Pos{k.Line, k.Column} // point at the key, which is where people look
 	}
+}
+
+// goodKey applies the text rule to a mapping key, reporting an offence at the key itself.
+func (d *Document) goodKey(path string, k *yaml.Node) bool {
+	err := text.Check(k.Value, text.SingleLine)
+	if err == nil {
+		return true
+	}
+	d.Errs = append(d.Errs, &Error{File: d.File, Line: k.Line, Column: k.Column, Path: path, Msg: fmt.Sprintf("the key %q %v", k.Value, err)})
+	return false
 }
 
 func structFields(t reflect.Type) map[string]int {

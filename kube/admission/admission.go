@@ -8,7 +8,9 @@
 // It is meant to be registered with failurePolicy: Fail (rampart kube install does), and it
 // fails closed itself: when the decision engine cannot be trusted, or the cluster cannot be
 // read, the answer is a refusal that says so. Every refusal names the check, the field path and
-// the fix, and is a ledger entry (kube.admission.denied).
+// the fix, and is a ledger entry (kube.admission.denied); since anyone who may create pods, and
+// any controller retrying one, can be refused at will, the server aggregates them per user,
+// namespace and failed checks (Webhook.Refused, invariant 11).
 package admission
 
 import (
@@ -30,6 +32,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/audit/refusals"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/kube/netpol"
 	"rampart.dev/rampart/kube/podsec"
@@ -64,6 +67,10 @@ type Webhook struct {
 	Decide  Decider
 	Cluster Cluster
 	Record  func(ctx context.Context, e audit.Event) error
+	// Refused records a refusal, which anyone who may create pods can provoke at will (and a
+	// controller retries): the server aggregates them per user, namespace and failed checks
+	// (audit/refusals, invariant 11). Nil: Record, one entry each.
+	Refused func(ctx context.Context, source string, e audit.Event) (refusals.Outcome, error)
 	Log     *slog.Logger
 	Now     func() time.Time
 
@@ -540,14 +547,21 @@ func (h *Webhook) deny(ctx context.Context, req *admissionv1.AdmissionRequest, w
 	}
 	b.WriteString(hint)
 	msg := b.String()
-	if h.Record != nil {
+	if h.Record != nil || h.Refused != nil {
 		details := map[string]any{"namespace": req.Namespace, "name": req.Name, "kind": req.Kind.Kind, "operation": string(req.Operation),
 			"user": req.UserInfo.Username, "checks": checks, "uid": string(req.UID)}
 		if req.SubResource != "" {
 			details["subresource"] = req.SubResource
 		}
-		if err := h.Record(context.WithoutCancel(ctx), audit.Event{Code: "kube.admission.denied", Class: audit.ClassAPIActivity, Activity: audit.ActivityCreate,
-			ActivityName: "Create", Severity: audit.SeverityMedium, Time: h.Now(), Actor: req.UserInfo.Username, Message: msg, Details: details, Failed: true}); err != nil {
+		ev := audit.Event{Code: "kube.admission.denied", Class: audit.ClassAPIActivity, Activity: audit.ActivityCreate,
+			ActivityName: "Create", Severity: audit.SeverityMedium, Time: h.Now(), Actor: req.UserInfo.Username, Message: msg, Details: details, Failed: true}
+		var err error
+		if h.Refused != nil {
+			_, err = h.Refused(context.WithoutCancel(ctx), fmt.Sprintf("user %s in namespace %s, failing %s", req.UserInfo.Username, req.Namespace, strings.Join(checks, ",")), ev)
+		} else {
+			err = h.Record(context.WithoutCancel(ctx), ev)
+		}
+		if err != nil {
 			// The refusal stands; it is logged so the gap in the ledger is visible.
 			h.Log.Error("admission: cannot record a refusal in the ledger", "err", err, "what", what)
 		}

@@ -54,6 +54,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("UnsignedTailOtherReplica", func(t *testing.T) { testUnsignedTailOtherReplica(t, h) })
 	t.Run("Leases", func(t *testing.T) { testLeases(t, h) })
 	t.Run("Workflow", func(t *testing.T) { testWorkflow(t, h) })
+	t.Run("TextRefused", func(t *testing.T) { testTextRefused(t, h) })
 }
 
 // Epoch is the suite's starting time.
