@@ -104,14 +104,16 @@ func TestWitnessCatchesRollback(t *testing.T) {
 				cfg, lv, wv := witnessedConfig(t, dsnFor(t, kind), w, "rampart-rollback")
 				fast := server.Options{CheckpointInterval: 100 * time.Millisecond}
 				in := start(t, cfg, fast, nil)
-				appendRequest(t, in, "first")
-				waitCosigned(t, in, wv)
-				// The API reports the cosignature.
+				// Sign in first: the sign-in is an entry too, and the checkpoint read below must
+				// be the newest, so nothing may be appended after waitCosigned.
 				srv := httptest.NewServer(in.Handler())
 				tok, err := api.NewClient(srv.URL, "").DevLogin(ctx, "alice")
 				if err != nil {
 					t.Fatal(err)
 				}
+				appendRequest(t, in, "first")
+				waitCosigned(t, in, wv)
+				// The API reports the cosignature.
 				cr, err := api.NewClient(srv.URL, tok.Token).LatestCheckpoint(ctx)
 				if err != nil || len(cr.Cosignatures) != 1 || cr.Cosignatures[0].Witness != "witness.test/w1" || cr.Time == nil {
 					t.Fatalf("checkpoint response: %+v %v", cr, err)
