@@ -15,7 +15,9 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
+	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/internal/demo"
 	"rampart.dev/rampart/server"
 )
@@ -39,13 +41,25 @@ func newRig(t *testing.T, dev bool) *rig {
 	return &rig{t: t, in: in, srv: srv}
 }
 
+// client signs user in: a session of their own, as a sign-in through the identity provider
+// would open (approvals need one).
 func (r *rig) client(user string) *api.Client {
 	r.t.Helper()
-	secret, _, err := r.in.Tokens.Issue(context.Background(), user, "user", "test", user, time.Hour)
+	return api.NewClient(r.srv.URL, r.session(user).AccessToken)
+}
+
+func (r *rig) session(user string) identity.Issued {
+	r.t.Helper()
+	iss, err := r.in.Sessions.Create(context.Background(), identity.NewSession{Subject: user, Method: "test", AuthTime: time.Now(), Event: r.event(user)})
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return api.NewClient(r.srv.URL, secret)
+	return iss
+}
+
+func (r *rig) event(user string) audit.Event {
+	return audit.Event{Code: "signin.success", Class: audit.ClassAuthentication, Activity: audit.ActivityCreate, ActivityName: "Logon",
+		Time: time.Now(), Actor: user, User: user, Message: user + " signed in (test)"}
 }
 
 // raw sends a request and returns status and decoded body.
@@ -147,7 +161,7 @@ func TestAuthentication(t *testing.T) {
 	if status, _ := r.raw("GET", "/v1/whoami", secret, "", nil); status != 200 {
 		t.Fatalf("fresh token: %d", status)
 	}
-	if err := r.in.Tokens.Revoke(context.Background(), tk.ID, "alice"); err != nil {
+	if err := r.in.Tokens.Revoke(context.Background(), tk.ID, "alice", ""); err != nil {
 		t.Fatal(err)
 	}
 	if status, m := r.raw("GET", "/v1/whoami", secret, "", nil); status != http.StatusUnauthorized || !strings.Contains(errMsg(m), "revoked") {

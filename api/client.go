@@ -16,6 +16,7 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/suggest"
 )
@@ -352,4 +353,18 @@ func (c *Client) Search(ctx context.Context, query string, limit int) ([]Resourc
 	}
 	err := c.do(ctx, "GET", "/v1/resources", url.Values{"q": {query}, "limit": {strconv.Itoa(limit)}}, nil, &out)
 	return out.Resources, err
+}
+
+// Tokens lists API tokens: the caller's, a subject's, or everyone's (all).
+func (c *Client) Tokens(ctx context.Context, subject string, all bool) ([]identity.Token, error) {
+	q := url.Values{}
+	if subject != "" {
+		q.Set("subject", subject)
+	}
+	if all {
+		q.Set("all", "true")
+	}
+	var out []identity.Token
+	err := c.do(ctx, "GET", "/v1/tokens", q, nil, &out)
+	return out, err
 }

@@ -1144,7 +1144,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"Explanation": policy.Explanation{}, "ResourceSummary": policy.ResourceSummary{},
 		"StepExplanation": policy.StepExplanation{}, "Decision": authz.Decision{}, "Query": authz.Query{},
 		"Advice": suggest.Advice{}, "Candidate": suggest.Candidate{}, "Target": suggest.Target{}, "Intent": suggest.Intent{},
-		"Session": identity.Session{}, "User": identity.User{}, "SignInTokenResponse": signin.TokenResponse{},
+		"Session": identity.Session{}, "User": identity.User{}, "Token": identity.Token{}, "SignInTokenResponse": signin.TokenResponse{},
 		"DeviceResponse": signin.DeviceResponse{}, "TokenError": signin.TokenError{},
 		"WeightsObject": weights.Object{}, "VerifyResult": weights.VerifyResult{}, "KeyRelease": weights.KeyRelease{},
 		// The weights handlers (api/weights.go) write these as maps; these are copies of their

@@ -205,6 +205,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/audit/proof/inclusion", s.authed(s.inclusionProof))
 	mux.HandleFunc("GET /v1/audit/proof/consistency", s.authed(s.consistencyProof))
 	mux.HandleFunc("POST /v1/tokens", s.authed(s.createToken))
+	mux.HandleFunc("GET /v1/tokens", s.authed(s.listTokens))
 	mux.HandleFunc("POST /v1/tokens/{id}/revoke", s.authed(s.revokeToken))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The catch-all hides the mux's own 405; find the methods the path does support.
@@ -236,13 +237,17 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]string{"status": "ready"})
 }
 
-// TokenResponse is the answer of dev login and token creation. The secret is shown once.
+// TokenResponse is the answer of token creation. The secret is shown once.
 type TokenResponse struct {
 	Token     string    `json:"token"`
 	ID        string    `json:"id"`
 	Subject   string    `json:"subject"`
 	Kind      string    `json:"kind"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// SessionID is the session the token was minted in; SessionBound, whether it ends and is
+	// revoked with that session.
+	SessionID    string `json:"session_id,omitempty"`
+	SessionBound bool   `json:"session_bound,omitempty"`
 }
 
 // DevLoginBody is the body of POST /v1/dev/login.

@@ -41,7 +41,11 @@ type Session struct {
 	// AuthTime is when the identity provider last authenticated the person.
 	AuthTime time.Time `json:"auth_time"`
 	// MFAAt is the last multi-factor authentication in this session (zero if none).
-	MFAAt         time.Time `json:"mfa_at,omitzero"`
+	MFAAt time.Time `json:"mfa_at,omitzero"`
+	// TrustedMFAAt is the last one with a factor that counts for approvals (the identity
+	// provider's, or a Rampart factor held for a day or enrolled under the provider's
+	// multi-factor authentication); zero if none.
+	TrustedMFAAt  time.Time `json:"trusted_mfa_at,omitzero"`
 	AMR           []string  `json:"amr"`
 	IP            string    `json:"ip"`
 	Fingerprint   string    `json:"fingerprint"`
@@ -89,6 +93,9 @@ type SessionTx interface {
 	SessionToken(ctx context.Context, hash string) (SessionToken, error)
 	InsertSessionToken(ctx context.Context, t SessionToken) error
 	MarkSessionTokenUsed(ctx context.Context, hash string, at time.Time) error
+	// RevokeSessionTokens revokes the unrevoked API tokens bound to a session, with reason, and
+	// returns how many.
+	RevokeSessionTokens(ctx context.Context, sessionID string, at time.Time, reason string) (int, error)
 	User(ctx context.Context, subject string) (User, error)
 	PutUser(ctx context.Context, u User) error
 	DeleteMFAFactor(ctx context.Context, subject string) (bool, error)
@@ -128,6 +135,9 @@ type Sessions struct {
 	// CacheTTL bounds how long a verified access token is trusted without the store (1 s if
 	// zero, no cache if negative). Revocations through this Sessions clear it at once.
 	CacheTTL time.Duration
+	// Tokens, if set, is told about revocations, so that the API tokens bound to a revoked
+	// session are refused at once on this replica too (other replicas: within its cache TTL).
+	Tokens *Tokens
 
 	mu    sync.Mutex
 	cache map[string]cachedSession
@@ -150,11 +160,13 @@ type Issued struct {
 
 // NewSession describes an authenticated person.
 type NewSession struct {
-	Subject     string
-	Method      string
-	AuthTime    time.Time
-	AMR         []string
-	MFA         bool
+	Subject  string
+	Method   string
+	AuthTime time.Time
+	AMR      []string
+	MFA      bool
+	// TrustedMFA says the multi-factor authentication counts for approvals (Session.TrustedMFAAt).
+	TrustedMFA  bool
 	IP          string
 	Fingerprint string
 	Groups      []string
@@ -222,6 +234,9 @@ func (s *Sessions) Create(ctx context.Context, ns NewSession) (Issued, error) {
 		Groups: nonNilStrings(ns.Groups), Risk: ns.Risk}
 	if ns.MFA {
 		ses.MFAAt = ns.AuthTime
+		if ns.TrustedMFA {
+			ses.TrustedMFAAt = ns.AuthTime
+		}
 	}
 	var out Issued
 	err := s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
@@ -356,7 +371,7 @@ func (s *Sessions) Verify(ctx context.Context, accessToken string) (Principal, e
 		return Principal{}, fmt.Errorf("%w: %s is disabled", ErrUnauthenticated, c.s.Subject)
 	}
 	return Principal{Subject: c.s.Subject, Kind: KindUser, TokenID: c.s.ID, SessionID: c.s.ID, AuthTime: c.s.AuthTime,
-		MFAAt: c.s.MFAAt, Groups: c.s.Groups}, nil
+		MFAAt: c.s.MFAAt, TrustedMFAAt: c.s.TrustedMFAAt, Groups: c.s.Groups}, nil
 }
 
 func (s *Sessions) lookup(ctx context.Context, hash string, now time.Time) (cachedSession, error) {
@@ -392,26 +407,42 @@ func (s *Sessions) lookup(ctx context.Context, hash string, now time.Time) (cach
 
 func (s *Sessions) forgetSession(id string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for h, c := range s.cache {
 		if c.s.ID == id {
 			delete(s.cache, h)
 		}
 	}
+	s.mu.Unlock()
+	if s.Tokens != nil {
+		s.Tokens.ForgetSession(id)
+	}
 }
 
 func (s *Sessions) forgetSubject(subject string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for h, c := range s.cache {
 		if c.s.Subject == subject {
 			delete(s.cache, h)
 		}
 	}
+	s.mu.Unlock()
+	if s.Tokens != nil {
+		s.Tokens.ForgetSubject(subject)
+	}
 }
 
+// revokeTx revokes a session and the API tokens bound to it (invariant 8: a token a stolen
+// session minted dies with it), recording ev with how many tokens went.
 func (s *Sessions) revokeTx(ctx context.Context, tx SessionTx, ses Session, actor, reason string, now time.Time, ev audit.Event) error {
 	ses.RevokedAt, ses.RevokedReason = now, reason
+	n, err := tx.RevokeSessionTokens(ctx, ses.ID, now, fmt.Sprintf("its session %s was revoked: %s", ses.ID, reason))
+	if err != nil {
+		return err
+	}
+	if ev.Details == nil {
+		ev.Details = map[string]any{}
+	}
+	ev.Details["tokens_revoked"] = n
 	if _, err := tx.Append(ctx, ev); err != nil {
 		return fmt.Errorf("append to ledger: %w", err)
 	}
@@ -513,8 +544,9 @@ func (s *Sessions) ResetMFA(ctx context.Context, subject, actor string) error {
 	})
 }
 
-// StepUp records a multi-factor authentication in the session now.
-func (s *Sessions) StepUp(ctx context.Context, id string, amr []string, ev audit.Event) error {
+// StepUp records a multi-factor authentication in the session now; trusted says it counts
+// for approvals (Session.TrustedMFAAt).
+func (s *Sessions) StepUp(ctx context.Context, id string, amr []string, trusted bool, ev audit.Event) error {
 	now := s.Now()
 	defer s.forgetSession(id)
 	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
@@ -526,6 +558,9 @@ func (s *Sessions) StepUp(ctx context.Context, id string, amr []string, ev audit
 			return fmt.Errorf("%w: session %s has ended", ErrUnauthenticated, id)
 		}
 		ses.MFAAt, ses.AuthTime = now, now
+		if trusted {
+			ses.TrustedMFAAt = now
+		}
 		ses.AMR = mergeAMR(ses.AMR, amr)
 		if _, err := tx.Append(ctx, ev); err != nil {
 			return fmt.Errorf("append to ledger: %w", err)

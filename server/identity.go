@@ -154,7 +154,7 @@ func devUsers() []devop.User {
 // startIdentity builds sessions, sign-in, the risk engine and workload identities.
 func (in *Instance) startIdentity(ctx context.Context, o Options) error {
 	cfg := in.cfg
-	in.Sessions = &identity.Sessions{Store: in.Store, Now: o.Now, AccessTTL: cfg.Sessions.AccessTTL.Std(), SessionTTL: cfg.Sessions.SessionTTL.Std()}
+	in.Sessions = &identity.Sessions{Store: in.Store, Now: o.Now, AccessTTL: cfg.Sessions.AccessTTL.Std(), SessionTTL: cfg.Sessions.SessionTTL.Std(), Tokens: in.Tokens}
 	in.Auth = &identity.Chain{Tokens: in.Tokens, Sessions: in.Sessions}
 	if len(cfg.Workloads.Clusters) > 0 {
 		v, err := workload.New(cfg.Workloads.Clusters, o.Now)

@@ -550,7 +550,7 @@ func (s *Service) open(ctx context.Context, p pending, mfaNow []string) (identit
 	}
 	ev := s.authEvent("signin.success", id, p.Client, p.Method, d, true,
 		fmt.Sprintf("%s signed in (%s, risk %s)", id.Subject, p.Method, d.assessment.Level))
-	iss, err := s.d.Sessions.Create(ctx, identity.NewSession{Subject: id.Subject, Method: p.Method, AuthTime: authTime, AMR: id.AMR, MFA: mfa,
+	iss, err := s.d.Sessions.Create(ctx, identity.NewSession{Subject: id.Subject, Method: p.Method, AuthTime: authTime, AMR: id.AMR, MFA: mfa, TrustedMFA: mfa,
 		IP: p.Client.IP.String(), Fingerprint: p.Client.Fingerprint, Groups: id.Groups, Risk: d.assessment.Level.String(),
 		IdPSubject: id.IdPSubject, Event: ev})
 	if err != nil {

@@ -446,7 +446,7 @@ func (s *Service) StepUp(w http.ResponseWriter, r *http.Request) {
 	id.MFA, id.AMR = true, []string{"otp"}
 	ev := s.authEvent("session.step_up", id, c, "totp", decision{outcome: risk.Allow}, true, fmt.Sprintf("%s stepped up session %s with a one-time code", p.Subject, p.SessionID))
 	ev.Details["session_id"] = p.SessionID
-	if err := s.d.Sessions.StepUp(ctx, p.SessionID, []string{"otp"}, ev); err != nil {
+	if err := s.d.Sessions.StepUp(ctx, p.SessionID, []string{"otp"}, true, ev); err != nil {
 		s.tokenError(w, err)
 		return
 	}

@@ -209,4 +209,17 @@ CREATE TABLE leases (
 	expires_at BIGINT NOT NULL
 );
 `,
+	// 7 (identity): API tokens a person mints are bound to the session that minted it (revoked
+	// with it, or allowed to outlive it by a step-up), say who issued them and why they were
+	// revoked; sessions remember their last multi-factor authentication that counts for
+	// approvals.
+	`
+ALTER TABLE tokens ADD COLUMN revoked_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE tokens ADD COLUMN issued_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE tokens ADD COLUMN session_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE tokens ADD COLUMN session_bound BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE tokens ADD COLUMN step_up_at BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX tokens_session ON tokens (session_id);
+ALTER TABLE sessions ADD COLUMN trusted_mfa_at BIGINT NOT NULL DEFAULT 0;
+`,
 }

@@ -21,7 +21,6 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/audit"
-	"rampart.dev/rampart/identity"
 )
 
 // Dialect holds what differs between databases.
@@ -602,46 +601,4 @@ func (s *DB) LatestCheckpoint(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	return []byte(note), nil
-}
-
-// IssueToken implements identity.TokenStore.
-func (s *DB) IssueToken(ctx context.Context, t identity.Token, e audit.Event) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := appendEntry(ctx, s, tx, e); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO tokens (hash, id, subject, kind, description, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0)`),
-			t.Hash, t.ID, t.Subject, t.Kind, t.Description, toNanos(t.CreatedAt), toNanos(t.ExpiresAt))
-		return err
-	})
-}
-
-// TokenByHash implements identity.TokenStore.
-func (s *DB) TokenByHash(ctx context.Context, hash string) (identity.Token, error) {
-	var t identity.Token
-	var created, expires, revoked int64
-	err := s.readRow(ctx, `SELECT hash, id, subject, kind, description, created_at, expires_at, revoked_at FROM tokens WHERE hash = ?`, hash).
-		Scan(&t.Hash, &t.ID, &t.Subject, &t.Kind, &t.Description, &created, &expires, &revoked)
-	if errors.Is(err, sql.ErrNoRows) {
-		return identity.Token{}, identity.ErrTokenNotFound
-	}
-	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromNanos(created), fromNanos(expires), fromNanos(revoked)
-	return t, err
-}
-
-// RevokeToken implements identity.TokenStore.
-func (s *DB) RevokeToken(ctx context.Context, id string, at time.Time, e audit.Event) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at = 0`), toNanos(at), id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return identity.ErrTokenNotFound
-		}
-		_, err = appendEntry(ctx, s, tx, e)
-		return err
-	})
 }

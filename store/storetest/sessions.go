@@ -108,7 +108,7 @@ func testSessions(t *testing.T, h Harness) {
 	}
 	// Step-up marks a multi-factor authentication.
 	clock.Advance(time.Minute)
-	if err := ss.StepUp(ctx, c.Session.ID, []string{"otp", "mfa"}, signInEvent("carol")); err != nil {
+	if err := ss.StepUp(ctx, c.Session.ID, []string{"otp", "mfa"}, true, signInEvent("carol")); err != nil {
 		t.Fatal(err)
 	}
 	if p, _ := ss.Verify(ctx, c.AccessToken); !p.MFAAt.Equal(clock.Now()) {
