@@ -87,6 +87,11 @@ type Review struct {
 	Duration  time.Duration `json:"-"`
 	Comment   string        `json:"comment,omitempty"`
 	At        time.Time     `json:"at"`
+	// CredentialID and SessionID are the credential the review came with (a session id, or a
+	// token bound to the session) and the approver's own sign-in session it spoke for
+	// (invariant 8); empty for reviews recorded before they were kept, or made in-process.
+	CredentialID string `json:"credential_id,omitempty"`
+	SessionID    string `json:"session_id,omitempty"`
 }
 
 // GrantState is where a grant is in its life.

@@ -118,9 +118,9 @@ func IsStatus(err error, status int) bool {
 	return errors.As(err, &se) && se.Status == status
 }
 
-// DevLogin gets a token for a demo user (dev mode only).
-func (c *Client) DevLogin(ctx context.Context, user string) (TokenResponse, error) {
-	var out TokenResponse
+// DevLogin opens a session for a demo user (dev mode only).
+func (c *Client) DevLogin(ctx context.Context, user string) (DevLoginResponse, error) {
+	var out DevLoginResponse
 	err := c.do(ctx, "POST", "/v1/dev/login", nil, DevLoginBody{User: user}, &out)
 	return out, err
 }

@@ -149,3 +149,18 @@ func (s *Server) userAction(action string) handler {
 		return nil
 	}
 }
+
+// ownSession refuses a review (approve or deny) unless the caller's credential is a person's own
+// sign-in session or a token bound to it (invariant 8): an approval is a person's decision, and
+// only their session proves it is theirs. Service and workload credentials never review; nor
+// does a token bound to no session (a bootstrap or administrator's token, or one minted to
+// outlive its session), since whoever holds it need not be its person at the keyboard.
+func ownSession(c caller, what string) error {
+	switch {
+	case c.Kind == identity.KindService || c.Kind == identity.KindWorkload:
+		return errForbidden("a %s credential (%s) may never %s a request: reviews come only from a person's own sign-in session (rampart login)", c.Kind, c.Subject, what)
+	case c.SessionID == "":
+		return errForbidden("to %s, use your own sign-in session (rampart login) or a token minted from it; token %s is bound to no session (a bootstrap or administrator's token, or one minted to outlive its session)", what, c.TokenID)
+	}
+	return nil
+}

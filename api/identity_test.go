@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
 )
 
@@ -138,3 +139,76 @@ func TestSteppedUpPersonMintsLongLivedToken(t *testing.T) {
 }
 
 func asServerError(err error, se **api.ServerError) bool { return errors.As(err, se) }
+
+// Issue 11, item 2 (invariant 8): erin, an admin, approved her own request with tokens she had
+// issued for bob and dave. Tokens bound to no session — as an older server issued them, as the
+// bootstrap issues them — and service tokens never approve; only bob's and dave's own sessions
+// (or tokens bound to them) count, and each approval records the credential and session.
+func TestApprovalsOnlyFromOwnSessions(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	erin := r.client("erin")
+	c, err := erin.CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Reason: "a quorum of one", Duration: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.Request.ID
+	before := r.ledgerSize()
+	bobTok, _, err := r.in.Tokens.Issue(ctx, "bob", "user", "issued by erin", "erin", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daveTok, _, _ := r.in.Tokens.Issue(ctx, "dave", "user", "issued by erin", "erin", time.Hour)
+	svcTok, _, _ := r.in.Tokens.Issue(ctx, "service:ci", "service", "", "erin", time.Hour)
+	for _, tok := range []string{bobTok, daveTok, svcTok} {
+		cl := api.NewClient(r.srv.URL, tok)
+		for _, d := range []access.Decision{access.Approve, access.Deny} {
+			if _, err := cl.Review(ctx, id, d, api.ReviewBody{}); !api.IsStatus(err, http.StatusForbidden) {
+				t.Fatalf("%s with a credential bound to no session: %v", d, err)
+			}
+		}
+	}
+	if v, err := erin.GetRequest(ctx, id); err != nil || v.Request.State != access.Pending || len(v.Reviews) != 0 {
+		t.Fatalf("after the refused reviews: %+v %v", v, err)
+	}
+	if n := r.ledgerSize() - before; n != 3 {
+		t.Fatalf("the refused reviews wrote %d ledger entries; want only the 3 token issues", n)
+	}
+
+	// bob approves from his own session; dave with a token minted from his.
+	bob := r.session("bob")
+	if _, err := api.NewClient(r.srv.URL, bob.AccessToken).Review(ctx, id, access.Approve, api.ReviewBody{}); err != nil {
+		t.Fatalf("bob's own session: %v", err)
+	}
+	dave := r.session("dave")
+	dt, err := api.NewClient(r.srv.URL, dave.AccessToken).CreateToken(ctx, api.CreateTokenBody{TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.NewClient(r.srv.URL, dt.Token).Review(ctx, id, access.Approve, api.ReviewBody{}); err != nil {
+		t.Fatalf("dave's session-bound token: %v", err)
+	}
+	v, err := erin.GetRequest(ctx, id)
+	if err != nil || v.Request.State != access.Approved || len(v.Reviews) != 2 {
+		t.Fatalf("after bob and dave: %+v %v", v, err)
+	}
+	want := map[string][2]string{"bob": {bob.Session.ID, bob.Session.ID}, "dave": {dt.ID, dave.Session.ID}}
+	for _, rv := range v.Reviews {
+		if w := want[rv.Approver]; rv.CredentialID != w[0] || rv.SessionID != w[1] {
+			t.Errorf("review of %s records credential %q session %q; want %q %q", rv.Approver, rv.CredentialID, rv.SessionID, w[0], w[1])
+		}
+	}
+	found := 0
+	if err := erin.Entries(ctx, 0, 1000, func(_ uint64, b []byte) error {
+		s := string(b)
+		if strings.Contains(s, `"event_code":"request.approve"`) && strings.Contains(s, `"session_id":"`+dave.Session.ID+`"`) && strings.Contains(s, `"credential_id":"`+dt.ID+`"`) {
+			found++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if found != 1 {
+		t.Fatalf("dave's approval entry names his credential and session %d times, want 1", found)
+	}
+}

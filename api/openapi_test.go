@@ -1137,7 +1137,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	// Types the server writes: required must match the zero value's keys.
 	responses := map[string]any{
 		"ErrorDetail": Error{}, "Whoami": Whoami{}, "ResourceInfo": ResourceInfo{}, "RoleInfo": RoleInfo{},
-		"Rule": policy.Rule{}, "TokenResponse": TokenResponse{}, "Created": Created{}, "RequestList": RequestList{},
+		"Rule": policy.Rule{}, "TokenResponse": TokenResponse{}, "DevLoginResponse": DevLoginResponse{}, "Created": Created{}, "RequestList": RequestList{},
 		"GrantList": GrantList{}, "LedgerKey": LedgerKey{}, "CheckpointResponse": CheckpointResponse{},
 		"ProofResponse": ProofResponse{}, "Request": access.Request{}, "Review": access.Review{}, "Grant": access.Grant{},
 		"View": access.View{}, "Tally": policy.Tally{}, "StepTally": policy.StepTally{}, "Ignored": policy.Ignored{},

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -255,9 +256,22 @@ type DevLoginBody struct {
 	User string `json:"user"`
 }
 
-// DevTokenTTL is how long a dev login lasts.
-const DevTokenTTL = 12 * time.Hour
+// DevLoginResponse is the answer of POST /v1/dev/login: a real sign-in session for the demo user
+// (method "dev"), as a sign-in through the identity provider would open, without the provider.
+// The secrets are shown once.
+type DevLoginResponse struct {
+	// Token is the session's access token (rps_…); it lasts minutes and is refreshed with
+	// RefreshToken at POST /v1/auth/token, as after any sign-in.
+	Token        string           `json:"token"`
+	RefreshToken string           `json:"refresh_token"`
+	Subject      string           `json:"subject"`
+	ExpiresAt    time.Time        `json:"expires_at"`
+	Session      identity.Session `json:"session"`
+}
 
+// devLogin opens a session for a demo user: rampart dev only, on loopback. It is a session, not
+// an API token, so that the walkthrough's approvals come from a person's own session like every
+// other approval (invariant 8).
 func (s *Server) devLogin(w http.ResponseWriter, r *http.Request) {
 	var b DevLoginBody
 	if err := decode(w, r, &b); err != nil {
@@ -273,12 +287,32 @@ func (s *Server) devLogin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errInvalid("%q is not a user of the loaded policy; the dev login is for its group members", b.User))
 		return
 	}
-	secret, t, err := s.tokens.Issue(r.Context(), b.User, identity.KindUser, "dev login", b.User, DevTokenTTL)
-	if err != nil {
-		s.fail(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "could not issue the token: " + err.Error()})
+	if s.sessionsSvc == nil {
+		s.fail(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "this server keeps no sessions"})
 		return
 	}
-	writeJSON(w, http.StatusCreated, TokenResponse{Token: secret, ID: t.ID, Subject: t.Subject, Kind: t.Kind, ExpiresAt: t.ExpiresAt})
+	now := s.access.Now()
+	iss, err := s.sessionsSvc.Create(r.Context(), identity.NewSession{Subject: b.User, Method: "dev", AuthTime: now, NoGroups: true,
+		IP: clientIP(r), Risk: "none", Event: audit.Event{Code: "signin.success", Class: audit.ClassAuthentication, Activity: audit.ActivityCreate,
+			ActivityName: "Logon", Severity: audit.SeverityLow, Time: now, Actor: b.User, User: b.User,
+			Message: b.User + " signed in with the development login of rampart dev (no identity provider)", Details: map[string]any{"method": "dev"}}})
+	if errors.Is(err, identity.ErrUnauthenticated) {
+		s.fail(w, r, errForbidden("%v", err))
+		return
+	} else if err != nil {
+		s.fail(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "could not open the session: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusCreated, DevLoginResponse{Token: iss.AccessToken, RefreshToken: iss.RefreshToken, Subject: b.User,
+		ExpiresAt: iss.AccessExpiresAt, Session: iss.Session})
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // Whoami describes the caller.
@@ -539,6 +573,9 @@ func (s *Server) review(d access.Decision) handler {
 		if err := decode(w, r, &b); err != nil {
 			return err
 		}
+		if err := ownSession(c, string(d)); err != nil {
+			return err
+		}
 		dur, err := parseDuration("duration", b.Duration)
 		if err != nil {
 			return err
@@ -546,7 +583,8 @@ func (s *Server) review(d access.Decision) handler {
 		if d == access.Deny && dur != 0 {
 			return errInvalid("field \"duration\" only applies to approvals")
 		}
-		if _, err := s.access.Review(r.Context(), access.ReviewInput{RequestID: r.PathValue("id"), Approver: c.Subject, Decision: d, Duration: dur, Comment: b.Comment, MFAAt: c.MFAAt}); err != nil {
+		if _, err := s.access.Review(r.Context(), access.ReviewInput{RequestID: r.PathValue("id"), Approver: c.Subject, Decision: d, Duration: dur, Comment: b.Comment,
+			MFAAt: c.MFAAt, CredentialID: c.TokenID, SessionID: c.SessionID}); err != nil {
 			return err
 		}
 		return s.getRequest(w, r, c)

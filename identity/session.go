@@ -170,7 +170,10 @@ type NewSession struct {
 	IP          string
 	Fingerprint string
 	Groups      []string
-	Risk        string
+	// NoGroups says the sign-in brings no groups from an identity provider (the development
+	// login): the person's directory groups are left as they were.
+	NoGroups bool
+	Risk     string
 	// IdPSubject binds the user to the provider's account ("" for sign-ins without one).
 	IdPSubject string
 	// Event is the sign-in ledger entry, written with the session.
@@ -265,7 +268,11 @@ func (s *Sessions) Create(ctx context.Context, ns NewSession) (Issued, error) {
 		if err := tx.InsertSession(ctx, ses); err != nil {
 			return err
 		}
-		u.Subject, u.Groups, u.UpdatedAt = ns.Subject, nonNilStrings(ns.Groups), now
+		u.Subject, u.UpdatedAt = ns.Subject, now
+		if !ns.NoGroups {
+			u.Groups = nonNilStrings(ns.Groups)
+		}
+		u.Groups = nonNilStrings(u.Groups)
 		if err := tx.PutUser(ctx, u); err != nil {
 			return err
 		}

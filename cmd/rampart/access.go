@@ -13,6 +13,7 @@ import (
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
 	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/internal/clistate"
 	"rampart.dev/rampart/internal/output"
 	"rampart.dev/rampart/policy"
@@ -35,8 +36,9 @@ when revoked, or when the person is disabled.
 one). The session is saved for this --addr in the state file ($RAMPART_CONFIG_DIR/state.json or
 the user config directory), or its access token is printed with --print-token (not saved).
 
-Against 'rampart dev', --dev --user NAME skips the identity provider and gets a token for a demo
-user. On servers without sign-in, use an API token: RAMPART_TOKEN=rpt_….`,
+Against 'rampart dev', --dev --user NAME skips the identity provider and opens a session for a
+demo user (method dev; its access token is refreshed like any other). On servers without
+sign-in, use an API token: RAMPART_TOKEN=rpt_… (it cannot approve: approvals need a session).`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !dev {
@@ -73,17 +75,12 @@ user. On servers without sign-in, use an API token: RAMPART_TOKEN=rpt_….`,
 				fmt.Println(t.Token)
 				return nil
 			}
-			st, err := clistate.Load()
-			if err != nil {
+			tr := signin.TokenResponse{AccessToken: t.Token, RefreshToken: t.RefreshToken, TokenType: "Bearer",
+				ExpiresIn: int(time.Until(t.ExpiresAt) / time.Second), Session: t.Session}
+			if err := saveSession(g.addr, tr); err != nil {
 				return err
 			}
-			s := st.For(g.addr)
-			s.ForgetLogin()
-			s.Token, s.Subject, s.TokenID = t.Token, t.Subject, t.ID
-			if err := st.Save(); err != nil {
-				return err
-			}
-			fmt.Printf("Logged in to %s as %s (token %s, expires %s).\n", g.addr, t.Subject, t.ID, t.ExpiresAt.Local().Format(time.RFC1123))
+			fmt.Printf("Logged in to %s as %s (development session %s, until %s).\n", g.addr, t.Subject, t.Session.ID, t.Session.ExpiresAt.Local().Format(time.RFC1123))
 			return nil
 		},
 	}

@@ -65,7 +65,7 @@ func TestKubernetesRBACFromGrants(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "rampart.yaml")
-	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\nkubernetes:\n  kubeconfig: %s\n", addr, filepath.Join(dir, "data"), kubeconfig)
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\noidc:\n  dev_provider: true\nkubernetes:\n  kubeconfig: %s\n", addr, filepath.Join(dir, "data"), kubeconfig)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestKubernetesRBACFromGrants(t *testing.T) {
 		}
 	}
 	token := func(user string) string {
-		return strings.TrimSpace(c.ok("admin", "token", "--config", cfgPath, "--subject", user, "--ttl", "1h"))
+		return signInAs(t, addr, user)
 	}
 	alice, bob, dave, erin := token("alice"), token("bob"), token("dave"), token("erin")
 

@@ -303,24 +303,30 @@ func TestServerOnPostgres(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	cfgPath := filepath.Join(dir, "rampart.yaml")
-	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore:\n  driver: postgres\n  dsn: %q\nledger:\n  origin: rampart-e2e\n", addr, filepath.Join(dir, "data"), "../../internal/demo/policy", dsn)
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore:\n  driver: postgres\n  dsn: %q\nledger:\n  origin: rampart-e2e\noidc:\n  dev_provider: true\n", addr, filepath.Join(dir, "data"), "../../internal/demo/policy", dsn)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
 	startServer(t, addr, "server", "--config", cfgPath)
-	token := func(user string) string {
-		r := c.run(nil, "admin", "token", "--config", cfgPath, "--subject", user, "--ttl", "1h")
-		if r.code != 0 {
-			t.Fatalf("admin token %s: %+v", user, r)
-		}
-		return strings.TrimSpace(r.out)
+	// People sign in (approvals need their own sessions); the bootstrap token is an admin's,
+	// and it cannot approve.
+	alice, bob, dave := signInAs(t, addr, "alice"), signInAs(t, addr, "bob"), signInAs(t, addr, "dave")
+	r := c.run(nil, "admin", "token", "--config", cfgPath, "--subject", "erin", "--ttl", "1h")
+	if r.code != 0 {
+		t.Fatalf("admin token erin: %+v", r)
 	}
-	alice, bob, dave, erin := token("alice"), token("bob"), token("dave"), token("erin")
-	r := c.as(alice, "request", "create", "--role", "weights-reader-frontier-7", "--reason", "prod eval", "--duration", "30m")
+	erin := strings.TrimSpace(r.out)
+	if r := c.run(nil, "admin", "token", "--config", cfgPath, "--subject", "bob", "--ttl", "1h"); r.code != 2 || !strings.Contains(r.err, "admin group") {
+		t.Fatalf("the bootstrap minted a token for bob: %+v", r)
+	}
+	r = c.as(alice, "request", "create", "--role", "weights-reader-frontier-7", "--reason", "prod eval", "--duration", "30m")
 	id := reqID.FindString(r.out)
 	if r.code != 0 || id == "" {
 		t.Fatalf("create: %+v", r)
+	}
+	if r := c.as(erin, "request", "approve", id); r.code != 1 || !strings.Contains(r.err, "bound to no session") {
+		t.Fatalf("a bootstrap token approved: %+v", r)
 	}
 	for _, tok := range []string{bob, dave} {
 		if r := c.as(tok, "request", "approve", id); r.code != 0 {
@@ -507,7 +513,7 @@ spec:
 	db := filepath.Join(dir, "rampart.db")
 	apiAddr, gwAddr := freeAddr(t), freeAddr(t)
 	srvCfg := filepath.Join(dir, "server.yaml")
-	_ = os.WriteFile(srvCfg, []byte(fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\n", apiAddr, filepath.Join(dir, "data"), pdir, db)), 0o600)
+	_ = os.WriteFile(srvCfg, []byte(fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\noidc: {dev_provider: true}\n", apiAddr, filepath.Join(dir, "data"), pdir, db)), 0o600)
 	gwCfg := filepath.Join(dir, "egress.yaml")
 	dlog := filepath.Join(dir, "decisions.jsonl")
 	_ = os.WriteFile(gwCfg, []byte(fmt.Sprintf("listen: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\ndecision_log: %s\nworkloads: {clusters: [{name: prod, issuer: %q}]}\n",
@@ -515,12 +521,7 @@ spec:
 
 	startServer(t, apiAddr, "server", "--config", srvCfg)
 	startServer(t, gwAddr, "egress", "--config", gwCfg, "--allow-range", "127.0.0.1/32")
-	c := &cli{t: t, addr: apiAddr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
-	r := c.run(nil, "admin", "token", "--config", srvCfg, "--subject", "alice")
-	if r.code != 0 {
-		t.Fatalf("token: %+v", r)
-	}
-	alice := strings.TrimSpace(r.out)
+	alice := signInAs(t, apiAddr, "alice")
 
 	connect := func(target, token string) (int, net.Conn) {
 		conn, err := net.Dial("tcp", gwAddr)

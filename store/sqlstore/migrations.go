@@ -222,4 +222,10 @@ ALTER TABLE tokens ADD COLUMN step_up_at BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX tokens_session ON tokens (session_id);
 ALTER TABLE sessions ADD COLUMN trusted_mfa_at BIGINT NOT NULL DEFAULT 0;
 `,
+	// 8 (identity): each review records the credential and the approver's own sign-in session
+	// it came with.
+	`
+ALTER TABLE reviews ADD COLUMN credential_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE reviews ADD COLUMN session_id TEXT NOT NULL DEFAULT '';
+`,
 }

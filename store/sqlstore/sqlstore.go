@@ -267,7 +267,7 @@ func (r reader) Request(ctx context.Context, id string) (access.Request, error) 
 }
 
 func (r reader) Reviews(ctx context.Context, id string) ([]access.Review, error) {
-	rows, err := r.q.QueryContext(ctx, r.s.q(`SELECT request_id, approver, decision, duration_ns, comment, at FROM reviews WHERE request_id = ? ORDER BY at, approver`), id)
+	rows, err := r.q.QueryContext(ctx, r.s.q(`SELECT request_id, approver, decision, duration_ns, comment, at, credential_id, session_id FROM reviews WHERE request_id = ? ORDER BY at, approver`), id)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func (r reader) Reviews(ctx context.Context, id string) ([]access.Review, error)
 		var rv access.Review
 		var dec string
 		var dur, at int64
-		if err := rows.Scan(&rv.RequestID, &rv.Approver, &dec, &dur, &rv.Comment, &at); err != nil {
+		if err := rows.Scan(&rv.RequestID, &rv.Approver, &dec, &dur, &rv.Comment, &at, &rv.CredentialID, &rv.SessionID); err != nil {
 			return nil, err
 		}
 		rv.Decision, rv.Duration, rv.At = access.Decision(dec), time.Duration(dur), fromNanos(at)
@@ -468,8 +468,8 @@ func (t *txn) PutReview(ctx context.Context, rv access.Review) error {
 	if _, err := t.q.ExecContext(ctx, t.s.q(`DELETE FROM reviews WHERE request_id = ? AND approver = ?`), rv.RequestID, rv.Approver); err != nil {
 		return err
 	}
-	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO reviews (request_id, approver, decision, duration_ns, comment, at) VALUES (?, ?, ?, ?, ?, ?)`),
-		rv.RequestID, rv.Approver, string(rv.Decision), int64(rv.Duration), rv.Comment, toNanos(rv.At))
+	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO reviews (request_id, approver, decision, duration_ns, comment, at, credential_id, session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+		rv.RequestID, rv.Approver, string(rv.Decision), int64(rv.Duration), rv.Comment, toNanos(rv.At), rv.CredentialID, rv.SessionID)
 	return err
 }
 
