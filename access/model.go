@@ -177,6 +177,8 @@ type Tx interface {
 	UpdateRequest(ctx context.Context, r Request) error
 	// PutReview inserts or replaces the approver's review of the request.
 	PutReview(ctx context.Context, r Review) error
+	// DeleteReview removes the approver's review of the request, if any.
+	DeleteReview(ctx context.Context, requestID, approver string) error
 	InsertGrant(ctx context.Context, g Grant) error
 	UpdateGrant(ctx context.Context, g Grant) error
 	SetMeta(ctx context.Context, key, value string) error

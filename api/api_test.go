@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -30,8 +31,13 @@ type rig struct {
 }
 
 func newRig(t *testing.T, dev bool) *rig {
+	return newRigWith(t, dev, demo.Policy())
+}
+
+// newRigWith is newRig with another policy.
+func newRigWith(t *testing.T, dev bool, pol fs.FS) *rig {
 	t.Helper()
-	cfg := server.Config{DataDir: t.TempDir(), PolicyFS: demo.Policy(), Dev: dev, Store: server.StoreConfig{Driver: "sqlite"}}
+	cfg := server.Config{DataDir: t.TempDir(), PolicyFS: pol, Dev: dev, Store: server.StoreConfig{Driver: "sqlite"}}
 	in, err := server.Start(context.Background(), cfg, server.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -146,3 +146,10 @@ func (c *Client) Users(ctx context.Context) ([]identity.User, error) {
 func (c *Client) UserAction(ctx context.Context, subject, action string) error {
 	return c.do(ctx, "POST", "/v1/users/"+url.PathEscape(subject)+"/"+action, nil, nil, nil)
 }
+
+// DisableUser disables a person and says what that ended (admins).
+func (c *Client) DisableUser(ctx context.Context, subject, reason string) (UserDisabled, error) {
+	var out UserDisabled
+	err := c.do(ctx, "POST", "/v1/users/"+url.PathEscape(subject)+"/disable", nil, map[string]string{"reason": reason}, &out)
+	return out, err
+}

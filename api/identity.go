@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
 )
@@ -21,6 +22,26 @@ type SignIn interface {
 	StepUp(w http.ResponseWriter, r *http.Request)
 	EnrolTOTP(w http.ResponseWriter, r *http.Request)
 	ConfirmTOTP(w http.ResponseWriter, r *http.Request)
+}
+
+// Lifecycle disables and enables people (server.Instance): disabling ends every credential,
+// grant and decision of theirs at once (invariant 8); enabling only lets them sign in again.
+type Lifecycle interface {
+	DisableUser(ctx context.Context, subject, actor, reason string) (identity.Disabled, access.SubjectRevoked, error)
+	EnableUser(ctx context.Context, subject, actor string) error
+}
+
+// UserDisabled is the answer of POST /v1/users/{subject}/disable: what disabling ended.
+type UserDisabled struct {
+	Subject string `json:"subject"`
+	Status  string `json:"status"`
+	identity.Disabled
+	// Grants are the ids of the grants revoked; Requests the pending requests by or for the
+	// person that were cancelled; Approvals the pending requests whose approval by them was
+	// withdrawn.
+	Grants    []string `json:"grants_revoked"`
+	Requests  []string `json:"requests_cancelled"`
+	Approvals []string `json:"approvals_withdrawn"`
 }
 
 // UserStore lists the people Rampart knows.
@@ -129,9 +150,13 @@ func (s *Server) userAction(action string) handler {
 			if subject == c.Subject {
 				return errInvalid("an admin cannot disable themselves (ask another admin)")
 			}
-			err = s.sessionsSvc.SetDisabled(r.Context(), subject, c.Subject, true)
+			return s.disableUser(w, r, c, subject)
 		case "enable":
-			err = s.sessionsSvc.SetDisabled(r.Context(), subject, c.Subject, false)
+			if s.lifecycle != nil {
+				err = s.lifecycle.EnableUser(r.Context(), subject, c.Subject)
+			} else {
+				err = s.sessionsSvc.Enable(r.Context(), subject, c.Subject)
+			}
 		case "unbind":
 			err = s.sessionsSvc.Unbind(r.Context(), subject, c.Subject)
 		case "mfa-reset":
@@ -148,6 +173,57 @@ func (s *Server) userAction(action string) handler {
 		writeJSON(w, http.StatusOK, map[string]string{"subject": subject, "status": action})
 		return nil
 	}
+}
+
+// disableUser ends everything of a person's at once (invariant 8) and says what it ended.
+func (s *Server) disableUser(w http.ResponseWriter, r *http.Request, c caller, subject string) error {
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := decodeOptional(w, r, &body); err != nil {
+		return err
+	}
+	if err := checkReason(body.Reason); err != nil {
+		return err
+	}
+	out := UserDisabled{Subject: subject, Status: "disabled", Grants: []string{}, Requests: []string{}, Approvals: []string{}}
+	var (
+		rev access.SubjectRevoked
+		err error
+	)
+	if s.lifecycle != nil {
+		out.Disabled, rev, err = s.lifecycle.DisableUser(r.Context(), subject, c.Subject, body.Reason)
+	} else {
+		out.Disabled, err = s.sessionsSvc.Disable(r.Context(), subject, c.Subject, body.Reason)
+	}
+	if err != nil {
+		if errors.Is(err, access.ErrUnavailable) || errors.Is(err, access.ErrInvalid) {
+			return toError(err)
+		}
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "could not disable " + subject + ": " + err.Error()}
+	}
+	if out.Sessions == nil {
+		out.Sessions = []string{}
+	}
+	for _, g := range rev.Grants {
+		out.Grants = append(out.Grants, g.ID)
+	}
+	out.Requests = append(out.Requests, rev.Requests...)
+	out.Approvals = append(out.Approvals, rev.Approvals...)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func checkReason(s string) error {
+	if len(s) > 1024 {
+		return errInvalid("field \"reason\" is %d bytes; the limit is 1024", len(s))
+	}
+	for _, r := range s {
+		if r < 0x20 && r != '\t' || r == 0x7f {
+			return errInvalid("field \"reason\" contains a control character (%U); write plain text", r)
+		}
+	}
+	return nil
 }
 
 // ownSession refuses a review (approve or deny) unless the caller's credential is a person's own

@@ -1,15 +1,25 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
+	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/internal/demo"
+	"rampart.dev/rampart/server"
 )
 
 // Issue 11, item 2 (invariant 8): nobody, admins included, obtains a credential that acts as
@@ -211,4 +221,148 @@ func TestApprovalsOnlyFromOwnSessions(t *testing.T) {
 	if found != 1 {
 		t.Fatalf("dave's approval entry names his credential and session %d times, want 1", found)
 	}
+}
+
+// demoWith is the demo policy plus extra documents.
+func demoWith(t *testing.T, extra map[string]string) fs.FS {
+	t.Helper()
+	m := fstest.MapFS{}
+	err := fs.WalkDir(demo.Policy(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(demo.Policy(), p)
+		m[p] = &fstest.MapFile{Data: b}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, doc := range extra {
+		m[name] = &fstest.MapFile{Data: []byte(doc)}
+	}
+	return m
+}
+
+// Issue 11, item 5 (invariant 8), through the HTTP API and an egress gateway in the same
+// process: before the fix, disabling alice left `check` allowing her grant and her tunnels open,
+// and enabling her restored every session, refresh token and API token from before. Now disabling
+// ends all of it at once, and enabling lets her sign in again and nothing more.
+func TestDisableEndsEverythingEnableRevivesNothing(t *testing.T) {
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	port := echo.Addr().(*net.TCPAddr).Port
+	r := newRigWith(t, false, demoWith(t, map[string]string{"egress-local.yaml": fmt.Sprintf(`apiVersion: rampart.dev/v1alpha1
+kind: EgressPolicy
+metadata: {name: local-echo}
+spec:
+  subjects: [group:researchers]
+  allow: [{host: 127.0.0.1, ports: [%d]}]
+`, port)}))
+	ctx := context.Background()
+	gw := r.in.Gateway(server.GatewayOptions{AllowRanges: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, DecisionLog: io.Discard})
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	gln, err := gw.Listen(gctx, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = server.ServeGatewayListener(gctx, gw, gln) }()
+
+	// alice: a session, a token bound to it, a token from before the fix, a grant, a tunnel.
+	iss := r.session("alice")
+	alice := api.NewClient(r.srv.URL, iss.AccessToken)
+	bound, err := alice.CreateToken(ctx, api.CreateTokenBody{TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _, _ := r.in.Tokens.Issue(ctx, "alice", "user", "from before", "alice", 24*time.Hour)
+	c, err := alice.CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Reason: "eval", Duration: "2h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"bob", "dave"} {
+		if _, err := r.client(u).Review(ctx, c.Request.ID, access.Approve, api.ReviewBody{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	weights := authz.Query{Subject: "alice", Action: "read", Resource: "weights/frontier-7"}
+	if d, err := alice.Check(ctx, weights); err != nil || !d.Allowed {
+		t.Fatalf("before: %+v %v", d, err)
+	}
+	tunnel, err := net.Dial("tcp", gln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tunnel.Close()
+	target := fmt.Sprintf("127.0.0.1:%d", port)
+	fmt.Fprintf(tunnel, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Bearer %s\r\n\r\n", target, target, bound.Token)
+	br := bufio.NewReader(tunnel)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("tunnel: %v %v", resp, err)
+	}
+
+	// erin disables alice.
+	erin := r.client("erin")
+	d, err := erin.DisableUser(ctx, "alice", "left the company")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Sessions) != 1 || d.Tokens != 2 || len(d.Grants) != 1 || len(d.Requests) != 0 {
+		t.Fatalf("disable ended %+v", d)
+	}
+	// Her tunnel is closed at once (the gateway revalidates when someone is disabled).
+	_ = tunnel.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := br.ReadByte(); err == nil || isTimeout(err) {
+		t.Fatalf("the tunnel survived her disabling for 2 s: %v", err)
+	}
+	// Every credential of hers is refused, and every decision about her denies.
+	for _, tok := range []string{iss.AccessToken, bound.Token, old} {
+		if _, err := api.NewClient(r.srv.URL, tok).Whoami(ctx); !api.IsStatus(err, http.StatusUnauthorized) {
+			t.Fatalf("a credential of hers after disabling: %v", err)
+		}
+	}
+	if dd, err := erin.Check(ctx, weights); err != nil || dd.Allowed {
+		t.Fatalf("check after disabling: %+v %v", dd, err)
+	}
+	if dd, _ := erin.Check(ctx, authz.Query{Subject: "alice", Action: "read", Resource: "namespaces/research-sandbox"}); dd.Allowed || !strings.Contains(dd.Reason, "disabled") {
+		t.Fatalf("her standing binding after disabling: %+v", dd)
+	}
+
+	// Enabled again: she may sign in, nothing else comes back.
+	if err := erin.UserAction(ctx, "alice", "enable"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{iss.AccessToken, bound.Token, old} {
+		if _, err := api.NewClient(r.srv.URL, tok).Whoami(ctx); !api.IsStatus(err, http.StatusUnauthorized) {
+			t.Fatalf("a credential of hers came back with her: %v", err)
+		}
+	}
+	if _, err := r.in.Sessions.Refresh(ctx, iss.RefreshToken, "127.0.0.1", "", nil); err == nil {
+		t.Fatal("her refresh token came back with her")
+	}
+	if dd, err := erin.Check(ctx, weights); err != nil || dd.Allowed {
+		t.Fatalf("her grant came back with her: %+v %v", dd, err)
+	}
+	if _, err := api.NewClient(r.srv.URL, r.session("alice").AccessToken).Whoami(ctx); err != nil {
+		t.Fatalf("enabled, she signs in again: %v", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -1144,7 +1144,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"Explanation": policy.Explanation{}, "ResourceSummary": policy.ResourceSummary{},
 		"StepExplanation": policy.StepExplanation{}, "Decision": authz.Decision{}, "Query": authz.Query{},
 		"Advice": suggest.Advice{}, "Candidate": suggest.Candidate{}, "Target": suggest.Target{}, "Intent": suggest.Intent{},
-		"Session": identity.Session{}, "User": identity.User{}, "Token": identity.Token{}, "SignInTokenResponse": signin.TokenResponse{},
+		"Session": identity.Session{}, "User": identity.User{}, "Token": identity.Token{}, "UserDisabled": UserDisabled{}, "SignInTokenResponse": signin.TokenResponse{},
 		"DeviceResponse": signin.DeviceResponse{}, "TokenError": signin.TokenError{},
 		"WeightsObject": weights.Object{}, "VerifyResult": weights.VerifyResult{}, "KeyRelease": weights.KeyRelease{},
 		// The weights handlers (api/weights.go) write these as maps; these are copies of their
@@ -1169,6 +1169,10 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"DevLoginBody": DevLoginBody{}, "CreateRequestBody": CreateRequestBody{}, "ReviewBody": ReviewBody{},
 		"EmptyBody": struct{}{}, "RenewBody": RenewBody{}, "RevokeBody": RevokeBody{}, "BatchBody": BatchBody{},
 		"CreateTokenBody": CreateTokenBody{}, "SuggestBody": SuggestBody{},
+		// disableUser in api/identity.go decodes into an anonymous struct; this is a copy of it.
+		"DisableBody": struct {
+			Reason string `json:"reason"`
+		}{},
 		"KeyReleaseBody": KeyReleaseBody{}, "RetireBody": RetireBody{},
 		// The handlers decode these into anonymous structs; these are copies of them
 		// (revokeSession in api/identity.go; StepUp and ConfirmTOTP in identity/signin/token.go).

@@ -54,6 +54,7 @@ type Server struct {
 	weights      *weights.Service
 	openNote     func([]byte) (string, error)
 	users        UserStore
+	lifecycle    Lifecycle
 	signin       SignIn
 	dev          bool
 	log          *slog.Logger
@@ -87,7 +88,9 @@ type Config struct {
 	// the OIDC sign-in endpoints (all nil without oidc configuration).
 	Sessions *identity.Sessions
 	Users    UserStore
-	SignIn   SignIn
+	// Lifecycle disables and enables people (nil: sessions and tokens only).
+	Lifecycle Lifecycle
+	SignIn    SignIn
 	// Weights is the weights vault (nil: its routes answer 404); OpenNote verifies its signed
 	// manifests (the ledger's OpenNote).
 	Weights  *weights.Service
@@ -101,7 +104,7 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
 		ready: c.Ready, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
-		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, signin: c.SignIn, weights: c.Weights, openNote: c.OpenNote}
+		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, weights: c.Weights, openNote: c.OpenNote}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}

@@ -96,6 +96,11 @@ type SessionTx interface {
 	// RevokeSessionTokens revokes the unrevoked API tokens bound to a session, with reason, and
 	// returns how many.
 	RevokeSessionTokens(ctx context.Context, sessionID string, at time.Time, reason string) (int, error)
+	// RevokeSubjectSessions revokes every unrevoked session of a subject (their refresh tokens
+	// die with them) and returns their ids.
+	RevokeSubjectSessions(ctx context.Context, subject string, at time.Time, reason string) ([]string, error)
+	// RevokeSubjectTokens revokes every unrevoked API token of a subject and returns how many.
+	RevokeSubjectTokens(ctx context.Context, subject string, at time.Time, reason string) (int, error)
 	User(ctx context.Context, subject string) (User, error)
 	PutUser(ctx context.Context, u User) error
 	DeleteMFAFactor(ctx context.Context, subject string) (bool, error)
@@ -484,70 +489,6 @@ func (s *Sessions) RevokeIf(ctx context.Context, id, actor, reason string, check
 		return s.revokeTx(ctx, tx, ses, actor, reason, now, audit.Event{Code: "session.revoke", Class: audit.ClassAuthentication,
 			Activity: audit.ActivityRead, ActivityName: "Logoff", Time: now, Actor: actor, User: ses.Subject,
 			Message: fmt.Sprintf("%s revoked session %s of %s: %s", actor, id, ses.Subject, reason), Details: map[string]any{"session_id": id, "reason": reason}})
-	})
-}
-
-// SetDisabled disables (or enables) a user: every session and token of theirs is refused on the
-// next call.
-func (s *Sessions) SetDisabled(ctx context.Context, subject, actor string, disabled bool) error {
-	now := s.Now()
-	defer s.forgetSubject(subject)
-	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
-		u, err := tx.User(ctx, subject)
-		if err != nil && !errors.Is(err, ErrSessionNotFound) {
-			return err
-		}
-		u.Subject, u.UpdatedAt = subject, now
-		code, verb := "user.enable", "enabled"
-		if disabled {
-			u.DisabledAt, u.DisabledBy, code, verb = now, actor, "user.disable", "disabled"
-		} else {
-			u.DisabledAt, u.DisabledBy = time.Time{}, ""
-		}
-		if _, err := tx.Append(ctx, audit.Event{Code: code, Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
-			Severity: audit.SeverityMedium, Time: now, Actor: actor, User: subject, Message: fmt.Sprintf("%s %s %s", actor, verb, subject)}); err != nil {
-			return fmt.Errorf("append to ledger: %w", err)
-		}
-		return tx.PutUser(ctx, u)
-	})
-}
-
-// Unbind forgets which identity-provider account a user is bound to, so that the next sign-in
-// binds a new one (after an administrator checked that the account was legitimately replaced).
-func (s *Sessions) Unbind(ctx context.Context, subject, actor string) error {
-	now := s.Now()
-	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
-		u, err := tx.User(ctx, subject)
-		if errors.Is(err, ErrSessionNotFound) || (err == nil && u.IdPSubject == "") {
-			return fmt.Errorf("%w: %s is not bound to an identity-provider account", ErrSessionNotFound, subject)
-		} else if err != nil {
-			return err
-		}
-		if _, err := tx.Append(ctx, audit.Event{Code: "user.unbind", Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
-			Severity: audit.SeverityHigh, Time: now, Actor: actor, User: subject, Details: map[string]any{"idp_subject": u.IdPSubject},
-			Message: fmt.Sprintf("%s unbound %s from identity-provider account %s", actor, subject, u.IdPSubject)}); err != nil {
-			return fmt.Errorf("append to ledger: %w", err)
-		}
-		u.IdPSubject, u.UpdatedAt = "", now
-		return tx.PutUser(ctx, u)
-	})
-}
-
-// ResetMFA deletes a user's Rampart second factor (a lost phone); they enrol again after their
-// next sign-in.
-func (s *Sessions) ResetMFA(ctx context.Context, subject, actor string) error {
-	now := s.Now()
-	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
-		ok, err := tx.DeleteMFAFactor(ctx, subject)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("%w: %s has no second factor enrolled", ErrNoFactor, subject)
-		}
-		_, err = tx.Append(ctx, audit.Event{Code: "mfa.reset", Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
-			Severity: audit.SeverityHigh, Time: now, Actor: actor, User: subject, Message: fmt.Sprintf("%s reset the second factor of %s", actor, subject)})
-		return err
 	})
 }
 

@@ -160,6 +160,7 @@ func (in *Instance) Gateway(o GatewayOptions) *egress.Gateway {
 		Metrics: egress.NewMetrics(in.API.Registry()),
 	})
 	in.Access.OnGrantChange(func([]access.Grant) { g.Revalidate() })
+	in.hooks.add(g.Revalidate)
 	return g
 }
 

@@ -70,6 +70,7 @@ type Instance struct {
 	API     *api.Server
 
 	jobs    *jobLease           // which replica runs the jobs one replica is enough for
+	hooks   identityHooks       // told when someone's identity changed (lifecycle.go)
 	base    *policy.Policy      // the policy as read, before the directory's groups
 	dir     map[string][]string // the groups overlaid on it
 	devIdP  *devop.Provider
@@ -154,7 +155,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		return 0
 	}))
 	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens, Auth: in.Auth,
-		Sessions: in.Sessions, Users: in.Store, Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger, Metrics: metrics}
+		Sessions: in.Sessions, Users: in.Store, Lifecycle: in, Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger, Metrics: metrics}
 	if in.SignIn != nil {
 		apiCfg.SignIn = in.SignIn
 	}
@@ -202,8 +203,10 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 			return err
 		}
 		// Ended sessions stay listable for 30 days.
-		_, err := in.Store.PruneSessions(ctx, o.Now().Add(-30*24*time.Hour))
-		return err
+		if _, err := in.Store.PruneSessions(ctx, o.Now().Add(-30*24*time.Hour)); err != nil {
+			return err
+		}
+		return in.finishDisables(ctx)
 	}))
 	in.every(jobCtx, "directory sync", 5*time.Second, in.applyDirectory)
 	interval := pol.Settings().CheckpointInterval.Std()

@@ -137,7 +137,28 @@ func TestKubernetesRBACFromGrants(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Logf("revoked → access gone in the apiserver after %s", time.Since(revoked).Round(time.Millisecond))
-	tail := c.as(erin, "audit", "tail", "-n", "30").out
+
+	// Issue 11, item 5: disabling alice removes her bindings within the same 2 s.
+	id = reqID.FindString(c.as(alice, "request", "create", "--role", "weights-reader-frontier-7", "--reason", "eval run 4412", "--duration", "1h").out)
+	c.as(bob, "request", "approve", id)
+	c.as(dave, "request", "approve", id)
+	for deadline := time.Now().Add(5 * time.Second); !mayGetClaim(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no RoleBinding 5 s after the second grant activated")
+		}
+	}
+	if r := c.as(erin, "user", "disable", "alice", "--reason", "left the company"); r.code != 0 || !strings.Contains(r.out, "1 grant(s) revoked") {
+		t.Fatalf("disable alice: %+v", r)
+	}
+	disabled := time.Now()
+	for mayGetClaim() {
+		if time.Since(disabled) > 2*time.Second {
+			t.Fatal("alice could still read the claim 2 s after she was disabled")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("disabled → access gone in the apiserver after %s", time.Since(disabled).Round(time.Millisecond))
+	tail := c.as(erin, "audit", "tail", "-n", "40").out
 	for _, code := range []string{"kube.binding.create", "kube.binding.delete"} {
 		if !strings.Contains(tail, code) {
 			t.Errorf("the ledger lacks %s:\n%s", code, tail)

@@ -570,9 +570,61 @@ spec:
 	if status, _ := connect("0x7f.1:"+strconv.Itoa(echoPort), alice); status != 200 {
 		t.Fatalf("hex spelling of the same address: %d", status)
 	}
+	// Issue 11, item 5: disabling alice on the control plane closes her open tunnel through the
+	// gateway process within 2 s (it re-verifies the identity of open tunnels, from the store),
+	// and she cannot open another.
+	status, conn = connect(target, alice)
+	if status != 200 {
+		t.Fatalf("alice before being disabled: %d", status)
+	}
+	_, _ = conn.Write([]byte("ping"))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{t: t, addr: apiAddr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
+	erin := strings.TrimSpace(c.ok("admin", "token", "--config", srvCfg, "--subject", "erin", "--ttl", "1h"))
+	// A revoked session closes the tunnel it opened: the gateway verifies it again.
+	second := signInAs(t, apiAddr, "alice")
+	status, conn2 := connect(target, second)
+	if status != 200 {
+		t.Fatalf("alice's second session: %d", status)
+	}
+	var who map[string]any
+	if err := json.Unmarshal([]byte(c.as(second, "whoami", "-o", "json").out), &who); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.as(erin, "session", "revoke", who["session_id"].(string), "--reason", "laptop stolen"); r.code != 0 {
+		t.Fatalf("revoke the session: %+v", r)
+	}
+	revoked := time.Now()
+	_ = conn2.SetReadDeadline(revoked.Add(2 * time.Second))
+	if _, err := conn2.Read(buf); err == nil {
+		t.Fatal("the tunnel of a revoked session still carries data")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the tunnel of a revoked session was still open 2 s later")
+	}
+	conn2.Close()
+	if r := c.as(erin, "user", "disable", "alice", "--reason", "left"); r.code != 0 || !strings.Contains(r.out, "alice disabled: 1 session(s)") {
+		t.Fatalf("disable alice: %+v", r)
+	}
+	disabled := time.Now()
+	_ = conn.SetReadDeadline(disabled.Add(2 * time.Second))
+	if _, err := conn.Read(buf); err == nil {
+		t.Fatal("the tunnel still carries data after alice was disabled")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("alice's tunnel through the gateway process was still open 2 s after she was disabled")
+	}
+	conn.Close()
+	if status, _ := connect(target, alice); status == 200 {
+		t.Fatal("alice opened a tunnel after she was disabled")
+	}
 	b, _ := os.ReadFile(dlog)
 	if !strings.Contains(string(b), `"class_uid":4001`) || !strings.Contains(string(b), `"egress.allowed"`) || !strings.Contains(string(b), `"egress.denied"`) {
 		t.Fatalf("decision log:\n%s", b)
+	}
+	if !strings.Contains(string(b), "alice is disabled") && !strings.Contains(string(b), "no longer holds") {
+		t.Fatalf("the decision log does not say why alice's tunnel closed:\n%s", b)
 	}
 }
 

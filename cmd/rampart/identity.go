@@ -422,9 +422,31 @@ func newUserCmd(g *globals) *cobra.Command {
 				return userAction(cmd.Context(), g, args[0], action, done)
 			}}
 	}
-	cmd.AddCommand(list,
-		mk("disable", "Disable a user: every session and token of theirs is refused on the next call", "disable", "%s disabled.\n"),
-		mk("enable", "Enable a disabled user", "enable", "%s enabled.\n"),
+	var reason string
+	disable := &cobra.Command{Use: "disable USER [--reason TEXT]", Args: exactArgs("USER"),
+		Short: "Disable a person: their sessions and tokens are revoked for good, their grants revoked, every decision about them denies",
+		Long: `Disable a person and end everything of theirs at once: every session (and refresh token) and
+API token of theirs is revoked for good, their active grants are revoked (their Kubernetes
+bindings and egress tunnels go within seconds), pending requests by or for them are cancelled,
+their approvals of pending requests no longer count, and every decision about them denies, on
+every replica. Enabling them again only lets them sign in again: nothing is revived.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.DisableUser(cmd.Context(), args[0], reason)
+			if err != nil {
+				return err
+			}
+			return output.Print(os.Stdout, g.output, d, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "%s disabled: %d session(s) and %d token(s) revoked, %d grant(s) revoked, %d pending request(s) cancelled, %d approval(s) withdrawn.\n",
+					d.Subject, len(d.Sessions), d.Tokens, len(d.Grants), len(d.Requests), len(d.Approvals))
+			})
+		}}
+	disable.Flags().StringVar(&reason, "reason", "", "why (recorded in the ledger)")
+	cmd.AddCommand(list, disable,
+		mk("enable", "Let a disabled person sign in again (nothing of theirs is revived)", "enable", "%s enabled; they may sign in again.\n"),
 		mk("unbind", "Forget the identity-provider account a user is bound to (the account was replaced)", "unbind", "%s unbound; the next sign-in binds the account it comes from.\n"))
 	return cmd
 }

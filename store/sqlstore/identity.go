@@ -220,3 +220,12 @@ func (t *sessionTx) DeleteMFAFactor(ctx context.Context, subject string) (bool, 
 	n, err := res.RowsAffected()
 	return n > 0, err
 }
+
+// DisabledSubjects implements authz.DisabledSource: the people an administrator or the identity
+// provider disabled.
+func (s *DB) DisabledSubjects(ctx context.Context) ([]string, error) {
+	return queryAll(ctx, s.db, `SELECT subject FROM users WHERE disabled_at <> 0 ORDER BY subject`, nil, func(sc interface{ Scan(...any) error }) (string, error) {
+		var v string
+		return v, sc.Scan(&v)
+	})
+}

@@ -473,6 +473,11 @@ func (t *txn) PutReview(ctx context.Context, rv access.Review) error {
 	return err
 }
 
+func (t *txn) DeleteReview(ctx context.Context, requestID, approver string) error {
+	_, err := t.q.ExecContext(ctx, t.s.q(`DELETE FROM reviews WHERE request_id = ? AND approver = ?`), requestID, approver)
+	return err
+}
+
 func (t *txn) InsertGrant(ctx context.Context, g access.Grant) error {
 	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO grants (`+grantCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		g.ID, g.RequestID, g.Role, g.Subject, toNanos(g.StartsAt), toNanos(g.ExpiresAt), string(g.State), g.BreakGlass, toNanos(g.EndedAt), g.EndedBy, g.EndReason, g.Version)

@@ -96,3 +96,38 @@ func (s *DB) SessionRecord(ctx context.Context, id string) (identity.Session, er
 	}
 	return ses, err
 }
+
+// RevokeSubjectSessions implements identity.SessionTx.
+func (t *sessionTx) RevokeSubjectSessions(ctx context.Context, subject string, at time.Time, reason string) ([]string, error) {
+	rows, err := t.tx.QueryContext(ctx, t.s.q(`SELECT id FROM sessions WHERE subject = ? AND revoked_at = 0 ORDER BY id`), subject)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	_, err = t.tx.ExecContext(ctx, t.s.q(`UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE subject = ? AND revoked_at = 0`), toNanos(at), reason, subject)
+	return ids, err
+}
+
+// RevokeSubjectTokens implements identity.SessionTx.
+func (t *sessionTx) RevokeSubjectTokens(ctx context.Context, subject string, at time.Time, reason string) (int, error) {
+	res, err := t.tx.ExecContext(ctx, t.s.q(`UPDATE tokens SET revoked_at = ?, revoked_reason = ? WHERE subject = ? AND revoked_at = 0`), toNanos(at), reason, subject)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
