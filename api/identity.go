@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/identity"
@@ -135,7 +136,8 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, c caller) err
 func (s *Server) userAction(action string) handler {
 	return func(w http.ResponseWriter, r *http.Request, c caller) error {
 		if !c.admin() {
-			return errForbidden("%s a user needs an admin", map[string]string{"disable": "disabling", "enable": "enabling", "unbind": "unbinding", "mfa-reset": "resetting the second factor of"}[action])
+			return errForbidden("%s a user needs an admin", map[string]string{"disable": "disabling", "enable": "enabling", "unbind": "unbinding",
+				"mfa-reset": "resetting the second factor of", "mfa-allow-enrol": "allowing a second-factor enrolment of"}[action])
 		}
 		if s.sessionsSvc == nil {
 			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "this server has no user records"}
@@ -161,6 +163,19 @@ func (s *Server) userAction(action string) handler {
 			err = s.sessionsSvc.Unbind(r.Context(), subject, c.Subject)
 		case "mfa-reset":
 			err = s.sessionsSvc.ResetMFA(r.Context(), subject, c.Subject)
+		case "mfa-allow-enrol":
+			if subject == c.Subject {
+				return errInvalid("an admin cannot allow their own enrolment (ask another admin)")
+			}
+			var until time.Time
+			until, err = s.sessionsSvc.AllowMFAEnrolment(r.Context(), subject, c.Subject)
+			if errors.Is(err, identity.ErrUnauthenticated) {
+				return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: err.Error()}
+			} else if err != nil {
+				return err
+			}
+			writeJSON(w, http.StatusOK, map[string]any{"subject": subject, "status": action, "until": until.UTC()})
+			return nil
 		}
 		if errors.Is(err, identity.ErrSessionNotFound) || errors.Is(err, identity.ErrNoFactor) {
 			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}
@@ -239,4 +254,16 @@ func ownSession(c caller, what string) error {
 		return errForbidden("to %s, use your own sign-in session (rampart login) or a token minted from it; token %s is bound to no session (a bootstrap or administrator's token, or one minted to outlive its session)", what, c.TokenID)
 	}
 	return nil
+}
+
+// untrustedStepUp explains a step-up refusal when the caller did step up, with a factor that
+// does not count for approvals yet.
+func untrustedStepUp(err error, c caller) error {
+	var su *access.StepUpRequired
+	if !errors.As(err, &su) || c.MFAAt.IsZero() || !c.MFAAt.After(c.TrustedMFAAt) || su.At.Sub(c.MFAAt) > su.MaxAge {
+		return err
+	}
+	return &Error{Status: http.StatusUnauthorized, Code: CodeStepUpRequired, maxAge: su.MaxAge, Message: fmt.Sprintf(
+		"%s; your step-up at %s used a Rampart second factor enrolled in the last %s (not under the identity provider's multi-factor authentication), which does not count for approvals yet: step up at the identity provider (rampart login --step-up)",
+		su.Error(), c.MFAAt.UTC().Format(time.RFC3339), identity.FactorTrustAge)}
 }

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
 	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/internal/demo"
 	"rampart.dev/rampart/server"
 )
@@ -224,7 +226,7 @@ func TestApprovalsOnlyFromOwnSessions(t *testing.T) {
 }
 
 // demoWith is the demo policy plus extra documents.
-func demoWith(t *testing.T, extra map[string]string) fs.FS {
+func demoWith(t *testing.T, extra map[string]string) fstest.MapFS {
 	t.Helper()
 	m := fstest.MapFS{}
 	err := fs.WalkDir(demo.Policy(), ".", func(p string, d fs.DirEntry, err error) error {
@@ -365,4 +367,36 @@ spec:
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Issue 11, item 7, at the approval: a step-up with a Rampart factor enrolled in the last day
+// (other than under the provider's multi-factor authentication) does not satisfy
+// require_step_up; one that counts does. Before the fix any step-up counted.
+func TestYoungFactorDoesNotSatisfyStepUp(t *testing.T) {
+	pol := demoWith(t, nil)
+	a := pol["approvals.yaml"]
+	a.Data = bytes.Replace(a.Data, []byte("  exclude: [requester, beneficiary, requester_groups]"),
+		[]byte("  exclude: [requester, beneficiary, requester_groups]\n  require_step_up: 10m"), 1)
+	r := newRigWith(t, false, pol)
+	ctx := context.Background()
+	c, err := r.client("alice").CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Reason: "eval", Duration: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(user string, trusted bool) *api.Client {
+		iss, err := r.in.Sessions.Create(ctx, identity.NewSession{Subject: user, Method: "oidc", AuthTime: time.Now(), MFA: true, TrustedMFA: trusted,
+			AMR: []string{"pwd", "otp"}, Event: r.event(user)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return api.NewClient(r.srv.URL, iss.AccessToken)
+	}
+	_, err = open("bob", false).Review(ctx, c.Request.ID, access.Approve, api.ReviewBody{})
+	var se *api.ServerError
+	if !errors.As(err, &se) || se.Status != http.StatusUnauthorized || se.Code != api.CodeStepUpRequired || !strings.Contains(se.Message, "does not count for approvals yet") {
+		t.Fatalf("an approval stepped up with a young factor: %v", err)
+	}
+	if _, err := open("bob", true).Review(ctx, c.Request.ID, access.Approve, api.ReviewBody{}); err != nil {
+		t.Fatalf("an approval stepped up with a trusted factor: %v", err)
+	}
 }

@@ -280,7 +280,7 @@ var oaSignIn = map[string]oaSignInRoute{
 	"POST /v1/auth/device":      {method: "Device", kind: oaOAuth},
 	"POST /v1/auth/token":       {method: "Token", kind: oaOAuth, body: "application/x-www-form-urlencoded", why401: "mfa_required: the sign-in needs a second factor"},
 	"POST /v1/auth/step-up":     {method: "StepUp", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer session token itself"},
-	"POST /v1/mfa/totp":         {method: "EnrolTOTP", kind: oaOAuth, why401: "it authenticates the bearer session token itself"},
+	"POST /v1/mfa/totp":         {method: "EnrolTOTP", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer session token itself"},
 	"POST /v1/mfa/totp/confirm": {method: "ConfirmTOTP", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer token itself"},
 }
 
@@ -1185,7 +1185,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	}
 	// Answers built from maps or raw bytes in the handlers; their shape is checked below or by hand.
 	noGoType := []string{"Error", "Health", "Readiness", "ResourceList", "RoleList", "DecisionList", "CheckUnavailable", "BatchUnavailable", "TokenRevoked", "LedgerEntry",
-		"SessionRevoked", "UserUpdated", "StepUpResponse", "TOTPEnrolment", "TOTPConfirmed", "HTMLPage",
+		"SessionRevoked", "UserUpdated", "EnrolmentAllowed", "StepUpResponse", "TOTPEnrolment", "TOTPConfirmed", "HTMLPage",
 		// Form bodies, read with r.PostForm.Get; TokenForm's grant types are checked below.
 		"TokenForm", "LoginMFAForm"}
 

@@ -176,6 +176,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/users/{subject}/enable", s.authed(s.userAction("enable")))
 	mux.HandleFunc("POST /v1/users/{subject}/unbind", s.authed(s.userAction("unbind")))
 	mux.HandleFunc("POST /v1/users/{subject}/mfa/reset", s.authed(s.userAction("mfa-reset")))
+	mux.HandleFunc("POST /v1/users/{subject}/mfa/allow-enrol", s.authed(s.userAction("mfa-allow-enrol")))
 	mux.HandleFunc("GET /v1/weights", s.authed(s.listWeights))
 	mux.HandleFunc("PUT /v1/weights/{name}", s.authed(s.putWeights))
 	mux.HandleFunc("GET /v1/weights/{name}", s.authed(s.getWeights))
@@ -586,9 +587,11 @@ func (s *Server) review(d access.Decision) handler {
 		if d == access.Deny && dur != 0 {
 			return errInvalid("field \"duration\" only applies to approvals")
 		}
+		// Only a multi-factor authentication that counts for approvals satisfies require_step_up:
+		// the provider's, or a Rampart factor the person has held for a day (invariant 8).
 		if _, err := s.access.Review(r.Context(), access.ReviewInput{RequestID: r.PathValue("id"), Approver: c.Subject, Decision: d, Duration: dur, Comment: b.Comment,
-			MFAAt: c.MFAAt, CredentialID: c.TokenID, SessionID: c.SessionID}); err != nil {
-			return err
+			MFAAt: c.TrustedMFAAt, CredentialID: c.TokenID, SessionID: c.SessionID}); err != nil {
+			return untrustedStepUp(err, c)
 		}
 		return s.getRequest(w, r, c)
 	}

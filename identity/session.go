@@ -45,7 +45,10 @@ type Session struct {
 	// TrustedMFAAt is the last one with a factor that counts for approvals (the identity
 	// provider's, or a Rampart factor held for a day or enrolled under the provider's
 	// multi-factor authentication); zero if none.
-	TrustedMFAAt  time.Time `json:"trusted_mfa_at,omitzero"`
+	TrustedMFAAt time.Time `json:"trusted_mfa_at,omitzero"`
+	// IdPMFAAt is the last multi-factor authentication the identity provider reported (amr,
+	// acr); zero if none. Enrolling a Rampart factor may rely on it.
+	IdPMFAAt      time.Time `json:"idp_mfa_at,omitzero"`
 	AMR           []string  `json:"amr"`
 	IP            string    `json:"ip"`
 	Fingerprint   string    `json:"fingerprint"`
@@ -81,6 +84,10 @@ type User struct {
 	// with. A later sign-in with the same username but another sub is refused: a recycled or
 	// renamed account at the provider does not inherit someone else's grants.
 	IdPSubject string `json:"idp_subject,omitempty"`
+	// MFAEnrolUntil is the end of an administrator's allowance to enrol a second factor
+	// without one (MFAEnrolBy gave it); zero if none.
+	MFAEnrolUntil time.Time `json:"mfa_enrol_until,omitzero"`
+	MFAEnrolBy    string    `json:"mfa_enrol_by,omitempty"`
 }
 
 // SessionTx is a read-write transaction over sessions; ledger entries appended through it
@@ -101,6 +108,9 @@ type SessionTx interface {
 	RevokeSubjectSessions(ctx context.Context, subject string, at time.Time, reason string) ([]string, error)
 	// RevokeSubjectTokens revokes every unrevoked API token of a subject and returns how many.
 	RevokeSubjectTokens(ctx context.Context, subject string, at time.Time, reason string) (int, error)
+	// MFAFactor and PutMFAFactor read and replace a person's second factor (ErrNoFactor if none).
+	MFAFactor(ctx context.Context, subject string) (MFAFactor, error)
+	PutMFAFactor(ctx context.Context, f MFAFactor) error
 	User(ctx context.Context, subject string) (User, error)
 	PutUser(ctx context.Context, u User) error
 	DeleteMFAFactor(ctx context.Context, subject string) (bool, error)
@@ -170,8 +180,10 @@ type NewSession struct {
 	AuthTime time.Time
 	AMR      []string
 	MFA      bool
-	// TrustedMFA says the multi-factor authentication counts for approvals (Session.TrustedMFAAt).
+	// TrustedMFA says the multi-factor authentication counts for approvals (Session.TrustedMFAAt);
+	// IdPMFA that the identity provider reported it (Session.IdPMFAAt).
 	TrustedMFA  bool
+	IdPMFA      bool
 	IP          string
 	Fingerprint string
 	Groups      []string
@@ -244,6 +256,9 @@ func (s *Sessions) Create(ctx context.Context, ns NewSession) (Issued, error) {
 		ses.MFAAt = ns.AuthTime
 		if ns.TrustedMFA {
 			ses.TrustedMFAAt = ns.AuthTime
+		}
+		if ns.IdPMFA {
+			ses.IdPMFAAt = ns.AuthTime
 		}
 	}
 	var out Issued
@@ -383,7 +398,7 @@ func (s *Sessions) Verify(ctx context.Context, accessToken string) (Principal, e
 		return Principal{}, fmt.Errorf("%w: %s is disabled", ErrUnauthenticated, c.s.Subject)
 	}
 	return Principal{Subject: c.s.Subject, Kind: KindUser, TokenID: c.s.ID, SessionID: c.s.ID, AuthTime: c.s.AuthTime,
-		MFAAt: c.s.MFAAt, TrustedMFAAt: c.s.TrustedMFAAt, Groups: c.s.Groups}, nil
+		MFAAt: c.s.MFAAt, TrustedMFAAt: c.s.TrustedMFAAt, IdPMFAAt: c.s.IdPMFAAt, Groups: c.s.Groups}, nil
 }
 
 func (s *Sessions) lookup(ctx context.Context, hash string, now time.Time) (cachedSession, error) {

@@ -116,6 +116,8 @@ type Principal struct {
 	// approvals: the identity provider's, or a Rampart factor held for a day (or enrolled
 	// under the provider's multi-factor authentication). Zero if none.
 	TrustedMFAAt time.Time
+	// IdPMFAAt is the last multi-factor authentication the identity provider reported.
+	IdPMFAAt time.Time
 	// Groups are the policy groups the identity provider's groups mapped to at sign-in.
 	Groups []string
 }
@@ -279,7 +281,7 @@ func (ts *Tokens) Verify(ctx context.Context, secret string) (Principal, error) 
 	case !now.Before(ses.ExpiresAt):
 		return Principal{}, fmt.Errorf("%w: token %s ended with its session %s at %s; sign in again", ErrUnauthenticated, t.ID, ses.ID, ses.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	p.SessionID, p.AuthTime, p.MFAAt, p.TrustedMFAAt, p.Groups = ses.ID, ses.AuthTime, ses.MFAAt, ses.TrustedMFAAt, ses.Groups
+	p.SessionID, p.AuthTime, p.MFAAt, p.TrustedMFAAt, p.IdPMFAAt, p.Groups = ses.ID, ses.AuthTime, ses.MFAAt, ses.TrustedMFAAt, ses.IdPMFAAt, ses.Groups
 	return p, nil
 }
 

@@ -525,6 +525,10 @@ type pending struct {
 	ReturnTo string `json:"return_to,omitempty"`
 	// SessionID, for a TOTP step-up of an existing session.
 	SessionID string `json:"session_id,omitempty"`
+	// TOTP says the second factor of this sign-in was Rampart's TOTP factor, TOTPTrusted that
+	// the factor counts for approvals (identity.MFAFactor.Trusted).
+	TOTP        bool `json:"totp,omitempty"`
+	TOTPTrusted bool `json:"totp_trusted,omitempty"`
 }
 
 func (p *pending) setDecision(d decision) {
@@ -538,19 +542,25 @@ func (p *pending) decision() decision {
 }
 
 // open creates the session for an admitted sign-in, records it in the ledger (in the same
-// transaction) and teaches the risk engine the new sign-in.
+// transaction) and teaches the risk engine the new sign-in. A multi-factor authentication the
+// provider reported counts for approvals; one with Rampart's TOTP factor only if the factor is
+// trusted (held for a day, or enrolled under the provider's multi-factor authentication).
 func (s *Service) open(ctx context.Context, p pending, mfaNow []string) (identity.Issued, error) {
 	id, d := p.ID, p.decision()
-	mfa := id.MFA
+	mfa, idpMFA := id.MFA, id.MFA && !p.TOTP
+	trusted := idpMFA
 	authTime := id.AuthTime
 	if len(mfaNow) > 0 {
 		mfa, authTime = true, s.d.Now()
 		id.AMR = append(slices.Clone(id.AMR), mfaNow...)
 		id.MFA = true
 	}
+	if p.TOTP {
+		trusted = p.TOTPTrusted
+	}
 	ev := s.authEvent("signin.success", id, p.Client, p.Method, d, true,
 		fmt.Sprintf("%s signed in (%s, risk %s)", id.Subject, p.Method, d.assessment.Level))
-	iss, err := s.d.Sessions.Create(ctx, identity.NewSession{Subject: id.Subject, Method: p.Method, AuthTime: authTime, AMR: id.AMR, MFA: mfa, TrustedMFA: mfa,
+	iss, err := s.d.Sessions.Create(ctx, identity.NewSession{Subject: id.Subject, Method: p.Method, AuthTime: authTime, AMR: id.AMR, MFA: mfa, TrustedMFA: trusted, IdPMFA: idpMFA,
 		IP: p.Client.IP.String(), Fingerprint: p.Client.Fingerprint, Groups: id.Groups, Risk: d.assessment.Level.String(),
 		IdPSubject: id.IdPSubject, Event: ev})
 	if err != nil {

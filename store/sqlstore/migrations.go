@@ -228,4 +228,17 @@ ALTER TABLE sessions ADD COLUMN trusted_mfa_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE reviews ADD COLUMN credential_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE reviews ADD COLUMN session_id TEXT NOT NULL DEFAULT '';
 `,
+	// 9 (identity): how each second factor's enrolment was proved, enrolments waiting for their
+	// first code beside the factor in use, administrators' one-time allowances to enrol, and the
+	// last multi-factor authentication the identity provider reported in each session.
+	`
+ALTER TABLE mfa_factors ADD COLUMN enrolled_via TEXT NOT NULL DEFAULT '';
+ALTER TABLE mfa_factors ADD COLUMN pending_secret_enc TEXT NOT NULL DEFAULT '';
+ALTER TABLE mfa_factors ADD COLUMN pending_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE mfa_factors ADD COLUMN pending_via TEXT NOT NULL DEFAULT '';
+ALTER TABLE mfa_factors ADD COLUMN pending_session TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN mfa_enrol_until BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN mfa_enrol_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN idp_mfa_at BIGINT NOT NULL DEFAULT 0;
+`,
 }
