@@ -36,9 +36,14 @@ func newRig(t *testing.T, dev bool) *rig {
 
 // newRigWith is newRig with another policy.
 func newRigWith(t *testing.T, dev bool, pol fs.FS) *rig {
+	return newRigClock(t, dev, pol, nil)
+}
+
+// newRigClock is newRigWith with the server's clock.
+func newRigClock(t *testing.T, dev bool, pol fs.FS, now func() time.Time) *rig {
 	t.Helper()
 	cfg := server.Config{DataDir: t.TempDir(), PolicyFS: pol, Dev: dev, Store: server.StoreConfig{Driver: "sqlite"}}
-	in, err := server.Start(context.Background(), cfg, server.Options{Logger: slog.New(slog.DiscardHandler)})
+	in, err := server.Start(context.Background(), cfg, server.Options{Logger: slog.New(slog.DiscardHandler), Now: now, SyncInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

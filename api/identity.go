@@ -45,6 +45,27 @@ type UserDisabled struct {
 	Approvals []string `json:"approvals_withdrawn"`
 }
 
+// SCIM is the SCIM 2.0 provisioning service (identity/scim): the organisation's directory
+// creates, updates and deprovisions people and groups. It authenticates the directory itself
+// (a bearer secret from the server configuration) and answers in SCIM's own formats.
+type SCIM interface {
+	ServiceProviderConfig(w http.ResponseWriter, r *http.Request)
+	ResourceTypes(w http.ResponseWriter, r *http.Request)
+	Schemas(w http.ResponseWriter, r *http.Request)
+	ListUsers(w http.ResponseWriter, r *http.Request)
+	CreateUser(w http.ResponseWriter, r *http.Request)
+	GetUser(w http.ResponseWriter, r *http.Request)
+	ReplaceUser(w http.ResponseWriter, r *http.Request)
+	PatchUser(w http.ResponseWriter, r *http.Request)
+	DeleteUser(w http.ResponseWriter, r *http.Request)
+	ListGroups(w http.ResponseWriter, r *http.Request)
+	CreateGroup(w http.ResponseWriter, r *http.Request)
+	GetGroup(w http.ResponseWriter, r *http.Request)
+	ReplaceGroup(w http.ResponseWriter, r *http.Request)
+	PatchGroup(w http.ResponseWriter, r *http.Request)
+	DeleteGroup(w http.ResponseWriter, r *http.Request)
+}
+
 // UserStore lists the people Rampart knows.
 type UserStore interface {
 	ListUsers(ctx context.Context) ([]identity.User, error)

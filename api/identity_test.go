@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -399,4 +400,51 @@ func TestYoungFactorDoesNotSatisfyStepUp(t *testing.T) {
 	if _, err := open("bob", true).Review(ctx, c.Request.ID, access.Approve, api.ReviewBody{}); err != nil {
 		t.Fatalf("an approval stepped up with a trusted factor: %v", err)
 	}
+}
+
+// Issue 11, item 8 (invariant 8): the groups a sign-in brought were kept until the next sign-in,
+// so a person removed from the admin group at the provider stayed an admin in every long-lived
+// token. Sign-in groups now carry rights for groups_max_age (default: the session lifetime)
+// unless a new sign-in confirms them.
+func TestGroupsFromSignInExpire(t *testing.T) {
+	var ahead atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	r := newRigClock(t, false, demoWith(t, nil), now)
+	ctx := context.Background()
+	// zoe is in no group the policy names; the provider says she is an admin.
+	iss, err := r.in.Sessions.Create(ctx, identity.NewSession{Subject: "zoe", Method: "oidc", AuthTime: now(), MFA: true, TrustedMFA: true, IdPMFA: true,
+		Groups: []string{"admins"}, Event: r.event("zoe")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zoe := api.NewClient(r.srv.URL, iss.AccessToken)
+	tok, err := zoe.CreateToken(ctx, api.CreateTokenBody{TTL: "720h", Description: "automation"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := api.NewClient(r.srv.URL, tok.Token)
+	waitAdmin := func(want bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			_, err := long.Users(ctx)
+			if (err == nil) == want {
+				return
+			}
+			if !api.IsStatus(err, http.StatusForbidden) && err != nil {
+				t.Fatalf("users: %v", err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("zoe's long-lived token an admin: %v, want %v", err == nil, want)
+			}
+		}
+	}
+	waitAdmin(true)
+	// The provider removes her from the group; Rampart never hears of it until groups_max_age.
+	ahead.Store(int64(identity.DefaultSessionTTL + time.Minute))
+	waitAdmin(false)
+	// A new sign-in that still says admins confirms them again.
+	if _, err := r.in.Sessions.Create(ctx, identity.NewSession{Subject: "zoe", Method: "oidc", AuthTime: now(), Groups: []string{"admins"}, Event: r.event("zoe")}); err != nil {
+		t.Fatal(err)
+	}
+	waitAdmin(true)
 }

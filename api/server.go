@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -56,6 +55,7 @@ type Server struct {
 	users        UserStore
 	lifecycle    Lifecycle
 	signin       SignIn
+	scim         SCIM
 	dev          bool
 	log          *slog.Logger
 	m            *Metrics
@@ -91,6 +91,8 @@ type Config struct {
 	// Lifecycle disables and enables people (nil: sessions and tokens only).
 	Lifecycle Lifecycle
 	SignIn    SignIn
+	// SCIM serves SCIM provisioning under /scim/v2 (nil: those routes answer 404).
+	SCIM SCIM
 	// Weights is the weights vault (nil: its routes answer 404); OpenNote verifies its signed
 	// manifests (the ledger's OpenNote).
 	Weights  *weights.Service
@@ -104,7 +106,7 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
 		ready: c.Ready, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
-		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, weights: c.Weights, openNote: c.OpenNote}
+		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights, openNote: c.OpenNote}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}
@@ -169,6 +171,23 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST /v1/mfa/totp", s.signin.EnrolTOTP)
 		mux.HandleFunc("POST /v1/mfa/totp/confirm", s.signin.ConfirmTOTP)
 	}
+	if s.scim != nil {
+		mux.HandleFunc("GET /scim/v2/ServiceProviderConfig", s.scim.ServiceProviderConfig)
+		mux.HandleFunc("GET /scim/v2/ResourceTypes", s.scim.ResourceTypes)
+		mux.HandleFunc("GET /scim/v2/Schemas", s.scim.Schemas)
+		mux.HandleFunc("GET /scim/v2/Users", s.scim.ListUsers)
+		mux.HandleFunc("POST /scim/v2/Users", s.scim.CreateUser)
+		mux.HandleFunc("GET /scim/v2/Users/{id}", s.scim.GetUser)
+		mux.HandleFunc("PUT /scim/v2/Users/{id}", s.scim.ReplaceUser)
+		mux.HandleFunc("PATCH /scim/v2/Users/{id}", s.scim.PatchUser)
+		mux.HandleFunc("DELETE /scim/v2/Users/{id}", s.scim.DeleteUser)
+		mux.HandleFunc("GET /scim/v2/Groups", s.scim.ListGroups)
+		mux.HandleFunc("POST /scim/v2/Groups", s.scim.CreateGroup)
+		mux.HandleFunc("GET /scim/v2/Groups/{id}", s.scim.GetGroup)
+		mux.HandleFunc("PUT /scim/v2/Groups/{id}", s.scim.ReplaceGroup)
+		mux.HandleFunc("PATCH /scim/v2/Groups/{id}", s.scim.PatchGroup)
+		mux.HandleFunc("DELETE /scim/v2/Groups/{id}", s.scim.DeleteGroup)
+	}
 	mux.HandleFunc("GET /v1/sessions", s.authed(s.sessions))
 	mux.HandleFunc("POST /v1/sessions/{id}/revoke", s.authed(s.revokeSession))
 	mux.HandleFunc("GET /v1/users", s.authed(s.listUsers))
@@ -215,7 +234,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The catch-all hides the mux's own 405; find the methods the path does support.
 		var allow []string
-		for _, m := range []string{"GET", "POST", "PUT", "DELETE"} {
+		for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
 			probe := r.Clone(r.Context())
 			probe.Method = m
 			if _, pattern := mux.Handler(probe); pattern != "/" {
@@ -253,70 +272,6 @@ type TokenResponse struct {
 	// revoked with that session.
 	SessionID    string `json:"session_id,omitempty"`
 	SessionBound bool   `json:"session_bound,omitempty"`
-}
-
-// DevLoginBody is the body of POST /v1/dev/login.
-type DevLoginBody struct {
-	User string `json:"user"`
-}
-
-// DevLoginResponse is the answer of POST /v1/dev/login: a real sign-in session for the demo user
-// (method "dev"), as a sign-in through the identity provider would open, without the provider.
-// The secrets are shown once.
-type DevLoginResponse struct {
-	// Token is the session's access token (rps_…); it lasts minutes and is refreshed with
-	// RefreshToken at POST /v1/auth/token, as after any sign-in.
-	Token        string           `json:"token"`
-	RefreshToken string           `json:"refresh_token"`
-	Subject      string           `json:"subject"`
-	ExpiresAt    time.Time        `json:"expires_at"`
-	Session      identity.Session `json:"session"`
-}
-
-// devLogin opens a session for a demo user: rampart dev only, on loopback. It is a session, not
-// an API token, so that the walkthrough's approvals come from a person's own session like every
-// other approval (invariant 8).
-func (s *Server) devLogin(w http.ResponseWriter, r *http.Request) {
-	var b DevLoginBody
-	if err := decode(w, r, &b); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	pol := s.access.Policy()
-	if err := policy.ValidateSubject(b.User); err != nil || policy.SubjectKind(b.User) != policy.KindUser {
-		s.fail(w, r, errInvalid("field \"user\": %q is not a user name", b.User))
-		return
-	}
-	if len(pol.GroupsOf(b.User)) == 0 {
-		s.fail(w, r, errInvalid("%q is not a user of the loaded policy; the dev login is for its group members", b.User))
-		return
-	}
-	if s.sessionsSvc == nil {
-		s.fail(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "this server keeps no sessions"})
-		return
-	}
-	now := s.access.Now()
-	iss, err := s.sessionsSvc.Create(r.Context(), identity.NewSession{Subject: b.User, Method: "dev", AuthTime: now, NoGroups: true,
-		IP: clientIP(r), Risk: "none", Event: audit.Event{Code: "signin.success", Class: audit.ClassAuthentication, Activity: audit.ActivityCreate,
-			ActivityName: "Logon", Severity: audit.SeverityLow, Time: now, Actor: b.User, User: b.User,
-			Message: b.User + " signed in with the development login of rampart dev (no identity provider)", Details: map[string]any{"method": "dev"}}})
-	if errors.Is(err, identity.ErrUnauthenticated) {
-		s.fail(w, r, errForbidden("%v", err))
-		return
-	} else if err != nil {
-		s.fail(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "could not open the session: " + err.Error()})
-		return
-	}
-	writeJSON(w, http.StatusCreated, DevLoginResponse{Token: iss.AccessToken, RefreshToken: iss.RefreshToken, Subject: b.User,
-		ExpiresAt: iss.AccessExpiresAt, Session: iss.Session})
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // Whoami describes the caller.

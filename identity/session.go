@@ -75,8 +75,11 @@ type SessionToken struct {
 // User is what Rampart keeps about a person beyond the policy: the groups their last sign-in
 // mapped them to, and whether an administrator disabled them.
 type User struct {
-	Subject    string    `json:"subject"`
-	Groups     []string  `json:"groups"`
+	Subject string   `json:"subject"`
+	Groups  []string `json:"groups"`
+	// GroupsAt is when the identity provider last confirmed Groups (a sign-in); the rights they
+	// carry expire after the server's groups_max_age unless confirmed again.
+	GroupsAt   time.Time `json:"groups_at,omitzero"`
 	DisabledAt time.Time `json:"disabled_at,omitzero"`
 	DisabledBy string    `json:"disabled_by,omitempty"`
 	UpdatedAt  time.Time `json:"updated_at"`
@@ -290,7 +293,7 @@ func (s *Sessions) Create(ctx context.Context, ns NewSession) (Issued, error) {
 		}
 		u.Subject, u.UpdatedAt = ns.Subject, now
 		if !ns.NoGroups {
-			u.Groups = nonNilStrings(ns.Groups)
+			u.Groups, u.GroupsAt = nonNilStrings(ns.Groups), now
 		}
 		u.Groups = nonNilStrings(u.Groups)
 		if err := tx.PutUser(ctx, u); err != nil {

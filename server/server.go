@@ -31,6 +31,7 @@ import (
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
+	"rampart.dev/rampart/identity/scim"
 	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/internal/secretfile"
 	"rampart.dev/rampart/kube/admission"
@@ -57,8 +58,10 @@ type Instance struct {
 	// session tokens, workload tokens).
 	Sessions *identity.Sessions
 	Auth     *identity.Chain
-	// SignIn is the OIDC sign-in service (nil without oidc configuration).
+	// SignIn is the OIDC sign-in service (nil without oidc configuration); SCIM the SCIM
+	// provisioning service (nil without scim configuration).
 	SignIn *signin.Service
+	SCIM   *scim.Service
 	// Weights is the weights vault (nil when disabled).
 	Weights *weights.Service
 	// KubeRBAC keeps Kubernetes RBAC equal to the grants (nil without a cluster).
@@ -140,6 +143,9 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	if err := in.startIdentity(ctx, o); err != nil {
 		return nil, err
 	}
+	if err := in.startSCIM(o); err != nil {
+		return nil, err
+	}
 	ttl := cfg.JobsLeaseTTL.Std()
 	if ttl == 0 {
 		ttl = DefaultJobsLeaseTTL
@@ -158,6 +164,9 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		Sessions: in.Sessions, Users: in.Store, Lifecycle: in, Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger, Metrics: metrics}
 	if in.SignIn != nil {
 		apiCfg.SignIn = in.SignIn
+	}
+	if in.SCIM != nil {
+		apiCfg.SCIM = in.SCIM
 	}
 	if err := in.startVault(); err != nil {
 		return nil, err
@@ -208,7 +217,9 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		}
 		return in.finishDisables(ctx)
 	}))
-	in.every(jobCtx, "directory sync", 5*time.Second, in.applyDirectory)
+	// Other replicas' SCIM changes, and sign-in groups reaching groups_max_age, take effect
+	// within a second.
+	in.every(jobCtx, "directory sync", time.Second, in.applyDirectory)
 	interval := pol.Settings().CheckpointInterval.Std()
 	in.every(jobCtx, "checkpoint", interval, in.jobs.guard(func(ctx context.Context) error {
 		_, _, err := in.Ledger.Checkpoint(ctx)

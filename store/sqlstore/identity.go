@@ -105,17 +105,17 @@ func (t *sessionTx) MarkSessionTokenUsed(ctx context.Context, hash string, at ti
 // DeleteSessionTokens removes a revoked session's access tokens; refresh tokens are kept (spent)
 // so that a later replay is still recognised as one.
 
-const userCols = `subject, groups_json, disabled_at, disabled_by, updated_at, idp_subject, mfa_enrol_until, mfa_enrol_by`
+const userCols = `subject, groups_json, disabled_at, disabled_by, updated_at, idp_subject, mfa_enrol_until, mfa_enrol_by, groups_at`
 
 func scanUser(sc interface{ Scan(...any) error }) (identity.User, error) {
 	var u identity.User
 	var groups string
-	var disabled, updated, enrol int64
-	err := sc.Scan(&u.Subject, &groups, &disabled, &u.DisabledBy, &updated, &u.IdPSubject, &enrol, &u.MFAEnrolBy)
+	var disabled, updated, enrol, groupsAt int64
+	err := sc.Scan(&u.Subject, &groups, &disabled, &u.DisabledBy, &updated, &u.IdPSubject, &enrol, &u.MFAEnrolBy, &groupsAt)
 	if err != nil {
 		return u, err
 	}
-	u.DisabledAt, u.UpdatedAt, u.MFAEnrolUntil = fromNanos(disabled), fromNanos(updated), fromNanos(enrol)
+	u.DisabledAt, u.UpdatedAt, u.MFAEnrolUntil, u.GroupsAt = fromNanos(disabled), fromNanos(updated), fromNanos(enrol), fromNanos(groupsAt)
 	return u, json.Unmarshal([]byte(groups), &u.Groups)
 }
 
@@ -141,8 +141,8 @@ func (t *sessionTx) PutUser(ctx context.Context, u identity.User) error {
 	if _, err := t.tx.ExecContext(ctx, t.s.q(`DELETE FROM users WHERE subject = ?`), u.Subject); err != nil {
 		return err
 	}
-	_, err := t.tx.ExecContext(ctx, t.s.q(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-		u.Subject, jsonText(u.Groups), toNanos(u.DisabledAt), u.DisabledBy, toNanos(u.UpdatedAt), u.IdPSubject, toNanos(u.MFAEnrolUntil), u.MFAEnrolBy)
+	_, err := t.tx.ExecContext(ctx, t.s.q(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		u.Subject, jsonText(u.Groups), toNanos(u.DisabledAt), u.DisabledBy, toNanos(u.UpdatedAt), u.IdPSubject, toNanos(u.MFAEnrolUntil), u.MFAEnrolBy, toNanos(u.GroupsAt))
 	return err
 }
 

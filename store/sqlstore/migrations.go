@@ -241,4 +241,37 @@ ALTER TABLE users ADD COLUMN mfa_enrol_until BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN mfa_enrol_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN idp_mfa_at BIGINT NOT NULL DEFAULT 0;
 `,
+	// 10 (identity): when the identity provider last confirmed each person's groups (they expire
+	// after sessions.groups_max_age unless reconfirmed), and the people and groups a directory
+	// provisions over SCIM.
+	`
+ALTER TABLE users ADD COLUMN groups_at BIGINT NOT NULL DEFAULT 0;
+UPDATE users SET groups_at = updated_at;
+CREATE TABLE scim_users (
+	id          TEXT PRIMARY KEY,
+	user_name   TEXT NOT NULL UNIQUE,
+	external_id TEXT NOT NULL,
+	active      BOOLEAN NOT NULL,
+	attrs       TEXT NOT NULL,
+	created_at  BIGINT NOT NULL,
+	modified_at BIGINT NOT NULL,
+	version     BIGINT NOT NULL
+);
+CREATE TABLE scim_groups (
+	id           TEXT PRIMARY KEY,
+	display_name TEXT NOT NULL,
+	external_id  TEXT NOT NULL,
+	attrs        TEXT NOT NULL,
+	created_at   BIGINT NOT NULL,
+	modified_at  BIGINT NOT NULL,
+	version      BIGINT NOT NULL
+);
+CREATE TABLE scim_members (
+	group_id TEXT NOT NULL,
+	user_id  TEXT NOT NULL,
+	position BIGINT NOT NULL,
+	PRIMARY KEY (group_id, user_id)
+);
+CREATE INDEX scim_members_user ON scim_members (user_id);
+`,
 }
