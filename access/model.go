@@ -7,7 +7,10 @@
 // invariant 2 (every grant ends no later than its policy allows; the clock starts at activation),
 // and invariant 4 (every state change appends its ledger entry in the same store transaction,
 // and is refused if the entry cannot be written). Transactions are serialized by the store, so
-// concurrent approvals activate exactly one grant.
+// concurrent approvals activate exactly one grant. Its part of invariant 8: a disabled person's
+// grants, pending requests and pending approvals end in one transaction (RevokeSubject), and
+// each review records the credential and session it came with (the transport authenticates
+// them; access trusts its caller for who the approver is, as it always has).
 //
 // The package imports no database or transport code: persistence is the Store interface,
 // implemented by store/sqlite and store/postgres.

@@ -7,7 +7,9 @@
 // forbidden ranges (loopback, RFC 1918, link-local and cloud metadata, CGNAT, multicast,
 // unspecified, IPv4-mapped, NAT64 and 6to4 forms, the gateway's own addresses) and the gateway
 // dials the address it checked, so DNS rebinding cannot switch it. Tunnels opened under a grant
-// close when the grant expires or is revoked. Bytes sent out are counted against per-subject
+// close when the grant expires or is revoked, and every open tunnel closes when its caller's
+// credential stops verifying (revoked, expired, its session ended, its person disabled:
+// invariant 8), which is checked again at every revalidation. Bytes sent out are counted against per-subject
 // exfiltration budgets. Every decision is logged as an OCSF Network Activity record; budget
 // exhaustion is also a ledger entry.
 package egress

@@ -12,7 +12,11 @@
 // Step-up: when the risk policy (or an approval policy's require_step_up) asks for a fresh
 // multi-factor authentication, Rampart either sends the person back to the provider with
 // max_age=0 and the MFA acr value and checks amr/acr in the new ID token, or asks for a code of
-// the TOTP factor Rampart holds for them (for providers that cannot be asked).
+// the TOTP factor Rampart holds for them (for providers that cannot be asked). Enrolling or
+// replacing that factor needs one the person already has (invariant 8): a code of the current
+// factor, the provider's multi-factor authentication, or an administrator's allowance; and a
+// step-up with a factor enrolled in the last day (other than under the provider's multi-factor
+// authentication) does not count for approvals.
 package signin
 
 import (
