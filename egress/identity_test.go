@@ -36,8 +36,12 @@ func TestRevalidationRechecksIdentity(t *testing.T) {
 	}
 	r.gw.Revalidate()
 	waitClosed(t, c)
-	if !strings.Contains(r.dlog.String(), "no longer holds") {
-		t.Fatalf("the decision log does not say why the tunnel closed:\n%s", r.dlog.String())
+	// The line is written after the connections close: wait for it.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(r.dlog.String(), "no longer holds"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the decision log does not say why the tunnel closed:\n%s", r.dlog.String())
+		}
+		r.gw.FlushDecisions()
 	}
 
 	// An expired token, by the gateway's clock.
