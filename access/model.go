@@ -7,7 +7,10 @@
 // invariant 2 (every grant ends no later than its policy allows; the clock starts at activation),
 // and invariant 4 (every state change appends its ledger entry in the same store transaction,
 // and is refused if the entry cannot be written). Transactions are serialized by the store, so
-// concurrent approvals activate exactly one grant.
+// concurrent approvals activate exactly one grant. Its part of invariant 8: a disabled person's
+// grants, pending requests and pending approvals end in one transaction (RevokeSubject), and
+// each review records the credential and session it came with (the transport authenticates
+// them; access trusts its caller for who the approver is, as it always has).
 //
 // The package imports no database or transport code: persistence is the Store interface,
 // implemented by store/sqlite and store/postgres.
@@ -87,6 +90,11 @@ type Review struct {
 	Duration  time.Duration `json:"-"`
 	Comment   string        `json:"comment,omitempty"`
 	At        time.Time     `json:"at"`
+	// CredentialID and SessionID are the credential the review came with (a session id, or a
+	// token bound to the session) and the approver's own sign-in session it spoke for
+	// (invariant 8); empty for reviews recorded before they were kept, or made in-process.
+	CredentialID string `json:"credential_id,omitempty"`
+	SessionID    string `json:"session_id,omitempty"`
 }
 
 // GrantState is where a grant is in its life.
@@ -172,6 +180,8 @@ type Tx interface {
 	UpdateRequest(ctx context.Context, r Request) error
 	// PutReview inserts or replaces the approver's review of the request.
 	PutReview(ctx context.Context, r Review) error
+	// DeleteReview removes the approver's review of the request, if any.
+	DeleteReview(ctx context.Context, requestID, approver string) error
 	InsertGrant(ctx context.Context, g Grant) error
 	UpdateGrant(ctx context.Context, g Grant) error
 	SetMeta(ctx context.Context, key, value string) error

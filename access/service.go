@@ -296,6 +296,12 @@ type ReviewInput struct {
 	// under a require_step_up needs it at most that old by the service's clock, or Review
 	// returns a *StepUpRequired.
 	MFAAt time.Time
+	// CredentialID and SessionID say which credential the approver used and which of their
+	// own sign-in sessions it speaks for; they are recorded with the review and in its ledger
+	// entry. The transport authenticates them (api refuses reviews from anything but a
+	// person's own session or a token bound to it: invariant 8).
+	CredentialID string
+	SessionID    string
 }
 
 // Review records an approval or denial. When the approvals satisfy every step of the approval
@@ -368,9 +374,11 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 				return err
 			}
 		}
-		rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Duration: in.Duration, Comment: in.Comment, At: now}
+		rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Duration: in.Duration, Comment: in.Comment, At: now,
+			CredentialID: in.CredentialID, SessionID: in.SessionID}
 		reviews = replaceReview(reviews, rv)
 		details := map[string]any{"decision": string(in.Decision), "comment": in.Comment}
+		addCredential(details, in)
 		if in.Duration != 0 {
 			details["duration"] = policy.FormatDuration(in.Duration)
 		}
@@ -399,6 +407,17 @@ func addStepUp(details map[string]any, req *policy.Requirement, in ReviewInput) 
 	}
 	details["step_up"] = map[string]any{"max_age": policy.FormatDuration(req.StepUp), "policy": req.StepUpPolicy,
 		"mfa_at": in.MFAAt.UTC().Format(time.RFC3339Nano)}
+}
+
+// addCredential records in a review's ledger details the credential and the approver's own
+// session it came with (invariant 8: every approval says which sign-in of its approver made it).
+func addCredential(details map[string]any, in ReviewInput) {
+	if in.CredentialID != "" {
+		details["credential_id"] = in.CredentialID
+	}
+	if in.SessionID != "" {
+		details["session_id"] = in.SessionID
+	}
 }
 
 func replaceReview(reviews []Review, rv Review) []Review {
@@ -525,9 +544,11 @@ func (t *txn) postReview(ctx context.Context, r Request, req *policy.Requirement
 			return r, err
 		}
 	}
-	rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Comment: in.Comment, At: now}
+	rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Comment: in.Comment, At: now,
+		CredentialID: in.CredentialID, SessionID: in.SessionID}
 	reviews = replaceReview(reviews, rv)
 	details := map[string]any{"comment": in.Comment}
+	addCredential(details, in)
 	addStepUp(details, req, in)
 	if err := t.record(ctx, requestEvent("request.post_review."+string(in.Decision), ActivityUpdateName, r, in.Approver,
 		fmt.Sprintf("%s %sd break-glass request %s after the fact", in.Approver, in.Decision, r.ID), details)); err != nil {

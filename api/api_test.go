@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +16,9 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
+	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/internal/demo"
 	"rampart.dev/rampart/server"
 )
@@ -28,9 +31,19 @@ type rig struct {
 }
 
 func newRig(t *testing.T, dev bool) *rig {
+	return newRigWith(t, dev, demo.Policy())
+}
+
+// newRigWith is newRig with another policy.
+func newRigWith(t *testing.T, dev bool, pol fs.FS) *rig {
+	return newRigClock(t, dev, pol, nil)
+}
+
+// newRigClock is newRigWith with the server's clock.
+func newRigClock(t *testing.T, dev bool, pol fs.FS, now func() time.Time) *rig {
 	t.Helper()
-	cfg := server.Config{DataDir: t.TempDir(), PolicyFS: demo.Policy(), Dev: dev, Store: server.StoreConfig{Driver: "sqlite"}}
-	in, err := server.Start(context.Background(), cfg, server.Options{Logger: slog.New(slog.DiscardHandler)})
+	cfg := server.Config{DataDir: t.TempDir(), PolicyFS: pol, Dev: dev, Store: server.StoreConfig{Driver: "sqlite"}}
+	in, err := server.Start(context.Background(), cfg, server.Options{Logger: slog.New(slog.DiscardHandler), Now: now, SyncInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,13 +52,25 @@ func newRig(t *testing.T, dev bool) *rig {
 	return &rig{t: t, in: in, srv: srv}
 }
 
+// client signs user in: a session of their own, as a sign-in through the identity provider
+// would open (approvals need one).
 func (r *rig) client(user string) *api.Client {
 	r.t.Helper()
-	secret, _, err := r.in.Tokens.Issue(context.Background(), user, "user", "test", user, time.Hour)
+	return api.NewClient(r.srv.URL, r.session(user).AccessToken)
+}
+
+func (r *rig) session(user string) identity.Issued {
+	r.t.Helper()
+	iss, err := r.in.Sessions.Create(context.Background(), identity.NewSession{Subject: user, Method: "test", AuthTime: time.Now(), Event: r.event(user)})
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return api.NewClient(r.srv.URL, secret)
+	return iss
+}
+
+func (r *rig) event(user string) audit.Event {
+	return audit.Event{Code: "signin.success", Class: audit.ClassAuthentication, Activity: audit.ActivityCreate, ActivityName: "Logon",
+		Time: time.Now(), Actor: user, User: user, Message: user + " signed in (test)"}
 }
 
 // raw sends a request and returns status and decoded body.
@@ -147,7 +172,7 @@ func TestAuthentication(t *testing.T) {
 	if status, _ := r.raw("GET", "/v1/whoami", secret, "", nil); status != 200 {
 		t.Fatalf("fresh token: %d", status)
 	}
-	if err := r.in.Tokens.Revoke(context.Background(), tk.ID, "alice"); err != nil {
+	if err := r.in.Tokens.Revoke(context.Background(), tk.ID, "alice", ""); err != nil {
 		t.Fatal(err)
 	}
 	if status, m := r.raw("GET", "/v1/whoami", secret, "", nil); status != http.StatusUnauthorized || !strings.Contains(errMsg(m), "revoked") {

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"rampart.dev/rampart/audit"
-	"rampart.dev/rampart/identity"
-	"rampart.dev/rampart/policy"
 )
 
 // LedgerKey names the ledger and the public key that verifies its checkpoints.
@@ -188,70 +186,6 @@ func proofError(err error) error {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}
 	}
 	return ledgerError(err)
-}
-
-// CreateTokenBody is the body of POST /v1/tokens.
-type CreateTokenBody struct {
-	Subject     string `json:"subject"`
-	Kind        string `json:"kind"`
-	TTL         string `json:"ttl"`
-	Description string `json:"description,omitempty"`
-}
-
-// createToken: admins issue tokens for anyone (service tokens for gateways, webhooks and CI);
-// others may issue user tokens for themselves.
-func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c caller) error {
-	var b CreateTokenBody
-	if err := decode(w, r, &b); err != nil {
-		return err
-	}
-	if b.Kind == "" {
-		b.Kind = identity.KindUser
-	}
-	if b.Subject == "" {
-		b.Subject = c.Subject
-	}
-	if !c.admin() && (b.Subject != c.Subject || b.Kind != identity.KindUser) {
-		return errForbidden("only admins may issue tokens for other subjects or service tokens")
-	}
-	ttl, err := parseDuration("ttl", b.TTL)
-	if err != nil {
-		return err
-	}
-	if ttl == 0 {
-		ttl = 24 * time.Hour
-	}
-	if err := policy.ValidateSubject(b.Subject); err != nil {
-		return errInvalid("field \"subject\": %v", err)
-	}
-	secret, t, err := s.tokens.Issue(r.Context(), b.Subject, b.Kind, b.Description, c.Subject, ttl)
-	switch {
-	case errors.Is(err, identity.ErrInvalidToken):
-		return errInvalid("%v", err)
-	case err != nil:
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "could not issue the token: " + err.Error()}
-	}
-	writeJSON(w, http.StatusCreated, TokenResponse{Token: secret, ID: t.ID, Subject: t.Subject, Kind: t.Kind, ExpiresAt: t.ExpiresAt})
-	return nil
-}
-
-// revokeToken: admins revoke any token; anyone may revoke the token they are using (logout).
-func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, c caller) error {
-	if err := decodeOptional(w, r, &struct{}{}); err != nil {
-		return err
-	}
-	id := r.PathValue("id")
-	if id != c.TokenID && !c.admin() {
-		return errForbidden("only admins may revoke other tokens; you may revoke the one you are using (%s)", c.TokenID)
-	}
-	if err := s.tokens.Revoke(r.Context(), id, c.Subject); err != nil {
-		if errors.Is(err, identity.ErrTokenNotFound) {
-			return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "token " + id + " does not exist or is already revoked"}
-		}
-		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "could not revoke: " + err.Error()}
-	}
-	writeJSON(w, 200, map[string]string{"revoked": id})
-	return nil
 }
 
 // ledgerStore is the store the ledger reads, for streaming entries.

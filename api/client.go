@@ -16,6 +16,7 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/suggest"
 )
@@ -117,9 +118,9 @@ func IsStatus(err error, status int) bool {
 	return errors.As(err, &se) && se.Status == status
 }
 
-// DevLogin gets a token for a demo user (dev mode only).
-func (c *Client) DevLogin(ctx context.Context, user string) (TokenResponse, error) {
-	var out TokenResponse
+// DevLogin opens a session for a demo user (dev mode only).
+func (c *Client) DevLogin(ctx context.Context, user string) (DevLoginResponse, error) {
+	var out DevLoginResponse
 	err := c.do(ctx, "POST", "/v1/dev/login", nil, DevLoginBody{User: user}, &out)
 	return out, err
 }
@@ -352,4 +353,18 @@ func (c *Client) Search(ctx context.Context, query string, limit int) ([]Resourc
 	}
 	err := c.do(ctx, "GET", "/v1/resources", url.Values{"q": {query}, "limit": {strconv.Itoa(limit)}}, nil, &out)
 	return out.Resources, err
+}
+
+// Tokens lists API tokens: the caller's, a subject's, or everyone's (all).
+func (c *Client) Tokens(ctx context.Context, subject string, all bool) ([]identity.Token, error) {
+	q := url.Values{}
+	if subject != "" {
+		q.Set("subject", subject)
+	}
+	if all {
+		q.Set("all", "true")
+	}
+	var out []identity.Token
+	err := c.do(ctx, "GET", "/v1/tokens", q, nil, &out)
+	return out, err
 }

@@ -104,10 +104,15 @@ func (c *Client) StepUp(ctx context.Context, otp string) error {
 	return c.authCall(ctx, "/v1/auth/step-up", nil, map[string]string{"otp": otp}, nil)
 }
 
-// EnrolTOTP starts enrolling a TOTP factor: the secret and its otpauth URI.
-func (c *Client) EnrolTOTP(ctx context.Context) (map[string]string, error) {
+// EnrolTOTP starts enrolling a TOTP factor: the secret and its otpauth URI. otp, if set, is a
+// code of the factor it replaces (the proof that the person holds it).
+func (c *Client) EnrolTOTP(ctx context.Context, otp string) (map[string]string, error) {
 	var out map[string]string
-	err := c.authCall(ctx, "/v1/mfa/totp", nil, nil, &out)
+	var body any
+	if otp != "" {
+		body = map[string]string{"otp": otp}
+	}
+	err := c.authCall(ctx, "/v1/mfa/totp", nil, body, &out)
 	return out, err
 }
 
@@ -145,4 +150,11 @@ func (c *Client) Users(ctx context.Context) ([]identity.User, error) {
 // UserAction disables, enables or unbinds a user, or resets their second factor ("mfa/reset").
 func (c *Client) UserAction(ctx context.Context, subject, action string) error {
 	return c.do(ctx, "POST", "/v1/users/"+url.PathEscape(subject)+"/"+action, nil, nil, nil)
+}
+
+// DisableUser disables a person and says what that ended (admins).
+func (c *Client) DisableUser(ctx context.Context, subject, reason string) (UserDisabled, error) {
+	var out UserDisabled
+	err := c.do(ctx, "POST", "/v1/users/"+url.PathEscape(subject)+"/disable", nil, map[string]string{"reason": reason}, &out)
+	return out, err
 }

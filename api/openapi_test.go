@@ -223,6 +223,8 @@ type oaRoute struct {
 	cond string
 	// signIn is the SignIn method that serves it ("Login" for s.signin.Login), or "".
 	signIn string
+	// scim is the SCIM method that serves it ("ListUsers" for s.scim.ListUsers), or "".
+	scim string
 }
 
 // oaConds are the conditions under which (*Server).Handler may register a route: the if
@@ -231,14 +233,45 @@ type oaRoute struct {
 var oaConds = map[string]struct{ expr, ext string }{
 	"dev":  {"%s.dev", "x-rampart-dev-only"},            // rampart dev; never in production
 	"oidc": {"%s.signin != nil", "x-rampart-oidc-only"}, // OIDC sign-in is configured
+	"scim": {"%s.scim != nil", "x-rampart-scim-only"},   // SCIM provisioning is configured
 }
 
 // oaEnv is a server configuration the probe builds: which conditional parts are on.
-type oaEnv struct{ dev, signIn bool }
+type oaEnv struct{ dev, signIn, scim bool }
 
 // oaEnvWithout is the configuration with every condition on except cond.
 func oaEnvWithout(cond string) oaEnv {
-	return oaEnv{dev: cond != "dev", signIn: cond != "oidc"}
+	return oaEnv{dev: cond != "dev", signIn: cond != "oidc", scim: cond != "scim"}
+}
+
+// oaSCIMRoute describes a route that (*Server).Handler mounts from its SCIM service
+// (identity/scim, registered inside `if s.scim != nil`). SCIM has its own conventions, and the
+// rules below are relaxed for these routes as far as this says: they authenticate the
+// directory's bearer secret themselves (security scimBearer, and 401 in the SCIM error schema),
+// answer application/scim+json, errors in the SCIM error schema (ScimError), read bodies of
+// application/scim+json (or application/json) whose resources are extensible (not closed), and
+// DELETE answers 204 without a body.
+type oaSCIMRoute struct {
+	method string // the SCIM method that serves it
+	body   bool   // it reads a request body
+}
+
+var oaSCIM = map[string]oaSCIMRoute{
+	"GET /scim/v2/ServiceProviderConfig": {method: "ServiceProviderConfig"},
+	"GET /scim/v2/ResourceTypes":         {method: "ResourceTypes"},
+	"GET /scim/v2/Schemas":               {method: "Schemas"},
+	"GET /scim/v2/Users":                 {method: "ListUsers"},
+	"POST /scim/v2/Users":                {method: "CreateUser", body: true},
+	"GET /scim/v2/Users/{id}":            {method: "GetUser"},
+	"PUT /scim/v2/Users/{id}":            {method: "ReplaceUser", body: true},
+	"PATCH /scim/v2/Users/{id}":          {method: "PatchUser", body: true},
+	"DELETE /scim/v2/Users/{id}":         {method: "DeleteUser"},
+	"GET /scim/v2/Groups":                {method: "ListGroups"},
+	"POST /scim/v2/Groups":               {method: "CreateGroup", body: true},
+	"GET /scim/v2/Groups/{id}":           {method: "GetGroup"},
+	"PUT /scim/v2/Groups/{id}":           {method: "ReplaceGroup", body: true},
+	"PATCH /scim/v2/Groups/{id}":         {method: "PatchGroup", body: true},
+	"DELETE /scim/v2/Groups/{id}":        {method: "DeleteGroup"},
 }
 
 // Kinds of sign-in routes.
@@ -280,7 +313,7 @@ var oaSignIn = map[string]oaSignInRoute{
 	"POST /v1/auth/device":      {method: "Device", kind: oaOAuth},
 	"POST /v1/auth/token":       {method: "Token", kind: oaOAuth, body: "application/x-www-form-urlencoded", why401: "mfa_required: the sign-in needs a second factor"},
 	"POST /v1/auth/step-up":     {method: "StepUp", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer session token itself"},
-	"POST /v1/mfa/totp":         {method: "EnrolTOTP", kind: oaOAuth, why401: "it authenticates the bearer session token itself"},
+	"POST /v1/mfa/totp":         {method: "EnrolTOTP", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer session token itself"},
 	"POST /v1/mfa/totp/confirm": {method: "ConfirmTOTP", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer token itself"},
 }
 
@@ -352,8 +385,11 @@ func oaRegisteredRoutes(t *testing.T) []oaRoute {
 				r.authed = true
 			}
 		case *ast.SelectorExpr:
-			if types.ExprString(h.X) == recv+".signin" {
+			switch types.ExprString(h.X) {
+			case recv + ".signin":
 				r.signIn = h.Sel.Name
+			case recv + ".scim":
+				r.scim = h.Sel.Name
 			}
 		}
 		out = append(out, r)
@@ -440,6 +476,34 @@ func (p oaSignInProbe) StepUp(w http.ResponseWriter, _ *http.Request)      { p.s
 func (p oaSignInProbe) EnrolTOTP(w http.ResponseWriter, _ *http.Request)   { p.serve("EnrolTOTP", w) }
 func (p oaSignInProbe) ConfirmTOTP(w http.ResponseWriter, _ *http.Request) { p.serve("ConfirmTOTP", w) }
 
+// oaSCIMProbe, like oaSignInProbe, records which SCIM method the mux sent a request to.
+type oaSCIMProbe struct{ ran *string }
+
+func (p oaSCIMProbe) serve(name string, w http.ResponseWriter) {
+	*p.ran = "SCIM." + name
+	w.WriteHeader(http.StatusOK)
+}
+
+func (p oaSCIMProbe) ServiceProviderConfig(w http.ResponseWriter, _ *http.Request) {
+	p.serve("ServiceProviderConfig", w)
+}
+func (p oaSCIMProbe) ResourceTypes(w http.ResponseWriter, _ *http.Request) {
+	p.serve("ResourceTypes", w)
+}
+func (p oaSCIMProbe) Schemas(w http.ResponseWriter, _ *http.Request)      { p.serve("Schemas", w) }
+func (p oaSCIMProbe) ListUsers(w http.ResponseWriter, _ *http.Request)    { p.serve("ListUsers", w) }
+func (p oaSCIMProbe) CreateUser(w http.ResponseWriter, _ *http.Request)   { p.serve("CreateUser", w) }
+func (p oaSCIMProbe) GetUser(w http.ResponseWriter, _ *http.Request)      { p.serve("GetUser", w) }
+func (p oaSCIMProbe) ReplaceUser(w http.ResponseWriter, _ *http.Request)  { p.serve("ReplaceUser", w) }
+func (p oaSCIMProbe) PatchUser(w http.ResponseWriter, _ *http.Request)    { p.serve("PatchUser", w) }
+func (p oaSCIMProbe) DeleteUser(w http.ResponseWriter, _ *http.Request)   { p.serve("DeleteUser", w) }
+func (p oaSCIMProbe) ListGroups(w http.ResponseWriter, _ *http.Request)   { p.serve("ListGroups", w) }
+func (p oaSCIMProbe) CreateGroup(w http.ResponseWriter, _ *http.Request)  { p.serve("CreateGroup", w) }
+func (p oaSCIMProbe) GetGroup(w http.ResponseWriter, _ *http.Request)     { p.serve("GetGroup", w) }
+func (p oaSCIMProbe) ReplaceGroup(w http.ResponseWriter, _ *http.Request) { p.serve("ReplaceGroup", w) }
+func (p oaSCIMProbe) PatchGroup(w http.ResponseWriter, _ *http.Request)   { p.serve("PatchGroup", w) }
+func (p oaSCIMProbe) DeleteGroup(w http.ResponseWriter, _ *http.Request)  { p.serve("DeleteGroup", w) }
+
 var oaWildcard = regexp.MustCompile(`\{[^}]*\}`)
 
 // oaProbe sends method+path (placeholders filled in) to a fresh server configured as env and
@@ -451,6 +515,9 @@ func oaProbe(t *testing.T, env oaEnv, method, path string) (route string, status
 	cfg := Config{Dev: env.dev, Auth: oaRefuseAll{}, Metrics: m}
 	if env.signIn {
 		cfg.SignIn = oaSignInProbe{ran: &ran}
+	}
+	if env.scim {
+		cfg.SCIM = oaSCIMProbe{ran: &ran}
 	}
 	h := New(cfg).Handler()
 	var body *strings.Reader
@@ -520,9 +587,33 @@ func TestOpenAPIRoutesMatchServer(t *testing.T) {
 				t.Errorf("%s is served by SignIn.%s; this test's oaSignIn table says SignIn.%s", r.pattern, r.signIn, si.method)
 			}
 		}
+		sc, isSCIM := oaSCIM[r.pattern]
+		if r.scim != sc.method {
+			t.Errorf("%s is served by SCIM.%s; this test's oaSCIM table says SCIM.%s", r.pattern, r.scim, sc.method)
+		}
 		o, ok := documented[r.pattern]
 		if !ok {
 			t.Errorf("route %q is registered in (*Server).Handler but not documented in api/openapi.json", r.pattern)
+			continue
+		}
+		if isSCIM {
+			// SCIM authenticates the directory's bearer secret itself.
+			sec, _ := o.op["security"].([]any)
+			if len(sec) != 1 || oaObj(sec[0])["scimBearer"] == nil {
+				t.Errorf("%s: a SCIM route is documented with security [{scimBearer: []}], not %v", r.pattern, o.op["security"])
+			}
+			if oaObj(o.op["responses"])["401"] == nil {
+				t.Errorf("%s: a SCIM route answers 401 without the secret; document it", r.pattern)
+			}
+			if r.authed {
+				t.Errorf("%s: a SCIM route is not behind s.authed", r.pattern)
+			}
+			if r.cond != "scim" || o.op["x-rampart-scim-only"] != true {
+				t.Errorf("%s: a SCIM route is registered under if s.scim != nil and documented with x-rampart-scim-only: true", r.pattern)
+			}
+			if oaObj(o.op["responses"])["404"] == nil {
+				t.Errorf("%s is registered under \"scim\" only; document the 404 it answers otherwise", r.pattern)
+			}
 			continue
 		}
 		// Authentication as implemented: s.authed routes need a bearer token. Routes it does
@@ -571,6 +662,22 @@ func TestOpenAPIRoutesMatchServer(t *testing.T) {
 			t.Errorf("%s is in this test's oaSignIn table but not registered in (*Server).Handler", pattern)
 		}
 	}
+	for pattern := range oaSCIM {
+		if _, ok := registered[pattern]; !ok {
+			t.Errorf("%s is in this test's oaSCIM table but not registered in (*Server).Handler", pattern)
+		}
+	}
+	// Every method of SCIM is a handler the table knows.
+	scimServed := map[string]bool{}
+	for _, sc := range oaSCIM {
+		scimServed[sc.method] = true
+	}
+	sct := reflect.TypeFor[SCIM]()
+	for i := range sct.NumMethod() {
+		if name := sct.Method(i).Name; !scimServed[name] {
+			t.Errorf("SCIM.%s serves no route in this test's oaSCIM table", name)
+		}
+	}
 	// Every method of SignIn is a handler the table knows.
 	served := map[string]bool{}
 	for _, si := range oaSignIn {
@@ -594,7 +701,7 @@ func TestOpenAPIRoutesMatchServer(t *testing.T) {
 	}
 	for pattern := range probe {
 		method, path, _ := strings.Cut(pattern, " ")
-		got, status, ran := oaProbe(t, oaEnv{dev: true, signIn: true}, method, path)
+		got, status, ran := oaProbe(t, oaEnv{dev: true, signIn: true, scim: true}, method, path)
 		if got != pattern {
 			t.Errorf("%s %s is served by route %q, not %q", method, path, got, pattern)
 			continue
@@ -603,8 +710,12 @@ func TestOpenAPIRoutesMatchServer(t *testing.T) {
 			if r.authed != (status == http.StatusUnauthorized) {
 				t.Errorf("%s answered %d without credentials; authed (from the source) = %v", pattern, status, r.authed)
 			}
-			if ran != r.signIn {
-				t.Errorf("%s was answered by SignIn method %q; the source says %q", pattern, ran, r.signIn)
+			want := r.signIn
+			if r.scim != "" {
+				want = "SCIM." + r.scim
+			}
+			if ran != want {
+				t.Errorf("%s was answered by method %q; the source says %q", pattern, ran, want)
 			}
 		}
 	}
@@ -729,6 +840,10 @@ func TestOpenAPIRequestBodiesAreClosed(t *testing.T) {
 			oaSignInBody(t, o, si, rb)
 			continue
 		}
+		if sc, ok := oaSCIM[o.key()]; ok {
+			oaSCIMBody(t, o, sc, rb)
+			continue
+		}
 		if rb == nil {
 			continue
 		}
@@ -790,6 +905,32 @@ func oaSignInBody(t *testing.T, o oaOp, si oaSignInRoute, rb map[string]any) {
 	}
 }
 
+// oaSCIMBody checks a SCIM route's request body: application/scim+json or application/json, the
+// same schema for both; 400 and 413 documented (the SCIM service answers both, in its own error
+// schema). SCIM resources are extensible, so their schemas are not closed.
+func oaSCIMBody(t *testing.T, o oaOp, sc oaSCIMRoute, rb map[string]any) {
+	t.Helper()
+	switch {
+	case !sc.body && rb != nil:
+		t.Errorf("%s reads no request body (oaSCIM) but documents one", o.key())
+		return
+	case sc.body && rb == nil:
+		t.Errorf("%s reads a body (oaSCIM) but documents none", o.key())
+		return
+	case rb == nil:
+		return
+	}
+	content := oaObj(rb["content"])
+	if len(content) != 2 || content["application/scim+json"] == nil || content["application/json"] == nil {
+		t.Errorf("%s: a SCIM request body is application/scim+json or application/json; documented %v", o.key(), oaKeys(content))
+	}
+	for _, status := range []string{"400", "413"} {
+		if oaObj(o.op["responses"])[status] == nil {
+			t.Errorf("%s reads a body but does not document %s", o.key(), status)
+		}
+	}
+}
+
 func TestOpenAPIOperations(t *testing.T) {
 	doc := oaLoad(t)
 	ids := map[string]string{}
@@ -847,6 +988,38 @@ func TestOpenAPIOperations(t *testing.T) {
 				continue
 			}
 			content := oaObj(rm["content"])
+			if _, isSCIM := oaSCIM[o.key()]; isSCIM {
+				// SCIM answers application/scim+json: resources, lists, and its error schema
+				// (the catch-all's 404 when SCIM is off is the Error envelope, as everywhere).
+				switch {
+				case code == http.StatusNoContent:
+					success = true
+					if len(content) != 0 {
+						t.Errorf("%s %s: a 204 has no content", o.key(), status)
+					}
+				case code >= 200 && code < 300:
+					success = true
+					if len(content) != 1 || content["application/scim+json"] == nil {
+						t.Errorf("%s %s: SCIM answers application/scim+json only; documented %v", o.key(), status, oaKeys(content))
+					}
+				case code == http.StatusNotFound:
+					schema := oaObj(oaObj(content["application/scim+json"])["schema"])
+					var refs []string
+					oaWalk(schema, "", func(m map[string]any, _ string) {
+						if r, ok := m["$ref"].(string); ok {
+							refs = append(refs, r)
+						}
+					})
+					if !slices.Contains(refs, "#/components/schemas/ScimError") || oaObj(oaObj(content["application/json"])["schema"])["$ref"] != "#/components/schemas/Error" {
+						t.Errorf("%s 404: a SCIM route answers a missing resource as a ScimError, and the catch-all (SCIM off) as the Error envelope", o.key())
+					}
+				default:
+					if len(content) != 1 || oaObj(oaObj(content["application/scim+json"])["schema"])["$ref"] != "#/components/schemas/ScimError" {
+						t.Errorf("%s %s: a SCIM error answer is application/scim+json ScimError; documented %v", o.key(), status, oaKeys(content))
+					}
+				}
+				continue
+			}
 			if code >= 200 && code < 300 {
 				success = true
 				if len(content) == 0 {
@@ -1137,14 +1310,14 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	// Types the server writes: required must match the zero value's keys.
 	responses := map[string]any{
 		"ErrorDetail": Error{}, "Whoami": Whoami{}, "ResourceInfo": ResourceInfo{}, "RoleInfo": RoleInfo{},
-		"Rule": policy.Rule{}, "TokenResponse": TokenResponse{}, "Created": Created{}, "RequestList": RequestList{},
+		"Rule": policy.Rule{}, "TokenResponse": TokenResponse{}, "DevLoginResponse": DevLoginResponse{}, "Created": Created{}, "RequestList": RequestList{},
 		"GrantList": GrantList{}, "LedgerKey": LedgerKey{}, "CheckpointResponse": CheckpointResponse{}, "Cosignature": audit.Cosignature{},
 		"ProofResponse": ProofResponse{}, "Request": access.Request{}, "Review": access.Review{}, "Grant": access.Grant{},
 		"View": access.View{}, "Tally": policy.Tally{}, "StepTally": policy.StepTally{}, "Ignored": policy.Ignored{},
 		"Explanation": policy.Explanation{}, "ResourceSummary": policy.ResourceSummary{},
 		"StepExplanation": policy.StepExplanation{}, "Decision": authz.Decision{}, "Query": authz.Query{},
 		"Advice": suggest.Advice{}, "Candidate": suggest.Candidate{}, "Target": suggest.Target{}, "Intent": suggest.Intent{},
-		"Session": identity.Session{}, "User": identity.User{}, "SignInTokenResponse": signin.TokenResponse{},
+		"Session": identity.Session{}, "User": identity.User{}, "Token": identity.Token{}, "UserDisabled": UserDisabled{}, "SignInTokenResponse": signin.TokenResponse{},
 		"DeviceResponse": signin.DeviceResponse{}, "TokenError": signin.TokenError{},
 		"WeightsObject": weights.Object{}, "VerifyResult": weights.VerifyResult{}, "KeyRelease": weights.KeyRelease{},
 		// The weights handlers (api/weights.go) write these as maps; these are copies of their
@@ -1169,6 +1342,10 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"DevLoginBody": DevLoginBody{}, "CreateRequestBody": CreateRequestBody{}, "ReviewBody": ReviewBody{},
 		"EmptyBody": struct{}{}, "RenewBody": RenewBody{}, "RevokeBody": RevokeBody{}, "BatchBody": BatchBody{},
 		"CreateTokenBody": CreateTokenBody{}, "SuggestBody": SuggestBody{},
+		// disableUser in api/identity.go decodes into an anonymous struct; this is a copy of it.
+		"DisableBody": struct {
+			Reason string `json:"reason"`
+		}{},
 		"KeyReleaseBody": KeyReleaseBody{}, "RetireBody": RetireBody{},
 		// The handlers decode these into anonymous structs; these are copies of them
 		// (revokeSession in api/identity.go; StepUp and ConfirmTOTP in identity/signin/token.go).
@@ -1181,9 +1358,11 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	}
 	// Answers built from maps or raw bytes in the handlers; their shape is checked below or by hand.
 	noGoType := []string{"Error", "Health", "Readiness", "ResourceList", "RoleList", "DecisionList", "CheckUnavailable", "BatchUnavailable", "TokenRevoked", "LedgerEntry",
-		"SessionRevoked", "UserUpdated", "StepUpResponse", "TOTPEnrolment", "TOTPConfirmed", "HTMLPage",
+		"SessionRevoked", "UserUpdated", "EnrolmentAllowed", "StepUpResponse", "TOTPEnrolment", "TOTPConfirmed", "HTMLPage",
 		// Form bodies, read with r.PostForm.Get; TokenForm's grant types are checked below.
-		"TokenForm", "LoginMFAForm"}
+		"TokenForm", "LoginMFAForm",
+		// SCIM resources and messages (identity/scim builds them as JSON objects, RFC 7643/7644).
+		"ScimUser", "ScimGroup", "ScimListResponse", "ScimError", "ScimPatchOp", "ScimServiceProviderConfig", "ScimMember", "ScimMeta"}
 
 	for name := range schemas {
 		_, r := responses[name]

@@ -53,7 +53,9 @@ type Server struct {
 	weights      *weights.Service
 	openNote     func([]byte) (string, error)
 	users        UserStore
+	lifecycle    Lifecycle
 	signin       SignIn
+	scim         SCIM
 	dev          bool
 	log          *slog.Logger
 	m            *Metrics
@@ -86,7 +88,11 @@ type Config struct {
 	// the OIDC sign-in endpoints (all nil without oidc configuration).
 	Sessions *identity.Sessions
 	Users    UserStore
-	SignIn   SignIn
+	// Lifecycle disables and enables people (nil: sessions and tokens only).
+	Lifecycle Lifecycle
+	SignIn    SignIn
+	// SCIM serves SCIM provisioning under /scim/v2 (nil: those routes answer 404).
+	SCIM SCIM
 	// Weights is the weights vault (nil: its routes answer 404); OpenNote verifies its signed
 	// manifests (the ledger's OpenNote).
 	Weights  *weights.Service
@@ -100,7 +106,7 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
 		ready: c.Ready, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
-		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, signin: c.SignIn, weights: c.Weights, openNote: c.OpenNote}
+		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights, openNote: c.OpenNote}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}
@@ -165,6 +171,23 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("POST /v1/mfa/totp", s.signin.EnrolTOTP)
 		mux.HandleFunc("POST /v1/mfa/totp/confirm", s.signin.ConfirmTOTP)
 	}
+	if s.scim != nil {
+		mux.HandleFunc("GET /scim/v2/ServiceProviderConfig", s.scim.ServiceProviderConfig)
+		mux.HandleFunc("GET /scim/v2/ResourceTypes", s.scim.ResourceTypes)
+		mux.HandleFunc("GET /scim/v2/Schemas", s.scim.Schemas)
+		mux.HandleFunc("GET /scim/v2/Users", s.scim.ListUsers)
+		mux.HandleFunc("POST /scim/v2/Users", s.scim.CreateUser)
+		mux.HandleFunc("GET /scim/v2/Users/{id}", s.scim.GetUser)
+		mux.HandleFunc("PUT /scim/v2/Users/{id}", s.scim.ReplaceUser)
+		mux.HandleFunc("PATCH /scim/v2/Users/{id}", s.scim.PatchUser)
+		mux.HandleFunc("DELETE /scim/v2/Users/{id}", s.scim.DeleteUser)
+		mux.HandleFunc("GET /scim/v2/Groups", s.scim.ListGroups)
+		mux.HandleFunc("POST /scim/v2/Groups", s.scim.CreateGroup)
+		mux.HandleFunc("GET /scim/v2/Groups/{id}", s.scim.GetGroup)
+		mux.HandleFunc("PUT /scim/v2/Groups/{id}", s.scim.ReplaceGroup)
+		mux.HandleFunc("PATCH /scim/v2/Groups/{id}", s.scim.PatchGroup)
+		mux.HandleFunc("DELETE /scim/v2/Groups/{id}", s.scim.DeleteGroup)
+	}
 	mux.HandleFunc("GET /v1/sessions", s.authed(s.sessions))
 	mux.HandleFunc("POST /v1/sessions/{id}/revoke", s.authed(s.revokeSession))
 	mux.HandleFunc("GET /v1/users", s.authed(s.listUsers))
@@ -172,6 +195,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/users/{subject}/enable", s.authed(s.userAction("enable")))
 	mux.HandleFunc("POST /v1/users/{subject}/unbind", s.authed(s.userAction("unbind")))
 	mux.HandleFunc("POST /v1/users/{subject}/mfa/reset", s.authed(s.userAction("mfa-reset")))
+	mux.HandleFunc("POST /v1/users/{subject}/mfa/allow-enrol", s.authed(s.userAction("mfa-allow-enrol")))
 	mux.HandleFunc("GET /v1/weights", s.authed(s.listWeights))
 	mux.HandleFunc("PUT /v1/weights/{name}", s.authed(s.putWeights))
 	mux.HandleFunc("GET /v1/weights/{name}", s.authed(s.getWeights))
@@ -205,11 +229,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/audit/proof/inclusion", s.authed(s.inclusionProof))
 	mux.HandleFunc("GET /v1/audit/proof/consistency", s.authed(s.consistencyProof))
 	mux.HandleFunc("POST /v1/tokens", s.authed(s.createToken))
+	mux.HandleFunc("GET /v1/tokens", s.authed(s.listTokens))
 	mux.HandleFunc("POST /v1/tokens/{id}/revoke", s.authed(s.revokeToken))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The catch-all hides the mux's own 405; find the methods the path does support.
 		var allow []string
-		for _, m := range []string{"GET", "POST", "PUT", "DELETE"} {
+		for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
 			probe := r.Clone(r.Context())
 			probe.Method = m
 			if _, pattern := mux.Handler(probe); pattern != "/" {
@@ -236,44 +261,17 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]string{"status": "ready"})
 }
 
-// TokenResponse is the answer of dev login and token creation. The secret is shown once.
+// TokenResponse is the answer of token creation. The secret is shown once.
 type TokenResponse struct {
 	Token     string    `json:"token"`
 	ID        string    `json:"id"`
 	Subject   string    `json:"subject"`
 	Kind      string    `json:"kind"`
 	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// DevLoginBody is the body of POST /v1/dev/login.
-type DevLoginBody struct {
-	User string `json:"user"`
-}
-
-// DevTokenTTL is how long a dev login lasts.
-const DevTokenTTL = 12 * time.Hour
-
-func (s *Server) devLogin(w http.ResponseWriter, r *http.Request) {
-	var b DevLoginBody
-	if err := decode(w, r, &b); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	pol := s.access.Policy()
-	if err := policy.ValidateSubject(b.User); err != nil || policy.SubjectKind(b.User) != policy.KindUser {
-		s.fail(w, r, errInvalid("field \"user\": %q is not a user name", b.User))
-		return
-	}
-	if len(pol.GroupsOf(b.User)) == 0 {
-		s.fail(w, r, errInvalid("%q is not a user of the loaded policy; the dev login is for its group members", b.User))
-		return
-	}
-	secret, t, err := s.tokens.Issue(r.Context(), b.User, identity.KindUser, "dev login", b.User, DevTokenTTL)
-	if err != nil {
-		s.fail(w, r, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "could not issue the token: " + err.Error()})
-		return
-	}
-	writeJSON(w, http.StatusCreated, TokenResponse{Token: secret, ID: t.ID, Subject: t.Subject, Kind: t.Kind, ExpiresAt: t.ExpiresAt})
+	// SessionID is the session the token was minted in; SessionBound, whether it ends and is
+	// revoked with that session.
+	SessionID    string `json:"session_id,omitempty"`
+	SessionBound bool   `json:"session_bound,omitempty"`
 }
 
 // Whoami describes the caller.
@@ -534,6 +532,9 @@ func (s *Server) review(d access.Decision) handler {
 		if err := decode(w, r, &b); err != nil {
 			return err
 		}
+		if err := ownSession(c, string(d)); err != nil {
+			return err
+		}
 		dur, err := parseDuration("duration", b.Duration)
 		if err != nil {
 			return err
@@ -541,8 +542,11 @@ func (s *Server) review(d access.Decision) handler {
 		if d == access.Deny && dur != 0 {
 			return errInvalid("field \"duration\" only applies to approvals")
 		}
-		if _, err := s.access.Review(r.Context(), access.ReviewInput{RequestID: r.PathValue("id"), Approver: c.Subject, Decision: d, Duration: dur, Comment: b.Comment, MFAAt: c.MFAAt}); err != nil {
-			return err
+		// Only a multi-factor authentication that counts for approvals satisfies require_step_up:
+		// the provider's, or a Rampart factor the person has held for a day (invariant 8).
+		if _, err := s.access.Review(r.Context(), access.ReviewInput{RequestID: r.PathValue("id"), Approver: c.Subject, Decision: d, Duration: dur, Comment: b.Comment,
+			MFAAt: c.TrustedMFAAt, CredentialID: c.TokenID, SessionID: c.SessionID}); err != nil {
+			return untrustedStepUp(err, c)
 		}
 		return s.getRequest(w, r, c)
 	}

@@ -2,7 +2,8 @@
 // and active grants, answered from an in-memory index.
 //
 // It upholds invariant 2 (expiry at decision time: every decision compares the grant's end with
-// the clock, whatever the sweeper has or has not done yet) and invariant 6 (fail closed: until
+// the clock, whatever the sweeper has or has not done yet), invariant 8 (a disabled person is
+// denied everything, on every replica within the sync interval) and invariant 6 (fail closed: until
 // the index has loaded, and whenever it has not heard from the store for longer than its
 // staleness bound, every decision denies and says why). Resources that are not in the policy
 // catalogue are never allowed.
@@ -79,6 +80,12 @@ type Index struct {
 	lastSync atomic.Int64 // unix nanos of the last successful load or sync; 0 = never
 	halted   atomic.Pointer[error]
 
+	// disabled are the people every decision denies (disabled.go); dgen counts SetDisabled
+	// calls, so that a sync never replaces a newer local change with an older read.
+	disabled atomic.Pointer[disabledSet]
+	dmu      sync.Mutex
+	dgen     uint64
+
 	mu        sync.RWMutex
 	bySubject map[string][]*entry
 	byID      map[string]*entry   // includes inactive grants until the cursor passes them
@@ -145,6 +152,9 @@ func (ix *Index) load(ctx context.Context) error {
 	size, err := ix.src.LedgerSize(ctx)
 	if err != nil {
 		return fmt.Errorf("read ledger size: %w", err)
+	}
+	if err := ix.syncDisabled(ctx); err != nil {
+		return err
 	}
 	bySubject, byID := map[string][]*entry{}, map[string]*entry{}
 	after := ""
@@ -238,6 +248,9 @@ func (ix *Index) Sync(ctx context.Context) error {
 	// A successful read of the ledger head proves the store answers even when nothing changed.
 	if _, err := ix.src.LedgerSize(ctx); err != nil {
 		return fmt.Errorf("sync: read ledger size: %w", err)
+	}
+	if err := ix.syncDisabled(ctx); err != nil {
+		return fmt.Errorf("sync: %w", err)
 	}
 	ix.lastSync.Store(ix.now().UnixNano())
 	return nil
@@ -369,6 +382,10 @@ func (ix *Index) checkLocked(pol *policy.Policy, q Query, now time.Time) Decisio
 	if _, ok := pol.Resource(q.Resource); !ok {
 		return Decision{Reason: fmt.Sprintf("denied: %q is not a resource in the policy catalogue", q.Resource)}
 	}
+	if ix.Disabled(q.Subject) {
+		// Invariant 8: a disabled person's grants and standing bindings allow nothing.
+		return Decision{Reason: fmt.Sprintf("denied: %s is disabled; every decision about them denies until an administrator enables them (their grants were revoked)", q.Subject)}
+	}
 	for _, st := range pol.StandingRoles(q.Subject) {
 		if RoleAllows(pol, st.Role, q.Action, q.Resource) {
 			return Decision{Allowed: true, Reason: "allowed by standing binding " + st.Binding + " of role " + st.Role, Binding: st.Binding, Role: st.Role}
@@ -458,7 +475,10 @@ func (ix *Index) ActiveGrants() ([]GrantInfo, error) {
 		return nil, err
 	}
 	var out []GrantInfo
-	for _, list := range ix.bySubject {
+	for subject, list := range ix.bySubject {
+		if ix.Disabled(subject) {
+			continue // their RoleBindings go, even before their grants' revocation is seen
+		}
 		for _, e := range list {
 			if e.active && !now.Before(e.starts) && now.Before(e.expires) {
 				out = append(out, GrantInfo{ID: e.id, Role: e.role, Subject: e.subject, StartsAt: e.starts, ExpiresAt: e.expires})

@@ -22,6 +22,7 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
+	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/server"
@@ -599,11 +600,23 @@ func (env *httpEnv) newWorkflow(ctx context.Context) (*workflow, error) {
 	return w, nil
 }
 
-// client issues a user token to subject and returns an API client that uses it.
+// client signs subject in (a session of their own, as a sign-in through the identity provider
+// opens: approvals need one) and returns an API client that uses its access token.
 func (w *workflow) client(ctx context.Context, subject string) (*api.Client, error) {
-	tok, _, err := w.env.in.Tokens.Issue(ctx, subject, identity.KindUser, "benchmark user", "bench", time.Hour)
+	iss, err := w.env.in.Sessions.Create(ctx, identity.NewSession{Subject: subject, Method: "bench", AuthTime: time.Now(),
+		Event: audit.Event{Code: "signin.success", Class: audit.ClassAuthentication, Activity: audit.ActivityCreate, ActivityName: "Logon",
+			Time: time.Now(), Actor: subject, User: subject, Message: subject + " signed in (benchmark)"}})
 	if err != nil {
-		return nil, fmt.Errorf("issue a token to %s: %w", subject, err)
+		return nil, fmt.Errorf("sign %s in: %w", subject, err)
+	}
+	// A token bound to the session outlasts its 10-minute access token (and may approve).
+	p, err := w.env.in.Sessions.Verify(ctx, iss.AccessToken)
+	if err != nil {
+		return nil, err
+	}
+	tok, _, err := w.env.in.Tokens.Mint(ctx, identity.MintInput{Caller: p, Description: "benchmark user"})
+	if err != nil {
+		return nil, fmt.Errorf("mint a token for %s: %w", subject, err)
 	}
 	c := api.NewClient(w.env.rampartURL, tok)
 	c.HTTP = w.hc

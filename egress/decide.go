@@ -27,6 +27,8 @@ const (
 	RuleBudget   = "budget"
 	RuleLimit    = "tunnel-limit"
 	RuleRequest  = "request"
+	// RuleIdentity: the caller's identity no longer holds (a disabled person).
+	RuleIdentity = "identity"
 )
 
 // Decision is the outcome for one connection attempt, with its evidence.
@@ -53,6 +55,12 @@ type Decision struct {
 // normalised destination. It does no I/O: the address checks and the dial come after.
 func decideRules(pol *policy.Policy, ix *authz.Index, subject string, t Target) Decision {
 	d := Decision{Subject: subject, Target: t}
+	if ix != nil && subject != "" && ix.Disabled(subject) {
+		// Invariant 8: a disabled person's egress policies and grants allow nothing, whatever
+		// credential (a client certificate in their name) they still hold.
+		d.Rule, d.Reason = RuleIdentity, fmt.Sprintf("%s is disabled", subject)
+		return d
+	}
 	for _, h := range pol.EgressDeny() {
 		if policy.MatchEgressHost(h, t.Host) {
 			d.Rule, d.Name = RuleDenyList, h

@@ -7,7 +7,9 @@
 // forbidden ranges (loopback, RFC 1918, link-local and cloud metadata, CGNAT, multicast,
 // unspecified, IPv4-mapped, NAT64 and 6to4 forms, the gateway's own addresses) and the gateway
 // dials the address it checked, so DNS rebinding cannot switch it. Tunnels opened under a grant
-// close when the grant expires or is revoked. Bytes sent out are counted against per-subject
+// close when the grant expires or is revoked, and every open tunnel closes when its caller's
+// credential stops verifying (revoked, expired, its session ended, its person disabled:
+// invariant 8), which is checked again at every revalidation. Bytes sent out are counted against per-subject
 // exfiltration budgets. Every decision is logged as an OCSF Network Activity record; budget
 // exhaustion is also a ledger entry.
 package egress
@@ -25,7 +27,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,76 +159,13 @@ func (g *Gateway) refuse(w http.ResponseWriter, status int, msg string) {
 	fmt.Fprintf(w, "rampart egress: %s\n", msg)
 }
 
-// identify returns the caller's subject ("" for none) or a refusal.
-func (g *Gateway) identify(r *http.Request) (string, *proxyError) {
-	if st := tlsState(r); st != nil && len(st.PeerCertificates) > 0 {
-		cert := st.PeerCertificates[0]
-		if g.cfg.Revoked != nil && g.cfg.Revoked(cert) {
-			return "", &proxyError{http.StatusForbidden, fmt.Sprintf("client certificate %x (%s) is revoked", cert.SerialNumber, cert.Subject.CommonName)}
-		}
-		subj, err := certSubject(cert, g.cfg.Cluster)
-		if err != nil {
-			return "", &proxyError{http.StatusForbidden, err.Error()}
-		}
-		return subj, nil
-	}
-	h := r.Header.Get("Proxy-Authorization")
-	if h == "" {
-		return "", nil
-	}
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", &proxyError{http.StatusProxyAuthRequired, "Proxy-Authorization must be \"Bearer <token>\""}
-	}
-	if g.cfg.Tokens == nil {
-		return "", &proxyError{http.StatusProxyAuthRequired, "this gateway does not accept tokens; use a client certificate"}
-	}
-	p, err := g.cfg.Tokens.Verify(r.Context(), strings.TrimSpace(tok))
-	if err != nil {
-		if errors.Is(err, identity.ErrUnauthenticated) {
-			return "", &proxyError{http.StatusProxyAuthRequired, err.Error()}
-		}
-		// The token store is unreachable: refuse rather than fall back to the default rule.
-		return "", &proxyError{http.StatusServiceUnavailable, "cannot verify the token right now: " + err.Error()}
-	}
-	return p.Subject, nil
-}
-
-// certSubject maps a verified client certificate to a subject: a SPIFFE URI SAN
-// spiffe://<cluster>/ns/<namespace>/sa/<serviceaccount> becomes k8s:<cluster>/<namespace>/<sa>;
-// otherwise the common name must itself be a valid subject.
-func certSubject(cert *x509.Certificate, cluster string) (string, error) {
-	for _, u := range cert.URIs {
-		if u.Scheme != "spiffe" {
-			continue
-		}
-		parts := strings.Split(strings.Trim(u.Path, "/"), "/")
-		if len(parts) == 4 && parts[0] == "ns" && parts[2] == "sa" {
-			td := u.Host
-			if cluster != "" && td == "" {
-				td = cluster
-			}
-			subj := "k8s:" + td + "/" + parts[1] + "/" + parts[3]
-			if err := policy.ValidateSubject(subj); err != nil {
-				return "", fmt.Errorf("client certificate SPIFFE ID %s: %v", u, err)
-			}
-			return subj, nil
-		}
-		return "", fmt.Errorf("client certificate SPIFFE ID %s is not spiffe://<trust-domain>/ns/<namespace>/sa/<serviceaccount>", u)
-	}
-	if err := policy.ValidateSubject(cert.Subject.CommonName); err != nil {
-		return "", fmt.Errorf("client certificate names no SPIFFE ID and its common name is not a subject: %v", err)
-	}
-	return cert.Subject.CommonName, nil
-}
-
 // ServeHTTP handles CONNECT tunnels and absolute-URI http:// requests.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.closing.Load() {
 		g.refuse(w, http.StatusServiceUnavailable, "the gateway is shutting down; retry")
 		return
 	}
-	subject, perr := g.identify(r)
+	subject, cred, perr := g.identify(r)
 	if perr != nil {
 		g.logDecision(r, Decision{Subject: subject, Rule: RuleRequest, Reason: perr.msg}, nil)
 		g.refuse(w, perr.status, perr.msg)
@@ -235,7 +173,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case r.Method == http.MethodConnect:
-		g.connect(w, r, subject)
+		g.connect(w, r, subject, cred)
 	case r.URL.IsAbs():
 		g.forward(w, r, subject)
 	default:
@@ -333,7 +271,7 @@ func (g *Gateway) release(subject string) {
 	}
 }
 
-func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, subject string) {
+func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, subject string, cred credential) {
 	t, err := ParseTarget(r.Host, 0)
 	if err != nil {
 		g.logDecision(r, Decision{Subject: subject, Rule: RuleRequest, Reason: err.Error()}, nil)
@@ -379,7 +317,7 @@ func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, subject string
 		upstream.Close()
 		return
 	}
-	tun := g.open(d, client, upstream)
+	tun := g.open(d, cred, client, upstream)
 	defer g.forget(tun)
 	// Bytes the client sent after the CONNECT request are already buffered: send them first.
 	var first []byte
@@ -517,8 +455,8 @@ func (g *Gateway) spend(ctx context.Context, d Decision, b *policy.EgressBudget,
 }
 
 // open registers a tunnel.
-func (g *Gateway) open(d Decision, client, upstream net.Conn) *tunnel {
-	t := &tunnel{g: g, d: d, client: client, upstream: upstream, budget: limitFor(g.cfg.Policy(), d.Subject), done: make(chan struct{})}
+func (g *Gateway) open(d Decision, cred credential, client, upstream net.Conn) *tunnel {
+	t := &tunnel{g: g, d: d, cred: cred, client: client, upstream: upstream, budget: limitFor(g.cfg.Policy(), d.Subject), done: make(chan struct{})}
 	t.active.Store(time.Now().UnixNano())
 	g.mu.Lock()
 	g.tunnels[t] = struct{}{}
@@ -533,7 +471,8 @@ func (g *Gateway) forget(t *tunnel) {
 }
 
 // Run revalidates open tunnels every Limits.RevalidateEvery until ctx ends: a tunnel whose grant
-// expired or was revoked, or whose destination the policy no longer allows, is closed.
+// expired or was revoked, whose destination the policy no longer allows, or whose caller's
+// identity no longer holds (credential revoked or expired, person disabled) is closed.
 func (g *Gateway) Run(ctx context.Context) {
 	t := time.NewTicker(g.cfg.Limits.RevalidateEvery)
 	defer t.Stop()
@@ -559,7 +498,19 @@ func (g *Gateway) Revalidate() {
 		return
 	}
 	pol := g.cfg.Policy()
+	now := g.cfg.Now()
+	checked := map[credential]error{}
 	for _, t := range open {
+		// Invariant 8: the caller must still be who they were, every time, not only at CONNECT.
+		err, seen := checked[t.cred]
+		if !seen {
+			err = g.recheck(context.Background(), t.cred, now)
+			checked[t.cred] = err
+		}
+		if err != nil {
+			t.close("closed: " + err.Error())
+			continue
+		}
 		d := decideRules(pol, g.cfg.Index, t.d.Subject, t.d.Target)
 		if !d.Allowed {
 			t.close(fmt.Sprintf("closed: %s", d.Reason))
@@ -776,6 +727,7 @@ func (g *Gateway) writeDecisionLine(e audit.Event) {
 type tunnel struct {
 	g                *Gateway
 	d                Decision
+	cred             credential // how the caller proved who they are, checked again at every revalidation
 	client, upstream net.Conn
 	budget           *policy.EgressBudget
 	once             sync.Once

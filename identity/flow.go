@@ -43,6 +43,44 @@ type MFAFactor struct {
 	CreatedAt   time.Time
 	ConfirmedAt time.Time // zero until a first code proved the enrolment
 	LastStep    int64     // the last TOTP time step accepted: a code is good once
+	// EnrolledVia is what proved the person when the factor was enrolled: MFAViaIdP,
+	// MFAViaFactor, MFAViaAdmin, or "" for a factor enrolled before it was recorded.
+	EnrolledVia string
+	// Pending is an enrolment started and not confirmed yet; the confirmed factor, if any,
+	// stays the one in use until it is.
+	Pending *PendingFactor
+}
+
+// PendingFactor is a new factor waiting for its first code.
+type PendingFactor struct {
+	SecretEnc string
+	At        time.Time
+	Via       string
+	// SessionID is the session that started the enrolment: only it may confirm it.
+	SessionID string
+}
+
+// How a factor's enrolment was authorized (invariant 8: enrolling or replacing a second factor
+// needs a factor the person already has, so a stolen password-only session cannot add its own).
+const (
+	// MFAViaIdP: a fresh multi-factor authentication at the identity provider.
+	MFAViaIdP = "idp-mfa"
+	// MFAViaFactor: a code of the factor the new one replaces.
+	MFAViaFactor = "factor"
+	// MFAViaAdmin: an administrator's one-time allowance (a help-desk reset, or a provider
+	// that cannot tell Rampart about its multi-factor authentication).
+	MFAViaAdmin = "admin"
+)
+
+// FactorTrustAge is how long a factor must have been held before a step-up with it counts for
+// approvals (unless it was enrolled under the provider's multi-factor authentication): a factor
+// an attacker managed to enrol does not approve anything for a day, while its High ledger entry
+// tells the person.
+const FactorTrustAge = 24 * time.Hour
+
+// Trusted reports whether a step-up with the factor at now counts for approvals.
+func (f MFAFactor) Trusted(now time.Time) bool {
+	return !f.ConfirmedAt.IsZero() && (f.EnrolledVia == MFAViaIdP || now.Sub(f.ConfirmedAt) >= FactorTrustAge)
 }
 
 // ErrNoFactor means the person has no second factor enrolled.

@@ -41,7 +41,14 @@ type Session struct {
 	// AuthTime is when the identity provider last authenticated the person.
 	AuthTime time.Time `json:"auth_time"`
 	// MFAAt is the last multi-factor authentication in this session (zero if none).
-	MFAAt         time.Time `json:"mfa_at,omitzero"`
+	MFAAt time.Time `json:"mfa_at,omitzero"`
+	// TrustedMFAAt is the last one with a factor that counts for approvals (the identity
+	// provider's, or a Rampart factor held for a day or enrolled under the provider's
+	// multi-factor authentication); zero if none.
+	TrustedMFAAt time.Time `json:"trusted_mfa_at,omitzero"`
+	// IdPMFAAt is the last multi-factor authentication the identity provider reported (amr,
+	// acr); zero if none. Enrolling a Rampart factor may rely on it.
+	IdPMFAAt      time.Time `json:"idp_mfa_at,omitzero"`
 	AMR           []string  `json:"amr"`
 	IP            string    `json:"ip"`
 	Fingerprint   string    `json:"fingerprint"`
@@ -68,8 +75,11 @@ type SessionToken struct {
 // User is what Rampart keeps about a person beyond the policy: the groups their last sign-in
 // mapped them to, and whether an administrator disabled them.
 type User struct {
-	Subject    string    `json:"subject"`
-	Groups     []string  `json:"groups"`
+	Subject string   `json:"subject"`
+	Groups  []string `json:"groups"`
+	// GroupsAt is when the identity provider last confirmed Groups (a sign-in); the rights they
+	// carry expire after the server's groups_max_age unless confirmed again.
+	GroupsAt   time.Time `json:"groups_at,omitzero"`
 	DisabledAt time.Time `json:"disabled_at,omitzero"`
 	DisabledBy string    `json:"disabled_by,omitempty"`
 	UpdatedAt  time.Time `json:"updated_at"`
@@ -77,6 +87,10 @@ type User struct {
 	// with. A later sign-in with the same username but another sub is refused: a recycled or
 	// renamed account at the provider does not inherit someone else's grants.
 	IdPSubject string `json:"idp_subject,omitempty"`
+	// MFAEnrolUntil is the end of an administrator's allowance to enrol a second factor
+	// without one (MFAEnrolBy gave it); zero if none.
+	MFAEnrolUntil time.Time `json:"mfa_enrol_until,omitzero"`
+	MFAEnrolBy    string    `json:"mfa_enrol_by,omitempty"`
 }
 
 // SessionTx is a read-write transaction over sessions; ledger entries appended through it
@@ -89,6 +103,17 @@ type SessionTx interface {
 	SessionToken(ctx context.Context, hash string) (SessionToken, error)
 	InsertSessionToken(ctx context.Context, t SessionToken) error
 	MarkSessionTokenUsed(ctx context.Context, hash string, at time.Time) error
+	// RevokeSessionTokens revokes the unrevoked API tokens bound to a session, with reason, and
+	// returns how many.
+	RevokeSessionTokens(ctx context.Context, sessionID string, at time.Time, reason string) (int, error)
+	// RevokeSubjectSessions revokes every unrevoked session of a subject (their refresh tokens
+	// die with them) and returns their ids.
+	RevokeSubjectSessions(ctx context.Context, subject string, at time.Time, reason string) ([]string, error)
+	// RevokeSubjectTokens revokes every unrevoked API token of a subject and returns how many.
+	RevokeSubjectTokens(ctx context.Context, subject string, at time.Time, reason string) (int, error)
+	// MFAFactor and PutMFAFactor read and replace a person's second factor (ErrNoFactor if none).
+	MFAFactor(ctx context.Context, subject string) (MFAFactor, error)
+	PutMFAFactor(ctx context.Context, f MFAFactor) error
 	User(ctx context.Context, subject string) (User, error)
 	PutUser(ctx context.Context, u User) error
 	DeleteMFAFactor(ctx context.Context, subject string) (bool, error)
@@ -128,6 +153,9 @@ type Sessions struct {
 	// CacheTTL bounds how long a verified access token is trusted without the store (1 s if
 	// zero, no cache if negative). Revocations through this Sessions clear it at once.
 	CacheTTL time.Duration
+	// Tokens, if set, is told about revocations, so that the API tokens bound to a revoked
+	// session are refused at once on this replica too (other replicas: within its cache TTL).
+	Tokens *Tokens
 
 	mu    sync.Mutex
 	cache map[string]cachedSession
@@ -150,15 +178,22 @@ type Issued struct {
 
 // NewSession describes an authenticated person.
 type NewSession struct {
-	Subject     string
-	Method      string
-	AuthTime    time.Time
-	AMR         []string
-	MFA         bool
+	Subject  string
+	Method   string
+	AuthTime time.Time
+	AMR      []string
+	MFA      bool
+	// TrustedMFA says the multi-factor authentication counts for approvals (Session.TrustedMFAAt);
+	// IdPMFA that the identity provider reported it (Session.IdPMFAAt).
+	TrustedMFA  bool
+	IdPMFA      bool
 	IP          string
 	Fingerprint string
 	Groups      []string
-	Risk        string
+	// NoGroups says the sign-in brings no groups from an identity provider (the development
+	// login): the person's directory groups are left as they were.
+	NoGroups bool
+	Risk     string
 	// IdPSubject binds the user to the provider's account ("" for sign-ins without one).
 	IdPSubject string
 	// Event is the sign-in ledger entry, written with the session.
@@ -222,6 +257,12 @@ func (s *Sessions) Create(ctx context.Context, ns NewSession) (Issued, error) {
 		Groups: nonNilStrings(ns.Groups), Risk: ns.Risk}
 	if ns.MFA {
 		ses.MFAAt = ns.AuthTime
+		if ns.TrustedMFA {
+			ses.TrustedMFAAt = ns.AuthTime
+		}
+		if ns.IdPMFA {
+			ses.IdPMFAAt = ns.AuthTime
+		}
 	}
 	var out Issued
 	err := s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
@@ -250,7 +291,11 @@ func (s *Sessions) Create(ctx context.Context, ns NewSession) (Issued, error) {
 		if err := tx.InsertSession(ctx, ses); err != nil {
 			return err
 		}
-		u.Subject, u.Groups, u.UpdatedAt = ns.Subject, nonNilStrings(ns.Groups), now
+		u.Subject, u.UpdatedAt = ns.Subject, now
+		if !ns.NoGroups {
+			u.Groups, u.GroupsAt = nonNilStrings(ns.Groups), now
+		}
+		u.Groups = nonNilStrings(u.Groups)
 		if err := tx.PutUser(ctx, u); err != nil {
 			return err
 		}
@@ -356,7 +401,7 @@ func (s *Sessions) Verify(ctx context.Context, accessToken string) (Principal, e
 		return Principal{}, fmt.Errorf("%w: %s is disabled", ErrUnauthenticated, c.s.Subject)
 	}
 	return Principal{Subject: c.s.Subject, Kind: KindUser, TokenID: c.s.ID, SessionID: c.s.ID, AuthTime: c.s.AuthTime,
-		MFAAt: c.s.MFAAt, Groups: c.s.Groups}, nil
+		MFAAt: c.s.MFAAt, TrustedMFAAt: c.s.TrustedMFAAt, IdPMFAAt: c.s.IdPMFAAt, Groups: c.s.Groups}, nil
 }
 
 func (s *Sessions) lookup(ctx context.Context, hash string, now time.Time) (cachedSession, error) {
@@ -392,26 +437,42 @@ func (s *Sessions) lookup(ctx context.Context, hash string, now time.Time) (cach
 
 func (s *Sessions) forgetSession(id string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for h, c := range s.cache {
 		if c.s.ID == id {
 			delete(s.cache, h)
 		}
 	}
+	s.mu.Unlock()
+	if s.Tokens != nil {
+		s.Tokens.ForgetSession(id)
+	}
 }
 
 func (s *Sessions) forgetSubject(subject string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for h, c := range s.cache {
 		if c.s.Subject == subject {
 			delete(s.cache, h)
 		}
 	}
+	s.mu.Unlock()
+	if s.Tokens != nil {
+		s.Tokens.ForgetSubject(subject)
+	}
 }
 
+// revokeTx revokes a session and the API tokens bound to it (invariant 8: a token a stolen
+// session minted dies with it), recording ev with how many tokens went.
 func (s *Sessions) revokeTx(ctx context.Context, tx SessionTx, ses Session, actor, reason string, now time.Time, ev audit.Event) error {
 	ses.RevokedAt, ses.RevokedReason = now, reason
+	n, err := tx.RevokeSessionTokens(ctx, ses.ID, now, fmt.Sprintf("its session %s was revoked: %s", ses.ID, reason))
+	if err != nil {
+		return err
+	}
+	if ev.Details == nil {
+		ev.Details = map[string]any{}
+	}
+	ev.Details["tokens_revoked"] = n
 	if _, err := tx.Append(ctx, ev); err != nil {
 		return fmt.Errorf("append to ledger: %w", err)
 	}
@@ -449,72 +510,9 @@ func (s *Sessions) RevokeIf(ctx context.Context, id, actor, reason string, check
 	})
 }
 
-// SetDisabled disables (or enables) a user: every session and token of theirs is refused on the
-// next call.
-func (s *Sessions) SetDisabled(ctx context.Context, subject, actor string, disabled bool) error {
-	now := s.Now()
-	defer s.forgetSubject(subject)
-	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
-		u, err := tx.User(ctx, subject)
-		if err != nil && !errors.Is(err, ErrSessionNotFound) {
-			return err
-		}
-		u.Subject, u.UpdatedAt = subject, now
-		code, verb := "user.enable", "enabled"
-		if disabled {
-			u.DisabledAt, u.DisabledBy, code, verb = now, actor, "user.disable", "disabled"
-		} else {
-			u.DisabledAt, u.DisabledBy = time.Time{}, ""
-		}
-		if _, err := tx.Append(ctx, audit.Event{Code: code, Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
-			Severity: audit.SeverityMedium, Time: now, Actor: actor, User: subject, Message: fmt.Sprintf("%s %s %s", actor, verb, subject)}); err != nil {
-			return fmt.Errorf("append to ledger: %w", err)
-		}
-		return tx.PutUser(ctx, u)
-	})
-}
-
-// Unbind forgets which identity-provider account a user is bound to, so that the next sign-in
-// binds a new one (after an administrator checked that the account was legitimately replaced).
-func (s *Sessions) Unbind(ctx context.Context, subject, actor string) error {
-	now := s.Now()
-	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
-		u, err := tx.User(ctx, subject)
-		if errors.Is(err, ErrSessionNotFound) || (err == nil && u.IdPSubject == "") {
-			return fmt.Errorf("%w: %s is not bound to an identity-provider account", ErrSessionNotFound, subject)
-		} else if err != nil {
-			return err
-		}
-		if _, err := tx.Append(ctx, audit.Event{Code: "user.unbind", Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
-			Severity: audit.SeverityHigh, Time: now, Actor: actor, User: subject, Details: map[string]any{"idp_subject": u.IdPSubject},
-			Message: fmt.Sprintf("%s unbound %s from identity-provider account %s", actor, subject, u.IdPSubject)}); err != nil {
-			return fmt.Errorf("append to ledger: %w", err)
-		}
-		u.IdPSubject, u.UpdatedAt = "", now
-		return tx.PutUser(ctx, u)
-	})
-}
-
-// ResetMFA deletes a user's Rampart second factor (a lost phone); they enrol again after their
-// next sign-in.
-func (s *Sessions) ResetMFA(ctx context.Context, subject, actor string) error {
-	now := s.Now()
-	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
-		ok, err := tx.DeleteMFAFactor(ctx, subject)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("%w: %s has no second factor enrolled", ErrNoFactor, subject)
-		}
-		_, err = tx.Append(ctx, audit.Event{Code: "mfa.reset", Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
-			Severity: audit.SeverityHigh, Time: now, Actor: actor, User: subject, Message: fmt.Sprintf("%s reset the second factor of %s", actor, subject)})
-		return err
-	})
-}
-
-// StepUp records a multi-factor authentication in the session now.
-func (s *Sessions) StepUp(ctx context.Context, id string, amr []string, ev audit.Event) error {
+// StepUp records a multi-factor authentication in the session now; trusted says it counts
+// for approvals (Session.TrustedMFAAt).
+func (s *Sessions) StepUp(ctx context.Context, id string, amr []string, trusted bool, ev audit.Event) error {
 	now := s.Now()
 	defer s.forgetSession(id)
 	return s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
@@ -526,6 +524,9 @@ func (s *Sessions) StepUp(ctx context.Context, id string, amr []string, ev audit
 			return fmt.Errorf("%w: session %s has ended", ErrUnauthenticated, id)
 		}
 		ses.MFAAt, ses.AuthTime = now, now
+		if trusted {
+			ses.TrustedMFAAt = now
+		}
 		ses.AMR = mergeAMR(ses.AMR, amr)
 		if _, err := tx.Append(ctx, ev); err != nil {
 			return fmt.Errorf("append to ledger: %w", err)

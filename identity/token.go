@@ -1,17 +1,20 @@
-// Package identity says who is calling. For now that is Rampart API tokens: random secrets with
-// the prefix "rpt_", stored only as SHA-256 hashes, issued to a subject for a limited time,
-// revocable at once. Issuing and revoking a token are ledger entries written in the same
-// transaction (invariant 4).
+// Package identity says who is calling: Rampart API tokens (random secrets with the prefix
+// "rpt_", stored only as SHA-256 hashes), sessions of people signed in through the identity
+// provider ("rps_" access tokens, "rpr_" refresh tokens), and, through Chain, workload
+// identities. Issuing, revoking and disabling are ledger entries written in the same transaction
+// as the change (invariant 4).
 //
-// Authentication sits behind the Authenticator interface so that OIDC sessions and workload
-// identities can be added beside tokens without touching the API handlers.
+// It upholds invariant 8 (no one acts as another person): a token a person mints is theirs and
+// is bound to the session that minted it — refused once that session is revoked or ends, never
+// longer-lived than it unless a fresh multi-factor authentication allowed it; service tokens act
+// only for service: subjects; disabling a person revokes every session and token of theirs, for
+// good. It fails closed: a credential whose session, person or token record cannot be read is
+// refused (the error is not ErrUnauthenticated, and callers answer 503).
 package identity
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -31,8 +34,8 @@ const TokenPrefix = "rpt_"
 const (
 	// KindUser tokens act for a person.
 	KindUser = "user"
-	// KindService tokens act for a machine client (a gateway, a webhook, CI); they may call
-	// check for any subject.
+	// KindService tokens act for a machine client (a gateway, a webhook, CI), always a
+	// service: subject; they may call check for any subject, and never approve.
 	KindService = "service"
 	// KindWorkload is a Kubernetes workload authenticated by its service-account token.
 	KindWorkload = "workload"
@@ -48,6 +51,19 @@ type Token struct {
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
 	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	// RevokedReason says why: revoked by someone, its session ended, its person was disabled.
+	RevokedReason string `json:"revoked_reason,omitempty"`
+	// IssuedBy is who issued it: the person themselves, an administrator (service tokens), or
+	// "operator" (rampart admin token, straight into the store).
+	IssuedBy string `json:"issued_by,omitempty"`
+	// SessionID is the sign-in session of the person who minted the token ("" when none did).
+	SessionID string `json:"session_id,omitempty"`
+	// SessionBound means the token speaks for SessionID: it never outlives the session, it is
+	// refused once the session is revoked or has ended, and, like the session, it may approve.
+	SessionBound bool `json:"session_bound,omitempty"`
+	// StepUpAt is the multi-factor authentication that let a token outlive its session (zero
+	// for every other token).
+	StepUpAt time.Time `json:"step_up_at,omitzero"`
 }
 
 // TokenStore persists tokens. Issue and Revoke append the given ledger entry in the same
@@ -55,7 +71,18 @@ type Token struct {
 type TokenStore interface {
 	IssueToken(ctx context.Context, t Token, e audit.Event) error
 	TokenByHash(ctx context.Context, hash string) (Token, error)
-	RevokeToken(ctx context.Context, id string, at time.Time, e audit.Event) error
+	// TokenByID returns a token by its id (ErrTokenNotFound if there is none).
+	TokenByID(ctx context.Context, id string) (Token, error)
+	// RevokeToken revokes an unrevoked token (ErrTokenNotFound if there is none).
+	RevokeToken(ctx context.Context, id string, at time.Time, reason string, e audit.Event) error
+	// ListTokens lists a subject's tokens ("" for everyone's), newest first.
+	ListTokens(ctx context.Context, subject string) ([]Token, error)
+}
+
+// SessionRecords is what a TokenStore that also keeps sessions offers: session-bound tokens
+// are checked against their session. A store without it refuses every session-bound token.
+type SessionRecords interface {
+	SessionRecord(ctx context.Context, id string) (Session, error)
 }
 
 // ErrInvalidToken wraps every reason Issue refuses its input (as opposed to a store failure).
@@ -74,13 +101,23 @@ func HashToken(secret string) string {
 type Principal struct {
 	Subject string
 	Kind    string
+	// TokenID identifies the credential: the session id for a session access token, the
+	// token id for an API token, empty for a workload.
 	TokenID string
-	// SessionID is set for people signed in through the identity provider.
+	// SessionID is the person's own sign-in session the credential speaks for: set for
+	// session access tokens and session-bound API tokens, empty for every other credential.
+	// Approvals need it (invariant 8).
 	SessionID string
 	// AuthTime is the last authentication at the identity provider, MFAAt the last
 	// multi-factor one (zero if none); step-up checks use them.
 	AuthTime time.Time
 	MFAAt    time.Time
+	// TrustedMFAAt is the last multi-factor authentication with a factor that counts for
+	// approvals: the identity provider's, or a Rampart factor held for a day (or enrolled
+	// under the provider's multi-factor authentication). Zero if none.
+	TrustedMFAAt time.Time
+	// IdPMFAAt is the last multi-factor authentication the identity provider reported.
+	IdPMFAAt time.Time
 	// Groups are the policy groups the identity provider's groups mapped to at sign-in.
 	Groups []string
 }
@@ -125,6 +162,7 @@ const maxCached = 10000
 type cachedToken struct {
 	t       Token
 	u       User
+	ses     Session // the token's session, when it is session-bound
 	fetched time.Time
 }
 
@@ -135,106 +173,73 @@ func (ts *Tokens) ttl() time.Duration {
 	return ts.CacheTTL
 }
 
-// lookup returns the token for hash, and its user, from the cache or the store.
-func (ts *Tokens) lookup(ctx context.Context, hash string, now time.Time) (Token, User, error) {
+// lookup returns the token for hash, its user and (if bound) its session, from the cache or
+// the store.
+func (ts *Tokens) lookup(ctx context.Context, hash string, now time.Time) (cachedToken, error) {
 	ttl := ts.ttl()
 	if ttl > 0 {
 		ts.mu.Lock()
 		c, ok := ts.cache[hash]
 		ts.mu.Unlock()
 		if ok && now.Sub(c.fetched) < ttl && !now.Before(c.fetched) {
-			return c.t, c.u, nil
+			return c, nil
 		}
 	}
 	t, err := ts.Store.TokenByHash(ctx, hash)
 	if err != nil {
-		return t, User{}, err
+		return cachedToken{}, err
 	}
-	var u User
+	c := cachedToken{t: t, fetched: now}
 	if ts.Users != nil {
-		if u, err = ts.Users.UserRecord(ctx, t.Subject); err != nil {
-			return t, u, fmt.Errorf("user lookup failed: %w", err)
+		if c.u, err = ts.Users.UserRecord(ctx, t.Subject); err != nil {
+			return c, fmt.Errorf("user lookup failed: %w", err)
+		}
+	}
+	if t.SessionBound {
+		sr, ok := ts.Store.(SessionRecords)
+		if !ok {
+			return c, fmt.Errorf("token %s is bound to session %s, and this token store keeps no sessions to check it against", t.ID, t.SessionID)
+		}
+		c.ses, err = sr.SessionRecord(ctx, t.SessionID)
+		if err != nil && !errors.Is(err, ErrSessionNotFound) {
+			return c, fmt.Errorf("session lookup failed: %w", err)
 		}
 	}
 	if ttl <= 0 {
-		return t, u, nil
+		return c, nil
 	}
 	ts.mu.Lock()
 	if ts.cache == nil || len(ts.cache) >= maxCached {
 		ts.cache = map[string]cachedToken{}
 	}
-	ts.cache[hash] = cachedToken{t: t, u: u, fetched: now}
+	ts.cache[hash] = c
 	ts.mu.Unlock()
-	return t, u, nil
+	return c, nil
 }
 
 // ForgetSubject drops a subject's cached tokens (after disabling the user).
 func (ts *Tokens) ForgetSubject(subject string) {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	for h, c := range ts.cache {
-		if c.t.Subject == subject {
-			delete(ts.cache, h)
-		}
-	}
+	ts.forgetIf(func(c cachedToken) bool { return c.t.Subject == subject })
+}
+
+// ForgetSession drops the cached tokens bound to a session (after revoking it).
+func (ts *Tokens) ForgetSession(id string) {
+	ts.forgetIf(func(c cachedToken) bool { return c.t.SessionID == id })
 }
 
 // forget drops a token from the cache.
 func (ts *Tokens) forget(id string) {
+	ts.forgetIf(func(c cachedToken) bool { return c.t.ID == id })
+}
+
+func (ts *Tokens) forgetIf(match func(cachedToken) bool) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	for h, c := range ts.cache {
-		if c.t.ID == id {
+		if match(c) {
 			delete(ts.cache, h)
 		}
 	}
-}
-
-// MaxTokenTTL bounds every token's life.
-const MaxTokenTTL = 90 * 24 * time.Hour
-
-// Issue creates a token for subject and returns its secret, shown once.
-func (ts *Tokens) Issue(ctx context.Context, subject, kind, description, actor string, ttl time.Duration) (string, Token, error) {
-	if err := policy.ValidateSubject(subject); err != nil {
-		return "", Token{}, fmt.Errorf("%w: subject: %v", ErrInvalidToken, err)
-	}
-	if kind != KindUser && kind != KindService {
-		return "", Token{}, fmt.Errorf("%w: token kind must be %q or %q", ErrInvalidToken, KindUser, KindService)
-	}
-	if ttl <= 0 || ttl > MaxTokenTTL {
-		return "", Token{}, fmt.Errorf("%w: token lifetime %s must be between 1s and %s", ErrInvalidToken, ttl, MaxTokenTTL)
-	}
-	if len(description) > 256 {
-		return "", Token{}, fmt.Errorf("%w: description is over 256 bytes", ErrInvalidToken)
-	}
-	raw, idRaw := make([]byte, 32), make([]byte, 8)
-	if _, err := rand.Read(raw); err != nil {
-		return "", Token{}, err
-	}
-	if _, err := rand.Read(idRaw); err != nil {
-		return "", Token{}, err
-	}
-	secret := TokenPrefix + base64.RawURLEncoding.EncodeToString(raw)
-	now := ts.Now()
-	t := Token{ID: "tok_" + hex.EncodeToString(idRaw), Hash: HashToken(secret), Subject: subject, Kind: kind,
-		Description: description, CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	e := audit.Event{Code: "token.issue", Class: audit.ClassAuthentication, Activity: audit.ActivityCreate, ActivityName: "Logon",
-		Time: now, Actor: actor, User: subject,
-		Message: fmt.Sprintf("%s token %s issued to %s by %s, valid until %s", kind, t.ID, subject, actor, t.ExpiresAt.UTC().Format(time.RFC3339)),
-		Details: map[string]any{"token_id": t.ID, "kind": kind, "description": description, "expires_at": t.ExpiresAt.UTC().Format(time.RFC3339)}}
-	if err := ts.Store.IssueToken(ctx, t, e); err != nil {
-		return "", Token{}, fmt.Errorf("store token: %w", err)
-	}
-	return secret, t, nil
-}
-
-// Revoke ends a token now.
-func (ts *Tokens) Revoke(ctx context.Context, id, actor string) error {
-	now := ts.Now()
-	defer ts.forget(id)
-	e := audit.Event{Code: "token.revoke", Class: audit.ClassAuthentication, Activity: audit.ActivityRead, ActivityName: "Logoff",
-		Time: now, Actor: actor, Message: fmt.Sprintf("token %s revoked by %s", id, actor), Details: map[string]any{"token_id": id}}
-	return ts.Store.RevokeToken(ctx, id, now, e)
 }
 
 // Verify checks a presented secret.
@@ -243,22 +248,48 @@ func (ts *Tokens) Verify(ctx context.Context, secret string) (Principal, error) 
 		return Principal{}, fmt.Errorf("%w: the token is not a Rampart API token (they start with %s)", ErrUnauthenticated, TokenPrefix)
 	}
 	now := ts.Now()
-	t, u, err := ts.lookup(ctx, HashToken(secret), now)
+	c, err := ts.lookup(ctx, HashToken(secret), now)
 	if errors.Is(err, ErrTokenNotFound) {
 		return Principal{}, fmt.Errorf("%w: unknown token; log in again (rampart login)", ErrUnauthenticated)
 	} else if err != nil {
 		return Principal{}, fmt.Errorf("token lookup failed: %w", err)
 	}
+	t, ses := c.t, c.ses
 	switch {
 	case !t.RevokedAt.IsZero():
-		return Principal{}, fmt.Errorf("%w: token %s was revoked at %s; log in again", ErrUnauthenticated, t.ID, t.RevokedAt.UTC().Format(time.RFC3339))
+		return Principal{}, fmt.Errorf("%w: token %s was revoked at %s (%s); log in again", ErrUnauthenticated, t.ID, t.RevokedAt.UTC().Format(time.RFC3339), orDash(t.RevokedReason))
 	case !now.Before(t.ExpiresAt):
 		return Principal{}, fmt.Errorf("%w: token %s expired at %s; log in again", ErrUnauthenticated, t.ID, t.ExpiresAt.UTC().Format(time.RFC3339))
-	}
-	if !u.DisabledAt.IsZero() {
+	case !c.u.DisabledAt.IsZero():
 		return Principal{}, fmt.Errorf("%w: %s is disabled", ErrUnauthenticated, t.Subject)
+	case (t.Kind == KindService) != (policy.SubjectKind(t.Subject) == policy.KindService):
+		// Tokens issued before service tokens were tied to service: subjects; one that acts
+		// for a person with a machine's kind (or the reverse) is not honoured.
+		return Principal{}, fmt.Errorf("%w: token %s is a %s token for %s; service tokens act only for service: subjects and user tokens only for people: revoke it and issue a proper one", ErrUnauthenticated, t.ID, t.Kind, t.Subject)
 	}
-	return Principal{Subject: t.Subject, Kind: t.Kind, TokenID: t.ID}, nil
+	p := Principal{Subject: t.Subject, Kind: t.Kind, TokenID: t.ID}
+	if !t.SessionBound {
+		return p, nil
+	}
+	switch {
+	case ses.ID == "":
+		return Principal{}, fmt.Errorf("%w: token %s was minted by session %s, which no longer exists; sign in again and mint a new one", ErrUnauthenticated, t.ID, t.SessionID)
+	case ses.Subject != t.Subject:
+		return Principal{}, fmt.Errorf("%w: token %s is bound to a session of another person", ErrUnauthenticated, t.ID)
+	case !ses.RevokedAt.IsZero():
+		return Principal{}, fmt.Errorf("%w: token %s was minted by session %s, which was revoked (%s); sign in again and mint a new one", ErrUnauthenticated, t.ID, ses.ID, orDash(ses.RevokedReason))
+	case !now.Before(ses.ExpiresAt):
+		return Principal{}, fmt.Errorf("%w: token %s ended with its session %s at %s; sign in again", ErrUnauthenticated, t.ID, ses.ID, ses.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	p.SessionID, p.AuthTime, p.MFAAt, p.TrustedMFAAt, p.IdPMFAAt, p.Groups = ses.ID, ses.AuthTime, ses.MFAAt, ses.TrustedMFAAt, ses.IdPMFAAt, ses.Groups
+	return p, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "no reason given"
+	}
+	return s
 }
 
 // Authenticate reads "Authorization: Bearer rpt_…".

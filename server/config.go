@@ -37,6 +37,8 @@ type Config struct {
 	Risk     RiskConfig     `yaml:"risk"`
 	Sessions SessionsConfig `yaml:"sessions"`
 	MFA      MFAConfig      `yaml:"mfa"`
+	// SCIM lets the organisation's directory provision and deprovision people and groups.
+	SCIM SCIMConfig `yaml:"scim"`
 	// Workloads are the Kubernetes clusters whose service-account tokens are accepted.
 	Workloads WorkloadsConfig `yaml:"workloads"`
 	// Vault is the weights vault.

@@ -160,6 +160,7 @@ func (in *Instance) Gateway(o GatewayOptions) *egress.Gateway {
 		Metrics: egress.NewMetrics(in.API.Registry()),
 	})
 	in.Access.OnGrantChange(func([]access.Grant) { g.Revalidate() })
+	in.hooks.add(g.Revalidate)
 	return g
 }
 
@@ -254,7 +255,8 @@ func RunEgress(ctx context.Context, c EgressConfig, extraRanges []string, log *s
 	}
 	reg := prometheus.NewRegistry()
 	revs := &egress.Revocations{}
-	creds := &identity.Chain{Tokens: &identity.Tokens{Store: st, Now: time.Now, Users: st}, Sessions: &identity.Sessions{Store: st, Now: time.Now}}
+	tokens := &identity.Tokens{Store: st, Now: time.Now, Users: st}
+	creds := &identity.Chain{Tokens: tokens, Sessions: &identity.Sessions{Store: st, Now: time.Now, Tokens: tokens}}
 	if len(c.Workloads.Clusters) > 0 {
 		v, err := workload.New(c.Workloads.Clusters, time.Now)
 		if err != nil {

@@ -17,9 +17,11 @@ import (
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
 	"rampart.dev/rampart/identity/risk"
+	"rampart.dev/rampart/identity/scim"
 	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/identity/workload"
 	"rampart.dev/rampart/internal/demo"
+	"rampart.dev/rampart/internal/secretfile"
 	"rampart.dev/rampart/internal/strictyaml"
 	"rampart.dev/rampart/policy"
 )
@@ -97,6 +99,22 @@ type SessionsConfig struct {
 	// (default 12h).
 	AccessTTL  policy.Duration `yaml:"access_ttl"`
 	SessionTTL policy.Duration `yaml:"session_ttl"`
+	// GroupsMaxAge is how long the groups a sign-in brought from the identity provider carry
+	// rights (approver, admin, auditor, standing bindings) without another sign-in; default:
+	// the session lifetime. Groups provisioned over SCIM do not age: the directory pushes their
+	// changes.
+	GroupsMaxAge policy.Duration `yaml:"groups_max_age"`
+}
+
+// SCIMConfig enables SCIM 2.0 provisioning at /scim/v2 (identity/scim).
+type SCIMConfig struct {
+	// TokenFile holds the bearer secret the directory authenticates with (mode 600, at least
+	// 32 bytes); or TokenEnv names the environment variable that holds it. Never in the policy.
+	TokenFile string `yaml:"token_file"`
+	TokenEnv  string `yaml:"token_env"`
+	// BaseURL is Rampart's URL as the directory reaches it, for meta.location (default:
+	// oidc.external_url; without either, locations are relative).
+	BaseURL string `yaml:"base_url"`
 }
 
 // WorkloadsConfig lists the Kubernetes clusters whose service-account tokens are accepted.
@@ -137,6 +155,14 @@ func (c *Config) validateIdentity(doc *strictyaml.Document) {
 	if d := c.Sessions.SessionTTL.Std(); d != 0 && (d < c.Sessions.AccessTTL.Std() || d > 7*24*time.Hour) {
 		doc.Errorf("sessions.session_ttl", "must be at least access_ttl and at most 168h")
 	}
+	if d := c.Sessions.GroupsMaxAge.Std(); d != 0 && (d < time.Minute || d > 30*24*time.Hour) {
+		doc.Errorf("sessions.groups_max_age", "must be between 1m and 720h")
+	}
+	if s := c.SCIM; s.TokenFile != "" && s.TokenEnv != "" {
+		doc.Errorf("scim", "set token_file or token_env, not both")
+	} else if s.TokenEnv != "" && len(os.Getenv(s.TokenEnv)) < scim.MinTokenLen {
+		doc.Errorf("scim.token_env", "$%s must hold the SCIM bearer secret, at least %d bytes", s.TokenEnv, scim.MinTokenLen)
+	}
 }
 
 // devProviderUsers are the demo users at the development provider: password = name, and a
@@ -154,7 +180,7 @@ func devUsers() []devop.User {
 // startIdentity builds sessions, sign-in, the risk engine and workload identities.
 func (in *Instance) startIdentity(ctx context.Context, o Options) error {
 	cfg := in.cfg
-	in.Sessions = &identity.Sessions{Store: in.Store, Now: o.Now, AccessTTL: cfg.Sessions.AccessTTL.Std(), SessionTTL: cfg.Sessions.SessionTTL.Std()}
+	in.Sessions = &identity.Sessions{Store: in.Store, Now: o.Now, AccessTTL: cfg.Sessions.AccessTTL.Std(), SessionTTL: cfg.Sessions.SessionTTL.Std(), Tokens: in.Tokens}
 	in.Auth = &identity.Chain{Tokens: in.Tokens, Sessions: in.Sessions}
 	if len(cfg.Workloads.Clusters) > 0 {
 		v, err := workload.New(cfg.Workloads.Clusters, o.Now)
@@ -299,8 +325,70 @@ func (in *Instance) mfaSealer() (*identity.Sealer, error) {
 	return s, nil
 }
 
-// applyDirectory puts the groups people brought from the identity provider (recorded at their
-// last sign-in) into the policy in force.
+// groupsMaxAge is how long sign-in groups carry rights.
+func (in *Instance) groupsMaxAge() time.Duration {
+	if d := in.cfg.Sessions.GroupsMaxAge.Std(); d > 0 {
+		return d
+	}
+	if d := in.cfg.Sessions.SessionTTL.Std(); d > 0 {
+		return d
+	}
+	return identity.DefaultSessionTTL
+}
+
+// startSCIM serves SCIM provisioning when the configuration has a secret for it.
+func (in *Instance) startSCIM(o Options) error {
+	c := in.cfg.SCIM
+	var token string
+	switch {
+	case c.TokenFile != "":
+		if err := secretfile.Check(c.TokenFile, "SCIM bearer secret"); err != nil {
+			return fmt.Errorf("scim.token_file: %w", err)
+		}
+		b, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return fmt.Errorf("scim.token_file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	case c.TokenEnv != "":
+		token = os.Getenv(c.TokenEnv)
+	default:
+		return nil
+	}
+	base := c.BaseURL
+	if base == "" {
+		base = in.cfg.OIDC.ExternalURL
+	}
+	svc, err := scim.New(scim.Config{Token: token, BaseURL: strings.TrimRight(base, "/")}, scim.Deps{Store: in.Store, Now: o.Now, Logger: in.log,
+		Disable: func(ctx context.Context, subject, reason string) error {
+			_, _, err := in.DisableUser(ctx, subject, scim.Actor, reason)
+			return err
+		},
+		Enable: func(ctx context.Context, subject string) error {
+			if err := in.EnableUser(ctx, subject, scim.Actor); err != nil && !errors.Is(err, identity.ErrSessionNotFound) {
+				return err
+			}
+			return nil
+		},
+		Changed: func(ctx context.Context) {
+			if err := in.applyDirectory(ctx); err != nil {
+				in.log.Error("apply the directory after a SCIM change", "err", err)
+			}
+		}})
+	if err != nil {
+		return fmt.Errorf("scim: %w", err)
+	}
+	in.SCIM = svc
+	in.log.Info("SCIM provisioning at /scim/v2", "base_url", base)
+	return nil
+}
+
+// applyDirectory puts the groups people brought from the identity provider into the policy in
+// force: for a person the directory provisions over SCIM, the groups it pushed (authoritative:
+// a removal there takes effect here at once, whatever their last sign-in said); for anyone else,
+// the groups of their last sign-in, until they are older than groups_max_age (invariant 8: a
+// person removed from a group at the provider does not keep its approver, admin or auditor
+// rights in a long-lived credential). Disabled people bring none.
 func (in *Instance) applyDirectory(ctx context.Context) error {
 	in.polMu.Lock()
 	defer in.polMu.Unlock()
@@ -312,10 +400,33 @@ func (in *Instance) applyDirectoryLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	provisioned, err := in.Store.SCIMDirectory(ctx)
+	if err != nil {
+		return err
+	}
+	now, maxAge := in.now(), in.groupsMaxAge()
 	dir := map[string][]string{}
+	disabled := map[string]bool{}
 	for _, u := range users {
-		if u.DisabledAt.IsZero() && len(u.Groups) > 0 {
-			dir[u.Subject] = u.Groups
+		if !u.DisabledAt.IsZero() {
+			disabled[u.Subject] = true
+			continue
+		}
+		if _, ok := provisioned[u.Subject]; ok || len(u.Groups) == 0 {
+			continue
+		}
+		if age := now.Sub(u.GroupsAt); age > maxAge {
+			if in.dir[u.Subject] != nil {
+				in.log.Info("the groups a sign-in brought expired; they count again after the next sign-in", "subject", u.Subject,
+					"confirmed_at", u.GroupsAt, "groups_max_age", maxAge)
+			}
+			continue
+		}
+		dir[u.Subject] = u.Groups
+	}
+	for subject, names := range provisioned {
+		if gs := in.base.MapIdPGroups(names); len(gs) > 0 && !disabled[subject] {
+			dir[subject] = gs
 		}
 	}
 	if maps.EqualFunc(dir, in.dir, slices.Equal) && in.dir != nil {

@@ -137,6 +137,7 @@ func (in *Instance) startKube(ctx context.Context) error {
 			return err
 		}}
 	in.Access.OnGrantChange(func([]access.Grant) { r.Trigger() })
+	in.hooks.add(r.Trigger)
 	in.KubeRBAC = r
 	in.every(ctx, "kube rbac", 0, func(ctx context.Context) error {
 		if err := r.Run(ctx); err != nil {

@@ -32,6 +32,7 @@ import (
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
+	"rampart.dev/rampart/identity/scim"
 	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/rbac"
@@ -57,8 +58,10 @@ type Instance struct {
 	// session tokens, workload tokens).
 	Sessions *identity.Sessions
 	Auth     *identity.Chain
-	// SignIn is the OIDC sign-in service (nil without oidc configuration).
+	// SignIn is the OIDC sign-in service (nil without oidc configuration); SCIM the SCIM
+	// provisioning service (nil without scim configuration).
 	SignIn *signin.Service
+	SCIM   *scim.Service
 	// Refusals records the refusals callers can provoke at will (failed sign-ins, denied
 	// weights, refused pods), aggregated per source and window (invariant 11).
 	Refusals *refusals.Recorder
@@ -74,6 +77,7 @@ type Instance struct {
 
 	jobs    *jobLease           // which replica runs the jobs one replica is enough for
 	witness *witnessing         // sends checkpoints to the configured witnesses
+	hooks   identityHooks       // told when someone's identity changed (lifecycle.go)
 	base    *policy.Policy      // the policy as read, before the directory's groups
 	dir     map[string][]string // the groups overlaid on it
 	devIdP  *devop.Provider
@@ -158,6 +162,9 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	if err := in.startIdentity(ctx, o); err != nil {
 		return nil, err
 	}
+	if err := in.startSCIM(o); err != nil {
+		return nil, err
+	}
 	ttl := cfg.JobsLeaseTTL.Std()
 	if ttl == 0 {
 		ttl = DefaultJobsLeaseTTL
@@ -181,9 +188,12 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		Name: "rampart_refusals_open_windows", Help: "Sources whose refusals are being counted into a summary now (at most refusals.max_sources, plus one per kind for the rest).",
 	}, func() float64 { return float64(in.Refusals.Stats().Sources) }))
 	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens, Auth: in.Auth,
-		Sessions: in.Sessions, Users: in.Store, Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger, Metrics: metrics}
+		Sessions: in.Sessions, Users: in.Store, Lifecycle: in, Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger, Metrics: metrics}
 	if in.SignIn != nil {
 		apiCfg.SignIn = in.SignIn
+	}
+	if in.SCIM != nil {
+		apiCfg.SCIM = in.SCIM
 	}
 	if err := in.startVault(); err != nil {
 		return nil, err
@@ -229,10 +239,14 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 			return err
 		}
 		// Ended sessions stay listable for 30 days.
-		_, err := in.Store.PruneSessions(ctx, o.Now().Add(-30*24*time.Hour))
-		return err
+		if _, err := in.Store.PruneSessions(ctx, o.Now().Add(-30*24*time.Hour)); err != nil {
+			return err
+		}
+		return in.finishDisables(ctx)
 	}))
-	in.every(jobCtx, "directory sync", 5*time.Second, in.applyDirectory)
+	// Other replicas' SCIM changes, and sign-in groups reaching groups_max_age, take effect
+	// within a second.
+	in.every(jobCtx, "directory sync", time.Second, in.applyDirectory)
 	// Every replica writes the summaries of its own refusals, when their window ends, even if
 	// no refusal comes after (invariant 11).
 	in.every(jobCtx, "refusal summaries", o.RefusalFlushInterval, in.Refusals.Flush)

@@ -13,6 +13,7 @@ import (
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
 	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/internal/clistate"
 	"rampart.dev/rampart/internal/output"
 	"rampart.dev/rampart/internal/text"
@@ -36,8 +37,9 @@ when revoked, or when the person is disabled.
 one). The session is saved for this --addr in the state file ($RAMPART_CONFIG_DIR/state.json or
 the user config directory), or its access token is printed with --print-token (not saved).
 
-Against 'rampart dev', --dev --user NAME skips the identity provider and gets a token for a demo
-user. On servers without sign-in, use an API token: RAMPART_TOKEN=rpt_….`,
+Against 'rampart dev', --dev --user NAME skips the identity provider and opens a session for a
+demo user (method dev; its access token is refreshed like any other). On servers without
+sign-in, use an API token: RAMPART_TOKEN=rpt_… (it cannot approve: approvals need a session).`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !dev {
@@ -74,17 +76,12 @@ user. On servers without sign-in, use an API token: RAMPART_TOKEN=rpt_….`,
 				fmt.Println(t.Token)
 				return nil
 			}
-			st, err := clistate.Load()
-			if err != nil {
+			tr := signin.TokenResponse{AccessToken: t.Token, RefreshToken: t.RefreshToken, TokenType: "Bearer",
+				ExpiresIn: int(time.Until(t.ExpiresAt) / time.Second), Session: t.Session}
+			if err := saveSession(g.addr, tr); err != nil {
 				return err
 			}
-			s := st.For(g.addr)
-			s.ForgetLogin()
-			s.Token, s.Subject, s.TokenID = t.Token, t.Subject, t.ID
-			if err := st.Save(); err != nil {
-				return err
-			}
-			fmt.Printf("Logged in to %s as %s (token %s, expires %s).\n", g.addr, t.Subject, t.ID, t.ExpiresAt.Local().Format(time.RFC1123))
+			fmt.Printf("Logged in to %s as %s (development session %s, until %s).\n", g.addr, t.Subject, t.Session.ID, t.Session.ExpiresAt.Local().Format(time.RFC1123))
 			return nil
 		},
 	}
@@ -556,50 +553,4 @@ service token.`,
 			return nil
 		},
 	}
-}
-
-func newTokenCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "token", Short: "Issue and revoke API tokens"}
-	var subject, kind, ttl, desc string
-	create := &cobra.Command{
-		Use:   "create [--subject S] [--kind user|service] [--ttl 24h]",
-		Short: "Issue a token (admins: for anyone, service tokens too; others: for themselves)",
-		Args:  exactArgs(),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			t, err := c.CreateToken(cmd.Context(), api.CreateTokenBody{Subject: subject, Kind: kind, TTL: ttl, Description: desc})
-			if err != nil {
-				return err
-			}
-			return output.Print(os.Stdout, g.output, t, func(tw *tabwriter.Writer) {
-				fmt.Fprintf(tw, "%s\n", t.Token)
-				fmt.Fprintf(os.Stderr, "Token %s for %s (%s) expires %s. It is shown once; store it as a secret.\n", t.ID, t.Subject, t.Kind, t.ExpiresAt.UTC().Format(time.RFC3339))
-			})
-		},
-	}
-	create.Flags().StringVar(&subject, "subject", "", "who the token acts for (default: you)")
-	create.Flags().StringVar(&kind, "kind", "user", "user or service (service tokens may check any subject)")
-	create.Flags().StringVar(&ttl, "ttl", "24h", "lifetime")
-	create.Flags().StringVar(&desc, "description", "", "what the token is for")
-	revoke := &cobra.Command{
-		Use:   "revoke TOKEN-ID",
-		Short: "Revoke a token (admins: any; others: the one in use)",
-		Args:  exactArgs("TOKEN-ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			if err := c.RevokeToken(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Printf("Token %s revoked.\n", args[0])
-			return nil
-		},
-	}
-	cmd.AddCommand(create, revoke)
-	return cmd
 }

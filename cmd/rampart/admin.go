@@ -11,6 +11,7 @@ import (
 
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/server"
 )
 
@@ -19,10 +20,16 @@ func newAdminCmd() *cobra.Command {
 	var configPath, subject, kind, ttl, desc string
 	token := &cobra.Command{
 		Use:   "token --config FILE --subject NAME [--kind user|service] [--ttl 24h]",
-		Short: "Issue an API token straight into the store (bootstrap the first admin)",
+		Short: "Issue an API token straight into the store (bootstrap the first admin, or a service)",
 		Long: `Issue an API token by writing to the server's store directly, with the server's
 configuration file: how the first administrator gets a token. The issue is recorded in the
-ledger with the actor "operator". Needs the same access to the database as the server.`,
+ledger with the actor "operator" (rampart token list --all shows it). Needs the same access to
+the database as the server.
+
+It mints only what bootstrapping needs, so that it cannot be used to act as someone else
+(invariant 8): a user token only for a member of the admin group as the policy files name it,
+and service tokens for service:<name> subjects. Neither is bound to a sign-in session, so
+neither can approve a request: approvals come only from a person's own session.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if configPath == "" || subject == "" {
@@ -35,6 +42,16 @@ ledger with the actor "operator". Needs the same access to the database as the s
 			d, err := time.ParseDuration(ttl)
 			if err != nil {
 				return usageErr("--ttl %q is not a duration", ttl)
+			}
+			if kind == identity.KindUser && policy.SubjectKind(subject) == policy.KindUser {
+				pol, err := policy.Load(os.DirFS(cfg.PolicyDir))
+				if err != nil {
+					return fmt.Errorf("read the policy to check --subject: %w", err)
+				}
+				if !pol.IsAdmin(subject) {
+					return usageErr("--subject %s: rampart admin token mints a user token only for a member of the admin group %q as the policy files name it (to bootstrap administration); people sign in and mint their own tokens, and machines get service tokens (--kind service --subject service:NAME)",
+						subject, pol.Settings().AdminGroup)
+				}
 			}
 			st, err := server.OpenStore(cmd.Context(), cfg)
 			if err != nil {

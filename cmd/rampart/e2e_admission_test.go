@@ -77,6 +77,8 @@ func TestAdmissionWebhook(t *testing.T) {
 	cfg := fmt.Sprintf(`listen: %s
 data_dir: %s
 policy_dir: ../../internal/demo/policy
+oidc:
+  dev_provider: true
 kubernetes:
   kubeconfig: %s
   admission:
@@ -107,7 +109,7 @@ kubernetes:
 	startServer(t, addr, "server", "--config", cfgPath)
 	waitForWebhook(t, hookAddr, filepath.Join(certDir, "ca.crt"))
 	token := func(user string) string {
-		return strings.TrimSpace(c.ok("admin", "token", "--config", cfgPath, "--subject", user, "--ttl", "1h"))
+		return signInAs(t, addr, user)
 	}
 	alice, bob, dave, erin := token("alice"), token("bob"), token("dave"), token("erin")
 

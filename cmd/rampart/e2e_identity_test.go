@@ -309,14 +309,6 @@ func TestSignInEndToEnd(t *testing.T) {
 	}
 	bob.ok("request", "approve", id)
 
-	// A disabled person is refused on the next call; enabled again, the session works.
-	erin.ok("user", "disable", "alice")
-	if r := alice.run(nil, "whoami"); r.code == 0 || !strings.Contains(r.err, "disabled") {
-		t.Fatalf("disabled alice: %+v", r)
-	}
-	erin.ok("user", "enable", "alice")
-	whoami(t, alice)
-
 	// A revoked session is refused on the next call.
 	var sessions []map[string]any
 	if err := json.Unmarshal([]byte(erin.ok("session", "list", "--subject", "alice", "-o", "json")), &sessions); err != nil {
@@ -333,6 +325,29 @@ func TestSignInEndToEnd(t *testing.T) {
 	erin.ok("session", "revoke", aliceSession, "--reason", "laptop stolen")
 	if r := alice.run(nil, "whoami"); r.code == 0 || !strings.Contains(r.err, "revoked") {
 		t.Fatalf("revoked session: %+v", r)
+	}
+
+	// A disabled person is refused on the next call, and her pending request is cancelled
+	// (bob's approval of it counts no more); enabled again, she may sign in anew, but the session
+	// from before stays dead (issue 11, item 5).
+	if out, errOut, err := browserLogin(t, alice, "", "alice", nil); err != nil {
+		t.Fatalf("alice signs in again: %v\n%s%s", err, out, errOut)
+	}
+	if out := erin.ok("user", "disable", "alice", "--reason", "left the company"); !strings.Contains(out, "1 pending request(s) cancelled") {
+		t.Fatalf("disable: %s", out)
+	}
+	if r := alice.run(nil, "whoami"); r.code == 0 || !strings.Contains(r.err, "revoked") {
+		t.Fatalf("disabled alice: %+v", r)
+	}
+	if r := erin.run(nil, "check", "alice", "read", "weights/frontier-7"); r.code != 3 || !strings.Contains(r.out, "disabled") {
+		t.Fatalf("check of disabled alice: %+v", r)
+	}
+	erin.ok("user", "enable", "alice")
+	if r := alice.run(nil, "whoami"); r.code == 0 || !strings.Contains(r.err, "revoked") {
+		t.Fatalf("alice's session came back when she was enabled: %+v", r)
+	}
+	if out := erin.ok("request", "show", id); !strings.Contains(out, "cancelled") {
+		t.Fatalf("alice's request after she was enabled: %s", out)
 	}
 
 	// Everything above is in the ledger and verifies.

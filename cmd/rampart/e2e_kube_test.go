@@ -65,7 +65,7 @@ func TestKubernetesRBACFromGrants(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "rampart.yaml")
-	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\nkubernetes:\n  kubeconfig: %s\n", addr, filepath.Join(dir, "data"), kubeconfig)
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\noidc:\n  dev_provider: true\nkubernetes:\n  kubeconfig: %s\n", addr, filepath.Join(dir, "data"), kubeconfig)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestKubernetesRBACFromGrants(t *testing.T) {
 		}
 	}
 	token := func(user string) string {
-		return strings.TrimSpace(c.ok("admin", "token", "--config", cfgPath, "--subject", user, "--ttl", "1h"))
+		return signInAs(t, addr, user)
 	}
 	alice, bob, dave, erin := token("alice"), token("bob"), token("dave"), token("erin")
 
@@ -153,7 +153,28 @@ func TestKubernetesRBACFromGrants(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	tail := c.as(erin, "audit", "tail", "-n", "30").out
+
+	// Issue 11, item 5: disabling alice removes her bindings within the same 2 s.
+	id = reqID.FindString(c.as(alice, "request", "create", "--role", "weights-reader-frontier-7", "--reason", "eval run 4412", "--duration", "1h").out)
+	c.as(bob, "request", "approve", id)
+	c.as(dave, "request", "approve", id)
+	for deadline := time.Now().Add(5 * time.Second); !mayGetClaim(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no RoleBinding 5 s after the second grant activated")
+		}
+	}
+	if r := c.as(erin, "user", "disable", "alice", "--reason", "left the company"); r.code != 0 || !strings.Contains(r.out, "1 grant(s) revoked") {
+		t.Fatalf("disable alice: %+v", r)
+	}
+	disabled := time.Now()
+	for mayGetClaim() {
+		if time.Since(disabled) > 2*time.Second {
+			t.Fatal("alice could still read the claim 2 s after she was disabled")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("disabled → access gone in the apiserver after %s", time.Since(disabled).Round(time.Millisecond))
+	tail := c.as(erin, "audit", "tail", "-n", "60").out
 	for _, code := range []string{"kube.binding.create", "kube.binding.delete"} {
 		if !strings.Contains(tail, code) {
 			t.Errorf("the ledger lacks %s:\n%s", code, tail)

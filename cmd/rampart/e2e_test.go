@@ -308,24 +308,30 @@ func TestServerOnPostgres(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	cfgPath := filepath.Join(dir, "rampart.yaml")
-	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore:\n  driver: postgres\n  dsn: %q\nledger:\n  origin: rampart-e2e\n", addr, filepath.Join(dir, "data"), "../../internal/demo/policy", dsn)
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore:\n  driver: postgres\n  dsn: %q\nledger:\n  origin: rampart-e2e\noidc:\n  dev_provider: true\n", addr, filepath.Join(dir, "data"), "../../internal/demo/policy", dsn)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
 	startServer(t, addr, "server", "--config", cfgPath)
-	token := func(user string) string {
-		r := c.run(nil, "admin", "token", "--config", cfgPath, "--subject", user, "--ttl", "1h")
-		if r.code != 0 {
-			t.Fatalf("admin token %s: %+v", user, r)
-		}
-		return strings.TrimSpace(r.out)
+	// People sign in (approvals need their own sessions); the bootstrap token is an admin's,
+	// and it cannot approve.
+	alice, bob, dave := signInAs(t, addr, "alice"), signInAs(t, addr, "bob"), signInAs(t, addr, "dave")
+	r := c.run(nil, "admin", "token", "--config", cfgPath, "--subject", "erin", "--ttl", "1h")
+	if r.code != 0 {
+		t.Fatalf("admin token erin: %+v", r)
 	}
-	alice, bob, dave, erin := token("alice"), token("bob"), token("dave"), token("erin")
-	r := c.as(alice, "request", "create", "--role", "weights-reader-frontier-7", "--reason", "prod eval", "--duration", "30m")
+	erin := strings.TrimSpace(r.out)
+	if r := c.run(nil, "admin", "token", "--config", cfgPath, "--subject", "bob", "--ttl", "1h"); r.code != 2 || !strings.Contains(r.err, "admin group") {
+		t.Fatalf("the bootstrap minted a token for bob: %+v", r)
+	}
+	r = c.as(alice, "request", "create", "--role", "weights-reader-frontier-7", "--reason", "prod eval", "--duration", "30m")
 	id := reqID.FindString(r.out)
 	if r.code != 0 || id == "" {
 		t.Fatalf("create: %+v", r)
+	}
+	if r := c.as(erin, "request", "approve", id); r.code != 1 || !strings.Contains(r.err, "bound to no session") {
+		t.Fatalf("a bootstrap token approved: %+v", r)
 	}
 	for _, tok := range []string{bob, dave} {
 		if r := c.as(tok, "request", "approve", id); r.code != 0 {
@@ -512,7 +518,7 @@ spec:
 	db := filepath.Join(dir, "rampart.db")
 	apiAddr, gwAddr := freeAddr(t), freeAddr(t)
 	srvCfg := filepath.Join(dir, "server.yaml")
-	_ = os.WriteFile(srvCfg, []byte(fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\n", apiAddr, filepath.Join(dir, "data"), pdir, db)), 0o600)
+	_ = os.WriteFile(srvCfg, []byte(fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\noidc: {dev_provider: true}\n", apiAddr, filepath.Join(dir, "data"), pdir, db)), 0o600)
 	gwCfg := filepath.Join(dir, "egress.yaml")
 	dlog := filepath.Join(dir, "decisions.jsonl")
 	_ = os.WriteFile(gwCfg, []byte(fmt.Sprintf("listen: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\ndecision_log: %s\nworkloads: {clusters: [{name: prod, issuer: %q}]}\n",
@@ -520,12 +526,7 @@ spec:
 
 	startServer(t, apiAddr, "server", "--config", srvCfg)
 	startServer(t, gwAddr, "egress", "--config", gwCfg, "--allow-range", "127.0.0.1/32")
-	c := &cli{t: t, addr: apiAddr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
-	r := c.run(nil, "admin", "token", "--config", srvCfg, "--subject", "alice")
-	if r.code != 0 {
-		t.Fatalf("token: %+v", r)
-	}
-	alice := strings.TrimSpace(r.out)
+	alice := signInAs(t, apiAddr, "alice")
 
 	connect := func(target, token string) (int, net.Conn) {
 		conn, err := net.Dial("tcp", gwAddr)
@@ -574,7 +575,66 @@ spec:
 	if status, _ := connect("0x7f.1:"+strconv.Itoa(echoPort), alice); status != 200 {
 		t.Fatalf("hex spelling of the same address: %d", status)
 	}
-	b, _ := os.ReadFile(dlog)
+	// Issue 11, item 5: disabling alice on the control plane closes her open tunnel through the
+	// gateway process within 2 s (it re-verifies the identity of open tunnels, from the store),
+	// and she cannot open another.
+	status, conn = connect(target, alice)
+	if status != 200 {
+		t.Fatalf("alice before being disabled: %d", status)
+	}
+	_, _ = conn.Write([]byte("ping"))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{t: t, addr: apiAddr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
+	erin := strings.TrimSpace(c.ok("admin", "token", "--config", srvCfg, "--subject", "erin", "--ttl", "1h"))
+	// A revoked session closes the tunnel it opened: the gateway verifies it again.
+	second := signInAs(t, apiAddr, "alice")
+	status, conn2 := connect(target, second)
+	if status != 200 {
+		t.Fatalf("alice's second session: %d", status)
+	}
+	var who map[string]any
+	if err := json.Unmarshal([]byte(c.as(second, "whoami", "-o", "json").out), &who); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.as(erin, "session", "revoke", who["session_id"].(string), "--reason", "laptop stolen"); r.code != 0 {
+		t.Fatalf("revoke the session: %+v", r)
+	}
+	revoked := time.Now()
+	_ = conn2.SetReadDeadline(revoked.Add(2 * time.Second))
+	if _, err := conn2.Read(buf); err == nil {
+		t.Fatal("the tunnel of a revoked session still carries data")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the tunnel of a revoked session was still open 2 s later")
+	}
+	conn2.Close()
+	if r := c.as(erin, "user", "disable", "alice", "--reason", "left"); r.code != 0 || !strings.Contains(r.out, "alice disabled: 1 session(s)") {
+		t.Fatalf("disable alice: %+v", r)
+	}
+	disabled := time.Now()
+	_ = conn.SetReadDeadline(disabled.Add(2 * time.Second))
+	if _, err := conn.Read(buf); err == nil {
+		t.Fatal("the tunnel still carries data after alice was disabled")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("alice's tunnel through the gateway process was still open 2 s after she was disabled")
+	}
+	conn.Close()
+	if status, _ := connect(target, alice); status == 200 {
+		t.Fatal("alice opened a tunnel after she was disabled")
+	}
+	// The gateway writes its decision lines behind the connections: wait for the close's.
+	var b []byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b, _ = os.ReadFile(dlog)
+		if strings.Contains(string(b), "alice is disabled") || strings.Contains(string(b), "no longer holds") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the decision log does not say why alice's tunnel closed:\n%s", b)
+		}
+	}
 	if !strings.Contains(string(b), `"class_uid":4001`) || !strings.Contains(string(b), `"egress.allowed"`) || !strings.Contains(string(b), `"egress.denied"`) {
 		t.Fatalf("decision log:\n%s", b)
 	}

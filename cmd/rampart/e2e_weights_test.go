@@ -127,6 +127,8 @@ func TestWeightsVaultOnAzure(t *testing.T) {
 	cfg := fmt.Sprintf(`listen: %s
 data_dir: %s
 policy_dir: ../../internal/demo/policy
+oidc:
+  dev_provider: true
 vault:
   keyring: %s
   store:
@@ -143,7 +145,7 @@ vault:
 	}
 	startServer(t, addr, "server", "--config", cfgPath)
 	token := func(user string) string {
-		return strings.TrimSpace(c.ok("admin", "token", "--config", cfgPath, "--subject", user, "--ttl", "1h"))
+		return signInAs(t, addr, user)
 	}
 	alice, bob, dave, erin := token("alice"), token("bob"), token("dave"), token("erin")
 	id := reqID.FindString(c.as(alice, "request", "create", "--role", "weights-writer-frontier-7", "--reason", "checkpoint 4411", "--duration", "1h").out)

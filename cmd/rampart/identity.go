@@ -316,16 +316,24 @@ func newSessionCmd(g *globals) *cobra.Command {
 
 func newMFACmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "mfa", Short: "Rampart's own second factor (TOTP), for identity providers that cannot be asked for one"}
+	var enrolOTP string
 	enrol := &cobra.Command{
-		Use:   "enrol",
-		Short: "Start enrolling an authenticator app (needs a sign-in from the last 15 minutes)",
-		Args:  exactArgs(),
+		Use:   "enrol [--otp CODE]",
+		Short: "Start enrolling (or replacing) an authenticator app: needs a factor you already have",
+		Long: `Start enrolling an authenticator app as your Rampart second factor, from a sign-in of the last
+15 minutes. Enrolling or replacing a factor needs a factor you already have, so that someone with
+only your password cannot add theirs: --otp CODE, a code of your current factor (to replace it);
+or a multi-factor sign-in at the identity provider in the last 15 minutes (rampart login
+--step-up); or an administrator's one-time allowance (rampart mfa allow-enrol YOU). The enrolment
+is a High ledger entry. A factor counts for approvals' require_step_up only after a day, unless it
+was enrolled under the identity provider's multi-factor authentication.`,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			out, err := c.EnrolTOTP(cmd.Context())
+			out, err := c.EnrolTOTP(cmd.Context(), enrolOTP)
 			if err != nil {
 				return err
 			}
@@ -365,6 +373,7 @@ func newMFACmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	enrol.Flags().StringVar(&enrolOTP, "otp", "", "a code of your current factor, to replace it")
 	reset := &cobra.Command{
 		Use:   "reset USER",
 		Short: "Delete a user's second factor (admins; e.g. a lost phone)",
@@ -373,7 +382,20 @@ func newMFACmd(g *globals) *cobra.Command {
 			return userAction(cmd.Context(), g, args[0], "mfa/reset", "Second factor of %s reset.\n")
 		},
 	}
-	cmd.AddCommand(enrol, confirm, stepUp, reset)
+	allow := &cobra.Command{
+		Use:   "allow-enrol USER",
+		Short: "Let a person enrol a second factor without one, once, within the hour (admins; recorded High)",
+		Long: `Let a person enrol a second factor without a factor or the identity provider's multi-factor
+authentication, once, within the next hour: after a lost factor (rampart mfa reset), or for an
+identity provider whose tokens do not say how the person authenticated (Entra ID). Check who is
+asking first: the person enrols from their own session, and the factor counts for approvals only
+after a day. Recorded as a High ledger entry.`,
+		Args: exactArgs("USER"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return userAction(cmd.Context(), g, args[0], "mfa/allow-enrol", "%s may enrol a second factor within the hour (rampart mfa enrol, from their own session).\n")
+		},
+	}
+	cmd.AddCommand(enrol, confirm, stepUp, reset, allow)
 	return cmd
 }
 
@@ -422,9 +444,31 @@ func newUserCmd(g *globals) *cobra.Command {
 				return userAction(cmd.Context(), g, args[0], action, done)
 			}}
 	}
-	cmd.AddCommand(list,
-		mk("disable", "Disable a user: every session and token of theirs is refused on the next call", "disable", "%s disabled.\n"),
-		mk("enable", "Enable a disabled user", "enable", "%s enabled.\n"),
+	var reason string
+	disable := &cobra.Command{Use: "disable USER [--reason TEXT]", Args: exactArgs("USER"),
+		Short: "Disable a person: their sessions and tokens are revoked for good, their grants revoked, every decision about them denies",
+		Long: `Disable a person and end everything of theirs at once: every session (and refresh token) and
+API token of theirs is revoked for good, their active grants are revoked (their Kubernetes
+bindings and egress tunnels go within seconds), pending requests by or for them are cancelled,
+their approvals of pending requests no longer count, and every decision about them denies, on
+every replica. Enabling them again only lets them sign in again: nothing is revived.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.DisableUser(cmd.Context(), args[0], reason)
+			if err != nil {
+				return err
+			}
+			return output.Print(os.Stdout, g.output, d, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "%s disabled: %d session(s) and %d token(s) revoked, %d grant(s) revoked, %d pending request(s) cancelled, %d approval(s) withdrawn.\n",
+					d.Subject, len(d.Sessions), d.Tokens, len(d.Grants), len(d.Requests), len(d.Approvals))
+			})
+		}}
+	disable.Flags().StringVar(&reason, "reason", "", "why (recorded in the ledger)")
+	cmd.AddCommand(list, disable,
+		mk("enable", "Let a disabled person sign in again (nothing of theirs is revived)", "enable", "%s enabled; they may sign in again.\n"),
 		mk("unbind", "Forget the identity-provider account a user is bound to (the account was replaced)", "unbind", "%s unbound; the next sign-in binds the account it comes from.\n"))
 	return cmd
 }

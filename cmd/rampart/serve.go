@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"rampart.dev/rampart/api"
+	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/internal/demo"
 	"rampart.dev/rampart/server"
 )
@@ -24,7 +24,7 @@ func newDevCmd() *cobra.Command {
 		Long: `Run the whole control plane on this machine: embedded SQLite in --data, the demo policy
 (or --policy DIR), a built-in development OpenID provider at /dev-idp with the demo users (the
 real sign-in flow: rampart login), a development login shortcut (POST /v1/dev/login, rampart
-login --dev) that issues tokens for the policy's users, the egress gateway, and the background
+login --dev) that opens sessions for the policy's users, the egress gateway, and the background
 jobs. For a first look and for development only: it listens on loopback and refuses other
 addresses.`,
 		Args: exactArgs(),
@@ -34,7 +34,7 @@ addresses.`,
 				return usageErr("--addr %q is not host:port", addr)
 			}
 			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-				return usageErr("--addr %s: rampart dev hands out tokens to anyone who asks, so it only listens on loopback (127.0.0.1, ::1 or localhost)", addr)
+				return usageErr("--addr %s: rampart dev opens sessions for anyone who asks, so it only listens on loopback (127.0.0.1, ::1 or localhost)", addr)
 			}
 			if egressAddr != "" {
 				host, _, err := net.SplitHostPort(egressAddr)
@@ -214,7 +214,8 @@ Egress gateway on %[1]s (default deny; researchers may reach huggingface.co, git
                                                    # 403: request it just in time (egress-openai, security approves)
 `, cfg.EgressListen)
 	}
-	fmt.Fprintf(&b, "\nDev tokens last %s. Stop with Ctrl-C; state stays in %s.\n\n", api.DevTokenTTL, cfg.DataDir)
+	fmt.Fprintf(&b, "\nDev logins are sessions: a saved one is refreshed for %s; a --print-token access token lasts %s. Stop with Ctrl-C; state stays in %s.\n\n",
+		identity.DefaultSessionTTL, identity.DefaultAccessTTL, cfg.DataDir)
 	fmt.Print(b.String())
 }
 

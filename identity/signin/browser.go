@@ -366,44 +366,47 @@ func (s *Service) LoginMFA(w http.ResponseWriter, r *http.Request) {
 		s.page(w, statusOf(err), "Sign-in refused", err.Error())
 		return
 	}
-	if err := s.checkTOTP(r.Context(), p.ID.Subject, r.PostForm.Get("otp")); err != nil {
+	f, err := s.checkTOTP(r.Context(), p.ID.Subject, r.PostForm.Get("otp"))
+	if err != nil {
 		_ = s.refuse(r.Context(), p.ID, s.clientOf(r), "totp", p.decision(), err)
 		s.browserError(w, r, p.CLI, statusOf(err), fmt.Errorf("%w (start the sign-in again)", err))
 		return
 	}
 	p.ID.MFA, p.ID.AMR, p.ID.AuthTime = true, append(p.ID.AMR, "otp"), s.d.Now()
+	p.TOTP, p.TOTPTrusted = true, f.Trusted(s.d.Now())
 	p.Decision.Outcome, p.Decision.Reason = risk.Allow, "Rampart TOTP factor"
 	s.finishBrowser(w, r, p)
 }
 
-// checkTOTP verifies a code of the person's confirmed factor; each code works once.
-func (s *Service) checkTOTP(ctx context.Context, subject, code string) error {
+// checkTOTP verifies a code of the person's confirmed factor, and returns the factor; each code
+// works once.
+func (s *Service) checkTOTP(ctx context.Context, subject, code string) (identity.MFAFactor, error) {
 	f, err := s.d.Store.MFAFactor(ctx, subject)
 	if errors.Is(err, identity.ErrNoFactor) || (err == nil && f.ConfirmedAt.IsZero()) {
-		return fmt.Errorf("%w: %s has no confirmed second factor", ErrDenied, subject)
+		return f, fmt.Errorf("%w: %s has no confirmed second factor", ErrDenied, subject)
 	} else if err != nil {
-		return err
+		return f, err
 	}
 	secret, err := s.d.Sealer.Open(subject, f.SecretEnc)
 	if err != nil {
-		return err
+		return f, err
 	}
 	key, err := identity.DecodeTOTPSecret(secret)
 	if err != nil {
-		return err
+		return f, err
 	}
 	step, ok := identity.MatchTOTP(key, code, s.d.Now())
 	if !ok {
-		return fmt.Errorf("%w: the one-time code is wrong or too old", ErrDenied)
+		return f, fmt.Errorf("%w: the one-time code is wrong or too old", ErrDenied)
 	}
 	used, err := s.d.Store.UseMFAStep(ctx, subject, step)
 	if err != nil {
-		return err
+		return f, err
 	}
 	if !used {
-		return fmt.Errorf("%w: this one-time code was already used; wait for the next one", ErrDenied)
+		return f, fmt.Errorf("%w: this one-time code was already used; wait for the next one", ErrDenied)
 	}
-	return nil
+	return f, nil
 }
 
 // browserError reports a failure: to the CLI's loopback listener when the sign-in came from

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,6 +52,9 @@ type env struct {
 	sessions *identity.Sessions
 	auth     *identity.Chain
 	now      func() time.Time
+	// ahead moves Rampart's clock (not the provider's) forward, for tests that need a day to
+	// pass.
+	ahead atomic.Int64
 }
 
 type envOptions struct {
@@ -62,7 +66,8 @@ type envOptions struct {
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	e := &env{t: t, now: time.Now}
+	e := &env{t: t}
+	e.now = func() time.Time { return time.Now().Add(time.Duration(e.ahead.Load())) }
 	opMux := http.NewServeMux()
 	e.opSrv = httptest.NewUnstartedServer(opMux)
 	e.issuer = "http://" + e.opSrv.Listener.Addr().String() + "/dev-idp"

@@ -95,6 +95,10 @@ func TestTOTPStepUp(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+tok)
 		return e.do(req)
 	}
+	// frank's provider session was password-only: an administrator allows the enrolment.
+	if _, err := e.sessions.AllowMFAEnrolment(context.Background(), "frank", "erin"); err != nil {
+		t.Fatal(err)
+	}
 	st, enr := call("/v1/mfa/totp", "")
 	if st != 200 || !strings.HasPrefix(enr["otpauth_uri"].(string), "otpauth://totp/") {
 		t.Fatalf("enrol: %d %v", st, enr)
@@ -110,8 +114,8 @@ func TestTOTPStepUp(t *testing.T) {
 	if st, out := call("/v1/mfa/totp/confirm", `{"otp":"`+code(time.Now())+`"}`); st != 200 {
 		t.Fatalf("confirm: %d %v", st, out)
 	}
-	if st, _ := call("/v1/mfa/totp", ""); st != http.StatusConflict {
-		t.Fatalf("second enrolment over a confirmed factor: %d", st)
+	if st, _ := call("/v1/mfa/totp", ""); st != http.StatusForbidden {
+		t.Fatalf("a second enrolment without a code of the confirmed factor: %d", st)
 	}
 
 	// From an anonymising service frank gets Rampart's form, not a session.

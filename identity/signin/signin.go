@@ -14,7 +14,11 @@
 // Step-up: when the risk policy (or an approval policy's require_step_up) asks for a fresh
 // multi-factor authentication, Rampart either sends the person back to the provider with
 // max_age=0 and the MFA acr value and checks amr/acr in the new ID token, or asks for a code of
-// the TOTP factor Rampart holds for them (for providers that cannot be asked).
+// the TOTP factor Rampart holds for them (for providers that cannot be asked). Enrolling or
+// replacing that factor needs one the person already has (invariant 8): a code of the current
+// factor, the provider's multi-factor authentication, or an administrator's allowance; and a
+// step-up with a factor enrolled in the last day (other than under the provider's multi-factor
+// authentication) does not count for approvals.
 package signin
 
 import (
@@ -513,6 +517,10 @@ type pending struct {
 	ReturnTo string `json:"return_to,omitempty"`
 	// SessionID, for a TOTP step-up of an existing session.
 	SessionID string `json:"session_id,omitempty"`
+	// TOTP says the second factor of this sign-in was Rampart's TOTP factor, TOTPTrusted that
+	// the factor counts for approvals (identity.MFAFactor.Trusted).
+	TOTP        bool `json:"totp,omitempty"`
+	TOTPTrusted bool `json:"totp_trusted,omitempty"`
 }
 
 func (p *pending) setDecision(d decision) {
@@ -526,19 +534,25 @@ func (p *pending) decision() decision {
 }
 
 // open creates the session for an admitted sign-in, records it in the ledger (in the same
-// transaction) and teaches the risk engine the new sign-in.
+// transaction) and teaches the risk engine the new sign-in. A multi-factor authentication the
+// provider reported counts for approvals; one with Rampart's TOTP factor only if the factor is
+// trusted (held for a day, or enrolled under the provider's multi-factor authentication).
 func (s *Service) open(ctx context.Context, p pending, mfaNow []string) (identity.Issued, error) {
 	id, d := p.ID, p.decision()
-	mfa := id.MFA
+	mfa, idpMFA := id.MFA, id.MFA && !p.TOTP
+	trusted := idpMFA
 	authTime := id.AuthTime
 	if len(mfaNow) > 0 {
 		mfa, authTime = true, s.d.Now()
 		id.AMR = append(slices.Clone(id.AMR), mfaNow...)
 		id.MFA = true
 	}
+	if p.TOTP {
+		trusted = p.TOTPTrusted
+	}
 	ev := s.authEvent("signin.success", id, p.Client, p.Method, d, true,
 		fmt.Sprintf("%s signed in (%s, risk %s)", id.Subject, p.Method, d.assessment.Level))
-	iss, err := s.d.Sessions.Create(ctx, identity.NewSession{Subject: id.Subject, Method: p.Method, AuthTime: authTime, AMR: id.AMR, MFA: mfa,
+	iss, err := s.d.Sessions.Create(ctx, identity.NewSession{Subject: id.Subject, Method: p.Method, AuthTime: authTime, AMR: id.AMR, MFA: mfa, TrustedMFA: trusted, IdPMFA: idpMFA,
 		IP: p.Client.IP.String(), Fingerprint: p.Client.Fingerprint, Groups: id.Groups, Risk: d.assessment.Level.String(),
 		IdPSubject: id.IdPSubject, Event: ev})
 	if err != nil {

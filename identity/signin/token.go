@@ -1,6 +1,7 @@
 package signin
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -19,7 +20,6 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"golang.org/x/oauth2"
 
-	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/risk"
 	"rampart.dev/rampart/internal/strictjson"
@@ -362,9 +362,11 @@ func (s *Service) redeemOTP(r *http.Request, h, code string) (identity.Issued, e
 	if err := s.takeFlow(r.Context(), h, "mfa", &p); err != nil {
 		return identity.Issued{}, err
 	}
-	if err := s.checkTOTP(r.Context(), p.ID.Subject, code); err != nil {
+	f, err := s.checkTOTP(r.Context(), p.ID.Subject, code)
+	if err != nil {
 		return identity.Issued{}, s.refuse(r.Context(), p.ID, s.clientOf(r), "totp", p.decision(), fmt.Errorf("%w (sign in again)", err))
 	}
+	p.TOTP, p.TOTPTrusted = true, f.Trusted(s.d.Now())
 	p.Decision.Outcome, p.Decision.Reason = risk.Allow, "Rampart TOTP factor"
 	return s.open(r.Context(), p, []string{"otp"})
 }
@@ -415,107 +417,170 @@ func (s *Service) refresh(r *http.Request, token string) (identity.Issued, error
 }
 
 // sessionOTP authenticates a signed-in session and reads {"otp": "…"}; it answers the request
-// itself (false) when either is wrong.
-func (s *Service) sessionOTP(w http.ResponseWriter, r *http.Request, notSession string) (identity.Principal, string, bool) {
+// itself (false) when either is wrong. With optional, an empty body or no otp is accepted.
+func (s *Service) sessionOTP(w http.ResponseWriter, r *http.Request, notSession string, optional bool) (identity.Principal, string, bool) {
 	p, err := s.d.Auth.Authenticate(r)
 	if err != nil {
 		writeJSON(w, http.StatusUnauthorized, TokenError{Error: "invalid_token", Description: err.Error()})
 		return p, "", false
 	}
-	if p.SessionID == "" {
+	// The session itself: not a token minted from it, which could be anywhere.
+	if p.SessionID == "" || p.TokenID != p.SessionID {
 		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: notSession})
 		return p, "", false
 	}
 	var body struct {
 		OTP string `json:"otp"`
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4096))
-	if err == nil {
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	raw, err := io.ReadAll(r.Body)
+	if err == nil && (len(bytes.TrimSpace(raw)) > 0 || !optional) {
 		err = json.Unmarshal(raw, &body)
 	}
-	if err != nil || body.OTP == "" {
-		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: `the body must be {"otp": "<6-digit code>"}`})
+	if err != nil || (body.OTP == "" && !optional) {
+		want := `{"otp": "<6-digit code>"}`
+		if optional {
+			want = `empty, {}, or {"otp": "<6-digit code of your current factor>"}`
+		}
+		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: "the body must be " + want})
 		return p, "", false
 	}
 	// Duplicate names, invalid UTF-8 and hostile characters are refused, as by the API's decoder
 	// (invariant 7).
-	if err := strictjson.Check(raw); err != nil {
-		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: err.Error()})
-		return p, "", false
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := strictjson.Check(raw); err != nil {
+			writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: err.Error()})
+			return p, "", false
+		}
 	}
 	return p, body.OTP, true
 }
 
 // StepUp records a TOTP code as a fresh second factor in the caller's session: POST
-// /v1/auth/step-up {"otp": "123456"}.
+// /v1/auth/step-up {"otp": "123456"}. It counts for approvals only if the factor does
+// (identity.MFAFactor.Trusted): one enrolled in the last day, other than under the provider's
+// multi-factor authentication, does not (invariant 8).
 func (s *Service) StepUp(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	p, otp, ok := s.sessionOTP(w, r, "only a signed-in session can step up; API tokens cannot (sign in with rampart login)")
+	p, otp, ok := s.sessionOTP(w, r, "only a signed-in session can step up; API tokens cannot (sign in with rampart login)", false)
 	if !ok {
 		return
 	}
 	c := s.clientOf(r)
 	id := identityClaims{Subject: p.Subject}
-	if err := s.checkTOTP(ctx, p.Subject, otp); err != nil {
+	f, err := s.checkTOTP(ctx, p.Subject, otp)
+	if err != nil {
 		s.tokenError(w, s.refuse(ctx, id, c, "totp-step-up", decision{}, err))
 		return
 	}
+	now := s.d.Now()
+	trusted := f.Trusted(now)
 	id.MFA, id.AMR = true, []string{"otp"}
 	ev := s.authEvent("session.step_up", id, c, "totp", decision{outcome: risk.Allow}, true, fmt.Sprintf("%s stepped up session %s with a one-time code", p.Subject, p.SessionID))
-	ev.Details["session_id"] = p.SessionID
-	if err := s.d.Sessions.StepUp(ctx, p.SessionID, []string{"otp"}, ev); err != nil {
+	ev.Details["session_id"], ev.Details["counts_for_approvals"] = p.SessionID, trusted
+	if err := s.d.Sessions.StepUp(ctx, p.SessionID, []string{"otp"}, trusted, ev); err != nil {
 		s.tokenError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"session_id": p.SessionID, "mfa_at": s.d.Now().UTC()})
+	out := map[string]any{"session_id": p.SessionID, "mfa_at": now.UTC()}
+	if trusted {
+		out["trusted_mfa_at"] = now.UTC()
+	} else {
+		out["note"] = fmt.Sprintf("this factor was enrolled at %s and counts for approvals from %s; until then step up at the identity provider (rampart login --step-up)",
+			f.ConfirmedAt.UTC().Format(time.RFC3339), f.ConfirmedAt.Add(identity.FactorTrustAge).UTC().Format(time.RFC3339))
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
-// EnrolTOTP starts enrolling a TOTP factor for the caller: POST /v1/mfa/totp. The session must
-// have authenticated in the last 15 minutes, so a stolen long-lived session cannot add a factor.
+// enrolFresh is how recent the provider's multi-factor authentication must be to enrol a factor
+// on its strength.
+const enrolFresh = 15 * time.Minute
+
+// EnrolTOTP starts enrolling a TOTP factor for the caller: POST /v1/mfa/totp, from the signed-in
+// session itself. Enrolling or replacing a factor needs a factor the person already has
+// (invariant 8), so that a stolen password-only session cannot add its own and then satisfy
+// require_step_up with it: a code of the current factor ({"otp": "…"}), or a multi-factor
+// authentication at the identity provider in the last 15 minutes (rampart login --step-up), or
+// an administrator's one-time allowance (rampart mfa allow-enrol). The new factor waits, beside
+// the one in use, for its first code (ConfirmTOTP).
 func (s *Service) EnrolTOTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	p, err := s.d.Auth.Authenticate(r)
-	if err != nil {
-		writeJSON(w, http.StatusUnauthorized, TokenError{Error: "invalid_token", Description: err.Error()})
+	p, otp, ok := s.sessionOTP(w, r, "enrol a second factor from your signed-in session itself (rampart login), not with an API token", true)
+	if !ok {
 		return
 	}
-	if p.SessionID == "" || s.d.Now().Sub(p.AuthTime) > 15*time.Minute {
+	now := s.d.Now()
+	if now.Sub(p.AuthTime) > enrolFresh {
 		writeJSON(w, http.StatusForbidden, TokenError{Error: "login_required", Description: "enrolling a second factor needs a sign-in from the last 15 minutes; run rampart login and try again"})
 		return
 	}
 	f, err := s.d.Store.MFAFactor(ctx, p.Subject)
-	if err == nil && !f.ConfirmedAt.IsZero() {
-		writeJSON(w, http.StatusConflict, TokenError{Error: "already_enrolled", Description: p.Subject + " already has a confirmed second factor; an administrator can reset it (rampart mfa reset)"})
-		return
-	} else if err != nil && !errors.Is(err, identity.ErrNoFactor) {
+	if err != nil && !errors.Is(err, identity.ErrNoFactor) {
 		s.tokenError(w, err)
+		return
+	}
+	f.Subject = p.Subject
+	has := !f.ConfirmedAt.IsZero()
+	var via string
+	switch age := now.Sub(p.IdPMFAAt); {
+	case otp != "":
+		if !has {
+			writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_request", Description: p.Subject + " has no second factor whose code could prove this enrolment; leave otp out"})
+			return
+		}
+		if _, err := s.checkTOTP(ctx, p.Subject, otp); err != nil {
+			s.tokenError(w, s.refuse(ctx, identityClaims{Subject: p.Subject}, s.clientOf(r), "totp-enrol", decision{}, err))
+			return
+		}
+		via = identity.MFAViaFactor
+	case !p.IdPMFAAt.IsZero() && age <= enrolFresh && age >= -time.Minute:
+		via = identity.MFAViaIdP
+	default:
+		u, err := s.d.Sessions.Store.UserRecord(ctx, p.Subject)
+		if err != nil {
+			s.tokenError(w, err)
+			return
+		}
+		if now.Before(u.MFAEnrolUntil) {
+			via = identity.MFAViaAdmin
+			break
+		}
+		how := "a multi-factor sign-in at the identity provider in the last 15 minutes (rampart login --step-up, then enrol again), or an administrator's allowance (rampart mfa allow-enrol " + p.Subject + ")"
+		if has {
+			how = "a code of your current factor (rampart mfa enrol --otp CODE), " + how
+		}
+		writeJSON(w, http.StatusForbidden, TokenError{Error: "mfa_required", Description: "enrolling a second factor needs one you already have: " + how})
 		return
 	}
 	secret := identity.NewTOTPSecret()
-	if err := s.d.Store.PutMFAFactor(ctx, identity.MFAFactor{Subject: p.Subject, SecretEnc: s.d.Sealer.Seal(p.Subject, secret), CreatedAt: s.d.Now()}); err != nil {
+	f.Pending = &identity.PendingFactor{SecretEnc: s.d.Sealer.Seal(p.Subject, secret), At: now, Via: via, SessionID: p.SessionID}
+	if err := s.d.Store.PutMFAFactor(ctx, f); err != nil {
 		s.tokenError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"secret": secret, "otpauth_uri": identity.TOTPURI("Rampart", p.Subject, secret),
-		"next": "add it to your authenticator app, then confirm with POST /v1/mfa/totp/confirm {\"otp\": \"<code>\"} (rampart mfa confirm)"})
+	writeJSON(w, http.StatusOK, map[string]string{"secret": secret, "otpauth_uri": identity.TOTPURI("Rampart", p.Subject, secret), "via": via,
+		"next": "add it to your authenticator app, then confirm with POST /v1/mfa/totp/confirm {\"otp\": \"<code>\"} (rampart mfa confirm) from this session within 15 minutes"})
 }
 
-// ConfirmTOTP confirms an enrolment with a first code: POST /v1/mfa/totp/confirm {"otp"}.
+// ConfirmTOTP confirms an enrolment with a first code of the new factor: POST
+// /v1/mfa/totp/confirm {"otp"}, from the session that started it. The factor becomes usable in
+// one transaction with its High ledger entry (mfa.enrolled or mfa.replaced), marked for the
+// person to be told.
 func (s *Service) ConfirmTOTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	p, otp, ok := s.sessionOTP(w, r, "confirm the enrolment from the signed-in session that started it; API tokens cannot")
+	p, otp, ok := s.sessionOTP(w, r, "confirm the enrolment from the signed-in session that started it; API tokens cannot", false)
 	if !ok {
 		return
 	}
 	f, err := s.d.Store.MFAFactor(ctx, p.Subject)
-	if errors.Is(err, identity.ErrNoFactor) || (err == nil && !f.ConfirmedAt.IsZero()) {
+	if errors.Is(err, identity.ErrNoFactor) || (err == nil && f.Pending == nil) {
 		writeJSON(w, http.StatusConflict, TokenError{Error: "invalid_request", Description: "there is no enrolment waiting for confirmation; start one with POST /v1/mfa/totp"})
 		return
 	} else if err != nil {
 		s.tokenError(w, err)
 		return
 	}
-	secret, err := s.d.Sealer.Open(p.Subject, f.SecretEnc)
+	secret, err := s.d.Sealer.Open(p.Subject, f.Pending.SecretEnc)
 	if err != nil {
 		s.tokenError(w, err)
 		return
@@ -526,17 +591,21 @@ func (s *Service) ConfirmTOTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, TokenError{Error: "invalid_grant", Description: "the code does not match; check the authenticator app's clock and try the next code"})
 		return
 	}
-	f.ConfirmedAt, f.LastStep = s.d.Now(), step
-	// Recorded first: a factor the ledger does not know about never becomes usable.
-	if err := s.d.Record(ctx, audit.Event{Code: "mfa.enrolled", Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
-		Severity: audit.SeverityMedium, Time: s.d.Now(), Actor: p.Subject, User: p.Subject,
-		Message: p.Subject + " enrolled a TOTP second factor", Details: map[string]any{"session_id": p.SessionID}}); err != nil {
+	nf, err := s.d.Sessions.ConfirmFactor(ctx, p.Subject, p.SessionID, f.Pending.SecretEnc, step)
+	if errors.Is(err, identity.ErrEnrolment) {
+		writeJSON(w, http.StatusConflict, TokenError{Error: "invalid_request", Description: err.Error()})
+		return
+	} else if err != nil {
 		s.tokenError(w, err)
 		return
 	}
-	if err := s.d.Store.PutMFAFactor(ctx, f); err != nil {
-		s.tokenError(w, err)
-		return
+	writeJSON(w, http.StatusOK, map[string]any{"subject": p.Subject, "confirmed_at": nf.ConfirmedAt.UTC(), "via": nf.EnrolledVia,
+		"counts_for_approvals_from": nf.ConfirmedAt.Add(trustDelay(nf)).UTC()})
+}
+
+func trustDelay(f identity.MFAFactor) time.Duration {
+	if f.EnrolledVia == identity.MFAViaIdP {
+		return 0
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"subject": p.Subject, "confirmed_at": f.ConfirmedAt.UTC()})
+	return identity.FactorTrustAge
 }

@@ -27,18 +27,19 @@ func (t *sessionTx) Append(ctx context.Context, e audit.Event) (int64, error) {
 	return appendEntry(ctx, t.s, t.tx, e)
 }
 
-const sessionCols = `id, subject, method, created_at, expires_at, last_seen_at, auth_time, mfa_at, amr, ip, fingerprint, groups_json, risk, revoked_at, revoked_reason`
+const sessionCols = `id, subject, method, created_at, expires_at, last_seen_at, auth_time, mfa_at, amr, ip, fingerprint, groups_json, risk, revoked_at, revoked_reason, trusted_mfa_at, idp_mfa_at`
 
 func scanSession(sc interface{ Scan(...any) error }) (identity.Session, error) {
 	var s identity.Session
-	var created, expires, seen, auth, mfa, revoked int64
+	var created, expires, seen, auth, mfa, revoked, trusted, idpMFA int64
 	var amr, groups string
-	err := sc.Scan(&s.ID, &s.Subject, &s.Method, &created, &expires, &seen, &auth, &mfa, &amr, &s.IP, &s.Fingerprint, &groups, &s.Risk, &revoked, &s.RevokedReason)
+	err := sc.Scan(&s.ID, &s.Subject, &s.Method, &created, &expires, &seen, &auth, &mfa, &amr, &s.IP, &s.Fingerprint, &groups, &s.Risk, &revoked, &s.RevokedReason, &trusted, &idpMFA)
 	if err != nil {
 		return s, err
 	}
+	s.IdPMFAAt = fromNanos(idpMFA)
 	s.CreatedAt, s.ExpiresAt, s.LastSeenAt = fromNanos(created), fromNanos(expires), fromNanos(seen)
-	s.AuthTime, s.MFAAt, s.RevokedAt = fromNanos(auth), fromNanos(mfa), fromNanos(revoked)
+	s.AuthTime, s.MFAAt, s.RevokedAt, s.TrustedMFAAt = fromNanos(auth), fromNanos(mfa), fromNanos(revoked), fromNanos(trusted)
 	if err := json.Unmarshal([]byte(amr), &s.AMR); err != nil {
 		return s, err
 	}
@@ -62,15 +63,15 @@ func (t *sessionTx) Session(ctx context.Context, id string) (identity.Session, e
 }
 
 func (t *sessionTx) InsertSession(ctx context.Context, s identity.Session) error {
-	_, err := t.tx.ExecContext(ctx, t.s.q(`INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+	_, err := t.tx.ExecContext(ctx, t.s.q(`INSERT INTO sessions (`+sessionCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		s.ID, s.Subject, s.Method, toNanos(s.CreatedAt), toNanos(s.ExpiresAt), toNanos(s.LastSeenAt), toNanos(s.AuthTime), toNanos(s.MFAAt),
-		jsonText(s.AMR), s.IP, s.Fingerprint, jsonText(s.Groups), s.Risk, toNanos(s.RevokedAt), s.RevokedReason)
+		jsonText(s.AMR), s.IP, s.Fingerprint, jsonText(s.Groups), s.Risk, toNanos(s.RevokedAt), s.RevokedReason, toNanos(s.TrustedMFAAt), toNanos(s.IdPMFAAt))
 	return err
 }
 
 func (t *sessionTx) UpdateSession(ctx context.Context, s identity.Session) error {
-	res, err := t.tx.ExecContext(ctx, t.s.q(`UPDATE sessions SET last_seen_at = ?, auth_time = ?, mfa_at = ?, amr = ?, revoked_at = ?, revoked_reason = ? WHERE id = ?`),
-		toNanos(s.LastSeenAt), toNanos(s.AuthTime), toNanos(s.MFAAt), jsonText(s.AMR), toNanos(s.RevokedAt), s.RevokedReason, s.ID)
+	res, err := t.tx.ExecContext(ctx, t.s.q(`UPDATE sessions SET last_seen_at = ?, auth_time = ?, mfa_at = ?, trusted_mfa_at = ?, idp_mfa_at = ?, amr = ?, revoked_at = ?, revoked_reason = ? WHERE id = ?`),
+		toNanos(s.LastSeenAt), toNanos(s.AuthTime), toNanos(s.MFAAt), toNanos(s.TrustedMFAAt), toNanos(s.IdPMFAAt), jsonText(s.AMR), toNanos(s.RevokedAt), s.RevokedReason, s.ID)
 	return mustAffect(res, err, "session", s.ID)
 }
 
@@ -104,17 +105,17 @@ func (t *sessionTx) MarkSessionTokenUsed(ctx context.Context, hash string, at ti
 // DeleteSessionTokens removes a revoked session's access tokens; refresh tokens are kept (spent)
 // so that a later replay is still recognised as one.
 
-const userCols = `subject, groups_json, disabled_at, disabled_by, updated_at, idp_subject`
+const userCols = `subject, groups_json, disabled_at, disabled_by, updated_at, idp_subject, mfa_enrol_until, mfa_enrol_by, groups_at`
 
 func scanUser(sc interface{ Scan(...any) error }) (identity.User, error) {
 	var u identity.User
 	var groups string
-	var disabled, updated int64
-	err := sc.Scan(&u.Subject, &groups, &disabled, &u.DisabledBy, &updated, &u.IdPSubject)
+	var disabled, updated, enrol, groupsAt int64
+	err := sc.Scan(&u.Subject, &groups, &disabled, &u.DisabledBy, &updated, &u.IdPSubject, &enrol, &u.MFAEnrolBy, &groupsAt)
 	if err != nil {
 		return u, err
 	}
-	u.DisabledAt, u.UpdatedAt = fromNanos(disabled), fromNanos(updated)
+	u.DisabledAt, u.UpdatedAt, u.MFAEnrolUntil, u.GroupsAt = fromNanos(disabled), fromNanos(updated), fromNanos(enrol), fromNanos(groupsAt)
 	return u, json.Unmarshal([]byte(groups), &u.Groups)
 }
 
@@ -140,8 +141,8 @@ func (t *sessionTx) PutUser(ctx context.Context, u identity.User) error {
 	if _, err := t.tx.ExecContext(ctx, t.s.q(`DELETE FROM users WHERE subject = ?`), u.Subject); err != nil {
 		return err
 	}
-	_, err := t.tx.ExecContext(ctx, t.s.q(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?)`),
-		u.Subject, jsonText(u.Groups), toNanos(u.DisabledAt), u.DisabledBy, toNanos(u.UpdatedAt), u.IdPSubject)
+	_, err := t.tx.ExecContext(ctx, t.s.q(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		u.Subject, jsonText(u.Groups), toNanos(u.DisabledAt), u.DisabledBy, toNanos(u.UpdatedAt), u.IdPSubject, toNanos(u.MFAEnrolUntil), u.MFAEnrolBy, toNanos(u.GroupsAt))
 	return err
 }
 
@@ -154,13 +155,13 @@ func (s *DB) SessionByToken(ctx context.Context, hash string) (identity.Session,
 	var tok identity.SessionToken
 	var issued, expires, used int64
 	var ses identity.Session
-	var created, sexp, seen, auth, mfa, revoked int64
+	var created, sexp, seen, auth, mfa, revoked, trusted, idpMFA int64
 	var amr, groups string
 	var u identity.User
 	var ugroups string
 	var udisabled, uupdated int64
 	err := row.Scan(&tok.Hash, &tok.SessionID, &tok.Kind, &issued, &expires, &used,
-		&ses.ID, &ses.Subject, &ses.Method, &created, &sexp, &seen, &auth, &mfa, &amr, &ses.IP, &ses.Fingerprint, &groups, &ses.Risk, &revoked, &ses.RevokedReason,
+		&ses.ID, &ses.Subject, &ses.Method, &created, &sexp, &seen, &auth, &mfa, &amr, &ses.IP, &ses.Fingerprint, &groups, &ses.Risk, &revoked, &ses.RevokedReason, &trusted, &idpMFA,
 		&ugroups, &udisabled, &u.DisabledBy, &uupdated, &u.IdPSubject)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ses, tok, u, identity.ErrSessionNotFound
@@ -170,7 +171,7 @@ func (s *DB) SessionByToken(ctx context.Context, hash string) (identity.Session,
 	}
 	tok.IssuedAt, tok.ExpiresAt, tok.UsedAt = fromNanos(issued), fromNanos(expires), fromNanos(used)
 	ses.CreatedAt, ses.ExpiresAt, ses.LastSeenAt = fromNanos(created), fromNanos(sexp), fromNanos(seen)
-	ses.AuthTime, ses.MFAAt, ses.RevokedAt = fromNanos(auth), fromNanos(mfa), fromNanos(revoked)
+	ses.AuthTime, ses.MFAAt, ses.RevokedAt, ses.TrustedMFAAt, ses.IdPMFAAt = fromNanos(auth), fromNanos(mfa), fromNanos(revoked), fromNanos(trusted), fromNanos(idpMFA)
 	u.Subject, u.DisabledAt, u.UpdatedAt = ses.Subject, fromNanos(udisabled), fromNanos(uupdated)
 	if err := json.Unmarshal([]byte(amr), &ses.AMR); err != nil {
 		return ses, tok, u, err
@@ -219,4 +220,13 @@ func (t *sessionTx) DeleteMFAFactor(ctx context.Context, subject string) (bool, 
 	}
 	n, err := res.RowsAffected()
 	return n > 0, err
+}
+
+// DisabledSubjects implements authz.DisabledSource: the people an administrator or the identity
+// provider disabled.
+func (s *DB) DisabledSubjects(ctx context.Context) ([]string, error) {
+	return queryAll(ctx, s.db, `SELECT subject FROM users WHERE disabled_at <> 0 ORDER BY subject`, nil, func(sc interface{ Scan(...any) error }) (string, error) {
+		var v string
+		return v, sc.Scan(&v)
+	})
 }

@@ -209,4 +209,69 @@ CREATE TABLE leases (
 	expires_at BIGINT NOT NULL
 );
 `,
+	// 7 (identity): API tokens a person mints are bound to the session that minted it (revoked
+	// with it, or allowed to outlive it by a step-up), say who issued them and why they were
+	// revoked; sessions remember their last multi-factor authentication that counts for
+	// approvals.
+	`
+ALTER TABLE tokens ADD COLUMN revoked_reason TEXT NOT NULL DEFAULT '';
+ALTER TABLE tokens ADD COLUMN issued_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE tokens ADD COLUMN session_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE tokens ADD COLUMN session_bound BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE tokens ADD COLUMN step_up_at BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX tokens_session ON tokens (session_id);
+ALTER TABLE sessions ADD COLUMN trusted_mfa_at BIGINT NOT NULL DEFAULT 0;
+`,
+	// 8 (identity): each review records the credential and the approver's own sign-in session
+	// it came with.
+	`
+ALTER TABLE reviews ADD COLUMN credential_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE reviews ADD COLUMN session_id TEXT NOT NULL DEFAULT '';
+`,
+	// 9 (identity): how each second factor's enrolment was proved, enrolments waiting for their
+	// first code beside the factor in use, administrators' one-time allowances to enrol, and the
+	// last multi-factor authentication the identity provider reported in each session.
+	`
+ALTER TABLE mfa_factors ADD COLUMN enrolled_via TEXT NOT NULL DEFAULT '';
+ALTER TABLE mfa_factors ADD COLUMN pending_secret_enc TEXT NOT NULL DEFAULT '';
+ALTER TABLE mfa_factors ADD COLUMN pending_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE mfa_factors ADD COLUMN pending_via TEXT NOT NULL DEFAULT '';
+ALTER TABLE mfa_factors ADD COLUMN pending_session TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN mfa_enrol_until BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN mfa_enrol_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN idp_mfa_at BIGINT NOT NULL DEFAULT 0;
+`,
+	// 10 (identity): when the identity provider last confirmed each person's groups (they expire
+	// after sessions.groups_max_age unless reconfirmed), and the people and groups a directory
+	// provisions over SCIM.
+	`
+ALTER TABLE users ADD COLUMN groups_at BIGINT NOT NULL DEFAULT 0;
+UPDATE users SET groups_at = updated_at;
+CREATE TABLE scim_users (
+	id          TEXT PRIMARY KEY,
+	user_name   TEXT NOT NULL UNIQUE,
+	external_id TEXT NOT NULL,
+	active      BOOLEAN NOT NULL,
+	attrs       TEXT NOT NULL,
+	created_at  BIGINT NOT NULL,
+	modified_at BIGINT NOT NULL,
+	version     BIGINT NOT NULL
+);
+CREATE TABLE scim_groups (
+	id           TEXT PRIMARY KEY,
+	display_name TEXT NOT NULL,
+	external_id  TEXT NOT NULL,
+	attrs        TEXT NOT NULL,
+	created_at   BIGINT NOT NULL,
+	modified_at  BIGINT NOT NULL,
+	version      BIGINT NOT NULL
+);
+CREATE TABLE scim_members (
+	group_id TEXT NOT NULL,
+	user_id  TEXT NOT NULL,
+	position BIGINT NOT NULL,
+	PRIMARY KEY (group_id, user_id)
+);
+CREATE INDEX scim_members_user ON scim_members (user_id);
+`,
 }

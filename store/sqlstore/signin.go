@@ -99,29 +99,56 @@ func (s *DB) DeleteExpiredFlows(ctx context.Context, now time.Time) (int, error)
 	return int(n), err
 }
 
-// MFAFactor implements identity.MFAStore.
-func (s *DB) MFAFactor(ctx context.Context, subject string) (identity.MFAFactor, error) {
+const factorCols = `secret_enc, created_at, confirmed_at, last_step, enrolled_via, pending_secret_enc, pending_at, pending_via, pending_session`
+
+func factorRow(ctx context.Context, s *DB, q querier, subject string) (identity.MFAFactor, error) {
 	f := identity.MFAFactor{Subject: subject}
-	var created, confirmed int64
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT secret_enc, created_at, confirmed_at, last_step FROM mfa_factors WHERE subject = ?`), subject).
-		Scan(&f.SecretEnc, &created, &confirmed, &f.LastStep)
+	var created, confirmed, pendingAt int64
+	var p identity.PendingFactor
+	err := q.QueryRowContext(ctx, s.q(`SELECT `+factorCols+` FROM mfa_factors WHERE subject = ?`), subject).
+		Scan(&f.SecretEnc, &created, &confirmed, &f.LastStep, &f.EnrolledVia, &p.SecretEnc, &pendingAt, &p.Via, &p.SessionID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return f, identity.ErrNoFactor
 	}
 	f.CreatedAt, f.ConfirmedAt = fromNanos(created), fromNanos(confirmed)
+	if p.SecretEnc != "" {
+		p.At = fromNanos(pendingAt)
+		f.Pending = &p
+	}
 	return f, err
+}
+
+func putFactor(ctx context.Context, s *DB, q querier, f identity.MFAFactor) error {
+	if _, err := q.ExecContext(ctx, s.q(`DELETE FROM mfa_factors WHERE subject = ?`), f.Subject); err != nil {
+		return err
+	}
+	var p identity.PendingFactor
+	if f.Pending != nil {
+		p = *f.Pending
+	}
+	_, err := q.ExecContext(ctx, s.q(`INSERT INTO mfa_factors (subject, `+factorCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		f.Subject, f.SecretEnc, toNanos(f.CreatedAt), toNanos(f.ConfirmedAt), f.LastStep, f.EnrolledVia, p.SecretEnc, toNanos(p.At), p.Via, p.SessionID)
+	return err
+}
+
+// MFAFactor implements identity.MFAStore.
+func (s *DB) MFAFactor(ctx context.Context, subject string) (identity.MFAFactor, error) {
+	return factorRow(ctx, s, s.db, subject)
 }
 
 // PutMFAFactor implements identity.MFAStore.
 func (s *DB) PutMFAFactor(ctx context.Context, f identity.MFAFactor) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM mfa_factors WHERE subject = ?`), f.Subject); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO mfa_factors (subject, secret_enc, created_at, confirmed_at, last_step) VALUES (?, ?, ?, ?, ?)`),
-			f.Subject, f.SecretEnc, toNanos(f.CreatedAt), toNanos(f.ConfirmedAt), f.LastStep)
-		return err
-	})
+	return s.write(ctx, func(tx *sql.Tx) error { return putFactor(ctx, s, tx, f) })
+}
+
+// MFAFactor implements identity.SessionTx.
+func (t *sessionTx) MFAFactor(ctx context.Context, subject string) (identity.MFAFactor, error) {
+	return factorRow(ctx, t.s, t.tx, subject)
+}
+
+// PutMFAFactor implements identity.SessionTx.
+func (t *sessionTx) PutMFAFactor(ctx context.Context, f identity.MFAFactor) error {
+	return putFactor(ctx, t.s, t.tx, f)
 }
 
 // UseMFAStep implements identity.MFAStore with one conditional update: of two concurrent uses of

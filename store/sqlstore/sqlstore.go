@@ -23,7 +23,6 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/audit"
-	"rampart.dev/rampart/identity"
 )
 
 // Dialect holds what differs between databases.
@@ -314,7 +313,7 @@ func (r reader) Request(ctx context.Context, id string) (access.Request, error) 
 }
 
 func (r reader) Reviews(ctx context.Context, id string) ([]access.Review, error) {
-	rows, err := r.q.QueryContext(ctx, r.s.q(`SELECT request_id, approver, decision, duration_ns, comment, at FROM reviews WHERE request_id = ? ORDER BY at, approver`), id)
+	rows, err := r.q.QueryContext(ctx, r.s.q(`SELECT request_id, approver, decision, duration_ns, comment, at, credential_id, session_id FROM reviews WHERE request_id = ? ORDER BY at, approver`), id)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +323,7 @@ func (r reader) Reviews(ctx context.Context, id string) ([]access.Review, error)
 		var rv access.Review
 		var dec string
 		var dur, at int64
-		if err := rows.Scan(&rv.RequestID, &rv.Approver, &dec, &dur, &rv.Comment, &at); err != nil {
+		if err := rows.Scan(&rv.RequestID, &rv.Approver, &dec, &dur, &rv.Comment, &at, &rv.CredentialID, &rv.SessionID); err != nil {
 			return nil, err
 		}
 		rv.Decision, rv.Duration, rv.At = access.Decision(dec), time.Duration(dur), fromNanos(at)
@@ -526,8 +525,13 @@ func (t *txn) PutReview(ctx context.Context, rv access.Review) error {
 	if _, err := t.q.ExecContext(ctx, t.s.q(`DELETE FROM reviews WHERE request_id = ? AND approver = ?`), rv.RequestID, rv.Approver); err != nil {
 		return err
 	}
-	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO reviews (request_id, approver, decision, duration_ns, comment, at) VALUES (?, ?, ?, ?, ?, ?)`),
-		rv.RequestID, rv.Approver, string(rv.Decision), int64(rv.Duration), rv.Comment, toNanos(rv.At))
+	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO reviews (request_id, approver, decision, duration_ns, comment, at, credential_id, session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+		rv.RequestID, rv.Approver, string(rv.Decision), int64(rv.Duration), rv.Comment, toNanos(rv.At), rv.CredentialID, rv.SessionID)
+	return err
+}
+
+func (t *txn) DeleteReview(ctx context.Context, requestID, approver string) error {
+	_, err := t.q.ExecContext(ctx, t.s.q(`DELETE FROM reviews WHERE request_id = ? AND approver = ?`), requestID, approver)
 	return err
 }
 
@@ -667,46 +671,4 @@ func (s *DB) LatestCheckpoint(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	return []byte(note), nil
-}
-
-// IssueToken implements identity.TokenStore.
-func (s *DB) IssueToken(ctx context.Context, t identity.Token, e audit.Event) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := appendEntry(ctx, s, tx, e); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO tokens (hash, id, subject, kind, description, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0)`),
-			t.Hash, t.ID, t.Subject, t.Kind, t.Description, toNanos(t.CreatedAt), toNanos(t.ExpiresAt))
-		return err
-	})
-}
-
-// TokenByHash implements identity.TokenStore.
-func (s *DB) TokenByHash(ctx context.Context, hash string) (identity.Token, error) {
-	var t identity.Token
-	var created, expires, revoked int64
-	err := s.readRow(ctx, `SELECT hash, id, subject, kind, description, created_at, expires_at, revoked_at FROM tokens WHERE hash = ?`, hash).
-		Scan(&t.Hash, &t.ID, &t.Subject, &t.Kind, &t.Description, &created, &expires, &revoked)
-	if errors.Is(err, sql.ErrNoRows) {
-		return identity.Token{}, identity.ErrTokenNotFound
-	}
-	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromNanos(created), fromNanos(expires), fromNanos(revoked)
-	return t, err
-}
-
-// RevokeToken implements identity.TokenStore.
-func (s *DB) RevokeToken(ctx context.Context, id string, at time.Time, e audit.Event) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at = 0`), toNanos(at), id)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return identity.ErrTokenNotFound
-		}
-		_, err = appendEntry(ctx, s, tx, e)
-		return err
-	})
 }

@@ -152,13 +152,13 @@ func testTokens(t *testing.T, h Harness) {
 	if err := s.SQL().QueryRowContext(ctx, s.Rebind(`SELECT COUNT(*) FROM tokens WHERE hash = ? OR id = ? OR description = ?`), secret, secret, secret).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("secret found stored (%d rows, %v)", n, err)
 	}
-	if err := ts.Revoke(ctx, tok.ID, "alice"); err != nil {
+	if err := ts.Revoke(ctx, tok.ID, "alice", ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ts.Verify(ctx, secret); !errors.Is(err, identity.ErrUnauthenticated) || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("revoked token: %v", err)
 	}
-	if err := ts.Revoke(ctx, tok.ID, "alice"); !errors.Is(err, identity.ErrTokenNotFound) {
+	if err := ts.Revoke(ctx, tok.ID, "alice", ""); !errors.Is(err, identity.ErrTokenNotFound) {
 		t.Fatalf("second revoke: %v", err)
 	}
 	// Expiry is checked at verification time.
@@ -180,7 +180,7 @@ func testTokens(t *testing.T, h Harness) {
 	if _, err := a.Verify(ctx, secret3); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Revoke(ctx, tok3.ID, "carol"); err != nil {
+	if err := b.Revoke(ctx, tok3.ID, "carol", ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Verify(ctx, secret3); !errors.Is(err, identity.ErrUnauthenticated) {

@@ -97,25 +97,31 @@ func testSessions(t *testing.T, h Harness) {
 	if _, err := ss.Verify(ctx, c.AccessToken); !errors.Is(err, identity.ErrUnauthenticated) || !strings.Contains(err.Error(), "disabled") {
 		t.Fatalf("disabled user: %v", err)
 	}
+	old := c
 	if _, err := ss.Create(ctx, identity.NewSession{Subject: "carol", Method: "oidc", AuthTime: clock.Now(), Event: signInEvent("carol")}); err == nil {
 		t.Fatal("a disabled user signed in")
 	}
 	if err := ss.SetDisabled(ctx, "carol", "erin", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ss.Verify(ctx, c.AccessToken); err != nil {
+	// Enabled again, carol signs in anew; her session from before stays revoked.
+	if _, err := ss.Verify(ctx, old.AccessToken); !errors.Is(err, identity.ErrUnauthenticated) {
+		t.Fatalf("re-enabling revived a session: %v", err)
+	}
+	c, err = ss.Create(ctx, identity.NewSession{Subject: "carol", Method: "oidc", AuthTime: clock.Now(), Event: signInEvent("carol")})
+	if err != nil {
 		t.Fatalf("re-enabled user: %v", err)
 	}
 	// Step-up marks a multi-factor authentication.
 	clock.Advance(time.Minute)
-	if err := ss.StepUp(ctx, c.Session.ID, []string{"otp", "mfa"}, signInEvent("carol")); err != nil {
+	if err := ss.StepUp(ctx, c.Session.ID, []string{"otp", "mfa"}, true, signInEvent("carol")); err != nil {
 		t.Fatal(err)
 	}
 	if p, _ := ss.Verify(ctx, c.AccessToken); !p.MFAAt.Equal(clock.Now()) {
 		t.Fatalf("step-up not recorded: %+v", p)
 	}
 	list, err := s.ListSessions(ctx, "")
-	if err != nil || len(list) != 3 {
+	if err != nil || len(list) != 4 {
 		t.Fatalf("sessions: %d %v", len(list), err)
 	}
 }

@@ -301,7 +301,7 @@ func testStepUp(t *testing.T, h Harness) {
 			_, err := e.svc.Review(e.ctx, access.ReviewInput{RequestID: req.ID, Approver: p.Subject, Decision: access.Approve, MFAAt: p.MFAAt})
 			return err
 		})
-		if err := sessions.StepUp(e.ctx, iss.Session.ID, []string{"otp"}, signInEvent("dave")); err != nil {
+		if err := sessions.StepUp(e.ctx, iss.Session.ID, []string{"otp"}, true, signInEvent("dave")); err != nil {
 			t.Fatal(err)
 		}
 		if p, err = sessions.Verify(e.ctx, iss.AccessToken); err != nil {
