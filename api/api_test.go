@@ -132,6 +132,16 @@ func TestDevLoginOnlyInDevMode(t *testing.T) {
 	if status != http.StatusBadRequest || !strings.Contains(errMsg(m), "not a user of the loaded policy") {
 		t.Fatalf("dev login for a stranger: %d %v", status, m)
 	}
+	// "rampart" is the ledger's name for the system itself (audit.SystemActor): nobody signs in
+	// as it, whatever the policy says.
+	before := d.ledgerSize()
+	status, m = d.raw("POST", "/v1/dev/login", "", "application/json", []byte(`{"user":"rampart"}`))
+	if status != http.StatusBadRequest || !strings.Contains(errMsg(m), `"rampart" is reserved`) {
+		t.Fatalf("dev login as the system actor: %d %v", status, m)
+	}
+	if d.ledgerSize() != before {
+		t.Fatal("a refused dev login wrote to the ledger")
+	}
 }
 
 func TestAuthentication(t *testing.T) {

@@ -203,7 +203,10 @@ func TestResourceNames(t *testing.T) {
 
 func TestSubjects(t *testing.T) {
 	good := []string{"alice", "a.b@example.com", "k8s:prod/ml/trainer", "service:egress-gateway"}
-	bad := []string{"", "Alice", "k8s:prod/ml", "k8s:prod/ml/Trainer", "service:", "group:x", "a b", "-x"}
+	bad := []string{"", "Alice", "k8s:prod/ml", "k8s:prod/ml/Trainer", "service:", "group:x", "a b", "-x",
+		// The ledger's name for Rampart itself (audit.SystemActor): a person so named would be
+		// logged as the system.
+		"rampart"}
 	for _, s := range good {
 		if err := policy.ValidateSubject(s); err != nil {
 			t.Errorf("%q refused: %v", s, err)
@@ -344,6 +347,7 @@ func TestValidationErrors(t *testing.T) {
 		{"typo suggestion", base + "---\napiVersion: rampart.dev/v1alpha1\nkind: StandingBinding\nmetadata: {name: b}\nspec:\n  subjects: [x]\n  roles: [r11]\n",
 			`did you mean "r1"?`},
 		{"bad member", base + groupDoc("b", "Bob"), `spec.members[0]: user name "Bob"`},
+		{"reserved member", base + groupDoc("b", "x", "rampart"), `p.yaml:25:21: spec.members[1]: user name "rampart" is reserved`},
 		// require_step_up: a duration between 1m and 24h, refused at file:line:column otherwise.
 		{"step-up zero", base + stepUpDoc("ap", "critical", "0s"), `p.yaml:29:3: spec.require_step_up: require_step_up must be a duration such as 10m`},
 		{"step-up empty", base + stepUpDoc("ap", "critical", ""), `p.yaml:29:3: spec.require_step_up: require_step_up must be a duration`},
