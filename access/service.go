@@ -322,27 +322,29 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 	var out Request
 	var lapsed error
 	err := s.txn(ctx, "recording the review", func(t *txn) error {
+		// One snapshot of the policy for the whole review, taken under the store's write lock:
+		// eligibility, the tally and activation are all judged under the same policy.
+		pol := s.Policy()
 		r, err := t.Request(ctx, in.RequestID)
 		if errors.Is(err, ErrNotFound) {
 			return errorf(ErrMissing, "request %q does not exist", in.RequestID)
 		} else if err != nil {
 			return err
 		}
-		pol := s.Policy()
 		req, err := pol.Requirement(r.Role)
 		if err != nil {
 			return &Error{Kind: ErrConflict, Msg: fmt.Sprintf("request %s can no longer be reviewed: %v", r.ID, err), Cause: err}
 		}
 		ap := req.Policy
 		if _, why := pol.EligibleSteps(ap, in.Approver, r.Requester, r.Beneficiary); why != "" {
-			if !s.CanView(r, in.Approver) {
+			if !canView(pol, r, in.Approver) {
 				return errorf(ErrMissing, "request %q does not exist or is not visible to %s", in.RequestID, in.Approver)
 			}
 			return errorf(ErrForbidden, "%s may not review request %s: %s %s under approval policy %q", in.Approver, r.ID, in.Approver, why, ap.Name)
 		}
 		now := s.now()
 		if r.BreakGlass && r.PostReview == PostReviewPending {
-			out, err = t.postReview(ctx, r, req, in, now)
+			out, err = t.postReview(ctx, pol, r, req, in, now)
 			return err
 		}
 		if r.State != Pending {
@@ -385,7 +387,7 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 		if err := t.PutReview(ctx, rv); err != nil {
 			return err
 		}
-		out, err = t.settle(ctx, r, ap, reviews, now)
+		out, err = t.settle(ctx, pol, req, r, reviews, now)
 		return err
 	})
 	if err != nil {
@@ -414,10 +416,11 @@ func replaceReview(reviews []Review, rv Review) []Review {
 	return append(reviews, rv)
 }
 
-// settle decides a pending request from its reviews: denied, approved (grant activated) or still
-// pending. It is the only place a normal grant is activated.
-func (t *txn) settle(ctx context.Context, r Request, ap *policy.ApprovalPolicy, reviews []Review, now time.Time) (Request, error) {
-	pol := t.svc.Policy()
+// settle decides a pending request from its reviews, under pol and the requirement req it gives
+// the request's role: denied, approved (grant activated) or still pending. It is the only place
+// a normal grant is activated.
+func (t *txn) settle(ctx context.Context, pol *policy.Policy, req *policy.Requirement, r Request, reviews []Review, now time.Time) (Request, error) {
+	ap := req.Policy
 	approvers, deniers, d := countReviews(pol, ap, r, reviews)
 	if deniers >= ap.DenyCount {
 		r.State, r.DecidedAt = Denied, now
@@ -432,7 +435,6 @@ func (t *txn) settle(ctx context.Context, r Request, ap *policy.ApprovalPolicy, 
 		return r, t.saveRequest(ctx, r, false)
 	}
 	d = min(d, r.Duration, ap.MaxDuration.Std())
-	req, _ := pol.Requirement(r.Role)
 	facts := pol.Facts(req, r.Requester, r.Beneficiary, r.Reason, false, r.RenewalOf != "")
 	facts.Duration = d
 	if err := ap.CheckConditions(facts); err != nil {
@@ -512,7 +514,7 @@ func countReviews(pol *policy.Policy, ap *policy.ApprovalPolicy, r Request, revi
 // normal request and accept it; deny_count denials reject it and revoke the grant at once.
 // Accepting needs the same step-up as approving: it closes the review of access taken without
 // one, which is what a thief of an approver's session would want done.
-func (t *txn) postReview(ctx context.Context, r Request, req *policy.Requirement, in ReviewInput, now time.Time) (Request, error) {
+func (t *txn) postReview(ctx context.Context, pol *policy.Policy, r Request, req *policy.Requirement, in ReviewInput, now time.Time) (Request, error) {
 	ap := req.Policy
 	reviews, err := t.Reviews(ctx, r.ID)
 	if err != nil {
@@ -539,7 +541,6 @@ func (t *txn) postReview(ctx context.Context, r Request, req *policy.Requirement
 	if err := t.PutReview(ctx, rv); err != nil {
 		return r, err
 	}
-	pol := t.svc.Policy()
 	approvers, deniers, _ := countReviews(pol, ap, r, reviews)
 	switch {
 	case deniers >= ap.DenyCount:
@@ -589,7 +590,7 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (Request, error)
 			return err
 		}
 		if r.Requester != actor {
-			if !s.CanView(r, actor) {
+			if !s.CanView(r, actor) { // the one policy read of a cancellation
 				return errorf(ErrMissing, "request %q does not exist or is not visible to %s", id, actor)
 			}
 			return errorf(ErrForbidden, "only the requester (%s) can cancel request %s", r.Requester, id)
@@ -610,6 +611,7 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (Request, error)
 // Renew asks to extend a grant. It is a new request under the policy in force now, which must
 // allow renewal; approved before the grant expires, it extends the grant without a gap.
 func (s *Service) Renew(ctx context.Context, grantID, actor string, d time.Duration, reason string) (Request, error) {
+	pol := s.Policy()
 	g, err := s.store.Grant(ctx, grantID)
 	if errors.Is(err, ErrNotFound) {
 		return Request{}, errorf(ErrMissing, "grant %q does not exist", grantID)
@@ -621,7 +623,7 @@ func (s *Service) Renew(ctx context.Context, grantID, actor string, d time.Durat
 		return Request{}, unavailable("reading the grant's request", err)
 	}
 	if actor != g.Subject && actor != orig.Requester {
-		if !s.mayRevoke(g, orig, actor) && !s.Policy().IsAuditor(actor) {
+		if !mayRevoke(pol, g, orig, actor) && !pol.IsAuditor(actor) {
 			return Request{}, errorf(ErrMissing, "grant %q does not exist or is not visible to %s", grantID, actor)
 		}
 		return Request{}, errorf(ErrForbidden, "only the grant's subject (%s) or its requester can renew grant %s", g.Subject, grantID)
@@ -629,7 +631,6 @@ func (s *Service) Renew(ctx context.Context, grantID, actor string, d time.Durat
 	if g.State == GrantRevoked {
 		return Request{}, errorf(ErrConflict, "grant %s was revoked; it cannot be renewed, make a new request", grantID)
 	}
-	pol := s.Policy()
 	req, err := pol.Requirement(g.Role)
 	if err != nil {
 		return Request{}, &Error{Kind: ErrConflict, Msg: err.Error(), Cause: err}
@@ -640,16 +641,15 @@ func (s *Service) Renew(ctx context.Context, grantID, actor string, d time.Durat
 	if reason == "" {
 		reason = orig.Reason
 	}
-	c, err := s.createRenewal(ctx, CreateInput{Requester: actor, Role: g.Role, Beneficiary: g.Subject, Reason: reason, Duration: d}, grantID)
-	return c, err
+	return s.createRenewal(ctx, pol, req, CreateInput{Requester: actor, Role: g.Role, Beneficiary: g.Subject, Reason: reason, Duration: d}, grantID)
 }
 
-func (s *Service) createRenewal(ctx context.Context, in CreateInput, grantID string) (Request, error) {
-	pol := s.Policy()
+// createRenewal files the renewal request in, under pol and the requirement req it gives the
+// role (both from the caller's one snapshot).
+func (s *Service) createRenewal(ctx context.Context, pol *policy.Policy, req *policy.Requirement, in CreateInput, grantID string) (Request, error) {
 	if err := checkText("reason", in.Reason, MaxReasonLen); err != nil {
 		return Request{}, err
 	}
-	req, _ := pol.Requirement(in.Role)
 	ap := req.Policy
 	d := in.Duration
 	if d == 0 {
@@ -692,6 +692,7 @@ func (s *Service) Revoke(ctx context.Context, grantID, actor, reason string) (Gr
 	}
 	var out Grant
 	err := s.txn(ctx, "revoking the grant", func(t *txn) error {
+		pol := s.Policy()
 		g, err := t.Grant(ctx, grantID)
 		if errors.Is(err, ErrNotFound) {
 			return errorf(ErrMissing, "grant %q does not exist", grantID)
@@ -702,8 +703,8 @@ func (s *Service) Revoke(ctx context.Context, grantID, actor, reason string) (Gr
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if !s.mayRevoke(g, orig, actor) {
-			if !s.Policy().IsAuditor(actor) {
+		if !mayRevoke(pol, g, orig, actor) {
+			if !pol.IsAuditor(actor) {
 				return errorf(ErrMissing, "grant %q does not exist or is not visible to %s", grantID, actor)
 			}
 			return errorf(ErrForbidden, "%s may not revoke grant %s: only its subject, its requester, an eligible approver of %s or an admin may", actor, grantID, g.Role)
@@ -722,8 +723,8 @@ func (s *Service) Revoke(ctx context.Context, grantID, actor, reason string) (Gr
 	return out, err
 }
 
-func (s *Service) mayRevoke(g Grant, orig Request, actor string) bool {
-	pol := s.Policy()
+// mayRevoke reports whether actor may revoke g (requested by orig) under pol.
+func mayRevoke(pol *policy.Policy, g Grant, orig Request, actor string) bool {
 	if actor == g.Subject || actor == orig.Requester || pol.IsAdmin(actor) {
 		return true
 	}
