@@ -216,6 +216,13 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 		return Created{}, &Error{Kind: ErrInvalid, Msg: err.Error(), Cause: err}
 	}
 	ap := req.Policy
+	if in.BreakGlass && in.Beneficiary != in.Requester {
+		// Checked before request_for: no rule lets anyone take break-glass for another.
+		return Created{}, errorf(ErrForbidden, "break-glass access can only be taken for yourself, not for %q", in.Beneficiary)
+	}
+	if err := pol.MayRequestFor(req, in.Requester, in.Beneficiary); err != nil {
+		return Created{}, &Error{Kind: ErrForbidden, Msg: err.Error(), Cause: err}
+	}
 	reason := strings.TrimSpace(in.Reason)
 	if (ap.RequireReason || in.BreakGlass) && reason == "" {
 		return Created{}, errorf(ErrInvalid, "approval policy %q requires a reason; say what the access is for (--reason)", ap.Name)
@@ -225,9 +232,6 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	if in.BreakGlass {
 		if !ap.BreakGlass.Allowed {
 			return Created{}, errorf(ErrForbidden, "approval policy %q does not allow break-glass access to role %q; make a normal request", ap.Name, in.Role)
-		}
-		if in.Beneficiary != in.Requester {
-			return Created{}, errorf(ErrForbidden, "break-glass access can only be taken for yourself, not for %q", in.Beneficiary)
 		}
 		maxD = ap.BreakGlass.MaxDuration.Std()
 		if d == 0 {
@@ -437,7 +441,11 @@ func (t *txn) settle(ctx context.Context, pol *policy.Policy, req *policy.Requir
 	d = min(d, r.Duration, ap.MaxDuration.Std())
 	facts := pol.Facts(req, r.Requester, r.Beneficiary, r.Reason, false, r.RenewalOf != "")
 	facts.Duration = d
-	if err := ap.CheckConditions(facts); err != nil {
+	err := pol.MayRequestFor(req, r.Requester, r.Beneficiary)
+	if err == nil {
+		err = ap.CheckConditions(facts)
+	}
+	if err != nil {
 		// The policy changed since the request was made; it no longer allows it.
 		r.State, r.DecidedAt = Denied, now
 		if err := t.record(ctx, requestEvent("request.denied", ActivityUpdateName, r, audit.SystemActor,
@@ -649,6 +657,11 @@ func (s *Service) Renew(ctx context.Context, grantID, actor string, d time.Durat
 func (s *Service) createRenewal(ctx context.Context, pol *policy.Policy, req *policy.Requirement, in CreateInput, grantID string) (Request, error) {
 	if err := checkText("reason", in.Reason, MaxReasonLen); err != nil {
 		return Request{}, err
+	}
+	// A renewal is a new request by actor for the grant's subject, under the policy in force:
+	// the original requester may renew for someone else only while request_for still allows.
+	if err := pol.MayRequestFor(req, in.Requester, in.Beneficiary); err != nil {
+		return Request{}, &Error{Kind: ErrForbidden, Msg: err.Error(), Cause: err}
 	}
 	ap := req.Policy
 	d := in.Duration

@@ -59,7 +59,7 @@ func TestDemoPolicy(t *testing.T) {
 
 func TestExplain(t *testing.T) {
 	p := loadDemo(t)
-	e, err := p.Explain("alice", "weights-reader-frontier-7")
+	e, err := p.Explain("alice", "", "weights-reader-frontier-7")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,14 +74,14 @@ func TestExplain(t *testing.T) {
 	}
 	// bob asking: he is an owner, so owners are excluded (requester_groups) but carol shares the
 	// group with him too; only carol... no: carol is in weights-owners like bob, so excluded.
-	e, err = p.Explain("bob", "weights-reader-frontier-7")
+	e, err = p.Explain("bob", "", "weights-reader-frontier-7")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if e.Satisfiable {
 		t.Fatalf("bob's request should not be satisfiable: every other owner shares his group: %+v", e.Steps)
 	}
-	if _, err := p.Explain("alice", "no-such-role"); err == nil {
+	if _, err := p.Explain("alice", "", "no-such-role"); err == nil {
 		t.Fatal("explain of an unknown role succeeded")
 	}
 }
@@ -462,7 +462,7 @@ func TestStepUpBoundsAccepted(t *testing.T) {
 	if req, _ := p.Requirement("r1"); req.StepUp != 0 || req.StepUpPolicy != "" {
 		t.Fatalf("no require_step_up, yet the requirement asks for %s from %q", req.StepUp, req.StepUpPolicy)
 	}
-	if e, _ := p.Explain("x", "r1"); e.RequireStepUp != "" {
+	if e, _ := p.Explain("x", "", "r1"); e.RequireStepUp != "" {
 		t.Fatalf("explain shows step-up %q", e.RequireStepUp)
 	}
 }
@@ -502,7 +502,7 @@ spec:
 	if req.StepUp != 10*time.Minute || req.StepUpPolicy != "tight" {
 		t.Fatalf("step-up %s from %q, want the shortest, 10m from tight", req.StepUp, req.StepUpPolicy)
 	}
-	e, err := p.Explain("x", "r1")
+	e, err := p.Explain("x", "", "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
