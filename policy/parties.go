@@ -186,7 +186,7 @@ func (p *Policy) WorkloadOwners(subject string) (owners, declaredBy []string) {
 		return nil, nil
 	}
 	set := map[string]bool{}
-	for _, w := range p.Workloads() {
+	for _, w := range p.workloadList {
 		for _, pat := range w.Subjects {
 			if MatchSubject(pat, subject) {
 				declaredBy = append(declaredBy, w.Name)

@@ -33,6 +33,8 @@ type Policy struct {
 	workloads map[string]*Workload
 	settings  *Settings
 
+	workloadList []*Workload // workloads, sorted by name
+
 	memberOf     map[string][]string                   // subject → groups, sorted
 	members      map[string][]string                   // group → subjects, sorted
 	perms        map[string]map[string][]string        // role → resource → actions ("*" = all)
@@ -72,6 +74,7 @@ type Requirement struct {
 }
 
 func (p *Policy) compile() {
+	p.workloadList = sortedValues(p.workloads)
 	p.buildMembership(nil)
 	p.compileProtected()
 

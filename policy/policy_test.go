@@ -116,9 +116,11 @@ func TestTally(t *testing.T) {
 }
 
 // One person in the groups of two steps must count once, and the matching must still find a
-// full assignment when one exists.
+// full assignment when one exists. Tally considers approvers in name order, so the names are
+// chosen to defeat a greedy count: "both" (in a and b) comes first and takes step a's slot;
+// "only-a" then finds step a full. Only the augmenting path (both moves to b) satisfies it.
 func TestTallyOverlappingGroups(t *testing.T) {
-	p := mustParse(t, settingsDoc+groupDoc("a", "x", "y")+groupDoc("b", "y")+resourceDoc("r/1", "critical")+roleDoc("r1", "r/1")+`
+	p := mustParse(t, settingsDoc+groupDoc("a", "both", "only-a")+groupDoc("b", "both")+resourceDoc("r/1", "critical")+roleDoc("r1", "r/1")+`
 ---
 apiVersion: rampart.dev/v1alpha1
 kind: ApprovalPolicy
@@ -130,14 +132,16 @@ spec:
   - {from: [b], count: 1}
   max_duration: 1h
 `)
-	ap, _ := p.ApprovalPolicy("two")
-	// y is in both a and b; x only in a. y alone must not satisfy both steps.
-	if p.Tally(ap, "req", "req", []string{"y"}).Satisfied {
+	req, _ := p.Requirement("r1")
+	ap := req.Policy
+	if p.Tally(ap, "req", "req", []string{"both"}).Satisfied {
 		t.Fatal("one approver satisfied two steps")
 	}
-	// y then x: a greedy count would give y to step a and fail; matching gives x→a, y→b.
-	if !p.Tally(ap, "req", "req", []string{"y", "x"}).Satisfied {
-		t.Fatal("matching failed to find x→a, y→b")
+	for _, order := range [][]string{{"both", "only-a"}, {"only-a", "both"}} {
+		tally := p.Tally(ap, "req", "req", order)
+		if !tally.Satisfied || tally.Steps[0].Counted[0] != "only-a" || tally.Steps[1].Counted[0] != "both" {
+			t.Fatalf("approvers %v: the matching did not find only-a→a, both→b: %+v", order, tally)
+		}
 	}
 }
 

@@ -29,6 +29,7 @@ func (e *env) refused(kind error, want string, fn func() error) {
 func testWorkflow(t *testing.T, h Harness) {
 	t.Run("StepUp", func(t *testing.T) { testStepUp(t, h) })
 	t.Run("OnBehalf", func(t *testing.T) { testOnBehalf(t, h) })
+	t.Run("QuorumProperty", func(t *testing.T) { testQuorumProperty(t, h) })
 
 	t.Run("QuorumOwnerAndSecurity", func(t *testing.T) {
 		e := newEnv(t, h)
