@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/policy"
 )
 
 // State is where a request is in its life.
@@ -87,6 +88,10 @@ type Review struct {
 	Duration  time.Duration `json:"-"`
 	Comment   string        `json:"comment,omitempty"`
 	At        time.Time     `json:"at"`
+	// RoleDigest is the digest of the role's definition when the review was made: an approval
+	// counts only towards activating that definition (invariant 9). Empty for reviews made
+	// before definitions were pinned, which count as before.
+	RoleDigest string `json:"role_digest,omitempty"`
 }
 
 // GrantState is where a grant is in its life.
@@ -114,6 +119,20 @@ type Grant struct {
 	EndedBy    string     `json:"ended_by,omitempty"`
 	EndReason  string     `json:"end_reason,omitempty"`
 	Version    int64      `json:"version"`
+	// Definition is the definition of the role the grant was approved for (invariant 9): its
+	// decisions allow only what both this and the role's current definition allow. RoleDigest
+	// is its digest. Both are empty for a grant from before definitions were pinned until
+	// LoadPolicy pins it.
+	Definition *policy.RoleDefinition `json:"role_definition,omitempty"`
+	RoleDigest string                 `json:"role_digest,omitempty"`
+}
+
+// pin binds the grant to def, the definition of its role it is (re)approved for.
+func (g *Grant) pin(def *policy.RoleDefinition) {
+	if def == nil {
+		def = &policy.RoleDefinition{Reach: map[string][]string{}} // a role no longer in the policy: nothing
+	}
+	g.Definition, g.RoleDigest = def, def.Digest()
 }
 
 // ActiveAt reports whether the grant gives access at t: it is active, has started, and has not
@@ -144,6 +163,8 @@ type GrantFilter struct {
 	RequestID string
 	// EndedBy selects grants whose ExpiresAt is at or before this time.
 	EndedBy time.Time
+	// Unpinned selects grants that have no pinned role definition yet.
+	Unpinned bool
 	// ByVersion selects grants changed after ChangedAfter (or, with AfterID, after the position
 	// (ChangedAfter, AfterID)), ordered by (Version, ID): the change feed replicas sync from.
 	// Without it, AfterID pages in ID order.

@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 
 	"rampart.dev/rampart/policy"
@@ -53,8 +54,12 @@ func (s *Service) Get(ctx context.Context, id, viewer string) (View, error) {
 		return View{}, unavailable("reading reviews", err)
 	}
 	if req, err := pol.Requirement(r.Role); err == nil {
-		approvers, _, _ := countReviews(pol, req.Policy, r, v.Reviews)
+		approvers, _, _, stale := countReviews(pol, req.Policy, r, v.Reviews, roleDigest(pol, r.Role))
 		t := pol.Tally(req.Policy, r.Requester, r.Beneficiary, approvers)
+		for _, a := range stale {
+			t.Ignored = append(t.Ignored, policy.Ignored{Approver: a,
+				Why: fmt.Sprintf("approved an earlier definition of role %s; the role has changed since, so the approval must be given again", r.Role)})
+		}
 		v.Tally = &t
 		if req.StepUp > 0 {
 			v.RequireStepUp = policy.FormatDuration(req.StepUp)

@@ -272,10 +272,11 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 		}
 		r.State, r.DecidedAt, r.BreakGlass, r.PostReview = Approved, now, true, PostReviewPending
 		g := Grant{ID: NewID("grt"), RequestID: r.ID, Role: r.Role, Subject: r.Beneficiary, StartsAt: now, ExpiresAt: now.Add(d), State: GrantActive, BreakGlass: true}
+		g.pin(pol.RoleDefinition(r.Role))
 		r.GrantID = g.ID
 		if err := t.record(ctx, grantEvent("grant.break_glass", audit.SeverityHigh, g, in.Requester,
 			fmt.Sprintf("BREAK-GLASS: %s took %s until %s without approval: %s; an after-the-fact review is required", in.Requester, r.Role, g.ExpiresAt.UTC().Format(time.RFC3339), reason),
-			map[string]any{"request_id": r.ID, "policy": ap.Name, "reason": reason})); err != nil {
+			map[string]any{"request_id": r.ID, "policy": ap.Name, "reason": reason, "role_digest": g.RoleDigest})); err != nil {
 			return err
 		}
 		if err := t.saveRequest(ctx, r, true); err != nil {
@@ -367,7 +368,7 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 			return err
 		}
 		for _, old := range reviews {
-			if old.Approver == in.Approver && old.Decision == in.Decision && old.Duration == in.Duration {
+			if old.Approver == in.Approver && old.Decision == in.Decision && old.Duration == in.Duration && old.RoleDigest == roleDigest(pol, r.Role) {
 				out = r // the same answer again: nothing changes, nothing is recorded
 				return nil
 			}
@@ -377,9 +378,10 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 				return err
 			}
 		}
-		rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Duration: in.Duration, Comment: in.Comment, At: now}
+		rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Duration: in.Duration, Comment: in.Comment, At: now,
+			RoleDigest: roleDigest(pol, r.Role)}
 		reviews = replaceReview(reviews, rv)
-		details := map[string]any{"decision": string(in.Decision), "comment": in.Comment}
+		details := map[string]any{"decision": string(in.Decision), "comment": in.Comment, "role_digest": rv.RoleDigest}
 		if in.Duration != 0 {
 			details["duration"] = policy.FormatDuration(in.Duration)
 		}
@@ -425,7 +427,8 @@ func replaceReview(reviews []Review, rv Review) []Review {
 // a normal grant is activated.
 func (t *txn) settle(ctx context.Context, pol *policy.Policy, req *policy.Requirement, r Request, reviews []Review, now time.Time) (Request, error) {
 	ap := req.Policy
-	approvers, deniers, d := countReviews(pol, ap, r, reviews)
+	def := pol.RoleDefinition(r.Role)
+	approvers, deniers, d, _ := countReviews(pol, ap, r, reviews, def.Digest())
 	if deniers >= ap.DenyCount {
 		r.State, r.DecidedAt = Denied, now
 		if err := t.record(ctx, requestEvent("request.denied", ActivityUpdateName, r, audit.SystemActor,
@@ -454,7 +457,7 @@ func (t *txn) settle(ctx context.Context, pol *policy.Policy, req *policy.Requir
 		}
 		return r, t.saveRequest(ctx, r, false)
 	}
-	g, renewed, err := t.activate(ctx, r, d, now)
+	g, renewed, err := t.activate(ctx, r, def, d, now)
 	if err != nil {
 		return r, err
 	}
@@ -464,7 +467,7 @@ func (t *txn) settle(ctx context.Context, pol *policy.Policy, req *policy.Requir
 	}
 	r.State, r.DecidedAt, r.GrantID = Approved, now, g.ID
 	if err := t.record(ctx, grantEvent(code, audit.SeverityInformational, g, audit.SystemActor, msg,
-		map[string]any{"request_id": r.ID, "approvers": approvers, "policy": ap.Name, "tally": tally})); err != nil {
+		map[string]any{"request_id": r.ID, "approvers": approvers, "policy": ap.Name, "tally": tally, "role_digest": g.RoleDigest})); err != nil {
 		return r, err
 	}
 	if err := t.saveRequest(ctx, r, false); err != nil {
@@ -473,10 +476,11 @@ func (t *txn) settle(ctx context.Context, pol *policy.Policy, req *policy.Requir
 	return r, t.saveGrant(ctx, g, !renewed)
 }
 
-// activate builds the grant for an approved request. The clock starts now, at activation. A
-// renewal approved while the old grant is still active extends it without a gap (and never
-// shortens it); otherwise a new grant starts.
-func (t *txn) activate(ctx context.Context, r Request, d time.Duration, now time.Time) (Grant, bool, error) {
+// activate builds the grant for an approved request, pinned to def, the definition of its role
+// the approvals were for. The clock starts now, at activation. A renewal approved while the old
+// grant is still active extends it without a gap (and never shortens it) and re-pins it: the
+// renewal's approvers approved the role as it is now. Otherwise a new grant starts.
+func (t *txn) activate(ctx context.Context, r Request, def *policy.RoleDefinition, d time.Duration, now time.Time) (Grant, bool, error) {
 	if r.RenewalOf != "" {
 		old, err := t.Grant(ctx, r.RenewalOf)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -484,10 +488,21 @@ func (t *txn) activate(ctx context.Context, r Request, d time.Duration, now time
 		}
 		if err == nil && old.ActiveAt(now) {
 			old.ExpiresAt = maxTime(old.ExpiresAt, now.Add(d))
+			old.pin(def)
 			return old, true, nil
 		}
 	}
-	return Grant{ID: NewID("grt"), RequestID: r.ID, Role: r.Role, Subject: r.Beneficiary, StartsAt: now, ExpiresAt: now.Add(d), State: GrantActive}, false, nil
+	g := Grant{ID: NewID("grt"), RequestID: r.ID, Role: r.Role, Subject: r.Beneficiary, StartsAt: now, ExpiresAt: now.Add(d), State: GrantActive}
+	g.pin(def)
+	return g, false, nil
+}
+
+// roleDigest is the digest of role's definition under pol ("" for a role not in it).
+func roleDigest(pol *policy.Policy, role string) string {
+	if def := pol.RoleDefinition(role); def != nil {
+		return def.Digest()
+	}
+	return ""
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -498,8 +513,10 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 // countReviews returns the eligible approvers, the number of eligible deniers, and the
-// shortest duration any eligible approver set (or the requested one).
-func countReviews(pol *policy.Policy, ap *policy.ApprovalPolicy, r Request, reviews []Review) (approvers []string, deniers int, d time.Duration) {
+// shortest duration any eligible approver set (or the requested one). When digest is set, an
+// approval made for another definition of the role does not count (invariant 9: a broadened
+// role needs new approvals); those approvers are returned as stale. Denials always count.
+func countReviews(pol *policy.Policy, ap *policy.ApprovalPolicy, r Request, reviews []Review, digest string) (approvers []string, deniers int, d time.Duration, stale []string) {
 	d = r.Duration
 	for _, rv := range reviews {
 		if !pol.CanApproveAny(ap, rv.Approver, r.Requester, r.Beneficiary) {
@@ -507,6 +524,10 @@ func countReviews(pol *policy.Policy, ap *policy.ApprovalPolicy, r Request, revi
 		}
 		switch rv.Decision {
 		case Approve:
+			if digest != "" && rv.RoleDigest != "" && rv.RoleDigest != digest {
+				stale = append(stale, rv.Approver)
+				continue
+			}
 			approvers = append(approvers, rv.Approver)
 			if rv.Duration > 0 {
 				d = min(d, rv.Duration)
@@ -515,7 +536,7 @@ func countReviews(pol *policy.Policy, ap *policy.ApprovalPolicy, r Request, revi
 			deniers++
 		}
 	}
-	return approvers, deniers, d
+	return approvers, deniers, d, stale
 }
 
 // postReview handles the after-the-fact review of a break-glass request: approvals count like a
@@ -538,7 +559,7 @@ func (t *txn) postReview(ctx context.Context, pol *policy.Policy, r Request, req
 			return r, err
 		}
 	}
-	rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Comment: in.Comment, At: now}
+	rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Comment: in.Comment, At: now, RoleDigest: roleDigest(pol, r.Role)}
 	reviews = replaceReview(reviews, rv)
 	details := map[string]any{"comment": in.Comment}
 	addStepUp(details, req, in)
@@ -549,7 +570,9 @@ func (t *txn) postReview(ctx context.Context, pol *policy.Policy, r Request, req
 	if err := t.PutReview(ctx, rv); err != nil {
 		return r, err
 	}
-	approvers, deniers, _ := countReviews(pol, ap, r, reviews)
+	// The after-the-fact review judges the use of a grant already pinned at break-glass time:
+	// approvals count whatever definition the role has had since.
+	approvers, deniers, _, _ := countReviews(pol, ap, r, reviews, "")
 	switch {
 	case deniers >= ap.DenyCount:
 		r.PostReview = PostReviewRejected
@@ -827,31 +850,4 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// LoadPolicy makes pol the policy in force. If its digest differs from the last one recorded, a
-// policy.load entry is appended first; if that fails, the old policy stays in force.
-func (s *Service) LoadPolicy(ctx context.Context, pol *policy.Policy, actor, origin string) error {
-	err := s.txn(ctx, "recording the policy load", func(t *txn) error {
-		last, err := t.Meta(ctx, "policy_digest")
-		if err != nil {
-			return err
-		}
-		if last == pol.Digest {
-			return nil
-		}
-		if err := t.record(ctx, audit.Event{Code: "policy.load", Class: audit.ClassEntityManagement, Activity: audit.ActivityUpdate,
-			ActivityName: "Update", Severity: audit.SeverityLow, Actor: actor,
-			Message: fmt.Sprintf("policy %s loaded from %s", pol.Digest[:12], origin),
-			Details: map[string]any{"digest": pol.Digest, "previous_digest": last, "origin": origin,
-				"roles": len(pol.Roles()), "resources": len(pol.Resources()), "approval_policies": len(pol.ApprovalPolicies())}}); err != nil {
-			return err
-		}
-		return t.SetMeta(ctx, "policy_digest", pol.Digest)
-	})
-	if err != nil {
-		return err
-	}
-	s.pol.Store(pol)
-	return nil
 }

@@ -356,12 +356,15 @@ type RoleInfo struct {
 	Policy    string `json:"approval_policy"`
 	Approvals int    `json:"approvals"`
 	MaxDur    string `json:"max_duration,omitempty"`
+	// Digest is the digest of the role's current definition; a grant whose role_digest differs
+	// was approved for another one (it keeps only what both allow).
+	Digest string `json:"digest"`
 }
 
 func (s *Server) roles(w http.ResponseWriter, r *http.Request, c caller) error {
 	out := []RoleInfo{}
 	for _, role := range c.pol.Roles() {
-		ri := RoleInfo{Name: role.Name, Description: role.Description, Rules: role.Rules, Resources: []string{}}
+		ri := RoleInfo{Name: role.Name, Description: role.Description, Rules: role.Rules, Resources: []string{}, Digest: c.pol.RoleDefinition(role.Name).Digest()}
 		for _, res := range c.pol.RoleResources(role.Name) {
 			ri.Resources = append(ri.Resources, res.Name)
 		}

@@ -30,6 +30,7 @@ func testWorkflow(t *testing.T, h Harness) {
 	t.Run("StepUp", func(t *testing.T) { testStepUp(t, h) })
 	t.Run("OnBehalf", func(t *testing.T) { testOnBehalf(t, h) })
 	t.Run("QuorumProperty", func(t *testing.T) { testQuorumProperty(t, h) })
+	t.Run("Pinning", func(t *testing.T) { testPinning(t, h) })
 
 	t.Run("QuorumOwnerAndSecurity", func(t *testing.T) {
 		e := newEnv(t, h)
