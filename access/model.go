@@ -146,6 +146,8 @@ type RequestFilter struct {
 	States []State
 	// Party matches requests where the subject is the requester or the beneficiary.
 	Party string
+	// Requester matches requests the subject filed.
+	Requester string
 	// BreakGlassReview selects break-glass requests whose after-the-fact review is pending.
 	BreakGlassReview bool
 	// LapsedBy selects requests whose ExpiresAt is at or before this time.

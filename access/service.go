@@ -193,7 +193,9 @@ func checkText(field, s string, limit int) error {
 }
 
 // Create validates a request against the policy in force and stores it. A break-glass request
-// is approved at once, its grant activated and an after-the-fact review opened.
+// is approved at once, its grant activated and an after-the-fact review opened. A requester who
+// has reached Settings.MaxPendingRequests, or takes break-glass within
+// Settings.BreakGlassCooldown of a rejected one, is refused with ErrLimited (invariant 11).
 func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	pol := s.Policy()
 	if err := policy.ValidateSubject(in.Requester); err != nil {
@@ -254,6 +256,9 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	}
 
 	now := s.now()
+	if err := checkLimits(ctx, s.store, pol, in, now); err != nil {
+		return Created{}, limited(err)
+	}
 	r := Request{
 		ID: NewID("req"), Role: in.Role, Requester: in.Requester, Beneficiary: in.Beneficiary,
 		Reason: reason, Duration: d, State: Pending, Policy: ap.Name,
@@ -261,6 +266,9 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	}
 	var out Created
 	err = s.txn(ctx, "creating the request", func(t *txn) error {
+		if err := checkLimits(ctx, t, pol, in, now); err != nil {
+			return err
+		}
 		if err := t.record(ctx, requestEvent("request.create", ActivityCreateName, r, in.Requester,
 			fmt.Sprintf("%s requested %s for %s (%s): %s", in.Requester, in.Role, in.Beneficiary, policy.FormatDuration(d), reason),
 			map[string]any{"policy": ap.Name, "break_glass": in.BreakGlass, "policy_digest": pol.Digest})); err != nil {
@@ -583,6 +591,9 @@ func (t *txn) postReview(ctx context.Context, pol *policy.Policy, r Request, req
 		if err := t.saveRequest(ctx, r, false); err != nil {
 			return r, err
 		}
+		if err := t.recordRejection(ctx, r, now); err != nil {
+			return r, err
+		}
 		g, err := t.Grant(ctx, r.GrantID)
 		if err != nil {
 			return r, err
@@ -700,9 +711,15 @@ func (s *Service) createRenewal(ctx context.Context, pol *policy.Policy, req *po
 		return Request{}, &Error{Kind: ErrForbidden, Msg: err.Error(), Cause: err}
 	}
 	now := s.now()
+	if err := checkPending(ctx, s.store, pol, in.Requester, now); err != nil {
+		return Request{}, limited(err)
+	}
 	r := Request{ID: NewID("req"), Role: in.Role, Requester: in.Requester, Beneficiary: in.Beneficiary, Reason: in.Reason,
 		Duration: d, State: Pending, Policy: ap.Name, CreatedAt: now, ExpiresAt: now.Add(ap.RequestTTL.Std()), RenewalOf: grantID}
 	err := s.txn(ctx, "creating the renewal request", func(t *txn) error {
+		if err := checkPending(ctx, t, pol, in.Requester, now); err != nil {
+			return err
+		}
 		// The grant may have been revoked since Renew read it; check again under the lock.
 		if g, err := t.Grant(ctx, grantID); err != nil {
 			return err

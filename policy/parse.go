@@ -277,6 +277,7 @@ func (p *Policy) validate() {
 			s.src.errorf("signing_key", "signing_key contains a NUL byte")
 		}
 		p.validateKubernetesSettings(s)
+		validateLimits(s)
 		for i, h := range s.EgressDeny {
 			if err := ValidateEgressHost(h); err != nil {
 				s.src.errorf(fmt.Sprintf("egress_deny[%d]", i), "%v", err)

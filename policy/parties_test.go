@@ -3,6 +3,7 @@ package policy_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"rampart.dev/rampart/policy"
 )
@@ -205,5 +206,33 @@ func TestBeneficiaryGroupsCondition(t *testing.T) {
 	}
 	if err := req.Policy.CheckConditions(p.Facts(req, "x", "z", "", false, false)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The limits of invariant 11 have defaults and bounds, refused at file:line:column.
+func TestLimitSettings(t *testing.T) {
+	p := mustParse(t, settingsDoc+groupDoc("a", "x"))
+	if s := p.Settings(); s.MaxPendingRequests != policy.DefaultMaxPendingRequests || s.BreakGlassCooldown.Std() != policy.DefaultBreakGlassCooldown {
+		t.Fatalf("defaults: %+v", s)
+	}
+	set := func(extra string) string {
+		return "apiVersion: rampart.dev/v1alpha1\nkind: Settings\nmetadata: {name: settings}\nspec:\n  admin_group: a\n" + extra + groupDoc("a", "x")
+	}
+	p = mustParse(t, set("  max_pending_requests: 3\n  break_glass_cooldown: 1h\n"))
+	if s := p.Settings(); s.MaxPendingRequests != 3 || s.BreakGlassCooldown.Std() != time.Hour {
+		t.Fatalf("set: %+v", s)
+	}
+	for extra, want := range map[string]string{
+		"  max_pending_requests: 0\n":     "p.yaml:6:3: spec.max_pending_requests: max_pending_requests must be between 1 and 1000 (it is 0)",
+		"  max_pending_requests: 5000\n":  "p.yaml:6:3: spec.max_pending_requests: max_pending_requests must be between 1 and 1000 (it is 5000)",
+		"  max_pending_requests: many\n":  "p.yaml:6:25: spec.max_pending_requests",
+		"  break_glass_cooldown: 0s\n":    "p.yaml:6:3: spec.break_glass_cooldown: break_glass_cooldown must be between 1m and 720h (it is 0s)",
+		"  break_glass_cooldown: 10s\n":   "spec.break_glass_cooldown: break_glass_cooldown must be between 1m and 720h (it is 10s)",
+		"  break_glass_cooldown: 9000h\n": "spec.break_glass_cooldown: break_glass_cooldown must be between 1m and 720h (it is 9000h)",
+	} {
+		_, err := policy.Parse([]policy.File{{Name: "p.yaml", Data: []byte(set(extra))}})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", extra, err, want)
+		}
 	}
 }

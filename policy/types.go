@@ -209,6 +209,13 @@ type Settings struct {
 	EgressDeny []string `yaml:"egress_deny"`
 	// Kubernetes configures enforcement in clusters (kube/rbac, the admission webhook).
 	Kubernetes *KubernetesSettings `yaml:"kubernetes"`
+	// MaxPendingRequests is how many pending requests one person (or machine) may have filed
+	// at a time, renewals included (invariant 11). Default DefaultMaxPendingRequests.
+	MaxPendingRequests int `yaml:"max_pending_requests"`
+	// BreakGlassCooldown is how long after the after-the-fact review of someone's break-glass
+	// rejected it they may not take break-glass again (invariant 11). Default
+	// DefaultBreakGlassCooldown.
+	BreakGlassCooldown Duration `yaml:"break_glass_cooldown"`
 
 	src source
 }

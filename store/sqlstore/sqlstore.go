@@ -374,6 +374,9 @@ func (r reader) ListRequests(ctx context.Context, f access.RequestFilter) ([]acc
 	if f.Party != "" {
 		w.add("(requester = ? OR beneficiary = ?)", f.Party, f.Party)
 	}
+	if f.Requester != "" {
+		w.add("requester = ?", f.Requester)
+	}
 	if f.BreakGlassReview {
 		w.add("post_review = ?", string(access.PostReviewPending))
 	}

@@ -31,6 +31,7 @@ func testWorkflow(t *testing.T, h Harness) {
 	t.Run("OnBehalf", func(t *testing.T) { testOnBehalf(t, h) })
 	t.Run("QuorumProperty", func(t *testing.T) { testQuorumProperty(t, h) })
 	t.Run("Pinning", func(t *testing.T) { testPinning(t, h) })
+	t.Run("Limits", func(t *testing.T) { testLimits(t, h) })
 
 	t.Run("QuorumOwnerAndSecurity", func(t *testing.T) {
 		e := newEnv(t, h)
@@ -363,8 +364,13 @@ func testWorkflow(t *testing.T, h Harness) {
 		if count(codes, "grant.break_glass") != 1 || count(codes, "request.post_review.rejected") != 1 || count(codes, "grant.revoke") != 1 {
 			t.Fatalf("ledger %v", codes)
 		}
-		// An accepted one keeps its grant.
-		c2, _ := e.svc.Create(e.ctx, bg)
+		// An accepted one keeps its grant. (After the cooldown that the rejection started: see
+		// Limits.)
+		e.clock.Advance(e.pol.Settings().BreakGlassCooldown.Std())
+		c2, err := e.svc.Create(e.ctx, bg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if r := e.mustReview(c2.Request.ID, "carol", access.Approve); r.PostReview != access.PostReviewAccepted {
 			t.Fatalf("post review %s", r.PostReview)
 		}
