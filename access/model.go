@@ -3,11 +3,16 @@
 // activated; grants are renewed, revoked, and expire.
 //
 // It upholds invariant 1 (quorum: the approval policy is re-evaluated against the current policy
-// at every review, with distinct eligible approvers, never the requester or beneficiary),
+// at every review, with distinct eligible approvers, never the requester, the beneficiary or
+// anyone the policy ties to them; a request for someone else only where request_for allows),
 // invariant 2 (every grant ends no later than its policy allows; the clock starts at activation),
-// and invariant 4 (every state change appends its ledger entry in the same store transaction,
-// and is refused if the entry cannot be written). Transactions are serialized by the store, so
-// concurrent approvals activate exactly one grant.
+// invariant 4 (every state change appends its ledger entry in the same store transaction, and is
+// refused if the entry cannot be written), invariant 9 (a grant pins the role definition it was
+// approved for, and approvals count only towards the definition they were given for) and the
+// workflow's part of invariant 11 (a cap on pending requests per person, a cooldown on
+// break-glass after a rejected review). Each operation judges everything under one snapshot of
+// the policy. Transactions are serialized by the store, so concurrent approvals activate exactly
+// one grant and racing requests cannot pass the cap together.
 //
 // The package imports no database or transport code: persistence is the Store interface,
 // implemented by store/sqlite and store/postgres.

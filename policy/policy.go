@@ -6,7 +6,11 @@
 // safe for concurrent use. It upholds invariant 3 (no standing access to critical resources) at
 // validation time: a StandingBinding whose roles reach a critical resource is an error. It
 // supplies the facts invariant 1 (quorum) is checked against: who is eligible to approve which
-// step of which request.
+// step of which request, who may file a request for whom (request_for), and who owns a machine
+// party (kind: Workload) — one function each, used alike by the workflow and by Explain; where
+// it cannot tell who is independent of a party it answers "nobody" (fail safe). For invariant 9
+// it defines the role definition a grant pins and the rule that combines it with the current one
+// (AllowsPinned); for invariant 11, the Settings that bound what one person can file.
 //
 // Every validation error names the file, line, column and field path, and says what to do.
 package policy
