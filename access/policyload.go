@@ -35,7 +35,7 @@ func (s *Service) LoadPolicy(ctx context.Context, pol *policy.Policy, actor, ori
 	digests := map[string]string{}
 	for _, r := range pol.Roles() {
 		defs[r.Name] = pol.RoleDefinition(r.Name)
-		digests[r.Name] = defs[r.Name].Digest()
+		digests[r.Name] = pol.RoleDigest(r.Name)
 	}
 	defsJSON, err := json.Marshal(defs)
 	if err != nil {

@@ -436,7 +436,7 @@ func replaceReview(reviews []Review, rv Review) []Review {
 func (t *txn) settle(ctx context.Context, pol *policy.Policy, req *policy.Requirement, r Request, reviews []Review, now time.Time) (Request, error) {
 	ap := req.Policy
 	def := pol.RoleDefinition(r.Role)
-	approvers, deniers, d, _ := countReviews(pol, ap, r, reviews, def.Digest())
+	approvers, deniers, d, _ := countReviews(pol, ap, r, reviews, pol.RoleDigest(r.Role))
 	if deniers >= ap.DenyCount {
 		r.State, r.DecidedAt = Denied, now
 		if err := t.record(ctx, requestEvent("request.denied", ActivityUpdateName, r, audit.SystemActor,
@@ -506,12 +506,7 @@ func (t *txn) activate(ctx context.Context, r Request, def *policy.RoleDefinitio
 }
 
 // roleDigest is the digest of role's definition under pol ("" for a role not in it).
-func roleDigest(pol *policy.Policy, role string) string {
-	if def := pol.RoleDefinition(role); def != nil {
-		return def.Digest()
-	}
-	return ""
-}
+func roleDigest(pol *policy.Policy, role string) string { return pol.RoleDigest(role) }
 
 func maxTime(a, b time.Time) time.Time {
 	if a.After(b) {

@@ -364,7 +364,7 @@ type RoleInfo struct {
 func (s *Server) roles(w http.ResponseWriter, r *http.Request, c caller) error {
 	out := []RoleInfo{}
 	for _, role := range c.pol.Roles() {
-		ri := RoleInfo{Name: role.Name, Description: role.Description, Rules: role.Rules, Resources: []string{}, Digest: c.pol.RoleDefinition(role.Name).Digest()}
+		ri := RoleInfo{Name: role.Name, Description: role.Description, Rules: role.Rules, Resources: []string{}, Digest: c.pol.RoleDigest(role.Name)}
 		for _, res := range c.pol.RoleResources(role.Name) {
 			ri.Resources = append(ri.Resources, res.Name)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"sync"
 )
 
 // Invariant 9, approval is for what was approved: a grant pins the definition of its role that
@@ -57,24 +58,51 @@ func (d *RoleDefinition) SameKubernetes(k *RoleKubernetes) bool {
 	return string(a) == string(b)
 }
 
-// RoleDefinition returns the current definition of a role, or nil for an unknown role.
+// definitions caches each role's definition and digest, built on first use. It is shared by
+// the copies WithDirectory makes: group membership does not change a role.
+type definitions struct {
+	mu      sync.Mutex
+	defs    map[string]*RoleDefinition
+	digests map[string]string
+}
+
+// RoleDefinition returns the current definition of a role, or nil for an unknown role. The
+// value is shared: it must not be modified.
 func (p *Policy) RoleDefinition(role string) *RoleDefinition {
+	d, _ := p.definition(role)
+	return d
+}
+
+// RoleDigest returns the digest of a role's current definition, or "" for an unknown role.
+func (p *Policy) RoleDigest(role string) string {
+	_, digest := p.definition(role)
+	return digest
+}
+
+func (p *Policy) definition(role string) (*RoleDefinition, string) {
 	r := p.roles[role]
 	if r == nil {
-		return nil
+		return nil, ""
+	}
+	c := p.defCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d, ok := c.defs[role]; ok {
+		return d, c.digests[role]
 	}
 	d := &RoleDefinition{Rules: r.Rules, Reach: map[string][]string{}, Kubernetes: r.Kubernetes}
 	for res, actions := range p.perms[role] {
 		d.Reach[res] = slices.Clone(actions)
 	}
-	return d
+	c.defs[role], c.digests[role] = d, d.Digest()
+	return d, c.digests[role]
 }
 
 // RoleDigests returns the digest of every role's current definition, by role name.
 func (p *Policy) RoleDigests() map[string]string {
 	out := make(map[string]string, len(p.roles))
 	for name := range p.roles {
-		out[name] = p.RoleDefinition(name).Digest()
+		out[name] = p.RoleDigest(name)
 	}
 	return out
 }

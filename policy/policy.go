@@ -37,7 +37,8 @@ type Policy struct {
 	workloads map[string]*Workload
 	settings  *Settings
 
-	workloadList []*Workload // workloads, sorted by name
+	workloadList []*Workload  // workloads, sorted by name
+	defCache     *definitions // role definitions and digests (pin.go)
 
 	memberOf     map[string][]string                   // subject → groups, sorted
 	members      map[string][]string                   // group → subjects, sorted
@@ -79,6 +80,7 @@ type Requirement struct {
 
 func (p *Policy) compile() {
 	p.workloadList = sortedValues(p.workloads)
+	p.defCache = &definitions{defs: map[string]*RoleDefinition{}, digests: map[string]string{}}
 	p.buildMembership(nil)
 	p.compileProtected()
 
