@@ -544,7 +544,8 @@ func TestStricterStepUp(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	for _, seed := range []string{settingsDoc, settingsDoc + groupDoc("a", "x") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/*"),
 		settingsDoc + groupDoc("a", "x") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/*") + stepUpDoc("ap", "critical", "10m"),
-		"a: [b\n", "---\n---\n", "apiVersion: rampart.dev/v1alpha1\nkind: Role\nmetadata: {name: r}\nspec: {rules: [{actions: ['*'], resources: ['**']}]}\n"} {
+		"a: [b\n", "---\n---\n", "apiVersion: rampart.dev/v1alpha1\nkind: Role\nmetadata: {name: r}\nspec: {rules: [{actions: ['*'], resources: ['**']}]}\n",
+		partiesBase + workloadDoc("w", `["k8s:*/ml/*", "service:ci"]`, "[b]") + approvalDoc("p", "r/**", "  exclude: [beneficiary_groups]\n  request_for:\n  - requesters: [group:a, \"k8s:dev/*/*\"]\n    beneficiaries: [z]\n    owned_workloads: true\n")} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -552,9 +553,22 @@ func FuzzParse(f *testing.F) {
 		if err == nil {
 			// A policy that parses must answer questions without panicking.
 			for _, r := range p.Roles() {
-				_, _ = p.Requirement(r.Name)
+				req, err := p.Requirement(r.Name)
+				def := p.RoleDefinition(r.Name)
 				for _, res := range p.RoleResources(r.Name) {
-					p.Allows(r.Name, "read", res.Name)
+					if p.Allows(r.Name, "read", res.Name) != p.AllowsPinned(def, r.Name, "read", res.Name) {
+						t.Fatalf("role %s: its own definition disagrees with it on read %s", r.Name, res.Name)
+					}
+				}
+				if err != nil {
+					continue
+				}
+				for _, who := range []string{"x", "z", "k8s:dev/ml/t", "service:ci"} {
+					_ = p.MayRequestFor(req, "x", who)
+					_, _ = p.EligibleSteps(req.Policy, "y", "x", who)
+					if _, err := p.Explain("x", who, r.Name); err != nil {
+						t.Fatalf("explain %s for %s: %v", r.Name, who, err)
+					}
 				}
 			}
 			return
