@@ -23,6 +23,10 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrUnavailable: the store or the ledger failed; nothing was changed (503).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrLimited: the caller reached a bound on what one person may make Rampart write
+	// (invariant 11: pending requests, break-glass after a rejected review); nothing was changed
+	// or recorded (429).
+	ErrLimited = errors.New("limited")
 	// ErrStepUpRequired: the caller must prove a recent multi-factor authentication, then try
 	// again (401 with a step-up challenge). The error is a *StepUpRequired.
 	ErrStepUpRequired = errors.New("step-up required")

@@ -3,14 +3,20 @@
 // activated; grants are renewed, revoked, and expire.
 //
 // It upholds invariant 1 (quorum: the approval policy is re-evaluated against the current policy
-// at every review, with distinct eligible approvers, never the requester or beneficiary),
+// at every review, with distinct eligible approvers, never the requester, the beneficiary or
+// anyone the policy ties to them; a request for someone else only where request_for allows),
 // invariant 2 (every grant ends no later than its policy allows; the clock starts at activation),
-// and invariant 4 (every state change appends its ledger entry in the same store transaction,
-// and is refused if the entry cannot be written). Transactions are serialized by the store, so
-// concurrent approvals activate exactly one grant. Its part of invariant 8: a disabled person's
-// grants, pending requests and pending approvals end in one transaction (RevokeSubject), and
-// each review records the credential and session it came with (the transport authenticates
-// them; access trusts its caller for who the approver is, as it always has).
+// invariant 4 (every state change appends its ledger entry in the same store transaction, and is
+// refused if the entry cannot be written), invariant 9 (a grant pins the role definition it was
+// approved for, and approvals count only towards the definition they were given for) and the
+// workflow's part of invariant 11 (a cap on pending requests per person, a cooldown on
+// break-glass after a rejected review). Each operation judges everything under one snapshot of
+// the policy. Transactions are serialized by the store, so concurrent approvals activate exactly
+// one grant and racing requests cannot pass the cap together. Its part of invariant 8: a
+// disabled person's grants, pending requests and pending approvals end in one transaction
+// (RevokeSubject), and each review records the credential and session it came with (the
+// transport authenticates them; access trusts its caller for who the approver is, as it always
+// has).
 //
 // The package imports no database or transport code: persistence is the Store interface,
 // implemented by store/sqlite and store/postgres.
@@ -22,6 +28,7 @@ import (
 	"time"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/policy"
 )
 
 // State is where a request is in its life.
@@ -95,6 +102,10 @@ type Review struct {
 	// (invariant 8); empty for reviews recorded before they were kept, or made in-process.
 	CredentialID string `json:"credential_id,omitempty"`
 	SessionID    string `json:"session_id,omitempty"`
+	// RoleDigest is the digest of the role's definition when the review was made: an approval
+	// counts only towards activating that definition (invariant 9). Empty for reviews made
+	// before definitions were pinned, which count as before.
+	RoleDigest string `json:"role_digest,omitempty"`
 }
 
 // GrantState is where a grant is in its life.
@@ -122,6 +133,20 @@ type Grant struct {
 	EndedBy    string     `json:"ended_by,omitempty"`
 	EndReason  string     `json:"end_reason,omitempty"`
 	Version    int64      `json:"version"`
+	// Definition is the definition of the role the grant was approved for (invariant 9): its
+	// decisions allow only what both this and the role's current definition allow. RoleDigest
+	// is its digest. Both are empty for a grant from before definitions were pinned until
+	// LoadPolicy pins it.
+	Definition *policy.RoleDefinition `json:"role_definition,omitempty"`
+	RoleDigest string                 `json:"role_digest,omitempty"`
+}
+
+// pin binds the grant to def, the definition of its role it is (re)approved for.
+func (g *Grant) pin(def *policy.RoleDefinition) {
+	if def == nil {
+		def = &policy.RoleDefinition{Reach: map[string][]string{}} // a role no longer in the policy: nothing
+	}
+	g.Definition, g.RoleDigest = def, def.Digest()
 }
 
 // ActiveAt reports whether the grant gives access at t: it is active, has started, and has not
@@ -135,6 +160,8 @@ type RequestFilter struct {
 	States []State
 	// Party matches requests where the subject is the requester or the beneficiary.
 	Party string
+	// Requester matches requests the subject filed.
+	Requester string
 	// BreakGlassReview selects break-glass requests whose after-the-fact review is pending.
 	BreakGlassReview bool
 	// LapsedBy selects requests whose ExpiresAt is at or before this time.
@@ -152,6 +179,8 @@ type GrantFilter struct {
 	RequestID string
 	// EndedBy selects grants whose ExpiresAt is at or before this time.
 	EndedBy time.Time
+	// Unpinned selects grants that have no pinned role definition yet.
+	Unpinned bool
 	// ByVersion selects grants changed after ChangedAfter (or, with AfterID, after the position
 	// (ChangedAfter, AfterID)), ordered by (Version, ID): the change feed replicas sync from.
 	// Without it, AfterID pages in ID order.

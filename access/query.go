@@ -3,6 +3,7 @@ package access
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 
 	"rampart.dev/rampart/policy"
@@ -21,17 +22,19 @@ type View struct {
 
 // CanView reports whether viewer may see the request: its requester or beneficiary, an eligible
 // approver under the policy in force, an admin or an auditor.
-func (s *Service) CanView(r Request, viewer string) bool {
-	pol := s.Policy()
+func (s *Service) CanView(r Request, viewer string) bool { return canView(s.Policy(), r, viewer) }
+
+// CanReview reports whether viewer is an eligible approver of the request now.
+func (s *Service) CanReview(r Request, viewer string) bool { return canReview(s.Policy(), r, viewer) }
+
+func canView(pol *policy.Policy, r Request, viewer string) bool {
 	if viewer == r.Requester || viewer == r.Beneficiary || pol.IsAdmin(viewer) || pol.IsAuditor(viewer) {
 		return true
 	}
-	return s.CanReview(r, viewer)
+	return canReview(pol, r, viewer)
 }
 
-// CanReview reports whether viewer is an eligible approver of the request now.
-func (s *Service) CanReview(r Request, viewer string) bool {
-	pol := s.Policy()
+func canReview(pol *policy.Policy, r Request, viewer string) bool {
 	req, err := pol.Requirement(r.Role)
 	return err == nil && pol.CanApproveAny(req.Policy, viewer, r.Requester, r.Beneficiary)
 }
@@ -39,8 +42,9 @@ func (s *Service) CanReview(r Request, viewer string) bool {
 // Get returns a request the viewer may see. A request the viewer may not see is reported as
 // missing, so its existence is not disclosed.
 func (s *Service) Get(ctx context.Context, id, viewer string) (View, error) {
+	pol := s.Policy()
 	r, err := s.store.Request(ctx, id)
-	if errors.Is(err, ErrNotFound) || (err == nil && !s.CanView(r, viewer)) {
+	if errors.Is(err, ErrNotFound) || (err == nil && !canView(pol, r, viewer)) {
 		return View{}, errorf(ErrMissing, "request %q does not exist or is not visible to %s", id, viewer)
 	} else if err != nil {
 		return View{}, unavailable("reading the request", err)
@@ -49,10 +53,13 @@ func (s *Service) Get(ctx context.Context, id, viewer string) (View, error) {
 	if v.Reviews, err = s.store.Reviews(ctx, id); err != nil {
 		return View{}, unavailable("reading reviews", err)
 	}
-	pol := s.Policy()
 	if req, err := pol.Requirement(r.Role); err == nil {
-		approvers, _, _ := countReviews(pol, req.Policy, r, v.Reviews)
+		approvers, _, _, stale := countReviews(pol, req.Policy, r, v.Reviews, roleDigest(pol, r.Role))
 		t := pol.Tally(req.Policy, r.Requester, r.Beneficiary, approvers)
+		for _, a := range stale {
+			t.Ignored = append(t.Ignored, policy.Ignored{Approver: a,
+				Why: fmt.Sprintf("approved an earlier definition of role %s; the role has changed since, so the approval must be given again", r.Role)})
+		}
 		v.Tally = &t
 		if req.StepUp > 0 {
 			v.RequireStepUp = policy.FormatDuration(req.StepUp)
@@ -101,7 +108,7 @@ func (s *Service) List(ctx context.Context, viewer string, scope ListScope, f Re
 				return nil, unavailable("listing requests", err)
 			}
 			for _, r := range rs {
-				if s.CanReview(r, viewer) && afterCursor(r, f) && hasState(r, f.States) {
+				if canReview(pol, r, viewer) && afterCursor(r, f) && hasState(r, f.States) {
 					out = append(out, r)
 				}
 			}
@@ -161,6 +168,7 @@ func (s *Service) Grants(ctx context.Context, viewer string, f GrantFilter) ([]G
 // GetGrant returns a grant visible to the viewer: its subject, admins, auditors, or whoever
 // may revoke it.
 func (s *Service) GetGrant(ctx context.Context, id, viewer string) (Grant, error) {
+	pol := s.Policy()
 	g, err := s.store.Grant(ctx, id)
 	if errors.Is(err, ErrNotFound) {
 		return Grant{}, errorf(ErrMissing, "grant %q does not exist", id)
@@ -171,7 +179,7 @@ func (s *Service) GetGrant(ctx context.Context, id, viewer string) (Grant, error
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Grant{}, unavailable("reading the grant's request", err)
 	}
-	if !s.mayRevoke(g, orig, viewer) && !s.Policy().IsAuditor(viewer) {
+	if !mayRevoke(pol, g, orig, viewer) && !pol.IsAuditor(viewer) {
 		return Grant{}, errorf(ErrMissing, "grant %q does not exist or is not visible to %s", id, viewer)
 	}
 	return g, nil

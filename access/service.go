@@ -190,7 +190,9 @@ func checkText(field, s string, limit int) error {
 }
 
 // Create validates a request against the policy in force and stores it. A break-glass request
-// is approved at once, its grant activated and an after-the-fact review opened.
+// is approved at once, its grant activated and an after-the-fact review opened. A requester who
+// has reached Settings.MaxPendingRequests, or takes break-glass within
+// Settings.BreakGlassCooldown of a rejected one, is refused with ErrLimited (invariant 11).
 func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	pol := s.Policy()
 	if err := policy.ValidateSubject(in.Requester); err != nil {
@@ -213,6 +215,13 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 		return Created{}, &Error{Kind: ErrInvalid, Msg: err.Error(), Cause: err}
 	}
 	ap := req.Policy
+	if in.BreakGlass && in.Beneficiary != in.Requester {
+		// Checked before request_for: no rule lets anyone take break-glass for another.
+		return Created{}, errorf(ErrForbidden, "break-glass access can only be taken for yourself, not for %q", in.Beneficiary)
+	}
+	if err := pol.MayRequestFor(req, in.Requester, in.Beneficiary); err != nil {
+		return Created{}, &Error{Kind: ErrForbidden, Msg: err.Error(), Cause: err}
+	}
 	reason := strings.TrimSpace(in.Reason)
 	if (ap.RequireReason || in.BreakGlass) && reason == "" {
 		return Created{}, errorf(ErrInvalid, "approval policy %q requires a reason; say what the access is for (--reason)", ap.Name)
@@ -222,9 +231,6 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	if in.BreakGlass {
 		if !ap.BreakGlass.Allowed {
 			return Created{}, errorf(ErrForbidden, "approval policy %q does not allow break-glass access to role %q; make a normal request", ap.Name, in.Role)
-		}
-		if in.Beneficiary != in.Requester {
-			return Created{}, errorf(ErrForbidden, "break-glass access can only be taken for yourself, not for %q", in.Beneficiary)
 		}
 		maxD = ap.BreakGlass.MaxDuration.Std()
 		if d == 0 {
@@ -247,6 +253,9 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	}
 
 	now := s.now()
+	if err := checkLimits(ctx, s.store, pol, in, now); err != nil {
+		return Created{}, limited(err)
+	}
 	r := Request{
 		ID: NewID("req"), Role: in.Role, Requester: in.Requester, Beneficiary: in.Beneficiary,
 		Reason: reason, Duration: d, State: Pending, Policy: ap.Name,
@@ -254,6 +263,9 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	}
 	var out Created
 	err = s.txn(ctx, "creating the request", func(t *txn) error {
+		if err := checkLimits(ctx, t, pol, in, now); err != nil {
+			return err
+		}
 		if err := t.record(ctx, requestEvent("request.create", ActivityCreateName, r, in.Requester,
 			fmt.Sprintf("%s requested %s for %s (%s): %s", in.Requester, in.Role, in.Beneficiary, policy.FormatDuration(d), reason),
 			map[string]any{"policy": ap.Name, "break_glass": in.BreakGlass, "policy_digest": pol.Digest})); err != nil {
@@ -265,10 +277,11 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 		}
 		r.State, r.DecidedAt, r.BreakGlass, r.PostReview = Approved, now, true, PostReviewPending
 		g := Grant{ID: NewID("grt"), RequestID: r.ID, Role: r.Role, Subject: r.Beneficiary, StartsAt: now, ExpiresAt: now.Add(d), State: GrantActive, BreakGlass: true}
+		g.pin(pol.RoleDefinition(r.Role))
 		r.GrantID = g.ID
 		if err := t.record(ctx, grantEvent("grant.break_glass", audit.SeverityHigh, g, in.Requester,
 			fmt.Sprintf("BREAK-GLASS: %s took %s until %s without approval: %s; an after-the-fact review is required", in.Requester, r.Role, g.ExpiresAt.UTC().Format(time.RFC3339), reason),
-			map[string]any{"request_id": r.ID, "policy": ap.Name, "reason": reason})); err != nil {
+			map[string]any{"request_id": r.ID, "policy": ap.Name, "reason": reason, "role_digest": g.RoleDigest})); err != nil {
 			return err
 		}
 		if err := t.saveRequest(ctx, r, true); err != nil {
@@ -325,27 +338,29 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 	var out Request
 	var lapsed error
 	err := s.txn(ctx, "recording the review", func(t *txn) error {
+		// One snapshot of the policy for the whole review, taken under the store's write lock:
+		// eligibility, the tally and activation are all judged under the same policy.
+		pol := s.Policy()
 		r, err := t.Request(ctx, in.RequestID)
 		if errors.Is(err, ErrNotFound) {
 			return errorf(ErrMissing, "request %q does not exist", in.RequestID)
 		} else if err != nil {
 			return err
 		}
-		pol := s.Policy()
 		req, err := pol.Requirement(r.Role)
 		if err != nil {
 			return &Error{Kind: ErrConflict, Msg: fmt.Sprintf("request %s can no longer be reviewed: %v", r.ID, err), Cause: err}
 		}
 		ap := req.Policy
 		if _, why := pol.EligibleSteps(ap, in.Approver, r.Requester, r.Beneficiary); why != "" {
-			if !s.CanView(r, in.Approver) {
+			if !canView(pol, r, in.Approver) {
 				return errorf(ErrMissing, "request %q does not exist or is not visible to %s", in.RequestID, in.Approver)
 			}
 			return errorf(ErrForbidden, "%s may not review request %s: %s %s under approval policy %q", in.Approver, r.ID, in.Approver, why, ap.Name)
 		}
 		now := s.now()
 		if r.BreakGlass && r.PostReview == PostReviewPending {
-			out, err = t.postReview(ctx, r, req, in, now)
+			out, err = t.postReview(ctx, pol, r, req, in, now)
 			return err
 		}
 		if r.State != Pending {
@@ -364,7 +379,7 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 			return err
 		}
 		for _, old := range reviews {
-			if old.Approver == in.Approver && old.Decision == in.Decision && old.Duration == in.Duration {
+			if old.Approver == in.Approver && old.Decision == in.Decision && old.Duration == in.Duration && old.RoleDigest == roleDigest(pol, r.Role) {
 				out = r // the same answer again: nothing changes, nothing is recorded
 				return nil
 			}
@@ -375,9 +390,9 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 			}
 		}
 		rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Duration: in.Duration, Comment: in.Comment, At: now,
-			CredentialID: in.CredentialID, SessionID: in.SessionID}
+			CredentialID: in.CredentialID, SessionID: in.SessionID, RoleDigest: roleDigest(pol, r.Role)}
 		reviews = replaceReview(reviews, rv)
-		details := map[string]any{"decision": string(in.Decision), "comment": in.Comment}
+		details := map[string]any{"decision": string(in.Decision), "comment": in.Comment, "role_digest": rv.RoleDigest}
 		addCredential(details, in)
 		if in.Duration != 0 {
 			details["duration"] = policy.FormatDuration(in.Duration)
@@ -390,7 +405,7 @@ func (s *Service) Review(ctx context.Context, in ReviewInput) (Request, error) {
 		if err := t.PutReview(ctx, rv); err != nil {
 			return err
 		}
-		out, err = t.settle(ctx, r, ap, reviews, now)
+		out, err = t.settle(ctx, pol, req, r, reviews, now)
 		return err
 	})
 	if err != nil {
@@ -430,11 +445,13 @@ func replaceReview(reviews []Review, rv Review) []Review {
 	return append(reviews, rv)
 }
 
-// settle decides a pending request from its reviews: denied, approved (grant activated) or still
-// pending. It is the only place a normal grant is activated.
-func (t *txn) settle(ctx context.Context, r Request, ap *policy.ApprovalPolicy, reviews []Review, now time.Time) (Request, error) {
-	pol := t.svc.Policy()
-	approvers, deniers, d := countReviews(pol, ap, r, reviews)
+// settle decides a pending request from its reviews, under pol and the requirement req it gives
+// the request's role: denied, approved (grant activated) or still pending. It is the only place
+// a normal grant is activated.
+func (t *txn) settle(ctx context.Context, pol *policy.Policy, req *policy.Requirement, r Request, reviews []Review, now time.Time) (Request, error) {
+	ap := req.Policy
+	def := pol.RoleDefinition(r.Role)
+	approvers, deniers, d, _ := countReviews(pol, ap, r, reviews, pol.RoleDigest(r.Role))
 	if deniers >= ap.DenyCount {
 		r.State, r.DecidedAt = Denied, now
 		if err := t.record(ctx, requestEvent("request.denied", ActivityUpdateName, r, audit.SystemActor,
@@ -448,10 +465,13 @@ func (t *txn) settle(ctx context.Context, r Request, ap *policy.ApprovalPolicy, 
 		return r, t.saveRequest(ctx, r, false)
 	}
 	d = min(d, r.Duration, ap.MaxDuration.Std())
-	req, _ := pol.Requirement(r.Role)
 	facts := pol.Facts(req, r.Requester, r.Beneficiary, r.Reason, false, r.RenewalOf != "")
 	facts.Duration = d
-	if err := ap.CheckConditions(facts); err != nil {
+	err := pol.MayRequestFor(req, r.Requester, r.Beneficiary)
+	if err == nil {
+		err = ap.CheckConditions(facts)
+	}
+	if err != nil {
 		// The policy changed since the request was made; it no longer allows it.
 		r.State, r.DecidedAt = Denied, now
 		if err := t.record(ctx, requestEvent("request.denied", ActivityUpdateName, r, audit.SystemActor,
@@ -460,7 +480,7 @@ func (t *txn) settle(ctx context.Context, r Request, ap *policy.ApprovalPolicy, 
 		}
 		return r, t.saveRequest(ctx, r, false)
 	}
-	g, renewed, err := t.activate(ctx, r, d, now)
+	g, renewed, err := t.activate(ctx, r, def, d, now)
 	if err != nil {
 		return r, err
 	}
@@ -470,7 +490,7 @@ func (t *txn) settle(ctx context.Context, r Request, ap *policy.ApprovalPolicy, 
 	}
 	r.State, r.DecidedAt, r.GrantID = Approved, now, g.ID
 	if err := t.record(ctx, grantEvent(code, audit.SeverityInformational, g, audit.SystemActor, msg,
-		map[string]any{"request_id": r.ID, "approvers": approvers, "policy": ap.Name, "tally": tally})); err != nil {
+		map[string]any{"request_id": r.ID, "approvers": approvers, "policy": ap.Name, "tally": tally, "role_digest": g.RoleDigest})); err != nil {
 		return r, err
 	}
 	if err := t.saveRequest(ctx, r, false); err != nil {
@@ -479,10 +499,11 @@ func (t *txn) settle(ctx context.Context, r Request, ap *policy.ApprovalPolicy, 
 	return r, t.saveGrant(ctx, g, !renewed)
 }
 
-// activate builds the grant for an approved request. The clock starts now, at activation. A
-// renewal approved while the old grant is still active extends it without a gap (and never
-// shortens it); otherwise a new grant starts.
-func (t *txn) activate(ctx context.Context, r Request, d time.Duration, now time.Time) (Grant, bool, error) {
+// activate builds the grant for an approved request, pinned to def, the definition of its role
+// the approvals were for. The clock starts now, at activation. A renewal approved while the old
+// grant is still active extends it without a gap (and never shortens it) and re-pins it: the
+// renewal's approvers approved the role as it is now. Otherwise a new grant starts.
+func (t *txn) activate(ctx context.Context, r Request, def *policy.RoleDefinition, d time.Duration, now time.Time) (Grant, bool, error) {
 	if r.RenewalOf != "" {
 		old, err := t.Grant(ctx, r.RenewalOf)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -490,11 +511,17 @@ func (t *txn) activate(ctx context.Context, r Request, d time.Duration, now time
 		}
 		if err == nil && old.ActiveAt(now) {
 			old.ExpiresAt = maxTime(old.ExpiresAt, now.Add(d))
+			old.pin(def)
 			return old, true, nil
 		}
 	}
-	return Grant{ID: NewID("grt"), RequestID: r.ID, Role: r.Role, Subject: r.Beneficiary, StartsAt: now, ExpiresAt: now.Add(d), State: GrantActive}, false, nil
+	g := Grant{ID: NewID("grt"), RequestID: r.ID, Role: r.Role, Subject: r.Beneficiary, StartsAt: now, ExpiresAt: now.Add(d), State: GrantActive}
+	g.pin(def)
+	return g, false, nil
 }
+
+// roleDigest is the digest of role's definition under pol ("" for a role not in it).
+func roleDigest(pol *policy.Policy, role string) string { return pol.RoleDigest(role) }
 
 func maxTime(a, b time.Time) time.Time {
 	if a.After(b) {
@@ -504,8 +531,10 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 // countReviews returns the eligible approvers, the number of eligible deniers, and the
-// shortest duration any eligible approver set (or the requested one).
-func countReviews(pol *policy.Policy, ap *policy.ApprovalPolicy, r Request, reviews []Review) (approvers []string, deniers int, d time.Duration) {
+// shortest duration any eligible approver set (or the requested one). When digest is set, an
+// approval made for another definition of the role does not count (invariant 9: a broadened
+// role needs new approvals); those approvers are returned as stale. Denials always count.
+func countReviews(pol *policy.Policy, ap *policy.ApprovalPolicy, r Request, reviews []Review, digest string) (approvers []string, deniers int, d time.Duration, stale []string) {
 	d = r.Duration
 	for _, rv := range reviews {
 		if !pol.CanApproveAny(ap, rv.Approver, r.Requester, r.Beneficiary) {
@@ -513,6 +542,10 @@ func countReviews(pol *policy.Policy, ap *policy.ApprovalPolicy, r Request, revi
 		}
 		switch rv.Decision {
 		case Approve:
+			if digest != "" && rv.RoleDigest != "" && rv.RoleDigest != digest {
+				stale = append(stale, rv.Approver)
+				continue
+			}
 			approvers = append(approvers, rv.Approver)
 			if rv.Duration > 0 {
 				d = min(d, rv.Duration)
@@ -521,14 +554,14 @@ func countReviews(pol *policy.Policy, ap *policy.ApprovalPolicy, r Request, revi
 			deniers++
 		}
 	}
-	return approvers, deniers, d
+	return approvers, deniers, d, stale
 }
 
 // postReview handles the after-the-fact review of a break-glass request: approvals count like a
 // normal request and accept it; deny_count denials reject it and revoke the grant at once.
 // Accepting needs the same step-up as approving: it closes the review of access taken without
 // one, which is what a thief of an approver's session would want done.
-func (t *txn) postReview(ctx context.Context, r Request, req *policy.Requirement, in ReviewInput, now time.Time) (Request, error) {
+func (t *txn) postReview(ctx context.Context, pol *policy.Policy, r Request, req *policy.Requirement, in ReviewInput, now time.Time) (Request, error) {
 	ap := req.Policy
 	reviews, err := t.Reviews(ctx, r.ID)
 	if err != nil {
@@ -545,7 +578,7 @@ func (t *txn) postReview(ctx context.Context, r Request, req *policy.Requirement
 		}
 	}
 	rv := Review{RequestID: r.ID, Approver: in.Approver, Decision: in.Decision, Comment: in.Comment, At: now,
-		CredentialID: in.CredentialID, SessionID: in.SessionID}
+		CredentialID: in.CredentialID, SessionID: in.SessionID, RoleDigest: roleDigest(pol, r.Role)}
 	reviews = replaceReview(reviews, rv)
 	details := map[string]any{"comment": in.Comment}
 	addCredential(details, in)
@@ -557,8 +590,9 @@ func (t *txn) postReview(ctx context.Context, r Request, req *policy.Requirement
 	if err := t.PutReview(ctx, rv); err != nil {
 		return r, err
 	}
-	pol := t.svc.Policy()
-	approvers, deniers, _ := countReviews(pol, ap, r, reviews)
+	// The after-the-fact review judges the use of a grant already pinned at break-glass time:
+	// approvals count whatever definition the role has had since.
+	approvers, deniers, _, _ := countReviews(pol, ap, r, reviews, "")
 	switch {
 	case deniers >= ap.DenyCount:
 		r.PostReview = PostReviewRejected
@@ -567,6 +601,9 @@ func (t *txn) postReview(ctx context.Context, r Request, req *policy.Requirement
 			return r, err
 		}
 		if err := t.saveRequest(ctx, r, false); err != nil {
+			return r, err
+		}
+		if err := t.recordRejection(ctx, r, now); err != nil {
 			return r, err
 		}
 		g, err := t.Grant(ctx, r.GrantID)
@@ -607,7 +644,7 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (Request, error)
 			return err
 		}
 		if r.Requester != actor {
-			if !s.CanView(r, actor) {
+			if !s.CanView(r, actor) { // the one policy read of a cancellation
 				return errorf(ErrMissing, "request %q does not exist or is not visible to %s", id, actor)
 			}
 			return errorf(ErrForbidden, "only the requester (%s) can cancel request %s", r.Requester, id)
@@ -628,6 +665,7 @@ func (s *Service) Cancel(ctx context.Context, id, actor string) (Request, error)
 // Renew asks to extend a grant. It is a new request under the policy in force now, which must
 // allow renewal; approved before the grant expires, it extends the grant without a gap.
 func (s *Service) Renew(ctx context.Context, grantID, actor string, d time.Duration, reason string) (Request, error) {
+	pol := s.Policy()
 	g, err := s.store.Grant(ctx, grantID)
 	if errors.Is(err, ErrNotFound) {
 		return Request{}, errorf(ErrMissing, "grant %q does not exist", grantID)
@@ -639,7 +677,7 @@ func (s *Service) Renew(ctx context.Context, grantID, actor string, d time.Durat
 		return Request{}, unavailable("reading the grant's request", err)
 	}
 	if actor != g.Subject && actor != orig.Requester {
-		if !s.mayRevoke(g, orig, actor) && !s.Policy().IsAuditor(actor) {
+		if !mayRevoke(pol, g, orig, actor) && !pol.IsAuditor(actor) {
 			return Request{}, errorf(ErrMissing, "grant %q does not exist or is not visible to %s", grantID, actor)
 		}
 		return Request{}, errorf(ErrForbidden, "only the grant's subject (%s) or its requester can renew grant %s", g.Subject, grantID)
@@ -647,7 +685,6 @@ func (s *Service) Renew(ctx context.Context, grantID, actor string, d time.Durat
 	if g.State == GrantRevoked {
 		return Request{}, errorf(ErrConflict, "grant %s was revoked; it cannot be renewed, make a new request", grantID)
 	}
-	pol := s.Policy()
 	req, err := pol.Requirement(g.Role)
 	if err != nil {
 		return Request{}, &Error{Kind: ErrConflict, Msg: err.Error(), Cause: err}
@@ -658,16 +695,20 @@ func (s *Service) Renew(ctx context.Context, grantID, actor string, d time.Durat
 	if reason == "" {
 		reason = orig.Reason
 	}
-	c, err := s.createRenewal(ctx, CreateInput{Requester: actor, Role: g.Role, Beneficiary: g.Subject, Reason: reason, Duration: d}, grantID)
-	return c, err
+	return s.createRenewal(ctx, pol, req, CreateInput{Requester: actor, Role: g.Role, Beneficiary: g.Subject, Reason: reason, Duration: d}, grantID)
 }
 
-func (s *Service) createRenewal(ctx context.Context, in CreateInput, grantID string) (Request, error) {
-	pol := s.Policy()
+// createRenewal files the renewal request in, under pol and the requirement req it gives the
+// role (both from the caller's one snapshot).
+func (s *Service) createRenewal(ctx context.Context, pol *policy.Policy, req *policy.Requirement, in CreateInput, grantID string) (Request, error) {
 	if err := checkText("reason", in.Reason, MaxReasonLen); err != nil {
 		return Request{}, err
 	}
-	req, _ := pol.Requirement(in.Role)
+	// A renewal is a new request by actor for the grant's subject, under the policy in force:
+	// the original requester may renew for someone else only while request_for still allows.
+	if err := pol.MayRequestFor(req, in.Requester, in.Beneficiary); err != nil {
+		return Request{}, &Error{Kind: ErrForbidden, Msg: err.Error(), Cause: err}
+	}
 	ap := req.Policy
 	d := in.Duration
 	if d == 0 {
@@ -682,9 +723,15 @@ func (s *Service) createRenewal(ctx context.Context, in CreateInput, grantID str
 		return Request{}, &Error{Kind: ErrForbidden, Msg: err.Error(), Cause: err}
 	}
 	now := s.now()
+	if err := checkPending(ctx, s.store, pol, in.Requester, now); err != nil {
+		return Request{}, limited(err)
+	}
 	r := Request{ID: NewID("req"), Role: in.Role, Requester: in.Requester, Beneficiary: in.Beneficiary, Reason: in.Reason,
 		Duration: d, State: Pending, Policy: ap.Name, CreatedAt: now, ExpiresAt: now.Add(ap.RequestTTL.Std()), RenewalOf: grantID}
 	err := s.txn(ctx, "creating the renewal request", func(t *txn) error {
+		if err := checkPending(ctx, t, pol, in.Requester, now); err != nil {
+			return err
+		}
 		// The grant may have been revoked since Renew read it; check again under the lock.
 		if g, err := t.Grant(ctx, grantID); err != nil {
 			return err
@@ -710,6 +757,7 @@ func (s *Service) Revoke(ctx context.Context, grantID, actor, reason string) (Gr
 	}
 	var out Grant
 	err := s.txn(ctx, "revoking the grant", func(t *txn) error {
+		pol := s.Policy()
 		g, err := t.Grant(ctx, grantID)
 		if errors.Is(err, ErrNotFound) {
 			return errorf(ErrMissing, "grant %q does not exist", grantID)
@@ -720,8 +768,8 @@ func (s *Service) Revoke(ctx context.Context, grantID, actor, reason string) (Gr
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if !s.mayRevoke(g, orig, actor) {
-			if !s.Policy().IsAuditor(actor) {
+		if !mayRevoke(pol, g, orig, actor) {
+			if !pol.IsAuditor(actor) {
 				return errorf(ErrMissing, "grant %q does not exist or is not visible to %s", grantID, actor)
 			}
 			return errorf(ErrForbidden, "%s may not revoke grant %s: only its subject, its requester, an eligible approver of %s or an admin may", actor, grantID, g.Role)
@@ -740,8 +788,8 @@ func (s *Service) Revoke(ctx context.Context, grantID, actor, reason string) (Gr
 	return out, err
 }
 
-func (s *Service) mayRevoke(g Grant, orig Request, actor string) bool {
-	pol := s.Policy()
+// mayRevoke reports whether actor may revoke g (requested by orig) under pol.
+func mayRevoke(pol *policy.Policy, g Grant, orig Request, actor string) bool {
 	if actor == g.Subject || actor == orig.Requester || pol.IsAdmin(actor) {
 		return true
 	}
@@ -831,31 +879,4 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// LoadPolicy makes pol the policy in force. If its digest differs from the last one recorded, a
-// policy.load entry is appended first; if that fails, the old policy stays in force.
-func (s *Service) LoadPolicy(ctx context.Context, pol *policy.Policy, actor, origin string) error {
-	err := s.txn(ctx, "recording the policy load", func(t *txn) error {
-		last, err := t.Meta(ctx, "policy_digest")
-		if err != nil {
-			return err
-		}
-		if last == pol.Digest {
-			return nil
-		}
-		if err := t.record(ctx, audit.Event{Code: "policy.load", Class: audit.ClassEntityManagement, Activity: audit.ActivityUpdate,
-			ActivityName: "Update", Severity: audit.SeverityLow, Actor: actor,
-			Message: fmt.Sprintf("policy %s loaded from %s", pol.Digest[:12], origin),
-			Details: map[string]any{"digest": pol.Digest, "previous_digest": last, "origin": origin,
-				"roles": len(pol.Roles()), "resources": len(pol.Resources()), "approval_policies": len(pol.ApprovalPolicies())}}); err != nil {
-			return err
-		}
-		return t.SetMeta(ctx, "policy_digest", pol.Digest)
-	})
-	if err != nil {
-		return err
-	}
-	s.pol.Store(pol)
-	return nil
 }

@@ -157,6 +157,16 @@ func TestDevLoginOnlyInDevMode(t *testing.T) {
 	if status != http.StatusBadRequest || !strings.Contains(errMsg(m), "not a user of the loaded policy") {
 		t.Fatalf("dev login for a stranger: %d %v", status, m)
 	}
+	// "rampart" is the ledger's name for the system itself (audit.SystemActor): nobody signs in
+	// as it, whatever the policy says.
+	before := d.ledgerSize()
+	status, m = d.raw("POST", "/v1/dev/login", "", "application/json", []byte(`{"user":"rampart"}`))
+	if status != http.StatusBadRequest || !strings.Contains(errMsg(m), `"rampart" is reserved`) {
+		t.Fatalf("dev login as the system actor: %d %v", status, m)
+	}
+	if d.ledgerSize() != before {
+		t.Fatal("a refused dev login wrote to the ledger")
+	}
 }
 
 func TestAuthentication(t *testing.T) {
@@ -405,11 +415,27 @@ func TestWritesDoNotRevealExistence(t *testing.T) {
 			t.Errorf("%s by an outsider: %v, want 404", name, err)
 		}
 	}
-	if _, err := r.client("alice").Explain(ctx, "bob", "weights-reader-frontier-7"); !api.IsStatus(err, 403) {
+	if _, err := r.client("alice").Explain(ctx, "bob", "", "weights-reader-frontier-7"); !api.IsStatus(err, 403) {
 		t.Fatalf("alice explained bob's access: %v", err)
 	}
-	if _, err := r.client("erin").Explain(ctx, "bob", "weights-reader-frontier-7"); err != nil {
+	if _, err := r.client("erin").Explain(ctx, "bob", "", "weights-reader-frontier-7"); err != nil {
 		t.Fatalf("auditor explain: %v", err)
+	}
+	// A request for someone else: explained to whoever may file it, and to admins and
+	// auditors; to others it would show the beneficiary's groups.
+	if _, err := r.client("alice").Explain(ctx, "alice", "bob", "weights-reader-frontier-7"); !api.IsStatus(err, 403) || !strings.Contains(err.Error(), "request_for") {
+		t.Fatalf("alice explained a request for bob: %v", err)
+	}
+	if e, err := r.client("alice").Explain(ctx, "alice", "k8s:dev/research/evaluator", "weights-reader-frontier-7"); err != nil || !e.MayFile || !e.Satisfiable || e.Beneficiary != "k8s:dev/research/evaluator" {
+		t.Fatalf("alice explains a request for her workload: %+v %v", e, err)
+	}
+	if e, err := r.client("erin").Explain(ctx, "alice", "bob", "weights-reader-frontier-7"); err != nil || e.MayFile || e.Satisfiable {
+		t.Fatalf("the auditor explains alice's request for bob: %+v %v", e, err)
+	}
+	// The workflow agrees: filing it is refused with the same reason.
+	if _, err := r.client("alice").CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Beneficiary: "bob", Reason: "pairing"}); !api.IsStatus(err, 403) ||
+		!strings.Contains(err.Error(), `no request_for rule of approval policy "critical-weights" lets alice file for bob`) {
+		t.Fatalf("alice files for bob: %v", err)
 	}
 }
 

@@ -150,10 +150,15 @@ func (c *Client) Roles(ctx context.Context) ([]RoleInfo, error) {
 	return out.Roles, err
 }
 
-// Explain is a dry run of the policy.
-func (c *Client) Explain(ctx context.Context, requester, role string) (policy.Explanation, error) {
+// Explain is a dry run of the policy for a request by requester for beneficiary ("": the
+// requester).
+func (c *Client) Explain(ctx context.Context, requester, beneficiary, role string) (policy.Explanation, error) {
 	var out policy.Explanation
-	err := c.do(ctx, "GET", "/v1/policy/explain", url.Values{"requester": {requester}, "role": {role}}, nil, &out)
+	q := url.Values{"requester": {requester}, "role": {role}}
+	if beneficiary != "" {
+		q.Set("beneficiary", beneficiary)
+	}
+	err := c.do(ctx, "GET", "/v1/policy/explain", q, nil, &out)
 	return out, err
 }
 

@@ -44,6 +44,9 @@ const (
 	CodeTooLarge         = "too_large"
 	CodeUnsupported      = "unsupported_media_type"
 	CodeUnavailable      = "unavailable"
+	// CodeRateLimited: the caller reached a bound on what one person may make Rampart write
+	// (429), such as the pending requests a person may have; the message says how to go on.
+	CodeRateLimited = "rate_limited"
 	// CodeStepUpRequired: approving needs a recent multi-factor sign-in (401 with an RFC 9470
 	// WWW-Authenticate challenge).
 	CodeStepUpRequired = "step_up_required"
@@ -81,6 +84,8 @@ func toError(err error) *Error {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: msg}
 	case errors.Is(err, access.ErrConflict):
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: msg}
+	case errors.Is(err, access.ErrLimited):
+		return &Error{Status: http.StatusTooManyRequests, Code: CodeRateLimited, Message: msg}
 	case errors.Is(err, access.ErrUnavailable):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: msg}
 	case errors.Is(err, identity.ErrUnauthenticated):

@@ -40,7 +40,11 @@ func (s *Server) devLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	pol := s.access.Policy()
 	if err := policy.ValidateSubject(b.User); err != nil || policy.SubjectKind(b.User) != policy.KindUser {
-		s.fail(w, r, errInvalid("field \"user\": %q is not a user name", b.User))
+		why := "it names a machine"
+		if err != nil {
+			why = err.Error()
+		}
+		s.fail(w, r, errInvalid("field \"user\": %q is not a user name: %s", b.User, why))
 		return
 	}
 	if len(pol.GroupsOf(b.User)) == 0 {

@@ -1148,7 +1148,7 @@ func TestOpenAPIErrorCodes(t *testing.T) {
 
 // oaFill sets every exported field of v to a non-zero value, so that omitempty fields appear.
 func oaFill(v reflect.Value, depth int) {
-	if depth > 8 {
+	if depth > 12 {
 		return
 	}
 	switch v.Kind() {
@@ -1180,6 +1180,13 @@ func oaFill(v reflect.Value, depth int) {
 		p := reflect.New(v.Type().Elem())
 		oaFill(p.Elem(), depth+1)
 		v.Set(p)
+	case reflect.Map:
+		m := reflect.MakeMap(v.Type())
+		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+		oaFill(k, depth+1)
+		oaFill(e, depth+1)
+		m.SetMapIndex(k, e)
+		v.Set(m)
 	}
 }
 
@@ -1310,7 +1317,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	// Types the server writes: required must match the zero value's keys.
 	responses := map[string]any{
 		"ErrorDetail": Error{}, "Whoami": Whoami{}, "ResourceInfo": ResourceInfo{}, "RoleInfo": RoleInfo{},
-		"Rule": policy.Rule{}, "TokenResponse": TokenResponse{}, "DevLoginResponse": DevLoginResponse{}, "Created": Created{}, "RequestList": RequestList{},
+		"Rule": policy.Rule{}, "RoleDefinition": policy.RoleDefinition{}, "RoleKubernetes": policy.RoleKubernetes{}, "RBACRule": policy.RBACRule{},
+		"TokenResponse": TokenResponse{}, "DevLoginResponse": DevLoginResponse{}, "Created": Created{}, "RequestList": RequestList{},
 		"GrantList": GrantList{}, "LedgerKey": LedgerKey{}, "CheckpointResponse": CheckpointResponse{}, "Cosignature": audit.Cosignature{},
 		"ProofResponse": ProofResponse{}, "Request": access.Request{}, "Review": access.Review{}, "Grant": access.Grant{},
 		"View": access.View{}, "Tally": policy.Tally{}, "StepTally": policy.StepTally{}, "Ignored": policy.Ignored{},

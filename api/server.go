@@ -350,12 +350,15 @@ type RoleInfo struct {
 	Policy    string `json:"approval_policy"`
 	Approvals int    `json:"approvals"`
 	MaxDur    string `json:"max_duration,omitempty"`
+	// Digest is the digest of the role's current definition; a grant whose role_digest differs
+	// was approved for another one (it keeps only what both allow).
+	Digest string `json:"digest"`
 }
 
 func (s *Server) roles(w http.ResponseWriter, r *http.Request, c caller) error {
 	out := []RoleInfo{}
 	for _, role := range c.pol.Roles() {
-		ri := RoleInfo{Name: role.Name, Description: role.Description, Rules: role.Rules, Resources: []string{}}
+		ri := RoleInfo{Name: role.Name, Description: role.Description, Rules: role.Rules, Resources: []string{}, Digest: c.pol.RoleDigest(role.Name)}
 		for _, res := range c.pol.RoleResources(role.Name) {
 			ri.Resources = append(ri.Resources, res.Name)
 		}
@@ -377,13 +380,23 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request, c caller) error
 	if requester != c.Subject && !c.admin() && !c.auditor() {
 		return errForbidden("explaining another requester's access shows group memberships; only admins and auditors may (use `rampart policy explain --policy DIR` on the policy repository)")
 	}
+	beneficiary := q.Get("beneficiary")
+	if beneficiary == "" {
+		beneficiary = requester
+	}
 	role := q.Get("role")
 	if role == "" {
 		return errInvalid("query parameter \"role\" is required")
 	}
-	e, err := c.pol.Explain(requester, role)
+	e, err := c.pol.Explain(requester, beneficiary, role)
 	if err != nil {
 		return errInvalid("%v", err)
+	}
+	// A request for someone else shows who is tied to them by a group: the caller sees that
+	// for a beneficiary they may file for (they would see it by filing), admins and auditors
+	// for anyone.
+	if beneficiary != c.Subject && !e.MayFile && !c.admin() && !c.auditor() {
+		return errForbidden("explaining a request for %s shows their group memberships; only admins, auditors and people the policy lets file requests for them (request_for) may", beneficiary)
 	}
 	writeJSON(w, 200, e)
 	return nil

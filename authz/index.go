@@ -5,8 +5,9 @@
 // the clock, whatever the sweeper has or has not done yet), invariant 8 (a disabled person is
 // denied everything, on every replica within the sync interval) and invariant 6 (fail closed: until
 // the index has loaded, and whenever it has not heard from the store for longer than its
-// staleness bound, every decision denies and says why). Resources that are not in the policy
-// catalogue are never allowed.
+// staleness bound, every decision denies and says why) and invariant 9 (a grant allows only
+// what both the role definition it was approved for and the role's current definition allow:
+// GrantAllows). Resources that are not in the policy catalogue are never allowed.
 //
 // The index is updated in the same process on every commit (access.Service listeners) and
 // synchronised from the store on an interval, which picks up changes made by other replicas.
@@ -67,6 +68,7 @@ type entry struct {
 	active            bool
 	version           int64
 	allowReason       string
+	def               *policy.RoleDefinition // what the grant was approved for (nil: not pinned yet)
 }
 
 // Index answers Check. It is safe for concurrent use.
@@ -183,7 +185,7 @@ func (ix *Index) load(ctx context.Context) error {
 
 func newEntry(g access.Grant) *entry {
 	return &entry{id: g.ID, role: g.Role, subject: g.Subject, starts: g.StartsAt, expires: g.ExpiresAt,
-		active: g.State == access.GrantActive, version: g.Version,
+		active: g.State == access.GrantActive, version: g.Version, def: g.Definition,
 		allowReason: "allowed by grant " + g.ID + " of role " + g.Role}
 }
 
@@ -375,6 +377,13 @@ func RoleAllows(pol *policy.Policy, role, action, resource string) bool {
 	return pol.Allows(role, action, resource)
 }
 
+// GrantAllows is the rule for a grant of role approved for def: RoleAllows under the current
+// policy, and def allows it too (policy.AllowsPinned). A broadened role reaches only grants
+// approved after the change; a narrowed one narrows every grant at once (invariant 9).
+func GrantAllows(pol *policy.Policy, def *policy.RoleDefinition, role, action, resource string) bool {
+	return RoleAllows(pol, role, action, resource) && (def == nil || def.Allows(action, resource))
+}
+
 func (ix *Index) checkLocked(pol *policy.Policy, q Query, now time.Time) Decision {
 	if err := ix.health(ix.loadErr, now); err != nil {
 		return Decision{Reason: "denied: failing closed because the " + err.Error(), Unavailable: true}
@@ -391,9 +400,12 @@ func (ix *Index) checkLocked(pol *policy.Policy, q Query, now time.Time) Decisio
 			return Decision{Allowed: true, Reason: "allowed by standing binding " + st.Binding + " of role " + st.Role, Binding: st.Binding, Role: st.Role}
 		}
 	}
-	var best, lapsed *entry
+	var best, lapsed, narrower *entry
 	for _, e := range ix.bySubject[q.Subject] {
-		if !RoleAllows(pol, e.role, q.Action, q.Resource) {
+		if !GrantAllows(pol, e.def, e.role, q.Action, q.Resource) {
+			if narrower == nil && RoleAllows(pol, e.role, q.Action, q.Resource) && e.active && !now.Before(e.starts) && now.Before(e.expires) {
+				narrower = e
+			}
 			continue
 		}
 		if !now.Before(e.expires) || now.Before(e.starts) {
@@ -412,6 +424,10 @@ func (ix *Index) checkLocked(pol *policy.Policy, q Query, now time.Time) Decisio
 	if lapsed != nil {
 		return Decision{Reason: fmt.Sprintf("denied: grant %s of role %s expired at %s", lapsed.id, lapsed.role, lapsed.expires.UTC().Format(time.RFC3339)),
 			GrantID: lapsed.id, Role: lapsed.role, ExpiresAt: lapsed.expires}
+	}
+	if narrower != nil {
+		return Decision{Reason: fmt.Sprintf("denied: grant %s was approved for a definition of role %s that did not give %s on %s; the role was broadened since, and a broader role needs a new approval: renew the grant (rampart grant renew %s)",
+			narrower.id, narrower.role, q.Action, q.Resource, narrower.id), GrantID: narrower.id, Role: narrower.role}
 	}
 	return Decision{Reason: denyReason(pol, q)}
 }
@@ -462,6 +478,8 @@ func (ix *Index) Stats() Stats {
 type GrantInfo struct {
 	ID, Role, Subject   string
 	StartsAt, ExpiresAt time.Time
+	// Definition is the role definition the grant was approved for (nil: not pinned yet).
+	Definition *policy.RoleDefinition
 }
 
 // ActiveGrants returns the grants in force now, sorted by id, for enforcement points that
@@ -481,7 +499,7 @@ func (ix *Index) ActiveGrants() ([]GrantInfo, error) {
 		}
 		for _, e := range list {
 			if e.active && !now.Before(e.starts) && now.Before(e.expires) {
-				out = append(out, GrantInfo{ID: e.id, Role: e.role, Subject: e.subject, StartsAt: e.starts, ExpiresAt: e.expires})
+				out = append(out, GrantInfo{ID: e.id, Role: e.role, Subject: e.subject, StartsAt: e.starts, ExpiresAt: e.expires, Definition: e.def})
 			}
 		}
 	}

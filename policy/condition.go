@@ -22,6 +22,8 @@ type RequestFacts struct {
 	Renewal         bool
 	Resources       []string
 	RequesterGroups []string
+	// BeneficiaryGroups are the beneficiary's groups (for a machine, its own).
+	BeneficiaryGroups []string
 	// Sensitivity is the highest tier among Resources.
 	Sensitivity Sensitivity
 }
@@ -52,6 +54,7 @@ func conditionEnv() (*cel.Env, error) {
 			cel.Variable("request.renewal", cel.BoolType),
 			cel.Variable("request.resources", cel.ListType(cel.StringType)),
 			cel.Variable("request.requester_groups", cel.ListType(cel.StringType)),
+			cel.Variable("request.beneficiary_groups", cel.ListType(cel.StringType)),
 			cel.Variable("request.sensitivity", cel.StringType),
 		)
 	})
@@ -104,16 +107,17 @@ func (ap *ApprovalPolicy) CheckConditions(f RequestFacts) error {
 		return nil
 	}
 	vars := map[string]any{
-		"request.requester":        f.Requester,
-		"request.beneficiary":      f.Beneficiary,
-		"request.role":             f.Role,
-		"request.reason":           f.Reason,
-		"request.duration":         f.Duration,
-		"request.break_glass":      f.BreakGlass,
-		"request.renewal":          f.Renewal,
-		"request.resources":        nonNil(f.Resources),
-		"request.requester_groups": nonNil(f.RequesterGroups),
-		"request.sensitivity":      f.Sensitivity.String(),
+		"request.requester":          f.Requester,
+		"request.beneficiary":        f.Beneficiary,
+		"request.role":               f.Role,
+		"request.reason":             f.Reason,
+		"request.duration":           f.Duration,
+		"request.break_glass":        f.BreakGlass,
+		"request.renewal":            f.Renewal,
+		"request.resources":          nonNil(f.Resources),
+		"request.requester_groups":   nonNil(f.RequesterGroups),
+		"request.beneficiary_groups": nonNil(f.BeneficiaryGroups),
+		"request.sensitivity":        f.Sensitivity.String(),
 	}
 	for _, c := range ap.Conditions {
 		out, _, err := c.program.Eval(vars)

@@ -14,9 +14,9 @@ import (
 // ClusterRole it manages with Rules, in each of Namespaces (RoleBindings), or cluster-wide (a
 // ClusterRoleBinding) when Namespaces is empty.
 type RoleKubernetes struct {
-	ClusterRole string     `yaml:"cluster_role"`
-	Rules       []RBACRule `yaml:"rules"`
-	Namespaces  []string   `yaml:"namespaces"`
+	ClusterRole string     `yaml:"cluster_role" json:"cluster_role,omitempty"`
+	Rules       []RBACRule `yaml:"rules" json:"rules,omitempty"`
+	Namespaces  []string   `yaml:"namespaces" json:"namespaces,omitempty"`
 }
 
 // ResourceKubernetes names the objects of one namespace that hold a resource: a pod mounting
@@ -32,10 +32,10 @@ type ResourceKubernetes struct {
 
 // RBACRule is a Kubernetes PolicyRule.
 type RBACRule struct {
-	APIGroups     []string `yaml:"api_groups"`
-	Resources     []string `yaml:"resources"`
-	Verbs         []string `yaml:"verbs"`
-	ResourceNames []string `yaml:"resource_names"`
+	APIGroups     []string `yaml:"api_groups" json:"api_groups,omitempty"`
+	Resources     []string `yaml:"resources" json:"resources"`
+	Verbs         []string `yaml:"verbs" json:"verbs"`
+	ResourceNames []string `yaml:"resource_names" json:"resource_names,omitempty"`
 }
 
 // KubernetesSettings configures enforcement in clusters.

@@ -177,8 +177,15 @@ func SubjectKind(s string) string {
 	}
 }
 
-// ValidateSubject checks a subject: a user name (lowercase letters, digits and . _ @ + -),
-// "k8s:<cluster>/<namespace>/<serviceaccount>" or "service:<name>".
+// ReservedUser is the name the ledger gives Rampart itself (audit.SystemActor: expiry, the
+// settling of a quorum, checkpoints). No person may be named so, or their actions would read
+// in the ledger as the system's, and the system's as theirs.
+const ReservedUser = "rampart"
+
+// ValidateSubject checks a subject: a user name (lowercase letters, digits and . _ @ + -, and
+// not the reserved "rampart"), "k8s:<cluster>/<namespace>/<serviceaccount>" or "service:<name>".
+// Every path by which a user name enters Rampart (policy group members and bindings, the dev
+// login, OpenID Connect sign-in, API tokens, requests) goes through it.
 func ValidateSubject(s string) error {
 	if s == "" {
 		return errors.New("subject is empty")
@@ -213,6 +220,9 @@ func ValidateSubject(s string) error {
 			continue
 		}
 		return fmt.Errorf("user name %q has %s; use lowercase letters, digits and . _ @ + -", s, charAt(s, i))
+	}
+	if s == ReservedUser {
+		return fmt.Errorf("user name %q is reserved: the ledger names Rampart itself so; give the person another name (e.g. at the identity provider's username claim)", s)
 	}
 	return nil
 }

@@ -108,6 +108,7 @@ func Parse(files []File) (*Policy, error) {
 		approvals: map[string]*ApprovalPolicy{},
 		bindings:  map[string]*StandingBinding{},
 		egress:    map[string]*EgressPolicy{},
+		workloads: map[string]*Workload{},
 	}
 	var docs []*strictyaml.Document
 	var errs strictyaml.Errors
@@ -197,6 +198,8 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 		declare(doc, spec, h.Kind, name, ValidateName, p.bindings, &StandingBinding{Name: name, src: src})
 	case "EgressPolicy":
 		declare(doc, spec, h.Kind, name, ValidateName, p.egress, &EgressPolicy{Name: name, src: src})
+	case "Workload":
+		declare(doc, spec, h.Kind, name, ValidateName, p.workloads, &Workload{Name: name, src: src})
 	case "Settings":
 		s := &Settings{Name: name, src: src}
 		doc.Decode("spec", spec, s)
@@ -206,9 +209,9 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 		}
 		p.settings = s
 	case "":
-		doc.Errorf("kind", "document has no kind; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Settings")
+		doc.Errorf("kind", "document has no kind; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Settings")
 	default:
-		doc.Errorf("kind", "unknown kind %q; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Settings", h.Kind)
+		doc.Errorf("kind", "unknown kind %q; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Settings", h.Kind)
 	}
 }
 
@@ -255,6 +258,9 @@ func (p *Policy) validate() {
 	for _, e := range p.egress {
 		p.validateEgress(e)
 	}
+	for _, w := range p.workloads {
+		p.validateWorkload(w)
+	}
 	if s := p.settings; s != nil {
 		if s.AdminGroup == "" {
 			s.src.errorf("admin_group", "admin_group is required: the group whose members administer Rampart")
@@ -274,6 +280,7 @@ func (p *Policy) validate() {
 		}
 		p.validateKubernetesSettings(s)
 		validateRefusals(s)
+		validateLimits(s)
 		for i, h := range s.EgressDeny {
 			if err := ValidateEgressHost(h); err != nil {
 				s.src.errorf(fmt.Sprintf("egress_deny[%d]", i), "%v", err)
@@ -371,15 +378,7 @@ func (p *Policy) validateApproval(a *ApprovalPolicy) {
 			a.src.errorf(field+".count", "count is %d but the groups %s have only %d members in all; no request could ever be approved", st.Count, joinQuoted(st.From), len(members))
 		}
 	}
-	for i, e := range a.Exclude {
-		switch e {
-		case "requester", "beneficiary":
-		case "requester_groups":
-			a.excludeRequesterGroups = true
-		default:
-			a.src.errorf(fmt.Sprintf("exclude[%d]", i), "unknown exclusion %q; use requester, beneficiary or requester_groups", e)
-		}
-	}
+	p.validateParties(a)
 	if a.MaxDuration == 0 {
 		a.src.errorf("max_duration", "max_duration is required: the longest a grant under this policy may last (e.g. 8h)")
 	}

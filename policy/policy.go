@@ -6,7 +6,11 @@
 // safe for concurrent use. It upholds invariant 3 (no standing access to critical resources) at
 // validation time: a StandingBinding whose roles reach a critical resource is an error. It
 // supplies the facts invariant 1 (quorum) is checked against: who is eligible to approve which
-// step of which request.
+// step of which request, who may file a request for whom (request_for), and who owns a machine
+// party (kind: Workload) — one function each, used alike by the workflow and by Explain; where
+// it cannot tell who is independent of a party it answers "nobody" (fail safe). For invariant 9
+// it defines the role definition a grant pins and the rule that combines it with the current one
+// (AllowsPinned); for invariant 11, the Settings that bound what one person can file.
 //
 // Every validation error names the file, line, column and field path, and says what to do.
 package policy
@@ -30,9 +34,14 @@ type Policy struct {
 	approvals map[string]*ApprovalPolicy
 	bindings  map[string]*StandingBinding
 	egress    map[string]*EgressPolicy
+	workloads map[string]*Workload
 	settings  *Settings
 
+	workloadList []*Workload  // workloads, sorted by name
+	defCache     *definitions // role definitions and digests (pin.go)
+
 	memberOf     map[string][]string                   // subject → groups, sorted
+	members      map[string][]string                   // group → subjects, sorted
 	perms        map[string]map[string][]string        // role → resource → actions ("*" = all)
 	grantedBy    map[string][]string                   // resource → roles reaching it, sorted
 	requirements map[string]*Requirement               // role → approval requirement
@@ -54,7 +63,8 @@ type Standing struct {
 type Requirement struct {
 	Role      string
 	Resources []*Resource
-	// Policy is the policy that applies.
+	// Policy is the policy that applies, as it applies to this role: when the role reaches a
+	// critical resource, with beneficiary_groups on whatever the policy's exclude says.
 	Policy *ApprovalPolicy
 	// Matched lists every matching policy, strictest first (Policy is Matched[0]).
 	Matched []*ApprovalPolicy
@@ -69,6 +79,8 @@ type Requirement struct {
 }
 
 func (p *Policy) compile() {
+	p.workloadList = sortedValues(p.workloads)
+	p.defCache = &definitions{defs: map[string]*RoleDefinition{}, digests: map[string]string{}}
 	p.buildMembership(nil)
 	p.compileProtected()
 
@@ -94,6 +106,15 @@ func (p *Policy) compile() {
 		p.grantedBy[res] = keys(roles)
 	}
 
+	for _, ap := range p.approvals {
+		ap.critical = ap
+		if !ap.excludeBeneficiaryGroups {
+			c := *ap
+			c.excludeBeneficiaryGroups = true
+			c.critical = &c
+			ap.critical = &c
+		}
+	}
 	p.requirements = map[string]*Requirement{}
 	for _, r := range p.roles {
 		req := &Requirement{Role: r.Name, Resources: p.roleResources(r)}
@@ -108,6 +129,12 @@ func (p *Policy) compile() {
 		if len(req.Matched) > 0 {
 			sort.Slice(req.Matched, func(i, j int) bool { return Stricter(req.Matched[i], req.Matched[j]) })
 			req.Policy = req.Matched[0]
+			for _, res := range req.Resources {
+				if res.Sensitivity == Critical {
+					req.Policy = req.Policy.critical
+					break
+				}
+			}
 		}
 		for _, ap := range req.Matched { // strictest first: of equal step-ups, the stricter policy is named
 			if d := ap.RequireStepUp.Std(); d > 0 && (req.StepUp == 0 || d < req.StepUp) {
@@ -142,9 +169,17 @@ func (p *Policy) buildMembership(dir map[string][]string) {
 		}
 	}
 	p.memberOf = make(map[string][]string, len(member))
+	members := map[string][]string{}
 	for subject, gs := range member {
 		p.memberOf[subject] = keys(gs)
+		for g := range gs {
+			members[g] = append(members[g], subject)
+		}
 	}
+	for _, ms := range members {
+		sort.Strings(ms)
+	}
+	p.members = members
 	p.standing = map[string][]Standing{}
 	for _, b := range p.bindings {
 		for _, s := range b.Subjects {
@@ -267,6 +302,11 @@ func (ap *ApprovalPolicy) TotalApprovals() int {
 // ExcludesRequesterGroups reports whether approvers sharing a group with the requester are
 // excluded.
 func (ap *ApprovalPolicy) ExcludesRequesterGroups() bool { return ap.excludeRequesterGroups }
+
+// ExcludesBeneficiaryGroups reports whether approvers sharing a group with the beneficiary (or
+// with the owners of a machine beneficiary) are excluded. For the policy of a Requirement whose
+// role reaches a critical resource it is always true.
+func (ap *ApprovalPolicy) ExcludesBeneficiaryGroups() bool { return ap.excludeBeneficiaryGroups }
 
 // Stricter reports whether a is stricter than b. The order, first difference wins: more distinct
 // approvers; more steps; break-glass not allowed; shorter max_duration; reason required; not
@@ -423,20 +463,12 @@ func (p *Policy) Requirement(role string) (*Requirement, error) {
 
 // EligibleSteps returns the indexes of the steps of ap that approver may count towards on a
 // request made by requester for beneficiary. When there are none, why says the first reason.
-// The requester and the beneficiary are never eligible (invariant 1).
+// The requester, the beneficiary and the owners of a machine party are never eligible, nor,
+// where ap says so, people tied to them by a group (invariant 1; see exclusion). Pass the
+// Policy of the request's Requirement, which carries the exclusions for critical roles.
 func (p *Policy) EligibleSteps(ap *ApprovalPolicy, approver, requester, beneficiary string) (steps []int, why string) {
-	switch {
-	case approver == requester:
-		return nil, "is the requester"
-	case approver == beneficiary:
-		return nil, "is the beneficiary"
-	}
-	if ap.excludeRequesterGroups {
-		for _, g := range p.memberOf[approver] {
-			if contains(p.memberOf[requester], g) {
-				return nil, fmt.Sprintf("shares group %q with the requester", g)
-			}
-		}
+	if why := p.exclusion(ap, approver, requester, beneficiary); why != "" {
+		return nil, why
 	}
 	for i, st := range ap.Steps {
 		for _, g := range st.From {
@@ -466,13 +498,14 @@ func (p *Policy) CanApproveAny(ap *ApprovalPolicy, approver, requester, benefici
 // Facts builds the CEL condition input for a request.
 func (p *Policy) Facts(req *Requirement, requester, beneficiary, reason string, breakGlass, renewal bool) RequestFacts {
 	f := RequestFacts{
-		Requester:       requester,
-		Beneficiary:     beneficiary,
-		Role:            req.Role,
-		Reason:          reason,
-		BreakGlass:      breakGlass,
-		Renewal:         renewal,
-		RequesterGroups: p.memberOf[requester],
+		Requester:         requester,
+		Beneficiary:       beneficiary,
+		Role:              req.Role,
+		Reason:            reason,
+		BreakGlass:        breakGlass,
+		Renewal:           renewal,
+		RequesterGroups:   p.memberOf[requester],
+		BeneficiaryGroups: p.memberOf[beneficiary],
 	}
 	for _, r := range req.Resources {
 		f.Resources = append(f.Resources, r.Name)

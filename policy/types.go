@@ -129,26 +129,36 @@ type ApprovalPolicy struct {
 	Match       Match  `yaml:"match"`
 	// Steps are all required (AND); each is M-of-N over its groups.
 	Steps []Step `yaml:"steps"`
-	// Exclude lists extra exclusions. The requester and the beneficiary never count as approvers
-	// whatever this says (invariant 1); "requester_groups" also excludes anyone sharing a group
-	// with the requester.
-	Exclude         []string   `yaml:"exclude"`
-	MaxDuration     Duration   `yaml:"max_duration"`
-	DefaultDuration Duration   `yaml:"default_duration"`
-	MinDuration     Duration   `yaml:"min_duration"`
-	RequestTTL      Duration   `yaml:"request_ttl"`
-	Renewable       bool       `yaml:"renewable"`
-	RequireReason   bool       `yaml:"require_reason"`
-	DenyCount       int        `yaml:"deny_count"`
-	BreakGlass      BreakGlass `yaml:"break_glass"`
+	// Exclude lists extra exclusions. The requester and the beneficiary (and the owners of a
+	// machine party) never count as approvers whatever this says (invariant 1);
+	// "requester_groups" also excludes anyone sharing a group with the requester, and
+	// "beneficiary_groups" anyone sharing a group with the beneficiary (for a machine, with its
+	// owners). beneficiary_groups is on whatever this says when the request's role reaches a
+	// critical resource.
+	Exclude []string `yaml:"exclude"`
+	// RequestFor says who may file requests for someone else; without a rule, people file only
+	// for themselves. Break-glass is always for oneself.
+	RequestFor      []RequestFor `yaml:"request_for"`
+	MaxDuration     Duration     `yaml:"max_duration"`
+	DefaultDuration Duration     `yaml:"default_duration"`
+	MinDuration     Duration     `yaml:"min_duration"`
+	RequestTTL      Duration     `yaml:"request_ttl"`
+	Renewable       bool         `yaml:"renewable"`
+	RequireReason   bool         `yaml:"require_reason"`
+	DenyCount       int          `yaml:"deny_count"`
+	BreakGlass      BreakGlass   `yaml:"break_glass"`
 	// RequireStepUp, when set, is how recent an approver's multi-factor authentication must be
 	// for their approval to be accepted; zero means no step-up. Denials never need one.
 	RequireStepUp Duration `yaml:"require_step_up"`
 	// Conditions are CEL expressions over the request; all must be true.
 	Conditions []Condition `yaml:"conditions"`
 
-	excludeRequesterGroups bool
-	src                    source
+	excludeRequesterGroups   bool
+	excludeBeneficiaryGroups bool
+	// critical is this policy as applied to roles that reach a critical resource: the same,
+	// with beneficiary_groups on (itself when that is already on). Set by compile.
+	critical *ApprovalPolicy
+	src      source
 }
 
 // Match selects resources. Every field that is set must match (AND); within a field any listed
@@ -201,6 +211,13 @@ type Settings struct {
 	Kubernetes *KubernetesSettings `yaml:"kubernetes"`
 	// Refusals bounds what refused attempts write to the ledger (invariant 11).
 	Refusals Refusals `yaml:"refusals"`
+	// MaxPendingRequests is how many pending requests one person (or machine) may have filed
+	// at a time, renewals included (invariant 11). Default DefaultMaxPendingRequests.
+	MaxPendingRequests int `yaml:"max_pending_requests"`
+	// BreakGlassCooldown is how long after the after-the-fact review of someone's break-glass
+	// rejected it they may not take break-glass again (invariant 11). Default
+	// DefaultBreakGlassCooldown.
+	BreakGlassCooldown Duration `yaml:"break_glass_cooldown"`
 
 	src source
 }

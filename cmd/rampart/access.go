@@ -269,7 +269,7 @@ gives the action is suggested, shown with the approval it needs, and requested o
 	create.Flags().BoolVarP(&yes, "yes", "y", false, "with --resource: request the suggested role without asking")
 	create.Flags().StringVar(&reason, "reason", "", "what the access is for (recorded in the ledger)")
 	create.Flags().StringVar(&duration, "duration", "", "how long, e.g. 2h (default: the policy's default)")
-	create.Flags().StringVar(&beneficiary, "for", "", "who gets the access (default: you), e.g. k8s:prod/ml/trainer")
+	create.Flags().StringVar(&beneficiary, "for", "", "who gets the access (default: you), e.g. k8s:prod/ml/trainer; filing for anyone else needs a request_for rule (see rampart policy explain --beneficiary)")
 	create.Flags().BoolVar(&breakGlass, "break-glass", false, "emergency self-activation, where policy allows; reviewed after the fact")
 
 	var scope string
@@ -450,13 +450,25 @@ func newGrantCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			roles, err := c.Roles(cmd.Context())
+			if err != nil {
+				return err
+			}
+			digest := map[string]string{}
+			for _, r := range roles {
+				digest[r.Name] = r.Digest
+			}
 			now := time.Now()
 			return output.Print(os.Stdout, g.output, gs, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "ID\tROLE\tSUBJECT\tSTATE\tEXPIRES")
 				for _, gr := range gs {
 					state := string(gr.State)
-					if gr.State == access.GrantActive && !gr.ActiveAt(now) {
+					switch {
+					case gr.State == access.GrantActive && !gr.ActiveAt(now):
 						state = "expired (sweep pending)"
+					case gr.State == access.GrantActive && gr.RoleDigest != "" && gr.RoleDigest != digest[gr.Role]:
+						// Invariant 9: it keeps what it was approved for, narrowed to the role as it is.
+						state += " (role changed since approval; renew for its current definition)"
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", gr.ID, gr.Role, gr.Subject, state, output.When(gr.ExpiresAt, now))
 				}

@@ -47,8 +47,11 @@ func startSignInServer(t *testing.T) string {
 	for _, f := range demoFiles {
 		b, _ := os.ReadFile(f)
 		if filepath.Base(f) == "approvals.yaml" {
-			b = bytes.Replace(b, []byte("  exclude: [requester, beneficiary, requester_groups]"),
-				[]byte("  exclude: [requester, beneficiary, requester_groups]\n  require_step_up: 10m"), 1)
+			const exclude = "  exclude: [requester, beneficiary, requester_groups, beneficiary_groups]"
+			if !bytes.Contains(b, []byte(exclude)) {
+				t.Fatalf("the demo approval policies no longer have the line %q to add require_step_up after", exclude)
+			}
+			b = bytes.Replace(b, []byte(exclude), []byte(exclude+"\n  require_step_up: 10m"), 1)
 		}
 		_ = os.WriteFile(filepath.Join(pdir, filepath.Base(f)), b, 0o600)
 	}

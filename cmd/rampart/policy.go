@@ -35,12 +35,14 @@ func newPolicyCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	var requester, role, dir string
+	var requester, beneficiary, role, dir string
 	explain := &cobra.Command{
-		Use:   "explain --requester NAME --role ROLE [--policy DIR]",
-		Short: "Dry run: what approval a request would need, who is eligible, allowed durations",
-		Long:  "Explain what a request by --requester for --role would need under the policy: offline with --policy DIR, otherwise from the server's policy in force.",
-		Args:  exactArgs(),
+		Use:   "explain --requester NAME --role ROLE [--beneficiary SUBJECT] [--policy DIR]",
+		Short: "Dry run: whether a request may be filed, what approval it would need, who is eligible, allowed durations",
+		Long: "Explain what a request by --requester for --beneficiary (default: the requester) for --role would need under the policy: " +
+			"whether the requester may file it (request_for), who is eligible for each step and why others are not. " +
+			"Offline with --policy DIR, otherwise from the server's policy in force. The workflow decides with the same functions, so what this says is what a real request gets.",
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if role == "" || requester == "" {
 				return usageErr("--requester and --role are required")
@@ -51,7 +53,7 @@ func newPolicyCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("policy %s is invalid:\n%w", dir, err)
 				}
-				ep, err := p.Explain(requester, role)
+				ep, err := p.Explain(requester, beneficiary, role)
 				if err != nil {
 					return err
 				}
@@ -61,7 +63,7 @@ func newPolicyCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if e, err = c.Explain(cmd.Context(), requester, role); err != nil {
+				if e, err = c.Explain(cmd.Context(), requester, beneficiary, role); err != nil {
 					return err
 				}
 			}
@@ -70,6 +72,7 @@ func newPolicyCmd(g *globals) *cobra.Command {
 	}
 	explain.Flags().StringVar(&requester, "requester", "", "who would ask")
 	explain.Flags().StringVar(&role, "role", "", "the role asked for")
+	explain.Flags().StringVar(&beneficiary, "beneficiary", "", "who would get the access (default: the requester), e.g. bob or k8s:prod/ml/trainer")
 	explain.Flags().StringVar(&dir, "policy", "", "explain from this policy directory instead of the server")
 	cmd.AddCommand(validate, explain)
 	return cmd
@@ -80,7 +83,19 @@ func printExplanation(tw *tabwriter.Writer, e policy.Explanation) {
 	for _, r := range e.Resources {
 		res = append(res, r.Name+" ("+r.Sensitivity+")")
 	}
-	fmt.Fprintf(tw, "A request by %s for role %s\n", e.Requester, e.Role)
+	who := ""
+	if e.Beneficiary != "" && e.Beneficiary != e.Requester {
+		who = " for " + e.Beneficiary
+		if len(e.BeneficiaryOwners) > 0 {
+			who += " (owned by " + strings.Join(e.BeneficiaryOwners, ", ") + ")"
+		}
+	}
+	fmt.Fprintf(tw, "A request by %s%s for role %s\n", e.Requester, who, e.Role)
+	if e.MayFile {
+		fmt.Fprintf(tw, "  may be filed:\tyes, %s\n", e.Filing)
+	} else {
+		fmt.Fprintf(tw, "  may be filed:\tNO: %s\n", e.Filing)
+	}
 	fmt.Fprintf(tw, "  reaches:\t%s\n", strings.Join(res, ", "))
 	fmt.Fprintf(tw, "  approval policy:\t%s (strictest of: %s)\n", e.Policy, strings.Join(e.Matched, ", "))
 	fmt.Fprintf(tw, "  needs, all of:\t\n")
@@ -104,7 +119,10 @@ func printExplanation(tw *tabwriter.Writer, e policy.Explanation) {
 	for _, c := range e.Conditions {
 		fmt.Fprintf(tw, "  condition:\t%s\n", c)
 	}
-	if !e.Satisfiable {
+	switch {
+	case !e.MayFile:
+		fmt.Fprintf(tw, "  WARNING:\tthis request would be refused when filed\n")
+	case !e.Satisfiable:
 		fmt.Fprintf(tw, "  WARNING:\tthe eligible approvers cannot satisfy every step: this request could never be approved\n")
 	}
 }

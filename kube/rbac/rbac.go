@@ -13,6 +13,12 @@
 //   - bindings with Rampart's label but no active grant, expired by their own annotation, or
 //     altered (another subject, another role) are deleted (an altered one is then re-created);
 //   - roles given as rules become ClusterRoles named rampart:<role>, kept equal to the policy;
+//   - a grant is bound only while its role's kubernetes section is the one the grant was
+//     approved for (invariant 9): when the section changes, the bindings of grants approved
+//     before are deleted (their Rampart permissions stay, narrowed to the new definition) and
+//     renewing a grant binds it under the new section. Bindings are deleted before ClusterRoles
+//     are updated and created after, so no binding ever points at rules its grant was not
+//     approved for;
 //   - a binding to a protected ClusterRole (policy settings kubernetes.protected_cluster_roles)
 //     that Rampart did not make is drift: a ledger entry, and in enforce mode it is deleted.
 //
@@ -221,14 +227,18 @@ func (r *Reconciler) Reconcile(ctx context.Context) (time.Time, error) {
 	}
 
 	want := map[string]desired{}
+	repinned := map[string]string{} // grant id → role, for grants whose role's kubernetes section changed
 	if gerr == nil {
 		for _, g := range grants {
+			if role, ok := pol.Role(g.Role); ok && g.Definition != nil && !g.Definition.SameKubernetes(role.Kubernetes) {
+				repinned[g.ID] = g.Role
+				continue
+			}
 			for _, d := range r.bindingsFor(pol, settings, g) {
 				want[d.key()] = d
 				soonest(d.expires)
 			}
 		}
-		errs = append(errs, r.syncClusterRoles(ctx, pol)...)
 	}
 
 	// What exists: every binding carrying Rampart's label.
@@ -254,6 +264,9 @@ func (r *Reconciler) Reconcile(ctx context.Context) (time.Time, error) {
 		case gerr != nil:
 			soonest(exp)
 			continue // cannot tell revoked from active: keep until the written expiry
+		case !wanted && repinned[obj.GetAnnotations()[AnnotationGrantID]] != "":
+			reason = "the kubernetes section of role " + repinned[obj.GetAnnotations()[AnnotationGrantID]] +
+				" changed since its grant was approved; a renewal approved under the new section binds it again"
 		case !wanted:
 			reason = "its grant is no longer active (revoked, ended or unknown)"
 		case !sameBinding(obj, d):
@@ -267,6 +280,11 @@ func (r *Reconciler) Reconcile(ctx context.Context) (time.Time, error) {
 		}
 		r.record(ctx, "kube.binding.delete", audit.ActivityRead, "Revoke Privileges", audit.SeverityLow, obj,
 			fmt.Sprintf("deleted %s: %s", describe(obj), reason), nil)
+	}
+	// ClusterRoles change only once the bindings that must go are gone, and before new ones
+	// are made: neither an old grant nor a new one ever binds rules it was not approved for.
+	if gerr == nil {
+		errs = append(errs, r.syncClusterRoles(ctx, pol)...)
 	}
 	for key, d := range want {
 		if obj, ok := have[key]; ok && sameBinding(obj, d) {

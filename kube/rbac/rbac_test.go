@@ -61,6 +61,12 @@ spec:
 
 func loadPolicy(t *testing.T, drift string) *policy.Policy {
 	t.Helper()
+	return loadPolicyWith(t, drift, extraRoles)
+}
+
+// loadPolicyWith is the demo policy with the given roles added and drift set.
+func loadPolicyWith(t *testing.T, drift, roles string) *policy.Policy {
+	t.Helper()
 	m := fstest.MapFS{}
 	err := fs.WalkDir(demo.Policy(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -73,7 +79,7 @@ func loadPolicy(t *testing.T, drift string) *policy.Policy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m["k8s-roles.yaml"] = &fstest.MapFile{Data: []byte(extraRoles)}
+	m["k8s-roles.yaml"] = &fstest.MapFile{Data: []byte(roles)}
 	// The demo settings: cluster dev, user prefix "oidc:", cluster-admin protected, drift report.
 	settings := strings.Replace(string(m["settings.yaml"].Data), "drift: report", "drift: "+drift, 1)
 	if !strings.Contains(settings, "drift: "+drift) {

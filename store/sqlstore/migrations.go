@@ -274,4 +274,12 @@ CREATE TABLE scim_members (
 );
 CREATE INDEX scim_members_user ON scim_members (user_id);
 `,
+	// 11: approval is for what was approved (invariant 9): the role definition a grant was
+	// approved for (JSON) and its digest; the role digest each review was made under. Empty for
+	// rows from before, which access.Service.LoadPolicy pins.
+	`
+ALTER TABLE grants ADD COLUMN role_digest TEXT NOT NULL DEFAULT '';
+ALTER TABLE grants ADD COLUMN role_definition TEXT NOT NULL DEFAULT '';
+ALTER TABLE reviews ADD COLUMN role_digest TEXT NOT NULL DEFAULT '';
+`,
 }

@@ -13,6 +13,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/policy"
 )
 
 // Dialect holds what differs between databases.
@@ -313,7 +315,7 @@ func (r reader) Request(ctx context.Context, id string) (access.Request, error) 
 }
 
 func (r reader) Reviews(ctx context.Context, id string) ([]access.Review, error) {
-	rows, err := r.q.QueryContext(ctx, r.s.q(`SELECT request_id, approver, decision, duration_ns, comment, at, credential_id, session_id FROM reviews WHERE request_id = ? ORDER BY at, approver`), id)
+	rows, err := r.q.QueryContext(ctx, r.s.q(`SELECT request_id, approver, decision, duration_ns, comment, at, credential_id, session_id, role_digest FROM reviews WHERE request_id = ? ORDER BY at, approver`), id)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +325,7 @@ func (r reader) Reviews(ctx context.Context, id string) ([]access.Review, error)
 		var rv access.Review
 		var dec string
 		var dur, at int64
-		if err := rows.Scan(&rv.RequestID, &rv.Approver, &dec, &dur, &rv.Comment, &at, &rv.CredentialID, &rv.SessionID); err != nil {
+		if err := rows.Scan(&rv.RequestID, &rv.Approver, &dec, &dur, &rv.Comment, &at, &rv.CredentialID, &rv.SessionID, &rv.RoleDigest); err != nil {
 			return nil, err
 		}
 		rv.Decision, rv.Duration, rv.At = access.Decision(dec), time.Duration(dur), fromNanos(at)
@@ -332,15 +334,38 @@ func (r reader) Reviews(ctx context.Context, id string) ([]access.Review, error)
 	return out, rows.Err()
 }
 
-const grantCols = `id, request_id, role, subject, starts_at, expires_at, state, break_glass, ended_at, ended_by, end_reason, version`
+const grantCols = `id, request_id, role, subject, starts_at, expires_at, state, break_glass, ended_at, ended_by, end_reason, version, role_digest, role_definition`
 
 func scanGrant(sc interface{ Scan(...any) error }) (access.Grant, error) {
 	var g access.Grant
 	var starts, expires, ended int64
-	var state string
-	err := sc.Scan(&g.ID, &g.RequestID, &g.Role, &g.Subject, &starts, &expires, &state, &g.BreakGlass, &ended, &g.EndedBy, &g.EndReason, &g.Version)
+	var state, def string
+	err := sc.Scan(&g.ID, &g.RequestID, &g.Role, &g.Subject, &starts, &expires, &state, &g.BreakGlass, &ended, &g.EndedBy, &g.EndReason, &g.Version, &g.RoleDigest, &def)
 	g.StartsAt, g.ExpiresAt, g.EndedAt, g.State = fromNanos(starts), fromNanos(expires), fromNanos(ended), access.GrantState(state)
+	g.Definition = decodeDefinition(g.RoleDigest, def)
 	return g, err
+}
+
+// decodeDefinition reads a grant's pinned role definition. A grant with a digest whose
+// definition does not decode or does not match the digest (an edited row) is pinned to
+// nothing, so it allows nothing: fail closed. No digest: not pinned yet (nil).
+func decodeDefinition(digest, text string) *policy.RoleDefinition {
+	if digest == "" {
+		return nil
+	}
+	var d policy.RoleDefinition
+	if err := json.Unmarshal([]byte(text), &d); err != nil || d.Digest() != digest {
+		return &policy.RoleDefinition{Reach: map[string][]string{}}
+	}
+	return &d
+}
+
+func encodeDefinition(d *policy.RoleDefinition) (string, error) {
+	if d == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(d)
+	return string(b), err
 }
 
 func (r reader) Grant(ctx context.Context, id string) (access.Grant, error) {
@@ -394,6 +419,9 @@ func (r reader) ListRequests(ctx context.Context, f access.RequestFilter) ([]acc
 	if f.Party != "" {
 		w.add("(requester = ? OR beneficiary = ?)", f.Party, f.Party)
 	}
+	if f.Requester != "" {
+		w.add("requester = ?", f.Requester)
+	}
 	if f.BreakGlassReview {
 		w.add("post_review = ?", string(access.PostReviewPending))
 	}
@@ -443,6 +471,9 @@ func (r reader) ListGrants(ctx context.Context, f access.GrantFilter) ([]access.
 	}
 	if !f.EndedBy.IsZero() {
 		w.add("expires_at <= ?", toNanos(f.EndedBy))
+	}
+	if f.Unpinned {
+		w.add("role_digest = ?", "")
 	}
 	order := " ORDER BY id"
 	switch {
@@ -525,8 +556,8 @@ func (t *txn) PutReview(ctx context.Context, rv access.Review) error {
 	if _, err := t.q.ExecContext(ctx, t.s.q(`DELETE FROM reviews WHERE request_id = ? AND approver = ?`), rv.RequestID, rv.Approver); err != nil {
 		return err
 	}
-	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO reviews (request_id, approver, decision, duration_ns, comment, at, credential_id, session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-		rv.RequestID, rv.Approver, string(rv.Decision), int64(rv.Duration), rv.Comment, toNanos(rv.At), rv.CredentialID, rv.SessionID)
+	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO reviews (request_id, approver, decision, duration_ns, comment, at, credential_id, session_id, role_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		rv.RequestID, rv.Approver, string(rv.Decision), int64(rv.Duration), rv.Comment, toNanos(rv.At), rv.CredentialID, rv.SessionID, rv.RoleDigest)
 	return err
 }
 
@@ -536,14 +567,23 @@ func (t *txn) DeleteReview(ctx context.Context, requestID, approver string) erro
 }
 
 func (t *txn) InsertGrant(ctx context.Context, g access.Grant) error {
-	_, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO grants (`+grantCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		g.ID, g.RequestID, g.Role, g.Subject, toNanos(g.StartsAt), toNanos(g.ExpiresAt), string(g.State), g.BreakGlass, toNanos(g.EndedAt), g.EndedBy, g.EndReason, g.Version)
+	def, err := encodeDefinition(g.Definition)
+	if err != nil {
+		return err
+	}
+	_, err = t.q.ExecContext(ctx, t.s.q(`INSERT INTO grants (`+grantCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		g.ID, g.RequestID, g.Role, g.Subject, toNanos(g.StartsAt), toNanos(g.ExpiresAt), string(g.State), g.BreakGlass, toNanos(g.EndedAt), g.EndedBy, g.EndReason, g.Version,
+		g.RoleDigest, def)
 	return err
 }
 
 func (t *txn) UpdateGrant(ctx context.Context, g access.Grant) error {
-	res, err := t.q.ExecContext(ctx, t.s.q(`UPDATE grants SET expires_at = ?, state = ?, ended_at = ?, ended_by = ?, end_reason = ?, version = ? WHERE id = ?`),
-		toNanos(g.ExpiresAt), string(g.State), toNanos(g.EndedAt), g.EndedBy, g.EndReason, g.Version, g.ID)
+	def, err := encodeDefinition(g.Definition)
+	if err != nil {
+		return err
+	}
+	res, err := t.q.ExecContext(ctx, t.s.q(`UPDATE grants SET expires_at = ?, state = ?, ended_at = ?, ended_by = ?, end_reason = ?, version = ?, role_digest = ?, role_definition = ? WHERE id = ?`),
+		toNanos(g.ExpiresAt), string(g.State), toNanos(g.EndedAt), g.EndedBy, g.EndReason, g.Version, g.RoleDigest, def, g.ID)
 	return mustAffect(res, err, "grant", g.ID)
 }
 

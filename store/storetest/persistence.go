@@ -449,7 +449,10 @@ func testConcurrentWriters(t *testing.T, h Harness) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := e.svc.Create(e.ctx, weightsRequest()); err != nil {
+			// Four requesters, each well under the cap on pending requests.
+			in := weightsRequest()
+			in.Requester = []string{"alice", "bob", "carol", "dave"}[i%4]
+			if _, err := e.svc.Create(e.ctx, in); err != nil {
 				t.Error(err)
 			}
 		}()

@@ -1,7 +1,9 @@
 // Package storetest is the conformance suite every Rampart store runs: persistence round trips,
 // ledger sequencing and rollback, and the workflow's security invariants tried against the real
-// database: self-approval, same-group approval, quorum, expiry at decision time, concurrent
-// approvals, ledger-failure refusal, tampered history and crashes mid-transaction.
+// database: self-approval, same-group approval, quorum, requests on someone else's behalf, a
+// randomized comparison of the workflow with the quorum reference (internal/quorumtest), pinned
+// role definitions, bounds on pending requests and break-glass, expiry at decision time,
+// concurrent approvals, ledger-failure refusal, tampered history and crashes mid-transaction.
 package storetest
 
 import (
