@@ -111,7 +111,7 @@ func TestLedgerEntryCodes(t *testing.T) {
 	bg2 := create(append(dataset, "--break-glass", "--duration", "30m")...)
 	must(carol, "request", "deny", bg2)
 	// token.revoke.
-	tokens := must(erin, "-o", "json", "token", "create", "--subject", "bob", "--kind", "service", "--ttl", "1h")
+	tokens := must(erin, "-o", "json", "token", "create", "--subject", "service:ci", "--kind", "service", "--ttl", "1h")
 	var tok struct {
 		ID string `json:"id"`
 	}
@@ -281,7 +281,7 @@ spec:
 	db := filepath.Join(dir, "rampart.db")
 	apiAddr, gwAddr := freeAddr(t), freeAddr(t)
 	srvCfg := filepath.Join(dir, "server.yaml")
-	_ = os.WriteFile(srvCfg, []byte(fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\n", apiAddr, filepath.Join(dir, "data"), pdir, db)), 0o600)
+	_ = os.WriteFile(srvCfg, []byte(fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\noidc:\n  dev_provider: true\n", apiAddr, filepath.Join(dir, "data"), pdir, db)), 0o600)
 	gwCfg := filepath.Join(dir, "egress.yaml")
 	_ = os.WriteFile(gwCfg, []byte(fmt.Sprintf("listen: %s\npolicy_dir: %s\nstore: {driver: sqlite, path: %s}\n", gwAddr, pdir, db)), 0o600)
 	startServer(t, apiAddr, "server", "--config", srvCfg)
@@ -294,7 +294,8 @@ spec:
 		}
 		return strings.TrimSpace(r.out)
 	}
-	alice, erin := token("alice"), token("erin")
+	// alice signs in (a bootstrap token is only for admins); erin is one.
+	alice, erin := signInAs(t, apiAddr, "alice"), token("erin")
 	conn, err := net.Dial("tcp", gwAddr)
 	if err != nil {
 		t.Fatal(err)

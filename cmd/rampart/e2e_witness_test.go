@@ -57,7 +57,7 @@ func TestWitnessCatchesRollbackEndToEnd(t *testing.T) {
 	vkey := strings.TrimSpace(c.ok("admin", "ledger-key", "--out", key, "--origin", "rampart-e2e-rollback"))
 	w.AddLog(t, "rampart-e2e-rollback", vkey)
 	cfgPath := filepath.Join(dir, "rampart.yaml")
-	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\nledger:\n  signing_key_file: %s\n  witnesses:\n  - url: %s\n    key: %s\n",
+	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\noidc:\n  dev_provider: true\nledger:\n  signing_key_file: %s\n  witnesses:\n  - url: %s\n    key: %s\n",
 		addr, data, key, w.URL, w.Key)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -70,7 +70,7 @@ func TestWitnessCatchesRollbackEndToEnd(t *testing.T) {
 		return strings.TrimSpace(r.out)
 	}
 	srv := startServer(t, addr, "server", "--config", cfgPath)
-	alice, erin := token("alice"), token("erin")
+	alice, erin := signInAs(t, addr, "alice"), token("erin")
 	if r := c.as(alice, "request", "create", "--role", "weights-reader-frontier-7", "--reason", "before the copy"); r.code != 0 {
 		t.Fatalf("create: %+v", r)
 	}
