@@ -376,8 +376,11 @@ func isTimeout(err error) bool {
 func TestYoungFactorDoesNotSatisfyStepUp(t *testing.T) {
 	pol := demoWith(t, nil)
 	a := pol["approvals.yaml"]
-	a.Data = bytes.Replace(a.Data, []byte("  exclude: [requester, beneficiary, requester_groups]"),
-		[]byte("  exclude: [requester, beneficiary, requester_groups]\n  require_step_up: 10m"), 1)
+	line := []byte("  exclude: [requester, beneficiary, requester_groups, beneficiary_groups]")
+	if !bytes.Contains(a.Data, line) {
+		t.Fatalf("the demo approvals.yaml no longer has the line %q this test adds require_step_up after", line)
+	}
+	a.Data = bytes.Replace(a.Data, line, append(line, []byte("\n  require_step_up: 10m")...), 1)
 	r := newRigWith(t, false, pol)
 	ctx := context.Background()
 	c, err := r.client("alice").CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Reason: "eval", Duration: "1h"})
