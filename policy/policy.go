@@ -76,6 +76,11 @@ type Requirement struct {
 	// approve, since any eligible approver can step up.
 	StepUp       time.Duration
 	StepUpPolicy string
+	// Uncovered names the resources the role reaches that no approval policy matches. A role
+	// with any is not requestable: otherwise a role reaching a critical resource nobody wrote
+	// an approval policy for, and an internal one a lax policy covers, would be granted
+	// whole under the lax policy (invariant 1).
+	Uncovered []string
 }
 
 func (p *Policy) compile() {
@@ -118,12 +123,21 @@ func (p *Policy) compile() {
 	p.requirements = map[string]*Requirement{}
 	for _, r := range p.roles {
 		req := &Requirement{Role: r.Name, Resources: p.roleResources(r)}
+		covered := map[string]bool{}
 		for _, ap := range p.approvals {
+			matched := false
 			for _, res := range req.Resources {
 				if ap.Matches(res) {
-					req.Matched = append(req.Matched, ap)
-					break
+					matched, covered[res.Name] = true, true
 				}
+			}
+			if matched {
+				req.Matched = append(req.Matched, ap)
+			}
+		}
+		for _, res := range req.Resources {
+			if !covered[res.Name] {
+				req.Uncovered = append(req.Uncovered, res.Name)
 			}
 		}
 		if len(req.Matched) > 0 {
@@ -457,6 +471,10 @@ func (p *Policy) Requirement(role string) (*Requirement, error) {
 	}
 	if req.Policy == nil {
 		return nil, &NotRequestableError{Role: role, Reason: "no approval policy covers the resources it reaches; ask an administrator to add one"}
+	}
+	if len(req.Uncovered) > 0 {
+		return nil, &NotRequestableError{Role: role, Reason: fmt.Sprintf("no approval policy covers %s, which it reaches (a policy covering its other resources may not approve those); ask an administrator to add an approval policy matching them, or to narrow the role",
+			joinQuoted(req.Uncovered))}
 	}
 	return req, nil
 }

@@ -445,6 +445,38 @@ spec:
 	}
 }
 
+// A role reaching a critical resource that no approval policy matches, and an internal one a
+// lax policy does, used to be requestable under the lax policy: one approver from anyone's group
+// granted the critical resource too (invariant 1). Such a role is not requestable now, and the
+// refusal names the uncovered resource.
+func TestRoleWithUncoveredResourceNotRequestable(t *testing.T) {
+	p := mustParse(t, settingsDoc+groupDoc("a", "x", "y")+resourceDoc("w/crown", "critical")+resourceDoc("w/notes", "internal")+`
+---
+apiVersion: rampart.dev/v1alpha1
+kind: Role
+metadata: {name: both}
+spec:
+  rules: [{actions: [read], resources: ["w/*"]}]
+---
+apiVersion: rampart.dev/v1alpha1
+kind: ApprovalPolicy
+metadata: {name: lax}
+spec:
+  match: {sensitivity: [internal]}
+  steps: [{from: [a], count: 1}]
+  max_duration: 8h
+`+roleDoc("notes", "w/notes"))
+	_, err := p.Requirement("both")
+	var nr *policy.NotRequestableError
+	if !errors.As(err, &nr) || !strings.Contains(err.Error(), `"w/crown"`) || strings.Contains(err.Error(), `"w/notes"`) {
+		t.Fatalf("a role reaching an uncovered critical resource: %v", err)
+	}
+	// A role whose every resource is covered stays requestable under the same policy.
+	if req, err := p.Requirement("notes"); err != nil || req.Policy.Name != "lax" {
+		t.Fatalf("a covered role: %+v %v", req, err)
+	}
+}
+
 func TestStepUpBoundsAccepted(t *testing.T) {
 	base := settingsDoc + groupDoc("a", "x", "y") + resourceDoc("r/1", "critical") + roleDoc("r1", "r/1")
 	for _, c := range []struct {
