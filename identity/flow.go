@@ -94,4 +94,21 @@ type MFAStore interface {
 	// (the code was already used, or an older one).
 	UseMFAStep(ctx context.Context, subject string, step int64) (bool, error)
 	DeleteMFAFactor(ctx context.Context, subject string) error
+	// AttemptMFA counts one attempt at a code of subject's factor, made at now, in the window
+	// that began with the first attempt less than window ago (or a new window that begins now),
+	// and returns how many attempts that window holds with this one, and when it ends. Racing
+	// attempts are counted one by one, so no burst gets past a limit on n.
+	AttemptMFA(ctx context.Context, subject string, now time.Time, window time.Duration) (n int, ends time.Time, err error)
+	// ClearMFAAttempts forgets subject's attempts (after a right code).
+	ClearMFAAttempts(ctx context.Context, subject string) error
 }
+
+// Limits on guessing a one-time code (invariant 8): a six-digit code and the one step either
+// side accepted make a guess right once in about 333,000, so at most MaxMFAAttempts attempts
+// at a person's codes are checked per MFAAttemptWindow, whoever makes them (a stolen session
+// stepping up, a sign-in, an enrolment); after that every code, even a right one, is refused
+// until the window ends.
+const (
+	MaxMFAAttempts   = 5
+	MFAAttemptWindow = 15 * time.Minute
+)

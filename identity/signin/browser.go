@@ -395,9 +395,23 @@ func (s *Service) checkTOTP(ctx context.Context, subject, code string) (identity
 	if err != nil {
 		return f, err
 	}
-	step, ok := identity.MatchTOTP(key, code, s.d.Now())
+	// Every attempt is counted before the code is looked at, so racing guesses cannot pass the
+	// limit together; a right code forgets the count (invariant 8).
+	now := s.d.Now()
+	n, ends, err := s.d.Store.AttemptMFA(ctx, subject, now, identity.MFAAttemptWindow)
+	if err != nil {
+		return f, err
+	}
+	if n > identity.MaxMFAAttempts {
+		return f, fmt.Errorf("%w: %w: %d one-time codes of %s were tried in %s; no code is accepted until %s (if these were not yours, your session or password may be stolen: tell your security team)",
+			ErrDenied, ErrTooManyAttempts, n-1, subject, identity.MFAAttemptWindow, ends.UTC().Format(time.RFC3339))
+	}
+	step, ok := identity.MatchTOTP(key, code, now)
 	if !ok {
-		return f, fmt.Errorf("%w: the one-time code is wrong or too old", ErrDenied)
+		return f, fmt.Errorf("%w: the one-time code is wrong or too old (%d of %d attempts in %s used)", ErrDenied, n, identity.MaxMFAAttempts, identity.MFAAttemptWindow)
+	}
+	if err := s.d.Store.ClearMFAAttempts(ctx, subject); err != nil {
+		return f, err
 	}
 	used, err := s.d.Store.UseMFAStep(ctx, subject, step)
 	if err != nil {
@@ -429,6 +443,8 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, ErrBadRequest):
 		return http.StatusBadRequest
+	case errors.Is(err, ErrTooManyAttempts):
+		return http.StatusTooManyRequests
 	case errors.Is(err, ErrDenied), errors.Is(err, identity.ErrUnauthenticated):
 		return http.StatusForbidden
 	case errors.Is(err, ErrProvider):

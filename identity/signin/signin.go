@@ -289,6 +289,9 @@ var (
 	ErrDenied = errors.New("sign-in refused")
 	// ErrBadRequest is a malformed or replayed request (state, code, verifier).
 	ErrBadRequest = errors.New("invalid sign-in request")
+	// ErrTooManyAttempts is a one-time code refused unchecked: too many were tried lately
+	// (identity.MaxMFAAttempts per identity.MFAAttemptWindow).
+	ErrTooManyAttempts = errors.New("too many one-time codes tried")
 )
 
 // handle returns a fresh secret handle (state, one-time code, device handle).

@@ -282,4 +282,12 @@ ALTER TABLE grants ADD COLUMN role_digest TEXT NOT NULL DEFAULT '';
 ALTER TABLE grants ADD COLUMN role_definition TEXT NOT NULL DEFAULT '';
 ALTER TABLE reviews ADD COLUMN role_digest TEXT NOT NULL DEFAULT '';
 `,
+	// 12: attempts at one-time codes, per person and window, so nobody can guess one.
+	`
+CREATE TABLE mfa_attempts (
+	subject      TEXT PRIMARY KEY,
+	window_start BIGINT NOT NULL,
+	attempts     BIGINT NOT NULL
+);
+`,
 }

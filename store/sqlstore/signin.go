@@ -166,6 +166,38 @@ func (s *DB) UseMFAStep(ctx context.Context, subject string, step int64) (bool, 
 	return n == 1, err
 }
 
+// AttemptMFA implements identity.MFAStore.
+func (s *DB) AttemptMFA(ctx context.Context, subject string, now time.Time, window time.Duration) (int, time.Time, error) {
+	var n int64
+	var start int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, s.q(`SELECT window_start, attempts FROM mfa_attempts WHERE subject = ?`), subject).Scan(&start, &n)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			start, n = toNanos(now), 1
+			_, err = tx.ExecContext(ctx, s.q(`INSERT INTO mfa_attempts (subject, window_start, attempts) VALUES (?, ?, ?)`), subject, start, n)
+			return err
+		case err != nil:
+			return err
+		}
+		if !now.Before(fromNanos(start).Add(window)) {
+			start, n = toNanos(now), 0
+		}
+		n++
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE mfa_attempts SET window_start = ?, attempts = ? WHERE subject = ?`), start, n, subject)
+		return err
+	})
+	return int(n), fromNanos(start).Add(window), err
+}
+
+// ClearMFAAttempts implements identity.MFAStore.
+func (s *DB) ClearMFAAttempts(ctx context.Context, subject string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.q(`DELETE FROM mfa_attempts WHERE subject = ?`), subject)
+		return err
+	})
+}
+
 // DeleteMFAFactor implements identity.MFAStore.
 func (s *DB) DeleteMFAFactor(ctx context.Context, subject string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {

@@ -10,6 +10,7 @@ import (
 
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/risk/risktest"
+	"rampart.dev/rampart/store/sqlstore"
 )
 
 func testSignInHistory(t *testing.T, h Harness) {
@@ -124,6 +125,50 @@ func testMFAFactors(t *testing.T, h Harness) {
 	}
 	if _, err := s.MFAFactor(ctx, "alice"); !errors.Is(err, identity.ErrNoFactor) {
 		t.Fatalf("after delete: %v", err)
+	}
+	testMFAAttempts(t, s)
+}
+
+// Attempts at one-time codes are counted one by one, racing ones too, within a window that
+// begins with the first attempt; a new window begins when it ends; clearing forgets them.
+func testMFAAttempts(t *testing.T, s *sqlstore.DB) {
+	ctx := context.Background()
+	const window = 15 * time.Minute
+	seen := make([]bool, 9)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, ends, err := s.AttemptMFA(ctx, "bob", Epoch.Add(time.Second), window)
+			if err != nil || !ends.Equal(Epoch.Add(time.Second+window)) || n < 1 || n > 8 {
+				t.Errorf("attempt: %d %v %v", n, ends, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if seen[n] {
+				t.Errorf("two racing attempts were both counted as attempt %d", n)
+			}
+			seen[n] = true
+		}()
+	}
+	wg.Wait()
+	if n, ends, _ := s.AttemptMFA(ctx, "bob", Epoch.Add(window), window); n != 9 || !ends.Equal(Epoch.Add(time.Second+window)) {
+		t.Fatalf("an attempt within the window: %d, ends %v; want 9", n, ends)
+	}
+	if n, _, _ := s.AttemptMFA(ctx, "carol", Epoch, window); n != 1 {
+		t.Fatalf("another person's first attempt: %d", n)
+	}
+	if n, ends, _ := s.AttemptMFA(ctx, "bob", Epoch.Add(time.Second+window), window); n != 1 || !ends.Equal(Epoch.Add(time.Second+2*window)) {
+		t.Fatalf("the first attempt after the window: %d, ends %v", n, ends)
+	}
+	if err := s.ClearMFAAttempts(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := s.AttemptMFA(ctx, "bob", Epoch.Add(time.Second+window), window); n != 1 {
+		t.Fatalf("after clearing: %d", n)
 	}
 }
 
