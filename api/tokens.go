@@ -76,6 +76,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c caller) e
 		return errInvalid("%v", err)
 	case errors.Is(err, identity.ErrMintRefused):
 		return errForbidden("%v", err)
+	case errors.Is(err, identity.ErrTooManyTokens):
+		return &Error{Status: http.StatusTooManyRequests, Code: CodeRateLimited, Message: err.Error()}
 	case errors.Is(err, identity.ErrStepUpNeeded):
 		return &Error{Status: http.StatusUnauthorized, Code: CodeStepUpRequired, Message: err.Error(), maxAge: identity.TokenStepUpFresh}
 	case errors.Is(err, identity.ErrUnauthenticated):

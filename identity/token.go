@@ -69,6 +69,9 @@ type Token struct {
 // TokenStore persists tokens. Issue and Revoke append the given ledger entry in the same
 // transaction as the change.
 type TokenStore interface {
+	// IssueToken stores a new token and its ledger entry in one transaction. A user token is
+	// refused with ErrTooManyTokens when its person already holds MaxActiveTokens unrevoked,
+	// unexpired ones (checked in the same transaction, so racing mints cannot pass it).
 	IssueToken(ctx context.Context, t Token, e audit.Event) error
 	TokenByHash(ctx context.Context, hash string) (Token, error)
 	// TokenByID returns a token by its id (ErrTokenNotFound if there is none).
@@ -87,6 +90,13 @@ type SessionRecords interface {
 
 // ErrInvalidToken wraps every reason Issue refuses its input (as opposed to a store failure).
 var ErrInvalidToken = errors.New("invalid token request")
+
+// MaxActiveTokens is how many unrevoked, unexpired API tokens one person may hold at once
+// (invariant 11: each is a row and a ledger entry, and minting one needs only a session).
+const MaxActiveTokens = 20
+
+// ErrTooManyTokens refuses a token to a person who holds MaxActiveTokens already (429).
+var ErrTooManyTokens = errors.New("too many API tokens")
 
 // ErrTokenNotFound is returned by stores for an unknown token.
 var ErrTokenNotFound = errors.New("token not found")

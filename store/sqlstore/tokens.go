@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"rampart.dev/rampart/audit"
@@ -24,6 +25,17 @@ func scanToken(sc interface{ Scan(...any) error }) (identity.Token, error) {
 // IssueToken implements identity.TokenStore.
 func (s *DB) IssueToken(ctx context.Context, t identity.Token, e audit.Event) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
+		if t.Kind == identity.KindUser {
+			var n int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM tokens WHERE subject = ? AND kind = ? AND revoked_at = 0 AND expires_at > ?`),
+				t.Subject, identity.KindUser, toNanos(t.CreatedAt)).Scan(&n); err != nil {
+				return err
+			}
+			if n >= identity.MaxActiveTokens {
+				return fmt.Errorf("%w: %s already holds %d API tokens, the most one person may; revoke one you no longer use (rampart token list, rampart token revoke ID)",
+					identity.ErrTooManyTokens, t.Subject, n)
+			}
+		}
 		if _, err := appendEntry(ctx, s, tx, e); err != nil {
 			return err
 		}

@@ -37,6 +37,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("RequestsAndGrants", func(t *testing.T) { testRequestsAndGrants(t, h) })
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, h) })
 	t.Run("TokenBinding", func(t *testing.T) { testTokenBinding(t, h) })
+	t.Run("TokenCap", func(t *testing.T) { testTokenCap(t, h) })
 	t.Run("Disable", func(t *testing.T) { testDisable(t, h) })
 	t.Run("FactorEnrolment", func(t *testing.T) { testFactorEnrolment(t, h) })
 	t.Run("Sessions", func(t *testing.T) { testSessions(t, h) })

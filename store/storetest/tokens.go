@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,4 +173,74 @@ func entryWith(t *testing.T, s *sqlstore.DB, needle string) []byte {
 	}
 	t.Fatalf("no ledger entry mentions %s", needle)
 	return nil
+}
+
+// testTokenCap: one person holds at most identity.MaxActiveTokens unrevoked, unexpired API
+// tokens (invariant 11); racing mints cannot pass the cap together, a refused one writes
+// nothing, revoked and expired tokens make room, and service tokens are not counted.
+func testTokenCap(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s := h.New(t)
+	clock := clocktest.New(Epoch)
+	ts := &identity.Tokens{Store: s, Now: clock.Now}
+	before, err := s.LedgerSize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const racers = identity.MaxActiveTokens + 10
+	ids := make(chan string, racers)
+	errs := make(chan error, racers)
+	var wg sync.WaitGroup
+	for range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, tok, err := ts.Issue(ctx, "alice", identity.KindUser, "racing", "alice", time.Hour)
+			if err != nil {
+				errs <- err
+				return
+			}
+			ids <- tok.ID
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, identity.ErrTooManyTokens) || !strings.Contains(err.Error(), "rampart token revoke") {
+			t.Fatalf("a refused mint: %v", err)
+		}
+	}
+	var issued []string
+	for id := range ids {
+		issued = append(issued, id)
+	}
+	after, _ := s.LedgerSize(ctx)
+	if len(issued) != identity.MaxActiveTokens || after-before != int64(identity.MaxActiveTokens) {
+		t.Fatalf("%d racing mints: %d issued, %d ledger entries; want %d of each", racers, len(issued), after-before, identity.MaxActiveTokens)
+	}
+	if _, _, err := ts.Issue(ctx, "service:ci", identity.KindService, "", "erin", time.Hour); err != nil {
+		t.Fatalf("a service token is not counted against anyone: %v", err)
+	}
+	if _, _, err := ts.Issue(ctx, "bob", identity.KindUser, "", "bob", time.Hour); err != nil {
+		t.Fatalf("another person's first token: %v", err)
+	}
+	if err := ts.Revoke(ctx, issued[0], "alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ts.Issue(ctx, "alice", identity.KindUser, "", "alice", 2*time.Hour); err != nil {
+		t.Fatalf("after revoking one: %v", err)
+	}
+	if _, _, err := ts.Issue(ctx, "alice", identity.KindUser, "", "alice", time.Hour); !errors.Is(err, identity.ErrTooManyTokens) {
+		t.Fatalf("at the cap again: %v", err)
+	}
+	clock.Advance(time.Hour) // every racing token has expired; the 2h one has not
+	for i := 1; i < identity.MaxActiveTokens; i++ {
+		if _, _, err := ts.Issue(ctx, "alice", identity.KindUser, "", "alice", time.Hour); err != nil {
+			t.Fatalf("mint %d after the others expired: %v", i, err)
+		}
+	}
+	if _, _, err := ts.Issue(ctx, "alice", identity.KindUser, "", "alice", time.Hour); !errors.Is(err, identity.ErrTooManyTokens) {
+		t.Fatalf("at the cap after expiry: %v", err)
+	}
 }
