@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,9 +25,12 @@ import (
 
 // pausingBlobs is the server's real blob store; the data stream of an object stops once the
 // server has read `at` bytes of it and waits for the test (which revokes the grant there) to let
-// it go on. It only fixes an interleaving: every byte still comes from the real store.
+// it go on. It only fixes an interleaving: every byte still comes from the real store. It is
+// installed before the server serves (so the handlers' reads of the field are ordered after the
+// write) and pauses nothing until armed.
 type pausingBlobs struct {
 	blob.Store
+	armed   atomic.Bool
 	at      int64
 	reached chan struct{}
 	resume  chan struct{}
@@ -34,7 +38,7 @@ type pausingBlobs struct {
 
 func (p *pausingBlobs) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, error) {
 	rc, info, err := p.Store.Get(ctx, key)
-	if err != nil || !strings.HasSuffix(key, "/data") {
+	if err != nil || !p.armed.Load() || !strings.HasSuffix(key, "/data") {
 		return rc, info, err
 	}
 	return &pausingReader{ReadCloser: rc, p: p}, info, nil
@@ -68,6 +72,11 @@ func TestWeightsGetRevokedBeforeLastSegment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Pause once the server has read the first byte of the last segment (the reader's
+	// look-ahead, while the third segment is released); the last segment is read after.
+	seg := int64(vault.DefaultSegmentSize) + vault.TagSize
+	p := &pausingBlobs{Store: in.Weights.Blobs, at: 3*seg + 1, reached: make(chan struct{}), resume: make(chan struct{})}
+	in.Weights.Blobs = p
 	srv := httptest.NewServer(in.Handler())
 	t.Cleanup(func() { srv.Close(); in.Close() })
 	c, err := in.Access.Create(ctx, access.CreateInput{Requester: "alice", Role: "weights-writer-frontier-7", Reason: "eval run 4411", Duration: time.Hour})
@@ -92,11 +101,7 @@ func TestWeightsGetRevokedBeforeLastSegment(t *testing.T) {
 	if _, err := api.NewClient(srv.URL, secret).PutWeights(ctx, "frontier-7", strings.NewReader(string(plain)), int64(len(plain))); err != nil {
 		t.Fatal(err)
 	}
-	// Pause once the server has read the first byte of the last segment (the reader's
-	// look-ahead, while the third segment is released); the last segment is read after.
-	seg := int64(vault.DefaultSegmentSize) + vault.TagSize
-	p := &pausingBlobs{Store: in.Weights.Blobs, at: 3*seg + 1, reached: make(chan struct{}), resume: make(chan struct{})}
-	in.Weights.Blobs = p
+	p.armed.Store(true)
 
 	dir := t.TempDir()
 	out := filepath.Join(dir, "model.safetensors")
