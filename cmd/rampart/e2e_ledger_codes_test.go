@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -321,4 +322,43 @@ spec:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// ledgerEntry is what the end-to-end tests read of a ledger entry.
+type ledgerEntry struct {
+	Metadata struct {
+		EventCode string `json:"event_code"`
+	} `json:"metadata"`
+	Actor struct {
+		User struct {
+			Name string `json:"name"`
+		} `json:"user"`
+	} `json:"actor"`
+	Severity string         `json:"severity"`
+	Unmapped map[string]any `json:"unmapped"`
+}
+
+// ledgerEntries has the server sign a checkpoint, exports the ledger up to it with `rampart
+// audit export` (token must be an auditor's; "" for the CLI's own session) and returns the
+// entries of each code asked for, in order.
+func ledgerEntries(t *testing.T, c *cli, token string, codes ...string) map[string][]ledgerEntry {
+	t.Helper()
+	if r := c.as(token, "audit", "checkpoint"); r.code != 0 {
+		t.Fatalf("audit checkpoint: %+v", r)
+	}
+	r := c.as(token, "audit", "export")
+	if r.code != 0 {
+		t.Fatalf("audit export: %+v", r)
+	}
+	out := map[string][]ledgerEntry{}
+	for line := range strings.Lines(r.out) {
+		var e ledgerEntry
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("an exported entry does not decode: %v\n%s", err, line)
+		}
+		if slices.Contains(codes, e.Metadata.EventCode) {
+			out[e.Metadata.EventCode] = append(out[e.Metadata.EventCode], e)
+		}
+	}
+	return out
 }
