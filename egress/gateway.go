@@ -311,14 +311,22 @@ func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, subject string
 	if hc, ok := client.(*headConn); ok {
 		hc.stopRecording()
 	}
+	// The tunnel is registered before the client hears 200, so a shutdown that begins now
+	// either sees it (and closes it) or is seen by it (and it is refused).
+	tun := g.open(d, cred, client, upstream)
+	if tun == nil {
+		_, _ = client.Write([]byte("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+		client.Close()
+		upstream.Close()
+		return
+	}
+	defer g.forget(tun)
 	g.logDecision(r, d, nil)
 	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
 		client.Close()
 		upstream.Close()
 		return
 	}
-	tun := g.open(d, cred, client, upstream)
-	defer g.forget(tun)
 	// Bytes the client sent after the CONNECT request are already buffered: send them first.
 	var first []byte
 	if n := buf.Reader.Buffered(); n > 0 {
@@ -454,13 +462,16 @@ func (g *Gateway) spend(ctx context.Context, d Decision, b *policy.EgressBudget,
 	return false
 }
 
-// open registers a tunnel.
+// open registers a tunnel, or returns nil when the gateway is shutting down.
 func (g *Gateway) open(d Decision, cred credential, client, upstream net.Conn) *tunnel {
 	t := &tunnel{g: g, d: d, cred: cred, client: client, upstream: upstream, budget: limitFor(g.cfg.Policy(), d.Subject), done: make(chan struct{})}
 	t.active.Store(time.Now().UnixNano())
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing.Load() {
+		return nil
+	}
 	g.tunnels[t] = struct{}{}
-	g.mu.Unlock()
 	return t
 }
 
@@ -521,7 +532,9 @@ func (g *Gateway) Revalidate() {
 // Shutdown stops new connections and waits for open tunnels to finish until ctx ends, then
 // closes the rest.
 func (g *Gateway) Shutdown(ctx context.Context) {
+	g.mu.Lock() // ordered with open: every tunnel is counted below or refused
 	g.closing.Store(true)
+	g.mu.Unlock()
 	defer g.FlushDecisions()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
