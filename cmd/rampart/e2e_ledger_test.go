@@ -37,7 +37,7 @@ var ledgerCodes = []string{
 	"session.revoke", "session.refresh_reused", "session.step_up",
 	"signin.success", "signin.refused", "signin.step_up_required",
 	"user.enable", "user.disable", "user.unbind",
-	"mfa.enrolled", "mfa.reset",
+	"mfa.enrol_allowed", "mfa.enrolled", "mfa.replaced", "mfa.reset",
 	"egress.budget_exhausted",
 	"kube.admission.denied", "kube.admission.excepted", "kube.binding.create", "kube.binding.delete", "kube.drift",
 	"kube.netpol.created", "kube.netpol.restored",

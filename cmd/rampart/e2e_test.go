@@ -189,8 +189,8 @@ func TestDevWalkthrough(t *testing.T) {
 	if r := c.as(bob, "request", "approve", id); r.code != 0 || !strings.Contains(r.out, "pending") {
 		t.Fatalf("bob approves: %+v", r)
 	}
-	// Self-approval over the real CLI: refused, 1.
-	if r := c.run(nil, "request", "approve", id); r.code != 1 || !strings.Contains(r.err, "is the requester") {
+	// Self-approval over the real CLI: refused, 3 (a denial).
+	if r := c.run(nil, "request", "approve", id); r.code != 3 || !strings.Contains(r.err, "is the requester") {
 		t.Fatalf("alice approves her own request: %+v", r)
 	}
 	if r := c.as(dave, "request", "approve", id); r.code != 0 || !strings.Contains(r.out, "approved") {
@@ -200,7 +200,7 @@ func TestDevWalkthrough(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.out, "ALLOWED") || !strings.Contains(r.out, "expires:") {
 		t.Fatalf("check after approval: %+v", r)
 	}
-	if r := c.run(nil, "check", "bob", "read", "weights/frontier-7"); r.code != 1 || !strings.Contains(r.err, "may only check their own access") {
+	if r := c.run(nil, "check", "bob", "read", "weights/frontier-7"); r.code != 3 || !strings.Contains(r.err, "may only check their own access") {
 		t.Fatalf("alice checks bob: %+v", r)
 	}
 	if out := c.ok("audit", "verify"); !strings.Contains(out, "OK: ledger rampart-dev verifies") {
@@ -251,7 +251,7 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 	// No server: a clear error, exit 1.
-	if r := c.run([]string{"RAMPART_TOKEN=rpt_x"}, "whoami"); r.code != 1 || !strings.Contains(r.err, "cannot reach the Rampart server") {
+	if r := c.run([]string{"RAMPART_TOKEN=rpt_" + strings.Repeat("x", 43)}, "whoami"); r.code != 1 || !strings.Contains(r.err, "cannot reach the Rampart server") {
 		t.Fatalf("no server: %+v", r)
 	}
 }
@@ -330,7 +330,7 @@ func TestServerOnPostgres(t *testing.T) {
 	if r.code != 0 || id == "" {
 		t.Fatalf("create: %+v", r)
 	}
-	if r := c.as(erin, "request", "approve", id); r.code != 1 || !strings.Contains(r.err, "bound to no session") {
+	if r := c.as(erin, "request", "approve", id); r.code != 3 || !strings.Contains(r.err, "bound to no session") {
 		t.Fatalf("a bootstrap token approved: %+v", r)
 	}
 	for _, tok := range []string{bob, dave} {
