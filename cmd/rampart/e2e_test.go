@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,6 +49,7 @@ func TestMain(m *testing.M) {
 	if !reportLedger(os.Stderr) && code == 0 {
 		code = 1
 	}
+	reportOpenAPI(os.Stderr)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -106,6 +108,9 @@ func freeAddr(t *testing.T) string {
 type server struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
+	// closeTap stops the OpenAPI tap in front of it (e2e_openapi_test.go) and validates what it
+	// recorded.
+	closeTap func()
 }
 
 // stop sends SIGTERM and waits for the process to exit.
@@ -117,12 +122,15 @@ func (s *server) stop(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("server did not stop within 10s of SIGTERM")
 	}
+	s.closeTap()
 }
 
-// startServer runs the binary with args until the test ends and waits for /readyz.
+// startServer runs the binary with args until the test ends and waits for /readyz. A control
+// plane listens behind the OpenAPI tap (tapServer), which holds addr.
 func startServer(t *testing.T, addr string, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	runArgs, inner := tapServer(t, addr, args)
+	cmd := exec.Command(binary, runArgs...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -130,6 +138,21 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
+	var tap *tapProxy
+	if inner != "" {
+		tap = startTap(t, addr, inner)
+	}
+	var tapOnce sync.Once
+	closeTap := func() {
+		tapOnce.Do(func() {
+			if tap == nil {
+				return
+			}
+			for _, problem := range checkExchanges(tap.close()) {
+				t.Errorf("OpenAPI: %s", problem)
+			}
+		})
+	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -138,6 +161,7 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 			_ = cmd.Process.Kill()
 			<-done
 		}
+		closeTap()
 		collectLedger(t, args)
 		if t.Failed() {
 			t.Logf("server output:\n%s", logs.String())
@@ -154,7 +178,7 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return &server{cmd: cmd, done: done}
+				return &server{cmd: cmd, done: done, closeTap: closeTap}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
