@@ -80,8 +80,12 @@ func (s *Server) sessions(w http.ResponseWriter, r *http.Request, c caller) erro
 	}
 	q := r.URL.Query()
 	subject := q.Get("subject")
+	all, err := boolParam(r, "all")
+	if err != nil {
+		return err
+	}
 	switch {
-	case q.Get("all") == "true":
+	case all:
 		subject = ""
 		if !c.admin() && !c.auditor() {
 			return errForbidden("listing everyone's sessions needs an admin or auditor")

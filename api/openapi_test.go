@@ -289,6 +289,9 @@ type oaSignInRoute struct {
 	// why401 says why the route answers 401 although s.authed does not wrap it; "" if it never
 	// does.
 	why401 string
+	// bearer: the route authenticates the caller's bearer token itself, so it is documented
+	// with security [{bearerAuth: []}], like the routes s.authed wraps.
+	bearer bool
 }
 
 // oaSignIn lists every route served by SignIn. These routes do not follow the API's
@@ -302,19 +305,20 @@ type oaSignInRoute struct {
 //   - None is wrapped in s.authed, so each is documented with security: [] and, as a rule, no
 //     401. The exceptions are listed with why401: step-up and TOTP enrolment and confirmation
 //     authenticate the caller's bearer token themselves (with the same authenticator chain the
-//     server gives s.authed) and answer 401 invalid_token without a valid one; the token
-//     endpoint needs no token but answers 401 mfa_required when a sign-in needs a second factor.
-//     A route listed here with why401 must document its 401; any other route that s.authed does
-//     not wrap must not.
+//     server gives s.authed) and answer 401 invalid_token without a valid one, so they are
+//     documented with security [{bearerAuth: []}] (bearer; with security: [] a generated client
+//     sent no token and was refused); the token endpoint needs no token but answers 401
+//     mfa_required when a sign-in needs a second factor. A route listed here with why401 must
+//     document its 401; any other route that s.authed does not wrap must not.
 var oaSignIn = map[string]oaSignInRoute{
 	"GET /login":                {method: "Login", kind: oaPage},
 	"GET /callback":             {method: "Callback", kind: oaPage},
 	"POST /login/mfa":           {method: "LoginMFA", kind: oaPage, body: "application/x-www-form-urlencoded"},
 	"POST /v1/auth/device":      {method: "Device", kind: oaOAuth},
 	"POST /v1/auth/token":       {method: "Token", kind: oaOAuth, body: "application/x-www-form-urlencoded", why401: "mfa_required: the sign-in needs a second factor"},
-	"POST /v1/auth/step-up":     {method: "StepUp", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer session token itself"},
-	"POST /v1/mfa/totp":         {method: "EnrolTOTP", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer session token itself"},
-	"POST /v1/mfa/totp/confirm": {method: "ConfirmTOTP", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer token itself"},
+	"POST /v1/auth/step-up":     {method: "StepUp", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer session token itself", bearer: true},
+	"POST /v1/mfa/totp":         {method: "EnrolTOTP", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer session token itself", bearer: true},
+	"POST /v1/mfa/totp/confirm": {method: "ConfirmTOTP", kind: oaOAuth, body: "application/json", why401: "it authenticates the bearer token itself", bearer: true},
 }
 
 // oaRegisteredRoutes parses the package's Go files and returns the routes (*Server).Handler
@@ -627,6 +631,13 @@ func TestOpenAPIRoutesMatchServer(t *testing.T) {
 			if !has401 {
 				t.Errorf("%s needs a token (s.authed) but does not document 401", r.pattern)
 			}
+		} else if si.bearer {
+			if b, _ := json.Marshal(o.op["security"]); string(b) != `[{"bearerAuth":[]}]` {
+				t.Errorf("%s authenticates the bearer token itself; document security [{\"bearerAuth\": []}], not %s", r.pattern, b)
+			}
+			if !has401 {
+				t.Errorf("%s answers 401 (%s) but does not document it", r.pattern, si.why401)
+			}
 		} else {
 			if !overridden || len(sec) != 0 {
 				t.Errorf("%s is not wrapped in s.authed but is not documented with security: []", r.pattern)
@@ -831,6 +842,13 @@ func oaCheckClosed(t *testing.T, doc map[string]any, s any, at string, seen map[
 	}
 }
 
+// oaRawBodies are the routes whose request body is not JSON read by decode() but a stream the
+// handler reads itself, with its media type. PUT /v1/weights/{name} documented no request body
+// at all, so a client generated from the document could not upload.
+var oaRawBodies = map[string]string{
+	"PUT /v1/weights/{name}": "application/octet-stream",
+}
+
 func TestOpenAPIRequestBodiesAreClosed(t *testing.T) {
 	doc := oaLoad(t)
 	n := 0
@@ -842,6 +860,18 @@ func TestOpenAPIRequestBodiesAreClosed(t *testing.T) {
 		}
 		if sc, ok := oaSCIM[o.key()]; ok {
 			oaSCIMBody(t, o, sc, rb)
+			continue
+		}
+		if mt, ok := oaRawBodies[o.key()]; ok {
+			// The route streams its body itself (not decode()): exactly that media type,
+			// required, any size (no 413), 415 for another Content-Type.
+			content := oaObj(oaDeref(t, doc, rb)["content"])
+			if rb == nil || rb["required"] != true || len(content) != 1 || content[mt] == nil {
+				t.Errorf("%s reads a required %s body (oaRawBodies); document exactly that, not %v", o.key(), mt, rb)
+			}
+			if oaObj(o.op["responses"])["415"] == nil {
+				t.Errorf("%s reads a %s body but does not document 415", o.key(), mt)
+			}
 			continue
 		}
 		if rb == nil {
@@ -1442,13 +1472,32 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A refusal of the egress gateway, aggregated: status Failure, class 4001, and the OCSF
+	// attributes of the class and of aggregation at the top level. The schema allowed only
+	// Success and four classes, so a client validating entries rejected such real ones.
+	refused, err := audit.Encode(8, audit.Event{Code: "egress.denied", Class: audit.ClassNetworkActivity, Activity: 6, ActivityName: "Traffic",
+		Time: at, Actor: "alice", Message: "m", Failed: true, Extra: map[string]any{"dst_endpoint": map[string]any{"hostname": "example.com", "port": 443},
+			"disposition": "Blocked", "disposition_id": 2, "count": 3, "start_time": at.UnixMilli(), "end_time": at.UnixMilli()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vault, err := audit.Encode(9, audit.Event{Code: "weights.denied", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityRead, Time: at, Actor: "bob", Failed: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	entry := oaObj(schemas["LedgerEntry"])
 	fm, fkeys := oaJSONKeys(t, full)
-	if props := oaKeys(oaObj(entry["properties"])); !slices.Equal(fkeys, props) {
-		t.Errorf("schema LedgerEntry has properties %v; audit.Encode writes %v", props, fkeys)
+	rm, rkeys := oaJSONKeys(t, refused)
+	all := slices.Compact(slices.Sorted(slices.Values(append(fkeys, rkeys...))))
+	if props := oaKeys(oaObj(entry["properties"])); !slices.Equal(all, props) {
+		t.Errorf("schema LedgerEntry has properties %v; audit.Encode writes %v", props, all)
 	}
-	for _, e := range oaValidate(doc, entry, fm, "LedgerEntry") {
-		t.Errorf("ledger entry: %s (JSON %s)", e, full)
+	vm, _ := oaJSONKeys(t, vault)
+	for _, e := range [][]byte{full, refused, vault} {
+		m := map[string]any{string(full): fm, string(refused): rm, string(vault): vm}[string(e)]
+		for _, problem := range oaValidate(doc, entry, m, "LedgerEntry") {
+			t.Errorf("ledger entry: %s (JSON %s)", problem, e)
+		}
 	}
 	if _, bkeys := oaJSONKeys(t, bare); !slices.Equal(bkeys, oaStrings(entry["required"])) {
 		t.Errorf("schema LedgerEntry requires %v; a bare entry has %v", oaStrings(entry["required"]), bkeys)

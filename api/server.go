@@ -317,11 +317,13 @@ func (s *Server) resources(w http.ResponseWriter, r *http.Request, c caller) err
 	}
 	out := []ResourceInfo{}
 	q := r.URL.Query()
+	// limit applies to a search; it is checked without one too, so that a bad value is refused
+	// rather than ignored.
+	limit, err := limitParam(r)
+	if err != nil {
+		return err
+	}
 	if query := q.Get("q"); q.Has("q") {
-		limit, err := limitParam(r)
-		if err != nil {
-			return err
-		}
 		hits, err := s.advisor(c.pol).Engine.Search(query, limit)
 		if err != nil {
 			return errInvalid("query parameter \"q\": %v", err)
@@ -467,6 +469,25 @@ const (
 	maxLimit     = 500
 )
 
+// boolParam reads a boolean query parameter: absent is false, and only the words true and false
+// are accepted (as OpenAPI writes a boolean in a query). Anything else, 1 and yes included, or
+// the parameter given twice, is refused: read as false, ?all=1 silently listed only the caller's
+// own (invariant 7: bad input is refused, not guessed at).
+func boolParam(r *http.Request, name string) (bool, error) {
+	vs, ok := r.URL.Query()[name]
+	switch {
+	case !ok:
+		return false, nil
+	case len(vs) > 1:
+		return false, errInvalid("query parameter %q is given %d times; give it once, true or false", name, len(vs))
+	case vs[0] == "true":
+		return true, nil
+	case vs[0] == "false":
+		return false, nil
+	}
+	return false, errInvalid("query parameter %q must be true or false, not %q", name, vs[0])
+}
+
 func limitParam(r *http.Request) (int, error) {
 	v := r.URL.Query().Get("limit")
 	if v == "" {
@@ -593,7 +614,11 @@ func (s *Server) listGrants(w http.ResponseWriter, r *http.Request, c caller) er
 	if f.AfterID != "" && !grantID.MatchString(f.AfterID) {
 		return errInvalid("query parameter \"page_token\" is not a token this server issued")
 	}
-	if q.Get("all") != "true" && f.Subject == "" {
+	all, err := boolParam(r, "all")
+	if err != nil {
+		return err
+	}
+	if !all && f.Subject == "" {
 		f.Subject = c.Subject
 	}
 	for _, st := range q["state"] {

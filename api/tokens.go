@@ -95,8 +95,12 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, c caller) e
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, c caller) error {
 	q := r.URL.Query()
 	subject := q.Get("subject")
+	all, err := boolParam(r, "all")
+	if err != nil {
+		return err
+	}
 	switch {
-	case q.Get("all") == "true":
+	case all:
 		subject = ""
 		if !c.admin() && !c.auditor() {
 			return errForbidden("listing everyone's tokens needs an admin or auditor")

@@ -51,8 +51,7 @@ sign-in, use an API token: RAMPART_TOKEN=rpt_… (it cannot approve: approvals n
 					return err
 				}
 				if printToken {
-					fmt.Println(tr.AccessToken)
-					return nil
+					return g.done(printedToken{Token: tr.AccessToken, Subject: tr.Session.Subject, SessionID: tr.Session.ID, ExpiresAt: time.Now().Add(time.Duration(tr.ExpiresIn) * time.Second)}, "%s\n", tr.AccessToken)
 				}
 				if err := saveSession(g.addr, tr); err != nil {
 					return err
@@ -61,8 +60,8 @@ sign-in, use an API token: RAMPART_TOKEN=rpt_… (it cannot approve: approvals n
 				if !tr.Session.MFAAt.IsZero() {
 					mfa = ", multi-factor"
 				}
-				fmt.Printf("Signed in to %s as %s (session %s%s, until %s).\n", g.addr, tr.Session.Subject, tr.Session.ID, mfa, tr.Session.ExpiresAt.Local().Format(time.RFC1123))
-				return nil
+				return g.done(loggedIn{Server: g.addr, Subject: tr.Session.Subject, SessionID: tr.Session.ID, MFAAt: tr.Session.MFAAt, ExpiresAt: tr.Session.ExpiresAt},
+					"Signed in to %s as %s (session %s%s, until %s).\n", g.addr, tr.Session.Subject, tr.Session.ID, mfa, tr.Session.ExpiresAt.Local().Format(time.RFC1123))
 			}
 			if user == "" {
 				return usageErr("--dev needs --user NAME (a user of the dev server's policy, e.g. alice)")
@@ -73,16 +72,15 @@ sign-in, use an API token: RAMPART_TOKEN=rpt_… (it cannot approve: approvals n
 				return err
 			}
 			if printToken {
-				fmt.Println(t.Token)
-				return nil
+				return g.done(printedToken{Token: t.Token, Subject: t.Subject, SessionID: t.Session.ID, ExpiresAt: t.ExpiresAt}, "%s\n", t.Token)
 			}
 			tr := signin.TokenResponse{AccessToken: t.Token, RefreshToken: t.RefreshToken, TokenType: "Bearer",
 				ExpiresIn: int(time.Until(t.ExpiresAt) / time.Second), Session: t.Session}
 			if err := saveSession(g.addr, tr); err != nil {
 				return err
 			}
-			fmt.Printf("Logged in to %s as %s (development session %s, until %s).\n", g.addr, t.Subject, t.Session.ID, t.Session.ExpiresAt.Local().Format(time.RFC1123))
-			return nil
+			return g.done(loggedIn{Server: g.addr, Subject: t.Subject, SessionID: t.Session.ID, ExpiresAt: t.Session.ExpiresAt},
+				"Logged in to %s as %s (development session %s, until %s).\n", g.addr, t.Subject, t.Session.ID, t.Session.ExpiresAt.Local().Format(time.RFC1123))
 		},
 	}
 	cmd.Flags().BoolVar(&dev, "dev", false, "use the development login of `rampart dev` (no identity provider)")
@@ -93,6 +91,24 @@ sign-in, use an API token: RAMPART_TOKEN=rpt_… (it cannot approve: approvals n
 	cmd.Flags().BoolVar(&stepUp, "step-up", false, "ask for a fresh multi-factor sign-in")
 	cmd.Flags().BoolVar(&noOpen, "no-open", false, "print the sign-in URL without trying to open a browser")
 	return cmd
+}
+
+// printedToken is what login --print-token prints under -o json or yaml (the table is the bare
+// token, for RAMPART_TOKEN=$(rampart login --print-token)).
+type printedToken struct {
+	Token     string    `json:"token"`
+	Subject   string    `json:"subject"`
+	SessionID string    `json:"session_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// loggedIn is what login prints under -o json or yaml when it saved the session.
+type loggedIn struct {
+	Server    string    `json:"server"`
+	Subject   string    `json:"subject"`
+	SessionID string    `json:"session_id"`
+	MFAAt     time.Time `json:"mfa_at,omitzero"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 func newLogoutCmd(g *globals) *cobra.Command {
@@ -122,8 +138,7 @@ func newLogoutCmd(g *globals) *cobra.Command {
 			if err != nil && !api.IsStatus(err, 401) {
 				return fmt.Errorf("forgot the login locally, but the server did not end it: %w", err)
 			}
-			fmt.Println("Logged out.")
-			return nil
+			return g.done(map[string]string{"logged_out": g.addr}, "Logged out.\n")
 		},
 	}
 }

@@ -9,13 +9,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"rampart.dev/rampart/api"
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/internal/output"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/server"
 )
 
-func newAdminCmd() *cobra.Command {
+func newAdminCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "admin", Short: "Operator commands that work on the server's store directly"}
 	var configPath, subject, kind, ttl, desc string
 	token := &cobra.Command{
@@ -63,9 +65,10 @@ neither can approve a request: approvals come only from a person's own session.`
 			if err != nil {
 				return err
 			}
-			fmt.Println(secret)
-			fmt.Fprintf(cmd.ErrOrStderr(), "Token %s for %s (%s) expires %s. Use it with RAMPART_TOKEN.\n", t.ID, t.Subject, t.Kind, t.ExpiresAt.UTC().Format(time.RFC3339))
-			return nil
+			if g.output == output.Table {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Token %s for %s (%s) expires %s. Use it with RAMPART_TOKEN.\n", t.ID, t.Subject, t.Kind, t.ExpiresAt.UTC().Format(time.RFC3339))
+			}
+			return g.done(api.TokenResponse{Token: secret, ID: t.ID, Subject: t.Subject, Kind: t.Kind, ExpiresAt: t.ExpiresAt}, "%s\n", secret)
 		},
 	}
 	token.Flags().StringVar(&configPath, "config", "", "server configuration file")
@@ -105,9 +108,10 @@ its checkpoints. A server that starts without a key makes one itself, in its dat
 			if err := f.Close(); err != nil {
 				return err
 			}
-			fmt.Println(vkey)
-			fmt.Fprintf(cmd.ErrOrStderr(), "Wrote the signing key of ledger %q to %s (keep it secret, back it up with the database). Its verifier key is above.\n", origin, out)
-			return nil
+			if g.output == output.Table {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Wrote the signing key of ledger %q to %s (keep it secret, back it up with the database). Its verifier key is above.\n", origin, out)
+			}
+			return g.done(map[string]string{"origin": origin, "signing_key_file": out, "verifier_key": vkey}, "%s\n", vkey)
 		},
 	}
 	ledgerKey.Flags().StringVar(&origin, "origin", "rampart", "the ledger's name in its checkpoints")

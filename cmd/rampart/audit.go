@@ -31,7 +31,10 @@ func newAuditTail(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "tail [-n 20] [--follow]",
 		Short: "Show the newest ledger entries (admins and auditors)",
-		Args:  exactArgs(),
+		Long: `Show the newest ledger entries (admins and auditors): a line each, or with -o json one entry
+per line (JSON lines, the entry's fields as stored), or with -o yaml one YAML document per entry.
+With --follow, keep printing new entries as they are written.`,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -50,16 +53,13 @@ func newAuditTail(g *globals) *cobra.Command {
 				// Entries recorded before the text rule (or by a compromised writer) may hold
 				// control or bidirectional characters: shown escaped, never obeyed (invariant 7).
 				// `audit export` gives the exact bytes.
-				if g.output == output.JSON {
-					fmt.Println(string(text.EscapeJSON(data)))
-					return nil
-				}
-				s, err := audit.Summarize(data)
-				if err != nil {
-					return err
-				}
-				fmt.Printf("%6d  %s  %-28s %-10s %s\n", s.Seq, s.Time.Format(time.RFC3339), text.Escape(s.Code), text.Escape(s.Actor), text.Escape(s.Message))
-				return nil
+				return output.Stream(os.Stdout, g.output, text.EscapeJSON(data), func() (string, error) {
+					s, err := audit.Summarize(data)
+					if err != nil {
+						return "", err
+					}
+					return fmt.Sprintf("%6d  %s  %-28s %-10s %s", s.Seq, s.Time.Format(time.RFC3339), text.Escape(s.Code), text.Escape(s.Actor), text.Escape(s.Message)), nil
+				})
 			}
 			if err := c.Entries(cmd.Context(), from, 0, print); err != nil {
 				return err
@@ -86,8 +86,9 @@ func newAuditExport(g *globals) *cobra.Command {
 	var file, cpFile string
 	var from uint64
 	cmd := &cobra.Command{
-		Use:   "export [--file entries.jsonl] [--checkpoint cp.txt]",
-		Short: "Write ledger entries as JSON lines, with the signed checkpoint that covers them",
+		Use:         "export [--file entries.jsonl] [--checkpoint cp.txt]",
+		Annotations: map[string]string{fixedOutput: "it writes the entries' exact bytes as JSON lines, which verification hashes"},
+		Short:       "Write ledger entries as JSON lines, with the signed checkpoint that covers them",
 		Long: `Write every ledger entry (from --from) as JSON lines, byte for byte as hashed. With
 --checkpoint, also write the signed checkpoint covering exactly the exported entries, so that
 'rampart audit verify --entries F --checkpoint C --key K' can verify them offline. The ledger's
@@ -201,7 +202,7 @@ can get no fresh one. Exit 0 when everything verifies, 1 otherwise.`,
 				if entries == "" || cpFile == "" || key == "" {
 					return usageErr("offline verification needs all of --entries, --checkpoint and --key")
 				}
-				return verifyOffline(entries, cpFile, key, keys, w.maxAge)
+				return verifyOffline(g.output, entries, cpFile, key, keys, w.maxAge)
 			}
 			return verifyOnline(cmd, g, key, resetKey, api.VerifyOptions{Witnesses: keys, MaxAge: w.maxAge})
 		},
@@ -242,7 +243,7 @@ func (w witnessFlags) read() ([]string, error) {
 	return out, nil
 }
 
-func verifyOffline(entries, cpFile, keyArg string, witnesses []string, maxAge time.Duration) error {
+func verifyOffline(format, entries, cpFile, keyArg string, witnesses []string, maxAge time.Duration) error {
 	key, err := readKey(keyArg)
 	if err != nil {
 		return err
@@ -277,15 +278,22 @@ func verifyOffline(entries, cpFile, keyArg string, witnesses []string, maxAge ti
 	if err != nil {
 		return fmt.Errorf("ledger does NOT verify: %w", err)
 	}
-	fmt.Printf("OK: %d entries verify against the checkpoint of ledger %s (size %d, root %x)", tree.Size(), cp.Origin, cp.Size, cp.Root)
-	if extra := tree.Size() - cp.Size; extra > 0 {
-		fmt.Printf("; %d later entries are not covered by this checkpoint", extra)
+	if cos == nil {
+		cos = []audit.Cosignature{}
 	}
-	fmt.Println()
-	for _, c := range cos {
-		fmt.Printf("  cosigned by witness %s at %s\n", c.Witness, c.Time.Format(time.RFC3339))
-	}
-	return nil
+	return output.Print(os.Stdout, format, map[string]any{
+		"origin": cp.Origin, "key": key, "size": cp.Size, "root": fmt.Sprintf("%x", cp.Root), "entries": tree.Size(),
+		"uncovered_entries": tree.Size() - cp.Size, "cosignatures": cos,
+	}, func(tw *tabwriter.Writer) {
+		fmt.Fprintf(tw, "OK: %d entries verify against the checkpoint of ledger %s (size %d, root %x)", tree.Size(), cp.Origin, cp.Size, cp.Root)
+		if extra := tree.Size() - cp.Size; extra > 0 {
+			fmt.Fprintf(tw, "; %d later entries are not covered by this checkpoint", extra)
+		}
+		fmt.Fprintln(tw)
+		for _, c := range cos {
+			fmt.Fprintf(tw, "  cosigned by witness %s at %s\n", c.Witness, c.Time.Format(time.RFC3339))
+		}
+	})
 }
 
 func verifyOnline(cmd *cobra.Command, g *globals, keyArg string, resetKey bool, o api.VerifyOptions) error {

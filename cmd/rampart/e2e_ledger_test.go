@@ -93,6 +93,9 @@ func collectLedger(t *testing.T, args []string) {
 		if err != nil || !bytes.Equal(canon, []byte(entry)) {
 			ledgerTap.bad = append(ledgerTap.bad, fmt.Sprintf("%s: entry %d is not in RFC 8785 canonical form (%v):\n  stored    %s\n  canonical %s", t.Name(), seq, err, entry, canon))
 		}
+		for _, problem := range checkLedgerEntry([]byte(entry)) {
+			ledgerTap.bad = append(ledgerTap.bad, fmt.Sprintf("%s: entry %d does not match the LedgerEntry schema of api/openapi.json: %s\n  %s", t.Name(), seq, problem, entry))
+		}
 		s, err := audit.Summarize([]byte(entry))
 		if err != nil {
 			ledgerTap.bad = append(ledgerTap.bad, fmt.Sprintf("%s: entry %d: %v", t.Name(), seq, err))

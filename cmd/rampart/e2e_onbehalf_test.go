@@ -46,7 +46,7 @@ func TestOnBehalfAttackEndToEnd(t *testing.T) {
 	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir(), "RAMPART_TOKEN="}}
 	alice := strings.TrimSpace(c.ok("login", "--dev", "--user", "alice", "--print-token"))
 	r := c.as(alice, "request", "create", "--role", "weights-reader-frontier-7", "--for", "bob", "--reason", "pairing")
-	if r.code != 1 || !strings.Contains(r.err, `no request_for rule of approval policy "critical-weights" lets alice file for bob`) {
+	if r.code != 3 || !strings.Contains(r.err, `no request_for rule of approval policy "critical-weights" lets alice file for bob`) {
 		t.Fatalf("alice files for bob under the demo policy: %+v", r)
 	}
 

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,6 +49,7 @@ func TestMain(m *testing.M) {
 	if !reportLedger(os.Stderr) && code == 0 {
 		code = 1
 	}
+	reportOpenAPI(os.Stderr)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -106,6 +108,9 @@ func freeAddr(t *testing.T) string {
 type server struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
+	// closeTap stops the OpenAPI tap in front of it (e2e_openapi_test.go) and validates what it
+	// recorded.
+	closeTap func()
 }
 
 // stop sends SIGTERM and waits for the process to exit.
@@ -117,12 +122,15 @@ func (s *server) stop(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("server did not stop within 10s of SIGTERM")
 	}
+	s.closeTap()
 }
 
-// startServer runs the binary with args until the test ends and waits for /readyz.
+// startServer runs the binary with args until the test ends and waits for /readyz. A control
+// plane listens behind the OpenAPI tap (tapServer), which holds addr.
 func startServer(t *testing.T, addr string, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	runArgs, inner := tapServer(t, addr, args)
+	cmd := exec.Command(binary, runArgs...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -130,6 +138,21 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
+	var tap *tapProxy
+	if inner != "" {
+		tap = startTap(t, addr, inner)
+	}
+	var tapOnce sync.Once
+	closeTap := func() {
+		tapOnce.Do(func() {
+			if tap == nil {
+				return
+			}
+			for _, problem := range checkExchanges(tap.close()) {
+				t.Errorf("OpenAPI: %s", problem)
+			}
+		})
+	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -138,6 +161,7 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 			_ = cmd.Process.Kill()
 			<-done
 		}
+		closeTap()
 		collectLedger(t, args)
 		if t.Failed() {
 			t.Logf("server output:\n%s", logs.String())
@@ -154,7 +178,7 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return &server{cmd: cmd, done: done}
+				return &server{cmd: cmd, done: done, closeTap: closeTap}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -189,8 +213,8 @@ func TestDevWalkthrough(t *testing.T) {
 	if r := c.as(bob, "request", "approve", id); r.code != 0 || !strings.Contains(r.out, "pending") {
 		t.Fatalf("bob approves: %+v", r)
 	}
-	// Self-approval over the real CLI: refused, 1.
-	if r := c.run(nil, "request", "approve", id); r.code != 1 || !strings.Contains(r.err, "is the requester") {
+	// Self-approval over the real CLI: refused, 3 (a denial).
+	if r := c.run(nil, "request", "approve", id); r.code != 3 || !strings.Contains(r.err, "is the requester") {
 		t.Fatalf("alice approves her own request: %+v", r)
 	}
 	if r := c.as(dave, "request", "approve", id); r.code != 0 || !strings.Contains(r.out, "approved") {
@@ -200,7 +224,7 @@ func TestDevWalkthrough(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.out, "ALLOWED") || !strings.Contains(r.out, "expires:") {
 		t.Fatalf("check after approval: %+v", r)
 	}
-	if r := c.run(nil, "check", "bob", "read", "weights/frontier-7"); r.code != 1 || !strings.Contains(r.err, "may only check their own access") {
+	if r := c.run(nil, "check", "bob", "read", "weights/frontier-7"); r.code != 3 || !strings.Contains(r.err, "may only check their own access") {
 		t.Fatalf("alice checks bob: %+v", r)
 	}
 	if out := c.ok("audit", "verify"); !strings.Contains(out, "OK: ledger rampart-dev verifies") {
@@ -251,7 +275,7 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 	// No server: a clear error, exit 1.
-	if r := c.run([]string{"RAMPART_TOKEN=rpt_x"}, "whoami"); r.code != 1 || !strings.Contains(r.err, "cannot reach the Rampart server") {
+	if r := c.run([]string{"RAMPART_TOKEN=rpt_" + strings.Repeat("x", 43)}, "whoami"); r.code != 1 || !strings.Contains(r.err, "cannot reach the Rampart server") {
 		t.Fatalf("no server: %+v", r)
 	}
 }
@@ -330,7 +354,7 @@ func TestServerOnPostgres(t *testing.T) {
 	if r.code != 0 || id == "" {
 		t.Fatalf("create: %+v", r)
 	}
-	if r := c.as(erin, "request", "approve", id); r.code != 1 || !strings.Contains(r.err, "bound to no session") {
+	if r := c.as(erin, "request", "approve", id); r.code != 3 || !strings.Contains(r.err, "bound to no session") {
 		t.Fatalf("a bootstrap token approved: %+v", r)
 	}
 	for _, tok := range []string{bob, dave} {

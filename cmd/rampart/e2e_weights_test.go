@@ -39,7 +39,7 @@ func TestWeightsVault(t *testing.T) {
 	}
 
 	// No grant: refused, with the way to ask.
-	if r := c.run(nil, "weights", "put", "frontier-7", file); r.code != 1 || !strings.Contains(r.err, "rampart request create --resource weights/frontier-7 --action write") {
+	if r := c.run(nil, "weights", "put", "frontier-7", file); r.code != 3 || !strings.Contains(r.err, "rampart request create --resource weights/frontier-7 --action write") {
 		t.Fatalf("put without a grant: %+v", r)
 	}
 	id := reqID.FindString(c.ok("request", "create", "--role", "weights-writer-frontier-7", "--reason", "store checkpoint 4411", "--duration", "1h"))
@@ -67,7 +67,7 @@ func TestWeightsVault(t *testing.T) {
 
 	// bob has no grant on the weights: nothing comes back, nothing is written.
 	none := filepath.Join(dir, "bob.safetensors")
-	if r := c.as(bob, "weights", "get", "frontier-7", "-o", none); r.code != 1 || !strings.Contains(r.err, "may not read weights/frontier-7") {
+	if r := c.as(bob, "weights", "get", "frontier-7", "-o", none); r.code != 3 || !strings.Contains(r.err, "may not read weights/frontier-7") {
 		t.Fatalf("bob: %+v", r)
 	}
 	if _, err := os.Stat(none); err == nil {
@@ -199,7 +199,7 @@ vault:
 	if r := c.as(erin, "vault", "rotate"); r.code != 0 || !strings.Contains(r.out, "1 data keys re-wrapped") {
 		t.Fatalf("rotate: %+v", r)
 	}
-	if r := c.as(alice, "vault", "rotate"); r.code != 1 {
+	if r := c.as(alice, "vault", "rotate"); r.code != 3 {
 		t.Fatalf("a non-admin rotated the vault: %+v", r)
 	}
 	got := filepath.Join(dir, "fetched.bin")
@@ -209,7 +209,7 @@ vault:
 	if b, _ := os.ReadFile(got); !bytes.Equal(b, plain) {
 		t.Fatal("the fetched file differs")
 	}
-	if r := c.as(bob, "weights", "get", "frontier-7", "-o", filepath.Join(dir, "bob.bin")); r.code != 1 {
+	if r := c.as(bob, "weights", "get", "frontier-7", "-o", filepath.Join(dir, "bob.bin")); r.code != 3 {
 		t.Fatalf("bob read without a grant: %+v", r)
 	}
 

@@ -305,8 +305,7 @@ func newSessionCmd(g *globals) *cobra.Command {
 			if err := c.RevokeSession(cmd.Context(), args[0], reason); err != nil {
 				return err
 			}
-			fmt.Printf("Session %s revoked.\n", args[0])
-			return nil
+			return g.done(map[string]any{"id": args[0], "revoked": true}, "Session %s revoked.\n", args[0])
 		},
 	}
 	revoke.Flags().StringVar(&reason, "reason", "", "why (recorded in the ledger)")
@@ -337,8 +336,7 @@ was enrolled under the identity provider's multi-factor authentication.`,
 			if err != nil {
 				return err
 			}
-			fmt.Printf("Add this to your authenticator app:\n\n  secret: %s\n  uri:    %s\n\nthen confirm with: rampart mfa confirm CODE\n", out["secret"], out["otpauth_uri"])
-			return nil
+			return g.done(out, "Add this to your authenticator app:\n\n  secret: %s\n  uri:    %s\n\nthen confirm with: rampart mfa confirm CODE\n", out["secret"], out["otpauth_uri"])
 		},
 	}
 	confirm := &cobra.Command{
@@ -353,8 +351,7 @@ was enrolled under the identity provider's multi-factor authentication.`,
 			if err := c.ConfirmTOTP(cmd.Context(), args[0]); err != nil {
 				return err
 			}
-			fmt.Println("Second factor enrolled.")
-			return nil
+			return g.done(map[string]any{"enrolled": true}, "Second factor enrolled.\n")
 		},
 	}
 	stepUp := &cobra.Command{
@@ -369,8 +366,7 @@ was enrolled under the identity provider's multi-factor authentication.`,
 			if err := c.StepUp(cmd.Context(), args[0]); err != nil {
 				return err
 			}
-			fmt.Println("Stepped up: this session has a fresh second factor.")
-			return nil
+			return g.done(map[string]any{"stepped_up": true}, "Stepped up: this session has a fresh second factor.\n")
 		},
 	}
 	enrol.Flags().StringVar(&enrolOTP, "otp", "", "a code of your current factor, to replace it")
@@ -407,8 +403,7 @@ func userAction(ctx context.Context, g *globals, subject, action, done string) e
 	if err := c.UserAction(ctx, subject, action); err != nil {
 		return err
 	}
-	fmt.Printf(done, subject)
-	return nil
+	return g.done(map[string]string{"subject": subject, "action": action}, done, subject)
 }
 
 func newUserCmd(g *globals) *cobra.Command {

@@ -30,8 +30,9 @@ import (
 func newAdmissionCmd() *cobra.Command {
 	var configPath string
 	cmd := &cobra.Command{
-		Use:   "admission --config FILE",
-		Short: "Serve only the Kubernetes admission webhook (kubernetes.admission in the configuration)",
+		Use:         "admission --config FILE",
+		Annotations: map[string]string{fixedOutput: "it runs a server, which writes JSON log lines"},
+		Short:       "Serve only the Kubernetes admission webhook (kubernetes.admission in the configuration)",
 		Long: `Serve the admission webhook alone, on kubernetes.admission.listen with its certificate: a
 replica of the control plane that answers the apiserver's admission reviews from the same store
 and decision engine (rampart server serves it too when kubernetes.admission.listen is set).
@@ -105,8 +106,11 @@ at DIR/tls.crt and DIR/tls.key.`,
 			if err != nil {
 				return err
 			}
+			res := installed{Webhooks: install.WebhookName, WebhookURL: webhookURL, CertFile: certs.CertFile, KeyFile: certs.KeyFile, CAFile: certs.CAFile}
+			var msg strings.Builder
 			if a := cfg.Kubernetes.Admission; a.CertFile != certs.CertFile || a.KeyFile != certs.KeyFile {
-				fmt.Printf("Webhook certificate: %s and %s (CA %s). Set kubernetes.admission.cert_file and key_file to them.\n", certs.CertFile, certs.KeyFile, certs.CAFile)
+				res.ConfigureCert = true
+				fmt.Fprintf(&msg, "Webhook certificate: %s and %s (CA %s). Set kubernetes.admission.cert_file and key_file to them.\n", certs.CertFile, certs.KeyFile, certs.CAFile)
 			}
 			caFile := certs.CAFile
 			caPEM, err := os.ReadFile(caFile)
@@ -121,13 +125,14 @@ at DIR/tls.crt and DIR/tls.key.`,
 			if err := install.ApplyWebhooks(cmd.Context(), client, val, mut); err != nil {
 				return err
 			}
-			fmt.Printf("Registered the validating and mutating webhooks %q (failurePolicy: Fail) at %s.\n", install.WebhookName, webhookURL)
+			fmt.Fprintf(&msg, "Registered the validating and mutating webhooks %q (failurePolicy: Fail) at %s.\n", install.WebhookName, webhookURL)
 			n, err := applyNetworkPolicies(cmd.Context(), client, s)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("Default-deny egress NetworkPolicy in place in %d namespaces.\n", n)
-			return nil
+			res.NetworkPolicies = n
+			fmt.Fprintf(&msg, "Default-deny egress NetworkPolicy in place in %d namespaces.\n", n)
+			return g.done(res, "%s", msg.String())
 		},
 	}
 	installCmd.Flags().StringVar(&configPath, "config", "", "server configuration file (its kubernetes section names the cluster)")
@@ -144,7 +149,12 @@ at DIR/tls.crt and DIR/tls.key.`,
 		}
 		return policy.Load(fsys)
 	}
+	// Kubernetes objects print as YAML documents (kubectl apply -f - takes them), or under -o
+	// json and -o yaml as one List (which kubectl takes as well), a single value as everywhere.
 	printYAML := func(objs ...any) error {
+		if g.output != output.Table {
+			return output.Print(os.Stdout, g.output, map[string]any{"apiVersion": "v1", "kind": "List", "items": objs}, nil)
+		}
 		for i, o := range objs {
 			b, err := yaml.Marshal(o)
 			if err != nil {
@@ -160,10 +170,6 @@ at DIR/tls.crt and DIR/tls.key.`,
 	render := &cobra.Command{
 		Use:   "render netpol|rbac",
 		Short: "Print Kubernetes objects Rampart needs, as YAML (apply them with kubectl apply -f -)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return usageErr("say what to render: rampart kube render netpol, or rampart kube render rbac")
-		},
 	}
 	render.PersistentFlags().StringVar(&policyDir, "policy", "", "policy directory (default: the embedded demo policy)")
 	renderNetpol := &cobra.Command{
@@ -329,6 +335,17 @@ func applyNetworkPolicies(ctx context.Context, client kubernetes.Interface, s po
 		n++
 	}
 	return n, nil
+}
+
+// installed is what kube install prints under -o json or yaml.
+type installed struct {
+	Webhooks        string `json:"webhooks"`
+	WebhookURL      string `json:"webhook_url"`
+	CertFile        string `json:"cert_file"`
+	KeyFile         string `json:"key_file"`
+	CAFile          string `json:"ca_file"`
+	ConfigureCert   bool   `json:"configure_cert"`
+	NetworkPolicies int    `json:"network_policies"`
 }
 
 func newExceptionCmd(g *globals) *cobra.Command {

@@ -19,8 +19,9 @@ import (
 func newDevCmd() *cobra.Command {
 	var addr, data, policyDir, egressAddr string
 	cmd := &cobra.Command{
-		Use:   "dev",
-		Short: "Run the whole control plane locally on embedded SQLite with a demo policy",
+		Use:         "dev",
+		Annotations: map[string]string{fixedOutput: "it runs a server, which writes JSON log lines"},
+		Short:       "Run the whole control plane locally on embedded SQLite with a demo policy",
 		Long: `Run the whole control plane on this machine: embedded SQLite in --data, the demo policy
 (or --policy DIR), a built-in development OpenID provider at /dev-idp with the demo users (the
 real sign-in flow: rampart login), a development login shortcut (POST /v1/dev/login, rampart
@@ -61,8 +62,9 @@ func newEgressCmd() *cobra.Command {
 	var configPath string
 	var ranges []string
 	cmd := &cobra.Command{
-		Use:   "egress --config FILE [--allow-range CIDR]...",
-		Short: "Run the egress gateway: default-deny outbound traffic, per-subject allowlists, just-in-time destinations",
+		Use:         "egress --config FILE [--allow-range CIDR]...",
+		Annotations: map[string]string{fixedOutput: "it runs a server, which writes JSON log lines"},
+		Short:       "Run the egress gateway: default-deny outbound traffic, per-subject allowlists, just-in-time destinations",
 		Long: `Run the egress gateway as its own process beside the control plane (see docs/egress.md): an
 HTTP forward proxy (CONNECT and http://) that refuses every destination unless an EgressPolicy or
 an active grant allows it, never connects to private, loopback, link-local or metadata addresses
@@ -102,8 +104,9 @@ reloads the policy and the CRL without dropping connections.`,
 func newServerCmd() *cobra.Command {
 	var configPath string
 	cmd := &cobra.Command{
-		Use:   "server --config FILE",
-		Short: "Run the control plane in production mode",
+		Use:         "server --config FILE",
+		Annotations: map[string]string{fixedOutput: "it runs a server, which writes JSON log lines"},
+		Short:       "Run the control plane in production mode",
 		Long: `Run the control plane from a configuration file (see docs/operations.md): PostgreSQL or
 SQLite, the policy directory, TLS, the ledger key and the witnesses that cosign its checkpoints
 (ledger.witnesses). Send SIGHUP to reload the policy; an invalid policy is refused and the old

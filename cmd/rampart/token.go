@@ -101,8 +101,7 @@ issue service tokens (--kind service) for service:<name> subjects: gateways, web
 			if err := c.RevokeToken(cmd.Context(), args[0]); err != nil {
 				return err
 			}
-			fmt.Printf("Token %s revoked.\n", args[0])
-			return nil
+			return g.done(map[string]any{"id": args[0], "revoked": true}, "Token %s revoked.\n", args[0])
 		},
 	}
 	cmd.AddCommand(create, list, revoke)

@@ -15,6 +15,7 @@ import (
 	"rampart.dev/rampart/internal/output"
 	"rampart.dev/rampart/vault"
 	"rampart.dev/rampart/vault/kmsplugin"
+	"rampart.dev/rampart/weights"
 )
 
 // weightsName accepts NAME or weights/NAME.
@@ -45,9 +46,8 @@ func newWeightsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("Stored weights/%s version %d: %d bytes, SHA-256 %s, in %s (%s).\n", o.Name, o.Version, o.Size, o.SHA256,
+			return g.done(o, "Stored weights/%s version %d: %d bytes, SHA-256 %s, in %s (%s).\n", o.Name, o.Version, o.Size, o.SHA256,
 				time.Since(start).Round(time.Millisecond), rate(o.Size, time.Since(start)))
-			return nil
 		},
 	}
 	var outPath string
@@ -91,9 +91,8 @@ func newWeightsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			keep = true
-			fmt.Printf("Fetched weights/%s version %d into %s: %d bytes, SHA-256 %s verified, in %s (%s).\n", o.Name, o.Version, outPath, o.Size, o.SHA256,
+			return g.done(fetched{Object: o, File: outPath}, "Fetched weights/%s version %d into %s: %d bytes, SHA-256 %s verified, in %s (%s).\n", o.Name, o.Version, outPath, o.Size, o.SHA256,
 				time.Since(start).Round(time.Millisecond), rate(o.Size, time.Since(start)))
-			return nil
 		},
 	}
 	get.Flags().StringVarP(&outPath, "output-file", "O", "", "where to write the decrypted file")
@@ -145,10 +144,11 @@ func newWeightsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			for _, o := range gone {
-				fmt.Printf("Deleted weights/%s version %d.\n", o.Name, o.Version)
-			}
-			return nil
+			return output.Print(os.Stdout, g.output, gone, func(tw *tabwriter.Writer) {
+				for _, o := range gone {
+					fmt.Fprintf(tw, "Deleted weights/%s version %d.\n", o.Name, o.Version)
+				}
+			})
 		},
 	}
 	rm.Flags().Uint64Var(&rmVersion, "version", 0, "version to delete (default: all)")
@@ -186,6 +186,18 @@ func newWeightsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// fetched is what weights get prints under -o json or yaml.
+type fetched struct {
+	weights.Object
+	File string `json:"file"`
+}
+
+// keyringKey names a local keyring and its current (or new) key.
+type keyringKey struct {
+	Keyring string `json:"keyring"`
+	KeyID   string `json:"key_id"`
+}
+
 func rate(n int64, d time.Duration) string {
 	if d <= 0 {
 		return "-"
@@ -205,8 +217,7 @@ func newVaultCmd(g *globals) *cobra.Command {
 				return err
 			}
 			cur, _ := kp.Current(cmd.Context())
-			fmt.Printf("Created %s with key %s. Point the server's vault.keyring at it.\n", args[0], cur)
-			return nil
+			return g.done(keyringKey{Keyring: args[0], KeyID: cur}, "Created %s with key %s. Point the server's vault.keyring at it.\n", args[0], cur)
 		},
 	}
 	var rotateKeyring, retireKeyring string
@@ -233,8 +244,7 @@ kubectl get secrets -A -o json | kubectl replace -f -).`,
 				if err != nil {
 					return err
 				}
-				fmt.Printf("Current key of %s is now %s. Older keys still unwrap until retired (rampart vault retire KEY --keyring %s).\n", rotateKeyring, kid, rotateKeyring)
-				return nil
+				return g.done(keyringKey{Keyring: rotateKeyring, KeyID: kid}, "Current key of %s is now %s. Older keys still unwrap until retired (rampart vault retire KEY --keyring %s).\n", rotateKeyring, kid, rotateKeyring)
 			}
 			c, err := g.client()
 			if err != nil {
@@ -244,8 +254,7 @@ kubectl get secrets -A -o json | kubectl replace -f -).`,
 			if err != nil {
 				return err
 			}
-			fmt.Printf("Current key is %s; %d data keys re-wrapped. Older keys still unwrap until retired (rampart vault retire KEY).\n", kid, n)
-			return nil
+			return g.done(map[string]any{"key_id": kid, "rewrapped": n}, "Current key is %s; %d data keys re-wrapped. Older keys still unwrap until retired (rampart vault retire KEY).\n", kid, n)
 		},
 	}
 	rotate.Flags().StringVar(&rotateKeyring, "keyring", "", "rotate this keyring file directly instead of asking the server")
@@ -265,8 +274,7 @@ nothing can check what still uses it, so retire only after a rotation was comple
 				if err := kp.Retire(args[0]); err != nil {
 					return err
 				}
-				fmt.Printf("Key %s of %s retired.\n", args[0], retireKeyring)
-				return nil
+				return g.done(map[string]any{"keyring": retireKeyring, "key_id": args[0], "retired": true}, "Key %s of %s retired.\n", args[0], retireKeyring)
 			}
 			c, err := g.client()
 			if err != nil {
@@ -275,8 +283,7 @@ nothing can check what still uses it, so retire only after a rotation was comple
 			if err := c.RetireVaultKey(cmd.Context(), args[0]); err != nil {
 				return err
 			}
-			fmt.Printf("Key %s retired.\n", args[0])
-			return nil
+			return g.done(map[string]any{"key_id": args[0], "retired": true}, "Key %s retired.\n", args[0])
 		},
 	}
 	retire.Flags().StringVar(&retireKeyring, "keyring", "", "retire in this keyring file directly instead of asking the server")
@@ -288,8 +295,9 @@ func newKMSPluginCmd() *cobra.Command {
 	var socket, keyring string
 	var verbose bool
 	cmd := &cobra.Command{
-		Use:   "kms-plugin --socket PATH --keyring FILE",
-		Short: "Serve the Kubernetes KMS v2 API on a unix socket, so the apiserver encrypts Secrets under Rampart's keys",
+		Use:         "kms-plugin --socket PATH --keyring FILE",
+		Annotations: map[string]string{fixedOutput: "it runs a server, which writes JSON log lines"},
+		Short:       "Serve the Kubernetes KMS v2 API on a unix socket, so the apiserver encrypts Secrets under Rampart's keys",
 		Long: `Serve the Kubernetes KMS v2 gRPC API (Status, Encrypt, Decrypt) on a unix socket with the
 key-encryption keys of a local keyring (create it with rampart vault init FILE). Point the
 kube-apiserver's EncryptionConfiguration at it:
