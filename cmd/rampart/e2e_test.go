@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -129,6 +130,12 @@ func (s *server) stop(t *testing.T) {
 // plane listens behind the OpenAPI tap (tapServer), which holds addr.
 func startServer(t *testing.T, addr string, args ...string) *server {
 	t.Helper()
+	if len(args) > 0 && args[0] == "dev" && !slices.Contains(args, "--egress-addr") {
+		// rampart dev also serves the egress gateway, on 8471 by default: a fixed port would
+		// collide with any other dev server on the machine (a test of another package, a
+		// developer's own). Tests that use the gateway pass their own address.
+		args = append(args, "--egress-addr", freeAddr(t))
+	}
 	runArgs, inner := tapServer(t, addr, args)
 	cmd := exec.Command(binary, runArgs...)
 	var logs bytes.Buffer
@@ -319,7 +326,7 @@ func TestTamperedDatabaseRefused(t *testing.T) {
 		t.Fatalf("edited %d rows", n)
 	}
 	db.Close()
-	cmd := exec.Command(binary, "dev", "--addr", addr, "--data", data)
+	cmd := exec.Command(binary, "dev", "--addr", addr, "--data", data, "--egress-addr", "")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "refusing to serve") || !strings.Contains(string(out), "ledger tampered") {
 		t.Fatalf("tampered server started or said the wrong thing: %v\n%s", err, out)
@@ -388,11 +395,14 @@ func TestReplicasShareTheJobsLease(t *testing.T) {
 	dir := t.TempDir()
 	key := filepath.Join(dir, "ledger.key")
 	addrs := []string{freeAddr(t), freeAddr(t)}
+	// Long enough that a replica starved of CPU on a busy machine still renews in time (a 1 s
+	// lease was once taken over while both replicas ran); a takeover after a kill waits it out.
+	const leaseTTL = 5 * time.Second
 	cfgs := make([]string, 2)
 	for i, addr := range addrs {
 		cfgs[i] = filepath.Join(dir, fmt.Sprintf("rampart-%d.yaml", i))
-		cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\nstore:\n  driver: postgres\n  dsn: %q\nledger:\n  signing_key_file: %s\njobs_lease_ttl: 1s\n",
-			addr, filepath.Join(dir, fmt.Sprintf("data-%d", i)), dsn, key)
+		cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\nstore:\n  driver: postgres\n  dsn: %q\nledger:\n  signing_key_file: %s\njobs_lease_ttl: %s\n",
+			addr, filepath.Join(dir, fmt.Sprintf("data-%d", i)), dsn, key, leaseTTL)
 		if err := os.WriteFile(cfgs[i], []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -447,7 +457,7 @@ func TestReplicasShareTheJobsLease(t *testing.T) {
 		t.Fatalf("ledger-key with a bad origin: %+v", r)
 	}
 	servers := []*server{startServer(t, addrs[0], "server", "--config", cfgs[0]), startServer(t, addrs[1], "server", "--config", cfgs[1])}
-	first := holder([]int{0, 1}, 3*time.Second)
+	first := holder([]int{0, 1}, 3*leaseTTL)
 	for range 5 { // and it stays that way
 		time.Sleep(300 * time.Millisecond)
 		if h := holder([]int{0, 1}, 0); h != first {
@@ -457,18 +467,18 @@ func TestReplicasShareTheJobsLease(t *testing.T) {
 	other := 1 - first
 	servers[first].stop(t) // gives the lease up
 	stopped := time.Now()
-	holder([]int{other}, 2*time.Second)
+	holder([]int{other}, leaseTTL)
 	t.Logf("clean stop: replica %d took the jobs over after %s", other, time.Since(stopped).Round(10*time.Millisecond))
 
 	servers[first] = startServer(t, addrs[first], "server", "--config", cfgs[first])
-	if h := holder([]int{0, 1}, time.Second); h != other {
+	if h := holder([]int{0, 1}, leaseTTL); h != other {
 		t.Fatalf("a restarted replica took the lease from the holder")
 	}
 	_ = servers[other].cmd.Process.Kill() // no chance to give it up
 	<-servers[other].done
 	killed := time.Now()
-	holder([]int{first}, 4*time.Second)
-	t.Logf("killed: replica %d took the jobs over after %s (lease 1s)", first, time.Since(killed).Round(10*time.Millisecond))
+	holder([]int{first}, 3*leaseTTL)
+	t.Logf("killed: replica %d took the jobs over after %s (lease %s)", first, time.Since(killed).Round(10*time.Millisecond), leaseTTL)
 }
 
 // Search, suggestions and requests by resource, as a user runs them.
