@@ -1,9 +1,14 @@
 package egress
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"time"
 
+	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/policy"
 )
 
@@ -75,4 +80,45 @@ func (bs *budgets) consume(subject string, b *policy.EgressBudget, n int, now ti
 	first := !u.reported
 	u.reported = true
 	return false, first
+}
+
+type countingBody struct {
+	r      io.ReadCloser
+	onRead func(n int) bool
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 && !c.onRead(n) {
+		return 0, errors.New("exfiltration budget exhausted")
+	}
+	return n, err
+}
+
+func (c *countingBody) Close() error { return c.r.Close() }
+
+// spend counts n bytes sent out by a subject; false means the budget is exhausted and the
+// connection must end. The first exhaustion in a window is written to the ledger.
+func (g *Gateway) spend(ctx context.Context, d Decision, b *policy.EgressBudget, n int) bool {
+	g.m.bytes.WithLabelValues("out").Add(float64(n))
+	ok, first := g.budgets.consume(d.Subject, b, n, g.cfg.Now())
+	if ok {
+		return true
+	}
+	if first {
+		g.m.budget.Inc()
+		e := audit.Event{Code: "egress.budget_exhausted", Class: audit.ClassNetworkActivity, Activity: activityRefuse, ActivityName: "Refuse",
+			Severity: audit.SeverityHigh, Time: g.cfg.Now(), Actor: actorOf(d.Subject),
+			Message: fmt.Sprintf("%s exceeded its egress budget of %d bytes per %s while sending to %s; its connections are cut until the window ends",
+				who(d.Subject), b.Bytes, policy.FormatDuration(b.Window.Std()), d.Target),
+			Details: map[string]any{"subject": d.Subject, "destination": d.Target.String(), "budget_bytes": int64(b.Bytes), "window": policy.FormatDuration(b.Window.Std())},
+			Extra:   map[string]any{"dst_endpoint": endpoint(d.Target, d.Addr), "disposition": "Blocked", "disposition_id": 2}}
+		if g.cfg.Record != nil {
+			if err := g.cfg.Record(context.WithoutCancel(ctx), e); err != nil {
+				g.log.Error("could not record budget exhaustion in the ledger", "subject", d.Subject, "err", err)
+			}
+		}
+		g.writeDecisionLine(e)
+	}
+	return false
 }

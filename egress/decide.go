@@ -31,6 +31,13 @@ const (
 	RuleIdentity = "identity"
 )
 
+// Grants is what the gateway asks the decision engine (authz.Index): whether a grant lets a
+// subject connect to a catalogue destination now, and whether a person is disabled.
+type Grants interface {
+	Check(authz.Query) authz.Decision
+	Disabled(subject string) bool
+}
+
 // Decision is the outcome for one connection attempt, with its evidence.
 type Decision struct {
 	Allowed bool
@@ -53,7 +60,7 @@ type Decision struct {
 
 // decideRules applies the deny list, the subject's egress policies and just-in-time grants to a
 // normalised destination. It does no I/O: the address checks and the dial come after.
-func decideRules(pol *policy.Policy, ix *authz.Index, subject string, t Target) Decision {
+func decideRules(pol *policy.Policy, ix Grants, subject string, t Target) Decision {
 	d := Decision{Subject: subject, Target: t}
 	if ix != nil && subject != "" && ix.Disabled(subject) {
 		// Invariant 8: a disabled person's egress policies and grants allow nothing, whatever

@@ -205,7 +205,7 @@ func newRig(t *testing.T, pol *policy.Policy, o rigOptions) *rig {
 		ranges = append(ranges, netip.MustParsePrefix(a))
 	}
 	r.gw = egress.New(egress.Config{
-		Policy: r.pol.Load, Index: r.ix, Tokens: r.tokens, Revoked: o.revoked, Cluster: "prod",
+		Policy: r.pol.Load, Grants: r.ix, Tokens: r.tokens, Revoked: o.revoked, Cluster: "prod",
 		Record: func(ctx context.Context, e audit.Event) error {
 			return st.Update(ctx, func(tx access.Tx) error { _, err := tx.Append(ctx, e); return err })
 		},

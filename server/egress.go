@@ -153,8 +153,12 @@ func recorder(st *sqlstore.DB) func(ctx context.Context, e audit.Event) error {
 // Gateway builds an egress gateway over the instance's policy, decision index, tokens and
 // store. Grant changes committed by this instance revalidate open tunnels at once.
 func (in *Instance) Gateway(o GatewayOptions) *egress.Gateway {
+	var grants egress.Grants
+	if in.Index != nil {
+		grants = in.Index
+	}
 	g := egress.New(egress.Config{
-		Policy: in.Access.Policy, Index: in.Index, Tokens: in.Auth, Record: recorder(in.Store),
+		Policy: in.Access.Policy, Grants: grants, Tokens: in.Auth, Record: recorder(in.Store),
 		Addr: egress.AddrPolicy{Allow: o.AllowRanges, Own: egress.OwnAddrs()}, Resolver: o.Resolver,
 		Now: in.now, Limits: o.Limits, Logger: in.log, DecisionLog: o.DecisionLog, Cluster: o.Cluster,
 		Metrics: egress.NewMetrics(in.API.Registry()),
@@ -265,7 +269,7 @@ func RunEgress(ctx context.Context, c EgressConfig, extraRanges []string, log *s
 		creds.Workloads = v
 	}
 	g := egress.New(egress.Config{
-		Policy: getPolicy, Index: ix, Tokens: creds, Record: recorder(st),
+		Policy: getPolicy, Grants: ix, Tokens: creds, Record: recorder(st),
 		Revoked: revs.Revoked, Cluster: c.Cluster, Addr: egress.AddrPolicy{Allow: ranges, Own: egress.OwnAddrs()},
 		Resolver: resolver, Logger: log, DecisionLog: dlog, Metrics: egress.NewMetrics(reg),
 		Limits: egress.Limits{MaxTunnelsPerSubject: c.Limits.MaxTunnelsPerSubject, ConnectTimeout: c.Limits.ConnectTimeout.Std(), IdleTimeout: c.Limits.IdleTimeout.Std()},

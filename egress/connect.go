@@ -1,0 +1,64 @@
+package egress
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+)
+
+func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, subject string, cred credential) {
+	t, err := ParseTarget(r.Host, 0)
+	if err != nil {
+		g.logDecision(r, Decision{Subject: subject, Rule: RuleRequest, Reason: err.Error()}, nil)
+		g.refuse(w, http.StatusBadRequest, fmt.Sprintf("CONNECT %q: %v", r.Host, err))
+		return
+	}
+	if !g.reserve(subject) {
+		msg := fmt.Sprintf("denied %s: %s already has %d open connections through the gateway", t, who(subject), g.cfg.Limits.MaxTunnelsPerSubject)
+		g.logDecision(r, Decision{Subject: subject, Target: t, Rule: RuleLimit, Reason: msg}, nil)
+		g.refuse(w, http.StatusTooManyRequests, msg)
+		return
+	}
+	defer g.release(subject)
+	d, perr := g.admit(r.Context(), r, subject, t)
+	if perr != nil {
+		g.refuse(w, perr.status, perr.msg)
+		return
+	}
+	upstream, err := (&net.Dialer{Timeout: g.cfg.Limits.ConnectTimeout}).DialContext(r.Context(), "tcp", d.Addr.String())
+	if err != nil {
+		msg := fmt.Sprintf("allowed %s, but connecting to %s failed: %v", t, d.Addr, err)
+		g.logDecision(r, d, errors.New(msg))
+		g.refuse(w, http.StatusBadGateway, msg)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		upstream.Close()
+		g.refuse(w, http.StatusInternalServerError, "connection cannot be taken over for a tunnel")
+		return
+	}
+	client, buf, err := hj.Hijack()
+	if err != nil {
+		upstream.Close()
+		return
+	}
+	if hc, ok := client.(*headConn); ok {
+		hc.stopRecording()
+	}
+	g.logDecision(r, d, nil)
+	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		client.Close()
+		upstream.Close()
+		return
+	}
+	tun := g.open(d, cred, client, upstream)
+	defer g.forget(tun)
+	// Bytes the client sent after the CONNECT request are already buffered: send them first.
+	var first []byte
+	if n := buf.Reader.Buffered(); n > 0 {
+		first, _ = buf.Reader.Peek(n)
+	}
+	tun.run(first)
+}

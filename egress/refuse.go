@@ -1,0 +1,24 @@
+package egress
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// proxyError is a refusal with its HTTP status.
+type proxyError struct {
+	status int
+	msg    string
+}
+
+func (g *Gateway) refuse(w http.ResponseWriter, status int, msg string) {
+	if status == http.StatusProxyAuthRequired {
+		w.Header().Set("Proxy-Authenticate", `Bearer realm="rampart-egress"`)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Rampart-Egress", "denied")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "rampart egress: %s\n", msg)
+}
+
+func (pe *proxyError) Error() string { return pe.msg }
