@@ -4,8 +4,9 @@
 //
 // Every destination is normalised before any rule runs (ParseTarget: all IPv4 spellings,
 // bracketed and zoned IPv6), host names are resolved once, every address is checked against the
-// forbidden ranges (loopback, RFC 1918, link-local and cloud metadata, CGNAT, multicast,
-// unspecified, IPv4-mapped, NAT64 and 6to4 forms, the gateway's own addresses) and the gateway
+// forbidden ranges (loopback, RFC 1918, link-local and cloud metadata, Azure's platform
+// endpoint, CGNAT, site-local, multicast, unspecified, IPv4-mapped, IPv4-translated, NAT64 and
+// 6to4 forms, the gateway's own addresses) and the gateway
 // dials the address it checked, so DNS rebinding cannot switch it. Tunnels opened under a grant
 // close when the grant expires or is revoked, and every open tunnel closes when its caller's
 // credential stops verifying (revoked, expired, its session ended, its person disabled:
