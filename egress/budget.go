@@ -4,26 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"sync"
+	"net"
+	"net/http"
+	"sync/atomic"
 	"time"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/egress/budget"
 	"rampart.dev/rampart/policy"
 )
 
-// budgets counts the bytes each subject sends out, per fixed window.
-type budgets struct {
-	mu   sync.Mutex
-	used map[string]*usage
-}
-
-type usage struct {
-	windowStart time.Time
-	bytes       int64
-	// reported is set once the exhaustion of this window was recorded.
-	reported bool
-}
+// errBudget ends a write that the subject's exfiltration budget does not allow.
+var errBudget = errors.New("exfiltration budget exhausted")
 
 // limitFor returns the tightest budget among the subject's egress policies, if any.
 func limitFor(pol *policy.Policy, subject string) *policy.EgressBudget {
@@ -41,75 +33,35 @@ func limitFor(pol *policy.Policy, subject string) *policy.EgressBudget {
 	return best
 }
 
-// current returns the subject's usage in the window containing now.
-func (bs *budgets) current(subject string, b *policy.EgressBudget, now time.Time) *usage {
-	u := bs.used[subject]
-	start := now.Truncate(b.Window.Std())
-	if u == nil || !u.windowStart.Equal(start) {
-		u = &usage{windowStart: start}
-		bs.used[subject] = u
-	}
-	return u
+func limitOf(b *policy.EgressBudget) budget.Limit {
+	return budget.Limit{Bytes: int64(b.Bytes), Window: b.Window.Std()}
 }
 
-// exhausted reports whether the subject has no budget left, and when it resets.
-func (bs *budgets) exhausted(subject string, b *policy.EgressBudget, now time.Time) (bool, time.Time) {
+// exhausted reports whether the subject has nothing left to send, and when it will again.
+func (g *Gateway) exhausted(subject string, b *policy.EgressBudget) (bool, time.Time) {
 	if b == nil {
 		return false, time.Time{}
 	}
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	u := bs.current(subject, b, now)
-	return u.bytes >= int64(b.Bytes), u.windowStart.Add(b.Window.Std())
+	return g.meter.Exhausted(subject, limitOf(b), g.cfg.Now())
 }
 
-// consume records n bytes sent. It returns false if they do not fit in the budget (they are
-// counted anyway: they were read from the client), and firstTime is true the first time this
-// window went over, so the exhaustion is recorded once.
-func (bs *budgets) consume(subject string, b *policy.EgressBudget, n int, now time.Time) (ok, firstTime bool) {
-	if b == nil {
-		return true, false
-	}
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	u := bs.current(subject, b, now)
-	u.bytes += int64(n)
-	if u.bytes <= int64(b.Bytes) {
-		return true, false
-	}
-	first := !u.reported
-	u.reported = true
-	return false, first
-}
-
-type countingBody struct {
-	r      io.ReadCloser
-	onRead func(n int) bool
-}
-
-func (c *countingBody) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if n > 0 && !c.onRead(n) {
-		return 0, errors.New("exfiltration budget exhausted")
-	}
-	return n, err
-}
-
-func (c *countingBody) Close() error { return c.r.Close() }
-
-// spend counts n bytes sent out by a subject; false means the budget is exhausted and the
-// connection must end. The first exhaustion in a window is written to the ledger.
+// spend counts n bytes a subject sends out; false means they do not fit in its budget and the
+// connection must end (they are not sent). The first exhaustion in a window's length is
+// written to the ledger.
 func (g *Gateway) spend(ctx context.Context, d Decision, b *policy.EgressBudget, n int) bool {
 	g.m.bytes.WithLabelValues("out").Add(float64(n))
-	ok, first := g.budgets.consume(d.Subject, b, n, g.cfg.Now())
+	if b == nil {
+		return true
+	}
+	ok, report := g.meter.Spend(d.Subject, limitOf(b), int64(n), g.cfg.Now())
 	if ok {
 		return true
 	}
-	if first {
+	if report {
 		g.m.budget.Inc()
 		e := audit.Event{Code: "egress.budget_exhausted", Class: audit.ClassNetworkActivity, Activity: activityRefuse, ActivityName: "Refuse",
 			Severity: audit.SeverityHigh, Time: g.cfg.Now(), Actor: actorOf(d.Subject),
-			Message: fmt.Sprintf("%s exceeded its egress budget of %d bytes per %s while sending to %s; its connections are cut until the window ends",
+			Message: fmt.Sprintf("%s exceeded its egress budget of %d bytes per %s while sending to %s; its connections are cut until enough of the window has passed",
 				who(d.Subject), b.Bytes, policy.FormatDuration(b.Window.Std()), d.Target),
 			Details: map[string]any{"subject": d.Subject, "destination": d.Target.String(), "budget_bytes": int64(b.Bytes), "window": policy.FormatDuration(b.Window.Std())},
 			Extra:   map[string]any{"dst_endpoint": endpoint(d.Target, d.Addr), "disposition": "Blocked", "disposition_id": 2}}
@@ -121,4 +73,39 @@ func (g *Gateway) spend(ctx context.Context, d Decision, b *policy.EgressBudget,
 		g.writeDecisionLine(e)
 	}
 	return false
+}
+
+// meteredConn is the upstream connection of a forwarded request: every byte written to it —
+// request line, headers, body and its chunked framing — leaves the gateway and is counted
+// before it is written. A write that does not fit fails and closes the connection.
+type meteredConn struct {
+	net.Conn
+	spend func(n int) bool
+	over  atomic.Bool
+}
+
+func (c *meteredConn) Write(p []byte) (int, error) {
+	if len(p) > 0 && !c.spend(len(p)) {
+		c.over.Store(true)
+		c.Conn.Close()
+		return 0, errBudget
+	}
+	return c.Conn.Write(p)
+}
+
+// headSize is the size of a request head as the client sent it (near enough: the parsed form
+// loses only optional whitespace). A CONNECT head does not reach the destination, but its
+// target name is resolved and every part of it is something the client chose to send out, so
+// it is counted.
+func headSize(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	if r.Host != "" {
+		n += len("Host: ") + len(r.Host) + 2
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n + 2
 }

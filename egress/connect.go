@@ -21,7 +21,8 @@ func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, subject string
 		return
 	}
 	defer g.release(subject)
-	d, perr := g.admit(r.Context(), r, subject, t)
+	// The CONNECT head is counted against the budget (admit): the client chose every byte of it.
+	d, perr := g.admit(r.Context(), r, subject, t, headSize(r))
 	if perr != nil {
 		g.refuse(w, perr.status, perr.msg)
 		return
@@ -53,8 +54,8 @@ func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, subject string
 		upstream.Close()
 		return
 	}
-	tun := g.open(d, cred, client, upstream)
-	defer g.forget(tun)
+	tun := g.openTunnel(d, cred, limitFor(g.cfg.Policy(), subject), client, upstream)
+	defer g.untrack(tun.flow)
 	// Bytes the client sent after the CONNECT request are already buffered: send them first.
 	var first []byte
 	if n := buf.Reader.Buffered(); n > 0 {

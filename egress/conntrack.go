@@ -3,48 +3,105 @@ package egress
 import (
 	"context"
 	"fmt"
-	"net"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"rampart.dev/rampart/audit"
 )
 
-// open registers a tunnel.
-func (g *Gateway) open(d Decision, cred credential, client, upstream net.Conn) *tunnel {
-	t := &tunnel{g: g, d: d, cred: cred, client: client, upstream: upstream, budget: limitFor(g.cfg.Policy(), d.Subject), done: make(chan struct{})}
-	t.active.Store(time.Now().UnixNano())
-	g.mu.Lock()
-	g.tunnels[t] = struct{}{}
-	g.mu.Unlock()
-	return t
+// flow is one open connection through the gateway — a CONNECT tunnel or a forwarded http://
+// request — kept from the moment it is allowed until it ends, so that revalidation can end it:
+// its grant expired or was revoked, the policy no longer allows it, its caller's credential no
+// longer holds. Ending a flow closes both of its sides at once, so neither direction carries
+// another byte.
+type flow struct {
+	g    *Gateway
+	d    Decision
+	cred credential // how the caller proved who they are, checked again at every revalidation
+	kind string     // "tunnel" or "request"
+	// cut closes both sides; it runs once, on the first close.
+	cut  func()
+	once sync.Once
+	done chan struct{}
+	why  atomic.Value // string
 }
 
-func (g *Gateway) forget(t *tunnel) {
+// track registers a flow; cut must close both of its sides. Call g.untrack when it ends.
+func (g *Gateway) track(d Decision, cred credential, kind string, cut func()) *flow {
+	f := &flow{g: g, d: d, cred: cred, kind: kind, cut: cut, done: make(chan struct{})}
 	g.mu.Lock()
-	delete(g.tunnels, t)
+	g.flows[f] = struct{}{}
+	g.mu.Unlock()
+	return f
+}
+
+func (g *Gateway) untrack(f *flow) {
+	g.mu.Lock()
+	delete(g.flows, f)
 	g.mu.Unlock()
 }
 
-// Run revalidates open tunnels every Limits.RevalidateEvery until ctx ends: a tunnel whose grant
-// expired or was revoked, whose destination the policy no longer allows, or whose caller's
-// identity no longer holds (credential revoked or expired, person disabled) is closed.
+// closed reports whether the flow was ended.
+func (f *flow) closed() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// close ends the flow at once, both sides, and records why (an egress.closed decision line).
+func (f *flow) close(why string) {
+	f.once.Do(func() {
+		f.why.Store(why)
+		close(f.done)
+		f.cut()
+		f.g.log.Info("egress tunnel closed", "subject", f.d.Subject, "destination", f.d.Target.String(), "why", why)
+		f.g.writeDecisionLine(audit.Event{Code: "egress.closed", Class: audit.ClassNetworkActivity, Activity: activityClose, ActivityName: "Close",
+			Time: f.g.cfg.Now(), Actor: actorOf(f.d.Subject), Message: why,
+			Details: map[string]any{"rule": f.d.Rule, "rule_name": f.d.Name, "connection": f.kind},
+			Extra:   map[string]any{"dst_endpoint": endpoint(f.d.Target, f.d.Addr)}})
+	})
+}
+
+// finish marks a forwarded request that ended by itself: nothing is closed (the client's
+// connection may carry its next request) and nothing is logged; a revalidation racing with it
+// finds it done.
+func (f *flow) finish() {
+	f.once.Do(func() { close(f.done) })
+}
+
+// Run revalidates open connections every Limits.RevalidateEvery until ctx ends: a tunnel or
+// forwarded request whose grant expired or was revoked, whose destination the policy no longer
+// allows, or whose caller's identity no longer holds (credential revoked or expired, person
+// disabled) is closed. It also forgets budgets with nothing left in their window.
 func (g *Gateway) Run(ctx context.Context) {
 	t := time.NewTicker(g.cfg.Limits.RevalidateEvery)
 	defer t.Stop()
+	lastPrune := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			g.Revalidate()
+			if time.Since(lastPrune) > time.Minute {
+				g.meter.Prune(g.cfg.Now())
+				lastPrune = time.Now()
+			}
 		}
 	}
 }
 
-// Revalidate checks every open tunnel now. Call it after a grant changes for immediacy.
+// Revalidate checks every open tunnel and forwarded request now. Call it after a grant changes
+// for immediacy.
 func (g *Gateway) Revalidate() {
 	g.mu.Lock()
-	open := make([]*tunnel, 0, len(g.tunnels))
-	for t := range g.tunnels {
-		open = append(open, t)
+	open := make([]*flow, 0, len(g.flows))
+	for f := range g.flows {
+		open = append(open, f)
 	}
 	g.mu.Unlock()
 	if len(open) == 0 {
@@ -53,26 +110,27 @@ func (g *Gateway) Revalidate() {
 	pol := g.cfg.Policy()
 	now := g.cfg.Now()
 	checked := map[credential]error{}
-	for _, t := range open {
-		// Invariant 8: the caller must still be who they were, every time, not only at CONNECT.
-		err, seen := checked[t.cred]
+	for _, f := range open {
+		// Invariant 8: the caller must still be who they were, every time, not only when the
+		// connection was allowed.
+		err, seen := checked[f.cred]
 		if !seen {
-			err = g.recheck(context.Background(), t.cred, now)
-			checked[t.cred] = err
+			err = g.recheck(context.Background(), f.cred, now)
+			checked[f.cred] = err
 		}
 		if err != nil {
-			t.close("closed: " + err.Error())
+			f.close("closed: " + err.Error())
 			continue
 		}
-		d := decideRules(pol, g.cfg.Grants, t.d.Subject, t.d.Target)
+		d := decideRules(pol, g.cfg.Grants, f.d.Subject, f.d.Target)
 		if !d.Allowed {
-			t.close(fmt.Sprintf("closed: %s", d.Reason))
+			f.close(fmt.Sprintf("closed: %s", d.Reason))
 		}
 	}
 }
 
-// Shutdown stops new connections and waits for open tunnels to finish until ctx ends, then
-// closes the rest.
+// Shutdown stops new connections and waits for open tunnels and requests to finish until ctx
+// ends, then closes the rest.
 func (g *Gateway) Shutdown(ctx context.Context) {
 	g.closing.Store(true)
 	defer g.FlushDecisions()
@@ -80,7 +138,7 @@ func (g *Gateway) Shutdown(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		g.mu.Lock()
-		n := len(g.tunnels)
+		n := len(g.flows)
 		g.mu.Unlock()
 		if n == 0 {
 			return
@@ -88,8 +146,8 @@ func (g *Gateway) Shutdown(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			g.mu.Lock()
-			for t := range g.tunnels {
-				go t.close("closed: the gateway is shutting down")
+			for f := range g.flows {
+				go f.close("closed: the gateway is shutting down")
 			}
 			g.mu.Unlock()
 			return

@@ -2,15 +2,21 @@ package egress
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// forward proxies one absolute-URI http:// request.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string) {
+// forward proxies one absolute-URI http:// request. While it runs it is an open flow like a
+// tunnel: revalidation cuts it (both the upload of its body and the download of its response)
+// when its grant ends, the policy stops allowing it or its caller's credential stops holding.
+// Every byte written to the destination is counted against the subject's budget.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string, cred credential) {
 	if r.URL.Scheme != "http" {
 		g.refuse(w, http.StatusBadRequest, fmt.Sprintf("%s:// requests go through CONNECT; only http:// is forwarded as a request", r.URL.Scheme))
 		return
@@ -20,11 +26,12 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string
 		g.refuse(w, http.StatusBadRequest, fmt.Sprintf("request URL host %q: %v", r.URL.Host, err))
 		return
 	}
+	hc := connOf(r)
 	// The Host header must name the URL's host (Go's server drops it for absolute URIs, so read
 	// it from the recorded head). Without the head, refuse rather than guess.
-	if hc := connOf(r); hc != nil {
+	bodyDone := &atomic.Bool{}
+	if hc != nil {
 		raw, complete := hc.take()
-		defer hc.take() // the next request on this connection starts afresh
 		hosts, found := rawHosts(raw, r)
 		if !complete || !found {
 			g.refuse(w, http.StatusBadRequest, "cannot read this request's head (pipelined requests are not accepted); send one request at a time")
@@ -47,36 +54,78 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string
 		return
 	}
 	defer g.release(subject)
-	d, perr := g.admit(r.Context(), r, subject, t)
+	d, perr := g.admit(r.Context(), r, subject, t, 0)
 	if perr != nil {
 		g.refuse(w, perr.status, perr.msg)
 		return
 	}
 	g.logDecision(r, d, nil)
-	out := r.Clone(r.Context())
+	b := limitFor(g.cfg.Policy(), subject)
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	var upstream atomic.Pointer[meteredConn]
+	f := g.track(d, cred, "request", func() {
+		cancel()
+		if hc != nil {
+			hc.Close() // the client's side: no more of its body is read, no more response reaches it
+		}
+		if c := upstream.Load(); c != nil {
+			c.Conn.Close() // the destination's side: nothing more is sent to it or read from it
+		}
+	})
+	defer g.untrack(f)
+	defer f.finish()
+
+	out := r.Clone(ctx)
+	if r.Body == nil || r.Body == http.NoBody {
+		bodyDone.Store(true)
+	} else {
+		// Once the body is read to its end, everything recorded since belongs to the next
+		// request on this connection (Go's server starts reading it then): forget this one's.
+		out.Body = &endOfBody{ReadCloser: r.Body, atEOF: func() {
+			bodyDone.Store(true)
+			if hc != nil {
+				hc.take()
+			}
+		}}
+	}
 	out.RequestURI = ""
 	out.URL.Host = t.String()
 	out.Host = t.String()
 	for _, h := range hopHeaders {
 		out.Header.Del(h)
 	}
-	pol := g.cfg.Policy()
-	budget := limitFor(pol, subject)
-	if out.Body != nil {
-		out.Body = &countingBody{r: out.Body, onRead: func(n int) bool { return g.spend(r.Context(), d, budget, n) }}
-	}
 	tr := &http.Transport{
 		Proxy:                 nil,
 		DisableKeepAlives:     true,
 		ResponseHeaderTimeout: 60 * time.Second,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{Timeout: g.cfg.Limits.ConnectTimeout}).DialContext(ctx, "tcp", d.Addr.String())
+			c, err := (&net.Dialer{Timeout: g.cfg.Limits.ConnectTimeout}).DialContext(ctx, "tcp", d.Addr.String())
+			if err != nil {
+				return nil, err
+			}
+			mc := &meteredConn{Conn: c, spend: func(n int) bool { return g.spend(ctx, d, b, n) }}
+			upstream.Store(mc)
+			if f.closed() {
+				c.Close()
+				return nil, errors.New("the connection was closed by the gateway")
+			}
+			return mc, nil
 		},
 	}
 	defer tr.CloseIdleConnections()
 	resp, err := tr.RoundTrip(out)
 	if err != nil {
-		g.refuse(w, http.StatusBadGateway, fmt.Sprintf("allowed %s, but the request failed: %v", t, err))
+		switch c := upstream.Load(); {
+		case c != nil && c.over.Load():
+			_, until := g.exhausted(subject, b)
+			g.refuse(w, http.StatusForbidden, budgetSpent(t, subject, until))
+		case f.closed():
+			// Cut by revalidation: the client's connection is closed already.
+		default:
+			g.refuse(w, http.StatusBadGateway, fmt.Sprintf("allowed %s, but the request failed: %v", t, err))
+		}
 		return
 	}
 	defer resp.Body.Close()
@@ -88,9 +137,52 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string
 			w.Header().Add(k, v)
 		}
 	}
+	if !bodyDone.Load() {
+		// The destination answered before the whole body was sent: what is left of it would be
+		// read as the start of the next request's head, so this connection ends here.
+		w.Header().Set("Connection", "close")
+	}
 	w.WriteHeader(resp.StatusCode)
-	n, _ := io.Copy(w, resp.Body)
-	g.m.bytes.WithLabelValues("in").Add(float64(n))
+	// Stream: every read is passed on and flushed at once (a server-sent event stream or a slow
+	// download must not wait in the gateway's buffers).
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	for {
+		n, err := resp.Body.Read(*bp)
+		if n > 0 {
+			if _, werr := w.Write((*bp)[:n]); werr != nil {
+				return
+			}
+			_ = rc.Flush()
+			g.m.bytes.WithLabelValues("in").Add(float64(n))
+		}
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			// The destination or the gateway cut the response short: end the client's connection
+			// without the final chunk, so that the client sees a truncated response, not a
+			// complete one.
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// endOfBody calls atEOF once, when the body has been read to its end.
+type endOfBody struct {
+	io.ReadCloser
+	atEOF func()
+	once  sync.Once
+}
+
+func (b *endOfBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.once.Do(b.atEOF)
+	}
+	return n, err
 }
 
 var hopHeaders = []string{"Proxy-Authorization", "Proxy-Connection", "Proxy-Authenticate", "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}

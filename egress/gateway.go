@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/egress/budget"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
 )
@@ -107,11 +108,11 @@ type Gateway struct {
 	dlog    io.Writer
 	lines   chan []byte
 	pending sync.WaitGroup
-	budgets budgets
+	meter   budget.Meter
 	m       *Metrics
 
 	mu        sync.Mutex
-	tunnels   map[*tunnel]struct{}
+	flows     map[*flow]struct{}
 	perSubj   map[string]int
 	listeners []netip.AddrPort
 	closing   atomic.Bool
@@ -127,7 +128,7 @@ func New(cfg Config) *Gateway {
 		cfg.Resolver = net.DefaultResolver
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, dlog: cfg.DecisionLog, m: cfg.Metrics,
-		tunnels: map[*tunnel]struct{}{}, perSubj: map[string]int{}, budgets: budgets{used: map[string]*usage{}}}
+		flows: map[*flow]struct{}{}, perSubj: map[string]int{}}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -165,14 +166,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodConnect:
 		g.connect(w, r, subject, cred)
 	case r.URL.IsAbs():
-		g.forward(w, r, subject)
+		g.forward(w, r, subject, cred)
 	default:
 		g.refuse(w, http.StatusBadRequest, "this is a forward proxy: send CONNECT host:port, or an absolute http:// URL")
 	}
 }
 
 // admit decides a destination for a subject and, if allowed, resolves and checks its addresses.
-func (g *Gateway) admit(ctx context.Context, r *http.Request, subject string, t Target) (Decision, *proxyError) {
+func (g *Gateway) admit(ctx context.Context, r *http.Request, subject string, t Target, head int) (Decision, *proxyError) {
 	pol := g.cfg.Policy()
 	d := decideRules(pol, g.cfg.Grants, subject, t)
 	deny := func(status int, rule, reason string) (Decision, *proxyError) {
@@ -188,9 +189,14 @@ func (g *Gateway) admit(ctx context.Context, r *http.Request, subject string, t 
 		g.logDecision(r, d, nil)
 		return d, &proxyError{status, fmt.Sprintf("denied %s for %s: %s (rule: %s). %s", t, who(subject), d.Reason, d.Rule, howToAsk(pol, subject, t))}
 	}
-	now := g.cfg.Now()
-	if over, resets := g.budgets.exhausted(subject, limitFor(pol, subject), now); over {
-		return deny(http.StatusForbidden, RuleBudget, fmt.Sprintf("denied %s for %s: the exfiltration budget of %s is spent until %s", t, who(subject), who(subject), resets.UTC().Format(time.RFC3339)))
+	b := limitFor(pol, subject)
+	if over, until := g.exhausted(subject, b); over {
+		return deny(http.StatusForbidden, RuleBudget, budgetSpent(t, subject, until))
+	}
+	// What the client sent to ask (a CONNECT head) counts before the name is even resolved.
+	if head > 0 && !g.spend(ctx, d, b, head) {
+		_, until := g.exhausted(subject, b)
+		return deny(http.StatusForbidden, RuleBudget, budgetSpent(t, subject, until))
 	}
 	addr, err := g.resolve(ctx, t)
 	if err != nil {
@@ -202,6 +208,10 @@ func (g *Gateway) admit(ctx context.Context, r *http.Request, subject string, t 
 	}
 	d.Addr = addr
 	return d, nil
+}
+
+func budgetSpent(t Target, subject string, until time.Time) string {
+	return fmt.Sprintf("denied %s for %s: the exfiltration budget of %s is spent until %s", t, who(subject), who(subject), until.UTC().Format(time.RFC3339))
 }
 
 // resolve returns the one address to dial: the literal, or the first resolved address, after

@@ -10,35 +10,23 @@ import (
 	"sync/atomic"
 	"time"
 
-	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/policy"
 )
 
 // tunnel is one open CONNECT tunnel.
 type tunnel struct {
-	g                *Gateway
-	d                Decision
-	cred             credential // how the caller proved who they are, checked again at every revalidation
+	*flow
 	client, upstream net.Conn
 	budget           *policy.EgressBudget
-	once             sync.Once
-	done             chan struct{}
-	why              atomic.Value // string
 	active           atomic.Int64 // unix nanos of the last byte in either direction
 }
 
-// close ends the tunnel at once, saying why in the log.
-func (t *tunnel) close(why string) {
-	t.once.Do(func() {
-		t.why.Store(why)
-		t.client.Close()
-		t.upstream.Close()
-		close(t.done)
-		t.g.log.Info("egress tunnel closed", "subject", t.d.Subject, "destination", t.d.Target.String(), "why", why)
-		t.g.writeDecisionLine(audit.Event{Code: "egress.closed", Class: audit.ClassNetworkActivity, Activity: activityClose, ActivityName: "Close",
-			Time: t.g.cfg.Now(), Actor: actorOf(t.d.Subject), Message: why, Details: map[string]any{"rule": t.d.Rule, "rule_name": t.d.Name},
-			Extra: map[string]any{"dst_endpoint": endpoint(t.d.Target, t.d.Addr)}})
-	})
+// openTunnel registers a tunnel between client and upstream.
+func (g *Gateway) openTunnel(d Decision, cred credential, b *policy.EgressBudget, client, upstream net.Conn) *tunnel {
+	t := &tunnel{client: client, upstream: upstream, budget: b}
+	t.flow = g.track(d, cred, "tunnel", func() { client.Close(); upstream.Close() })
+	t.active.Store(time.Now().UnixNano())
+	return t
 }
 
 const copyBuffer = 32 << 10
@@ -46,15 +34,16 @@ const copyBuffer = 32 << 10
 // run copies both ways until both directions end, handling half-close: when one side finishes
 // sending, the other side's write half is closed and the other direction goes on.
 func (t *tunnel) run(first []byte) {
-	t.g.m.tunnels.Inc()
-	defer t.g.m.tunnels.Dec()
+	g := t.g
+	g.m.tunnels.Inc()
+	defer g.m.tunnels.Dec()
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // client → upstream: counted against the budget
 		defer wg.Done()
 		if len(first) > 0 {
-			if !t.g.spend(ctx, t.d, t.budget, len(first)) {
+			if !g.spend(ctx, t.d, t.budget, len(first)) {
 				t.close("closed: exfiltration budget exhausted")
 				return
 			}
@@ -63,11 +52,11 @@ func (t *tunnel) run(first []byte) {
 				return
 			}
 		}
-		t.pipe(t.upstream, t.client, func(n int) bool { return t.g.spend(ctx, t.d, t.budget, n) })
+		t.pipe(t.upstream, t.client, func(n int) bool { return g.spend(ctx, t.d, t.budget, n) })
 	}()
 	go func() { // upstream → client
 		defer wg.Done()
-		t.pipe(t.client, t.upstream, func(n int) bool { t.g.m.bytes.WithLabelValues("in").Add(float64(n)); return true })
+		t.pipe(t.client, t.upstream, func(n int) bool { g.m.bytes.WithLabelValues("in").Add(float64(n)); return true })
 	}()
 	wg.Wait()
 	t.close("closed: both sides finished")

@@ -1,0 +1,245 @@
+package egress_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"rampart.dev/rampart/access"
+)
+
+// slowOrigin is a real HTTP server on loopback that answers as slowly as the test says: GET
+// /stream sends one chunk, then another each time next is signalled; POST /upload reports each
+// part of the body as it arrives. It reports what it could not deliver or did not receive.
+type slowOrigin struct {
+	srv  *http.Server
+	port int
+	next chan struct{}
+	// sent gets the number of every chunk the origin wrote and flushed; gone is closed when the
+	// origin sees its client (the gateway) leave in the middle of a stream.
+	sent chan int
+	gone chan struct{}
+	// parts gets every read of an upload's body; uploadErr how the body ended.
+	parts     chan string
+	uploadEnd chan error
+	goneOnce  sync.Once
+}
+
+func newSlowOrigin(t *testing.T) *slowOrigin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &slowOrigin{port: ln.Addr().(*net.TCPAddr).Port, next: make(chan struct{}), sent: make(chan int, 100), gone: make(chan struct{}),
+		parts: make(chan string, 100), uploadEnd: make(chan error, 100)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /stream", func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		for i := 1; i <= 20; i++ {
+			if i > 1 {
+				select {
+				case <-o.next:
+				case <-r.Context().Done():
+					o.goneOnce.Do(func() { close(o.gone) })
+					return
+				}
+			}
+			if _, err := fmt.Fprintf(w, "chunk-%d\n", i); err != nil {
+				o.goneOnce.Do(func() { close(o.gone) })
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				o.goneOnce.Do(func() { close(o.gone) })
+				return
+			}
+			o.sent <- i
+		}
+	})
+	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 1024)
+		for {
+			n, err := r.Body.Read(buf)
+			if n > 0 {
+				o.parts <- string(buf[:n])
+			}
+			if err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				o.uploadEnd <- err
+				return
+			}
+		}
+	})
+	o.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = o.srv.Serve(ln) }()
+	t.Cleanup(func() { o.srv.Close() })
+	return o
+}
+
+// grant has alice request role for d and dave approve it.
+func (r *rig) grant(role string, d time.Duration) access.Grant {
+	r.t.Helper()
+	c, err := r.svc.Create(r.ctx, access.CreateInput{Requester: "alice", Role: role, Reason: "x", Duration: d})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	rq, err := r.svc.Review(r.ctx, access.ReviewInput{RequestID: c.Request.ID, Approver: "dave", Decision: access.Approve})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	g, err := r.store.Grant(r.ctx, rq.GrantID)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return g
+}
+
+// sendHead opens a connection to the gateway and writes a request head.
+func (r *rig) sendHead(head string) (net.Conn, *bufio.Reader) {
+	r.t.Helper()
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, head); err != nil {
+		r.t.Fatal(err)
+	}
+	return c, bufio.NewReader(c)
+}
+
+// readLine reads one line of a streamed body, failing the test if none comes within 10 s.
+func readLine(t *testing.T, c net.Conn, br *bufio.Reader) (string, error) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := br.ReadString('\n')
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("nothing arrived within 10 s")
+	}
+	return line, err
+}
+
+// Issue 12, item 1 (invariant 2): a streaming GET forwarded under a 3-second just-in-time grant
+// kept delivering chunks after the grant expired, because forwarded requests were not
+// registered for revalidation. Now the revalidation that closes tunnels cuts it too, both ways:
+// the client gets nothing more and the origin sees its client leave.
+func TestForwardedStreamEndsWithItsGrant(t *testing.T) {
+	o := newSlowOrigin(t)
+	r := newRig(t, parsePolicy(t, "", jitDocs(o.port)), rigOptions{allow: []string{"127.0.0.1/32"}})
+	tok := r.token("alice")
+	r.grant("egress-local", 3*time.Second)
+	target := "127.0.0.1:" + strconv.Itoa(o.port)
+	c, br := r.sendHead("GET http://" + target + "/stream HTTP/1.1\r\nHost: " + target + "\r\nProxy-Authorization: Bearer " + tok + "\r\n\r\n")
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("with the grant: %v %v", resp, err)
+	}
+	body := bufio.NewReader(resp.Body)
+	if line, err := readLine(t, c, body); line != "chunk-1\n" {
+		t.Fatalf("first chunk %q %v", line, err)
+	}
+	o.next <- struct{}{}
+	if line, err := readLine(t, c, body); line != "chunk-2\n" {
+		t.Fatalf("second chunk %q %v", line, err)
+	}
+	// The grant expires (by the gateway's clock) and the gateway revalidates, as its ticker does
+	// every 100 ms.
+	r.clock.Advance(4 * time.Second)
+	r.gw.Revalidate()
+	select {
+	case o.next <- struct{}{}: // the origin is still there: let it try to send chunk 3
+	case <-o.gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the origin neither sent nor saw the gateway leave")
+	}
+	if line, err := readLine(t, c, body); err == nil {
+		t.Fatalf("after the grant expired the client still received %q", line)
+	}
+	select {
+	case <-o.gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the origin's side of the request stayed open after the grant expired")
+	}
+	r.gw.FlushDecisions()
+	if !strings.Contains(r.dlog.String(), `"connection":"request"`) || !strings.Contains(r.dlog.String(), "expired") {
+		t.Fatalf("no closed line for the cut request:\n%s", r.dlog.String())
+	}
+}
+
+// Issue 12, item 1: a slow POST under the grant delivered its whole body after the grant
+// expired. Now the upload is cut at the same revalidation: the origin never receives the part
+// sent after it.
+func TestForwardedUploadEndsWithItsGrant(t *testing.T) {
+	o := newSlowOrigin(t)
+	r := newRig(t, parsePolicy(t, "", jitDocs(o.port)), rigOptions{allow: []string{"127.0.0.1/32"}})
+	tok := r.token("alice")
+	r.grant("egress-local", 3*time.Second)
+	target := "127.0.0.1:" + strconv.Itoa(o.port)
+	part1, part2 := strings.Repeat("a", 100), strings.Repeat("b", 100)
+	c, _ := r.sendHead("POST http://" + target + "/upload HTTP/1.1\r\nHost: " + target + "\r\nProxy-Authorization: Bearer " + tok +
+		"\r\nContent-Length: 200\r\n\r\n" + part1)
+	var got strings.Builder
+	for got.Len() < len(part1) {
+		select {
+		case p := <-o.parts:
+			got.WriteString(p)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the origin received %d bytes of the first part", got.Len())
+		}
+	}
+	r.clock.Advance(4 * time.Second)
+	r.gw.Revalidate()
+	_, _ = io.WriteString(c, part2) // may fail: the gateway closed the connection
+	select {
+	case err := <-o.uploadEnd:
+		if err == nil {
+			t.Fatal("the origin received the whole body after the grant expired")
+		}
+	case p := <-o.parts:
+		t.Fatalf("the origin received %q after the grant expired", p)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upload was neither cut nor finished")
+	}
+	for len(o.parts) > 0 {
+		if p := <-o.parts; strings.Contains(p, "b") {
+			t.Fatalf("the origin received %q after the grant expired", p)
+		}
+	}
+}
+
+// A forwarded request that ends by itself leaves the client's connection open for the next
+// one, and writes no closed line (only the cut ones do).
+func TestForwardedRequestsKeepTheConnection(t *testing.T) {
+	o := newSlowOrigin(t)
+	pol := parsePolicy(t, "", egressPolicy("research", "group:researchers", "enforce", []string{"127.0.0.1"}, o.port, ""))
+	r := newRig(t, pol, rigOptions{allow: []string{"127.0.0.1/32"}})
+	tok := r.token("alice")
+	target := "127.0.0.1:" + strconv.Itoa(o.port)
+	req := "POST http://" + target + "/upload HTTP/1.1\r\nHost: " + target + "\r\nProxy-Authorization: Bearer " + tok + "\r\nContent-Length: 2\r\n\r\nok"
+	c, br := r.sendHead(req)
+	for i := 0; i < 2; i++ {
+		if i == 1 {
+			_, _ = io.WriteString(c, req)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("request %d on one connection: %v %v", i+1, resp, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	r.gw.FlushDecisions()
+	if strings.Contains(r.dlog.String(), "egress.closed") {
+		t.Fatalf("a finished request wrote a closed line:\n%s", r.dlog.String())
+	}
+}
