@@ -13,7 +13,9 @@ type proxyError struct {
 
 func (g *Gateway) refuse(w http.ResponseWriter, status int, msg string) {
 	if status == http.StatusProxyAuthRequired {
-		w.Header().Set("Proxy-Authenticate", `Bearer realm="rampart-egress"`)
+		// Both schemes the gateway accepts. Clients that wait for a challenge before sending
+		// credentials (git's default http.proxyAuthMethod, anyauth) pick Basic from it.
+		w.Header()["Proxy-Authenticate"] = []string{`Basic realm="rampart-egress", charset="UTF-8"`, `Bearer realm="rampart-egress"`}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Rampart-Egress", "denied")
