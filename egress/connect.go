@@ -11,33 +11,33 @@ func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, subject string
 	t, err := ParseTarget(r.Host, 0)
 	if err != nil {
 		g.logDecision(r, Decision{Subject: subject, Rule: RuleRequest, Reason: err.Error()}, nil)
-		g.refuse(w, http.StatusBadRequest, fmt.Sprintf("CONNECT %q: %v", r.Host, err))
+		g.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("CONNECT %q: %v", r.Host, err))
 		return
 	}
 	if !g.reserve(subject) {
-		msg := fmt.Sprintf("denied %s: %s already has %d open connections through the gateway", t, who(subject), g.cfg.Limits.MaxTunnelsPerSubject)
-		g.logDecision(r, Decision{Subject: subject, Target: t, Rule: RuleLimit, Reason: msg}, nil)
-		g.refuse(w, http.StatusTooManyRequests, msg)
+		pe := tooMany(t, subject, g.cfg.Limits.MaxTunnelsPerSubject)
+		g.logDecision(r, Decision{Subject: subject, Target: t, Rule: RuleLimit, Reason: pe.msg}, nil)
+		g.refuseErr(w, r, pe)
 		return
 	}
 	defer g.release(subject)
 	// The CONNECT head is counted against the budget (admit): the client chose every byte of it.
 	d, perr := g.admit(r.Context(), r, subject, t, headSize(r))
 	if perr != nil {
-		g.refuse(w, perr.status, perr.msg)
+		g.refuseErr(w, r, perr)
 		return
 	}
 	upstream, err := (&net.Dialer{Timeout: g.cfg.Limits.ConnectTimeout}).DialContext(r.Context(), "tcp", d.Addr.String())
 	if err != nil {
 		msg := fmt.Sprintf("allowed %s, but connecting to %s failed: %v", t, d.Addr, err)
 		g.logDecision(r, d, errors.New(msg))
-		g.refuse(w, http.StatusBadGateway, msg)
+		g.refuse(w, r, http.StatusBadGateway, msg)
 		return
 	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		upstream.Close()
-		g.refuse(w, http.StatusInternalServerError, "connection cannot be taken over for a tunnel")
+		g.refuse(w, r, http.StatusInternalServerError, "connection cannot be taken over for a tunnel")
 		return
 	}
 	client, buf, err := hj.Hijack()

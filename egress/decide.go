@@ -2,6 +2,7 @@ package egress
 
 import (
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
@@ -71,7 +72,7 @@ func decideRules(pol *policy.Policy, ix Grants, subject string, t Target) Decisi
 	for _, h := range pol.EgressDeny() {
 		if policy.MatchEgressHost(h, t.Host) {
 			d.Rule, d.Name = RuleDenyList, h
-			d.Reason = fmt.Sprintf("%s is on the global egress deny list (%s); no policy or grant can open it", t.Host, h)
+			d.Reason = fmt.Sprintf("%s is on the global egress deny list (%s), which no policy or grant opens", t.Host, h)
 			return d
 		}
 	}
@@ -102,11 +103,20 @@ func decideRules(pol *policy.Policy, ix Grants, subject string, t Target) Decisi
 				}
 				return d
 			}
-			d.Rule, d.Reason = RuleDefault, fmt.Sprintf("no egress policy allows %s to %s, and %s", who(subject), t, dec.Reason)
+			d.Rule, d.Reason = RuleDefault, fmt.Sprintf("no egress policy allows %s to %s, and no grant does: %s", who(subject), t, dec.Reason)
 		}
 	}
 	if d.Reason == "" {
-		d.Rule, d.Reason = RuleDefault, fmt.Sprintf("no egress policy or grant allows %s to %s", who(subject), t)
+		_, listed := pol.Resource(ResourceFor(t))
+		switch {
+		case !listed:
+			d.Reason = fmt.Sprintf("no egress policy allows %s to %s, and it is not in the catalogue, so no grant can", who(subject), t)
+		case subject == "":
+			d.Reason = fmt.Sprintf("no egress policy allows %s to %s, and grants are only for identified callers", who(subject), t)
+		default:
+			d.Reason = fmt.Sprintf("no egress policy or grant allows %s to %s", who(subject), t)
+		}
+		d.Rule = RuleDefault
 	}
 	if reportOnly {
 		d.Allowed, d.Reported = true, true
@@ -115,16 +125,31 @@ func decideRules(pol *policy.Policy, ix Grants, subject string, t Target) Decisi
 	return d
 }
 
-// howToAsk tells a refused client how to get access.
-func howToAsk(pol *policy.Policy, subject string, t Target) string {
+// nextStep tells a refused client what to do about it, consistently with the rule that refused
+// it: nothing opens the deny list, so it never says to request access there.
+func nextStep(pol *policy.Policy, subject string, t Target, rule string) string {
+	switch rule {
+	case RuleDenyList:
+		return "Nothing can be requested to open it; if the work needs it, ask the security team to take it off the deny list (Settings: egress_deny)"
+	case RuleIdentity:
+		return "An administrator can enable the account again (rampart user enable)"
+	}
+	auth := ""
+	if subject == "" {
+		auth = "Authenticate first (a proxy URL with your token as the password, http://rampart:TOKEN@gateway; Proxy-Authorization: Bearer TOKEN; or a client certificate), then "
+	}
 	res := ResourceFor(t)
 	if _, ok := pol.Resource(res); ok {
-		if subject == "" {
-			return fmt.Sprintf("Authenticate (Proxy-Authorization: Bearer <token>, or a client certificate), then request just-in-time access: rampart request create --resource %s --action %s --reason \"…\"", res, ConnectAction)
-		}
-		return fmt.Sprintf("Request just-in-time access: rampart request create --resource %s --action %s --reason \"…\"", res, ConnectAction)
+		return auth + "request access: rampart request create --resource " + res + " --action " + ConnectAction + ` --reason "why you need it"`
 	}
-	return fmt.Sprintf("%s is not in the catalogue; ask the security team to add it to an EgressPolicy, or as the resource %s so it can be requested", t, res)
+	return auth + fmt.Sprintf("ask the security team to add %s to an EgressPolicy, or to the catalogue as the resource %s so that it can be requested (it is not in the catalogue)", t, res)
+}
+
+// tooMany is the refusal of a subject over its limit of concurrent connections.
+func tooMany(t Target, subject string, limit int) *proxyError {
+	return &proxyError{status: http.StatusTooManyRequests,
+		msg:  fmt.Sprintf("denied %s: %s already has %d open connections through the gateway (rule: %s)", t, who(subject), limit, RuleLimit),
+		next: "Close some, or retry when they end"}
 }
 
 func who(subject string) string {

@@ -18,12 +18,12 @@ import (
 // Every byte written to the destination is counted against the subject's budget.
 func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string, cred credential) {
 	if r.URL.Scheme != "http" {
-		g.refuse(w, http.StatusBadRequest, fmt.Sprintf("%s:// requests go through CONNECT; only http:// is forwarded as a request", r.URL.Scheme))
+		g.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("%s:// requests go through CONNECT; only http:// is forwarded as a request", r.URL.Scheme))
 		return
 	}
 	t, err := ParseTarget(r.URL.Host, 80)
 	if err != nil {
-		g.refuse(w, http.StatusBadRequest, fmt.Sprintf("request URL host %q: %v", r.URL.Host, err))
+		g.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("request URL host %q: %v", r.URL.Host, err))
 		return
 	}
 	hc := connOf(r)
@@ -34,29 +34,29 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string
 		raw, complete := hc.take()
 		hosts, found := rawHosts(raw, r)
 		if !complete || !found {
-			g.refuse(w, http.StatusBadRequest, "cannot read this request's head (pipelined requests are not accepted); send one request at a time")
+			g.refuse(w, r, http.StatusBadRequest, "cannot read this request's head (pipelined requests are not accepted); send one request at a time")
 			return
 		}
 		if len(hosts) > 1 {
-			g.refuse(w, http.StatusBadRequest, "more than one Host header")
+			g.refuse(w, r, http.StatusBadRequest, "more than one Host header")
 			return
 		}
 		if len(hosts) == 1 {
 			if th, err := ParseTarget(hosts[0], 80); err != nil || th != t {
 				g.logDecision(r, Decision{Subject: subject, Target: t, Rule: RuleRequest, Reason: "Host header differs from the request URL"}, nil)
-				g.refuse(w, http.StatusBadRequest, fmt.Sprintf("the Host header %q does not name the request URL's host %q", hosts[0], r.URL.Host))
+				g.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("the Host header %q does not name the request URL's host %q", hosts[0], r.URL.Host))
 				return
 			}
 		}
 	}
 	if !g.reserve(subject) {
-		g.refuse(w, http.StatusTooManyRequests, fmt.Sprintf("%s already has %d open connections through the gateway", who(subject), g.cfg.Limits.MaxTunnelsPerSubject))
+		g.refuseErr(w, r, tooMany(t, subject, g.cfg.Limits.MaxTunnelsPerSubject))
 		return
 	}
 	defer g.release(subject)
 	d, perr := g.admit(r.Context(), r, subject, t, 0)
 	if perr != nil {
-		g.refuse(w, perr.status, perr.msg)
+		g.refuseErr(w, r, perr)
 		return
 	}
 	g.logDecision(r, d, nil)
@@ -120,11 +120,11 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string
 		switch c := upstream.Load(); {
 		case c != nil && c.over.Load():
 			_, until := g.exhausted(subject, b)
-			g.refuse(w, http.StatusForbidden, budgetSpent(t, subject, until))
+			g.refuseErr(w, r, budgetSpent(t, subject, b, until))
 		case f.closed():
 			// Cut by revalidation: the client's connection is closed already.
 		default:
-			g.refuse(w, http.StatusBadGateway, fmt.Sprintf("allowed %s, but the request failed: %v", t, err))
+			g.refuse(w, r, http.StatusBadGateway, fmt.Sprintf("allowed %s, but the request failed: %v", t, err))
 		}
 		return
 	}

@@ -153,13 +153,13 @@ func (g *Gateway) AddListener(a netip.AddrPort) {
 // ServeHTTP handles CONNECT tunnels and absolute-URI http:// requests.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.closing.Load() {
-		g.refuse(w, http.StatusServiceUnavailable, "the gateway is shutting down; retry")
+		g.refuse(w, r, http.StatusServiceUnavailable, "the gateway is shutting down; retry")
 		return
 	}
 	subject, cred, perr := g.identify(r)
 	if perr != nil {
 		g.logDecision(r, Decision{Subject: subject, Rule: RuleRequest, Reason: perr.msg}, nil)
-		g.refuse(w, perr.status, perr.msg)
+		g.refuseErr(w, r, perr)
 		return
 	}
 	switch {
@@ -168,7 +168,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.IsAbs():
 		g.forward(w, r, subject, cred)
 	default:
-		g.refuse(w, http.StatusBadRequest, "this is a forward proxy: send CONNECT host:port, or an absolute http:// URL")
+		g.refuse(w, r, http.StatusBadRequest, "this is a forward proxy: send CONNECT host:port, or an absolute http:// URL")
 	}
 }
 
@@ -176,42 +176,45 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) admit(ctx context.Context, r *http.Request, subject string, t Target, head int) (Decision, *proxyError) {
 	pol := g.cfg.Policy()
 	d := decideRules(pol, g.cfg.Grants, subject, t)
-	deny := func(status int, rule, reason string) (Decision, *proxyError) {
-		d.Allowed, d.Rule, d.Reason = false, rule, reason
+	deny := func(pe *proxyError, rule string) (Decision, *proxyError) {
+		d.Allowed, d.Rule, d.Reason = false, rule, pe.msg
 		g.logDecision(r, d, nil)
-		return d, &proxyError{status, reason}
+		return d, pe
 	}
 	if !d.Allowed {
 		status := http.StatusForbidden
-		if subject == "" {
-			status = http.StatusProxyAuthRequired
+		if subject == "" && d.Rule != RuleDenyList {
+			status = http.StatusProxyAuthRequired // an identity may open it; nothing opens the deny list
 		}
 		g.logDecision(r, d, nil)
-		return d, &proxyError{status, fmt.Sprintf("denied %s for %s: %s (rule: %s). %s", t, who(subject), d.Reason, d.Rule, howToAsk(pol, subject, t))}
+		return d, &proxyError{status: status, msg: fmt.Sprintf("denied %s for %s: %s (rule: %s)", t, who(subject), d.Reason, d.Rule), next: nextStep(pol, subject, t, d.Rule)}
 	}
 	b := limitFor(pol, subject)
 	if over, until := g.exhausted(subject, b); over {
-		return deny(http.StatusForbidden, RuleBudget, budgetSpent(t, subject, until))
+		return deny(budgetSpent(t, subject, b, until), RuleBudget)
 	}
 	// What the client sent to ask (a CONNECT head) counts before the name is even resolved.
 	if head > 0 && !g.spend(ctx, d, b, head) {
 		_, until := g.exhausted(subject, b)
-		return deny(http.StatusForbidden, RuleBudget, budgetSpent(t, subject, until))
+		return deny(budgetSpent(t, subject, b, until), RuleBudget)
 	}
 	addr, err := g.resolve(ctx, t)
 	if err != nil {
 		var pe *proxyError
 		if errors.As(err, &pe) {
-			return deny(pe.status, RuleAddress, pe.msg)
+			return deny(pe, RuleAddress)
 		}
-		return deny(http.StatusBadGateway, RuleAddress, fmt.Sprintf("cannot resolve %s: %v", t.Host, err))
+		return deny(&proxyError{status: http.StatusBadGateway, msg: fmt.Sprintf("cannot resolve %s: %v", t.Host, err)}, RuleAddress)
 	}
 	d.Addr = addr
 	return d, nil
 }
 
-func budgetSpent(t Target, subject string, until time.Time) string {
-	return fmt.Sprintf("denied %s for %s: the exfiltration budget of %s is spent until %s", t, who(subject), who(subject), until.UTC().Format(time.RFC3339))
+func budgetSpent(t Target, subject string, b *policy.EgressBudget, until time.Time) *proxyError {
+	return &proxyError{status: http.StatusForbidden,
+		msg: fmt.Sprintf("denied %s for %s: the exfiltration budget of %s (%d bytes per %s) is spent (rule: budget)",
+			t, who(subject), who(subject), b.Bytes, policy.FormatDuration(b.Window.Std())),
+		next: fmt.Sprintf("Connections open again at %s; if the work needs more, ask the security team for a larger budget", until.UTC().Format(time.RFC3339))}
 }
 
 // resolve returns the one address to dial: the literal, or the first resolved address, after
@@ -235,14 +238,15 @@ func (g *Gateway) resolve(ctx context.Context, t Target) (netip.AddrPort, error)
 	}
 	for _, a := range addrs {
 		if err := g.cfg.Addr.Check(a); err != nil {
-			return netip.AddrPort{}, &proxyError{http.StatusForbidden, fmt.Sprintf("denied %s: %v; the gateway never connects there unless the range is allowed (--allow-range)", t, err)}
+			return netip.AddrPort{}, &proxyError{status: http.StatusForbidden, msg: fmt.Sprintf("denied %s: %v (rule: address)", t, err),
+				next: "The gateway never connects there; if this destination is meant to be reached, an operator must allow the range (allow_ranges, --allow-range)"}
 		}
 		ap := netip.AddrPortFrom(a.Unmap(), uint16(t.Port))
 		g.mu.Lock()
 		for _, l := range g.listeners {
 			if ap == l || (l.Addr().IsUnspecified() && ap.Port() == l.Port() && g.cfg.Addr.Own[ap.Addr()]) {
 				g.mu.Unlock()
-				return netip.AddrPort{}, &proxyError{http.StatusForbidden, fmt.Sprintf("denied %s: it is the gateway itself", t)}
+				return netip.AddrPort{}, &proxyError{status: http.StatusForbidden, msg: fmt.Sprintf("denied %s: it is the gateway itself (rule: address)", t)}
 			}
 		}
 		g.mu.Unlock()

@@ -29,11 +29,11 @@ func (g *Gateway) identify(r *http.Request) (string, credential, *proxyError) {
 	if st := tlsState(r); st != nil && len(st.PeerCertificates) > 0 {
 		cert := st.PeerCertificates[0]
 		if g.cfg.Revoked != nil && g.cfg.Revoked(cert) {
-			return "", credential{}, &proxyError{http.StatusForbidden, fmt.Sprintf("client certificate %x (%s) is revoked", cert.SerialNumber, cert.Subject.CommonName)}
+			return "", credential{}, &proxyError{status: http.StatusForbidden, msg: fmt.Sprintf("client certificate %x (%s) is revoked", cert.SerialNumber, cert.Subject.CommonName)}
 		}
 		subj, err := certSubject(cert, g.cfg.Cluster)
 		if err != nil {
-			return "", credential{}, &proxyError{http.StatusForbidden, err.Error()}
+			return "", credential{}, &proxyError{status: http.StatusForbidden, msg: err.Error()}
 		}
 		return subj, credential{cert: cert}, nil
 	}
@@ -42,25 +42,28 @@ func (g *Gateway) identify(r *http.Request) (string, credential, *proxyError) {
 		return "", credential{}, nil
 	}
 	if len(h) > 1 {
-		return "", credential{}, &proxyError{http.StatusProxyAuthRequired, "more than one Proxy-Authorization header; send one"}
+		return "", credential{}, &proxyError{status: http.StatusProxyAuthRequired, msg: "more than one Proxy-Authorization header; send one"}
 	}
 	tok, err := ProxyToken(h[0])
 	if err != nil {
-		return "", credential{}, &proxyError{http.StatusProxyAuthRequired, err.Error()}
+		return "", credential{}, &proxyError{status: http.StatusProxyAuthRequired, msg: err.Error(), next: signInAgain}
 	}
 	if g.cfg.Tokens == nil {
-		return "", credential{}, &proxyError{http.StatusProxyAuthRequired, "this gateway does not accept tokens; use a client certificate"}
+		return "", credential{}, &proxyError{status: http.StatusProxyAuthRequired, msg: "this gateway does not accept tokens; use a client certificate"}
 	}
 	p, err := g.cfg.Tokens.Verify(r.Context(), tok)
 	if err != nil {
 		if errors.Is(err, identity.ErrUnauthenticated) {
-			return "", credential{}, &proxyError{http.StatusProxyAuthRequired, err.Error()}
+			return "", credential{}, &proxyError{status: http.StatusProxyAuthRequired, msg: err.Error(), next: signInAgain}
 		}
 		// The token store is unreachable: refuse rather than fall back to the default rule.
-		return "", credential{}, &proxyError{http.StatusServiceUnavailable, "cannot verify the token right now: " + err.Error()}
+		return "", credential{}, &proxyError{status: http.StatusServiceUnavailable, msg: "cannot verify the token right now: " + err.Error()}
 	}
 	return p.Subject, credential{secret: tok}, nil
 }
+
+// signInAgain is the next step after a refused credential.
+const signInAgain = "Sign in again (rampart login) and use a current token: http://rampart:TOKEN@gateway as the proxy URL, or Proxy-Authorization: Bearer TOKEN"
 
 // maxProxyToken bounds a token carried in Proxy-Authorization (service-account tokens are JWTs of
 // a few kilobytes).
