@@ -1,11 +1,16 @@
 package egress
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/textproto"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +87,56 @@ type meteredConn struct {
 	net.Conn
 	spend func(n int) bool
 	over  atomic.Bool
+
+	// The start of what the destination answered, kept so that the response's Connection
+	// header can be read as sent: Go's Transport drops the whole header when it says "close",
+	// and with it the names of the hop-by-hop headers it listed.
+	mu   sync.Mutex
+	head []byte
+}
+
+// maxResponseHead bounds the recorded start of a response (and the response heads the gateway
+// accepts).
+const maxResponseHead = 64 << 10
+
+func (c *meteredConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		if room := maxResponseHead - len(c.head); room > 0 {
+			c.head = append(c.head, p[:min(n, room)]...)
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// responseConnection returns the Connection header values of the final (non-1xx) response head
+// the destination sent, as sent.
+func (c *meteredConn) responseConnection() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rest := c.head
+	for {
+		end := bytes.Index(rest, []byte("\r\n\r\n"))
+		if end < 0 {
+			return nil
+		}
+		tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(rest[:end+4])))
+		status, err := tp.ReadLine()
+		if err != nil {
+			return nil
+		}
+		h, err := tp.ReadMIMEHeader()
+		if err != nil {
+			return nil
+		}
+		if _, code, _ := strings.Cut(status, " "); strings.HasPrefix(code, "1") {
+			rest = rest[end+4:]
+			continue
+		}
+		return h.Values("Connection")
+	}
 }
 
 func (c *meteredConn) Write(p []byte) (int, error) {

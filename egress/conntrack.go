@@ -58,7 +58,6 @@ func (f *flow) close(why string) {
 		f.why.Store(why)
 		close(f.done)
 		f.cut()
-		f.g.log.Info("egress tunnel closed", "subject", f.d.Subject, "destination", f.d.Target.String(), "why", why)
 		f.g.writeDecisionLine(audit.Event{Code: "egress.closed", Class: audit.ClassNetworkActivity, Activity: activityClose, ActivityName: "Close",
 			Time: f.g.cfg.Now(), Actor: actorOf(f.d.Subject), Message: why,
 			Details: map[string]any{"rule": f.d.Rule, "rule_name": f.d.Name, "connection": f.kind},

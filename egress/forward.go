@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,13 +95,16 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string
 	out.RequestURI = ""
 	out.URL.Host = t.String()
 	out.Host = t.String()
-	for _, h := range hopHeaders {
-		out.Header.Del(h)
-	}
+	removeHopByHop(out.Header)
 	tr := &http.Transport{
-		Proxy:                 nil,
-		DisableKeepAlives:     true,
-		ResponseHeaderTimeout: 60 * time.Second,
+		Proxy: nil,
+		// One request per transport (closed below); keep-alive is not asked for, so that the
+		// destination does not answer "Connection: close" on every response.
+		// The request goes as the client sent it: Go's Transport would otherwise ask for gzip
+		// the client never asked for (and decompress the answer behind its back).
+		DisableCompression:     true,
+		ResponseHeaderTimeout:  60 * time.Second,
+		MaxResponseHeaderBytes: maxResponseHead,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			c, err := (&net.Dialer{Timeout: g.cfg.Limits.ConnectTimeout}).DialContext(ctx, "tcp", d.Addr.String())
 			if err != nil {
@@ -129,9 +134,10 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string
 		return
 	}
 	defer resp.Body.Close()
-	for _, h := range hopHeaders {
-		resp.Header.Del(h)
+	if c := upstream.Load(); c != nil {
+		resp.Header["Connection"] = append(resp.Header["Connection"], c.responseConnection()...)
 	}
+	removeHopByHop(resp.Header)
 	for k, vs := range resp.Header {
 		for _, v := range vs {
 			w.Header().Add(k, v)
@@ -183,6 +189,22 @@ func (b *endOfBody) Read(p []byte) (int, error) {
 		b.once.Do(b.atEOF)
 	}
 	return n, err
+}
+
+// removeHopByHop deletes the headers that concern one connection only: those RFC 9110 names
+// and every header the Connection header lists (Connection: X-Session names a header meant for
+// the gateway, not for the next hop).
+func removeHopByHop(h http.Header) {
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopHeaders {
+		h.Del(name)
+	}
 }
 
 var hopHeaders = []string{"Proxy-Authorization", "Proxy-Connection", "Proxy-Authenticate", "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}

@@ -2,10 +2,14 @@ package egress_test
 
 import (
 	"bufio"
+	"compress/gzip"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -241,5 +245,96 @@ func TestForwardedRequestsKeepTheConnection(t *testing.T) {
 	r.gw.FlushDecisions()
 	if strings.Contains(r.dlog.String(), "egress.closed") {
 		t.Fatalf("a finished request wrote a closed line:\n%s", r.dlog.String())
+	}
+}
+
+// Issue 12, item 7: the gateway forwards a request as the client sent it, less what concerns
+// one connection only: headers the Connection header names are removed both ways, and no
+// Accept-Encoding is added (Go's Transport asks for gzip unless told not to, and then
+// decompresses the answer behind the client's back).
+func TestForwardedHeadersAsSent(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/raw" {
+			// Go's server rewrites a handler's Connection header: answer on the wire.
+			c, _, _ := http.NewResponseController(w).Hijack()
+			defer c.Close()
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close, X-Hop-Reply\r\nX-Hop-Reply: for the gateway only\r\nX-End-Reply: for the client\r\nContent-Length: 2\r\n\r\nok")
+			return
+		}
+		if r.Header.Get("Accept-Encoding") == "gzip" {
+			w.Header().Set("Content-Encoding", "gzip")
+			gz := gzip.NewWriter(w)
+			fmt.Fprintf(gz, "compressed")
+			gz.Close()
+			return
+		}
+		for _, h := range []string{"X-Hop", "X-Hop-Too", "Keep-Alive", "X-End", "Accept-Encoding"} {
+			fmt.Fprintf(w, "%s=%q\n", h, r.Header.Values(h))
+		}
+	}))
+	defer origin.Close()
+	u, _ := url.Parse(origin.URL)
+	port, _ := strconv.Atoi(u.Port())
+	pol := parsePolicy(t, "", egressPolicy("research", "group:researchers", "enforce", []string{"127.0.0.1"}, port, ""))
+	r := newRig(t, pol, rigOptions{allow: []string{"127.0.0.1/32"}})
+	tok := r.token("alice")
+	send := func(path, extra string) (*http.Response, string) {
+		t.Helper()
+		c, br := r.sendHead("GET " + origin.URL + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nProxy-Authorization: Bearer " + tok + "\r\n" + extra + "\r\n")
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	resp, body := send("/", "Connection: keep-alive, X-Hop,X-Hop-Too\r\nX-Hop: a\r\nX-Hop-Too: b\r\nKeep-Alive: timeout=5\r\nX-End: c\r\n")
+	want := "X-Hop=[]\nX-Hop-Too=[]\nKeep-Alive=[]\nX-End=[\"c\"]\nAccept-Encoding=[]\n"
+	if resp.StatusCode != 200 || body != want {
+		t.Fatalf("the origin saw:\n%s\nwant:\n%s", body, want)
+	}
+	if resp, body = send("/raw", ""); resp.Header.Get("X-Hop-Reply") != "" || resp.Header.Get("X-End-Reply") != "for the client" || body != "ok" {
+		t.Fatalf("response headers %v", resp.Header)
+	}
+	// A client that asks for gzip gets the origin's gzip, untouched.
+	resp, body = send("/", "Accept-Encoding: gzip\r\n")
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+	}
+	gz, err := gzip.NewReader(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain, _ := io.ReadAll(gz); string(plain) != "compressed" {
+		t.Fatalf("gzip body %q", plain)
+	}
+}
+
+// Issue 12, item 7: the gateway wrote a log line of its own for every tunnel beside the
+// decision line (the standalone process writes both to standard error). The decision log has
+// the one egress.closed line; the log has nothing per tunnel.
+func TestOneLinePerTunnelClose(t *testing.T) {
+	echo := newEcho(t)
+	pol := parsePolicy(t, "", egressPolicy("research", "group:researchers", "enforce", []string{"127.0.0.1"}, echo.port(), ""))
+	logs := &syncBuffer{}
+	r := newRig(t, pol, rigOptions{allow: []string{"127.0.0.1/32"}, logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	status, _, c := r.connect("127.0.0.1:"+strconv.Itoa(echo.port()), r.token("alice"))
+	if status != 200 {
+		t.Fatal(status)
+	}
+	roundTrip(t, c, "x")
+	c.Close()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(r.dlog.String(), "egress.closed"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no closed line:\n%s", r.dlog.String())
+		}
+		r.gw.FlushDecisions()
+	}
+	if n := strings.Count(r.dlog.String(), "egress.closed"); n != 1 {
+		t.Fatalf("%d closed lines", n)
+	}
+	if logs.String() != "" {
+		t.Fatalf("the gateway logged per tunnel besides its decision line:\n%s", logs.String())
 	}
 }

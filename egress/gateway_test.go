@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -182,6 +183,7 @@ type rigOptions struct {
 	limits   egress.Limits
 	tls      *tls.Config
 	revoked  func(*x509.Certificate) bool
+	logger   *slog.Logger
 }
 
 func newRig(t *testing.T, pol *policy.Policy, o rigOptions) *rig {
@@ -209,7 +211,7 @@ func newRig(t *testing.T, pol *policy.Policy, o rigOptions) *rig {
 		Record: func(ctx context.Context, e audit.Event) error {
 			return st.Update(ctx, func(tx access.Tx) error { _, err := tx.Append(ctx, e); return err })
 		},
-		Addr: egress.AddrPolicy{Allow: ranges}, Resolver: o.resolver, Now: r.clock.Now, Limits: o.limits, DecisionLog: r.dlog,
+		Addr: egress.AddrPolicy{Allow: ranges}, Resolver: o.resolver, Now: r.clock.Now, Limits: o.limits, DecisionLog: r.dlog, Logger: o.logger,
 	})
 	r.svc.OnGrantChange(func([]access.Grant) { r.gw.Revalidate() })
 	ln, err := r.gw.Listen(r.ctx, "127.0.0.1:0")
