@@ -49,13 +49,13 @@ func (g *Gateway) connect(w http.ResponseWriter, r *http.Request, subject string
 		hc.stopRecording()
 	}
 	g.logDecision(r, d, nil)
-	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
-		client.Close()
-		upstream.Close()
-		return
-	}
+	// Registered before the client hears yes, so that no revalidation or shutdown misses it.
 	tun := g.openTunnel(d, cred, limitFor(g.cfg.Policy(), subject), client, upstream)
 	defer g.untrack(tun.flow)
+	if _, err := client.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+		tun.close("closed: " + err.Error())
+		return
+	}
 	// Bytes the client sent after the CONNECT request are already buffered: send them first.
 	var first []byte
 	if n := buf.Reader.Buffered(); n > 0 {

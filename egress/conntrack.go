@@ -32,7 +32,11 @@ func (g *Gateway) track(d Decision, cred credential, kind string, cut func()) *f
 	f := &flow{g: g, d: d, cred: cred, kind: kind, cut: cut, done: make(chan struct{})}
 	g.mu.Lock()
 	g.flows[f] = struct{}{}
+	late := g.forced
 	g.mu.Unlock()
+	if late {
+		f.close("closed: the gateway is shutting down")
+	}
 	return f
 }
 
@@ -136,15 +140,17 @@ func (g *Gateway) Shutdown(ctx context.Context) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		// Connections still being admitted count too (perSubj): they register their flow after.
 		g.mu.Lock()
-		n := len(g.flows)
+		busy := len(g.flows) > 0 || len(g.perSubj) > 0
 		g.mu.Unlock()
-		if n == 0 {
+		if !busy {
 			return
 		}
 		select {
 		case <-ctx.Done():
 			g.mu.Lock()
+			g.forced = true // a connection that registers from now on is closed at once
 			for f := range g.flows {
 				go f.close("closed: the gateway is shutting down")
 			}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"rampart.dev/rampart/authz"
@@ -103,7 +104,10 @@ func decideRules(pol *policy.Policy, ix Grants, subject string, t Target) Decisi
 				}
 				return d
 			}
-			d.Rule, d.Reason = RuleDefault, fmt.Sprintf("no egress policy allows %s to %s, and no grant does: %s", who(subject), t, dec.Reason)
+			// The decision engine's reason ends with its own advice; the refusal gives one next
+			// step (nextStep), so only the reason is kept.
+			why, _, _ := strings.Cut(strings.TrimPrefix(dec.Reason, "denied: "), "; request it with: ")
+			d.Rule, d.Reason = RuleDefault, fmt.Sprintf("no egress policy allows %s to %s, and %s", who(subject), t, why)
 		}
 	}
 	if d.Reason == "" {
@@ -134,15 +138,14 @@ func nextStep(pol *policy.Policy, subject string, t Target, rule string) string 
 	case RuleIdentity:
 		return "An administrator can enable the account again (rampart user enable)"
 	}
-	auth := ""
+	step := fmt.Sprintf("ask the security team to add %s to an EgressPolicy, or to the catalogue as the resource %s so that it can be requested (it is not in the catalogue)", t, ResourceFor(t))
+	if _, ok := pol.Resource(ResourceFor(t)); ok {
+		step = "request access: rampart request create --resource " + ResourceFor(t) + " --action " + ConnectAction + ` --reason "why you need it"`
+	}
 	if subject == "" {
-		auth = "Authenticate first (a proxy URL with your token as the password, http://rampart:TOKEN@gateway; Proxy-Authorization: Bearer TOKEN; or a client certificate), then "
+		return "Authenticate first (a proxy URL with your token as the password, http://rampart:TOKEN@gateway; Proxy-Authorization: Bearer TOKEN; or a client certificate), then " + step
 	}
-	res := ResourceFor(t)
-	if _, ok := pol.Resource(res); ok {
-		return auth + "request access: rampart request create --resource " + res + " --action " + ConnectAction + ` --reason "why you need it"`
-	}
-	return auth + fmt.Sprintf("ask the security team to add %s to an EgressPolicy, or to the catalogue as the resource %s so that it can be requested (it is not in the catalogue)", t, res)
+	return strings.ToUpper(step[:1]) + step[1:]
 }
 
 // tooMany is the refusal of a subject over its limit of concurrent connections.

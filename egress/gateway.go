@@ -116,6 +116,7 @@ type Gateway struct {
 	perSubj   map[string]int
 	listeners []netip.AddrPort
 	closing   atomic.Bool
+	forced    bool // Shutdown's grace period ended: close what registers
 }
 
 // New returns a gateway.

@@ -44,7 +44,7 @@ func TestRefusalsSayWhyAndWhatToDo(t *testing.T) {
 		want
 	}{
 		{"in the catalogue", jit, tok, want{403, []string{"rule: default-deny", "rampart request create --resource egress/" + jit + " --action connect"}, []string{"not in the catalogue"}}},
-		{"not in the catalogue", "127.0.0.1:" + strconv.Itoa(p+1), tok, want{403, []string{"not in the catalogue", "ask the security team to add 127.0.0.1:" + strconv.Itoa(p+1) + " to an EgressPolicy"}, []string{"request create"}}},
+		{"not in the catalogue", "127.0.0.1:" + strconv.Itoa(p+1), tok, want{403, []string{"not in the catalogue", "Ask the security team to add 127.0.0.1:" + strconv.Itoa(p+1) + " to an EgressPolicy"}, []string{"request create"}}},
 		{"deny list", "denied.test:443", tok, want{403, []string{"deny list", "Nothing can be requested", "take it off the deny list"}, []string{"request create", "ask the security team to add"}}},
 		{"deny list, anonymous", "denied.test:443", "", want{403, []string{"deny list"}, []string{"Authenticate", "request create"}}},
 		{"anonymous", jit, "", want{407, []string{"unidentified", "Authenticate first", "rampart request create --resource egress/" + jit}, nil}},
@@ -64,6 +64,9 @@ func TestRefusalsSayWhyAndWhatToDo(t *testing.T) {
 					t.Errorf("%s: the %s says %q: %q", c.name, where.name, s, where.text)
 				}
 			}
+		}
+		if n := strings.Count(resp.Status, "rampart request create"); n > 1 {
+			t.Errorf("%s: the status line gives %d commands: %q", c.name, n, resp.Status)
 		}
 		if resp.StatusCode != c.status || !strings.HasPrefix(resp.Status, strconv.Itoa(c.status)+" Rampart egress: denied ") {
 			t.Errorf("%s: status line %q, want %d with the reason", c.name, resp.Status, c.status)

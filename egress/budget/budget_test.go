@@ -95,7 +95,7 @@ func TestMeterAgainstReference(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(seed, 2))
 	limits := []Limit{{1000, time.Hour}, {64 << 10, time.Hour}, {10, 7 * time.Second}, {500, time.Minute + 7*time.Nanosecond}, {1, 59 * time.Nanosecond}}
-	for round := 0; round < 1000; round++ {
+	for round := 0; round < 300; round++ {
 		m := &Meter{}
 		refs := map[string]*reference{}
 		subjects := []string{"alice", "bob", "k8s:prod/ml/trainer"}
