@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"archive/zip"
+	"bufio"
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -557,4 +560,180 @@ spec:
 			t.Errorf("/metrics with the token: %d", status)
 		}
 	})
+}
+
+// streamThrough sends GET /stream through conn (a connection to the gateway) and returns a
+// function that reports whether the stream is still flowing: it reads the next line, and
+// returns false once the gateway has cut the connection.
+func streamThrough(t *testing.T, conn net.Conn, origin, auth string) func() bool {
+	t.Helper()
+	head := "GET http://" + origin + "/stream HTTP/1.1\r\nHost: " + origin + "\r\n"
+	if auth != "" {
+		head += "Proxy-Authorization: " + auth + "\r\n"
+	}
+	if _, err := io.WriteString(conn, head+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream through the gateway: %v %v", resp, err)
+	}
+	body := bufio.NewReader(resp.Body)
+	return func() bool {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := body.ReadString('\n')
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("the stream stalled without being cut")
+		}
+		return err == nil
+	}
+}
+
+// cutWithin requires flowing to report the cut before the limit (a failure limit for a busy
+// machine: the gateway process re-verifies credentials every revalidation, 100 ms, through a
+// one-second cache).
+func cutWithin(t *testing.T, what string, limit time.Duration, flowing func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(limit); flowing(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the stream still flows %s later", what, limit)
+		}
+	}
+}
+
+// Issue 12, item 2, in the standalone `rampart egress` process: forwarded requests and tunnels
+// are cut when the credential that opened them stops holding, for every form of credential — a
+// session token as a Basic password, a session token as a bearer, a client certificate on the
+// mTLS listener.
+func TestEgressProcessRevalidatesEveryCredential(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		for i := 0; i < 1200; i++ { // up to a minute
+			if _, err := fmt.Fprintf(w, "chunk %d\n", i); err != nil || rc.Flush() != nil {
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})}
+	go func() { _ = stream.Serve(ln) }()
+	defer stream.Close()
+	origin := ln.Addr().String()
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	dir := t.TempDir()
+	ca := newTestCA(t, dir)
+	gwCert, _ := ca.issue(t, true, "")
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(gwCert.PrivateKey)
+	writePEMFile(t, filepath.Join(dir, "gw.pem"), "CERTIFICATE", gwCert.Certificate[0])
+	writePEMFile(t, filepath.Join(dir, "gw.key"), "PRIVATE KEY", keyDER)
+	crl := filepath.Join(dir, "ca.crl")
+	ca.writeCRL(t, crl)
+	tlsAddr := freeAddr(t)
+	st := startEgressStack(t, fmt.Sprintf(`apiVersion: rampart.dev/v1alpha1
+kind: EgressPolicy
+metadata: {name: stream}
+spec:
+  subjects: [group:researchers, group:weights-owners, "k8s:prod/ml/trainer"]
+  allow: [{host: 127.0.0.1, ports: [%d]}]
+`, port), fmt.Sprintf("cluster: prod\ntls: {listen: %s, cert_file: %s, key_file: %s, client_ca_file: %s, crl_file: %s}\n",
+		tlsAddr, filepath.Join(dir, "gw.pem"), filepath.Join(dir, "gw.key"), ca.pem, crl))
+	erin := strings.TrimSpace(st.cli.ok("admin", "token", "--config", st.srvCfg, "--subject", "erin", "--ttl", "1h"))
+	dialGW := func() net.Conn {
+		c, err := net.Dial("tcp", st.gw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	t.Run("Basic: session revoked", func(t *testing.T) {
+		alice := signInAs(t, st.api, "alice")
+		flowing := streamThrough(t, dialGW(), origin, "Basic "+base64.StdEncoding.EncodeToString([]byte("alice:"+alice)))
+		if !flowing() {
+			t.Fatal("no stream")
+		}
+		var who map[string]any
+		if err := json.Unmarshal([]byte(st.cli.as(alice, "whoami", "-o", "json").out), &who); err != nil {
+			t.Fatal(err)
+		}
+		if r := st.cli.as(erin, "session", "revoke", who["session_id"].(string), "--reason", "laptop stolen"); r.code != 0 {
+			t.Fatalf("revoke the session: %+v", r)
+		}
+		cutWithin(t, "alice's revoked session", 5*time.Second, flowing)
+	})
+	t.Run("Bearer: person disabled", func(t *testing.T) {
+		carol := signInAs(t, st.api, "carol")
+		flowing := streamThrough(t, dialGW(), origin, "Bearer "+carol)
+		if !flowing() {
+			t.Fatal("no stream")
+		}
+		if r := st.cli.as(erin, "user", "disable", "carol", "--reason", "left"); r.code != 0 {
+			t.Fatalf("disable carol: %+v", r)
+		}
+		cutWithin(t, "disabled carol", 5*time.Second, flowing)
+	})
+	t.Run("client certificate revoked (CRL reloaded on SIGHUP)", func(t *testing.T) {
+		cert, serial := ca.issue(t, false, "spiffe://prod/ns/ml/sa/trainer")
+		roots := x509.NewCertPool()
+		roots.AddCert(ca.cert)
+		dialTLS := func() net.Conn {
+			c, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		flowing := streamThrough(t, dialTLS(), origin, "")
+		if !flowing() {
+			t.Fatal("no stream over mTLS")
+		}
+		// A tunnel on the same certificate, streaming through CONNECT.
+		tun := dialTLS()
+		fmt.Fprintf(tun, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", origin, origin)
+		br := bufio.NewReader(tun)
+		resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("mTLS CONNECT: %v %v", resp, err)
+		}
+		fmt.Fprintf(tun, "GET /stream HTTP/1.1\r\nHost: %s\r\n\r\n", origin)
+		if resp, err = http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET through the mTLS tunnel: %v %v", resp, err)
+		}
+		tunBody := bufio.NewReader(resp.Body)
+		tunFlowing := func() bool {
+			_ = tun.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err := tunBody.ReadString('\n')
+			return err == nil
+		}
+		ca.writeCRL(t, crl, serial)
+		if err := st.gwCmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		cutWithin(t, "the revoked certificate's request", 5*time.Second, flowing)
+		cutWithin(t, "the revoked certificate's tunnel", 5*time.Second, tunFlowing)
+	})
+	// The gateway writes its decision lines behind the connections: wait for the closes'.
+	for _, want := range []string{`"connection":"request"`, `"connection":"tunnel"`, "no longer holds", "carol is disabled", "was revoked"} {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if b, _ := os.ReadFile(st.dlog); strings.Contains(string(b), want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				b, _ := os.ReadFile(st.dlog)
+				t.Fatalf("the decision log lacks %q:\n%s", want, b)
+			}
+		}
+	}
 }
