@@ -6,13 +6,20 @@
 // bracketed and zoned IPv6), host names are resolved once, every address is checked against the
 // forbidden ranges (loopback, RFC 1918, link-local and cloud metadata, Azure's platform
 // endpoint, CGNAT, site-local, multicast, unspecified, IPv4-mapped, IPv4-translated, NAT64 and
-// 6to4 forms, the gateway's own addresses) and the gateway
-// dials the address it checked, so DNS rebinding cannot switch it. Tunnels opened under a grant
-// close when the grant expires or is revoked, and every open tunnel closes when its caller's
-// credential stops verifying (revoked, expired, its session ended, its person disabled:
-// invariant 8), which is checked again at every revalidation. Bytes sent out are counted against per-subject
-// exfiltration budgets. Every decision is logged as an OCSF Network Activity record; budget
-// exhaustion is also a ledger entry.
+// 6to4 forms, the gateway's own addresses) and the gateway dials the address it checked, so DNS
+// rebinding cannot switch it.
+//
+// Callers identify with a client certificate or a token in Proxy-Authorization (Bearer, or
+// Basic with the token as the password, which is what every client sends for a proxy URL with
+// credentials). Every open connection — tunnel or forwarded request — is revalidated every
+// 100 ms and on every grant change: it is cut, both ways at once, when its grant expires or is
+// revoked, when the policy stops allowing it, or when its caller's credential stops verifying
+// (revoked, expired, its session ended, its person disabled: invariant 8). Every byte sent out
+// (request lines, headers, bodies, CONNECT heads, tunnel bytes) is counted against per-subject
+// exfiltration budgets in a sliding window (package egress/budget). Every decision is logged as
+// an OCSF Network Activity record; budget exhaustion is also a ledger entry. Refusals say why
+// and what to do next in the status line, headers and body, since clients hide the body of a
+// refused CONNECT.
 //
 // The files follow the concerns: target.go and addr.go normalise and classify destinations;
 // decide.go applies the rules (and defines Grants, all the gateway asks of the decision
