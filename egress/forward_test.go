@@ -15,8 +15,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"rampart.dev/rampart/access"
 )
 
 // slowOrigin is a real HTTP server on loopback that answers as slowly as the test says: GET
@@ -87,49 +85,6 @@ func newSlowOrigin(t *testing.T) *slowOrigin {
 	go func() { _ = o.srv.Serve(ln) }()
 	t.Cleanup(func() { o.srv.Close() })
 	return o
-}
-
-// grant has alice request role for d and dave approve it.
-func (r *rig) grant(role string, d time.Duration) access.Grant {
-	r.t.Helper()
-	c, err := r.svc.Create(r.ctx, access.CreateInput{Requester: "alice", Role: role, Reason: "x", Duration: d})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	rq, err := r.svc.Review(r.ctx, access.ReviewInput{RequestID: c.Request.ID, Approver: "dave", Decision: access.Approve})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	g, err := r.store.Grant(r.ctx, rq.GrantID)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return g
-}
-
-// sendHead opens a connection to the gateway and writes a request head.
-func (r *rig) sendHead(head string) (net.Conn, *bufio.Reader) {
-	r.t.Helper()
-	c, err := net.Dial("tcp", r.addr)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.t.Cleanup(func() { c.Close() })
-	if _, err := io.WriteString(c, head); err != nil {
-		r.t.Fatal(err)
-	}
-	return c, bufio.NewReader(c)
-}
-
-// readLine reads one line of a streamed body, failing the test if none comes within 10 s.
-func readLine(t *testing.T, c net.Conn, br *bufio.Reader) (string, error) {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := br.ReadString('\n')
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Fatal("nothing arrived within 10 s")
-	}
-	return line, err
 }
 
 // Issue 12, item 1 (invariant 2): a streaming GET forwarded under a 3-second just-in-time grant

@@ -3,25 +3,19 @@ package egress_test
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"rampart.dev/rampart/egress"
-	"rampart.dev/rampart/policy"
 
 	"rampart.dev/rampart/identity"
 )
@@ -135,65 +129,6 @@ func FuzzProxyToken(f *testing.F) {
 			t.Fatalf("%q gave token %q", h, tok)
 		}
 	})
-}
-
-// mtlsRig is a gateway whose listener requires client certificates from ca, with a CRL it
-// reloads on demand.
-type mtlsRig struct {
-	*rig
-	ca   *pki
-	revs *egress.Revocations
-	cas  []*x509.Certificate
-}
-
-func newMTLSRig(t *testing.T, pol *policy.Policy) *mtlsRig {
-	t.Helper()
-	ca := newPKI(t, "workload-ca")
-	srvCert := ca.issue(t, 10, "gateway", "", true)
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(srvCert.PrivateKey)
-	writePEM(t, filepath.Join(ca.dir, "ca.pem"), "CERTIFICATE", ca.caCert.Raw)
-	writePEM(t, filepath.Join(ca.dir, "gw.pem"), "CERTIFICATE", srvCert.Certificate[0])
-	writePEM(t, filepath.Join(ca.dir, "gw.key"), "PRIVATE KEY", keyDER)
-	tcfg, cas, err := egress.ServerTLS(egress.TLSFiles{CertFile: filepath.Join(ca.dir, "gw.pem"), KeyFile: filepath.Join(ca.dir, "gw.key"), ClientCAFile: filepath.Join(ca.dir, "ca.pem")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &mtlsRig{ca: ca, revs: &egress.Revocations{}, cas: cas}
-	m.revoke(t) // an empty list
-	m.rig = newRig(t, pol, rigOptions{allow: []string{"127.0.0.1/32"}, tls: tcfg, revoked: m.revs.Revoked})
-	return m
-}
-
-// revoke publishes a CRL with the given serials and reloads it, as SIGHUP does.
-func (m *mtlsRig) revoke(t *testing.T, serials ...int64) {
-	t.Helper()
-	var entries []x509.RevocationListEntry
-	for _, s := range serials {
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: big.NewInt(s), RevocationTime: time.Now()})
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(time.Now().UnixNano()), ThisUpdate: time.Now().Add(-time.Minute),
-		NextUpdate: time.Now().Add(time.Hour), RevokedCertificateEntries: entries}, m.ca.caCert, m.ca.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(m.ca.dir, "ca.crl")
-	writePEM(t, path, "X509 CRL", der)
-	if err := m.revs.Load(path, m.cas, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// dial opens a TLS connection to the gateway with a client certificate.
-func (m *mtlsRig) dial(t *testing.T, cert tls.Certificate) net.Conn {
-	t.Helper()
-	roots := x509.NewCertPool()
-	roots.AddCert(m.ca.caCert)
-	c, err := tls.Dial("tcp", m.addr, &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // startStream sends GET /stream of the slow origin through conn and returns the body after its
