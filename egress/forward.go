@@ -96,10 +96,11 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string
 	out.URL.Host = t.String()
 	out.Host = t.String()
 	removeHopByHop(out.Header)
+	// One request per transport, closed when it ends. Keep-alives are not disabled, so that the
+	// request does not say "Connection: close" (and the destination answer it) on the client's
+	// behalf.
 	tr := &http.Transport{
 		Proxy: nil,
-		// One request per transport (closed below); keep-alive is not asked for, so that the
-		// destination does not answer "Connection: close" on every response.
 		// The request goes as the client sent it: Go's Transport would otherwise ask for gzip
 		// the client never asked for (and decompress the answer behind its back).
 		DisableCompression:     true,
