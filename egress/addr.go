@@ -23,6 +23,9 @@ func mustPrefixes(list [][2]string) []forbiddenRange {
 var forbidden4 = mustPrefixes([][2]string{
 	{"0.0.0.0/8", "unspecified / this network"},
 	{"10.0.0.0/8", "private (RFC 1918)"},
+	// Azure's platform endpoint (the WireServer): DHCP, DNS, health probes and the VM agent's
+	// configuration and certificates, reachable from every Azure VM and pod network.
+	{"168.63.129.16/32", "Azure's platform endpoint (WireServer)"},
 	{"100.64.0.0/10", "carrier-grade NAT (RFC 6598)"},
 	{"127.0.0.0/8", "loopback"},
 	{"169.254.0.0/16", "link-local (cloud metadata lives at 169.254.169.254)"},
@@ -46,20 +49,27 @@ var forbidden6 = mustPrefixes([][2]string{
 	{"64:ff9b:1::/48", "local-use NAT64"},
 	{"fc00::/7", "unique local (cloud metadata fd00:ec2::254 lives here)"},
 	{"fe80::/10", "link-local"},
+	{"fec0::/10", "site-local (deprecated by RFC 3879, still routed inside some networks)"},
 	{"ff00::/8", "multicast"},
 })
 
 var (
 	nat64     = netip.MustParsePrefix("64:ff9b::/96")
 	sixToFour = netip.MustParsePrefix("2002::/16")
+	// translated is the IPv4-translated prefix of stateless IP/ICMP translation (SIIT, RFC
+	// 2765): ::ffff:0:a.b.c.d, one 16-bit group away from the IPv4-mapped ::ffff:a.b.c.d.
+	translated = netip.MustParsePrefix("::ffff:0:0:0/96")
 )
 
 // embeddedIPv4 returns the IPv4 address an IPv6 address carries: IPv4-mapped (::ffff:a.b.c.d),
-// NAT64 (64:ff9b::a.b.c.d) or 6to4 (2002:AABB:CCDD::).
+// IPv4-translated (::ffff:0:a.b.c.d), NAT64 (64:ff9b::a.b.c.d) or 6to4 (2002:AABB:CCDD::).
 func embeddedIPv4(a netip.Addr) (netip.Addr, string, bool) {
 	switch {
 	case a.Is4In6():
 		return a.Unmap(), "IPv4-mapped", true
+	case translated.Contains(a):
+		b := a.As16()
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), "IPv4-translated (SIIT)", true
 	case nat64.Contains(a):
 		b := a.As16()
 		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), "NAT64", true
@@ -93,6 +103,8 @@ func (p *AddrPolicy) Check(a netip.Addr) error {
 			return fmt.Errorf("%s is the %s form of %s, which is forbidden: %w", a, how, v4, err)
 		}
 		if how == "IPv4-mapped" {
+			// A mapped address is the IPv4 address itself: the socket connects to it over IPv4
+			// and the gateway dials it in that form. It was checked as such just above.
 			return nil
 		}
 		// Translation prefixes reach IPv4 through a gateway we do not control: forbid them unless

@@ -1,24 +1,26 @@
 package egress
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/egress/budget"
 	"rampart.dev/rampart/policy"
 )
 
-// budgets counts the bytes each subject sends out, per fixed window.
-type budgets struct {
-	mu   sync.Mutex
-	used map[string]*usage
-}
-
-type usage struct {
-	windowStart time.Time
-	bytes       int64
-	// reported is set once the exhaustion of this window was recorded.
-	reported bool
-}
+// errBudget ends a write that the subject's exfiltration budget does not allow.
+var errBudget = errors.New("exfiltration budget exhausted")
 
 // limitFor returns the tightest budget among the subject's egress policies, if any.
 func limitFor(pol *policy.Policy, subject string) *policy.EgressBudget {
@@ -36,43 +38,129 @@ func limitFor(pol *policy.Policy, subject string) *policy.EgressBudget {
 	return best
 }
 
-// current returns the subject's usage in the window containing now.
-func (bs *budgets) current(subject string, b *policy.EgressBudget, now time.Time) *usage {
-	u := bs.used[subject]
-	start := now.Truncate(b.Window.Std())
-	if u == nil || !u.windowStart.Equal(start) {
-		u = &usage{windowStart: start}
-		bs.used[subject] = u
-	}
-	return u
+func limitOf(b *policy.EgressBudget) budget.Limit {
+	return budget.Limit{Bytes: int64(b.Bytes), Window: b.Window.Std()}
 }
 
-// exhausted reports whether the subject has no budget left, and when it resets.
-func (bs *budgets) exhausted(subject string, b *policy.EgressBudget, now time.Time) (bool, time.Time) {
+// exhausted reports whether the subject has nothing left to send, and when it will again.
+func (g *Gateway) exhausted(subject string, b *policy.EgressBudget) (bool, time.Time) {
 	if b == nil {
 		return false, time.Time{}
 	}
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	u := bs.current(subject, b, now)
-	return u.bytes >= int64(b.Bytes), u.windowStart.Add(b.Window.Std())
+	return g.meter.Exhausted(subject, limitOf(b), g.cfg.Now())
 }
 
-// consume records n bytes sent. It returns false if they do not fit in the budget (they are
-// counted anyway: they were read from the client), and firstTime is true the first time this
-// window went over, so the exhaustion is recorded once.
-func (bs *budgets) consume(subject string, b *policy.EgressBudget, n int, now time.Time) (ok, firstTime bool) {
+// spend counts n bytes a subject sends out; false means they do not fit in its budget and the
+// connection must end (they are not sent). The first exhaustion in a window's length is
+// written to the ledger.
+func (g *Gateway) spend(ctx context.Context, d Decision, b *policy.EgressBudget, n int) bool {
+	g.m.bytes.WithLabelValues("out").Add(float64(n))
 	if b == nil {
-		return true, false
+		return true
 	}
-	bs.mu.Lock()
-	defer bs.mu.Unlock()
-	u := bs.current(subject, b, now)
-	u.bytes += int64(n)
-	if u.bytes <= int64(b.Bytes) {
-		return true, false
+	ok, report := g.meter.Spend(d.Subject, limitOf(b), int64(n), g.cfg.Now())
+	if ok {
+		return true
 	}
-	first := !u.reported
-	u.reported = true
-	return false, first
+	if report {
+		g.m.budget.Inc()
+		e := audit.Event{Code: "egress.budget_exhausted", Class: audit.ClassNetworkActivity, Activity: activityRefuse, ActivityName: "Refuse",
+			Severity: audit.SeverityHigh, Time: g.cfg.Now(), Actor: actorOf(d.Subject),
+			Message: fmt.Sprintf("%s exceeded its egress budget of %d bytes per %s while sending to %s; its connections are cut until enough of the window has passed",
+				who(d.Subject), b.Bytes, policy.FormatDuration(b.Window.Std()), d.Target),
+			Details: map[string]any{"subject": d.Subject, "destination": d.Target.String(), "budget_bytes": int64(b.Bytes), "window": policy.FormatDuration(b.Window.Std())},
+			Extra:   map[string]any{"dst_endpoint": endpoint(d.Target, d.Addr), "disposition": "Blocked", "disposition_id": 2}}
+		if g.cfg.Record != nil {
+			if err := g.cfg.Record(context.WithoutCancel(ctx), e); err != nil {
+				g.log.Error("could not record budget exhaustion in the ledger", "subject", d.Subject, "err", err)
+			}
+		}
+		g.writeDecisionLine(e)
+	}
+	return false
+}
+
+// meteredConn is the upstream connection of a forwarded request: every byte written to it —
+// request line, headers, body and its chunked framing — leaves the gateway and is counted
+// before it is written. A write that does not fit fails and closes the connection.
+type meteredConn struct {
+	net.Conn
+	spend func(n int) bool
+	over  atomic.Bool
+
+	// The start of what the destination answered, kept so that the response's Connection
+	// header can be read as sent: Go's Transport drops the whole header when it says "close",
+	// and with it the names of the hop-by-hop headers it listed.
+	mu   sync.Mutex
+	head []byte
+}
+
+// maxResponseHead bounds the recorded start of a response (and the response heads the gateway
+// accepts).
+const maxResponseHead = 64 << 10
+
+func (c *meteredConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		if room := maxResponseHead - len(c.head); room > 0 {
+			c.head = append(c.head, p[:min(n, room)]...)
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// responseConnection returns the Connection header values of the final (non-1xx) response head
+// the destination sent, as sent.
+func (c *meteredConn) responseConnection() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rest := c.head
+	for {
+		end := bytes.Index(rest, []byte("\r\n\r\n"))
+		if end < 0 {
+			return nil
+		}
+		tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(rest[:end+4])))
+		status, err := tp.ReadLine()
+		if err != nil {
+			return nil
+		}
+		h, err := tp.ReadMIMEHeader()
+		if err != nil {
+			return nil
+		}
+		if _, code, _ := strings.Cut(status, " "); strings.HasPrefix(code, "1") {
+			rest = rest[end+4:]
+			continue
+		}
+		return h.Values("Connection")
+	}
+}
+
+func (c *meteredConn) Write(p []byte) (int, error) {
+	if len(p) > 0 && !c.spend(len(p)) {
+		c.over.Store(true)
+		c.Conn.Close()
+		return 0, errBudget
+	}
+	return c.Conn.Write(p)
+}
+
+// headSize is the size of a request head as the client sent it (near enough: the parsed form
+// loses only optional whitespace). A CONNECT head does not reach the destination, but its
+// target name is resolved and every part of it is something the client chose to send out, so
+// it is counted.
+func headSize(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	if r.Host != "" {
+		n += len("Host: ") + len(r.Host) + 2
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n + 2
 }

@@ -2,8 +2,10 @@ package egress
 
 import (
 	"fmt"
+	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"rampart.dev/rampart/authz"
@@ -31,6 +33,13 @@ const (
 	RuleIdentity = "identity"
 )
 
+// Grants is what the gateway asks the decision engine (authz.Index): whether a grant lets a
+// subject connect to a catalogue destination now, and whether a person is disabled.
+type Grants interface {
+	Check(authz.Query) authz.Decision
+	Disabled(subject string) bool
+}
+
 // Decision is the outcome for one connection attempt, with its evidence.
 type Decision struct {
 	Allowed bool
@@ -53,7 +62,7 @@ type Decision struct {
 
 // decideRules applies the deny list, the subject's egress policies and just-in-time grants to a
 // normalised destination. It does no I/O: the address checks and the dial come after.
-func decideRules(pol *policy.Policy, ix *authz.Index, subject string, t Target) Decision {
+func decideRules(pol *policy.Policy, ix Grants, subject string, t Target) Decision {
 	d := Decision{Subject: subject, Target: t}
 	if ix != nil && subject != "" && ix.Disabled(subject) {
 		// Invariant 8: a disabled person's egress policies and grants allow nothing, whatever
@@ -64,7 +73,7 @@ func decideRules(pol *policy.Policy, ix *authz.Index, subject string, t Target) 
 	for _, h := range pol.EgressDeny() {
 		if policy.MatchEgressHost(h, t.Host) {
 			d.Rule, d.Name = RuleDenyList, h
-			d.Reason = fmt.Sprintf("%s is on the global egress deny list (%s); no policy or grant can open it", t.Host, h)
+			d.Reason = fmt.Sprintf("%s is on the global egress deny list (%s), which no policy or grant opens", t.Host, h)
 			return d
 		}
 	}
@@ -95,11 +104,23 @@ func decideRules(pol *policy.Policy, ix *authz.Index, subject string, t Target) 
 				}
 				return d
 			}
-			d.Rule, d.Reason = RuleDefault, fmt.Sprintf("no egress policy allows %s to %s, and %s", who(subject), t, dec.Reason)
+			// The decision engine's reason ends with its own advice; the refusal gives one next
+			// step (nextStep), so only the reason is kept.
+			why, _, _ := strings.Cut(strings.TrimPrefix(dec.Reason, "denied: "), "; request it with: ")
+			d.Rule, d.Reason = RuleDefault, fmt.Sprintf("no egress policy allows %s to %s, and %s", who(subject), t, why)
 		}
 	}
 	if d.Reason == "" {
-		d.Rule, d.Reason = RuleDefault, fmt.Sprintf("no egress policy or grant allows %s to %s", who(subject), t)
+		_, listed := pol.Resource(ResourceFor(t))
+		switch {
+		case !listed:
+			d.Reason = fmt.Sprintf("no egress policy allows %s to %s, and it is not in the catalogue, so no grant can", who(subject), t)
+		case subject == "":
+			d.Reason = fmt.Sprintf("no egress policy allows %s to %s, and grants are only for identified callers", who(subject), t)
+		default:
+			d.Reason = fmt.Sprintf("no egress policy or grant allows %s to %s", who(subject), t)
+		}
+		d.Rule = RuleDefault
 	}
 	if reportOnly {
 		d.Allowed, d.Reported = true, true
@@ -108,16 +129,30 @@ func decideRules(pol *policy.Policy, ix *authz.Index, subject string, t Target) 
 	return d
 }
 
-// howToAsk tells a refused client how to get access.
-func howToAsk(pol *policy.Policy, subject string, t Target) string {
-	res := ResourceFor(t)
-	if _, ok := pol.Resource(res); ok {
-		if subject == "" {
-			return fmt.Sprintf("Authenticate (Proxy-Authorization: Bearer <token>, or a client certificate), then request just-in-time access: rampart request create --resource %s --action %s --reason \"…\"", res, ConnectAction)
-		}
-		return fmt.Sprintf("Request just-in-time access: rampart request create --resource %s --action %s --reason \"…\"", res, ConnectAction)
+// nextStep tells a refused client what to do about it, consistently with the rule that refused
+// it: nothing opens the deny list, so it never says to request access there.
+func nextStep(pol *policy.Policy, subject string, t Target, rule string) string {
+	switch rule {
+	case RuleDenyList:
+		return "Nothing can be requested to open it; if the work needs it, ask the security team to take it off the deny list (Settings: egress_deny)"
+	case RuleIdentity:
+		return "An administrator can enable the account again (rampart user enable)"
 	}
-	return fmt.Sprintf("%s is not in the catalogue; ask the security team to add it to an EgressPolicy, or as the resource %s so it can be requested", t, res)
+	step := fmt.Sprintf("ask the security team to add %s to an EgressPolicy, or to the catalogue as the resource %s so that it can be requested (it is not in the catalogue)", t, ResourceFor(t))
+	if _, ok := pol.Resource(ResourceFor(t)); ok {
+		step = "request access: rampart request create --resource " + ResourceFor(t) + " --action " + ConnectAction + ` --reason "why you need it"`
+	}
+	if subject == "" {
+		return "Authenticate first (a proxy URL with your token as the password, http://rampart:TOKEN@gateway; Proxy-Authorization: Bearer TOKEN; or a client certificate), then " + step
+	}
+	return strings.ToUpper(step[:1]) + step[1:]
+}
+
+// tooMany is the refusal of a subject over its limit of concurrent connections.
+func tooMany(t Target, subject string, limit int) *proxyError {
+	return &proxyError{status: http.StatusTooManyRequests,
+		msg:  fmt.Sprintf("denied %s: %s already has %d open connections through the gateway (rule: %s)", t, who(subject), limit, RuleLimit),
+		next: "Close some, or retry when they end"}
 }
 
 func who(subject string) string {

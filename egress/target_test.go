@@ -69,13 +69,18 @@ func TestAddrPolicy(t *testing.T) {
 		"224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fd00:ec2::254", "fc00::1", "ff02::1",
 		"::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::", "2001::1",
 		"::127.0.0.1", "203.0.114.7",
+		// Issue 12, item 4: Azure's platform endpoint (also mapped), site-local, and the
+		// IPv4-translated form of public and private addresses.
+		"168.63.129.16", "::ffff:168.63.129.16", "fec0::1", "fec0:ffff::1", "feff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+		"::ffff:0:7f00:1", "::ffff:0:a9fe:a9fe", "::ffff:0:808:808", "::ffff:0:0:0", "::ffff:0:ffff:ffff",
 	}
 	for _, s := range forbidden {
 		if err := p.Check(netip.MustParseAddr(s)); err == nil {
 			t.Errorf("%s allowed", s)
 		}
 	}
-	for _, s := range []string{"93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "::ffff:93.184.216.34", "140.82.112.3"} {
+	for _, s := range []string{"93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "::ffff:93.184.216.34", "140.82.112.3",
+		"168.63.129.15", "168.63.129.17", "fbff:ffff::1", "::fffe:0:808:808"} {
 		if err := p.Check(netip.MustParseAddr(s)); err != nil {
 			t.Errorf("%s refused: %v", s, err)
 		}

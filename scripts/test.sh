@@ -3,8 +3,9 @@
 # .ci/run calls. It builds the kube-apiserver and etcd that internal/kubetest starts (once per
 # version, cached outside the clone by scripts/kube-assets.sh: about 15 minutes cold, instant
 # after), installs Azurite for the Azure blob store tests (scripts/azurite.sh, cached the same
-# way), starts a throwaway PostgreSQL (installing the server if needed), then runs go vet, the
-# race-enabled tests of every package, and a short fuzzing pass over every parser of untrusted
+# way), installs the Debian packages the egress gateway's real-client tests drive (git, curl,
+# python3-requests, python3-pip), starts a throwaway PostgreSQL (installing the server if
+# needed), then runs go vet, the race-enabled tests of every package, and a short fuzzing pass over every parser of untrusted
 # input, and checks that the benchmark module (bench/, with OPA) still builds and that its two
 # engines still agree.
 #
@@ -27,6 +28,18 @@ export KUBEBUILDER_ASSETS
 
 echo "== Azurite (the Azure Storage emulator the blob store tests start; installed once, cached)"
 azurite_install
+
+echo "== Debian packages the egress gateway's real-client tests drive (git, curl, python3-requests, python3-pip)"
+egress_clients=()
+for pkg in git curl python3 python3-requests python3-pip; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || egress_clients+=("$pkg")
+done
+if [ ${#egress_clients[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${egress_clients[@]}"
+fi
 
 trap pg_stop EXIT
 pg_start

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +56,10 @@ type EgressConfig struct {
 	// Workloads are the Kubernetes clusters whose service-account tokens identify callers
 	// (as in the server configuration).
 	Workloads WorkloadsConfig `yaml:"workloads"`
+	// MetricsTokenFile, if set, names a file holding the bearer token that GET /metrics requires
+	// (Authorization: Bearer <token>); it is read at start and on SIGHUP. Unset, /metrics is
+	// open to whoever reaches the listener.
+	MetricsTokenFile string `yaml:"metrics_token_file"`
 }
 
 // EgressTLSConfig is the mTLS listener.
@@ -109,6 +116,11 @@ func LoadEgressConfig(path string) (EgressConfig, error) {
 				doc.Errorf(fmt.Sprintf("allow_ranges[%d]", i), "%v", err)
 			}
 		}
+		if c.MetricsTokenFile != "" {
+			if _, err := readMetricsToken(c.MetricsTokenFile); err != nil {
+				doc.Errorf("metrics_token_file", "%v", err)
+			}
+		}
 		t := c.TLS
 		if t.Listen != "" && (t.CertFile == "" || t.KeyFile == "" || t.ClientCAFile == "") {
 			doc.Errorf("tls", "the mTLS listener needs cert_file, key_file and client_ca_file")
@@ -118,6 +130,40 @@ func LoadEgressConfig(path string) (EgressConfig, error) {
 		return EgressConfig{}, err
 	}
 	return c, nil
+}
+
+// minMetricsToken is the shortest metrics token accepted: it guards a listener that may face a
+// whole cluster.
+const minMetricsToken = 16
+
+// readMetricsToken reads the token GET /metrics requires.
+func readMetricsToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read the metrics token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < minMetricsToken || strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return "", fmt.Errorf("%s must hold one token of at least %d printable ASCII characters and no spaces (e.g. openssl rand -hex 32 > %s)", path, minMetricsToken, path)
+	}
+	return tok, nil
+}
+
+// metricsGuard serves h only to requests that carry the token (when one is set), compared in
+// constant time.
+func metricsGuard(token *atomic.Pointer[string], h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := token.Load()
+		if want != nil {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(*want)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="rampart-egress-metrics"`)
+				http.Error(w, "rampart egress: /metrics needs Authorization: Bearer <the token in metrics_token_file>", http.StatusUnauthorized)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // ParseRange parses a CIDR ("127.0.0.1/32") or a single address.
@@ -153,8 +199,12 @@ func recorder(st *sqlstore.DB) func(ctx context.Context, e audit.Event) error {
 // Gateway builds an egress gateway over the instance's policy, decision index, tokens and
 // store. Grant changes committed by this instance revalidate open tunnels at once.
 func (in *Instance) Gateway(o GatewayOptions) *egress.Gateway {
+	var grants egress.Grants
+	if in.Index != nil {
+		grants = in.Index
+	}
 	g := egress.New(egress.Config{
-		Policy: in.Access.Policy, Index: in.Index, Tokens: in.Auth, Record: recorder(in.Store),
+		Policy: in.Access.Policy, Grants: grants, Tokens: in.Auth, Record: recorder(in.Store),
 		Addr: egress.AddrPolicy{Allow: o.AllowRanges, Own: egress.OwnAddrs()}, Resolver: o.Resolver,
 		Now: in.now, Limits: o.Limits, Logger: in.log, DecisionLog: o.DecisionLog, Cluster: o.Cluster,
 		Metrics: egress.NewMetrics(in.API.Registry()),
@@ -265,7 +315,7 @@ func RunEgress(ctx context.Context, c EgressConfig, extraRanges []string, log *s
 		creds.Workloads = v
 	}
 	g := egress.New(egress.Config{
-		Policy: getPolicy, Index: ix, Tokens: creds, Record: recorder(st),
+		Policy: getPolicy, Grants: ix, Tokens: creds, Record: recorder(st),
 		Revoked: revs.Revoked, Cluster: c.Cluster, Addr: egress.AddrPolicy{Allow: ranges, Own: egress.OwnAddrs()},
 		Resolver: resolver, Logger: log, DecisionLog: dlog, Metrics: egress.NewMetrics(reg),
 		Limits: egress.Limits{MaxTunnelsPerSubject: c.Limits.MaxTunnelsPerSubject, ConnectTimeout: c.Limits.ConnectTimeout.Std(), IdleTimeout: c.Limits.IdleTimeout.Std()},
@@ -279,7 +329,22 @@ func RunEgress(ctx context.Context, c EgressConfig, extraRanges []string, log *s
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	local.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	var metricsToken atomic.Pointer[string]
+	loadMetricsToken := func() error {
+		if c.MetricsTokenFile == "" {
+			return nil
+		}
+		tok, err := readMetricsToken(c.MetricsTokenFile)
+		if err != nil {
+			return err
+		}
+		metricsToken.Store(&tok)
+		return nil
+	}
+	if err := loadMetricsToken(); err != nil {
+		return err
+	}
+	local.Handle("GET /metrics", metricsGuard(&metricsToken, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -308,6 +373,9 @@ func RunEgress(ctx context.Context, c EgressConfig, extraRanges []string, log *s
 		for range reload {
 			if err := loadCRL(); err != nil {
 				log.Error("CRL reload refused; the previous list stays", "err", err)
+			}
+			if err := loadMetricsToken(); err != nil {
+				log.Error("metrics token reload refused; the previous token stays", "err", err)
 			}
 			p, err := loadPolicy()
 			if err != nil {

@@ -68,8 +68,11 @@ func newEgressCmd() *cobra.Command {
 		Long: `Run the egress gateway as its own process beside the control plane (see docs/egress.md): an
 HTTP forward proxy (CONNECT and http://) that refuses every destination unless an EgressPolicy or
 an active grant allows it, never connects to private, loopback, link-local or metadata addresses
-unless --allow-range opens them, and counts bytes sent against exfiltration budgets. SIGHUP
-reloads the policy and the CRL without dropping connections.`,
+unless --allow-range opens them, and counts bytes sent against exfiltration budgets. Clients
+give their token as the proxy password (HTTPS_PROXY=http://rampart:TOKEN@host:8471, curl -x,
+git's http.proxy, pip --proxy) or as Proxy-Authorization: Bearer, or a client certificate on the
+mTLS listener. SIGHUP reloads the policy, the CRL and the metrics token without dropping
+connections.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if configPath == "" {
