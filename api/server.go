@@ -39,10 +39,17 @@ var openAPI []byte
 // OpenAPI returns the API description served at /v1/openapi.json.
 func OpenAPI() []byte { return openAPI }
 
+// Decider is the decision engine (authz.Index) as the API asks it: POST /v1/check and
+// /v1/check/batch. (The vault asks through weights.Decider; /metrics reads IndexStats.)
+type Decider interface {
+	Check(authz.Query) authz.Decision
+	CheckBatch([]authz.Query) []authz.Decision
+}
+
 // Server serves the API.
 type Server struct {
 	access *access.Service
-	index  *authz.Index
+	index  Decider
 	ledger *audit.Ledger
 	tokens *identity.Tokens
 	auth   identity.Authenticator
@@ -70,7 +77,8 @@ type Server struct {
 // Config is what a Server needs.
 type Config struct {
 	Access *access.Service
-	Index  *authz.Index
+	// Index answers POST /v1/check and /v1/check/batch (the server's *authz.Index).
+	Index  Decider
 	Ledger *audit.Ledger
 	// LedgerStore is where ledger entries are read from for /v1/audit/entries.
 	LedgerStore audit.Store
@@ -81,8 +89,9 @@ type Config struct {
 	Ready func() error
 	// Dev enables POST /v1/dev/login, which issues a token for any demo user. Never in
 	// production.
-	Dev     bool
-	Logger  *slog.Logger
+	Dev    bool
+	Logger *slog.Logger
+	// Metrics serves /metrics; without it, a registry with no decision-index gauges.
 	Metrics *Metrics
 	// Sessions manages sign-in sessions and user records; Users lists them; SignIn serves
 	// the OIDC sign-in endpoints (all nil without oidc configuration).
@@ -114,7 +123,7 @@ func New(c Config) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.m == nil {
-		s.m = NewMetrics(c.Index, c.Ledger)
+		s.m = NewMetrics(nil, c.Ledger)
 	}
 	return s
 }

@@ -114,7 +114,7 @@ func (in *Instance) startVault() error {
 	if err != nil {
 		return fmt.Errorf("vault store: %w", err)
 	}
-	in.Weights = &weights.Service{Keys: kp, Blobs: store, Meta: in.Store, Index: in.Index, Record: recorder(in.Store), Refused: in.Refusals.Record,
+	in.Weights = &weights.Service{Keys: kp, Blobs: store, Meta: in.Store, Decide: in.Index, Record: recorder(in.Store), Refused: in.Refusals.Record,
 		Sign: in.Ledger.SignNote, Now: in.now, Log: in.log}
 	return nil
 }

@@ -102,12 +102,20 @@ var ErrConflict = errors.New("weights: conflict")
 // ErrUnavailable means the decision engine or a store cannot answer: the vault refuses.
 var ErrUnavailable = errors.New("weights: unavailable")
 
+// Decider is the decision engine (authz.Index) as the vault asks it: before, during and after
+// every transfer, and whether its answers can be trusted when it filters a list.
+type Decider interface {
+	Check(authz.Query) authz.Decision
+	Health() error
+}
+
 // Service is the vault.
 type Service struct {
 	Keys  vault.KeyProvider
 	Blobs blob.Store
 	Meta  Meta
-	Index *authz.Index
+	// Decide answers every access decision (the server's *authz.Index).
+	Decide Decider
 	// Record appends a ledger entry on its own (reads, key releases).
 	Record func(ctx context.Context, e audit.Event) error
 	// Refused records a refusal, which any user can provoke at will: the server aggregates them
@@ -143,7 +151,7 @@ func (s *Service) now() time.Time {
 // authorize asks the decision engine; a refusal is recorded.
 func (s *Service) authorize(ctx context.Context, p identity.Principal, action, name string) (authz.Decision, error) {
 	res := Resource(name)
-	d := s.Index.Check(authz.Query{Subject: p.Subject, Action: action, Resource: res})
+	d := s.Decide.Check(authz.Query{Subject: p.Subject, Action: action, Resource: res})
 	if d.Unavailable {
 		return d, fmt.Errorf("%w: the decision engine cannot answer (%s); refusing", ErrUnavailable, d.Reason)
 	}
@@ -279,7 +287,7 @@ var ErrGrantEnded = errors.New("weights: the grant ended during the transfer")
 func (s *Service) stillAllowed(p identity.Principal, action, name string) func(segment uint32, done int64) error {
 	q := authz.Query{Subject: p.Subject, Action: action, Resource: Resource(name)}
 	return func(segment uint32, done int64) error {
-		if d := s.Index.Check(q); !d.Allowed {
+		if d := s.Decide.Check(q); !d.Allowed {
 			return fmt.Errorf("%w: stopped before segment %d, after %d bytes: %s", ErrGrantEnded, segment, done, d.Reason)
 		}
 		return nil
@@ -444,7 +452,7 @@ func (s *Service) List(ctx context.Context, p identity.Principal, seeAll bool) (
 	if !seeAll {
 		// The list is filtered by decisions: when they cannot be trusted, say so rather than
 		// answer with an empty list.
-		if err := s.Index.Health(); err != nil {
+		if err := s.Decide.Health(); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
 	}
@@ -465,7 +473,7 @@ func (s *Service) List(ctx context.Context, p identity.Principal, seeAll bool) (
 }
 
 func (s *Service) may(p identity.Principal, action, name string) bool {
-	return s.Index.Check(authz.Query{Subject: p.Subject, Action: action, Resource: Resource(name)}).Allowed
+	return s.Decide.Check(authz.Query{Subject: p.Subject, Action: action, Resource: Resource(name)}).Allowed
 }
 
 // Delete removes a version (0: every version) of name. The caller needs write.

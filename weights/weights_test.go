@@ -74,7 +74,7 @@ func newEnv(t testing.TB) *env {
 	if e.blobs, err = blob.NewFS(filepath.Join(e.dir, "blobs")); err != nil {
 		t.Fatal(err)
 	}
-	e.v = &weights.Service{Keys: e.keys, Blobs: e.blobs, Meta: e.st, Index: e.ix, Sign: e.ledger.SignNote, Now: e.clock.Now,
+	e.v = &weights.Service{Keys: e.keys, Blobs: e.blobs, Meta: e.st, Decide: e.ix, Sign: e.ledger.SignNote, Now: e.clock.Now,
 		SegmentSize: vault.MinSegmentSize,
 		Record: func(ctx context.Context, ev audit.Event) error {
 			return e.st.Update(ctx, func(tx access.Tx) error { _, err := tx.Append(ctx, ev); return err })
