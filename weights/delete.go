@@ -9,12 +9,13 @@ import (
 	"rampart.dev/rampart/identity"
 )
 
-// Delete removes a version (0: every version) of name. The caller needs write.
+// Delete removes a version (0: every version) of name. The caller needs delete on
+// weights/<name> (write is not enough).
 func (s *Service) Delete(ctx context.Context, p identity.Principal, name string, version uint64) ([]Object, error) {
 	if err := CheckName(name); err != nil {
 		return nil, err
 	}
-	d, err := s.authorize(ctx, p, "write", name)
+	d, err := s.authorize(ctx, p, ActionDelete, name)
 	if err != nil {
 		return nil, err
 	}

@@ -46,7 +46,7 @@ func (s *Service) ReleaseKey(ctx context.Context, p identity.Principal, name str
 			return KeyRelease{}, fmt.Errorf("%w: public_key is a low-order X25519 point, not a usable public key: %v", ErrInvalid, err)
 		}
 	}
-	d, err := s.authorize(ctx, p, "read", name)
+	d, err := s.authorize(ctx, p, ActionRead, name)
 	if err != nil {
 		return KeyRelease{}, err
 	}

@@ -21,7 +21,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, name string, bo
 	if err := CheckName(name); err != nil {
 		return Object{}, err
 	}
-	d, err := s.authorize(ctx, p, "write", name)
+	d, err := s.authorize(ctx, p, ActionWrite, name)
 	if err != nil {
 		return Object{}, err
 	}
@@ -53,7 +53,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, name string, bo
 	done := make(chan result, 1)
 	gctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	guard := &segmentGate{r: body, segLen: int64(segSize), check: s.stillAllowed(p, "write", name)}
+	guard := &segmentGate{r: body, segLen: int64(segSize), check: s.stillAllowed(p, ActionWrite, name)}
 	go func() {
 		h, dg, err := vault.Encrypt(gctx, s.Keys, Resource(name), o.Version, segSize, guard, pw)
 		pw.CloseWithError(err)
@@ -92,7 +92,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, name string, bo
 		return fail(fmt.Errorf("store the header: %w", err))
 	}
 	// The grant must still hold now that the upload is complete.
-	if _, err := s.authorize(ctx, p, "write", name); err != nil {
+	if _, err := s.authorize(ctx, p, ActionWrite, name); err != nil {
 		return fail(err)
 	}
 	o.Size, o.SHA256, o.KeyID, o.State = res.d.Size, hex.EncodeToString(res.d.SHA256[:]), res.h.KeyID, StateReady

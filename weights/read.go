@@ -31,7 +31,7 @@ func (s *Service) Get(ctx context.Context, p identity.Principal, name string, ve
 	if err := CheckName(name); err != nil {
 		return nil, err
 	}
-	d, err := s.authorize(ctx, p, "read", name)
+	d, err := s.authorize(ctx, p, ActionRead, name)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +55,7 @@ func (s *Service) Get(ctx context.Context, p identity.Principal, name string, ve
 	// Before each verified segment is released, the last one included: a grant that ends
 	// between two segments stops the download there, and one revoked before the last segment
 	// means the client never sees the end (invariant 2).
-	check := s.stillAllowed(p, "read", name)
+	check := s.stillAllowed(p, ActionRead, name)
 	r.Gate = func(segment uint32, _ bool) error { return check(segment, r.Size()) }
 	return &Download{Object: o, s: s, ctx: ctx, p: p, body: rc, r: r, grant: d.GrantID}, nil
 }
@@ -138,7 +138,7 @@ func (s *Service) Segments(ctx context.Context, p identity.Principal, name strin
 	if err := CheckName(name); err != nil {
 		return nil, Object{}, err
 	}
-	d, err := s.authorize(ctx, p, "read", name)
+	d, err := s.authorize(ctx, p, ActionRead, name)
 	if err != nil {
 		return nil, Object{}, err
 	}
@@ -150,7 +150,7 @@ func (s *Service) Segments(ctx context.Context, p identity.Principal, name strin
 	if err != nil {
 		return nil, o, fmt.Errorf("%w: read %s version %d: %v", ErrUnavailable, Resource(name), o.Version, err)
 	}
-	g := &segmentGate{r: rc, segLen: int64(o.SegmentSize) + vault.TagSize, check: s.stillAllowed(p, "read", name)}
+	g := &segmentGate{r: rc, segLen: int64(o.SegmentSize) + vault.TagSize, check: s.stillAllowed(p, ActionRead, name)}
 	return &ciphertextRead{g: g, s: s, ctx: ctx, p: p, body: rc, size: info.Size, o: o, grant: d.GrantID}, o, nil
 }
 

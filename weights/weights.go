@@ -56,6 +56,17 @@ const (
 	StateDeleted   = "deleted"
 )
 
+// Actions on weights/<name> that the vault asks the decision engine about. Delete is its own
+// action: a grant to store new versions does not let its holder destroy the old ones.
+const (
+	// ActionRead: download, verify, key release, ciphertext stream.
+	ActionRead = "read"
+	// ActionWrite: upload a new version.
+	ActionWrite = "write"
+	// ActionDelete: delete versions.
+	ActionDelete = "delete"
+)
+
 // Resource is the policy resource of an artifact.
 func Resource(name string) string { return "weights/" + name }
 
@@ -213,8 +224,8 @@ func (s *Service) header(ctx context.Context, o Object) (*vault.Header, error) {
 	return h, nil
 }
 
-// List returns the versions the caller may see: of names it may read or write, or all for
-// admins and auditors (see).
+// List returns the versions the caller may see: of names it may read, write or delete, or all
+// for admins and auditors (seeAll).
 func (s *Service) List(ctx context.Context, p identity.Principal, seeAll bool) ([]Object, error) {
 	if !seeAll {
 		// The list is filtered by decisions: when they cannot be trusted, say so rather than
@@ -232,7 +243,7 @@ func (s *Service) List(ctx context.Context, p identity.Principal, seeAll bool) (
 		if o.State == StateUploading || o.State == StateFailed {
 			continue
 		}
-		if seeAll || s.may(p, "read", o.Name) || s.may(p, "write", o.Name) {
+		if seeAll || s.may(p, ActionRead, o.Name) || s.may(p, ActionWrite, o.Name) || s.may(p, ActionDelete, o.Name) {
 			out = append(out, o)
 		}
 	}

@@ -99,10 +99,16 @@ func (e *env) grant(who, role string, dur time.Duration) access.Grant {
 		}
 	}
 	gs, err := e.st.ListGrants(e.ctx, access.GrantFilter{Subject: who})
-	if err != nil || len(gs) == 0 {
-		e.t.Fatalf("no grant for %s: %v", who, err)
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	return gs[len(gs)-1]
+	for _, g := range gs {
+		if g.RequestID == c.Request.ID {
+			return g
+		}
+	}
+	e.t.Fatalf("no grant for %s from request %s", who, c.Request.ID)
+	return access.Grant{}
 }
 
 func (e *env) codes() []string {
@@ -410,6 +416,7 @@ func TestDeleteAndNames(t *testing.T) {
 	if _, err := e.v.Put(e.ctx, person("alice"), "frontier-7", strings.NewReader("x")); err != nil {
 		t.Fatal(err)
 	}
+	e.grant("alice", "weights-deleter-frontier-7", time.Hour)
 	gone, err := e.v.Delete(e.ctx, person("alice"), "frontier-7", 0)
 	if err != nil || len(gone) != 1 {
 		t.Fatalf("delete: %v %v", gone, err)
@@ -433,6 +440,7 @@ func TestDeleteAndNames(t *testing.T) {
 func TestDeleteEveryVersionIsAtomic(t *testing.T) {
 	e := newEnv(t)
 	e.grant("alice", "weights-writer-frontier-7", time.Hour)
+	e.grant("alice", "weights-deleter-frontier-7", time.Hour)
 	for _, s := range []string{"v1", "v2", "v3"} {
 		if _, err := e.v.Put(e.ctx, person("alice"), "frontier-7", strings.NewReader(s)); err != nil {
 			t.Fatal(err)

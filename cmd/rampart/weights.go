@@ -134,7 +134,7 @@ func newWeightsCmd(g *globals) *cobra.Command {
 	var rmVersion uint64
 	rm := &cobra.Command{
 		Use:   "rm NAME [--version N]",
-		Short: "Delete a version of weights/NAME, or every version (needs write)",
+		Short: "Delete a version of weights/NAME, or every version (needs delete; write is not enough)",
 		Args:  exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
