@@ -189,7 +189,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	s.buffers.New = func() any { b := make([]byte, s.blockSize); return &b }
 	if cfg.CreateContainer {
 		if _, err := s.container.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
-			return nil, fmt.Errorf("azure: create container %q: %w", cfg.Container, err)
+			return nil, fmt.Errorf("azure: create the azure container %q: %w", cfg.Container, err)
 		}
 	}
 	return s, nil
