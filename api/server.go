@@ -58,7 +58,6 @@ type Server struct {
 	entriesStore audit.Store
 	sessionsSvc  *identity.Sessions
 	weights      *weights.Service
-	openNote     func([]byte) (string, error)
 	users        UserStore
 	lifecycle    Lifecycle
 	signin       SignIn
@@ -102,10 +101,8 @@ type Config struct {
 	SignIn    SignIn
 	// SCIM serves SCIM provisioning under /scim/v2 (nil: those routes answer 404).
 	SCIM SCIM
-	// Weights is the weights vault (nil: its routes answer 404); OpenNote verifies its signed
-	// manifests (the ledger's OpenNote).
-	Weights  *weights.Service
-	OpenNote func([]byte) (string, error)
+	// Weights is the weights vault (nil: its routes answer 404).
+	Weights *weights.Service
 	// Model, if set, chooses among role suggestions; every answer is verified.
 	Model        suggest.Chooser
 	ModelTimeout time.Duration
@@ -115,7 +112,7 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
 		ready: c.Ready, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
-		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights, openNote: c.OpenNote}
+		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}

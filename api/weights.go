@@ -23,6 +23,9 @@ const (
 	// HeaderSize and HeaderSHA256 are the manifest's plaintext size and SHA-256.
 	HeaderSize   = "X-Rampart-Size"
 	HeaderSHA256 = "X-Rampart-SHA256"
+	// HeaderSegmentSize is the plaintext bytes per segment: a client whose download was cut
+	// can say at which segment.
+	HeaderSegmentSize = "X-Rampart-Segment-Size"
 	// TrailerVerified is the SHA-256 of the plaintext the server streamed, sent as a trailer
 	// only when the whole object was read and verified. A download without it is incomplete.
 	TrailerVerified = "X-Rampart-Verified"
@@ -45,7 +48,12 @@ func weightsErr(err error) error {
 	case errors.Is(err, weights.ErrUnavailable), errors.Is(err, vault.ErrKey):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error()}
 	case errors.Is(err, vault.ErrCorrupt):
-		return &Error{Status: http.StatusInternalServerError, Code: CodeCorrupt, Message: err.Error() + " (the stored object fails verification; restore it from backup)"}
+		// A *weights.CorruptError names the version, the part and what to do.
+		var ce *weights.CorruptError
+		if !errors.As(err, &ce) {
+			return &Error{Status: http.StatusInternalServerError, Code: CodeCorrupt, Message: err.Error() + " (the stored object fails verification; restore it from backup)"}
+		}
+		return &Error{Status: http.StatusInternalServerError, Code: CodeCorrupt, Message: err.Error()}
 	}
 	return err
 }
@@ -129,8 +137,10 @@ func (s *Server) putWeights(w http.ResponseWriter, r *http.Request, c caller) er
 }
 
 // getWeights is GET /v1/weights/{name}[?version=N]: the plaintext, streamed as it verifies.
-// The trailer X-Rampart-Verified is sent only after the whole object verified; if the grant
-// ends or a segment fails, the connection is cut and no trailer comes.
+// The manifest, the header and the first segment are verified before the status line, so a
+// corrupt version is a 500 naming the part. The trailer X-Rampart-Verified is sent only after
+// the whole object verified; if the grant ends or a later segment fails, the connection is cut
+// and no trailer comes.
 func (s *Server) getWeights(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err := noHead(w, r); err != nil {
 		return err
@@ -149,8 +159,12 @@ func (s *Server) getWeights(w http.ResponseWriter, r *http.Request, c caller) er
 	h.Set(HeaderVersion, strconv.FormatUint(dl.Object.Version, 10))
 	h.Set(HeaderSize, strconv.FormatInt(dl.Object.Size, 10))
 	h.Set(HeaderSHA256, dl.Object.SHA256)
+	h.Set(HeaderSegmentSize, strconv.FormatUint(uint64(dl.Object.SegmentSize), 10))
 	h.Set("Trailer", TrailerVerified)
 	w.WriteHeader(http.StatusOK)
+	// The status line goes out now: a failure later is a cut body, never a missing answer
+	// (which a client would take for a server it cannot reach).
+	_ = http.NewResponseController(w).Flush()
 	sum := sha256.New()
 	_, cerr := io.Copy(io.MultiWriter(&idleWriter{w: w, rc: http.NewResponseController(w), idle: transferIdle}, sum), dl)
 	complete := cerr == nil && dl.Complete()
@@ -186,7 +200,7 @@ func (s *Server) verifyWeights(w http.ResponseWriter, r *http.Request, c caller)
 	if err != nil {
 		return err
 	}
-	res, err := s.weights.Verify(r.Context(), c.Principal, name, version, s.openNote)
+	res, err := s.weights.Verify(r.Context(), c.Principal, name, version)
 	if err != nil {
 		return weightsErr(err)
 	}

@@ -115,7 +115,7 @@ func (in *Instance) startVault() error {
 		return fmt.Errorf("vault store: %w", err)
 	}
 	in.Weights = &weights.Service{Keys: kp, Blobs: store, Meta: in.Store, Decide: in.Index, Record: recorder(in.Store), Refused: in.Refusals.Record,
-		Sign: in.Ledger.SignNote, Now: in.now, Log: in.log}
+		Sign: in.Ledger.SignNote, OpenNote: in.Ledger.OpenNote, Now: in.now, Log: in.log}
 	return nil
 }
 

@@ -54,11 +54,14 @@ func (s *Service) ReleaseKey(ctx context.Context, p identity.Principal, name str
 	if err != nil {
 		return KeyRelease{}, err
 	}
+	if err := s.checkManifest(o); err != nil {
+		return KeyRelease{}, err
+	}
 	h, err := s.header(ctx, o)
 	if err != nil {
 		return KeyRelease{}, err
 	}
-	dek, err := vault.DataKey(ctx, s.Keys, h)
+	dek, err := s.dataKey(ctx, o, h)
 	if err != nil {
 		return KeyRelease{}, err
 	}
@@ -201,11 +204,18 @@ func (s *Service) rewrapAll(ctx context.Context) (int, error) {
 			return n, err
 		}
 		if h.KeyID == cur {
+			// A rotation stopped between the header and the metadata: finish it, or Retire
+			// would refuse the old key for ever.
+			if o.KeyID != cur {
+				if err := s.Meta.SetKeyID(ctx, o.Name, o.Version, cur); err != nil {
+					return n, err
+				}
+			}
 			continue
 		}
 		nh, err := vault.Rewrap(ctx, s.Keys, h)
 		if err != nil {
-			return n, fmt.Errorf("re-wrap %s version %d: %w", Resource(o.Name), o.Version, err)
+			return n, fmt.Errorf("re-wrap %s version %d: %w", Resource(o.Name), o.Version, corrupt(o, err))
 		}
 		hb, _ := nh.MarshalBinary()
 		if _, err := s.Blobs.Put(ctx, headerKey(o.Name, o.Version), bytes.NewReader(hb)); err != nil {

@@ -16,7 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"regexp"
 	"strconv"
@@ -126,10 +125,12 @@ type Service struct {
 	// Refused records a refusal, which any user can provoke at will: the server aggregates them
 	// per user and window (audit/refusals, invariant 11). Nil: Record, one entry each.
 	Refused func(ctx context.Context, source string, e audit.Event) (refusals.Outcome, error)
-	// Sign signs a manifest (the ledger key's SignNote).
-	Sign func(text string) ([]byte, error)
-	Now  func() time.Time
-	Log  *slog.Logger
+	// Sign signs a manifest (the ledger key's SignNote); OpenNote verifies one and returns its
+	// text (the ledger's OpenNote). Every read checks the manifest first.
+	Sign     func(text string) ([]byte, error)
+	OpenNote func(signed []byte) (string, error)
+	Now      func() time.Time
+	Log      *slog.Logger
 	// SegmentSize for new objects (vault.DefaultSegmentSize if zero).
 	SegmentSize uint32
 
@@ -206,22 +207,6 @@ func (s *Service) find(ctx context.Context, name string, version uint64) (Object
 		}
 	}
 	return Object{}, fmt.Errorf("%w: %s has no stored version", ErrNotFound, Resource(name))
-}
-
-func (s *Service) header(ctx context.Context, o Object) (*vault.Header, error) {
-	rc, _, err := s.Blobs.Get(ctx, headerKey(o.Name, o.Version))
-	if err != nil {
-		return nil, fmt.Errorf("read the header of %s version %d: %w", Resource(o.Name), o.Version, err)
-	}
-	defer rc.Close()
-	h, err := vault.ReadHeader(io.LimitReader(rc, vault.MaxHeaderSize))
-	if err != nil {
-		return nil, err
-	}
-	if h.ObjectID != Resource(o.Name) || h.ObjectVersion != o.Version {
-		return nil, fmt.Errorf("%w: the stored header belongs to %s version %d, not %s version %d", vault.ErrCorrupt, h.ObjectID, h.ObjectVersion, Resource(o.Name), o.Version)
-	}
-	return h, nil
 }
 
 // List returns the versions the caller may see: of names it may read, write or delete, or all

@@ -74,7 +74,7 @@ func newEnv(t testing.TB) *env {
 	if e.blobs, err = blob.NewFS(filepath.Join(e.dir, "blobs")); err != nil {
 		t.Fatal(err)
 	}
-	e.v = &weights.Service{Keys: e.keys, Blobs: e.blobs, Meta: e.st, Decide: e.ix, Sign: e.ledger.SignNote, Now: e.clock.Now,
+	e.v = &weights.Service{Keys: e.keys, Blobs: e.blobs, Meta: e.st, Decide: e.ix, Sign: e.ledger.SignNote, OpenNote: e.ledger.OpenNote, Now: e.clock.Now,
 		SegmentSize: vault.MinSegmentSize,
 		Record: func(ctx context.Context, ev audit.Event) error {
 			return e.st.Update(ctx, func(tx access.Tx) error { _, err := tx.Append(ctx, ev); return err })
@@ -216,7 +216,7 @@ func TestPutGetUnderGrants(t *testing.T) {
 		t.Fatalf("second version: %+v %v", o2, err)
 	}
 	for _, v := range []uint64{1, 2} {
-		res, err := e.v.Verify(e.ctx, alice, "frontier-7", v, e.ledger.OpenNote)
+		res, err := e.v.Verify(e.ctx, alice, "frontier-7", v)
 		if err != nil || !res.OK {
 			t.Fatalf("verify %d: %+v %v", v, res, err)
 		}
@@ -290,7 +290,7 @@ func TestTamperedBlobRefused(t *testing.T) {
 	if !errors.Is(err, vault.ErrCorrupt) || len(got) > vault.MinSegmentSize {
 		t.Fatalf("tampered object: %d bytes, %v", len(got), err)
 	}
-	res, err := e.v.Verify(e.ctx, person("alice"), "frontier-7", 0, e.ledger.OpenNote)
+	res, err := e.v.Verify(e.ctx, person("alice"), "frontier-7", 0)
 	if err != nil || res.OK || !strings.Contains(res.Problem, "segment 1") {
 		t.Fatalf("verify a tampered object: %+v %v", res, err)
 	}
@@ -336,7 +336,7 @@ func TestRotateAndRetire(t *testing.T) {
 	}
 	// The signed manifest still verifies: rotation changes how the data key is wrapped, not the
 	// object.
-	if res, err := e.v.Verify(e.ctx, person("alice"), "frontier-7", 0, e.ledger.OpenNote); err != nil || !res.OK {
+	if res, err := e.v.Verify(e.ctx, person("alice"), "frontier-7", 0); err != nil || !res.OK {
 		t.Fatalf("verify after rotation: %+v, %v", res, err)
 	}
 	// Retiring a key twice, or one that never existed, is refused without a ledger entry.

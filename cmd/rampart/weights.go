@@ -167,11 +167,11 @@ func newWeightsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if err := output.Print(os.Stdout, g.output, res, func(tw *tabwriter.Writer) {
-				state := "OK"
 				if !res.OK {
-					state = "FAILED: " + res.Problem
+					fmt.Fprintf(tw, "object:\tweights/%s version %d\nresult:\tFAILED: %s is corrupt\nproblem:\t%s\n", res.Object.Name, res.Object.Version, res.Part, res.Problem)
+					return
 				}
-				fmt.Fprintf(tw, "object:\tweights/%s version %d\nresult:\t%s\nsize:\t%d\nsha256:\t%s\nmanifest:\tsigned by the ledger key\n", res.Object.Name, res.Object.Version, state, res.Size, res.SHA256)
+				fmt.Fprintf(tw, "object:\tweights/%s version %d\nresult:\tOK\nsize:\t%d\nsha256:\t%s\nmanifest:\tsigned by the ledger key\n", res.Object.Name, res.Object.Version, res.Size, res.SHA256)
 			}); err != nil {
 				return err
 			}
