@@ -143,6 +143,16 @@ func (c *Client) VerifyWeights(ctx context.Context, name string, version uint64)
 	return out, err
 }
 
+// RekeyWeights re-encrypts a version (0: every version) of name under new data keys (needs
+// write), and returns the versions re-encrypted.
+func (c *Client) RekeyWeights(ctx context.Context, name string, version uint64) ([]weights.Object, error) {
+	var out struct {
+		Rekeyed []weights.Object `json:"rekeyed"`
+	}
+	err := c.doLong(ctx, "POST", "/v1/weights/"+url.PathEscape(name)+"/rekey", versionQuery(version), &out)
+	return out.Rekeyed, err
+}
+
 // ReleaseKey asks for a version's data key sealed to an ephemeral X25519 public key.
 func (c *Client) ReleaseKey(ctx context.Context, name string, version uint64, publicKey []byte) (weights.KeyRelease, error) {
 	var out weights.KeyRelease

@@ -207,6 +207,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/weights/{name}", s.authed(s.getWeights))
 	mux.HandleFunc("DELETE /v1/weights/{name}", s.authed(s.deleteWeights))
 	mux.HandleFunc("POST /v1/weights/{name}/verify", s.authed(s.verifyWeights))
+	mux.HandleFunc("POST /v1/weights/{name}/rekey", s.authed(s.rekeyWeights))
 	mux.HandleFunc("POST /v1/weights/{name}/key", s.authed(s.releaseKey))
 	mux.HandleFunc("GET /v1/weights/{name}/segments", s.authed(s.getSegments))
 	mux.HandleFunc("POST /v1/vault/rotate", s.authed(s.rotateVault))

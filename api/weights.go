@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"rampart.dev/rampart/vault"
@@ -200,12 +201,61 @@ func (s *Server) verifyWeights(w http.ResponseWriter, r *http.Request, c caller)
 	if err != nil {
 		return err
 	}
-	res, err := s.weights.Verify(r.Context(), c.Principal, name, version)
+	var res weights.VerifyResult
+	err = working(w, func() error {
+		res, err = s.weights.Verify(r.Context(), c.Principal, name, version)
+		return err
+	})
 	if err != nil {
 		return weightsErr(err)
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
+}
+
+// rekeyWeights is POST /v1/weights/{name}/rekey[?version=N] (every ready version without one):
+// re-encrypt under new data keys, so that data keys released before decrypt nothing stored.
+// Needs write.
+func (s *Server) rekeyWeights(w http.ResponseWriter, r *http.Request, c caller) error {
+	name, version, err := s.objectRef(r)
+	if err != nil {
+		return err
+	}
+	var done []weights.Object
+	err = working(w, func() error {
+		done, err = s.weights.Rekey(r.Context(), c.Principal, name, version)
+		return err
+	})
+	if err != nil {
+		return weightsErr(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rekeyed": done})
+	return nil
+}
+
+// working runs fn, an operation over whole objects whose answer comes only at the end, keeping
+// the connection's write deadline ahead of it: the server's whole-request timeout would
+// otherwise cut a verification or a rekey of a large object while it is still working.
+func working(w http.ResponseWriter, fn func() error) error {
+	rc := http.NewResponseController(w)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	_ = rc.SetWriteDeadline(time.Now().Add(transferIdle))
+	wg.Go(func() {
+		t := time.NewTicker(transferIdle / 8)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				_ = rc.SetWriteDeadline(now.Add(transferIdle))
+			}
+		}
+	})
+	return fn()
 }
 
 // KeyReleaseBody is the body of POST /v1/weights/{name}/key.

@@ -16,6 +16,7 @@ import (
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
 	"rampart.dev/rampart/vault"
+	"rampart.dev/rampart/vault/blob"
 )
 
 // weightsRig is a dev control plane where alice holds the writer role on frontier-7 and has
@@ -146,6 +147,9 @@ func TestSlowTransfersOutliveRequestTimeouts(t *testing.T) {
 	r, alice, _ := weightsRig(t)
 	slow := httptest.NewUnstartedServer(r.in.Handler())
 	slow.Config.ReadTimeout, slow.Config.WriteTimeout = 500*time.Millisecond, 500*time.Millisecond
+	// (Kept-alive connections stay open between the calls below: with IdleTimeout zero the read
+	// timeout would apply, and a call sent just as it closes one would see no answer.)
+	slow.Config.IdleTimeout = time.Minute
 	slow.Start()
 	defer slow.Close()
 	c := api.NewClient(slow.URL, alice.Token)
@@ -177,6 +181,37 @@ func TestSlowTransfersOutliveRequestTimeouts(t *testing.T) {
 	if got != size {
 		t.Fatalf("slow download: %d bytes, want %d", got, size)
 	}
+
+	// Verify and rekey answer only at the end of their work over the whole object: a blob store
+	// that takes a second to read the 40 KiB version makes each outlast the write timeout.
+	r.in.Weights.Blobs = &slowBlobs{Store: r.in.Weights.Blobs}
+	if res, err := c.VerifyWeights(ctx, "frontier-7", 0); err != nil || !res.OK {
+		t.Fatalf("slow verify: %+v %v", res, err)
+	}
+	if done, err := c.RekeyWeights(ctx, "frontier-7", 2); err != nil || len(done) != 1 {
+		t.Fatalf("slow rekey: %+v %v", done, err)
+	}
+}
+
+// slowBlobs is the server's real blob store, whose data streams yield 4 KiB every 100 ms.
+type slowBlobs struct{ blob.Store }
+
+func (s *slowBlobs) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, error) {
+	rc, info, err := s.Store.Get(ctx, key)
+	if err != nil || !strings.HasSuffix(key, "/data") {
+		return rc, info, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{&slowReadOf{r: rc}, rc}, info, nil
+}
+
+type slowReadOf struct{ r io.Reader }
+
+func (s *slowReadOf) Read(p []byte) (int, error) {
+	time.Sleep(100 * time.Millisecond)
+	return s.r.Read(p[:min(len(p), 4<<10)])
 }
 
 // ledgerEntries returns the ledger's entries with the given event code, decoded.

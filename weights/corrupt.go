@@ -69,7 +69,7 @@ func (s *Service) checkManifest(o Object) error {
 // header reads and checks o's stored header: well formed, and of this object, version and
 // segment size.
 func (s *Service) header(ctx context.Context, o Object) (*vault.Header, error) {
-	rc, _, err := s.Blobs.Get(ctx, headerKey(o.Name, o.Version))
+	rc, _, err := s.Blobs.Get(ctx, headerBlob(o))
 	if errors.Is(err, blob.ErrNotFound) {
 		return nil, corruptf(o, PartHeader, "missing from the blob store")
 	}

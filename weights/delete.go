@@ -7,6 +7,7 @@ import (
 
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/vault/blob"
 )
 
 // Delete removes a version (0: every version) of name. The caller needs delete on
@@ -58,10 +59,27 @@ func (s *Service) Delete(ctx context.Context, p identity.Principal, name string,
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	// The metadata says deleted first; the blobs go after (a crash leaves unreachable
-	// ciphertext, never a listed object without data).
+	// ciphertext, never a listed object without data). Every blob of the version goes, at every
+	// location: the current one, one a rekey moved away from, one a rekey was writing. (Once a
+	// version is deleted no rekey can move it, so nothing listed here is still wanted.)
 	for _, o := range targets {
-		_ = s.Blobs.Delete(ctx, dataKey(name, o.Version))
-		_ = s.Blobs.Delete(ctx, headerKey(name, o.Version))
+		s.removeBlobs(context.WithoutCancel(ctx), versionDir(name, o.Version))
 	}
 	return targets, nil
+}
+
+// removeBlobs deletes every blob under prefix, as far as the store lets it; what it cannot
+// delete stays unreachable ciphertext. It reports whether everything went.
+func (s *Service) removeBlobs(ctx context.Context, prefix string) bool {
+	list, err := s.Blobs.List(ctx, prefix)
+	if err != nil {
+		return false
+	}
+	ok := true
+	for _, b := range list {
+		if err := s.Blobs.Delete(ctx, b.Key); err != nil && !errors.Is(err, blob.ErrNotFound) {
+			ok = false
+		}
+	}
+	return ok
 }

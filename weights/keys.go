@@ -218,7 +218,7 @@ func (s *Service) rewrapAll(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("re-wrap %s version %d: %w", Resource(o.Name), o.Version, corrupt(o, err))
 		}
 		hb, _ := nh.MarshalBinary()
-		if _, err := s.Blobs.Put(ctx, headerKey(o.Name, o.Version), bytes.NewReader(hb)); err != nil {
+		if _, err := s.Blobs.Put(ctx, headerBlob(o), bytes.NewReader(hb)); err != nil {
 			return n, err
 		}
 		if err := s.Meta.SetKeyID(ctx, o.Name, o.Version, nh.KeyID); err != nil {

@@ -36,8 +36,8 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, name string, bo
 	fail := func(cause error) (Object, error) {
 		o.State = StateFailed
 		cctx := context.WithoutCancel(ctx)
-		_ = s.Blobs.Delete(cctx, dataKey(name, o.Version))
-		_ = s.Blobs.Delete(cctx, headerKey(name, o.Version))
+		_ = s.Blobs.Delete(cctx, dataBlob(o))
+		_ = s.Blobs.Delete(cctx, headerBlob(o))
 		if err := s.Meta.FinishObject(cctx, o, nil); err != nil {
 			s.Log.Error("cannot mark a failed upload", "name", name, "version", o.Version, "err", err)
 		}
@@ -59,7 +59,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, name string, bo
 		pw.CloseWithError(err)
 		done <- result{h, dg, err}
 	}()
-	if _, err := s.Blobs.Put(gctx, dataKey(name, o.Version), pr); err != nil {
+	if _, err := s.Blobs.Put(gctx, dataBlob(o), pr); err != nil {
 		cancel()
 		pr.CloseWithError(err)
 		res := <-done
@@ -88,7 +88,7 @@ func (s *Service) Put(ctx context.Context, p identity.Principal, name string, bo
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := s.Blobs.Put(ctx, headerKey(name, o.Version), bytes.NewReader(hb)); err != nil {
+	if _, err := s.Blobs.Put(ctx, headerBlob(o), bytes.NewReader(hb)); err != nil {
 		return fail(fmt.Errorf("store the header: %w", err))
 	}
 	// The grant must still hold now that the upload is complete.

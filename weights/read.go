@@ -85,7 +85,7 @@ func (s *Service) open(ctx context.Context, p identity.Principal, name string, v
 
 // data opens o's stored segments.
 func (s *Service) data(ctx context.Context, o Object) (io.ReadCloser, error) {
-	rc, _, err := s.Blobs.Get(ctx, dataKey(o.Name, o.Version))
+	rc, _, err := s.Blobs.Get(ctx, dataBlob(o))
 	if errors.Is(err, blob.ErrNotFound) {
 		return nil, corruptf(o, "segment 0", "the data is missing from the blob store")
 	}

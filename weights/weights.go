@@ -10,6 +10,13 @@
 // the next segment, and the client, which has not seen the end, discards what it received.
 // A refusal is a weights.denied entry; since anyone can ask again and again, the server
 // aggregates them per person and window (Service.Refused, invariant 11).
+//
+// Deleting versions is its own action (ActionDelete): a grant to write does not destroy. A data
+// key released to a workload decrypts its version for as long as that ciphertext is stored;
+// Rekey re-encrypts a version under a new data key (rotation only re-wraps data keys), crash-safe
+// at every step. A version that fails verification is a *CorruptError naming the part (header,
+// segment N, manifest), never an unavailable key; downloads check the manifest, the header and
+// the first segment before they answer.
 package weights
 
 import (
@@ -45,6 +52,12 @@ type Object struct {
 	GrantID     string    `json:"grant_id"`
 	CreatedAt   time.Time `json:"created_at"`
 	DeletedAt   time.Time `json:"deleted_at,omitzero"`
+	// Location is where the version's blobs are, below objects/<name>/<version>/: "" as
+	// uploaded, "rekey-<random>" after a rekey (each rekey writes to a new one, so that two
+	// replicas rekeying at once never write the same blobs). Leftover is the blob directory of
+	// the ciphertext a rekey replaced, until its blobs are removed ("" when there is none).
+	Location string `json:"-"`
+	Leftover string `json:"-"`
 }
 
 // Object states.
@@ -79,6 +92,14 @@ type Meta interface {
 	// event, all in one transaction, provided each is still ready; otherwise nothing changes
 	// and the error wraps ErrNotFound.
 	DeleteObjects(ctx context.Context, objs []Object, evs []audit.Event) error
+	// RekeyObject moves a ready version to o.Location, with key o.KeyID and leftover
+	// o.Leftover, and appends ev, in one transaction, provided the version is still ready, at
+	// location from, with no leftover. Otherwise nothing changes and the error wraps ErrNotFound
+	// (no longer ready) or ErrConflict (moved meanwhile, or a leftover to remove first).
+	RekeyObject(ctx context.Context, o Object, from string, ev audit.Event) error
+	// ClearLeftover clears a version's leftover once its blobs are removed (a no-op if the
+	// version's leftover is no longer that one).
+	ClearLeftover(ctx context.Context, name string, version uint64, leftover string) error
 	Objects(ctx context.Context, name string) ([]Object, error) // "" lists every name
 	Object(ctx context.Context, name string, version uint64) (Object, error)
 	SetKeyID(ctx context.Context, name string, version uint64, keyID string) error
@@ -175,11 +196,22 @@ func (s *Service) authorize(ctx context.Context, p identity.Principal, action, n
 	return d, nil
 }
 
-func dataKey(name string, v uint64) string {
-	return "objects/" + name + "/" + strconv.FormatUint(v, 10) + "/data"
+// versionDir is the blob key prefix of everything stored for a version, at any location.
+func versionDir(name string, v uint64) string {
+	return "objects/" + name + "/" + strconv.FormatUint(v, 10) + "/"
 }
-func headerKey(name string, v uint64) string {
-	return "objects/" + name + "/" + strconv.FormatUint(v, 10) + "/header"
+
+// dataBlob and headerBlob are the blob keys of o's ciphertext and header, at its location: as
+// uploaded, objects/<name>/<version>/{data,header}; after a rekey, under a new subdirectory.
+func dataBlob(o Object) string   { return blobDir(o) + "data" }
+func headerBlob(o Object) string { return blobDir(o) + "header" }
+
+func blobDir(o Object) string {
+	d := versionDir(o.Name, o.Version)
+	if o.Location != "" {
+		d += o.Location + "/"
+	}
+	return d
 }
 
 // latest returns the newest ready version of name, or the given one.

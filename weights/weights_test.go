@@ -30,8 +30,8 @@ import (
 	"rampart.dev/rampart/weights"
 )
 
-// env is a vault over a real SQLite store, the demo policy, the decision engine, a ledger and a
-// filesystem blob store.
+// env is a vault over a real SQLite (or PostgreSQL) store, the demo policy, the decision
+// engine, a ledger and a filesystem (or Azure) blob store.
 type env struct {
 	t      testing.TB
 	ctx    context.Context
@@ -41,16 +41,27 @@ type env struct {
 	ix     *authz.Index
 	ledger *audit.Ledger
 	keys   *vault.LocalProvider
-	blobs  *blob.FS
+	blobs  blob.Store
 	dir    string
 	v      *weights.Service
 }
 
-func newEnv(t testing.TB) *env {
+// envOptions chooses the stores of an env: nil means SQLite in the test's directory, and a
+// filesystem blob store there.
+type envOptions struct {
+	meta  func(t testing.TB) *sqlstore.DB
+	blobs func(t testing.TB) blob.Store
+}
+
+func newEnv(t testing.TB) *env { return newEnvWith(t, envOptions{}) }
+
+func newEnvWith(t testing.TB, opts envOptions) *env {
 	t.Helper()
 	e := &env{t: t, ctx: context.Background(), clock: clocktest.New(time.Now().Truncate(time.Second)), dir: t.TempDir()}
 	var err error
-	if e.st, err = sqlite.Open(e.ctx, filepath.Join(e.dir, "r.db")); err != nil {
+	if opts.meta != nil {
+		e.st = opts.meta(t)
+	} else if e.st, err = sqlite.Open(e.ctx, filepath.Join(e.dir, "r.db")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.st.Close() })
@@ -71,15 +82,22 @@ func newEnv(t testing.TB) *env {
 	if e.keys, err = vault.InitLocalKeyring(filepath.Join(e.dir, "keyring.json")); err != nil {
 		t.Fatal(err)
 	}
-	if e.blobs, err = blob.NewFS(filepath.Join(e.dir, "blobs")); err != nil {
+	if opts.blobs != nil {
+		e.blobs = opts.blobs(t)
+	} else if e.blobs, err = blob.NewFS(filepath.Join(e.dir, "blobs")); err != nil {
 		t.Fatal(err)
 	}
-	e.v = &weights.Service{Keys: e.keys, Blobs: e.blobs, Meta: e.st, Decide: e.ix, Sign: e.ledger.SignNote, OpenNote: e.ledger.OpenNote, Now: e.clock.Now,
+	e.v = e.service(e.blobs)
+	return e
+}
+
+// service is a weights service of e's vault over blobs (as another replica would be).
+func (e *env) service(blobs blob.Store) *weights.Service {
+	return &weights.Service{Keys: e.keys, Blobs: blobs, Meta: e.st, Decide: e.ix, Sign: e.ledger.SignNote, OpenNote: e.ledger.OpenNote, Now: e.clock.Now,
 		SegmentSize: vault.MinSegmentSize,
 		Record: func(ctx context.Context, ev audit.Event) error {
 			return e.st.Update(ctx, func(tx access.Tx) error { _, err := tx.Append(ctx, ev); return err })
 		}}
-	return e
 }
 
 func person(name string) identity.Principal {
