@@ -522,7 +522,11 @@ func TestSearchSuggestAndRequestByResource(t *testing.T) {
 	if err != nil || adv.Role.Role != "weights-reader-frontier-7" || adv.Source != "deterministic" || adv.Intent == nil {
 		t.Fatalf("suggest: %+v %v", adv, err)
 	}
-	_, err = alice.Suggest(ctx, api.SuggestBody{Resource: "weights/frontier-7", Actions: []string{"delete"}})
+	// Deleting versions is a role of its own (a writer may not delete).
+	if adv, err := alice.Suggest(ctx, api.SuggestBody{Resource: "weights/frontier-7", Actions: []string{"delete"}}); err != nil || adv.Role.Role != "weights-deleter-frontier-7" {
+		t.Fatalf("suggest delete: %+v %v", adv, err)
+	}
+	_, err = alice.Suggest(ctx, api.SuggestBody{Resource: "weights/frontier-7", Actions: []string{"exec"}})
 	var se *api.ServerError
 	if !errors.As(err, &se) || se.Status != 422 || se.Code != "no_candidate" || !strings.Contains(se.Message, "weights-owners (bob, carol)") {
 		t.Fatalf("no candidate: %v", err)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -38,7 +39,11 @@ func (c *Client) transfer(ctx context.Context, method, path string, q url.Values
 	}
 	resp, err := transferClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the Rampart server at %s: %w", c.BaseURL, err)
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, fmt.Errorf("cannot reach the Rampart server at %s: %w", c.BaseURL, err)
+		}
+		return nil, fmt.Errorf("the Rampart server at %s gave no answer to %s %s: %w", c.BaseURL, method, path, err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -89,10 +94,19 @@ func (c *Client) GetWeights(ctx context.Context, name string, version uint64, w 
 	o := weights.Object{Name: name, SHA256: resp.Header.Get(HeaderSHA256)}
 	o.Version, _ = strconv.ParseUint(resp.Header.Get(HeaderVersion), 10, 64)
 	o.Size, _ = strconv.ParseInt(resp.Header.Get(HeaderSize), 10, 64)
+	seg, _ := strconv.ParseUint(resp.Header.Get(HeaderSegmentSize), 10, 32)
+	o.SegmentSize = uint32(seg)
 	sum := sha256.New()
 	n, err := io.Copy(io.MultiWriter(w, sum), resp.Body)
 	if err != nil {
-		return o, fmt.Errorf("%w: after %d of %d bytes: %v", ErrIncomplete, n, o.Size, err)
+		// The server sends each segment only after it verified, and cuts the connection when
+		// one fails or the grant ends: say where it stopped, and how to find out why.
+		at := ""
+		if o.SegmentSize > 0 {
+			at = fmt.Sprintf(" (at segment %d of %d)", n/int64(o.SegmentSize), max((o.Size+int64(o.SegmentSize)-1)/int64(o.SegmentSize), 1))
+		}
+		return o, fmt.Errorf("%w: the server cut the download after %d of %d bytes%s: that segment failed verification (the version is corrupt), your grant ended, or the connection broke (%v); rampart weights verify %s --version %d names a corrupt part",
+			ErrIncomplete, n, o.Size, at, err, name, o.Version)
 	}
 	got := hex.EncodeToString(sum.Sum(nil))
 	switch verified := resp.Trailer.Get(TrailerVerified); {
@@ -127,6 +141,16 @@ func (c *Client) VerifyWeights(ctx context.Context, name string, version uint64)
 	var out weights.VerifyResult
 	err := c.doLong(ctx, "POST", "/v1/weights/"+url.PathEscape(name)+"/verify", versionQuery(version), &out)
 	return out, err
+}
+
+// RekeyWeights re-encrypts a version (0: every version) of name under new data keys (needs
+// write), and returns the versions re-encrypted.
+func (c *Client) RekeyWeights(ctx context.Context, name string, version uint64) ([]weights.Object, error) {
+	var out struct {
+		Rekeyed []weights.Object `json:"rekeyed"`
+	}
+	err := c.doLong(ctx, "POST", "/v1/weights/"+url.PathEscape(name)+"/rekey", versionQuery(version), &out)
+	return out.Rekeyed, err
 }
 
 // ReleaseKey asks for a version's data key sealed to an ephemeral X25519 public key.

@@ -21,8 +21,14 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 }
 
+// IndexStats is what /metrics reads from the decision engine (authz.Index).
+type IndexStats interface {
+	Stats() authz.Stats
+	Health() error
+}
+
 // NewMetrics registers the server's metrics. Index and ledger may be nil.
-func NewMetrics(ix *authz.Index, l *audit.Ledger) *Metrics {
+func NewMetrics(ix IndexStats, l *audit.Ledger) *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -1366,6 +1366,9 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"WeightsDeleted": struct {
 			Deleted []weights.Object `json:"deleted"`
 		}{},
+		"WeightsRekeyed": struct {
+			Rekeyed []weights.Object `json:"rekeyed"`
+		}{},
 		"VaultRotated": struct {
 			KeyID     string `json:"key_id"`
 			Rewrapped int    `json:"rewrapped"`

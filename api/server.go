@@ -39,10 +39,17 @@ var openAPI []byte
 // OpenAPI returns the API description served at /v1/openapi.json.
 func OpenAPI() []byte { return openAPI }
 
+// Decider is the decision engine (authz.Index) as the API asks it: POST /v1/check and
+// /v1/check/batch. (The vault asks through weights.Decider; /metrics reads IndexStats.)
+type Decider interface {
+	Check(authz.Query) authz.Decision
+	CheckBatch([]authz.Query) []authz.Decision
+}
+
 // Server serves the API.
 type Server struct {
 	access *access.Service
-	index  *authz.Index
+	index  Decider
 	ledger *audit.Ledger
 	tokens *identity.Tokens
 	auth   identity.Authenticator
@@ -51,7 +58,6 @@ type Server struct {
 	entriesStore audit.Store
 	sessionsSvc  *identity.Sessions
 	weights      *weights.Service
-	openNote     func([]byte) (string, error)
 	users        UserStore
 	lifecycle    Lifecycle
 	signin       SignIn
@@ -70,7 +76,8 @@ type Server struct {
 // Config is what a Server needs.
 type Config struct {
 	Access *access.Service
-	Index  *authz.Index
+	// Index answers POST /v1/check and /v1/check/batch (the server's *authz.Index).
+	Index  Decider
 	Ledger *audit.Ledger
 	// LedgerStore is where ledger entries are read from for /v1/audit/entries.
 	LedgerStore audit.Store
@@ -81,8 +88,9 @@ type Config struct {
 	Ready func() error
 	// Dev enables POST /v1/dev/login, which issues a token for any demo user. Never in
 	// production.
-	Dev     bool
-	Logger  *slog.Logger
+	Dev    bool
+	Logger *slog.Logger
+	// Metrics serves /metrics; without it, a registry with no decision-index gauges.
 	Metrics *Metrics
 	// Sessions manages sign-in sessions and user records; Users lists them; SignIn serves
 	// the OIDC sign-in endpoints (all nil without oidc configuration).
@@ -93,10 +101,8 @@ type Config struct {
 	SignIn    SignIn
 	// SCIM serves SCIM provisioning under /scim/v2 (nil: those routes answer 404).
 	SCIM SCIM
-	// Weights is the weights vault (nil: its routes answer 404); OpenNote verifies its signed
-	// manifests (the ledger's OpenNote).
-	Weights  *weights.Service
-	OpenNote func([]byte) (string, error)
+	// Weights is the weights vault (nil: its routes answer 404).
+	Weights *weights.Service
 	// Model, if set, chooses among role suggestions; every answer is verified.
 	Model        suggest.Chooser
 	ModelTimeout time.Duration
@@ -106,7 +112,7 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
 		ready: c.Ready, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
-		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights, openNote: c.OpenNote}
+		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}
@@ -114,7 +120,7 @@ func New(c Config) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.m == nil {
-		s.m = NewMetrics(c.Index, c.Ledger)
+		s.m = NewMetrics(nil, c.Ledger)
 	}
 	return s
 }
@@ -201,6 +207,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/weights/{name}", s.authed(s.getWeights))
 	mux.HandleFunc("DELETE /v1/weights/{name}", s.authed(s.deleteWeights))
 	mux.HandleFunc("POST /v1/weights/{name}/verify", s.authed(s.verifyWeights))
+	mux.HandleFunc("POST /v1/weights/{name}/rekey", s.authed(s.rekeyWeights))
 	mux.HandleFunc("POST /v1/weights/{name}/key", s.authed(s.releaseKey))
 	mux.HandleFunc("GET /v1/weights/{name}/segments", s.authed(s.getSegments))
 	mux.HandleFunc("POST /v1/vault/rotate", s.authed(s.rotateVault))

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"rampart.dev/rampart/vault"
@@ -23,6 +24,9 @@ const (
 	// HeaderSize and HeaderSHA256 are the manifest's plaintext size and SHA-256.
 	HeaderSize   = "X-Rampart-Size"
 	HeaderSHA256 = "X-Rampart-SHA256"
+	// HeaderSegmentSize is the plaintext bytes per segment: a client whose download was cut
+	// can say at which segment.
+	HeaderSegmentSize = "X-Rampart-Segment-Size"
 	// TrailerVerified is the SHA-256 of the plaintext the server streamed, sent as a trailer
 	// only when the whole object was read and verified. A download without it is incomplete.
 	TrailerVerified = "X-Rampart-Verified"
@@ -45,7 +49,12 @@ func weightsErr(err error) error {
 	case errors.Is(err, weights.ErrUnavailable), errors.Is(err, vault.ErrKey):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: err.Error()}
 	case errors.Is(err, vault.ErrCorrupt):
-		return &Error{Status: http.StatusInternalServerError, Code: CodeCorrupt, Message: err.Error() + " (the stored object fails verification; restore it from backup)"}
+		// A *weights.CorruptError names the version, the part and what to do.
+		var ce *weights.CorruptError
+		if !errors.As(err, &ce) {
+			return &Error{Status: http.StatusInternalServerError, Code: CodeCorrupt, Message: err.Error() + " (the stored object fails verification; restore it from backup)"}
+		}
+		return &Error{Status: http.StatusInternalServerError, Code: CodeCorrupt, Message: err.Error()}
 	}
 	return err
 }
@@ -129,8 +138,10 @@ func (s *Server) putWeights(w http.ResponseWriter, r *http.Request, c caller) er
 }
 
 // getWeights is GET /v1/weights/{name}[?version=N]: the plaintext, streamed as it verifies.
-// The trailer X-Rampart-Verified is sent only after the whole object verified; if the grant
-// ends or a segment fails, the connection is cut and no trailer comes.
+// The manifest, the header and the first segment are verified before the status line, so a
+// corrupt version is a 500 naming the part. The trailer X-Rampart-Verified is sent only after
+// the whole object verified; if the grant ends or a later segment fails, the connection is cut
+// and no trailer comes.
 func (s *Server) getWeights(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err := noHead(w, r); err != nil {
 		return err
@@ -149,8 +160,12 @@ func (s *Server) getWeights(w http.ResponseWriter, r *http.Request, c caller) er
 	h.Set(HeaderVersion, strconv.FormatUint(dl.Object.Version, 10))
 	h.Set(HeaderSize, strconv.FormatInt(dl.Object.Size, 10))
 	h.Set(HeaderSHA256, dl.Object.SHA256)
+	h.Set(HeaderSegmentSize, strconv.FormatUint(uint64(dl.Object.SegmentSize), 10))
 	h.Set("Trailer", TrailerVerified)
 	w.WriteHeader(http.StatusOK)
+	// The status line goes out now: a failure later is a cut body, never a missing answer
+	// (which a client would take for a server it cannot reach).
+	_ = http.NewResponseController(w).Flush()
 	sum := sha256.New()
 	_, cerr := io.Copy(io.MultiWriter(&idleWriter{w: w, rc: http.NewResponseController(w), idle: transferIdle}, sum), dl)
 	complete := cerr == nil && dl.Complete()
@@ -186,12 +201,61 @@ func (s *Server) verifyWeights(w http.ResponseWriter, r *http.Request, c caller)
 	if err != nil {
 		return err
 	}
-	res, err := s.weights.Verify(r.Context(), c.Principal, name, version, s.openNote)
+	var res weights.VerifyResult
+	err = working(w, func() error {
+		res, err = s.weights.Verify(r.Context(), c.Principal, name, version)
+		return err
+	})
 	if err != nil {
 		return weightsErr(err)
 	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
+}
+
+// rekeyWeights is POST /v1/weights/{name}/rekey[?version=N] (every ready version without one):
+// re-encrypt under new data keys, so that data keys released before decrypt nothing stored.
+// Needs write.
+func (s *Server) rekeyWeights(w http.ResponseWriter, r *http.Request, c caller) error {
+	name, version, err := s.objectRef(r)
+	if err != nil {
+		return err
+	}
+	var done []weights.Object
+	err = working(w, func() error {
+		done, err = s.weights.Rekey(r.Context(), c.Principal, name, version)
+		return err
+	})
+	if err != nil {
+		return weightsErr(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rekeyed": done})
+	return nil
+}
+
+// working runs fn, an operation over whole objects whose answer comes only at the end, keeping
+// the connection's write deadline ahead of it: the server's whole-request timeout would
+// otherwise cut a verification or a rekey of a large object while it is still working.
+func working(w http.ResponseWriter, fn func() error) error {
+	rc := http.NewResponseController(w)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	_ = rc.SetWriteDeadline(time.Now().Add(transferIdle))
+	wg.Go(func() {
+		t := time.NewTicker(transferIdle / 8)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				_ = rc.SetWriteDeadline(now.Add(transferIdle))
+			}
+		}
+	})
+	return fn()
 }
 
 // KeyReleaseBody is the body of POST /v1/weights/{name}/key.

@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/api"
 	"rampart.dev/rampart/vault"
+	"rampart.dev/rampart/vault/blob"
 )
 
 // weightsRig is a dev control plane where alice holds the writer role on frontier-7 and has
@@ -144,6 +147,9 @@ func TestSlowTransfersOutliveRequestTimeouts(t *testing.T) {
 	r, alice, _ := weightsRig(t)
 	slow := httptest.NewUnstartedServer(r.in.Handler())
 	slow.Config.ReadTimeout, slow.Config.WriteTimeout = 500*time.Millisecond, 500*time.Millisecond
+	// (Kept-alive connections stay open between the calls below: with IdleTimeout zero the read
+	// timeout would apply, and a call sent just as it closes one would see no answer.)
+	slow.Config.IdleTimeout = time.Minute
 	slow.Start()
 	defer slow.Close()
 	c := api.NewClient(slow.URL, alice.Token)
@@ -174,5 +180,93 @@ func TestSlowTransfersOutliveRequestTimeouts(t *testing.T) {
 	}
 	if got != size {
 		t.Fatalf("slow download: %d bytes, want %d", got, size)
+	}
+
+	// Verify and rekey answer only at the end of their work over the whole object: a blob store
+	// that takes a second to read the 40 KiB version makes each outlast the write timeout.
+	r.in.Weights.Blobs = &slowBlobs{Store: r.in.Weights.Blobs}
+	if res, err := c.VerifyWeights(ctx, "frontier-7", 0); err != nil || !res.OK {
+		t.Fatalf("slow verify: %+v %v", res, err)
+	}
+	if done, err := c.RekeyWeights(ctx, "frontier-7", 2); err != nil || len(done) != 1 {
+		t.Fatalf("slow rekey: %+v %v", done, err)
+	}
+}
+
+// slowBlobs is the server's real blob store, whose data streams yield 4 KiB every 100 ms.
+type slowBlobs struct{ blob.Store }
+
+func (s *slowBlobs) Get(ctx context.Context, key string) (io.ReadCloser, blob.Info, error) {
+	rc, info, err := s.Store.Get(ctx, key)
+	if err != nil || !strings.HasSuffix(key, "/data") {
+		return rc, info, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{&slowReadOf{r: rc}, rc}, info, nil
+}
+
+type slowReadOf struct{ r io.Reader }
+
+func (s *slowReadOf) Read(p []byte) (int, error) {
+	time.Sleep(100 * time.Millisecond)
+	return s.r.Read(p[:min(len(p), 4<<10)])
+}
+
+// ledgerEntries returns the ledger's entries with the given event code, decoded.
+func (r *rig) ledgerEntries(code string) []map[string]any {
+	r.t.Helper()
+	var out []map[string]any
+	erin := r.client("erin")
+	if err := erin.Entries(context.Background(), 0, 100000, func(_ uint64, b []byte) error {
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		if m["metadata"].(map[string]any)["event_code"] == code {
+			out = append(out, m)
+		}
+		return nil
+	}); err != nil {
+		r.t.Fatal(err)
+	}
+	return out
+}
+
+// DELETE /v1/weights/{name} needs delete, not write: alice, who may store versions, cannot
+// delete them (403, naming the action to request, recorded); with the deleter role she can.
+func TestWeightsDeleteNeedsDeleteAction(t *testing.T) {
+	r, alice, _ := weightsRig(t)
+	ctx := context.Background()
+	for _, path := range []string{"/v1/weights/frontier-7", "/v1/weights/frontier-7?version=1"} {
+		code, m := r.raw(http.MethodDelete, path, alice.Token, "", nil)
+		if code != http.StatusForbidden || !strings.Contains(errMsg(m), "--action delete") {
+			t.Fatalf("DELETE %s by a writer: %d %v", path, code, m)
+		}
+	}
+	if objs, err := alice.ListWeights(ctx); err != nil || len(objs) != 1 || objs[0].State != "ready" {
+		t.Fatalf("after refused deletes: %+v %v", objs, err)
+	}
+	refusals := r.ledgerEntries("weights.denied")
+	if len(refusals) == 0 || refusals[0]["unmapped"].(map[string]any)["action"] != "delete" {
+		t.Fatalf("refusal entries: %v", refusals)
+	}
+
+	c, err := alice.CreateRequest(ctx, api.CreateRequestBody{Role: "weights-deleter-frontier-7", Reason: "prune checkpoint 1", Duration: "30m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"bob", "dave"} {
+		if _, err := r.client(u).Review(ctx, c.Request.ID, access.Approve, api.ReviewBody{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone, err := alice.DeleteWeights(ctx, "frontier-7", 0)
+	if err != nil || len(gone) != 1 {
+		t.Fatalf("delete with the deleter role: %v %v", gone, err)
+	}
+	if dels := r.ledgerEntries("weights.delete"); len(dels) != 1 || dels[0]["actor"].(map[string]any)["user"].(map[string]any)["name"] != "alice" {
+		t.Fatalf("delete entries: %v", dels)
 	}
 }

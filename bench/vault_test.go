@@ -28,7 +28,7 @@ import (
 
 	"rampart.dev/rampart/bench/vaultfile"
 	"rampart.dev/rampart/vault"
-	"rampart.dev/rampart/vault/blob"
+	"rampart.dev/rampart/vault/blob/azure"
 )
 
 // The weights-vault comparison (issue #6): Rampart's streaming encryption (package vault:
@@ -948,7 +948,7 @@ func BenchmarkVaultMemory(b *testing.B) {
 // ---------------------------------------------------------------------------------------------
 // Blob store against Azurite
 
-// BenchmarkVaultAzure measures the vault's Azure blob store (blob.NewAzure, default block size
+// BenchmarkVaultAzure measures the vault's Azure blob store (azure.New, default block size
 // and concurrency) against Azurite on loopback, with 256 MiB (by default) objects:
 //
 //   - put / get: the plaintext bytes stored and read back as they are;
@@ -971,7 +971,7 @@ func BenchmarkVaultAzure(b *testing.B) {
 	}
 	defer az.stop()
 	ctx := context.Background()
-	store, err := blob.NewAzure(ctx, blob.AzureConfig{AccountURL: az.url, AccountName: azuriteAccount, AccountKey: azuriteKey, Container: "rampart-bench", CreateContainer: true})
+	store, err := azure.New(ctx, azure.Config{AccountURL: az.url, AccountName: azuriteAccount, AccountKey: azuriteKey, Container: "rampart-bench", CreateContainer: true})
 	if err != nil {
 		b.Fatal(err)
 	}

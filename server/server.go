@@ -199,7 +199,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		return nil, err
 	}
 	if in.Weights != nil {
-		apiCfg.Weights, apiCfg.OpenNote = in.Weights, in.Ledger.OpenNote
+		apiCfg.Weights = in.Weights
 	}
 	if m := cfg.Suggest.Model; m.URL != "" {
 		apiCfg.Model = &llm.Client{URL: m.URL, Model: m.Model, APIKey: os.Getenv(m.APIKeyEnv), APIKeyHeader: m.APIKeyHeader}

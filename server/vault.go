@@ -13,6 +13,7 @@ import (
 	"rampart.dev/rampart/internal/strictyaml"
 	"rampart.dev/rampart/vault"
 	"rampart.dev/rampart/vault/blob"
+	"rampart.dev/rampart/vault/blob/azure"
 	"rampart.dev/rampart/weights"
 )
 
@@ -113,8 +114,8 @@ func (in *Instance) startVault() error {
 	if err != nil {
 		return fmt.Errorf("vault store: %w", err)
 	}
-	in.Weights = &weights.Service{Keys: kp, Blobs: store, Meta: in.Store, Index: in.Index, Record: recorder(in.Store), Refused: in.Refusals.Record,
-		Sign: in.Ledger.SignNote, Now: in.now, Log: in.log}
+	in.Weights = &weights.Service{Keys: kp, Blobs: store, Meta: in.Store, Decide: in.Index, Record: recorder(in.Store), Refused: in.Refusals.Record,
+		Sign: in.Ledger.SignNote, OpenNote: in.Ledger.OpenNote, Now: in.now, Log: in.log}
 	return nil
 }
 
@@ -122,7 +123,7 @@ func (in *Instance) startVault() error {
 // credential is an account key or a SAS from the environment; Entra ID credentials are not
 // wired into the server yet.
 func openAzureStore(ctx context.Context, c VaultStoreConfig) (blob.Store, error) {
-	cfg := blob.AzureConfig{AccountURL: c.AccountURL, Container: c.Container, AccountName: c.AccountName,
+	cfg := azure.Config{AccountURL: c.AccountURL, Container: c.Container, AccountName: c.AccountName,
 		CreateContainer: c.CreateContainer, BlockSize: c.BlockSize}
 	switch {
 	case c.AccountKeyEnv != "":
@@ -133,13 +134,13 @@ func openAzureStore(ctx context.Context, c VaultStoreConfig) (blob.Store, error)
 		cfg.CredentialsFromEnv(os.Getenv)
 	}
 	if cfg.AccountName == "" && cfg.AccountKey != "" {
-		cfg.AccountName = os.Getenv(blob.EnvAzureStorageAccount)
+		cfg.AccountName = os.Getenv(azure.EnvStorageAccount)
 	}
 	if cfg.AccountKey == "" && cfg.SAS == "" {
 		return nil, fmt.Errorf("azure container %q: no credential; set $%s (with account_name or $%s) or $%s, or name other variables with vault.store.account_key_env / sas_env",
-			c.Container, blob.EnvAzureStorageKey, blob.EnvAzureStorageAccount, blob.EnvAzureStorageSAS)
+			c.Container, azure.EnvStorageKey, azure.EnvStorageAccount, azure.EnvStorageSAS)
 	}
-	s, err := blob.NewAzure(ctx, cfg)
+	s, err := azure.New(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -38,15 +38,51 @@ const (
 	MaxHeaderSize = 2334
 )
 
-// Errors. Every failure to read or decrypt wraps ErrCorrupt or ErrKey, never returns partial
+// Errors. Every failure to read or decrypt wraps ErrCorrupt (as a *CorruptError naming the
+// part) or ErrKey, never returns partial
 // plaintext as if it were whole, and names what was wrong.
 var (
 	// ErrCorrupt: the bytes are not a well-formed, authentic vault object (truncated, reordered,
 	// edited, or another object's).
 	ErrCorrupt = errors.New("vault: object is corrupt or not authentic")
-	// ErrKey: the data key cannot be unwrapped (unknown or retired key, wrong provider).
+	// ErrKey: the data key cannot be unwrapped because its key-encryption key cannot be used
+	// (unknown or retired key, wrong keyring, provider unreachable). A wrapped key that does
+	// not open under its key is ErrCorrupt: the header was altered.
 	ErrKey = errors.New("vault: data key unavailable")
 )
+
+// CorruptError is the ErrCorrupt of an object's reader: it says which part failed, the header
+// (Segment < 0, the wrapped data key included) or a segment, so that an operator knows what to
+// restore and a caller can tell a corrupt object from an unavailable key.
+type CorruptError struct {
+	// Segment is the index of the segment that failed, or -1 for the header.
+	Segment int64
+	// Reason says what is wrong.
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	return "vault: object is corrupt: " + e.Part() + ": " + e.Reason
+}
+
+// Unwrap makes a CorruptError match ErrCorrupt.
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }
+
+// Part names the part that failed: "header" or "segment N" (counting from 0).
+func (e *CorruptError) Part() string {
+	if e.Segment < 0 {
+		return "header"
+	}
+	return fmt.Sprintf("segment %d", e.Segment)
+}
+
+func headerCorrupt(format string, args ...any) error {
+	return &CorruptError{Segment: -1, Reason: fmt.Sprintf(format, args...)}
+}
+
+func segmentCorrupt(i uint32, format string, args ...any) error {
+	return &CorruptError{Segment: int64(i), Reason: fmt.Sprintf(format, args...)}
+}
 
 // Header is what precedes the segments. The fixed part (everything but KeyID and WrappedDEK)
 // is authenticated with every segment; the key part can be rewritten when the KEK rotates
@@ -107,7 +143,7 @@ func (h *Header) MarshalBinary() ([]byte, error) {
 // ReadHeader reads and checks a header from r, consuming exactly its bytes.
 func ReadHeader(r io.Reader) (*Header, error) {
 	bad := func(format string, args ...any) (*Header, error) {
-		return nil, fmt.Errorf("%w: header: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+		return nil, headerCorrupt(format, args...)
 	}
 	var fixed [4 + 1 + 4 + NoncePrefixSize + 2]byte
 	if _, err := io.ReadFull(r, fixed[:]); err != nil {

@@ -10,7 +10,7 @@ import (
 )
 
 // FuzzReadHeader: any input either parses to a header that encodes back to exactly the bytes
-// read, or is refused with ErrCorrupt; nothing panics.
+// read, or is refused with ErrCorrupt naming the header; nothing panics.
 func FuzzReadHeader(f *testing.F) {
 	h := &Header{SegmentSize: DefaultSegmentSize, ObjectID: "weights/frontier-7", ObjectVersion: 7, KeyID: "local-00", WrappedDEK: make([]byte, 60)}
 	good, _ := h.MarshalBinary()
@@ -21,8 +21,9 @@ func FuzzReadHeader(f *testing.F) {
 		r := bytes.NewReader(b)
 		h, err := ReadHeader(r)
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("error not wrapping ErrCorrupt: %v", err)
+			var ce *CorruptError
+			if !errors.Is(err, ErrCorrupt) || !errors.As(err, &ce) || ce.Part() != "header" {
+				t.Fatalf("error not a corrupt header: %v", err)
 			}
 			return
 		}
@@ -35,8 +36,9 @@ func FuzzReadHeader(f *testing.F) {
 }
 
 // FuzzSegments: the segments of a known object, mutated any way, either decrypt to exactly the
-// original plaintext or fail with ErrCorrupt, and whatever was returned before the failure is a
-// prefix of the original. Nothing forged is ever returned as plaintext.
+// original plaintext or fail with ErrCorrupt naming the first segment not returned, and
+// whatever was returned before the failure is a prefix of the original. Nothing forged is ever
+// returned as plaintext.
 func FuzzSegments(f *testing.F) {
 	kp, err := InitLocalKeyring(filepath.Join(f.TempDir(), "k.json"))
 	if err != nil {
@@ -66,6 +68,11 @@ func FuzzSegments(f *testing.F) {
 			t.Fatalf("a mutated object decrypted without error to %d bytes", len(got))
 		case err != nil && !errors.Is(err, ErrCorrupt):
 			t.Fatalf("error not wrapping ErrCorrupt: %v", err)
+		case err != nil:
+			var ce *CorruptError
+			if !errors.As(err, &ce) || ce.Segment != int64(len(got)/MinSegmentSize) {
+				t.Fatalf("after %d bytes, the error names %v: %v", len(got), ce, err)
+			}
 		}
 	})
 }

@@ -25,7 +25,9 @@ type KeyProvider interface {
 	// Wrap encrypts dek under the current KEK, binding aad (the object's header binding); it
 	// returns the KEK's id.
 	Wrap(ctx context.Context, dek, aad []byte) (keyID string, wrapped []byte, err error)
-	// Unwrap decrypts a wrapped DEK with the named KEK (errors wrap ErrKey).
+	// Unwrap decrypts a wrapped DEK with the named KEK. Errors wrap ErrKey when that KEK
+	// cannot be used (unknown, retired, provider unreachable), and ErrCorrupt when wrapped is
+	// not authentic under it with aad (altered, or bound to other data).
 	Unwrap(ctx context.Context, keyID string, wrapped, aad []byte) ([]byte, error)
 	// Current is the id of the KEK new wraps use.
 	Current(ctx context.Context) (string, error)
@@ -174,11 +176,11 @@ func (p *LocalProvider) Unwrap(_ context.Context, keyID string, wrapped, aad []b
 		return nil, err
 	}
 	if len(wrapped) < a.NonceSize()+a.Overhead() {
-		return nil, fmt.Errorf("%w: wrapped key is %d bytes, too short", ErrKey, len(wrapped))
+		return nil, fmt.Errorf("%w: the wrapped key is %d bytes, too short", ErrCorrupt, len(wrapped))
 	}
 	dek, err := a.Open(nil, wrapped[:a.NonceSize()], wrapped[a.NonceSize():], wrapAAD(keyID, aad))
 	if err != nil {
-		return nil, fmt.Errorf("%w: the wrapped key does not open with key %s (altered, or another object's)", ErrKey, keyID)
+		return nil, fmt.Errorf("%w: the wrapped key does not open with key %s (altered, or bound to other data)", ErrCorrupt, keyID)
 	}
 	return dek, nil
 }

@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -95,10 +96,16 @@ func copyHashing(w io.Writer, src io.Reader, chunk int) (Digest, error) {
 	return d, nil
 }
 
-// DataKey unwraps h's data key.
+// DataKey unwraps h's data key. A wrapped key that does not open under the key it names is a
+// corrupt header (*CorruptError): its fixed part, key id or wrapped key was altered, since the
+// wrap binds them all. An error wrapping ErrKey means the key itself cannot be used.
 func DataKey(ctx context.Context, kp KeyProvider, h *Header) ([]byte, error) {
 	binding := h.Binding()
-	return kp.Unwrap(ctx, h.KeyID, h.WrappedDEK, binding[:])
+	dek, err := kp.Unwrap(ctx, h.KeyID, h.WrappedDEK, binding[:])
+	if err != nil && errors.Is(err, ErrCorrupt) {
+		return nil, headerCorrupt("the wrapped data key does not open with key %s: the header was altered (its fixed part, key id or wrapped key), or belongs to another object", h.KeyID)
+	}
+	return dek, err
 }
 
 // Decrypt returns a reader of the plaintext of h's segments read from src.

@@ -145,7 +145,7 @@ type Reader struct {
 // NewReader returns a Reader of h's segments from r under dek.
 func NewReader(r io.Reader, h *Header, dek []byte) (*Reader, error) {
 	if err := h.validate(); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrCorrupt, err)
+		return nil, headerCorrupt("%v", err)
 	}
 	aead, err := newGCM(dek)
 	if err != nil {
@@ -153,6 +153,17 @@ func NewReader(r io.Reader, h *Header, dek []byte) (*Reader, error) {
 	}
 	seg := int(h.SegmentSize) + TagSize
 	return &Reader{r: r, aead: aead, h: h, binding: h.Binding(), in: make([]byte, seg+1)}, nil
+}
+
+// Prime reads and verifies the first segment now, asking the Gate as usual but releasing
+// nothing, so that a caller learns of a corrupt header or first segment before it commits to an
+// answer (a server, to its status line). Read and WriteTo then start with that segment. It is a
+// no-op once anything was read.
+func (r *Reader) Prime() error {
+	if r.i == 0 && !r.done && r.err == nil {
+		r.err = r.next()
+	}
+	return r.err
 }
 
 // Read implements io.Reader.
@@ -222,9 +233,9 @@ func (r *Reader) next() error {
 	}
 	if len(buf) < TagSize {
 		if r.i == 0 && len(buf) == 0 {
-			return fmt.Errorf("%w: no segments at all (zero-length or truncated before the first segment)", ErrCorrupt)
+			return segmentCorrupt(0, "missing: the data has no segments at all (zero-length, or truncated before the first segment)")
 		}
-		return fmt.Errorf("%w: segment %d is %d bytes, shorter than its %d-byte tag (truncated)", ErrCorrupt, r.i, len(buf), TagSize)
+		return segmentCorrupt(r.i, "%d bytes, shorter than its %d-byte tag (truncated)", len(buf), TagSize)
 	}
 	nc := nonce(r.h.NoncePrefix, r.i, last)
 	aad := segmentAAD(r.binding, r.i)
@@ -233,9 +244,9 @@ func (r *Reader) next() error {
 	plain, err := r.aead.Open(buf[:0], nc[:], buf, aad[:])
 	if err != nil {
 		if last {
-			return fmt.Errorf("%w: segment %d does not verify as the final segment (truncated, reordered, altered, from another object, or the wrong key)", ErrCorrupt, r.i)
+			return segmentCorrupt(r.i, "does not verify as the final segment (truncated, reordered, altered, from another object, or the wrong key)")
 		}
-		return fmt.Errorf("%w: segment %d does not verify (reordered, altered, from another object, or the wrong key)", ErrCorrupt, r.i)
+		return segmentCorrupt(r.i, "does not verify (reordered, altered, from another object, or the wrong key)")
 	}
 	if r.Gate != nil {
 		if err := r.Gate(r.i, last); err != nil {
@@ -278,11 +289,11 @@ func (s *SegmentReaderAt) PlaintextSize() (int64, error) {
 	full, rest := s.size/seg, s.size%seg
 	switch {
 	case s.size == 0:
-		return 0, fmt.Errorf("%w: no segments", ErrCorrupt)
+		return 0, segmentCorrupt(0, "missing: the data has no segments at all")
 	case rest == 0:
 		return full * int64(s.h.SegmentSize), nil
 	case rest < TagSize:
-		return 0, fmt.Errorf("%w: the last segment is shorter than its tag", ErrCorrupt)
+		return 0, segmentCorrupt(uint32(full), "shorter than its tag (truncated)")
 	}
 	return full*int64(s.h.SegmentSize) + rest - TagSize, nil
 }
@@ -292,7 +303,7 @@ func (s *SegmentReaderAt) Segment(i uint32, dst []byte) ([]byte, error) {
 	seg := int64(s.h.SegmentSize) + TagSize
 	off := int64(i) * seg
 	if off >= s.size {
-		return nil, fmt.Errorf("%w: segment %d is past the end", ErrCorrupt, i)
+		return nil, segmentCorrupt(i, "past the end of the data")
 	}
 	n := min(seg, s.size-off)
 	buf := make([]byte, n)
@@ -304,7 +315,7 @@ func (s *SegmentReaderAt) Segment(i uint32, dst []byte) ([]byte, error) {
 	aad := segmentAAD(s.binding, i)
 	out, err := s.aead.Open(dst[:0], nc[:], buf, aad[:])
 	if err != nil {
-		return nil, fmt.Errorf("%w: segment %d does not verify", ErrCorrupt, i)
+		return nil, segmentCorrupt(i, "does not verify")
 	}
 	return out, nil
 }

@@ -141,11 +141,13 @@ func TestTamperingDetected(t *testing.T) {
 	plain := random(3*seg + 100) // four segments, the last short
 	h, ct := encrypt(t, kp, "weights/frontier-7", 1, plain)
 	segLen := seg + TagSize
-	check := func(name string, h *Header, ct []byte, want error) {
+	// part is the part the error must name: "header" or "segment N".
+	check := func(name string, h *Header, ct []byte, part string) {
 		t.Helper()
 		got, err := decrypt(kp, h, ct)
-		if !errors.Is(err, want) {
-			t.Errorf("%s: error %v, want %v", name, err, want)
+		var ce *CorruptError
+		if !errors.Is(err, ErrCorrupt) || !errors.As(err, &ce) || ce.Part() != part || !strings.Contains(err.Error(), part+": ") {
+			t.Errorf("%s: error %v, want a corrupt %s", name, err, part)
 		}
 		// The WriterTo path gives the same verified prefix and the same error.
 		got2, err2 := decryptTo(kp, h, ct)
@@ -163,29 +165,30 @@ func TestTamperingDetected(t *testing.T) {
 	clone := func(b []byte) []byte { return append([]byte(nil), b...) }
 
 	for _, cut := range []int{0, 1, TagSize - 1, segLen - 1, segLen, segLen + 1, 2 * segLen, 3 * segLen, len(ct) - 1} {
-		check("truncated to "+strconv.Itoa(cut), h, ct[:cut], ErrCorrupt)
+		check("truncated to "+strconv.Itoa(cut), h, ct[:cut], fmt.Sprintf("segment %d", max(cut-1, 0)/segLen))
 	}
-	check("extra byte appended", h, append(clone(ct), 0), ErrCorrupt)
-	check("an extra copy of the last segment", h, append(clone(ct), ct[3*segLen:]...), ErrCorrupt)
+	check("extra byte appended", h, append(clone(ct), 0), "segment 3")
+	check("an extra copy of the last segment", h, append(clone(ct), ct[3*segLen:]...), "segment 3")
 	swapped := clone(ct)
 	copy(swapped[:segLen], ct[segLen:2*segLen])
 	copy(swapped[segLen:2*segLen], ct[:segLen])
-	check("segments 0 and 1 swapped", h, swapped, ErrCorrupt)
+	check("segments 0 and 1 swapped", h, swapped, "segment 0")
 	dropped := append(clone(ct[:segLen]), ct[2*segLen:]...)
-	check("segment 1 dropped", h, dropped, ErrCorrupt)
+	check("segment 1 dropped", h, dropped, "segment 1")
 	for _, off := range []int{0, seg - 1, seg, segLen + 5, 3*segLen + 3, len(ct) - 1} {
 		flipped := clone(ct)
 		flipped[off] ^= 0x01
-		check("bit flipped at "+strconv.Itoa(off), h, flipped, ErrCorrupt)
+		check("bit flipped at "+strconv.Itoa(off), h, flipped, fmt.Sprintf("segment %d", off/segLen))
 	}
 
 	// Another object's segments, under the same keyring: each object has its own key and binding.
 	h2, ct2 := encrypt(t, kp, "weights/frontier-7", 2, plain)
 	mixed := append(clone(ct[:segLen]), ct2[segLen:]...)
-	check("segments from another version", h, mixed, ErrCorrupt)
-	check("another object's segments under this header", h, ct2, ErrCorrupt)
+	check("segments from another version", h, mixed, "segment 1")
+	check("another object's segments under this header", h, ct2, "segment 0")
 
-	// Header edits: the fixed part is bound into every segment and the wrapped key.
+	// Header edits: the fixed part is bound into every segment and the wrapped key, so the
+	// wrapped key no longer opens: the header is corrupt (not an unavailable key, ErrKey).
 	for name, edit := range map[string]func(*Header){
 		"object id":                    func(h *Header) { h.ObjectID = "weights/other" },
 		"version":                      func(h *Header) { h.ObjectVersion++ },
@@ -196,7 +199,7 @@ func TestTamperingDetected(t *testing.T) {
 	} {
 		e := *h
 		edit(&e)
-		check("header "+name+" edited", &e, ct, ErrKey)
+		check("header "+name+" edited", &e, ct, "header")
 	}
 }
 

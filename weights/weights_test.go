@@ -30,8 +30,8 @@ import (
 	"rampart.dev/rampart/weights"
 )
 
-// env is a vault over a real SQLite store, the demo policy, the decision engine, a ledger and a
-// filesystem blob store.
+// env is a vault over a real SQLite (or PostgreSQL) store, the demo policy, the decision
+// engine, a ledger and a filesystem (or Azure) blob store.
 type env struct {
 	t      testing.TB
 	ctx    context.Context
@@ -41,16 +41,27 @@ type env struct {
 	ix     *authz.Index
 	ledger *audit.Ledger
 	keys   *vault.LocalProvider
-	blobs  *blob.FS
+	blobs  blob.Store
 	dir    string
 	v      *weights.Service
 }
 
-func newEnv(t testing.TB) *env {
+// envOptions chooses the stores of an env: nil means SQLite in the test's directory, and a
+// filesystem blob store there.
+type envOptions struct {
+	meta  func(t testing.TB) *sqlstore.DB
+	blobs func(t testing.TB) blob.Store
+}
+
+func newEnv(t testing.TB) *env { return newEnvWith(t, envOptions{}) }
+
+func newEnvWith(t testing.TB, opts envOptions) *env {
 	t.Helper()
 	e := &env{t: t, ctx: context.Background(), clock: clocktest.New(time.Now().Truncate(time.Second)), dir: t.TempDir()}
 	var err error
-	if e.st, err = sqlite.Open(e.ctx, filepath.Join(e.dir, "r.db")); err != nil {
+	if opts.meta != nil {
+		e.st = opts.meta(t)
+	} else if e.st, err = sqlite.Open(e.ctx, filepath.Join(e.dir, "r.db")); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.st.Close() })
@@ -71,15 +82,22 @@ func newEnv(t testing.TB) *env {
 	if e.keys, err = vault.InitLocalKeyring(filepath.Join(e.dir, "keyring.json")); err != nil {
 		t.Fatal(err)
 	}
-	if e.blobs, err = blob.NewFS(filepath.Join(e.dir, "blobs")); err != nil {
+	if opts.blobs != nil {
+		e.blobs = opts.blobs(t)
+	} else if e.blobs, err = blob.NewFS(filepath.Join(e.dir, "blobs")); err != nil {
 		t.Fatal(err)
 	}
-	e.v = &weights.Service{Keys: e.keys, Blobs: e.blobs, Meta: e.st, Index: e.ix, Sign: e.ledger.SignNote, Now: e.clock.Now,
+	e.v = e.service(e.blobs)
+	return e
+}
+
+// service is a weights service of e's vault over blobs (as another replica would be).
+func (e *env) service(blobs blob.Store) *weights.Service {
+	return &weights.Service{Keys: e.keys, Blobs: blobs, Meta: e.st, Decide: e.ix, Sign: e.ledger.SignNote, OpenNote: e.ledger.OpenNote, Now: e.clock.Now,
 		SegmentSize: vault.MinSegmentSize,
 		Record: func(ctx context.Context, ev audit.Event) error {
 			return e.st.Update(ctx, func(tx access.Tx) error { _, err := tx.Append(ctx, ev); return err })
 		}}
-	return e
 }
 
 func person(name string) identity.Principal {
@@ -99,10 +117,16 @@ func (e *env) grant(who, role string, dur time.Duration) access.Grant {
 		}
 	}
 	gs, err := e.st.ListGrants(e.ctx, access.GrantFilter{Subject: who})
-	if err != nil || len(gs) == 0 {
-		e.t.Fatalf("no grant for %s: %v", who, err)
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	return gs[len(gs)-1]
+	for _, g := range gs {
+		if g.RequestID == c.Request.ID {
+			return g
+		}
+	}
+	e.t.Fatalf("no grant for %s from request %s", who, c.Request.ID)
+	return access.Grant{}
 }
 
 func (e *env) codes() []string {
@@ -210,7 +234,7 @@ func TestPutGetUnderGrants(t *testing.T) {
 		t.Fatalf("second version: %+v %v", o2, err)
 	}
 	for _, v := range []uint64{1, 2} {
-		res, err := e.v.Verify(e.ctx, alice, "frontier-7", v, e.ledger.OpenNote)
+		res, err := e.v.Verify(e.ctx, alice, "frontier-7", v)
 		if err != nil || !res.OK {
 			t.Fatalf("verify %d: %+v %v", v, res, err)
 		}
@@ -284,7 +308,7 @@ func TestTamperedBlobRefused(t *testing.T) {
 	if !errors.Is(err, vault.ErrCorrupt) || len(got) > vault.MinSegmentSize {
 		t.Fatalf("tampered object: %d bytes, %v", len(got), err)
 	}
-	res, err := e.v.Verify(e.ctx, person("alice"), "frontier-7", 0, e.ledger.OpenNote)
+	res, err := e.v.Verify(e.ctx, person("alice"), "frontier-7", 0)
 	if err != nil || res.OK || !strings.Contains(res.Problem, "segment 1") {
 		t.Fatalf("verify a tampered object: %+v %v", res, err)
 	}
@@ -330,7 +354,7 @@ func TestRotateAndRetire(t *testing.T) {
 	}
 	// The signed manifest still verifies: rotation changes how the data key is wrapped, not the
 	// object.
-	if res, err := e.v.Verify(e.ctx, person("alice"), "frontier-7", 0, e.ledger.OpenNote); err != nil || !res.OK {
+	if res, err := e.v.Verify(e.ctx, person("alice"), "frontier-7", 0); err != nil || !res.OK {
 		t.Fatalf("verify after rotation: %+v, %v", res, err)
 	}
 	// Retiring a key twice, or one that never existed, is refused without a ledger entry.
@@ -410,6 +434,7 @@ func TestDeleteAndNames(t *testing.T) {
 	if _, err := e.v.Put(e.ctx, person("alice"), "frontier-7", strings.NewReader("x")); err != nil {
 		t.Fatal(err)
 	}
+	e.grant("alice", "weights-deleter-frontier-7", time.Hour)
 	gone, err := e.v.Delete(e.ctx, person("alice"), "frontier-7", 0)
 	if err != nil || len(gone) != 1 {
 		t.Fatalf("delete: %v %v", gone, err)
@@ -433,6 +458,7 @@ func TestDeleteAndNames(t *testing.T) {
 func TestDeleteEveryVersionIsAtomic(t *testing.T) {
 	e := newEnv(t)
 	e.grant("alice", "weights-writer-frontier-7", time.Hour)
+	e.grant("alice", "weights-deleter-frontier-7", time.Hour)
 	for _, s := range []string{"v1", "v2", "v3"} {
 		if _, err := e.v.Put(e.ctx, person("alice"), "frontier-7", strings.NewReader(s)); err != nil {
 			t.Fatal(err)

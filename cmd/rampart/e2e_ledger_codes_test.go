@@ -121,8 +121,8 @@ func TestLedgerEntryCodes(t *testing.T) {
 	}
 	must(erin, "token", "revoke", tok.ID)
 
-	// The vault: write, release a data key to a workload's ephemeral key, delete; rotate the
-	// key-encryption key and retire the old one.
+	// The vault: write, release a data key to a workload's ephemeral key, delete (under the
+	// deleter role: a writer may not); rotate the key-encryption key and retire the old one.
 	wr := create("--role", "weights-writer-frontier-7", "--reason", "store")
 	must(bob, "request", "approve", wr)
 	must(dave, "request", "approve", wr)
@@ -150,6 +150,9 @@ func TestLedgerEntryCodes(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("key release: %d %s", resp.StatusCode, answer)
 	}
+	del := create("--role", "weights-deleter-frontier-7", "--reason", "prune")
+	must(bob, "request", "approve", del)
+	must(dave, "request", "approve", del)
 	must(alice, "weights", "rm", "frontier-7", "--version", "1")
 	current := regexp.MustCompile(`Current key is (\S+);`)
 	first := current.FindStringSubmatch(must(erin, "vault", "rotate"))

@@ -44,7 +44,7 @@ var ledgerCodes = []string{
 	"egress.budget_exhausted",
 	"kube.admission.denied", "kube.admission.excepted", "kube.binding.create", "kube.binding.delete", "kube.drift",
 	"kube.netpol.created", "kube.netpol.restored",
-	"weights.put", "weights.read", "weights.denied", "weights.key_release", "weights.delete",
+	"weights.put", "weights.read", "weights.denied", "weights.key_release", "weights.delete", "weights.rekey",
 	"vault.rotate", "vault.retire",
 }
 

@@ -502,7 +502,7 @@ func TestSuggestions(t *testing.T) {
 	if !strings.Contains(out, "weights-reader-frontier-7 for alice") {
 		t.Fatalf("request by resource: %s", out)
 	}
-	if r := c.run(nil, "suggest", "--resource", "weights/frontier-7", "--action", "delete"); r.code != 1 || !strings.Contains(r.err, "owned by weights-owners (bob, carol)") {
+	if r := c.run(nil, "suggest", "--resource", "weights/frontier-7", "--action", "exec"); r.code != 1 || !strings.Contains(r.err, "owned by weights-owners (bob, carol)") {
 		t.Fatalf("no candidate: %+v", r)
 	}
 	eval := []string{"suggest", "eval", "../../testdata/suggest/eval.yaml", "--policy", "../../testdata/suggest/policy"}

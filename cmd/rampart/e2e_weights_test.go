@@ -109,7 +109,8 @@ func TestWeightsVault(t *testing.T) {
 
 // The vault of a production server (rampart server --config) on Azure Blob Storage (Azurite):
 // a keyring from `rampart vault init`, the account key from the environment, weights stored as
-// ciphertext in the container, rotation re-wrapping keys without touching data.
+// ciphertext in the container, rotation re-wrapping keys without touching data, a rekey
+// replacing the data.
 func TestWeightsVaultOnAzure(t *testing.T) {
 	accountURL, account, key := testenv.Azurite(t)
 	t.Setenv("RAMPART_E2E_AZURE_KEY", key)
@@ -211,6 +212,35 @@ vault:
 	}
 	if r := c.as(bob, "weights", "get", "frontier-7", "-o", filepath.Join(dir, "bob.bin")); r.code != 3 {
 		t.Fatalf("bob read without a grant: %+v", r)
+	}
+
+	// A rekey re-encrypts under a new data key: the blobs of the upload are gone from the
+	// container, new ones hold the version, which reads back unchanged.
+	names := func() []string {
+		var out []string
+		pager := ctr.NewListBlobsFlatPager(nil)
+		for pager.More() {
+			page, err := pager.NextPage(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, b := range page.Segment.BlobItems {
+				out = append(out, *b.Name)
+			}
+		}
+		return out
+	}
+	if r := c.as(alice, "weights", "rekey", "frontier-7"); r.code != 0 || !strings.Contains(r.out, "Re-encrypted weights/frontier-7 version 1") {
+		t.Fatalf("rekey: %+v", r)
+	}
+	if blobs := names(); len(blobs) != 2 || !strings.HasPrefix(blobs[0], "objects/frontier-7/1/rekey-") || !strings.HasPrefix(blobs[1], "objects/frontier-7/1/rekey-") {
+		t.Fatalf("the container after the rekey: %v", blobs)
+	}
+	if r := c.as(alice, "weights", "get", "frontier-7", "-o", got); r.code != 0 {
+		t.Fatalf("get after the rekey: %+v", r)
+	}
+	if b, _ := os.ReadFile(got); !bytes.Equal(b, plain) {
+		t.Fatal("the version changed in the rekey")
 	}
 
 	// A wrong account key stops the server at start, saying which container.

@@ -133,7 +133,7 @@ func newWeightsCmd(g *globals) *cobra.Command {
 	var rmVersion uint64
 	rm := &cobra.Command{
 		Use:   "rm NAME [--version N]",
-		Short: "Delete a version of weights/NAME, or every version (needs write)",
+		Short: "Delete a version of weights/NAME, or every version (needs delete; write is not enough)",
 		Args:  exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
@@ -167,11 +167,11 @@ func newWeightsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if err := output.Print(os.Stdout, g.output, res, func(tw *tabwriter.Writer) {
-				state := "OK"
 				if !res.OK {
-					state = "FAILED: " + res.Problem
+					fmt.Fprintf(tw, "object:\tweights/%s version %d\nresult:\tFAILED: %s is corrupt\nproblem:\t%s\n", res.Object.Name, res.Object.Version, res.Part, res.Problem)
+					return
 				}
-				fmt.Fprintf(tw, "object:\tweights/%s version %d\nresult:\t%s\nsize:\t%d\nsha256:\t%s\nmanifest:\tsigned by the ledger key\n", res.Object.Name, res.Object.Version, state, res.Size, res.SHA256)
+				fmt.Fprintf(tw, "object:\tweights/%s version %d\nresult:\tOK\nsize:\t%d\nsha256:\t%s\nmanifest:\tsigned by the ledger key\n", res.Object.Name, res.Object.Version, res.Size, res.SHA256)
 			}); err != nil {
 				return err
 			}
@@ -182,7 +182,41 @@ func newWeightsCmd(g *globals) *cobra.Command {
 		},
 	}
 	verify.Flags().Uint64Var(&vVersion, "version", 0, "version to verify (default: the newest)")
-	cmd.AddCommand(put, get, ls, rm, verify)
+	var rkVersion uint64
+	rekey := &cobra.Command{
+		Use:   "rekey NAME [--version N]",
+		Short: "Re-encrypt weights/NAME under new data keys, so that keys released before decrypt nothing stored (needs write)",
+		Long: `Re-encrypts a version of weights/NAME (every version without --version) under a new data key.
+A data key released to a workload (POST /v1/weights/NAME/key) decrypts that version's
+ciphertext for as long as it is stored: vault rotate re-wraps data keys but does not change
+them. After a rekey, the ciphertext under the old data key is gone, and only a new key release
+opens the version. The version keeps its number, its content and its signed manifest.
+
+Use it after releasing a key to a workload that is no longer trusted (a compromised node, a
+finished contract), on a schedule for keys released in routine use, and after a rotation when
+policy wants data keys themselves to change. It reads and rewrites the whole version, on the
+server; a failure or crash leaves the version readable, and running it again finishes the job.
+See docs/vault.md.`,
+		Args: exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			done, err := c.RekeyWeights(cmd.Context(), weightsName(args[0]), rkVersion)
+			if err != nil {
+				return err
+			}
+			for _, o := range done {
+				fmt.Printf("Re-encrypted weights/%s version %d under a new data key (%d bytes): data keys released before no longer decrypt it.\n", o.Name, o.Version, o.Size)
+			}
+			fmt.Printf("Done in %s.\n", time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	rekey.Flags().Uint64Var(&rkVersion, "version", 0, "version to re-encrypt (default: every version)")
+	cmd.AddCommand(put, get, ls, rm, verify, rekey)
 	return cmd
 }
 
@@ -223,9 +257,11 @@ func newVaultCmd(g *globals) *cobra.Command {
 	var rotateKeyring, retireKeyring string
 	rotate := &cobra.Command{
 		Use:   "rotate [--keyring FILE]",
-		Short: "Add a key-encryption key and re-wrap every data key under it (admins; data is not rewritten)",
+		Short: "Add a key-encryption key and re-wrap every data key under it (admins; data keys and data do not change)",
 		Long: `Without --keyring: asks the server to add a key-encryption key to the vault's keyring and
-re-wrap every object's data key under it (admins). The data is not rewritten.
+re-wrap every object's data key under it (admins). The data is not rewritten, and the data keys
+stay the same: a data key released to a workload still decrypts its object. To change data
+keys, rampart weights rekey NAME.
 
 With --keyring FILE: adds a key to that keyring file directly and makes it current, for a
 keyring no server re-wraps, such as the one rampart kms-plugin uses: the plugin reports the new

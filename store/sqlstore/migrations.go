@@ -290,4 +290,10 @@ CREATE TABLE mfa_attempts (
 	attempts     BIGINT NOT NULL
 );
 `,
+	// 13: where a vault version's blobs are since its last rekey ('' as uploaded), and the blob
+	// directory of the ciphertext a rekey replaced, until its blobs are removed.
+	`
+ALTER TABLE vault_objects ADD COLUMN location TEXT NOT NULL DEFAULT '';
+ALTER TABLE vault_objects ADD COLUMN leftover TEXT NOT NULL DEFAULT '';
+`,
 }

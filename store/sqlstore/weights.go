@@ -10,12 +10,12 @@ import (
 	"rampart.dev/rampart/weights"
 )
 
-const vaultCols = `name, version, state, size, sha256, segment_size, key_id, manifest, uploaded_by, grant_id, created_at, deleted_at`
+const vaultCols = `name, version, state, size, sha256, segment_size, key_id, manifest, uploaded_by, grant_id, created_at, deleted_at, location, leftover`
 
 func scanVault(sc interface{ Scan(...any) error }) (weights.Object, error) {
 	var o weights.Object
 	var version, seg, created, deleted int64
-	err := sc.Scan(&o.Name, &version, &o.State, &o.Size, &o.SHA256, &seg, &o.KeyID, &o.Manifest, &o.UploadedBy, &o.GrantID, &created, &deleted)
+	err := sc.Scan(&o.Name, &version, &o.State, &o.Size, &o.SHA256, &seg, &o.KeyID, &o.Manifest, &o.UploadedBy, &o.GrantID, &created, &deleted, &o.Location, &o.Leftover)
 	o.Version, o.SegmentSize = uint64(version), uint32(seg)
 	o.CreatedAt, o.DeletedAt = fromNanos(created), fromNanos(deleted)
 	return o, err
@@ -29,8 +29,8 @@ func (s *DB) BeginObject(ctx context.Context, o weights.Object) (uint64, error) 
 			return err
 		}
 		v++
-		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO vault_objects (`+vaultCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			o.Name, v, o.State, o.Size, o.SHA256, int64(o.SegmentSize), o.KeyID, o.Manifest, o.UploadedBy, o.GrantID, toNanos(o.CreatedAt), toNanos(o.DeletedAt))
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO vault_objects (`+vaultCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			o.Name, v, o.State, o.Size, o.SHA256, int64(o.SegmentSize), o.KeyID, o.Manifest, o.UploadedBy, o.GrantID, toNanos(o.CreatedAt), toNanos(o.DeletedAt), o.Location, o.Leftover)
 		return err
 	})
 	return uint64(v), err
@@ -102,6 +102,45 @@ func (s *DB) Object(ctx context.Context, name string, version uint64) (weights.O
 func (s *DB) SetKeyID(ctx context.Context, name string, version uint64, keyID string) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, s.q(`UPDATE vault_objects SET key_id = ? WHERE name = ? AND version = ?`), keyID, name, int64(version))
+		return err
+	})
+}
+
+// RekeyObject implements weights.Meta: the move and its ledger entry commit together, and only
+// from the location the rekey read (compare and swap), so that of two rekeys racing one wins.
+func (s *DB) RekeyObject(ctx context.Context, o weights.Object, from string, ev audit.Event) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var state, loc, leftover string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT state, location, leftover FROM vault_objects WHERE name = ? AND version = ?`), o.Name, int64(o.Version)).Scan(&state, &loc, &leftover)
+		switch {
+		case errors.Is(err, sql.ErrNoRows) || err == nil && state != weights.StateReady:
+			return fmt.Errorf("%w: weights/%s version %d is not stored (deleted meanwhile?)", weights.ErrNotFound, o.Name, o.Version)
+		case err != nil:
+			return err
+		case loc != from:
+			return fmt.Errorf("%w: weights/%s version %d was re-encrypted meanwhile by another rekey", weights.ErrConflict, o.Name, o.Version)
+		case leftover != "":
+			return fmt.Errorf("%w: weights/%s version %d still has the blobs of an earlier rekey to remove", weights.ErrConflict, o.Name, o.Version)
+		}
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE vault_objects SET location = ?, leftover = ?, key_id = ? WHERE name = ? AND version = ? AND state = ? AND location = ? AND leftover = ''`),
+			o.Location, o.Leftover, o.KeyID, o.Name, int64(o.Version), weights.StateReady, from)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("%w: weights/%s version %d changed meanwhile", weights.ErrConflict, o.Name, o.Version)
+		}
+		if _, err := appendEntry(ctx, s, tx, ev); err != nil {
+			return fmt.Errorf("append to ledger: %w", err)
+		}
+		return nil
+	})
+}
+
+// ClearLeftover implements weights.Meta.
+func (s *DB) ClearLeftover(ctx context.Context, name string, version uint64, leftover string) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, s.q(`UPDATE vault_objects SET leftover = '' WHERE name = ? AND version = ? AND leftover = ?`), name, int64(version), leftover)
 		return err
 	})
 }

@@ -1,5 +1,8 @@
-// Package blob stores the vault's encrypted objects: a local directory, or Azure Blob Storage.
-// Both sit behind Store and pass one conformance suite (blobtest). Stores see only ciphertext.
+// Package blob defines Store, where the vault keeps its encrypted objects, with the rules every
+// store follows (keys, atomic replacement, bounded memory), and implements it in a local
+// directory (FS). Adapters to cloud storage live in their own packages (vault/blob/azure), so
+// that importing this one links no cloud SDK; every store passes one conformance suite
+// (blobtest). Stores see only ciphertext.
 package blob
 
 import (

@@ -93,7 +93,7 @@ func (s *FS) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	dir := path.Dir(name)
 	f, tmp, err := s.createTemp(dir)
 	if err != nil {
-		return 0, fmt.Errorf("blob: put %s: %w", quoteKey(key), err)
+		return 0, fmt.Errorf("blob: put %s: %w", QuoteKey(key), err)
 	}
 	n, err := copyContext(ctx, f, r)
 	if err == nil {
@@ -110,10 +110,10 @@ func (s *FS) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
 	}
 	if err != nil {
 		_ = s.root.Remove(tmp)
-		return n, fmt.Errorf("blob: put %s: %w", quoteKey(key), err)
+		return n, fmt.Errorf("blob: put %s: %w", QuoteKey(key), err)
 	}
 	if err := s.syncDir(dir); err != nil {
-		return n, fmt.Errorf("blob: put %s: object replaced but its directory could not be synced: %w", quoteKey(key), err)
+		return n, fmt.Errorf("blob: put %s: object replaced but its directory could not be synced: %w", QuoteKey(key), err)
 	}
 	return n, nil
 }
@@ -201,7 +201,7 @@ func (s *FS) open(ctx context.Context, op, key string) (*os.File, fs.FileInfo, e
 	}
 	if err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("blob: %s %s: %w", op, quoteKey(key), err)
+		return nil, nil, fmt.Errorf("blob: %s %s: %w", op, QuoteKey(key), err)
 	}
 	return f, fi, nil
 }
@@ -209,9 +209,9 @@ func (s *FS) open(ctx context.Context, op, key string) (*os.File, fs.FileInfo, e
 // pathError maps a missing file (or a missing directory on its path) to ErrNotFound.
 func (s *FS) pathError(op, key string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return fmt.Errorf("blob: %s %s: %w", op, quoteKey(key), ErrNotFound)
+		return fmt.Errorf("blob: %s %s: %w", op, QuoteKey(key), ErrNotFound)
 	}
-	return fmt.Errorf("blob: %s %s: %w", op, quoteKey(key), err)
+	return fmt.Errorf("blob: %s %s: %w", op, QuoteKey(key), err)
 }
 
 // Get implements Store. The reader is the open file: it keeps reading the version it opened
@@ -226,7 +226,7 @@ func (s *FS) Get(ctx context.Context, key string) (io.ReadCloser, Info, error) {
 
 // GetRange implements Store. A range that starts at or past the end of the object is empty.
 func (s *FS) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if err := checkRange(key, off, n); err != nil {
+	if err := CheckRange(key, off, n); err != nil {
 		return nil, err
 	}
 	f, fi, err := s.open(ctx, "get range of", key)
@@ -247,9 +247,11 @@ type sectionReadCloser struct {
 	io.Closer
 }
 
-func checkRange(key string, off, n int64) error {
+// CheckRange returns nil if off and n may be passed to GetRange: neither is negative. Stores
+// check it before they touch storage.
+func CheckRange(key string, off, n int64) error {
 	if off < 0 || n < 0 {
-		return fmt.Errorf("blob: get range of %s: offset %d and length %d must not be negative", quoteKey(key), off, n)
+		return fmt.Errorf("blob: get range of %s: offset %d and length %d must not be negative", QuoteKey(key), off, n)
 	}
 	return nil
 }
@@ -278,14 +280,14 @@ func (s *FS) Delete(ctx context.Context, key string) error {
 		return s.pathError("delete", key, err)
 	}
 	if fi.IsDir() {
-		return fmt.Errorf("blob: delete %s: %s is a directory, not an object", quoteKey(key), name)
+		return fmt.Errorf("blob: delete %s: %s is a directory, not an object", QuoteKey(key), name)
 	}
 	if err := s.root.Remove(name); err != nil {
 		return s.pathError("delete", key, err)
 	}
 	dir := path.Dir(name)
 	if err := s.syncDir(dir); err != nil {
-		return fmt.Errorf("blob: delete %s: object removed but its directory could not be synced: %w", quoteKey(key), err)
+		return fmt.Errorf("blob: delete %s: object removed but its directory could not be synced: %w", QuoteKey(key), err)
 	}
 	// Remove directories left empty, deepest first; Remove refuses a directory that is not
 	// empty, which ends the climb. A concurrent Put that loses its directory retries.
@@ -349,7 +351,7 @@ func (s *FS) List(ctx context.Context, prefix string) ([]Info, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("blob: list %s: %w", quoteKey(prefix), err)
+		return nil, fmt.Errorf("blob: list %s: %w", QuoteKey(prefix), err)
 	}
 	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil

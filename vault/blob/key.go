@@ -48,7 +48,7 @@ func CheckPrefix(prefix string) error {
 	}
 	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
 		if err := CheckKey(prefix[:i]); err != nil {
-			return fmt.Errorf("list prefix %s: %w", quoteKey(prefix), err)
+			return fmt.Errorf("list prefix %s: %w", QuoteKey(prefix), err)
 		}
 	}
 	return nil
@@ -72,11 +72,11 @@ func keyChar(c byte) bool {
 }
 
 func keyError(key, why string) error {
-	return fmt.Errorf("%w: %s %s", ErrInvalidKey, quoteKey(key), why)
+	return fmt.Errorf("%w: %s %s", ErrInvalidKey, QuoteKey(key), why)
 }
 
 // quoteKey quotes a key for an error message, cut short: a hostile key can be megabytes long.
-func quoteKey(key string) string {
+func QuoteKey(key string) string {
 	const max = 80
 	if len(key) > max {
 		return strconv.Quote(key[:max]) + "…"

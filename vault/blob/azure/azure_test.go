@@ -1,4 +1,4 @@
-package blob_test
+package azure_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"rampart.dev/rampart/internal/testenv"
 	"rampart.dev/rampart/vault/blob"
+	"rampart.dev/rampart/vault/blob/azure"
 	"rampart.dev/rampart/vault/blob/blobtest"
 )
 
@@ -24,7 +25,7 @@ func TestAzure(t *testing.T) {
 	blobtest.Run(t, blobtest.Harness{
 		BlockSize: block,
 		New: func(t *testing.T) blob.Store {
-			s, err := blob.NewAzure(context.Background(), blob.AzureConfig{
+			s, err := azure.New(context.Background(), azure.Config{
 				AccountURL: url, AccountName: account, AccountKey: key,
 				Container: fmt.Sprintf("rampart-%d", n.Add(1)), CreateContainer: true, BlockSize: block,
 			})
@@ -77,20 +78,20 @@ func azureAccount(t *testing.T, url, account, key string) []string {
 // that says what to fix.
 func TestAzureConfigErrors(t *testing.T) {
 	for _, c := range []struct {
-		cfg  blob.AzureConfig
+		cfg  azure.Config
 		want string
 	}{
-		{blob.AzureConfig{AccountURL: "ftp://x", Container: "abc", SAS: "sv=1"}, "want https://"},
-		{blob.AzureConfig{AccountURL: "http://storage.example.com", Container: "abc", SAS: "sv=1"}, "only on loopback"},
-		{blob.AzureConfig{AccountURL: "https://a.blob.core.windows.net?sv=1", Container: "abc", SAS: "sv=1"}, "not in the URL"},
-		{blob.AzureConfig{AccountURL: "https://a.blob.core.windows.net", Container: "Bad_Name", SAS: "sv=1"}, "container name"},
-		{blob.AzureConfig{AccountURL: "https://a.blob.core.windows.net", Container: "abc"}, "exactly one credential"},
-		{blob.AzureConfig{AccountURL: "https://a.blob.core.windows.net", Container: "abc", SAS: "sv=1", AccountKey: "a2V5", AccountName: "a"}, "exactly one credential"},
-		{blob.AzureConfig{AccountURL: "https://a.blob.core.windows.net", Container: "abc", AccountKey: "a2V5"}, "needs the account name"},
-		{blob.AzureConfig{AccountURL: "https://a.blob.core.windows.net", Container: "abc", SAS: "sv=1", BlockSize: 1024}, "block size"},
-		{blob.AzureConfig{AccountURL: "https://a.blob.core.windows.net", Container: "abc", SAS: "sv=1", Concurrency: 1000}, "concurrency"},
+		{azure.Config{AccountURL: "ftp://x", Container: "abc", SAS: "sv=1"}, "want https://"},
+		{azure.Config{AccountURL: "http://storage.example.com", Container: "abc", SAS: "sv=1"}, "only on loopback"},
+		{azure.Config{AccountURL: "https://a.blob.core.windows.net?sv=1", Container: "abc", SAS: "sv=1"}, "not in the URL"},
+		{azure.Config{AccountURL: "https://a.blob.core.windows.net", Container: "Bad_Name", SAS: "sv=1"}, "container name"},
+		{azure.Config{AccountURL: "https://a.blob.core.windows.net", Container: "abc"}, "exactly one credential"},
+		{azure.Config{AccountURL: "https://a.blob.core.windows.net", Container: "abc", SAS: "sv=1", AccountKey: "a2V5", AccountName: "a"}, "exactly one credential"},
+		{azure.Config{AccountURL: "https://a.blob.core.windows.net", Container: "abc", AccountKey: "a2V5"}, "needs the account name"},
+		{azure.Config{AccountURL: "https://a.blob.core.windows.net", Container: "abc", SAS: "sv=1", BlockSize: 1024}, "block size"},
+		{azure.Config{AccountURL: "https://a.blob.core.windows.net", Container: "abc", SAS: "sv=1", Concurrency: 1000}, "concurrency"},
 	} {
-		_, err := blob.NewAzure(context.Background(), c.cfg)
+		_, err := azure.New(context.Background(), c.cfg)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("NewAzure(%+v) = %v, want an error saying %q", c.cfg, err, c.want)
 		}

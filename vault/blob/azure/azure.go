@@ -1,4 +1,9 @@
-package blob
+// Package azure is the weights vault's blob store in Azure Blob Storage: a blob.Store over
+// block blobs in one container. It is the only package that links the Azure SDK, so that
+// packages needing only the blob.Store interface (weights, api) do not; the server imports it
+// when vault.store.driver is azure. It passes the blob conformance suite (blobtest) against
+// Azurite, the Azure Storage emulator.
+package azure
 
 import (
 	"bytes"
@@ -24,26 +29,28 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/service"
+
+	rblob "rampart.dev/rampart/vault/blob"
 )
 
 // Defaults and limits of the Azure store.
 const (
-	// DefaultAzureBlockSize is the size of the blocks Put stages.
-	DefaultAzureBlockSize = 8 << 20
-	// DefaultAzureConcurrency is how many blocks one Put holds in memory, one being filled
+	// DefaultBlockSize is the size of the blocks Put stages.
+	DefaultBlockSize = 8 << 20
+	// DefaultConcurrency is how many blocks one Put holds in memory, one being filled
 	// while the others upload: 4 × 8 MiB = 32 MiB per Put.
-	DefaultAzureConcurrency = 4
-	// azureMaxBlocks is the service's limit of committed blocks per blob, so an object holds
+	DefaultConcurrency = 4
+	// maxBlocks is the service's limit of committed blocks per blob, so an object holds
 	// at most BlockSize × 50,000 bytes (about 390 GiB with the default block size).
-	azureMaxBlocks = 50_000
-	// azureMaxBlockSize is the service's largest block (4000 MiB); the store keeps to 256 MiB,
+	maxBlocks = 50_000
+	// maxBlockSize is the service's largest block (4000 MiB); the store keeps to 256 MiB,
 	// because each block in flight is a buffer in memory.
-	azureMaxBlockSize = 256 << 20
+	maxBlockSize = 256 << 20
 )
 
-// AzureConfig says where an Azure store keeps its objects and how it authenticates. Give
+// Config says where an Azure store keeps its objects and how it authenticates. Give
 // exactly one credential: AccountName and AccountKey, SAS, or TokenCredential.
-type AzureConfig struct {
+type Config struct {
 	// AccountURL is the blob service endpoint: https://ACCOUNT.blob.core.windows.net, or
 	// Azurite's http://127.0.0.1:10000/devstoreaccount1. Plain http is refused except on
 	// a loopback address.
@@ -63,11 +70,11 @@ type AzureConfig struct {
 	// azidentity).
 	TokenCredential azcore.TokenCredential
 
-	// BlockSize is the size of the blocks Put stages (DefaultAzureBlockSize if 0; 64 KiB to
+	// BlockSize is the size of the blocks Put stages (DefaultBlockSize if 0; 64 KiB to
 	// 256 MiB). It bounds the largest object: BlockSize × 50,000.
 	BlockSize int64
 	// Concurrency is how many blocks one Put holds in memory and uploads at once
-	// (DefaultAzureConcurrency if 0). A Put uses at most BlockSize × Concurrency bytes of
+	// (DefaultConcurrency if 0). A Put uses at most BlockSize × Concurrency bytes of
 	// buffers.
 	Concurrency int
 	// Transport sends the HTTP requests (the SDK's default client if nil).
@@ -76,27 +83,27 @@ type AzureConfig struct {
 
 // Environment variables read by CredentialsFromEnv: the names the Azure CLI uses.
 const (
-	EnvAzureStorageAccount = "AZURE_STORAGE_ACCOUNT"
-	EnvAzureStorageKey     = "AZURE_STORAGE_KEY"
-	EnvAzureStorageSAS     = "AZURE_STORAGE_SAS_TOKEN"
+	EnvStorageAccount = "AZURE_STORAGE_ACCOUNT"
+	EnvStorageKey     = "AZURE_STORAGE_KEY"
+	EnvStorageSAS     = "AZURE_STORAGE_SAS_TOKEN"
 )
 
 // CredentialsFromEnv fills AccountName and AccountKey, or SAS, from the environment
 // (AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY, or AZURE_STORAGE_SAS_TOKEN), leaving fields
 // already set alone. getenv is usually os.Getenv.
-func (c *AzureConfig) CredentialsFromEnv(getenv func(string) string) {
+func (c *Config) CredentialsFromEnv(getenv func(string) string) {
 	if c.AccountName == "" {
-		c.AccountName = getenv(EnvAzureStorageAccount)
+		c.AccountName = getenv(EnvStorageAccount)
 	}
 	if c.AccountKey == "" {
-		c.AccountKey = getenv(EnvAzureStorageKey)
+		c.AccountKey = getenv(EnvStorageKey)
 	}
 	if c.SAS == "" && c.AccountKey == "" {
-		c.SAS = strings.TrimPrefix(getenv(EnvAzureStorageSAS), "?")
+		c.SAS = strings.TrimPrefix(getenv(EnvStorageSAS), "?")
 	}
 }
 
-// Azure is a Store in an Azure Blob Storage container, as block blobs named by their keys.
+// Store is a blob.Store in an Azure Blob Storage container, as block blobs named by their keys.
 //
 // Put stages the object in blocks of BlockSize, Concurrency at a time, under block IDs unique
 // to that Put, and commits the block list last: the commit makes the new object visible at
@@ -106,7 +113,7 @@ func (c *AzureConfig) CredentialsFromEnv(getenv func(string) string) {
 // to one key overlap, the second commit may fail (the first discarded its blocks); neither
 // mixes with the other. Reads stream the response; a read that is retried after a network
 // error asks for the same version (If-Match), so it fails rather than splice two versions.
-type Azure struct {
+type Store struct {
 	container   *container.Client
 	name        string
 	blockSize   int64
@@ -114,34 +121,34 @@ type Azure struct {
 	buffers     sync.Pool
 }
 
-// NewAzure returns a store for the container cfg names, creating the container first if
-// cfg.CreateContainer is set (the only request NewAzure makes).
-func NewAzure(ctx context.Context, cfg AzureConfig) (*Azure, error) {
+// New returns a store for the container cfg names, creating the container first if
+// cfg.CreateContainer is set (the only request New makes).
+func New(ctx context.Context, cfg Config) (*Store, error) {
 	u, err := url.Parse(cfg.AccountURL)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, fmt.Errorf("blob: azure account URL %q: want https://ACCOUNT.blob.core.windows.net (or http://127.0.0.1:PORT/ACCOUNT for Azurite)", cfg.AccountURL)
+		return nil, fmt.Errorf("azure: account URL %q: want https://ACCOUNT.blob.core.windows.net (or http://127.0.0.1:PORT/ACCOUNT for Azurite)", cfg.AccountURL)
 	}
 	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
-		return nil, fmt.Errorf("blob: azure account URL %q: plain http is allowed only on loopback (Azurite); use https", cfg.AccountURL)
+		return nil, fmt.Errorf("azure: account URL %q: plain http is allowed only on loopback (Azurite); use https", cfg.AccountURL)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("blob: azure account URL %q: put a SAS in AzureConfig.SAS, not in the URL", cfg.AccountURL)
+		return nil, fmt.Errorf("azure: account URL %q: put a SAS in Config.SAS, not in the URL", cfg.AccountURL)
 	}
 	if err := checkContainerName(cfg.Container); err != nil {
 		return nil, err
 	}
 	bs, conc := cfg.BlockSize, cfg.Concurrency
 	if bs == 0 {
-		bs = DefaultAzureBlockSize
+		bs = DefaultBlockSize
 	}
 	if conc == 0 {
-		conc = DefaultAzureConcurrency
+		conc = DefaultConcurrency
 	}
-	if bs < 64<<10 || bs > azureMaxBlockSize {
-		return nil, fmt.Errorf("blob: azure block size %d: want 64 KiB to 256 MiB", bs)
+	if bs < 64<<10 || bs > maxBlockSize {
+		return nil, fmt.Errorf("azure: block size %d: want 64 KiB to 256 MiB", bs)
 	}
 	if conc < 1 || conc > 64 {
-		return nil, fmt.Errorf("blob: azure concurrency %d: want 1 to 64", conc)
+		return nil, fmt.Errorf("azure: concurrency %d: want 1 to 64", conc)
 	}
 
 	opts := &service.ClientOptions{}
@@ -157,18 +164,18 @@ func NewAzure(ctx context.Context, cfg AzureConfig) (*Azure, error) {
 	}
 	switch {
 	case creds != 1:
-		return nil, fmt.Errorf("blob: azure store for container %q: give exactly one credential (account key, SAS or token credential), not %d", cfg.Container, creds)
+		return nil, fmt.Errorf("azure: store for container %q: give exactly one credential (account key, SAS or token credential), not %d", cfg.Container, creds)
 	case cfg.AccountKey != "":
 		if cfg.AccountName == "" {
-			return nil, fmt.Errorf("blob: azure store: an account key needs the account name (%s)", EnvAzureStorageAccount)
+			return nil, fmt.Errorf("azure: store: an account key needs the account name (%s)", EnvStorageAccount)
 		}
 		cred, err := service.NewSharedKeyCredential(cfg.AccountName, cfg.AccountKey)
 		if err != nil {
-			return nil, fmt.Errorf("blob: azure shared key for account %q: %w", cfg.AccountName, err)
+			return nil, fmt.Errorf("azure: shared key for account %q: %w", cfg.AccountName, err)
 		}
 		svc, err = service.NewClientWithSharedKeyCredential(serviceURL, cred, opts)
 		if err != nil {
-			return nil, fmt.Errorf("blob: azure client: %w", err)
+			return nil, fmt.Errorf("azure: client: %w", err)
 		}
 	case cfg.SAS != "":
 		svc, err = service.NewClientWithNoCredential(serviceURL+"?"+strings.TrimPrefix(cfg.SAS, "?"), opts)
@@ -176,13 +183,13 @@ func NewAzure(ctx context.Context, cfg AzureConfig) (*Azure, error) {
 		svc, err = service.NewClient(serviceURL, cfg.TokenCredential, opts)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("blob: azure client: %w", err)
+		return nil, fmt.Errorf("azure: client: %w", err)
 	}
-	s := &Azure{container: svc.NewContainerClient(cfg.Container), name: cfg.Container, blockSize: bs, concurrency: conc}
+	s := &Store{container: svc.NewContainerClient(cfg.Container), name: cfg.Container, blockSize: bs, concurrency: conc}
 	s.buffers.New = func() any { b := make([]byte, s.blockSize); return &b }
 	if cfg.CreateContainer {
 		if _, err := s.container.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
-			return nil, fmt.Errorf("blob: create azure container %q: %w", cfg.Container, err)
+			return nil, fmt.Errorf("azure: create the azure container %q: %w", cfg.Container, err)
 		}
 	}
 	return s, nil
@@ -203,40 +210,40 @@ func checkContainerName(name string) error {
 		ok = 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-'
 	}
 	if !ok {
-		return fmt.Errorf("blob: azure container name %q: want 3-63 characters of a-z, 0-9 and single inner hyphens", name)
+		return fmt.Errorf("azure: container name %q: want 3-63 characters of a-z, 0-9 and single inner hyphens", name)
 	}
 	return nil
 }
 
 // BlockSize is the size of the blocks Put stages.
-func (s *Azure) BlockSize() int64 { return s.blockSize }
+func (s *Store) BlockSize() int64 { return s.blockSize }
 
 // Concurrency is how many blocks one Put holds in memory at once.
-func (s *Azure) Concurrency() int { return s.concurrency }
+func (s *Store) Concurrency() int { return s.concurrency }
 
 // Container is the container's name.
-func (s *Azure) Container() string { return s.name }
+func (s *Store) Container() string { return s.name }
 
-func (s *Azure) error(op, key string, err error) error {
+func (s *Store) error(op, key string, err error) error {
 	if bloberror.HasCode(err, bloberror.BlobNotFound) {
-		return fmt.Errorf("blob: %s %s: %w", op, quoteKey(key), ErrNotFound)
+		return fmt.Errorf("azure: %s %s: %w", op, rblob.QuoteKey(key), rblob.ErrNotFound)
 	}
 	if bloberror.HasCode(err, bloberror.ContainerNotFound) {
-		return fmt.Errorf("blob: %s %s: azure container %q does not exist (create it, or set CreateContainer): %w", op, quoteKey(key), s.name, err)
+		return fmt.Errorf("azure: %s %s: azure container %q does not exist (create it, or set CreateContainer): %w", op, rblob.QuoteKey(key), s.name, err)
 	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) && re.StatusCode == 404 && re.ErrorCode == "" {
-		return fmt.Errorf("blob: %s %s: %w", op, quoteKey(key), ErrNotFound)
+		return fmt.Errorf("azure: %s %s: %w", op, rblob.QuoteKey(key), rblob.ErrNotFound)
 	}
-	return fmt.Errorf("blob: %s %s: %w", op, quoteKey(key), err)
+	return fmt.Errorf("azure: %s %s: %w", op, rblob.QuoteKey(key), err)
 }
 
-func (s *Azure) getBuffer() *[]byte  { return s.buffers.Get().(*[]byte) }
-func (s *Azure) putBuffer(b *[]byte) { s.buffers.Put(b) }
+func (s *Store) getBuffer() *[]byte  { return s.buffers.Get().(*[]byte) }
+func (s *Store) putBuffer(b *[]byte) { s.buffers.Put(b) }
 
-// Put implements Store.
-func (s *Azure) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
-	if err := CheckKey(key); err != nil {
+// Put implements blob.Store.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error) {
+	if err := rblob.CheckKey(key); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -250,7 +257,7 @@ func (s *Azure) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 		// The whole object fits in one block: one Put Blob request replaces it.
 		defer s.putBuffer(first)
 		if err := ctx.Err(); err != nil {
-			return int64(n), fmt.Errorf("blob: put %s: %w", quoteKey(key), err)
+			return int64(n), fmt.Errorf("azure: put %s: %w", rblob.QuoteKey(key), err)
 		}
 		if _, err := bb.Upload(ctx, streaming.NopCloser(bytes.NewReader((*first)[:n])), nil); err != nil {
 			return 0, s.error("put", key, err)
@@ -258,14 +265,14 @@ func (s *Azure) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 		return int64(n), nil
 	case err != nil:
 		s.putBuffer(first)
-		return int64(n), fmt.Errorf("blob: put %s: reading the object's data: %w", quoteKey(key), err)
+		return int64(n), fmt.Errorf("azure: put %s: reading the object's data: %w", rblob.QuoteKey(key), err)
 	}
 	return s.putBlocks(ctx, bb, key, first, contextReader{ctx, r})
 }
 
 // putBlocks stages first and the rest of r as blocks, at most s.concurrency buffers at a
 // time, then commits the block list.
-func (s *Azure) putBlocks(parent context.Context, bb *blockblob.Client, key string, first *[]byte, r io.Reader) (int64, error) {
+func (s *Store) putBlocks(parent context.Context, bb *blockblob.Client, key string, first *[]byte, r io.Reader) (int64, error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 	var upload [16]byte
@@ -307,8 +314,8 @@ func (s *Azure) putBlocks(parent context.Context, bb *blockblob.Client, key stri
 			break
 		}
 		n, err := io.ReadFull(r, *buf)
-		if n > 0 && len(ids) == azureMaxBlocks {
-			cancel(fmt.Errorf("blob: put %s: the object is larger than %d blocks of %d bytes, the most a blob holds at this block size", quoteKey(key), azureMaxBlocks, s.blockSize))
+		if n > 0 && len(ids) == maxBlocks {
+			cancel(fmt.Errorf("azure: put %s: the object is larger than %d blocks of %d bytes, the most a blob holds at this block size", rblob.QuoteKey(key), maxBlocks, s.blockSize))
 			free <- buf
 			break
 		}
@@ -321,7 +328,7 @@ func (s *Azure) putBlocks(parent context.Context, bb *blockblob.Client, key stri
 			break
 		}
 		if err != nil {
-			cancel(fmt.Errorf("blob: put %s: reading the object's data: %w", quoteKey(key), err))
+			cancel(fmt.Errorf("azure: put %s: reading the object's data: %w", rblob.QuoteKey(key), err))
 		}
 	}
 	wg.Wait()
@@ -330,7 +337,7 @@ func (s *Azure) putBlocks(parent context.Context, bb *blockblob.Client, key stri
 	}
 	if err := context.Cause(ctx); err != nil {
 		if parent.Err() != nil { // the caller's cancellation, not one of ours (already wrapped)
-			err = fmt.Errorf("blob: put %s: %w", quoteKey(key), err)
+			err = fmt.Errorf("azure: put %s: %w", rblob.QuoteKey(key), err)
 		}
 		return total, err
 	}
@@ -364,16 +371,16 @@ func (c contextReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// Get implements Store.
-func (s *Azure) Get(ctx context.Context, key string) (io.ReadCloser, Info, error) {
-	if err := CheckKey(key); err != nil {
-		return nil, Info{}, err
+// Get implements blob.Store.
+func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, rblob.Info, error) {
+	if err := rblob.CheckKey(key); err != nil {
+		return nil, rblob.Info{}, err
 	}
 	resp, err := s.container.NewBlobClient(key).DownloadStream(ctx, nil)
 	if err != nil {
-		return nil, Info{}, s.error("get", key, err)
+		return nil, rblob.Info{}, s.error("get", key, err)
 	}
-	info := Info{Key: key}
+	info := rblob.Info{Key: key}
 	if resp.ContentLength != nil {
 		info.Size = *resp.ContentLength
 	}
@@ -383,12 +390,12 @@ func (s *Azure) Get(ctx context.Context, key string) (io.ReadCloser, Info, error
 	return resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: 3}), info, nil
 }
 
-// GetRange implements Store. A range that starts at or past the end of the object is empty.
-func (s *Azure) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if err := CheckKey(key); err != nil {
+// GetRange implements blob.Store. A range that starts at or past the end of the object is empty.
+func (s *Store) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if err := rblob.CheckKey(key); err != nil {
 		return nil, err
 	}
-	if err := checkRange(key, off, n); err != nil {
+	if err := rblob.CheckRange(key, off, n); err != nil {
 		return nil, err
 	}
 	if n == 0 {
@@ -413,16 +420,16 @@ func (s *Azure) GetRange(ctx context.Context, key string, off, n int64) (io.Read
 	return resp.NewRetryReader(ctx, &blob.RetryReaderOptions{MaxRetries: 3}), nil
 }
 
-// Stat implements Store.
-func (s *Azure) Stat(ctx context.Context, key string) (Info, error) {
-	if err := CheckKey(key); err != nil {
-		return Info{}, err
+// Stat implements blob.Store.
+func (s *Store) Stat(ctx context.Context, key string) (rblob.Info, error) {
+	if err := rblob.CheckKey(key); err != nil {
+		return rblob.Info{}, err
 	}
 	p, err := s.container.NewBlobClient(key).GetProperties(ctx, nil)
 	if err != nil {
-		return Info{}, s.error("stat", key, err)
+		return rblob.Info{}, s.error("stat", key, err)
 	}
-	info := Info{Key: key}
+	info := rblob.Info{Key: key}
 	if p.ContentLength != nil {
 		info.Size = *p.ContentLength
 	}
@@ -432,10 +439,10 @@ func (s *Azure) Stat(ctx context.Context, key string) (Info, error) {
 	return info, nil
 }
 
-// Delete implements Store. It deletes the blob's snapshots with it; what the account keeps
+// Delete implements blob.Store. It deletes the blob's snapshots with it; what the account keeps
 // after a delete (soft delete, versioning) is the account's policy.
-func (s *Azure) Delete(ctx context.Context, key string) error {
-	if err := CheckKey(key); err != nil {
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := rblob.CheckKey(key); err != nil {
 		return err
 	}
 	include := blob.DeleteSnapshotsOptionTypeInclude
@@ -445,17 +452,17 @@ func (s *Azure) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// List implements Store. Blobs whose names are not valid keys (written by something else)
+// List implements blob.Store. Blobs whose names are not valid keys (written by something else)
 // are left out.
-func (s *Azure) List(ctx context.Context, prefix string) ([]Info, error) {
-	if err := CheckPrefix(prefix); err != nil {
+func (s *Store) List(ctx context.Context, prefix string) ([]rblob.Info, error) {
+	if err := rblob.CheckPrefix(prefix); err != nil {
 		return nil, err
 	}
 	opts := &container.ListBlobsFlatOptions{}
 	if prefix != "" {
 		opts.Prefix = &prefix
 	}
-	var out []Info
+	var out []rblob.Info
 	pager := s.container.NewListBlobsFlatPager(opts)
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
@@ -463,10 +470,10 @@ func (s *Azure) List(ctx context.Context, prefix string) ([]Info, error) {
 			return nil, s.error("list", prefix, err)
 		}
 		for _, it := range page.Segment.BlobItems {
-			if it.Name == nil || CheckKey(*it.Name) != nil || !strings.HasPrefix(*it.Name, prefix) {
+			if it.Name == nil || rblob.CheckKey(*it.Name) != nil || !strings.HasPrefix(*it.Name, prefix) {
 				continue
 			}
-			info := Info{Key: *it.Name}
+			info := rblob.Info{Key: *it.Name}
 			if p := it.Properties; p != nil {
 				if p.ContentLength != nil {
 					info.Size = *p.ContentLength
@@ -478,8 +485,8 @@ func (s *Azure) List(ctx context.Context, prefix string) ([]Info, error) {
 			out = append(out, info)
 		}
 	}
-	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(out, func(a, b rblob.Info) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }
 
-var _ Store = (*Azure)(nil)
+var _ rblob.Store = (*Store)(nil)
