@@ -276,6 +276,8 @@ func cliRows() []cliRow {
 		{path: "weights put", args: func(e *cliEnv) ([]string, []string) {
 			return []string{"weights", "put", "frontier-7", e.file("model.bin", "weights for the table")}, nil
 		}},
+		{path: "weights rekey", args: static("weights", "rekey", "frontier-7")}, // alice holds the writer grant
+		{path: "weights rekey", as: "carol", args: static("weights", "rekey", "frontier-7"), code: 3},
 		{path: "weights rm", as: "carol", args: static("weights", "rm", "frontier-7"), code: 3},
 		{path: "weights verify", args: static("weights", "verify", "frontier-7")},
 		{path: "whoami", args: static("whoami")},

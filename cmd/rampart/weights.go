@@ -208,11 +208,12 @@ See docs/vault.md.`,
 			if err != nil {
 				return err
 			}
-			for _, o := range done {
-				fmt.Printf("Re-encrypted weights/%s version %d under a new data key (%d bytes): data keys released before no longer decrypt it.\n", o.Name, o.Version, o.Size)
-			}
-			fmt.Printf("Done in %s.\n", time.Since(start).Round(time.Millisecond))
-			return nil
+			return output.Print(os.Stdout, g.output, done, func(tw *tabwriter.Writer) {
+				for _, o := range done {
+					fmt.Fprintf(tw, "Re-encrypted weights/%s version %d under a new data key (%d bytes): data keys released before no longer decrypt it.\n", o.Name, o.Version, o.Size)
+				}
+				fmt.Fprintf(tw, "Done in %s.\n", time.Since(start).Round(time.Millisecond))
+			})
 		},
 	}
 	rekey.Flags().Uint64Var(&rkVersion, "version", 0, "version to re-encrypt (default: every version)")
