@@ -782,7 +782,7 @@ func TestKeyRotation(t *testing.T) {
 		return tokens.IDToken, a.nonce
 	}
 	kid := func(token string) string {
-		jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+		jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256})
 		if err != nil {
 			t.Fatal(err)
 		}
