@@ -172,7 +172,7 @@ func TestModelAnswersRefused(t *testing.T) {
 		"refusal": {answer: func(request) (int, string) {
 			return 200, `{"choices":[{"message":{"role":"assistant","refusal":"I cannot help"}}]}`
 		}, note: "model refused"},
-		"slow": {answer: choose("weights-reader-frontier-7", "late"), hang: true, note: "no answer within 500ms", timeout: 500 * time.Millisecond},
+		"slow":        {answer: choose("weights-reader-frontier-7", "late"), hang: true, note: "no answer within 500ms", timeout: 500 * time.Millisecond},
 		"huge answer": {answer: func(request) (int, string) { return 200, completion(strings.Repeat("x", 2<<20)) }, note: "over 1048576 bytes"},
 	}
 	e := loadCatalogue(t, nil)
