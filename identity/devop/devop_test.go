@@ -866,6 +866,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"no clients":           func(c *devop.Config) { c.Clients = nil },
 		"relative redirect":    func(c *devop.Config) { c.Clients[0].RedirectURIs = []string{"/callback"} },
 		"redirect w/ fragment": func(c *devop.Config) { c.Clients[0].RedirectURIs = []string{"http://127.0.0.1/cb#x"} },
+		"unknown grant type":   func(c *devop.Config) { c.Clients[0].GrantTypes = []oidc.GrantType{oidc.GrantTypeClientCredentials} },
 	} {
 		cfg := good()
 		mutate(&cfg)

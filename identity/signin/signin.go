@@ -71,6 +71,17 @@ type Config struct {
 	// Connect default) or client_secret_post. It is fixed, not auto-detected, so a refused first
 	// attempt is not retried with the same one-time code and reported as a replay.
 	ClientAuth string
+	// CLIClientID, if set, is a second application registered at the provider for the CLI's
+	// device flow: a public (native) client, which sends no secret. Okta and Auth0 allow the
+	// device authorization grant only for native applications, and Entra ID refuses a client
+	// secret on the device polls of a public client, so the web application that serves the
+	// browser flow (ClientID) cannot do it there. Its ID tokens carry it as their audience. Empty:
+	// the device flow uses ClientID and ClientSecret.
+	CLIClientID string
+	// CLIClientSecret is sent with CLIClientID only for a provider that insists on one even for
+	// clients that cannot keep it (Google's "TVs and Limited Input devices" clients); it is not a
+	// secret there. Leave it empty for every other provider.
+	CLIClientSecret string
 	// Scopes asked for (default openid, profile, email).
 	Scopes []string
 	// UsernameClaim names the claim that becomes the Rampart subject (default
@@ -133,15 +144,20 @@ type Deps struct {
 	OnSignIn func(ctx context.Context)
 }
 
+// party is one client registration at the provider, discovered at first use.
+type party struct {
+	mu       sync.Mutex
+	rp       rp.RelyingParty
+	lastFail time.Time
+	failErr  error
+}
+
 // Service runs sign-ins.
 type Service struct {
 	cfg Config
 	d   Deps
 
-	mu       sync.Mutex
-	party    rp.RelyingParty
-	lastFail time.Time
-	failErr  error
+	web, cli party // the relying parties of ClientID (browser) and CLIClientID (device flow)
 
 	starts starts // sign-ins started per network (invariant 11)
 }
@@ -178,6 +194,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("oidc.issuer: %q must be an https URL (http is accepted only for a loopback development provider)", c.Issuer)
 	case c.ClientID == "":
 		return errors.New("oidc.client_id: required (the application registered for Rampart at the provider)")
+	case c.CLIClientSecret != "" && c.CLIClientID == "":
+		return errors.New("oidc.cli_client_secret_env: set only with oidc.cli_client_id (the CLI's own application at the provider)")
 	}
 	ext, err := url.Parse(c.ExternalURL)
 	if c.ExternalURL == "" || err != nil || ext.Host == "" || (ext.Scheme != "https" && ext.Scheme != "http") || ext.RawQuery != "" {
@@ -253,31 +271,47 @@ func (s *Service) authStyle() oauth2.AuthStyle {
 // clockSkew is how far the provider's clock may be ahead of Rampart's (iat, nbf).
 const clockSkew = 30 * time.Second
 
-// provider returns the relying party, discovering the provider on first use. After a failure
-// it waits 5 seconds before trying again, so a down provider is not hammered.
+// provider returns the relying party of the web application (ClientID), which serves the
+// browser flow.
 func (s *Service) provider(ctx context.Context) (rp.RelyingParty, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.party != nil {
-		return s.party, nil
+	return s.discover(ctx, &s.web, s.cfg.ClientID, s.cfg.ClientSecret, s.authStyle())
+}
+
+// deviceProvider returns the relying party the device flow uses: the CLI's public application
+// (CLIClientID) when one is configured, which authenticates with its id alone (and Google's
+// non-confidential secret, in the form, when set); else the web application.
+func (s *Service) deviceProvider(ctx context.Context) (rp.RelyingParty, error) {
+	if s.cfg.CLIClientID == "" {
+		return s.provider(ctx)
 	}
-	if s.failErr != nil && time.Since(s.lastFail) < 5*time.Second {
-		return nil, s.failErr
+	return s.discover(ctx, &s.cli, s.cfg.CLIClientID, s.cfg.CLIClientSecret, oauth2.AuthStyleInParams)
+}
+
+// discover returns p's relying party, discovering the provider on first use. After a failure
+// it waits 5 seconds before trying again, so a down provider is not hammered.
+func (s *Service) discover(ctx context.Context, p *party, clientID, secret string, style oauth2.AuthStyle) (rp.RelyingParty, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rp != nil {
+		return p.rp, nil
 	}
-	party, err := rp.NewRelyingPartyOIDC(ctx, s.cfg.Issuer, s.cfg.ClientID, s.cfg.ClientSecret, s.RedirectURI(), s.cfg.Scopes,
+	if p.failErr != nil && time.Since(p.lastFail) < 5*time.Second {
+		return nil, p.failErr
+	}
+	party, err := rp.NewRelyingPartyOIDC(ctx, s.cfg.Issuer, clientID, secret, s.RedirectURI(), s.cfg.Scopes,
 		rp.WithHTTPClient(s.cfg.HTTPClient),
-		rp.WithAuthStyle(s.authStyle()),
+		rp.WithAuthStyle(style),
 		rp.WithVerifierOpts(
 			rp.WithNonce(func(ctx context.Context) string { n, _ := ctx.Value(nonceKey{}).(string); return n }),
 			rp.WithIssuedAtOffset(clockSkew),
 			rp.WithSupportedSigningAlgorithms("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"),
 		))
 	if err != nil {
-		s.lastFail, s.failErr = time.Now(), fmt.Errorf("%w: the identity provider %s cannot be reached or its discovery document is unusable: %v", ErrProvider, s.cfg.Issuer, err)
-		s.d.Logger.Error("oidc discovery failed", "issuer", s.cfg.Issuer, "err", err)
-		return nil, s.failErr
+		p.lastFail, p.failErr = time.Now(), fmt.Errorf("%w: the identity provider %s cannot be reached or its discovery document is unusable: %v", ErrProvider, s.cfg.Issuer, err)
+		s.d.Logger.Error("oidc discovery failed", "issuer", s.cfg.Issuer, "client_id", clientID, "err", err)
+		return nil, p.failErr
 	}
-	s.party, s.failErr = party, nil
+	p.rp, p.failErr = party, nil
 	return party, nil
 }
 

@@ -110,18 +110,26 @@ func (s *Service) Device(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusTooManyRequests, TokenError{Error: "temporarily_unavailable", Description: err.Error()})
 		return
 	}
-	party, err := s.provider(ctx)
+	party, err := s.deviceProvider(ctx)
 	if err != nil {
 		s.tokenError(w, err)
 		return
 	}
 	if party.GetDeviceAuthorizationEndpoint() == "" {
 		writeJSON(w, http.StatusBadRequest, TokenError{Error: "unsupported_grant_type",
-			Description: "the identity provider does not offer the device authorization grant; run `rampart login` on a machine with a browser (it uses a loopback redirect)"})
+			Description: "the identity provider does not offer the device authorization grant; run `rampart login --browser` on a machine with a browser (it uses a loopback redirect)"})
 		return
 	}
 	resp, err := rp.DeviceAuthorization(ctx, s.cfg.Scopes, party, nil)
 	if err != nil {
+		if why, ok := s.deviceRefused(err); ok {
+			// The provider has the grant but not for this client: Okta and Auth0 allow it only to
+			// native applications, Entra ID only with public client flows enabled. The CLI falls
+			// back to the browser on unsupported_grant_type.
+			s.d.Logger.Warn("the identity provider refused the device flow", "client_id", party.OAuthConfig().ClientID, "err", err)
+			writeJSON(w, http.StatusBadRequest, TokenError{Error: "unsupported_grant_type", Description: why})
+			return
+		}
 		s.tokenError(w, classify(err))
 		return
 	}
@@ -140,6 +148,26 @@ func (s *Service) Device(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, DeviceResponse{DeviceCode: h, UserCode: resp.UserCode, VerificationURI: resp.VerificationURI,
 		VerificationURIComplete: resp.VerificationURIComplete, ExpiresIn: int(ttl / time.Second), Interval: interval})
+}
+
+// deviceRefused recognises the provider's refusal to let this client use the device grant, and
+// says what to do about it.
+func (s *Service) deviceRefused(err error) (string, bool) {
+	var oe *oidc.Error
+	if !errors.As(err, &oe) {
+		return "", false
+	}
+	switch oe.ErrorType {
+	case oidc.UnauthorizedClient, oidc.InvalidClient, oidc.UnsupportedGrantType:
+	default:
+		return "", false
+	}
+	client, fix := s.cfg.ClientID, "register a public (native) application for the CLI with the device flow allowed, and name it in oidc.cli_client_id (docs/identity.md)"
+	if s.cfg.CLIClientID != "" {
+		client, fix = s.cfg.CLIClientID, "allow the device authorization grant for it at the provider, and no client secret unless the provider demands one (docs/identity.md)"
+	}
+	return fmt.Sprintf("the identity provider does not let client %q use the device flow (%s: %s): %s; meanwhile sign in with `rampart login --browser`",
+		client, oe.ErrorType, providerText(oe.Description), fix), true
 }
 
 // Token is POST /v1/auth/token (application/x-www-form-urlencoded, as OAuth clients send).
@@ -250,7 +278,7 @@ func (s *Service) pollDevice(w http.ResponseWriter, r *http.Request, h string) (
 	if err := s.d.Store.ReplaceFlowData(ctx, id, b); err != nil {
 		return identity.Issued{}, fmt.Errorf("%w: this device sign-in was already finished", ErrBadRequest)
 	}
-	party, err := s.provider(ctx)
+	party, err := s.deviceProvider(ctx)
 	if err != nil {
 		return identity.Issued{}, err
 	}
@@ -268,7 +296,10 @@ func (s *Service) pollDevice(w http.ResponseWriter, r *http.Request, h string) (
 			return identity.Issued{}, errAnswered
 		}
 		_, _ = s.d.Store.TakeFlow(ctx, id, "device", now)
-		err := fmt.Errorf("%w: the identity provider ended the device sign-in: %s %s", ErrDenied, oe.ErrorType, oe.Description)
+		err := fmt.Errorf("%w: the identity provider ended the device sign-in: %s %s", ErrDenied, oe.ErrorType, providerText(oe.Description))
+		if why, ok := s.deviceRefused(oe); ok {
+			err = fmt.Errorf("%w: %s", ErrDenied, why) // e.g. Entra ID refusing a secret from a public client
+		}
 		return identity.Issued{}, s.refuse(ctx, identityClaims{}, s.clientOf(r), "oidc-device", decision{}, err)
 	} else if err != nil {
 		return identity.Issued{}, classify(err)
@@ -290,7 +321,8 @@ func (s *Service) pollDevice(w http.ResponseWriter, r *http.Request, h string) (
 }
 
 // pollOnce makes one device access token request (rp.DeviceAccessToken loops until done; the
-// CLI does the waiting here, so each of its polls is one request to the provider).
+// CLI does the waiting here, so each of its polls is one request to the provider). A public
+// client sends its id in the form and no secret: Entra ID refuses a secret from one.
 func pollOnce(ctx context.Context, party rp.RelyingParty, deviceCode string) (*oidc.AccessTokenResponse, error) {
 	req := &oidcclient.DeviceAccessTokenRequest{
 		DeviceAccessTokenRequest: oidc.DeviceAccessTokenRequest{GrantType: oidc.GrantTypeDeviceCode, DeviceCode: deviceCode},
