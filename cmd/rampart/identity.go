@@ -27,6 +27,7 @@ import (
 	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/internal/clistate"
 	"rampart.dev/rampart/internal/output"
+	"rampart.dev/rampart/server"
 )
 
 // loginTimeout bounds how long the CLI waits for the person to finish signing in.
@@ -453,8 +454,50 @@ after a day. Recorded as a High ledger entry.`,
 			return userAction(cmd.Context(), g, args[0], "mfa/allow-enrol", "%s may enrol a second factor within the hour (rampart mfa enrol, from their own session).\n")
 		},
 	}
-	cmd.AddCommand(enrol, confirm, stepUp, reset, allow)
+	code := &cobra.Command{
+		Use:   "code",
+		Short: "Print the current one-time code of rampart dev's demo users (development only)",
+		Long: `Print the current one-time code (TOTP) of the secret that rampart dev's built-in identity
+provider gives every demo user, published so that step-up can be tried without an authenticator
+app: type it when ` + "`rampart login --step-up`" + ` asks for a one-time code. Computed here from that
+published secret; nothing is sent. Only for a server on this machine (rampart dev): at a real
+identity provider, use your authenticator app.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !loopbackAddr(g.addr) {
+				return usageErr("mfa code is for rampart dev's demo users, whose secret is published; %s is not on this machine: use your authenticator app", g.addr)
+			}
+			key, err := identity.DecodeTOTPSecret(server.DevTOTPSecret)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			step := identity.TOTPStepAt(now)
+			left := time.Unix((step+1)*int64(identity.TOTPStep/time.Second), 0).Sub(now).Round(time.Second)
+			fmt.Println(identity.TOTPAt(key, step))
+			fmt.Fprintf(cmd.ErrOrStderr(), "(valid for %s more; the demo users' published secret %s)\n", left, server.DevTOTPSecret)
+			return nil
+		},
+	}
+	cmd.AddCommand(enrol, confirm, stepUp, reset, allow, code)
 	return cmd
+}
+
+// loopbackAddr reports whether a --addr (host:port or URL) names this machine.
+func loopbackAddr(addr string) bool {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func userAction(ctx context.Context, g *globals, subject, action, done string) error {

@@ -98,7 +98,7 @@ Start a local control plane with 'rampart dev', then use the other commands agai
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &codeError{code: exitUsage, err: err} })
 	defAddr := os.Getenv("RAMPART_ADDR")
 	if defAddr == "" {
-		defAddr = "127.0.0.1:8470"
+		defAddr = defaultAddr
 	}
 	root.PersistentFlags().StringVar(&g.addr, "addr", defAddr, "server address (env RAMPART_ADDR)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", output.Table, "output format: table, json or yaml")
