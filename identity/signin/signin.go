@@ -4,7 +4,9 @@
 // Three ways in, one path through: the browser (authorization code with PKCE, state bound to a
 // cookie, nonce), the CLI through the browser (the same flow, ending in a one-time Rampart code
 // that the CLI redeems with its own PKCE verifier over a loopback redirect), and the CLI on a
-// headless machine (the provider's device authorization grant, polled through Rampart). Every
+// headless machine (the provider's device authorization grant, polled through Rampart, with the
+// CLI's own public application at the provider when Config.CLIClientID names one: Okta, Auth0
+// and Entra ID do not let a web application use that grant). Every
 // one of them ends in Service.admit, which verifies the identity, scores the attempt, and either
 // opens a session, asks for a second factor, or refuses — and writes an OCSF Authentication
 // entry to the ledger in each case. Refusals, which anyone can provoke, are aggregated per
