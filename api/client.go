@@ -32,12 +32,11 @@ type Client struct {
 	Device string
 }
 
-// NewClient returns a client for addr ("host:port" or a URL).
+// NewClient returns a client for addr: a URL, or a bare host:port, which means https unless the
+// host is this machine (loopback), where rampart dev serves plain http. Whatever BaseURL says,
+// the client refuses to send any request over plain http to another machine (ErrPlaintext).
 func NewClient(addr, token string) *Client {
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	return &Client{BaseURL: strings.TrimRight(addr, "/"), Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	return &Client{BaseURL: baseURL(addr), Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
 }
 
 // ServerError is an error answer from the server, or a failure to reach it.
@@ -93,7 +92,10 @@ func (c *Client) doRaw(ctx context.Context, method, path string, query url.Value
 	if hc == nil {
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
-	resp, err := hc.Do(req)
+	resp, err := guarded(hc).Do(req)
+	if perr := refused(err); perr != nil {
+		return nil, perr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the Rampart server at %s: %w (is `rampart dev` or `rampart server` running? set --addr or RAMPART_ADDR)", c.BaseURL, err)
 	}

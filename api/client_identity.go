@@ -59,7 +59,10 @@ func (c *Client) authCall(ctx context.Context, path string, form url.Values, jso
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	resp, err := hc.Do(req)
+	resp, err := guarded(hc).Do(req)
+	if perr := refused(err); perr != nil {
+		return perr
+	}
 	if err != nil {
 		return fmt.Errorf("cannot reach the Rampart server at %s: %w", c.BaseURL, err)
 	}

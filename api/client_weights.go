@@ -37,7 +37,10 @@ func (c *Client) transfer(ctx context.Context, method, path string, q url.Values
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
-	resp, err := transferClient.Do(req)
+	resp, err := guarded(transferClient).Do(req)
+	if perr := refused(err); perr != nil {
+		return nil, perr
+	}
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {

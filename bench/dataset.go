@@ -100,7 +100,7 @@ var (
 // (apart from Now).
 func Generate(c Config) (*Dataset, error) {
 	if c.Queries <= 0 || c.Queries&(c.Queries-1) != 0 {
-		return nil, fmt.Errorf("Queries must be a power of two, got %d", c.Queries)
+		return nil, fmt.Errorf("the number of queries (Config.Queries) must be a power of two, got %d", c.Queries)
 	}
 	if c.GrantsPerSubject >= c.Roles {
 		return nil, fmt.Errorf("%d grants per subject need more roles than that (role-000 is never pre-granted), got %d", c.GrantsPerSubject, c.Roles)

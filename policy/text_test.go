@@ -40,7 +40,7 @@ func TestPolicyTextRefused(t *testing.T) {
 			continue
 		}
 		// No message replays the character onto the terminal that prints it.
-		if strings.ContainsAny(err.Error(), "\u202e\u2066\u2067\u200b\x1b\r\xe9") {
+		if strings.ContainsAny(err.Error(), "\u202e\u2066\u2067\u200b\x1b\r") || strings.Contains(err.Error(), "\xe9") {
 			t.Errorf("%s: the error holds the raw character: %q", tc.name, err.Error())
 		}
 	}

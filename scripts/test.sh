@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Rampart's whole test suite, with its real dependencies: the one command the README gives and
-# .ci/run calls. It builds the kube-apiserver and etcd that internal/kubetest starts (once per
-# version, cached outside the clone by scripts/kube-assets.sh: about 15 minutes cold, instant
-# after), installs Azurite for the Azure blob store tests (scripts/azurite.sh, cached the same
-# way), installs the Debian packages the egress gateway's real-client tests drive (git, curl,
-# python3-requests, python3-pip), starts a throwaway PostgreSQL (installing the server if
-# needed), then runs go vet, the race-enabled tests of every package, and a short fuzzing pass over every parser of untrusted
+# .ci/run calls. It first fails on unformatted code (gofmt -l) and on staticcheck findings
+# (honnef.co/go/tools, pinned in scripts/staticcheck.sh, installed once into a cache outside the
+# clone) in the main module and the bench module. It builds the kube-apiserver and etcd that
+# internal/kubetest starts (once per version, cached outside the clone by scripts/kube-assets.sh:
+# about 15 minutes cold, instant after), installs Azurite for the Azure blob store tests
+# (scripts/azurite.sh, cached the same way), installs the Debian packages the egress gateway's
+# real-client tests drive (git, curl, python3-requests, python3-pip), starts a throwaway
+# PostgreSQL (installing the server if needed), then runs go vet, the race-enabled tests of every
+# package, and a short fuzzing pass over every parser of untrusted
 # input, and checks that the benchmark module (bench/, with OPA) still builds and that its two
 # engines still agree.
 #
@@ -21,6 +24,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/postgres.sh
 source scripts/azurite.sh
+
+echo "== gofmt -l (every Go file of the repository, the bench module included)"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+  echo "These files are not gofmt-formatted; run gofmt -w on them:" >&2
+  echo "$unformatted" >&2
+  exit 1
+fi
+
+echo "== staticcheck (honnef.co/go/tools, pinned; installed once, cached)"
+STATICCHECK=$(scripts/staticcheck.sh)
+"$STATICCHECK" ./...
+(cd bench && "$STATICCHECK" ./...)
 
 echo "== Kubernetes control plane binaries (a cold build takes about 15 minutes, then they are cached)"
 KUBEBUILDER_ASSETS=$(scripts/kube-assets.sh)

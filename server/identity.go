@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
 	"rampart.dev/rampart/identity/risk"
@@ -35,8 +37,16 @@ type OIDCConfig struct {
 	// out of files); empty for a public client.
 	ClientSecretEnv string `yaml:"client_secret_env"`
 	// ClientAuth is client_secret_basic (default) or client_secret_post.
-	ClientAuth string   `yaml:"client_auth"`
-	Scopes     []string `yaml:"scopes"`
+	ClientAuth string `yaml:"client_auth"`
+	// CLIClientID names a second, public (native) application at the provider that the CLI's
+	// device flow uses, without a secret (Okta, Auth0 and Entra ID need one; docs/identity.md).
+	// Empty: the device flow uses client_id and its secret.
+	CLIClientID string `yaml:"cli_client_id"`
+	// CLIClientSecretEnv names the environment variable holding a secret to send with
+	// cli_client_id, only for a provider that demands one from clients that cannot keep it
+	// (Google's "TVs and Limited Input devices" clients).
+	CLIClientSecretEnv string   `yaml:"cli_client_secret_env"`
+	Scopes             []string `yaml:"scopes"`
 	// UsernameClaim becomes the Rampart subject (default preferred_username); GroupsClaim
 	// lists the person's groups (default groups).
 	UsernameClaim string `yaml:"username_claim"`
@@ -143,6 +153,14 @@ func (c *Config) validateIdentity(doc *strictyaml.Document) {
 		if o.ClientSecretEnv != "" && os.Getenv(o.ClientSecretEnv) == "" {
 			doc.Errorf("oidc.client_secret_env", "$%s is empty or unset", o.ClientSecretEnv)
 		}
+		if o.CLIClientSecretEnv != "" && o.CLIClientID == "" {
+			doc.Errorf("oidc.cli_client_secret_env", "set only with oidc.cli_client_id (the CLI's own application at the provider)")
+		} else if o.CLIClientSecretEnv != "" && os.Getenv(o.CLIClientSecretEnv) == "" {
+			doc.Errorf("oidc.cli_client_secret_env", "$%s is empty or unset", o.CLIClientSecretEnv)
+		}
+		if o.DevProvider && o.CLIClientID != "" {
+			doc.Errorf("oidc.cli_client_id", "leave it empty with dev_provider: the development provider registers its own public CLI client")
+		}
 	}
 	if c.Risk.Outcomes != "" {
 		if _, err := risk.ParseOutcomes(c.Risk.Outcomes); err != nil {
@@ -164,6 +182,10 @@ func (c *Config) validateIdentity(doc *strictyaml.Document) {
 		doc.Errorf("scim.token_env", "$%s must hold the SCIM bearer secret, at least %d bytes", s.TokenEnv, scim.MinTokenLen)
 	}
 }
+
+// DevCLIClientID is the public client the development provider registers for the CLI's device
+// flow (oidc.cli_client_id of a real provider).
+const DevCLIClientID = "rampart-cli"
 
 // devProviderUsers are the demo users at the development provider: password = name, and a
 // shared, published TOTP secret so that step-up can be tried.
@@ -193,11 +215,14 @@ func (in *Instance) startIdentity(ctx context.Context, o Options) error {
 	if oc.Issuer == "" && !oc.DevProvider {
 		return nil
 	}
-	sc := signin.Config{Issuer: oc.Issuer, ClientID: oc.ClientID, ClientAuth: oc.ClientAuth, Scopes: oc.Scopes, UsernameClaim: oc.UsernameClaim,
+	sc := signin.Config{Issuer: oc.Issuer, ClientID: oc.ClientID, ClientAuth: oc.ClientAuth, CLIClientID: oc.CLIClientID, Scopes: oc.Scopes, UsernameClaim: oc.UsernameClaim,
 		GroupsClaim: oc.GroupsClaim, ExternalURL: oc.ExternalURL, MFAAMR: oc.MFAAMR, MFAACR: oc.MFAACR, StepUp: oc.StepUp,
 		StepUpFresh: oc.StepUpFresh.Std(), TrustedProxies: oc.TrustedProxies}
 	if oc.ClientSecretEnv != "" {
 		sc.ClientSecret = os.Getenv(oc.ClientSecretEnv)
+	}
+	if oc.CLIClientSecretEnv != "" {
+		sc.CLIClientSecret = os.Getenv(oc.CLIClientSecretEnv)
 	}
 	if oc.DevProvider {
 		if err := loopbackOnly(cfg.Listen); err != nil {
@@ -205,13 +230,19 @@ func (in *Instance) startIdentity(ctx context.Context, o Options) error {
 		}
 		base := "http://" + cfg.Listen
 		secret := rand.Text()
+		// Registered as at Okta, Auth0 or Entra ID: a confidential web application for the browser
+		// flow, which may not use the device flow, and a public one for the CLI's device flow,
+		// which sends no secret (the provider refuses one from it).
 		p, err := devop.New(devop.Config{Issuer: base + "/dev-idp", Users: devUsers(), Logger: in.log,
-			Clients: []devop.Client{{ID: "rampart-dev", Secret: secret, RedirectURIs: []string{base + "/callback"}}}})
+			Clients: []devop.Client{
+				{ID: "rampart-dev", Secret: secret, RedirectURIs: []string{base + "/callback"}, GrantTypes: []oidc.GrantType{oidc.GrantTypeCode}},
+				{ID: DevCLIClientID, GrantTypes: []oidc.GrantType{oidc.GrantTypeDeviceCode}},
+			}})
 		if err != nil {
 			return err
 		}
 		in.devIdP = p
-		sc.Issuer, sc.ClientID, sc.ClientSecret, sc.ExternalURL = base+"/dev-idp", "rampart-dev", secret, base
+		sc.Issuer, sc.ClientID, sc.ClientSecret, sc.CLIClientID, sc.ExternalURL = base+"/dev-idp", "rampart-dev", secret, DevCLIClientID, base
 	}
 	if cfg.Risk.Outcomes != "" {
 		sc.Outcomes, _ = risk.ParseOutcomes(cfg.Risk.Outcomes)

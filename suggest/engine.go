@@ -12,8 +12,6 @@ package suggest
 
 import (
 	"fmt"
-	"sort"
-	"strings"
 
 	"rampart.dev/rampart/policy"
 )
@@ -76,15 +74,3 @@ func (e *Engine) didYouMean(name string) string {
 	}
 	return fmt.Sprintf("; did you mean %q?", hits[0].Resource.Name)
 }
-
-// ownersOf names a resource's owner groups.
-func (e *Engine) ownersOf(resource string) []string {
-	if r, ok := e.pol.Resource(resource); ok {
-		out := append([]string(nil), r.Owners...)
-		sort.Strings(out)
-		return out
-	}
-	return nil
-}
-
-func lower(s string) string { return strings.ToLower(strings.TrimSpace(s)) }

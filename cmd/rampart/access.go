@@ -26,10 +26,13 @@ func newLoginCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "login [--device|--browser] [--step-up] [--print-token] | --dev --user NAME",
 		Short: "Sign in through the identity provider and save the session for this server",
-		Long: `Sign in to the server through its identity provider (OIDC). When the provider offers the
-device authorization grant, the CLI shows a URL and a code to enter in a browser on any device;
-otherwise, or with --browser, it opens the browser here (or prints the URL) and receives the
-result on a loopback port. --device insists on the device flow. The session's access token
+		Long: `Sign in to the server through its identity provider (OIDC). When a browser can be opened
+here (macOS, Windows, $BROWSER, or a desktop session with xdg-open), the CLI opens it and
+receives the result on a loopback port (PKCE): the flow every provider allows. Otherwise (over
+SSH, in a container) it shows a URL and a code to enter in a browser on any device (the device
+flow), and falls back to printing the browser URL when the provider has no device flow for
+Rampart. --browser and --device choose; --no-open never opens a browser (the device flow, or with
+--browser the URL to open yourself). The session's access token
 lasts at most 15 minutes and is refreshed automatically; the session itself ends after 12 hours,
 when revoked, or when the person is disabled.
 
@@ -86,10 +89,10 @@ sign-in, use an API token: RAMPART_TOKEN=rpt_… (it cannot approve: approvals n
 	cmd.Flags().BoolVar(&dev, "dev", false, "use the development login of `rampart dev` (no identity provider)")
 	cmd.Flags().StringVar(&user, "user", "", "demo user to log in as (with --dev)")
 	cmd.Flags().BoolVar(&printToken, "print-token", false, "print the access token instead of saving the session")
-	cmd.Flags().BoolVar(&device, "device", false, "only the device flow: a code to enter in a browser on any device")
-	cmd.Flags().BoolVar(&browser, "browser", false, "sign in through a browser on this machine (loopback redirect)")
+	cmd.Flags().BoolVar(&device, "device", false, "the device flow: a code to enter in a browser on any device (default when no browser can be opened here)")
+	cmd.Flags().BoolVar(&browser, "browser", false, "a browser on this machine with a loopback redirect (default when one can be opened)")
 	cmd.Flags().BoolVar(&stepUp, "step-up", false, "ask for a fresh multi-factor sign-in")
-	cmd.Flags().BoolVar(&noOpen, "no-open", false, "print the sign-in URL without trying to open a browser")
+	cmd.Flags().BoolVar(&noOpen, "no-open", false, "never open a browser: the device flow, or with --browser the URL to open yourself")
 	return cmd
 }
 

@@ -220,6 +220,23 @@ func browserLogin(t *testing.T, c *cli, from, user string, otp func() string, ex
 	return run.wait(t)
 }
 
+// approveDeviceCode plays user approving a device sign-in on the provider's page at where.
+func approveDeviceCode(t *testing.T, where, code, user string) {
+	t.Helper()
+	b := newWebBrowser(t, "")
+	device := b.get(where)
+	m := e2eFormAction.FindStringSubmatch(device.body)
+	if m == nil {
+		t.Fatalf("device page: %d %s", device.status, device.body)
+	}
+	action, _ := device.url.Parse(strings.ReplaceAll(m[1], "&amp;", "&"))
+	req, _ := http.NewRequest(http.MethodPost, action.String(), strings.NewReader(url.Values{"user_code": {code}, "username": {user}, "password": {user}, "action": {"approve"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if p := b.do(req); p.status != 200 {
+		t.Fatalf("device approval: %d %s", p.status, p.body)
+	}
+}
+
 func devCode(t *testing.T) string {
 	key, err := identity.DecodeTOTPSecret(rserver.DevTOTPSecret)
 	if err != nil {
@@ -251,23 +268,13 @@ func TestSignInEndToEnd(t *testing.T) {
 		t.Fatalf("whoami after sign-in: %v", w)
 	}
 
-	// The device flow: a code entered on another device.
+	// The device flow: a code entered on another device, the default where no browser can be
+	// opened.
 	erin := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir(), "RAMPART_TOKEN="}}
-	run := erin.start(nil, "login") // the provider offers the device flow: the default
+	run := erin.start(noBrowser, "login")
 	code := run.waitFor(t, regexp.MustCompile(`enter the code (\S+)\.`))
 	where := run.waitFor(t, regexp.MustCompile(`(http://\S+/device\S*)`))
-	b := newWebBrowser(t, "")
-	device := b.get(where)
-	m := e2eFormAction.FindStringSubmatch(device.body)
-	if m == nil {
-		t.Fatalf("device page: %d %s", device.status, device.body)
-	}
-	action, _ := device.url.Parse(strings.ReplaceAll(m[1], "&amp;", "&"))
-	req, _ := http.NewRequest(http.MethodPost, action.String(), strings.NewReader(url.Values{"user_code": {code}, "username": {"erin"}, "password": {"erin"}, "action": {"approve"}}.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if p := b.do(req); p.status != 200 {
-		t.Fatalf("device approval: %d %s", p.status, p.body)
-	}
+	approveDeviceCode(t, where, code, "erin")
 	if out, errOut, err := run.wait(t); err != nil || !strings.Contains(out, "as erin") {
 		t.Fatalf("device login: %v\n%s%s", err, out, errOut)
 	}

@@ -108,6 +108,11 @@ func TestLedgerEntryCodes(t *testing.T) {
 	renewal := reqID.FindString(must(alice, "grant", "renew", grant, "--reason", "longer eval"))
 	must(bob, "request", "approve", renewal)
 	must(dave, "request", "approve", renewal)
+	// grant.expire: a grant of one second, which the expiry sweep (every second) ends; the wait
+	// below is for its entry, with a limit only for failures.
+	short := create(append(weights, "--duration", "1s")...)
+	must(bob, "request", "approve", short)
+	must(dave, "request", "approve", short)
 	// request.post_review.deny, .rejected (and the grant's revocation).
 	bg2 := create(append(dataset, "--break-glass", "--duration", "30m")...)
 	must(carol, "request", "deny", bg2)
@@ -166,7 +171,7 @@ func TestLedgerEntryCodes(t *testing.T) {
 	// canonical form).
 	want := []string{"request.deny", "request.denied", "request.cancel", "request.expire", "grant.break_glass",
 		"request.post_review.approve", "request.post_review.accepted", "grant.renew", "request.post_review.deny",
-		"request.post_review.rejected", "token.revoke", "weights.key_release", "weights.delete", "vault.rotate", "vault.retire"}
+		"request.post_review.rejected", "grant.expire", "token.revoke", "weights.key_release", "weights.delete", "vault.rotate", "vault.retire"}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		tail := c.as(erin, "audit", "tail", "-n", "500").out

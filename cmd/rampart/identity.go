@@ -27,6 +27,7 @@ import (
 	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/internal/clistate"
 	"rampart.dev/rampart/internal/output"
+	"rampart.dev/rampart/server"
 )
 
 // loginTimeout bounds how long the CLI waits for the person to finish signing in.
@@ -35,9 +36,12 @@ const loginTimeout = 5 * time.Minute
 // errNoDeviceFlow means the identity provider does not offer the device authorization grant.
 var errNoDeviceFlow = errors.New("the identity provider does not offer the device flow")
 
-// oidcLogin signs in through the server's identity provider: with the device authorization
-// grant when the provider offers it, else (or with --browser, or for --step-up) through the
-// browser with a loopback redirect.
+// oidcLogin signs in through the server's identity provider. With --device, the device
+// authorization grant; with --browser or --step-up, the browser with a loopback redirect. With
+// neither, the browser when one can be opened here (canOpenBrowser): Okta and Auth0 offer the
+// device flow only to native applications and Entra ID only to public clients, so the browser is
+// the flow every provider allows; else the device flow, and the browser (its URL printed) if
+// the provider has no device flow for Rampart.
 func oidcLogin(ctx context.Context, g *globals, device, browser, stepUp, noOpen bool, stderr io.Writer) (signin.TokenResponse, error) {
 	st, err := clistate.Load()
 	if err != nil {
@@ -57,13 +61,60 @@ func oidcLogin(ctx context.Context, g *globals, device, browser, stepUp, noOpen 
 		return signin.TokenResponse{}, usageErr("--step-up needs the browser (the device flow cannot ask the identity provider for a fresh second factor); drop --device, or use `rampart mfa step-up CODE`")
 	case browser || stepUp:
 		return browserLogin(ctx, c, stepUp, noOpen, stderr)
+	case device:
+		return deviceLogin(ctx, c, stderr)
+	}
+	if !noOpen && canOpenBrowser(runtime.GOOS, os.Getenv, exec.LookPath) {
+		return browserLogin(ctx, c, false, false, stderr)
 	}
 	tr, err := deviceLogin(ctx, c, stderr)
-	if errors.Is(err, errNoDeviceFlow) && !device {
-		fmt.Fprintln(stderr, "The identity provider has no device flow; signing in through the browser instead.")
+	if errors.Is(err, errNoDeviceFlow) {
+		fmt.Fprintf(stderr, "%v\nSigning in through a browser instead.\n", err)
 		return browserLogin(ctx, c, false, noOpen, stderr)
 	}
 	return tr, err
+}
+
+// canOpenBrowser reports whether `rampart login` can open a browser on this machine: on macOS
+// and Windows always; elsewhere when $BROWSER names one, or a graphical session ($DISPLAY or
+// $WAYLAND_DISPLAY) has xdg-open. Not over a plain SSH session, in a container or on a server:
+// there the device flow lets the person sign in on any other device.
+func canOpenBrowser(goos string, getenv func(string) string, lookPath func(string) (string, error)) bool {
+	switch goos {
+	case "darwin", "windows":
+		return true
+	}
+	if browserCommand(getenv("BROWSER"), "x") != nil {
+		return true
+	}
+	if getenv("DISPLAY") == "" && getenv("WAYLAND_DISPLAY") == "" {
+		return false
+	}
+	_, err := lookPath("xdg-open")
+	return err == nil
+}
+
+// browserCommand is the first command of $BROWSER (a list separated by colons, as xdg-open and
+// Python read it) to open u: "%s" in it stands for the URL, else the URL is its last argument.
+// It is split on spaces and run without a shell. Nil when $BROWSER names none.
+func browserCommand(env, u string) []string {
+	for _, entry := range strings.Split(env, ":") {
+		args := strings.Fields(entry)
+		if len(args) == 0 {
+			continue
+		}
+		replaced := false
+		for i, a := range args {
+			if strings.Contains(a, "%s") {
+				args[i], replaced = strings.ReplaceAll(a, "%s", u), true
+			}
+		}
+		if !replaced {
+			args = append(args, u)
+		}
+		return args
+	}
+	return nil
 }
 
 func randomURLSafe() string {
@@ -144,9 +195,17 @@ func browserLogin(ctx context.Context, c *api.Client, stepUp, noOpen bool, stder
 	return c.AuthToken(ctx, url.Values{"grant_type": {signin.GrantCode}, "code": {res.code}, "code_verifier": {verifier}, "redirect_uri": {redirect}})
 }
 
-// openBrowser tries to open u; failures are silent (the URL is printed).
+// openBrowser tries to open u: with $BROWSER when set, else the system's way. Failures are
+// silent (the URL is printed).
 func openBrowser(u string) {
 	var cmd *exec.Cmd
+	if args := browserCommand(os.Getenv("BROWSER"), u); args != nil {
+		cmd = exec.Command(args[0], args[1:]...)
+		if cmd.Start() == nil {
+			go func() { _ = cmd.Wait() }()
+		}
+		return
+	}
 	switch runtime.GOOS {
 	case "darwin":
 		cmd = exec.Command("open", u)
@@ -169,7 +228,7 @@ func deviceLogin(ctx context.Context, c *api.Client, stderr io.Writer) (signin.T
 	case api.IsStatus(err, http.StatusNotFound):
 		return signin.TokenResponse{}, errors.New("this server has no sign-in configured (oidc); use an API token (RAMPART_TOKEN) or, against rampart dev, login --dev --user NAME")
 	case errors.As(err, &oe) && oe.TokenError.Error == "unsupported_grant_type":
-		return signin.TokenResponse{}, fmt.Errorf("%w: %s", errNoDeviceFlow, oe.Description)
+		return signin.TokenResponse{}, fmt.Errorf("%w (%s)", errNoDeviceFlow, oe.Description)
 	case err != nil:
 		return signin.TokenResponse{}, err
 	}
@@ -391,8 +450,50 @@ after a day. Recorded as a High ledger entry.`,
 			return userAction(cmd.Context(), g, args[0], "mfa/allow-enrol", "%s may enrol a second factor within the hour (rampart mfa enrol, from their own session).\n")
 		},
 	}
-	cmd.AddCommand(enrol, confirm, stepUp, reset, allow)
+	code := &cobra.Command{
+		Use:   "code",
+		Short: "Print the current one-time code of rampart dev's demo users (development only)",
+		Long: `Print the current one-time code (TOTP) of the secret that rampart dev's built-in identity
+provider gives every demo user, published so that step-up can be tried without an authenticator
+app: type it when ` + "`rampart login --step-up`" + ` asks for a one-time code. Computed here from that
+published secret; nothing is sent. Only for a server on this machine (rampart dev): at a real
+identity provider, use your authenticator app.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !loopbackAddr(g.addr) {
+				return usageErr("mfa code is for rampart dev's demo users, whose secret is published; %s is not on this machine: use your authenticator app", g.addr)
+			}
+			key, err := identity.DecodeTOTPSecret(server.DevTOTPSecret)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			step := identity.TOTPStepAt(now)
+			left := time.Unix((step+1)*int64(identity.TOTPStep/time.Second), 0).Sub(now).Round(time.Second)
+			fmt.Println(identity.TOTPAt(key, step))
+			fmt.Fprintf(cmd.ErrOrStderr(), "(valid for %s more; the demo users' published secret %s)\n", left, server.DevTOTPSecret)
+			return nil
+		},
+	}
+	cmd.AddCommand(enrol, confirm, stepUp, reset, allow, code)
 	return cmd
+}
+
+// loopbackAddr reports whether a --addr (host:port or URL) names this machine.
+func loopbackAddr(addr string) bool {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 func userAction(ctx context.Context, g *globals, subject, action, done string) error {

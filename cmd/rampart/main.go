@@ -145,7 +145,7 @@ Output: -o table (for people), json or yaml (for scripts; an empty list is [], n
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &codeError{code: exitUsage, err: err} })
 	defAddr := os.Getenv("RAMPART_ADDR")
 	if defAddr == "" {
-		defAddr = "127.0.0.1:8470"
+		defAddr = defaultAddr
 	}
 	root.PersistentFlags().StringVar(&g.addr, "addr", defAddr, "server address (env RAMPART_ADDR)")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", output.Table, "output format: table, json or yaml")

@@ -51,7 +51,7 @@ addresses.`,
 			return serve(cmd.Context(), cfg, true)
 		},
 	}
-	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8470", "address to listen on (loopback only)")
+	cmd.Flags().StringVar(&addr, "addr", defaultAddr, "address to listen on (loopback only)")
 	cmd.Flags().StringVar(&data, "data", ".rampart-dev", "directory for the database, ledger key and pinned checkpoint")
 	cmd.Flags().StringVar(&policyDir, "policy", "", "policy directory (default: the embedded demo policy)")
 	cmd.Flags().StringVar(&egressAddr, "egress-addr", "127.0.0.1:8471", "address of the egress gateway (empty: no gateway)")
@@ -173,19 +173,34 @@ func serve(ctx context.Context, cfg server.Config, banner bool) error {
 	return in.Serve(ctx, ln)
 }
 
+// defaultAddr is where the CLI looks for the server without --addr or RAMPART_ADDR.
+const defaultAddr = "127.0.0.1:8470"
+
 func printBanner(cfg server.Config, addr string) {
+	fmt.Print(banner(cfg, addr))
+}
+
+// banner is what rampart dev prints at start: where it runs, and commands to paste that work
+// against this server (its --addr), reach nothing outside this machine, and need no tool that
+// is not installed.
+func banner(cfg server.Config, addr string) string {
 	pol := "embedded demo policy"
 	if cfg.PolicyDir != "" {
 		pol = cfg.PolicyDir
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nRampart dev control plane on http://%s\n", addr)
-	fmt.Fprintf(&b, "  data:   %s (SQLite, ledger key, pinned checkpoint)\n  policy: %s\n\n", cfg.DataDir, pol)
-	fmt.Fprintf(&b, `Sign in for real through the built-in development identity provider (http://%[1]s/dev-idp):
-  ./rampart login              # a URL and a code (or --browser); password = the user name
-  ./rampart login --step-up    # a fresh multi-factor sign-in: one-time codes from the secret %[2]s
-                               # (oathtool --totp -b %[2]s)
-`, addr, server.DevTOTPSecret)
+	fmt.Fprintf(&b, "  data:   %s (SQLite, ledger key, pinned checkpoint)\n  policy: %s\n", cfg.DataDir, pol)
+	if addr != defaultAddr {
+		// Every command below talks to this server, not to the CLI's default address.
+		fmt.Fprintf(&b, "\nIn every terminal you use with it (the CLI's default is %s):\n  export RAMPART_ADDR=http://%s\n", defaultAddr, addr)
+	}
+	fmt.Fprintf(&b, `
+Sign in for real through the built-in development identity provider (http://%[1]s/dev-idp);
+the password is the user name:
+  ./rampart login              # opens a browser here if it can, else a URL and a code (--device)
+  ./rampart login --step-up    # a fresh multi-factor sign-in; the one-time code: ./rampart mfa code
+`, addr)
 	if cfg.PolicyDir == "" {
 		b.WriteString("\nDemo users (shortcut without the identity provider: rampart login --dev --user NAME):\n")
 		for _, u := range demo.Users {
@@ -195,9 +210,9 @@ func printBanner(cfg server.Config, addr string) {
 Try, in another terminal:
   go build -o rampart ./cmd/rampart
   ./rampart login --dev --user alice
-  ./rampart request create --role weights-reader-frontier-7 --reason "eval run 4411" --duration 2h
-  RAMPART_TOKEN=$(./rampart login --dev --user bob --print-token) ./rampart request approve <ID>
-  RAMPART_TOKEN=$(./rampart login --dev --user dave --print-token) ./rampart request approve <ID>
+  ID=$(./rampart request create --role weights-reader-frontier-7 --reason "eval run 4411" --duration 2h | grep -o 'req_[a-z2-7]*' | head -1); echo $ID
+  RAMPART_TOKEN=$(./rampart login --dev --user bob --print-token) ./rampart request approve $ID
+  RAMPART_TOKEN=$(./rampart login --dev --user dave --print-token) ./rampart request approve $ID
   ./rampart check alice read weights/frontier-7
   ./rampart audit verify
 `)
@@ -213,16 +228,18 @@ Weights vault (encrypted under <data>/vault, keyring <data>/vault-keyring.json):
 	}
 	if cfg.EgressListen != "" {
 		fmt.Fprintf(&b, `
-Egress gateway on %[1]s (default deny; researchers may reach huggingface.co, github.com, arxiv.org):
-  curl -sS -x http://%[1]s --proxy-header "Proxy-Authorization: Bearer $(./rampart login --dev --user alice --print-token)" https://github.com
-  curl -sS -x http://%[1]s http://example.com      # no identity: 407, and how to get access
-  curl -sS -x http://%[1]s --proxy-header "Proxy-Authorization: Bearer $(./rampart login --dev --user alice --print-token)" http://api.openai.com
-                                                   # 403: request it just in time (egress-openai, security approves)
+Egress gateway on %[1]s: default deny. Researchers may reach huggingface.co, github.com and
+arxiv.org through it (on the internet, so not tried here); these are refused before any
+connection leaves this machine:
+  curl -sS -x http://%[1]s http://example.com     # no identity: 407, and how to get access
+  T=$(./rampart login --dev --user alice --print-token)
+  curl -sS -x http://%[1]s --proxy-header "Proxy-Authorization: Bearer $T" https://api.openai.com   # 403: request it just in time (egress-openai, security approves)
+  curl -sS -x http://%[1]s --proxy-header "Proxy-Authorization: Bearer $T" https://pastebin.com     # 403: on the deny list
 `, cfg.EgressListen)
 	}
-	fmt.Fprintf(&b, "\nDev logins are sessions: a saved one is refreshed for %s; a --print-token access token lasts %s. Stop with Ctrl-C; state stays in %s.\n\n",
+	fmt.Fprintf(&b, "\nDev logins are sessions: a saved one is refreshed for %s; a --print-token access token lasts %s. Stop with Ctrl-C; state stays in %s\n(delete it to start over, then trust the new ledger key once: ./rampart audit verify --reset-key).\n\n",
 		identity.DefaultSessionTTL, identity.DefaultAccessTTL, cfg.DataDir)
-	fmt.Print(b.String())
+	return b.String()
 }
 
 // serverConfig loads the --config of a command that runs the control plane.

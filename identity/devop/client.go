@@ -106,8 +106,11 @@ func (c *client) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
 
-// GrantTypes implements op.Client.
+// GrantTypes implements op.Client: the configured ones, by default both grants.
 func (c *client) GrantTypes() []oidc.GrantType {
+	if len(c.Client.GrantTypes) > 0 {
+		return slices.Clone(c.Client.GrantTypes)
+	}
 	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeDeviceCode}
 }
 

@@ -96,8 +96,12 @@ type User struct {
 
 // Client is a registered relying party.
 type Client struct {
-	ID, Secret   string   // Secret empty = public client (PKCE required)
+	ID, Secret   string   // Secret empty = public client (PKCE required; a secret sent is refused)
 	RedirectURIs []string // exact match; http://127.0.0.1 loopback URIs may use any port (RFC 8252)
+	// GrantTypes the client may use: authorization_code and/or the device_code grant (default
+	// both). Real providers restrict them per application (Okta and Auth0 allow the device grant
+	// only to native applications), and tests of relying parties reproduce that with it.
+	GrantTypes []oidc.GrantType
 }
 
 // Config configures a Provider. Issuer, at least one user and at least one client are required.
@@ -271,6 +275,11 @@ func validateConfig(cfg *Config) (*url.URL, error) {
 			return nil, bad("Clients[%d].ID %q is a duplicate", i, c.ID)
 		}
 		ids[c.ID] = true
+		for j, g := range c.GrantTypes {
+			if g != oidc.GrantTypeCode && g != oidc.GrantTypeDeviceCode {
+				return nil, bad("Clients[%d] (%q).GrantTypes[%d]: %q is not %s or %s", i, c.ID, j, g, oidc.GrantTypeCode, oidc.GrantTypeDeviceCode)
+			}
+		}
 		for j, ru := range c.RedirectURIs {
 			if err := validateRedirectURI(ru); err != nil {
 				return nil, bad("Clients[%d] (%q).RedirectURIs[%d]: %v", i, c.ID, j, err)
@@ -354,6 +363,10 @@ func (a *authorizer) ValidateAuthRequest(ctx context.Context, req *oidc.AuthRequ
 	}
 	if !c.redirectAllowed(req.RedirectURI) {
 		return "", oidc.ErrInvalidRequestRedirectURI().WithDescription("redirect_uri %q is not registered for client %q", req.RedirectURI, req.ClientID)
+	}
+	// After the redirect URI is known to be the client's: this error is sent to it.
+	if !slices.Contains(c.GrantTypes(), oidc.GrantTypeCode) {
+		return "", oidc.ErrUnauthorizedClient().WithDescription("client %q may not use the authorization code flow", req.ClientID)
 	}
 	var err error
 	if req.MaxAge, err = op.ValidateAuthReqPrompt(req.Prompt, req.MaxAge); err != nil {

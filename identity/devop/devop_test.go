@@ -782,7 +782,7 @@ func TestKeyRotation(t *testing.T) {
 		return tokens.IDToken, a.nonce
 	}
 	kid := func(token string) string {
-		jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+		jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -866,6 +866,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		"no clients":           func(c *devop.Config) { c.Clients = nil },
 		"relative redirect":    func(c *devop.Config) { c.Clients[0].RedirectURIs = []string{"/callback"} },
 		"redirect w/ fragment": func(c *devop.Config) { c.Clients[0].RedirectURIs = []string{"http://127.0.0.1/cb#x"} },
+		"unknown grant type":   func(c *devop.Config) { c.Clients[0].GrantTypes = []oidc.GrantType{oidc.GrantTypeClientCredentials} },
 	} {
 		cfg := good()
 		mutate(&cfg)

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/audit/refusals"
@@ -62,6 +64,11 @@ type envOptions struct {
 	outcomes risk.Outcomes
 	// refused, if set, records refusals (aggregated, as the server does).
 	refused func(ctx context.Context, source string, e audit.Event) (refusals.Outcome, error)
+	// webGrants restricts what the provider lets Rampart's web client do (default: everything);
+	// cliClient registers a public client "rampart-cli" for the device flow and names it in
+	// Config.CLIClientID, as Okta, Auth0 and Entra ID need.
+	webGrants []oidc.GrantType
+	cliClient bool
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -74,6 +81,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 	mux := http.NewServeMux()
 	e.srv = httptest.NewUnstartedServer(mux)
 	external := "http://" + e.srv.Listener.Addr().String()
+	clients := []devop.Client{{ID: "rampart", Secret: "rampart-secret", RedirectURIs: []string{external + "/callback"}, GrantTypes: o.webGrants}}
+	cliID := ""
+	if o.cliClient {
+		cliID = "rampart-cli"
+		clients = append(clients, devop.Client{ID: cliID, GrantTypes: []oidc.GrantType{oidc.GrantTypeDeviceCode}})
+	}
 	op, err := devop.New(devop.Config{
 		Issuer: e.issuer,
 		Users: []devop.User{
@@ -81,7 +94,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 			{Name: "frank", Password: "frank-pw", Groups: []string{"ml-research", "unrelated"}},
 			{Name: "Service:CI", Password: "ci-pw"},
 		},
-		Clients: []devop.Client{{ID: "rampart", Secret: "rampart-secret", RedirectURIs: []string{external + "/callback"}}},
+		Clients: clients,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +123,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	e.auth = &identity.Chain{Sessions: e.sessions}
 	sealer, _ := identity.NewSealer(make([]byte, 32))
 	e.svc, err = signin.New(signin.Config{
-		Issuer: e.issuer, ClientID: "rampart", ClientSecret: "rampart-secret", ExternalURL: external,
+		Issuer: e.issuer, ClientID: "rampart", ClientSecret: "rampart-secret", CLIClientID: cliID, ExternalURL: external,
 		StepUp: o.stepUp, Outcomes: o.outcomes, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 	}, signin.Deps{Sessions: e.sessions, Store: e.store, Auth: e.auth, Risk: engine, Policy: func() *policy.Policy { return pol },
 		Record: func(ctx context.Context, ev audit.Event) error {

@@ -4,7 +4,9 @@
 // Three ways in, one path through: the browser (authorization code with PKCE, state bound to a
 // cookie, nonce), the CLI through the browser (the same flow, ending in a one-time Rampart code
 // that the CLI redeems with its own PKCE verifier over a loopback redirect), and the CLI on a
-// headless machine (the provider's device authorization grant, polled through Rampart). Every
+// headless machine (the provider's device authorization grant, polled through Rampart, with the
+// CLI's own public application at the provider when Config.CLIClientID names one: Okta, Auth0
+// and Entra ID do not let a web application use that grant). Every
 // one of them ends in Service.admit, which verifies the identity, scores the attempt, and either
 // opens a session, asks for a second factor, or refuses — and writes an OCSF Authentication
 // entry to the ledger in each case. Refusals, which anyone can provoke, are aggregated per
@@ -37,12 +39,9 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/zitadel/oidc/v3/pkg/client/rp"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
-	"golang.org/x/oauth2"
 
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/audit/refusals"
@@ -71,6 +70,17 @@ type Config struct {
 	// Connect default) or client_secret_post. It is fixed, not auto-detected, so a refused first
 	// attempt is not retried with the same one-time code and reported as a replay.
 	ClientAuth string
+	// CLIClientID, if set, is a second application registered at the provider for the CLI's
+	// device flow: a public (native) client, which sends no secret. Okta and Auth0 allow the
+	// device authorization grant only for native applications, and Entra ID refuses a client
+	// secret on the device polls of a public client, so the web application that serves the
+	// browser flow (ClientID) cannot do it there. Its ID tokens carry it as their audience. Empty:
+	// the device flow uses ClientID and ClientSecret.
+	CLIClientID string
+	// CLIClientSecret is sent with CLIClientID only for a provider that insists on one even for
+	// clients that cannot keep it (Google's "TVs and Limited Input devices" clients); it is not a
+	// secret there. Leave it empty for every other provider.
+	CLIClientSecret string
 	// Scopes asked for (default openid, profile, email).
 	Scopes []string
 	// UsernameClaim names the claim that becomes the Rampart subject (default
@@ -138,10 +148,7 @@ type Service struct {
 	cfg Config
 	d   Deps
 
-	mu       sync.Mutex
-	party    rp.RelyingParty
-	lastFail time.Time
-	failErr  error
+	web, cli party // the relying parties of ClientID (browser) and CLIClientID (device flow)
 
 	starts starts // sign-ins started per network (invariant 11)
 }
@@ -178,6 +185,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("oidc.issuer: %q must be an https URL (http is accepted only for a loopback development provider)", c.Issuer)
 	case c.ClientID == "":
 		return errors.New("oidc.client_id: required (the application registered for Rampart at the provider)")
+	case c.CLIClientSecret != "" && c.CLIClientID == "":
+		return errors.New("oidc.cli_client_secret_env: set only with oidc.cli_client_id (the CLI's own application at the provider)")
 	}
 	ext, err := url.Parse(c.ExternalURL)
 	if c.ExternalURL == "" || err != nil || ext.Host == "" || (ext.Scheme != "https" && ext.Scheme != "http") || ext.RawQuery != "" {
@@ -240,46 +249,6 @@ func isLoopback(host string) bool {
 func (s *Service) RedirectURI() string { return s.cfg.ExternalURL + "/callback" }
 
 type nonceKey struct{}
-
-// authStyle is how the client authenticates at the token endpoint; a public client (no secret)
-// sends only its id, in the form.
-func (s *Service) authStyle() oauth2.AuthStyle {
-	if s.cfg.ClientSecret == "" || s.cfg.ClientAuth == "client_secret_post" {
-		return oauth2.AuthStyleInParams
-	}
-	return oauth2.AuthStyleInHeader
-}
-
-// clockSkew is how far the provider's clock may be ahead of Rampart's (iat, nbf).
-const clockSkew = 30 * time.Second
-
-// provider returns the relying party, discovering the provider on first use. After a failure
-// it waits 5 seconds before trying again, so a down provider is not hammered.
-func (s *Service) provider(ctx context.Context) (rp.RelyingParty, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.party != nil {
-		return s.party, nil
-	}
-	if s.failErr != nil && time.Since(s.lastFail) < 5*time.Second {
-		return nil, s.failErr
-	}
-	party, err := rp.NewRelyingPartyOIDC(ctx, s.cfg.Issuer, s.cfg.ClientID, s.cfg.ClientSecret, s.RedirectURI(), s.cfg.Scopes,
-		rp.WithHTTPClient(s.cfg.HTTPClient),
-		rp.WithAuthStyle(s.authStyle()),
-		rp.WithVerifierOpts(
-			rp.WithNonce(func(ctx context.Context) string { n, _ := ctx.Value(nonceKey{}).(string); return n }),
-			rp.WithIssuedAtOffset(clockSkew),
-			rp.WithSupportedSigningAlgorithms("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"),
-		))
-	if err != nil {
-		s.lastFail, s.failErr = time.Now(), fmt.Errorf("%w: the identity provider %s cannot be reached or its discovery document is unusable: %v", ErrProvider, s.cfg.Issuer, err)
-		s.d.Logger.Error("oidc discovery failed", "issuer", s.cfg.Issuer, "err", err)
-		return nil, s.failErr
-	}
-	s.party, s.failErr = party, nil
-	return party, nil
-}
 
 // Errors the handlers map to responses.
 var (

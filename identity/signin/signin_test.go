@@ -243,12 +243,13 @@ func TestConfigRefused(t *testing.T) {
 		t.Fatalf("a good configuration: %v", err)
 	}
 	for field, mutate := range map[string]func(*signin.Config){
-		"oidc.issuer":       func(c *signin.Config) { c.Issuer = "http://idp.example.com" }, // plain http off loopback
-		"oidc.client_id":    func(c *signin.Config) { c.ClientID = "" },
-		"oidc.external_url": func(c *signin.Config) { c.ExternalURL = "rampart.example.com" },
-		"oidc.scopes":       func(c *signin.Config) { c.Scopes = []string{"profile"} },
-		"oidc.step_up":      func(c *signin.Config) { c.StepUp = "sms" },
-		"oidc.client_auth":  func(c *signin.Config) { c.ClientAuth = "private_key_jwt" },
+		"oidc.issuer":                func(c *signin.Config) { c.Issuer = "http://idp.example.com" }, // plain http off loopback
+		"oidc.client_id":             func(c *signin.Config) { c.ClientID = "" },
+		"oidc.external_url":          func(c *signin.Config) { c.ExternalURL = "rampart.example.com" },
+		"oidc.scopes":                func(c *signin.Config) { c.Scopes = []string{"profile"} },
+		"oidc.step_up":               func(c *signin.Config) { c.StepUp = "sms" },
+		"oidc.client_auth":           func(c *signin.Config) { c.ClientAuth = "private_key_jwt" },
+		"oidc.cli_client_secret_env": func(c *signin.Config) { c.CLIClientSecret = "not-secret" }, // without cli_client_id
 	} {
 		c := ok
 		mutate(&c)

@@ -10,15 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"net/url"
-	"strconv"
 	"time"
-
-	oidcclient "github.com/zitadel/oidc/v3/pkg/client"
-	"github.com/zitadel/oidc/v3/pkg/client/rp"
-	httphelper "github.com/zitadel/oidc/v3/pkg/http"
-	"github.com/zitadel/oidc/v3/pkg/oidc"
-	"golang.org/x/oauth2"
 
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/risk"
@@ -52,23 +44,6 @@ type TokenError struct {
 	MFAToken string `json:"mfa_token,omitempty"`
 }
 
-// DeviceResponse is what POST /v1/auth/device returns.
-type DeviceResponse struct {
-	DeviceCode              string `json:"device_code"`
-	UserCode                string `json:"user_code"`
-	VerificationURI         string `json:"verification_uri"`
-	VerificationURIComplete string `json:"verification_uri_complete,omitempty"`
-	ExpiresIn               int    `json:"expires_in"`
-	Interval                int    `json:"interval"`
-}
-
-// deviceFlow is a device authorization at the provider, polled through Rampart.
-type deviceFlow struct {
-	DeviceCode string    `json:"device_code"` // the provider's; never leaves Rampart
-	Interval   int       `json:"interval"`    // seconds
-	LastPoll   time.Time `json:"last_poll"`
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -100,46 +75,6 @@ func (s *Service) tokenError(w http.ResponseWriter, err error) {
 		s.d.Logger.Error("sign-in failed", "err", err)
 	}
 	writeJSON(w, status, TokenError{Error: oauthCode(err), Description: err.Error()})
-}
-
-// Device begins a device sign-in: POST /v1/auth/device.
-func (s *Service) Device(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	if wait, err := s.admitStart(ctx, s.clientOf(r), "oidc-device"); err != nil {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-		writeJSON(w, http.StatusTooManyRequests, TokenError{Error: "temporarily_unavailable", Description: err.Error()})
-		return
-	}
-	party, err := s.provider(ctx)
-	if err != nil {
-		s.tokenError(w, err)
-		return
-	}
-	if party.GetDeviceAuthorizationEndpoint() == "" {
-		writeJSON(w, http.StatusBadRequest, TokenError{Error: "unsupported_grant_type",
-			Description: "the identity provider does not offer the device authorization grant; run `rampart login` on a machine with a browser (it uses a loopback redirect)"})
-		return
-	}
-	resp, err := rp.DeviceAuthorization(ctx, s.cfg.Scopes, party, nil)
-	if err != nil {
-		s.tokenError(w, classify(err))
-		return
-	}
-	interval := max(resp.Interval, 5)
-	if resp.Interval > 0 && resp.Interval < 5 {
-		interval = resp.Interval // a provider may ask for faster polling (the development one does)
-	}
-	ttl := time.Duration(resp.ExpiresIn) * time.Second
-	if ttl <= 0 || ttl > 30*time.Minute {
-		ttl = 15 * time.Minute
-	}
-	h, err := s.putFlow(ctx, "device", ttl, deviceFlow{DeviceCode: resp.DeviceCode, Interval: interval})
-	if err != nil {
-		s.tokenError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, DeviceResponse{DeviceCode: h, UserCode: resp.UserCode, VerificationURI: resp.VerificationURI,
-		VerificationURIComplete: resp.VerificationURIComplete, ExpiresIn: int(ttl / time.Second), Interval: interval})
 }
 
 // Token is POST /v1/auth/token (application/x-www-form-urlencoded, as OAuth clients send).
@@ -217,109 +152,6 @@ func (s *Service) redeemCode(r *http.Request, code, verifier, redirect string) (
 	p.Client = c
 	return s.open(r.Context(), p, nil)
 }
-
-// pollDevice asks the provider once whether the person finished the device sign-in.
-func (s *Service) pollDevice(w http.ResponseWriter, r *http.Request, h string) (identity.Issued, error) {
-	ctx := r.Context()
-	if h == "" || len(h) > 128 {
-		return identity.Issued{}, fmt.Errorf("%w: device_code is missing", ErrBadRequest)
-	}
-	id := identity.HashToken(h)
-	fl, err := s.d.Store.GetFlow(ctx, id, "device", s.d.Now())
-	if errors.Is(err, identity.ErrFlowNotFound) {
-		writeJSON(w, http.StatusBadRequest, TokenError{Error: "expired_token", Description: "this device sign-in is unknown, finished or expired; run rampart login again"})
-		return identity.Issued{}, errAnswered
-	} else if err != nil {
-		return identity.Issued{}, err
-	}
-	var df deviceFlow
-	if err := json.Unmarshal(fl.Data, &df); err != nil {
-		return identity.Issued{}, err
-	}
-	now := s.d.Now()
-	if !df.LastPoll.IsZero() && now.Sub(df.LastPoll) < time.Duration(df.Interval)*time.Second/2 {
-		df.Interval += 5
-		df.LastPoll = now
-		b, _ := json.Marshal(df)
-		_ = s.d.Store.ReplaceFlowData(ctx, id, b)
-		writeJSON(w, http.StatusBadRequest, TokenError{Error: "slow_down", Description: fmt.Sprintf("poll at most every %d seconds", df.Interval)})
-		return identity.Issued{}, errAnswered
-	}
-	df.LastPoll = now
-	b, _ := json.Marshal(df)
-	if err := s.d.Store.ReplaceFlowData(ctx, id, b); err != nil {
-		return identity.Issued{}, fmt.Errorf("%w: this device sign-in was already finished", ErrBadRequest)
-	}
-	party, err := s.provider(ctx)
-	if err != nil {
-		return identity.Issued{}, err
-	}
-	resp, err := pollOnce(ctx, party, df.DeviceCode)
-	var oe *oidc.Error
-	if errors.As(err, &oe) {
-		switch oe.ErrorType {
-		case oidc.AuthorizationPending, oidc.SlowDown:
-			if oe.ErrorType == oidc.SlowDown {
-				df.Interval += 5
-				b, _ := json.Marshal(df)
-				_ = s.d.Store.ReplaceFlowData(ctx, id, b)
-			}
-			writeJSON(w, http.StatusBadRequest, TokenError{Error: string(oe.ErrorType), Description: "waiting for the sign-in in the browser"})
-			return identity.Issued{}, errAnswered
-		}
-		_, _ = s.d.Store.TakeFlow(ctx, id, "device", now)
-		err := fmt.Errorf("%w: the identity provider ended the device sign-in: %s %s", ErrDenied, oe.ErrorType, oe.Description)
-		return identity.Issued{}, s.refuse(ctx, identityClaims{}, s.clientOf(r), "oidc-device", decision{}, err)
-	} else if err != nil {
-		return identity.Issued{}, classify(err)
-	}
-	// Only one poller may finish the flow.
-	if _, err := s.d.Store.TakeFlow(ctx, id, "device", now); err != nil {
-		return identity.Issued{}, fmt.Errorf("%w: this device sign-in was already finished", ErrBadRequest)
-	}
-	claims, err := rp.VerifyIDToken[*oidc.IDTokenClaims](ctx, resp.IDToken, party.IDTokenVerifier())
-	c := s.clientOf(r)
-	if err != nil {
-		return identity.Issued{}, s.refuse(ctx, identityClaims{}, c, "oidc-device", decision{}, classify(err))
-	}
-	idc, err := s.claimsOf(claims)
-	if err != nil {
-		return identity.Issued{}, s.refuse(ctx, idc, c, "oidc-device", decision{}, err)
-	}
-	return s.admitAPI(ctx, idc, c, "oidc-device")
-}
-
-// pollOnce makes one device access token request (rp.DeviceAccessToken loops until done; the
-// CLI does the waiting here, so each of its polls is one request to the provider).
-func pollOnce(ctx context.Context, party rp.RelyingParty, deviceCode string) (*oidc.AccessTokenResponse, error) {
-	req := &oidcclient.DeviceAccessTokenRequest{
-		DeviceAccessTokenRequest: oidc.DeviceAccessTokenRequest{GrantType: oidc.GrantTypeDeviceCode, DeviceCode: deviceCode},
-		ClientCredentialsRequest: &oidc.ClientCredentialsRequest{},
-	}
-	cfg := party.OAuthConfig()
-	var authFn any
-	if cfg.ClientSecret != "" && cfg.Endpoint.AuthStyle != oauth2.AuthStyleInParams {
-		authFn = httphelper.AuthorizeBasic(cfg.ClientID, cfg.ClientSecret) // client_secret_basic, the OAuth default
-	} else {
-		authFn = httphelper.FormAuthorization(func(v url.Values) {
-			v.Set("client_id", cfg.ClientID)
-			if cfg.ClientSecret != "" {
-				v.Set("client_secret", cfg.ClientSecret)
-			}
-		})
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	resp, err := oidcclient.CallDeviceAccessTokenEndpointWithAuthFn(ctx, req, tokenCaller{party}, authFn)
-	if err == nil && resp.IDToken == "" {
-		return nil, rp.ErrMissingIDToken
-	}
-	return resp, err
-}
-
-type tokenCaller struct{ rp.RelyingParty }
-
-func (t tokenCaller) TokenEndpoint() string { return t.OAuthConfig().Endpoint.TokenURL }
 
 // admitAPI finishes a sign-in that has no browser (device flow): allow, ask for a TOTP code, or
 // refuse.

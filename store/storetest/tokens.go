@@ -36,7 +36,7 @@ func testTokenBinding(t *testing.T, h Harness) {
 		}
 		return iss, p
 	}
-	iss, alice := open("alice")
+	iss, _ := open("alice")
 
 	// The attack: the session is refreshed (by the thief) and asks for a 90-day token.
 	clock.Advance(identity.DefaultAccessTTL)
@@ -44,7 +44,8 @@ func testTokenBinding(t *testing.T, h Harness) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if alice, err = ss.Verify(ctx, next.AccessToken); err != nil {
+	alice, err := ss.Verify(ctx, next.AccessToken)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := tokens.Mint(ctx, identity.MintInput{Caller: alice, TTL: 90 * 24 * time.Hour}); !errors.Is(err, identity.ErrStepUpNeeded) {
@@ -103,11 +104,12 @@ func testTokenBinding(t *testing.T, h Harness) {
 
 	// A fresh, trusted multi-factor authentication lets a person mint a token that outlives the
 	// session: recorded High, not bound (so it cannot approve), still the person's.
-	iss3, carol := open("carol")
+	iss3, _ := open("carol")
 	if err := ss.StepUp(ctx, iss3.Session.ID, []string{"otp"}, true, signInEvent("carol")); err != nil {
 		t.Fatal(err)
 	}
-	if carol, err = ss.Verify(ctx, iss3.AccessToken); err != nil {
+	carol, err := ss.Verify(ctx, iss3.AccessToken)
+	if err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(identity.TokenStepUpFresh + time.Second)

@@ -141,40 +141,56 @@ func TestModelMayPickAnotherMinimalCandidate(t *testing.T) {
 	}
 }
 
+// Every answer a model can give wrongly is refused, with a note saying why, and the
+// deterministic ranking is used. Only "slow" depends on the model call's timeout, and its model
+// never answers (it waits for the test to end), so no case depends on how fast this machine is:
+// the others get a timeout of a minute, a limit for failures only. (A 2 MiB answer once hit a
+// 500 ms timeout on a busy machine before its size was seen.)
 func TestModelAnswersRefused(t *testing.T) {
 	cases := map[string]struct {
-		answer func(request) (int, string)
-		note   string
+		answer  func(request) (int, string)
+		note    string
+		hang    bool          // the model answers only when the test is over
+		timeout time.Duration // default: a minute, a failure limit only
 	}{
-		"broader role":    {choose("weights-admin-frontier-7", "admins can do more"), "grants more than weights-reader-frontier-7"},
-		"not a candidate": {choose("kek-admin", "why not"), "is not one of the candidates"},
-		"invented role":   {choose("superuser", ""), "is not one of the candidates"},
-		"prose": {func(request) (int, string) {
+		"broader role":    {answer: choose("weights-admin-frontier-7", "admins can do more"), note: "grants more than weights-reader-frontier-7"},
+		"not a candidate": {answer: choose("kek-admin", "why not"), note: "is not one of the candidates"},
+		"invented role":   {answer: choose("superuser", ""), note: "is not one of the candidates"},
+		"prose": {answer: func(request) (int, string) {
 			return 200, completion("Sure! The best role is weights-reader-frontier-7.")
-		}, "not the JSON object"},
-		"extra fields": {func(request) (int, string) {
+		}, note: "not the JSON object"},
+		"extra fields": {answer: func(request) (int, string) {
 			return 200, completion(`{"role":"weights-reader-frontier-7","reason":"x","grant":true}`)
-		}, "not the JSON object"},
-		"two objects": {func(request) (int, string) {
+		}, note: "not the JSON object"},
+		"two objects": {answer: func(request) (int, string) {
 			return 200, completion(`{"role":"weights-reader-frontier-7","reason":"x"} {"role":"weights-reader-all","reason":"y"}`)
-		}, "text after"},
-		"empty role":      {choose("", "nothing"), "names no role"},
-		"no choices":      {func(request) (int, string) { return 200, `{"choices":[]}` }, "no choices"},
-		"not JSON at all": {func(request) (int, string) { return 200, `<html>gateway</html>` }, "not Chat Completions JSON"},
-		"server error":    {func(request) (int, string) { return 500, `{"error":{"message":"overloaded"}}` }, "answered 500"},
-		"refusal": {func(request) (int, string) {
+		}, note: "text after"},
+		"empty role":      {answer: choose("", "nothing"), note: "names no role"},
+		"no choices":      {answer: func(request) (int, string) { return 200, `{"choices":[]}` }, note: "no choices"},
+		"not JSON at all": {answer: func(request) (int, string) { return 200, `<html>gateway</html>` }, note: "not Chat Completions JSON"},
+		"server error":    {answer: func(request) (int, string) { return 500, `{"error":{"message":"overloaded"}}` }, note: "answered 500"},
+		"refusal": {answer: func(request) (int, string) {
 			return 200, `{"choices":[{"message":{"role":"assistant","refusal":"I cannot help"}}]}`
-		}, "model refused"},
-		"slow": {func(request) (int, string) {
-			time.Sleep(2 * time.Second)
-			return 200, completion(`{"role":"weights-reader-frontier-7","reason":"late"}`)
-		}, "no answer within 500ms"},
-		"huge answer": {func(request) (int, string) { return 200, completion(strings.Repeat("x", 2<<20)) }, "over"},
+		}, note: "model refused"},
+		"slow":        {answer: choose("weights-reader-frontier-7", "late"), hang: true, note: "no answer within 500ms", timeout: 500 * time.Millisecond},
+		"huge answer": {answer: func(request) (int, string) { return 200, completion(strings.Repeat("x", 2<<20)) }, note: "over 1048576 bytes"},
 	}
 	e := loadCatalogue(t, nil)
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
-			r := newRig(t, e, c.answer)
+			answer := c.answer
+			if c.hang {
+				release := make(chan struct{})
+				answer = func(req request) (int, string) { <-release; return c.answer(req) }
+				// Released when the subtest returns, before its cleanup closes the rig's server
+				// (Close waits for the hanging handler).
+				defer close(release)
+			}
+			r := newRig(t, e, answer)
+			r.advisor.Timeout = c.timeout
+			if r.advisor.Timeout == 0 {
+				r.advisor.Timeout = time.Minute
+			}
 			adv, err := r.advisor.Advise(context.Background(), "weights/frontier-7", []string{"read"})
 			if err != nil {
 				t.Fatal(err)
