@@ -178,6 +178,7 @@ func cliRows() []cliRow {
 			return []string{"logout"}, cfg
 		}},
 		{path: "mfa allow-enrol", as: "erin", args: static("mfa", "allow-enrol", "dave")},
+		{path: "mfa code", args: static("mfa", "code")}, // the dev server of this table runs on this machine
 		{path: "mfa enrol", as: "alice", args: func(e *cliEnv) ([]string, []string) {
 			e.okJSON("erin", &map[string]any{}, "mfa", "allow-enrol", "alice")
 			return []string{"mfa", "enrol"}, nil
