@@ -83,8 +83,10 @@ type AdmissionSettings struct {
 	// HighRiskNamespaces and HighRiskLabels (key: value) mark pods high-risk.
 	HighRiskNamespaces []string          `yaml:"high_risk_namespaces"`
 	HighRiskLabels     map[string]string `yaml:"high_risk_labels"`
-	// ExemptNamespaces are not reviewed at all (the webhook configuration leaves them out):
-	// the cluster's own system namespaces. kube-system is always exempt.
+	// ExemptNamespaces are not reviewed at all (the webhook configuration leaves them out), get
+	// no default-deny NetworkPolicy and are not scanned: e.g. Rampart's own namespace.
+	// kube-system, kube-public and kube-node-lease are always exempt; no other namespace is
+	// exempt by its name (kube-tools is governed unless listed here).
 	ExemptNamespaces []string `yaml:"exempt_namespaces"`
 }
 

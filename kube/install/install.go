@@ -124,7 +124,9 @@ const RuntimeClassUnset = `!(request.kind.kind == 'Pod' && request.operation == 
 
 // Webhooks renders the validating and mutating webhook configurations for a webhook served at
 // baseURL (https://host:port; /validate and /mutate are appended), trusted through caPEM.
-// Namespaces in exempt and every kube-* namespace are left out.
+// The system namespaces (netpol.SystemNamespaces) and those in exempt are left out: the same
+// namespaces netpol.Governed leaves out, so that what is reviewed is what gets the default-deny
+// policy and what kube scan checks.
 func Webhooks(baseURL string, caPEM []byte, exempt []string) (*admissionregistrationv1.ValidatingWebhookConfiguration, *admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
@@ -134,7 +136,7 @@ func Webhooks(baseURL string, caPEM []byte, exempt []string) (*admissionregistra
 	none := admissionregistrationv1.SideEffectClassNone
 	timeout := int32(5)
 	equivalent := admissionregistrationv1.Equivalent
-	skip := slices.Concat([]string{"kube-system", "kube-public", "kube-node-lease"}, exempt)
+	skip := slices.Concat(netpol.SystemNamespaces, exempt)
 	slices.Sort(skip)
 	skip = slices.Compact(skip)
 	nsSel := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
