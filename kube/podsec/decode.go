@@ -53,6 +53,8 @@ func newWorkloadObject(kind string) (runtime.Object, string) {
 		obj = &batchv1.Job{}
 	case "CronJob":
 		obj = &batchv1.CronJob{}
+	case "ReplicationController":
+		obj = &corev1.ReplicationController{}
 	default:
 		return nil, ""
 	}
