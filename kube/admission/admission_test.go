@@ -14,6 +14,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
@@ -42,6 +44,22 @@ func (c clusterWith) Pod(_ context.Context, ns, name string) (*corev1.Pod, error
 }
 func (c clusterWith) NetworkPolicies(ns string) ([]*networkingv1.NetworkPolicy, error) {
 	return c[ns], nil
+}
+func (c clusterWith) Service(_ context.Context, ns, name string) (*corev1.Service, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("services"), name)
+}
+func (c clusterWith) EndpointPods(context.Context, string, string) ([]string, error) { return nil, nil }
+func (c clusterWith) Pods(context.Context, string, labels.Selector) ([]corev1.Pod, error) {
+	return nil, nil
+}
+func (c clusterWith) PersistentVolume(_ context.Context, name string) (*corev1.PersistentVolume, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("persistentvolumes"), name)
+}
+func (c clusterWith) PersistentVolumeClaim(_ context.Context, ns, name string) (*corev1.PersistentVolumeClaim, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("persistentvolumeclaims"), name)
+}
+func (c clusterWith) VolumeSnapshotSource(_ context.Context, ns, name string) (string, error) {
+	return "", apierrors.NewNotFound(corev1.Resource("volumesnapshots"), name)
 }
 
 const podReview = `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1",
