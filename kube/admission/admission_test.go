@@ -186,6 +186,9 @@ func FuzzValidate(f *testing.F) {
 	f.Add([]byte(strings.Replace(podReview, `"kind":"Pod"}`, `"kind":"Deployment"}`, 1)))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"kind":"Pod"},"object":null}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","resource":{"resource":"pods"},"subResource":"exec","name":"p","namespace":"research"}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"Service"},"resource":{"version":"v1","resource":"services"},"subResource":"proxy","name":"https:s:443","namespace":"research","operation":"CONNECT"}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"PersistentVolumeClaim"},"resource":{"version":"v1","resource":"persistentvolumeclaims"},"name":"c","namespace":"research","operation":"CREATE","object":{"apiVersion":"v1","kind":"PersistentVolumeClaim","spec":{"dataSource":{"kind":"PersistentVolumeClaim","name":"frontier-7-weights"}}}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"group":"snapshot.storage.k8s.io","version":"v1","kind":"VolumeSnapshot"},"resource":{"group":"snapshot.storage.k8s.io","version":"v1","resource":"volumesnapshots"},"name":"s","namespace":"research","operation":"CREATE","object":{"apiVersion":"snapshot.storage.k8s.io/v1","kind":"VolumeSnapshot","spec":{"source":{"persistentVolumeClaimName":"frontier-7-weights"}}}}}`))
 	pol, err := policy.Load(demo.Policy())
 	if err != nil {
 		f.Fatal(err)
