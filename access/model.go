@@ -121,8 +121,12 @@ const (
 
 // Grant is time-bound access to a role for a subject.
 type Grant struct {
-	ID         string     `json:"id"`
-	RequestID  string     `json:"request_id"`
+	ID        string `json:"id"`
+	RequestID string `json:"request_id"`
+	// Requester filed the request that activated the grant. A workload's grant is used in a
+	// cluster only by what its requester deploys (kube/admission, invariant 8); empty for grants
+	// of stores from before it was recorded, until the migration that fills it in.
+	Requester  string     `json:"requester,omitempty"`
 	Role       string     `json:"role"`
 	Subject    string     `json:"subject"`
 	StartsAt   time.Time  `json:"starts_at"`

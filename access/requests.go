@@ -130,7 +130,7 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 			return t.saveRequest(ctx, r, true)
 		}
 		r.State, r.DecidedAt, r.BreakGlass, r.PostReview = Approved, now, true, PostReviewPending
-		g := Grant{ID: NewID("grt"), RequestID: r.ID, Role: r.Role, Subject: r.Beneficiary, StartsAt: now, ExpiresAt: now.Add(d), State: GrantActive, BreakGlass: true}
+		g := Grant{ID: NewID("grt"), RequestID: r.ID, Requester: r.Requester, Role: r.Role, Subject: r.Beneficiary, StartsAt: now, ExpiresAt: now.Add(d), State: GrantActive, BreakGlass: true}
 		g.pin(pol.RoleDefinition(r.Role))
 		r.GrantID = g.ID
 		if err := t.record(ctx, grantEvent("grant.break_glass", audit.SeverityHigh, g, in.Requester,

@@ -230,7 +230,7 @@ func (t *txn) activate(ctx context.Context, r Request, def *policy.RoleDefinitio
 			return old, true, nil
 		}
 	}
-	g := Grant{ID: NewID("grt"), RequestID: r.ID, Role: r.Role, Subject: r.Beneficiary, StartsAt: now, ExpiresAt: now.Add(d), State: GrantActive}
+	g := Grant{ID: NewID("grt"), RequestID: r.ID, Requester: r.Requester, Role: r.Role, Subject: r.Beneficiary, StartsAt: now, ExpiresAt: now.Add(d), State: GrantActive}
 	g.pin(def)
 	return g, false, nil
 }

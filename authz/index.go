@@ -37,6 +37,11 @@ type Query struct {
 	Subject  string `json:"subject"`
 	Action   string `json:"action"`
 	Resource string `json:"resource"`
+	// RequestedBy, when set, counts only the grants that RequestedBy requested (standing
+	// bindings still count: nobody requested them). The admission webhook asks it so that a
+	// workload's grant is used only by what its requester deploys (invariant 8). It is not
+	// part of the API.
+	RequestedBy string `json:"-"`
 }
 
 // Decision is the answer, with the evidence for it.
@@ -52,6 +57,9 @@ type Decision struct {
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	// Unavailable is set when the engine failed closed because its state cannot be trusted.
 	Unavailable bool `json:"unavailable,omitempty"`
+	// Requester is who requested GrantID (not part of the API: the grant, with its requester,
+	// is at GET /v1/grants).
+	Requester string `json:"-"`
 }
 
 // GrantSource is what the index reads from the store.
@@ -64,6 +72,7 @@ type GrantSource interface {
 // not allocate.
 type entry struct {
 	id, role, subject string
+	requester         string
 	starts, expires   time.Time
 	active            bool
 	version           int64
@@ -184,7 +193,7 @@ func (ix *Index) load(ctx context.Context) error {
 }
 
 func newEntry(g access.Grant) *entry {
-	return &entry{id: g.ID, role: g.Role, subject: g.Subject, starts: g.StartsAt, expires: g.ExpiresAt,
+	return &entry{id: g.ID, role: g.Role, subject: g.Subject, requester: g.Requester, starts: g.StartsAt, expires: g.ExpiresAt,
 		active: g.State == access.GrantActive, version: g.Version, def: g.Definition,
 		allowReason: "allowed by grant " + g.ID + " of role " + g.Role}
 }
@@ -402,6 +411,9 @@ func (ix *Index) checkLocked(pol *policy.Policy, q Query, now time.Time) Decisio
 	}
 	var best, lapsed, narrower *entry
 	for _, e := range ix.bySubject[q.Subject] {
+		if q.RequestedBy != "" && e.requester != q.RequestedBy {
+			continue
+		}
 		if !GrantAllows(pol, e.def, e.role, q.Action, q.Resource) {
 			if narrower == nil && RoleAllows(pol, e.role, q.Action, q.Resource) && e.active && !now.Before(e.starts) && now.Before(e.expires) {
 				narrower = e
@@ -419,11 +431,11 @@ func (ix *Index) checkLocked(pol *policy.Policy, q Query, now time.Time) Decisio
 		}
 	}
 	if best != nil {
-		return Decision{Allowed: true, Reason: best.allowReason, GrantID: best.id, Role: best.role, ExpiresAt: best.expires}
+		return Decision{Allowed: true, Reason: best.allowReason, GrantID: best.id, Role: best.role, ExpiresAt: best.expires, Requester: best.requester}
 	}
 	if lapsed != nil {
 		return Decision{Reason: fmt.Sprintf("denied: grant %s of role %s expired at %s", lapsed.id, lapsed.role, lapsed.expires.UTC().Format(time.RFC3339)),
-			GrantID: lapsed.id, Role: lapsed.role, ExpiresAt: lapsed.expires}
+			GrantID: lapsed.id, Role: lapsed.role, ExpiresAt: lapsed.expires, Requester: lapsed.requester}
 	}
 	if narrower != nil {
 		return Decision{Reason: fmt.Sprintf("denied: grant %s was approved for a definition of role %s that did not give %s on %s; the role was broadened since, and a broader role needs a new approval: renew the grant (rampart grant renew %s)",
@@ -441,6 +453,9 @@ func denyReason(pol *policy.Policy, q Query) string {
 		}
 	}
 	msg := fmt.Sprintf("denied: %s has no active grant or standing binding for %s on %s", q.Subject, q.Action, q.Resource)
+	if q.RequestedBy != "" {
+		msg = fmt.Sprintf("denied: %s has no active grant requested by %s, nor a standing binding, for %s on %s", q.Subject, q.RequestedBy, q.Action, q.Resource)
+	}
 	if len(requestable) == 0 {
 		return msg + "; no requestable role gives it"
 	}

@@ -20,14 +20,18 @@ type RoleKubernetes struct {
 }
 
 // ResourceKubernetes names the objects of one namespace that hold a resource: a pod mounting
-// any of them needs the read action on the resource, and exec, attach and port-forward into
-// such a pod need the exec action.
+// any of them needs the read action on the resource, and exec, attach, port-forward and proxy
+// into such a pod need the exec action. Protected data is copied only into objects named here:
+// a claim cloned from a protected claim or snapshot, or bound to its volume, and a snapshot of a
+// protected claim, must be named for the same resource.
 type ResourceKubernetes struct {
 	Namespace              string   `yaml:"namespace"`
 	PersistentVolumeClaims []string `yaml:"persistent_volume_claims"`
 	Secrets                []string `yaml:"secrets"`
 	// CSIDrivers: every inline CSI volume of these drivers in the namespace.
 	CSIDrivers []string `yaml:"csi_drivers"`
+	// VolumeSnapshots (snapshot.storage.k8s.io) of the resource's claims.
+	VolumeSnapshots []string `yaml:"volume_snapshots"`
 }
 
 // RBACRule is a Kubernetes PolicyRule.
@@ -83,9 +87,38 @@ type AdmissionSettings struct {
 	// HighRiskNamespaces and HighRiskLabels (key: value) mark pods high-risk.
 	HighRiskNamespaces []string          `yaml:"high_risk_namespaces"`
 	HighRiskLabels     map[string]string `yaml:"high_risk_labels"`
-	// ExemptNamespaces are not reviewed at all (the webhook configuration leaves them out):
-	// the cluster's own system namespaces. kube-system is always exempt.
+	// WorkloadControllers are the Kubernetes users that may create pods and controllers using a
+	// workload's grant or exception that someone else requested: controllers that create
+	// objects only from templates the admission webhook admitted (and checked against the
+	// grant's requester). Anyone else uses a workload's grants only if they requested them.
+	// Nil means DefaultWorkloadControllers.
+	WorkloadControllers []string `yaml:"workload_controllers"`
+	// ExemptNamespaces are not reviewed at all (the webhook configuration leaves them out), get
+	// no default-deny NetworkPolicy and are not scanned: e.g. Rampart's own namespace.
+	// kube-system, kube-public and kube-node-lease are always exempt; no other namespace is
+	// exempt by its name (kube-tools is governed unless listed here).
 	ExemptNamespaces []string `yaml:"exempt_namespaces"`
+}
+
+// DefaultWorkloadControllers are the kube-controller-manager's controllers of the kinds the
+// admission webhook reviews, each under its own service account (--use-service-account-credentials,
+// kubeadm's default). Not the replication-controller: ReplicationControllers are reviewed too, but
+// a cluster that still uses them can list it.
+var DefaultWorkloadControllers = []string{
+	"system:serviceaccount:kube-system:cronjob-controller",
+	"system:serviceaccount:kube-system:daemon-set-controller",
+	"system:serviceaccount:kube-system:deployment-controller",
+	"system:serviceaccount:kube-system:job-controller",
+	"system:serviceaccount:kube-system:replicaset-controller",
+	"system:serviceaccount:kube-system:statefulset-controller",
+}
+
+// Controllers returns WorkloadControllers, or DefaultWorkloadControllers when it is nil.
+func (a AdmissionSettings) Controllers() []string {
+	if a.WorkloadControllers == nil {
+		return DefaultWorkloadControllers
+	}
+	return a.WorkloadControllers
 }
 
 // Drift modes.
@@ -160,10 +193,10 @@ func (p *Policy) validateResourceKubernetes(r *Resource) {
 	if !dns1123Label.MatchString(k.Namespace) || len(k.Namespace) > 63 {
 		r.src.errorf("kubernetes.namespace", "%q is not a namespace name (lowercase letters, digits and '-', at most 63)", k.Namespace)
 	}
-	if len(k.PersistentVolumeClaims)+len(k.Secrets)+len(k.CSIDrivers) == 0 {
-		r.src.errorf("kubernetes", "name at least one of persistent_volume_claims, secrets or csi_drivers")
+	if len(k.PersistentVolumeClaims)+len(k.Secrets)+len(k.CSIDrivers)+len(k.VolumeSnapshots) == 0 {
+		r.src.errorf("kubernetes", "name at least one of persistent_volume_claims, secrets, csi_drivers or volume_snapshots")
 	}
-	for field, names := range map[string][]string{"persistent_volume_claims": k.PersistentVolumeClaims, "secrets": k.Secrets, "csi_drivers": k.CSIDrivers} {
+	for field, names := range k.objects() {
 		for i, n := range names {
 			if len(n) > 253 || !k8sName.MatchString(n) || strings.Contains(n, ":") {
 				r.src.errorf(fmt.Sprintf("kubernetes.%s[%d]", field, i), "%q is not a Kubernetes object name", n)
@@ -172,18 +205,29 @@ func (p *Policy) validateResourceKubernetes(r *Resource) {
 	}
 }
 
+// objects lists the names the section gives, by field.
+func (k *ResourceKubernetes) objects() map[string][]string {
+	return map[string][]string{"persistent_volume_claims": k.PersistentVolumeClaims, "secrets": k.Secrets, "csi_drivers": k.CSIDrivers,
+		"volume_snapshots": k.VolumeSnapshots}
+}
+
 // ProtectedVolume is a cluster object that holds a resource.
 type ProtectedVolume struct {
-	Kind     string // PersistentVolumeClaim, Secret or CSIDriver
+	Kind     string // PersistentVolumeClaim, Secret, CSIDriver or VolumeSnapshot
 	Name     string
 	Resource string
 }
 
 // ProtectedVolumes returns the objects of namespace that hold catalogue resources, keyed by
-// Kind+"/"+Name (Kind PersistentVolumeClaim, Secret or CSIDriver). The map is shared: do not
-// modify it.
+// Kind+"/"+Name (Kind PersistentVolumeClaim, Secret, CSIDriver or VolumeSnapshot). The map is
+// shared: do not modify it.
 func (p *Policy) ProtectedVolumes(namespace string) map[string]ProtectedVolume {
 	return p.protected[namespace]
+}
+
+// ProtectedNamespaces lists, sorted, the namespaces that hold objects of catalogue resources.
+func (p *Policy) ProtectedNamespaces() []string {
+	return slices.Sorted(maps.Keys(p.protected))
 }
 
 // validateProtectedUnique: one cluster object holds one resource, or which grant it needs
@@ -196,7 +240,7 @@ func (p *Policy) validateProtectedUnique() {
 		if k == nil {
 			continue
 		}
-		for field, names := range map[string][]string{"persistent_volume_claims": k.PersistentVolumeClaims, "secrets": k.Secrets, "csi_drivers": k.CSIDrivers} {
+		for field, names := range k.objects() {
 			for i, n := range names {
 				key := k.Namespace + "/" + field + "/" + n
 				if prev, dup := owner[key]; dup && prev != r.Name {
@@ -220,7 +264,8 @@ func (p *Policy) compileProtected() {
 			m = map[string]ProtectedVolume{}
 			p.protected[k.Namespace] = m
 		}
-		for kind, names := range map[string][]string{"PersistentVolumeClaim": k.PersistentVolumeClaims, "Secret": k.Secrets, "CSIDriver": k.CSIDrivers} {
+		for kind, names := range map[string][]string{"PersistentVolumeClaim": k.PersistentVolumeClaims, "Secret": k.Secrets, "CSIDriver": k.CSIDrivers,
+			"VolumeSnapshot": k.VolumeSnapshots} {
 			for _, n := range names {
 				m[kind+"/"+n] = ProtectedVolume{Kind: kind, Name: n, Resource: r.Name}
 			}
@@ -254,6 +299,11 @@ func (p *Policy) validateKubernetesSettings(s *Settings) {
 			if !dns1123Label.MatchString(ns) || len(ns) > 63 {
 				s.src.errorf(fmt.Sprintf("kubernetes.admission.%s[%d]", field, i), "%q is not a namespace name", ns)
 			}
+		}
+	}
+	for i, u := range a.WorkloadControllers {
+		if u == "" || strings.ContainsAny(u, " \t\n") {
+			s.src.errorf(fmt.Sprintf("kubernetes.admission.workload_controllers[%d]", i), "%q is not a Kubernetes user name such as system:serviceaccount:kube-system:job-controller", u)
 		}
 	}
 	for i, reg := range a.AllowedRegistries {

@@ -380,6 +380,10 @@ func TestValidationErrors(t *testing.T) {
 		{"k8s resource bad claim", base + resourceK8s("r/2", "    namespace: research\n    persistent_volume_claims: [Weights_1]\n"), `spec.kubernetes.persistent_volume_claims[0]: "Weights_1" is not a Kubernetes object name`},
 		{"k8s claim held twice", base + resourceK8s("r/2", "    namespace: research\n    persistent_volume_claims: [w]\n") + resourceK8s("r/3", "    namespace: research\n    persistent_volume_claims: [w]\n"),
 			`spec.kubernetes.persistent_volume_claims[0]: persistent_volume_claims "w" in namespace research already holds resource "r/2"`},
+		{"k8s bad snapshot", base + resourceK8s("r/2", "    namespace: research\n    volume_snapshots: [Nightly]\n"), `spec.kubernetes.volume_snapshots[0]: "Nightly" is not a Kubernetes object name`},
+		{"k8s snapshot held twice", base + resourceK8s("r/2", "    namespace: research\n    volume_snapshots: [s]\n") + resourceK8s("r/3", "    namespace: research\n    volume_snapshots: [s]\n"),
+			`spec.kubernetes.volume_snapshots[0]: volume_snapshots "s" in namespace research already holds resource "r/2"`},
+		{"k8s bad controller", strings.Replace(base, "spec: {admin_group: a}", "spec: {admin_group: a, kubernetes: {admission: {workload_controllers: [\"job controller\"]}}}", 1), `spec.kubernetes.admission.workload_controllers[0]: "job controller" is not a Kubernetes user name`},
 		{"k8s bad registry", strings.Replace(base, "spec: {admin_group: a}", "spec: {admin_group: a, kubernetes: {admission: {allowed_registries: [\"reg/x@sha256\"]}}}", 1), `spec.kubernetes.admission.allowed_registries[0]: "reg/x@sha256" is not a registry prefix`},
 		{"k8s bad gateway cidr", strings.Replace(base, "spec: {admin_group: a}", "spec: {admin_group: a, kubernetes: {egress: {gateway_cidrs: [10.0.0.300/32]}}}", 1), `spec.kubernetes.egress.gateway_cidrs[0]: "10.0.0.300/32" is not a CIDR`},
 		{"k8s gateway half", strings.Replace(base, "spec: {admin_group: a}", "spec: {admin_group: a, kubernetes: {egress: {gateway_namespace: rampart}}}", 1), `spec.kubernetes.egress: gateway_namespace and gateway_pod_labels go together`},
@@ -641,5 +645,25 @@ spec: {subjects: [group:sre], roles: [r1]}
 	}
 	if !q.InGroup("x", "a") || p.InGroup("zoe", "sre") {
 		t.Fatal("the overlay lost declared members or changed the original")
+	}
+}
+
+// Snapshots are protected objects like claims, and the workload controllers have a default
+// that an explicit list replaces.
+func TestKubernetesProtectedSnapshotsAndControllers(t *testing.T) {
+	base := settingsDoc + groupDoc("a", "x", "y") + resourceK8s("r/1", "    namespace: research\n    persistent_volume_claims: [w]\n    volume_snapshots: [w-nightly]\n")
+	p := mustParse(t, base)
+	if got := p.ProtectedVolumes("research")["VolumeSnapshot/w-nightly"]; got.Resource != "r/1" || got.Kind != "VolumeSnapshot" {
+		t.Fatalf("snapshot: %+v", got)
+	}
+	if got := p.ProtectedNamespaces(); !slices.Equal(got, []string{"research"}) {
+		t.Fatalf("ProtectedNamespaces = %v", got)
+	}
+	if got := p.Kubernetes().Admission.Controllers(); !slices.Equal(got, policy.DefaultWorkloadControllers) {
+		t.Fatalf("default controllers: %v", got)
+	}
+	p = mustParse(t, strings.Replace(base, "spec: {admin_group: a}", "spec: {admin_group: a, kubernetes: {admission: {workload_controllers: []}}}", 1))
+	if got := p.Kubernetes().Admission.Controllers(); got == nil || len(got) != 0 {
+		t.Fatalf("an empty list trusts no controller, got %v", got)
 	}
 }

@@ -1,9 +1,13 @@
 // Package admission is Rampart's Kubernetes admission webhook: a validating endpoint that
 // refuses workloads breaking the Pod Security restricted profile or the research baseline
-// (kube/podsec), mounting protected volumes without a grant, or landing in a namespace without
-// the default-deny egress policy, and that refuses exec, attach and port-forward into pods
-// holding protected data without a grant; and a mutating endpoint that puts high-risk pods under
-// the sandbox runtime class.
+// (kube/podsec), reaching protected data (a volume, a Secret in the environment, a clone of a
+// protected claim) without a grant for their service account, using a workload's grant or
+// exception that their deployer did not request (deployer.go), or landing in a namespace
+// without the default-deny egress policy; that refuses claims and snapshots copying protected
+// data into objects the policy does not protect (claims.go); and that refuses exec, attach,
+// port-forward, pod and service proxies and ephemeral containers into pods holding protected
+// data without the person's grant (connect.go); and a mutating endpoint that puts high-risk pods
+// under the sandbox runtime class.
 //
 // It is meant to be registered with failurePolicy: Fail (rampart kube install does), and it
 // fails closed itself: when the decision engine cannot be trusted, or the cluster cannot be
@@ -41,24 +45,26 @@ import (
 
 // Check ids of Rampart's own admission checks (beside podsec's).
 const (
+	// CheckProtectedVolume: a pod reaches protected data without a grant for its service
+	// account to read it.
 	CheckProtectedVolume = "rampart.protected-volume"
-	CheckProtectedExec   = "rampart.protected-exec"
-	CheckNetworkPolicy   = "rampart.default-deny-egress"
-	CheckUnavailable     = "rampart.unavailable"
+	// CheckProtectedExec: exec, attach, port-forward, proxy or an ephemeral container into a pod
+	// holding protected data without the person's grant to exec on it.
+	CheckProtectedExec = "rampart.protected-exec"
+	// CheckProtectedCopy: a claim or snapshot copies or binds protected data without the
+	// policy naming it as holding the same resource.
+	CheckProtectedCopy = "rampart.protected-copy"
+	// CheckWorkloadGrant: a pod or controller would use a workload's grant or exception that
+	// someone other than its deployer requested (see Deployer).
+	CheckWorkloadGrant = "rampart.workload-grant"
+	CheckNetworkPolicy = "rampart.default-deny-egress"
+	CheckUnavailable   = "rampart.unavailable"
 )
 
 // Decider is the decision engine (authz.Index).
 type Decider interface {
 	Check(authz.Query) authz.Decision
 	Health() error
-}
-
-// Cluster is what the webhook reads from the cluster.
-type Cluster interface {
-	// Pod returns a pod (for exec, attach and port-forward requests).
-	Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
-	// NetworkPolicies returns the namespace's NetworkPolicies.
-	NetworkPolicies(namespace string) ([]*networkingv1.NetworkPolicy, error)
 }
 
 // Webhook serves the admission endpoints. Set every field but Log and Now.
@@ -217,8 +223,13 @@ func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionReques
 	if err := h.Decide.Health(); err != nil {
 		return h.deny(ctx, req, what, []refusal{{Check: CheckUnavailable, Message: "Rampart's decision engine cannot be trusted right now (" + err.Error() + "), so nothing is admitted", Fix: "retry when the Rampart control plane is healthy (GET /readyz)"}}, "")
 	}
-	if req.Resource.Resource == "pods" && slices.Contains([]string{"exec", "attach", "portforward"}, req.SubResource) {
+	switch {
+	case isConnect(req):
 		return h.validateConnect(ctx, req, pol, settings, what)
+	case req.Resource.Group == "" && req.Resource.Resource == "persistentvolumeclaims" && req.SubResource == "":
+		return h.validateClaim(ctx, req, pol, settings, what)
+	case req.Resource.Group == SnapshotGroup && req.Resource.Resource == "volumesnapshots" && req.SubResource == "":
+		return h.validateSnapshot(ctx, req, pol, what)
 	}
 	if objErr != nil {
 		return h.deny(ctx, req, what, []refusal{{Check: "rampart.malformed", Message: objErr.Error(), Fix: "submit a valid object"}}, "")
@@ -229,12 +240,26 @@ func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionReques
 	}
 	ns := req.Namespace
 	cfg := podsecConfig(settings.Admission)
-	ex := Exceptions(h.Decide.Check, settings.Cluster, ns, wl)
+	var deployer *Deployer
+	if usesGrantsAnew(req, wl) {
+		deployer = DeployerOf(req.UserInfo, settings)
+	}
+	ex := Exceptions(h.Decide.Check, settings.Cluster, ns, wl).For(deployer)
 	var out []refusal
 	for _, v := range podsec.Check(wl, ns, cfg, ex.Exempt) {
 		out = append(out, refusal(v))
 	}
-	out = append(out, h.protectedVolumes(wl, ns, pol, settings)...)
+	data := DataCheck{Policy: pol, Settings: settings, Decide: h.Decide.Check, Storage: h.Cluster, Deployer: deployer}
+	for _, v := range data.Violations(ctx, wl, ns) {
+		out = append(out, refusal(v))
+	}
+	if req.SubResource == "ephemeralcontainers" {
+		// A container added to a running pod runs its own command with the pod's volumes and
+		// environment: exec by another name, and it needs the same grant.
+		if pod, ok := wl.Object.(*corev1.Pod); ok {
+			out = append(out, h.connectRefusals(ctx, req, data, settings, []*corev1.Pod{pod}, "pod")...)
+		}
+	}
 	nps, err := h.Cluster.NetworkPolicies(ns)
 	var warnings []string
 	switch {
@@ -253,6 +278,9 @@ func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionReques
 		if more := netpol.AllowsMore(nps); len(more) > 0 {
 			warnings = append(warnings, fmt.Sprintf("rampart: NetworkPolicies %s allow egress beyond DNS and the egress gateway; NetworkPolicies add up, so they widen the default deny", strings.Join(more, ", ")))
 		}
+	}
+	for _, v := range ex.Borrowed(wl.SpecPath) {
+		out = append(out, refusal(v))
 	}
 	if len(out) > 0 {
 		resp := h.deny(ctx, req, what, out, exceptionHint(out, settings.Cluster, ns, wl))
@@ -297,156 +325,6 @@ func ServiceAccountSubject(cluster, namespace, sa string) string {
 		sa = "default"
 	}
 	return "k8s:" + cluster + "/" + namespace + "/" + sa
-}
-
-func (h *Webhook) protectedVolumes(wl podsec.Workload, ns string, pol *policy.Policy, s policy.KubernetesSettings) []refusal {
-	var out []refusal
-	for _, v := range ProtectedVolumes(wl, ns, pol, s, h.Decide.Check) {
-		out = append(out, refusal(v))
-	}
-	return out
-}
-
-// ProtectedVolumes finds every reference the pod makes to an object holding a catalogue
-// resource, and asks decide whether the pod's service account may read it; each refusal is a
-// violation (check rampart.protected-volume). The webhook and rampart kube scan both use it.
-func ProtectedVolumes(wl podsec.Workload, ns string, pol *policy.Policy, s policy.KubernetesSettings, decide func(authz.Query) authz.Decision) []podsec.Violation {
-	prot := pol.ProtectedVolumes(ns)
-	if len(prot) == 0 || wl.Spec == nil {
-		return nil
-	}
-	subject := ServiceAccountSubject(s.Cluster, ns, wl.Spec.ServiceAccountName)
-	var out []podsec.Violation
-	seen := map[string]bool{}
-	need := func(key, field string) {
-		pv, ok := prot[key]
-		if !ok {
-			return
-		}
-		d := decide(authz.Query{Subject: subject, Action: "read", Resource: pv.Resource})
-		if d.Allowed {
-			return
-		}
-		dedup := pv.Resource + "|" + field
-		if seen[dedup] {
-			return
-		}
-		seen[dedup] = true
-		out = append(out, podsec.Violation{Check: CheckProtectedVolume, Field: field,
-			Message: fmt.Sprintf("%s %s holds %s, and the pod's service account (%s) has no active grant to read it: %s", pv.Kind, pv.Name, pv.Resource, subject, d.Reason),
-			Fix:     fmt.Sprintf("request access for the workload: rampart request create --resource %s --action read --for %s --reason …", pv.Resource, subject)})
-	}
-	path := wl.SpecPath
-	for i, v := range wl.Spec.Volumes {
-		f := fmt.Sprintf("%s.volumes[%d]", path, i)
-		switch {
-		case v.PersistentVolumeClaim != nil:
-			need("PersistentVolumeClaim/"+v.PersistentVolumeClaim.ClaimName, f+".persistentVolumeClaim.claimName")
-		case v.Secret != nil:
-			need("Secret/"+v.Secret.SecretName, f+".secret.secretName")
-		case v.CSI != nil:
-			need("CSIDriver/"+v.CSI.Driver, f+".csi.driver")
-		case v.Projected != nil:
-			for j, src := range v.Projected.Sources {
-				if src.Secret != nil {
-					need("Secret/"+src.Secret.Name, fmt.Sprintf("%s.projected.sources[%d].secret.name", f, j))
-				}
-			}
-		case v.Ephemeral != nil:
-			// A generic ephemeral volume is a new claim, never an existing protected one.
-		}
-	}
-	for kind, list := range map[string][]corev1.Container{"initContainers": wl.Spec.InitContainers, "containers": wl.Spec.Containers} {
-		for i, c := range list {
-			for j, e := range c.Env {
-				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-					need("Secret/"+e.ValueFrom.SecretKeyRef.Name, fmt.Sprintf("%s.%s[%d].env[%d].valueFrom.secretKeyRef.name", path, kind, i, j))
-				}
-			}
-			for j, e := range c.EnvFrom {
-				if e.SecretRef != nil {
-					need("Secret/"+e.SecretRef.Name, fmt.Sprintf("%s.%s[%d].envFrom[%d].secretRef.name", path, kind, i, j))
-				}
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b podsec.Violation) int { return strings.Compare(a.Field, b.Field) })
-	return out
-}
-
-// validateConnect decides exec, attach and port-forward: into a pod that mounts protected
-// data, the person needs the exec action on that resource.
-func (h *Webhook) validateConnect(ctx context.Context, req *admissionv1.AdmissionRequest, pol *policy.Policy, s policy.KubernetesSettings, what string) *admissionv1.AdmissionResponse {
-	pod, err := h.Cluster.Pod(ctx, req.Namespace, req.Name)
-	if err == nil && pod == nil {
-		err = errors.New("no such pod")
-	}
-	if err != nil {
-		return h.deny(ctx, req, what, []refusal{{Check: CheckUnavailable, Message: fmt.Sprintf("cannot read pod %s/%s to see what it holds: %v", req.Namespace, req.Name, err), Fix: "retry; the webhook refuses what it cannot check"}}, "")
-	}
-	prot := pol.ProtectedVolumes(req.Namespace)
-	resources := map[string]bool{}
-	// The resources the pod holds, whatever its own grants.
-	for _, v := range pod.Spec.Volumes {
-		for _, key := range volumeKeys(v) {
-			if pv, ok := prot[key]; ok {
-				resources[pv.Resource] = true
-			}
-		}
-	}
-	user := strings.TrimPrefix(req.UserInfo.Username, s.UserPrefix)
-	if s.UserPrefix != "" && !strings.HasPrefix(req.UserInfo.Username, s.UserPrefix) {
-		user = req.UserInfo.Username // a user outside the prefix (a service account, an admin certificate)
-	}
-	if strings.HasPrefix(user, "system:serviceaccount:") {
-		parts := strings.SplitN(strings.TrimPrefix(user, "system:serviceaccount:"), ":", 2)
-		if len(parts) == 2 {
-			user = ServiceAccountSubject(s.Cluster, parts[0], parts[1])
-		}
-	}
-	var out []refusal
-	for _, res := range slices.Sorted(mapsKeys(resources)) {
-		d := h.Decide.Check(authz.Query{Subject: user, Action: "exec", Resource: res})
-		if !d.Allowed {
-			out = append(out, refusal{Check: CheckProtectedExec, Field: "pods/" + req.SubResource,
-				Message: fmt.Sprintf("pod %s/%s holds %s; %s into it needs a grant for exec on it, and %s has none: %s", req.Namespace, req.Name, res, req.SubResource, user, d.Reason),
-				Fix:     fmt.Sprintf("rampart request create --resource %s --action exec --reason …", res)})
-		}
-	}
-	if len(out) > 0 {
-		return h.deny(ctx, req, what, out, "")
-	}
-	return &admissionv1.AdmissionResponse{Allowed: true}
-}
-
-func volumeKeys(v corev1.Volume) []string {
-	switch {
-	case v.PersistentVolumeClaim != nil:
-		return []string{"PersistentVolumeClaim/" + v.PersistentVolumeClaim.ClaimName}
-	case v.Secret != nil:
-		return []string{"Secret/" + v.Secret.SecretName}
-	case v.CSI != nil:
-		return []string{"CSIDriver/" + v.CSI.Driver}
-	case v.Projected != nil:
-		var out []string
-		for _, s := range v.Projected.Sources {
-			if s.Secret != nil {
-				out = append(out, "Secret/"+s.Secret.Name)
-			}
-		}
-		return out
-	}
-	return nil
-}
-
-func mapsKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func (h *Webhook) mutate(ctx context.Context, req *admissionv1.AdmissionRequest, wl podsec.Workload, objErr error) *admissionv1.AdmissionResponse {

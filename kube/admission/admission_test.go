@@ -14,6 +14,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
@@ -42,6 +44,22 @@ func (c clusterWith) Pod(_ context.Context, ns, name string) (*corev1.Pod, error
 }
 func (c clusterWith) NetworkPolicies(ns string) ([]*networkingv1.NetworkPolicy, error) {
 	return c[ns], nil
+}
+func (c clusterWith) Service(_ context.Context, ns, name string) (*corev1.Service, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("services"), name)
+}
+func (c clusterWith) EndpointPods(context.Context, string, string) ([]string, error) { return nil, nil }
+func (c clusterWith) Pods(context.Context, string, labels.Selector) ([]corev1.Pod, error) {
+	return nil, nil
+}
+func (c clusterWith) PersistentVolume(_ context.Context, name string) (*corev1.PersistentVolume, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("persistentvolumes"), name)
+}
+func (c clusterWith) PersistentVolumeClaim(_ context.Context, ns, name string) (*corev1.PersistentVolumeClaim, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("persistentvolumeclaims"), name)
+}
+func (c clusterWith) VolumeSnapshotSource(_ context.Context, ns, name string) (string, error) {
+	return "", apierrors.NewNotFound(corev1.Resource("volumesnapshots"), name)
 }
 
 const podReview = `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1",
@@ -168,6 +186,9 @@ func FuzzValidate(f *testing.F) {
 	f.Add([]byte(strings.Replace(podReview, `"kind":"Pod"}`, `"kind":"Deployment"}`, 1)))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"kind":"Pod"},"object":null}}`))
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","resource":{"resource":"pods"},"subResource":"exec","name":"p","namespace":"research"}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"Service"},"resource":{"version":"v1","resource":"services"},"subResource":"proxy","name":"https:s:443","namespace":"research","operation":"CONNECT"}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"version":"v1","kind":"PersistentVolumeClaim"},"resource":{"version":"v1","resource":"persistentvolumeclaims"},"name":"c","namespace":"research","operation":"CREATE","object":{"apiVersion":"v1","kind":"PersistentVolumeClaim","spec":{"dataSource":{"kind":"PersistentVolumeClaim","name":"frontier-7-weights"}}}}}`))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"group":"snapshot.storage.k8s.io","version":"v1","kind":"VolumeSnapshot"},"resource":{"group":"snapshot.storage.k8s.io","version":"v1","resource":"volumesnapshots"},"name":"s","namespace":"research","operation":"CREATE","object":{"apiVersion":"snapshot.storage.k8s.io/v1","kind":"VolumeSnapshot","spec":{"source":{"persistentVolumeClaimName":"frontier-7-weights"}}}}}`))
 	pol, err := policy.Load(demo.Policy())
 	if err != nil {
 		f.Fatal(err)

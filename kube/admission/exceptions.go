@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -34,11 +35,20 @@ type UsedException struct {
 // ExceptionSet answers, for one workload, whether a check is waived, and remembers which
 // exceptions were used.
 type ExceptionSet struct {
-	decide  func(authz.Query) authz.Decision
-	subject string
-	ns      string
-	mu      sync.Mutex
-	used    []UsedException
+	decide   func(authz.Query) authz.Decision
+	subject  string
+	ns       string
+	deployer *Deployer
+	mu       sync.Mutex
+	used     []UsedException
+	borrowed []borrowedException
+}
+
+// borrowedException is an exception that would have waived a check, had its deployer
+// requested it.
+type borrowedException struct {
+	check    string
+	decision authz.Decision
 }
 
 // Exceptions returns the exception set of workload wl in namespace ns.
@@ -50,23 +60,63 @@ func Exceptions(decide func(authz.Query) authz.Decision, cluster, ns string, wl 
 	return &ExceptionSet{decide: decide, subject: ServiceAccountSubject(cluster, ns, sa), ns: ns}
 }
 
+// For narrows the set to the exceptions d may use (see Deployer): when d is set and not
+// trusted, an exception someone else requested waives nothing, and is reported by Borrowed.
+func (e *ExceptionSet) For(d *Deployer) *ExceptionSet {
+	e.deployer = d
+	return e
+}
+
 // Exempt reports whether an active exception waives check.
 func (e *ExceptionSet) Exempt(check string) bool {
-	switch check {
-	case CheckProtectedVolume, CheckProtectedExec, CheckUnavailable:
+	if !Waivable(check) {
 		return false // protected data needs a grant to read it, never an exception
 	}
-	d := e.decide(authz.Query{Subject: e.subject, Action: ExemptAction(check), Resource: NamespaceResource(e.ns)})
+	q := authz.Query{Subject: e.subject, Action: ExemptAction(check), Resource: NamespaceResource(e.ns)}
+	d := e.decide(q)
 	if !d.Allowed || d.GrantID == "" {
 		// Exceptions are time-bound: a standing binding that allows an exempt action does not
 		// make one.
 		return false
+	}
+	if e.deployer != nil && e.deployer.Trusted == "" {
+		q.RequestedBy = e.deployer.Subject
+		own := e.decide(q)
+		if !own.Allowed || own.GrantID == "" {
+			e.mu.Lock()
+			e.borrowed = append(e.borrowed, borrowedException{check: check, decision: d})
+			e.mu.Unlock()
+			return false
+		}
+		d = own
 	}
 	e.mu.Lock()
 	e.used = append(e.used, UsedException{Check: check, GrantID: d.GrantID, ExpiresAt: d.ExpiresAt})
 	e.mu.Unlock()
 	return true
 }
+
+// Borrowed returns the violations (check rampart.workload-grant) of the exceptions that would
+// have waived a check had the deployer requested them. field is the pod spec's path.
+func (e *ExceptionSet) Borrowed(field string) []podsec.Violation {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []podsec.Violation
+	for _, b := range e.borrowed {
+		v := borrowed(field+".serviceAccountName", "an exception waives "+b.check+" for the pods of this service account", e.subject, b.decision, e.deployer, NamespaceResource(e.ns))
+		v.Fix = fmt.Sprintf("have %s deploy it, or ask for an exception yourself: %s", requesterName(b.decision), ExceptionCommand(clusterOf(e.subject), e.ns, accountOf(e.subject), b.check))
+		out = append(out, v)
+	}
+	return out
+}
+
+// clusterOf and accountOf take a workload subject k8s:<cluster>/<namespace>/<account> apart.
+func clusterOf(subject string) string {
+	c, _, _ := strings.Cut(strings.TrimPrefix(subject, "k8s:"), "/")
+	return c
+}
+
+func accountOf(subject string) string { return subject[strings.LastIndexByte(subject, '/')+1:] }
 
 // Used returns the exceptions that waived a check so far.
 func (e *ExceptionSet) Used() []UsedException {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/big"
 	"net"
 	"net/url"
@@ -28,6 +29,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/netpol"
 	"rampart.dev/rampart/policy"
 )
@@ -124,7 +126,9 @@ const RuntimeClassUnset = `!(request.kind.kind == 'Pod' && request.operation == 
 
 // Webhooks renders the validating and mutating webhook configurations for a webhook served at
 // baseURL (https://host:port; /validate and /mutate are appended), trusted through caPEM.
-// Namespaces in exempt and every kube-* namespace are left out.
+// The system namespaces (netpol.SystemNamespaces) and those in exempt are left out: the same
+// namespaces netpol.Governed leaves out, so that what is reviewed is what gets the default-deny
+// policy and what kube scan checks.
 func Webhooks(baseURL string, caPEM []byte, exempt []string) (*admissionregistrationv1.ValidatingWebhookConfiguration, *admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
@@ -134,21 +138,34 @@ func Webhooks(baseURL string, caPEM []byte, exempt []string) (*admissionregistra
 	none := admissionregistrationv1.SideEffectClassNone
 	timeout := int32(5)
 	equivalent := admissionregistrationv1.Equivalent
-	skip := slices.Concat([]string{"kube-system", "kube-public", "kube-node-lease"}, exempt)
+	skip := slices.Concat(netpol.SystemNamespaces, exempt)
 	slices.Sort(skip)
 	skip = slices.Compact(skip)
 	nsSel := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: skip}}}
+	createUpdate := []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
 	workloads := []admissionregistrationv1.RuleWithOperations{
-		{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-			Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}},
+		{Operations: createUpdate,
+			Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods", "replicationcontrollers"}}},
 		{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 			Rule: admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments", "statefulsets", "daemonsets", "replicasets"}}},
 		{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
 			Rule: admissionregistrationv1.Rule{APIGroups: []string{"batch"}, APIVersions: []string{"v1"}, Resources: []string{"jobs", "cronjobs"}}},
 	}
-	connect := admissionregistrationv1.RuleWithOperations{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Connect},
-		Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/exec", "pods/attach", "pods/portforward"}}}
+	// Only the validating webhook sees these. A rule naming "pods" does not match a pod's
+	// subresources: kubectl debug adds an ephemeral container by an update of
+	// pods/ephemeralcontainers, which would otherwise reach no webhook at all.
+	validateOnly := []admissionregistrationv1.RuleWithOperations{
+		{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+			Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/ephemeralcontainers"}}},
+		{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Connect},
+			Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: connectResources()}},
+		// Claims and snapshots that copy or bind protected data (kube/admission claims.go).
+		{Operations: createUpdate,
+			Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"persistentvolumeclaims"}}},
+		{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+			Rule: admissionregistrationv1.Rule{APIGroups: []string{admission.SnapshotGroup}, APIVersions: []string{"v1"}, Resources: []string{"volumesnapshots"}}},
+	}
 	client := func(path string) admissionregistrationv1.WebhookClientConfig {
 		v := u.String() + path
 		return admissionregistrationv1.WebhookClientConfig{URL: &v, CABundle: caPEM}
@@ -158,7 +175,7 @@ func Webhooks(baseURL string, caPEM []byte, exempt []string) (*admissionregistra
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: WebhookName, Labels: labels},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name: "validate." + WebhookName, ClientConfig: client("/validate"), Rules: append(workloads, connect),
+			Name: "validate." + WebhookName, ClientConfig: client("/validate"), Rules: slices.Concat(workloads, validateOnly),
 			FailurePolicy: &fail, MatchPolicy: &equivalent, SideEffects: &none, TimeoutSeconds: &timeout,
 			AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: nsSel,
 		}},
@@ -175,6 +192,18 @@ func Webhooks(baseURL string, caPEM []byte, exempt []string) (*admissionregistra
 		}},
 	}
 	return val, mut, nil
+}
+
+// connectResources lists the CONNECT subresources the webhook reviews
+// (admission.ConnectSubresources), as "resource/subresource".
+func connectResources() []string {
+	var out []string
+	for _, r := range slices.Sorted(maps.Keys(admission.ConnectSubresources)) {
+		for _, sub := range admission.ConnectSubresources[r] {
+			out = append(out, r+"/"+sub)
+		}
+	}
+	return out
 }
 
 // ApplyWebhooks creates or replaces both webhook configurations.

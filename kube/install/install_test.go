@@ -74,9 +74,19 @@ func TestSelfIssueAndWebhooks(t *testing.T) {
 	for _, r := range vw.Rules {
 		resources = append(resources, r.Resources...)
 	}
-	for _, want := range []string{"pods", "deployments", "cronjobs", "pods/exec", "pods/attach", "pods/portforward"} {
+	for _, want := range []string{"pods", "replicationcontrollers", "deployments", "cronjobs", "pods/exec", "pods/attach", "pods/portforward",
+		"pods/proxy", "services/proxy", "pods/ephemeralcontainers", "persistentvolumeclaims", "volumesnapshots"} {
 		if !slices.Contains(resources, want) {
 			t.Errorf("the validating webhook does not see %s", want)
+		}
+	}
+	// The mutating webhook changes only workloads' runtime class: it sees no subresource, claim
+	// or snapshot.
+	for _, r := range mw.Rules {
+		for _, res := range r.Resources {
+			if strings.Contains(res, "/") || res == "persistentvolumeclaims" || res == "volumesnapshots" {
+				t.Errorf("the mutating webhook sees %s", res)
+			}
 		}
 	}
 	for _, bad := range []string{"http://127.0.0.1:8443", "127.0.0.1:8443", "https://"} {
@@ -179,6 +189,12 @@ func TestServerRBAC(t *testing.T) {
 		{"networking.k8s.io", "networkpolicies", "create", ""},
 		{"", "namespaces", "watch", ""},
 		{"", "pods", "get", ""},
+		{"", "pods", "list", ""},
+		{"", "services", "get", ""},
+		{"", "endpoints", "get", ""},
+		{"", "persistentvolumes", "get", ""},
+		{"", "persistentvolumeclaims", "get", ""},
+		{"snapshot.storage.k8s.io", "volumesnapshots", "get", ""},
 	} {
 		if !has(want[0], want[1], want[2], want[3]) {
 			t.Errorf("missing %v", want)

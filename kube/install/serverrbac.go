@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/rbac"
 	"rampart.dev/rampart/policy"
 )
@@ -31,8 +32,10 @@ const ServerRoleName = "rampart-server"
 //     existing ClusterRoles that roles name (cluster_role). Nothing else: no escalate, no
 //     wildcard.
 //   - namespaces: read and watch (the keeper gives new ones their NetworkPolicy);
-//     NetworkPolicies: read, watch, create, update; pods: get (exec into pods holding protected
-//     data).
+//     NetworkPolicies: read, watch, create, update.
+//   - what the admission webhook reads to see what a request reaches: pods (get; list, for the
+//     pods a Service selects), services and endpoints (get: the pods a service proxy dials),
+//     persistent volumes, claims and VolumeSnapshots (get: what a new claim clones or binds).
 //
 // Re-render and apply it when the policy's roles change. Whoever may change the policy may
 // grant what it says: protect the policy as you protect this ClusterRole.
@@ -51,7 +54,9 @@ func ServerRBAC(pol *policy.Policy, namespace, serviceAccount string) (*corev1.S
 		{APIGroups: []string{rbacGroup}, Resources: []string{"clusterroles"}, Verbs: []string{"get", "list", "watch", "create"}},
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{""}, Resources: []string{"services", "endpoints", "persistentvolumes", "persistentvolumeclaims"}, Verbs: []string{"get"}},
+		{APIGroups: []string{admission.SnapshotGroup}, Resources: []string{"volumesnapshots"}, Verbs: []string{"get"}},
 	}
 	managed := rbac.ManagedClusterRoles(pol)
 	if names := slices.Sorted(maps.Keys(managed)); len(names) > 0 {

@@ -6,7 +6,6 @@ package netpol
 import (
 	"reflect"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -107,11 +106,14 @@ func AllowsMore(policies []*networkingv1.NetworkPolicy) []string {
 	return out
 }
 
-// YAML-free rendering for `rampart kube render netpol` lives in the CLI; this helper names the
-// namespaces a render covers: every namespace but the exempt ones.
+// SystemNamespaces are the namespaces the apiserver itself makes and uses. They, and the
+// policy's exempt_namespaces, are the only ones Rampart leaves alone.
+var SystemNamespaces = []string{"kube-node-lease", "kube-public", "kube-system"}
+
+// Governed reports whether Rampart governs namespace: every namespace but the system ones and
+// those in exempt. A name beginning with "kube-" exempts nothing by itself: anyone who may create
+// namespaces could pick one, so kube-tools is governed like research (the admission webhook
+// leaves out exactly these namespaces too).
 func Governed(namespace string, exempt []string) bool {
-	if namespace == "kube-system" || strings.HasPrefix(namespace, "kube-") {
-		return false
-	}
-	return !slices.Contains(exempt, namespace)
+	return !slices.Contains(SystemNamespaces, namespace) && !slices.Contains(exempt, namespace)
 }

@@ -56,7 +56,10 @@ func TestAllowsMoreAndGoverned(t *testing.T) {
 	if !reflect.DeepEqual(got, []string{"research/allow-all"}) {
 		t.Fatalf("AllowsMore = %v", got)
 	}
-	for ns, want := range map[string]bool{"research": true, "kube-system": false, "kube-public": false, "rampart": false} {
+	// Only the apiserver's own namespaces and the exempt ones are left alone: a namespace anyone
+	// may name kube-tools is governed (issue 13, item 10).
+	for ns, want := range map[string]bool{"research": true, "kube-system": false, "kube-public": false, "kube-node-lease": false,
+		"rampart": false, "kube-tools": true, "kube-": true, "kubeflow": true} {
 		if netpol.Governed(ns, []string{"rampart"}) != want {
 			t.Errorf("Governed(%s) != %v", ns, want)
 		}

@@ -53,10 +53,27 @@ func newWorkloadObject(kind string) (runtime.Object, string) {
 		obj = &batchv1.Job{}
 	case "CronJob":
 		obj = &batchv1.CronJob{}
+	case "ReplicationController":
+		obj = &corev1.ReplicationController{}
 	default:
 		return nil, ""
 	}
 	return obj, workloadKinds[kind]
+}
+
+// DecodeObject decodes raw, the JSON of an object that is not a workload (a
+// PersistentVolumeClaim, a VolumeSnapshot), into v as strictly as WorkloadOf decodes
+// workloads: unknown, duplicate and miscased fields and invalid UTF-8 are errors. what names
+// the object in errors, which are *DecodeError values wrapping ErrMalformed or ErrTooLarge.
+// The caller checks the object's apiVersion and kind.
+func DecodeObject(what string, raw []byte, v any) error {
+	if len(raw) > MaxReviewBytes {
+		return &DecodeError{What: what, Reason: fmt.Sprintf("object is %d bytes, more than the %d allowed", len(raw), MaxReviewBytes), Err: ErrTooLarge}
+	}
+	if err := jsonObject(raw); err != nil {
+		return &DecodeError{What: what, Reason: err.Error(), Err: ErrMalformed}
+	}
+	return decodeStrict(what, raw, v)
 }
 
 // decodeStrict decodes raw into v with the strict options; what names the input in the error.

@@ -58,7 +58,7 @@ const MaxReviewBytes = 8 << 20
 // object where the pod's metadata and spec live.
 type Workload struct {
 	// Kind is "Pod", "Deployment", "StatefulSet", "DaemonSet",
-	// "ReplicaSet", "Job" or "CronJob".
+	// "ReplicaSet", "Job", "CronJob" or "ReplicationController".
 	Kind string
 	// Meta is the submitted object's own metadata.
 	Meta *metav1.ObjectMeta
@@ -70,7 +70,7 @@ type Workload struct {
 	// MetaPath and SpecPath are the field paths of PodMeta and Spec in the
 	// object: "metadata" and "spec" for a Pod, "spec.template.metadata" and
 	// "spec.template.spec" for a Deployment, StatefulSet, DaemonSet,
-	// ReplicaSet or Job, "spec.jobTemplate.spec.template.metadata" and
+	// ReplicaSet, Job or ReplicationController, "spec.jobTemplate.spec.template.metadata" and
 	// "spec.jobTemplate.spec.template.spec" for a CronJob.
 	MetaPath, SpecPath string
 	// Object is the decoded object (*corev1.Pod, *appsv1.Deployment, …).
@@ -86,12 +86,15 @@ var workloadKinds = map[string]string{
 	"ReplicaSet":  "apps/v1",
 	"Job":         "batch/v1",
 	"CronJob":     "batch/v1",
+	// The kube-controller-manager makes pods from a ReplicationController's template under the
+	// same identity as from the other controllers' when its controllers share its credentials.
+	"ReplicationController": "v1",
 }
 
 // WorkloadOf decodes raw, the JSON of an object of the given kind (the
 // admission request's kind.kind, e.g. "Deployment"), and finds its pod.
 // Decoding is strict: the object's apiVersion and kind must be present and
-// match (v1 Pod; apps/v1 Deployment, StatefulSet, DaemonSet, ReplicaSet;
+// match (v1 Pod, ReplicationController; apps/v1 Deployment, StatefulSet, DaemonSet, ReplicaSet;
 // batch/v1 Job, CronJob), and unknown fields, duplicate fields and field
 // names in the wrong case are errors. Errors are *DecodeError wrapping
 // ErrMalformed, ErrTooLarge or ErrUnsupportedKind.
@@ -124,7 +127,7 @@ func checkedWorkload(kind string, obj runtime.Object) (Workload, error) {
 	return WorkloadFromObject(obj)
 }
 
-const supportedKinds = "Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob"
+const supportedKinds = "Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, ReplicationController"
 
 // WorkloadFromObject finds the pod in a typed object, for callers that hold
 // one (a scanner listing objects). The Workload points into obj. obj is not
@@ -163,6 +166,15 @@ func WorkloadFromObject(obj runtime.Object) (Workload, error) {
 		if o != nil {
 			w.Kind, w.Meta, tmpl = "CronJob", &o.ObjectMeta, &o.Spec.JobTemplate.Spec.Template
 			w.MetaPath, w.SpecPath = "spec.jobTemplate.spec.template.metadata", "spec.jobTemplate.spec.template.spec"
+		}
+	case *corev1.ReplicationController:
+		if o != nil {
+			if o.Spec.Template == nil {
+				// Its template is a pointer where the others' are values: absent is an empty
+				// pod, as for them (the checks refuse it, the apiserver's validation too).
+				o.Spec.Template = &corev1.PodTemplateSpec{}
+			}
+			w.Kind, w.Meta, tmpl = "ReplicationController", &o.ObjectMeta, o.Spec.Template
 		}
 	default:
 		return Workload{}, &DecodeError{What: "object", Reason: fmt.Sprintf("type %T is not a workload this check knows (%s)", obj, supportedKinds), Err: ErrUnsupportedKind}

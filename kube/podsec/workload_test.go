@@ -39,6 +39,8 @@ func workloadObjects(tmpl corev1.PodTemplateSpec) []struct {
 			ObjectMeta: om, Spec: batchv1.JobSpec{Template: tmpl}}},
 		{"CronJob", "spec.jobTemplate.spec.template.metadata", "spec.jobTemplate.spec.template.spec", &batchv1.CronJob{TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "CronJob"},
 			ObjectMeta: om, Spec: batchv1.CronJobSpec{Schedule: "@daily", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl}}}}},
+		{"ReplicationController", "spec.template.metadata", "spec.template.spec", &corev1.ReplicationController{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ReplicationController"},
+			ObjectMeta: om, Spec: corev1.ReplicationControllerSpec{Template: &tmpl}}},
 	}
 }
 
@@ -187,6 +189,8 @@ func TestWorkloadOfNullsAndEmptyTemplates(t *testing.T) {
 	for _, raw := range []string{
 		`{"apiVersion":"v1","kind":"Pod","metadata":null,"spec":null}`,
 		`{"apiVersion":"apps/v1","kind":"Deployment","spec":{"template":null}}`,
+		`{"apiVersion":"v1","kind":"ReplicationController","spec":{"template":null}}`,
+		`{"apiVersion":"v1","kind":"ReplicationController","spec":{}}`,
 		`{"apiVersion":"batch/v1","kind":"CronJob","spec":{"jobTemplate":{"spec":{"template":{"spec":{"containers":[{"name":"a","securityContext":null}]}}}}}}`,
 	} {
 		var tm metav1.TypeMeta
@@ -203,7 +207,7 @@ func TestWorkloadOfNullsAndEmptyTemplates(t *testing.T) {
 }
 
 func TestWorkloadFromObjectRefusesOthers(t *testing.T) {
-	for _, obj := range []runtime.Object{nil, (*corev1.Pod)(nil), (*appsv1.Deployment)(nil), &corev1.Service{}} {
+	for _, obj := range []runtime.Object{nil, (*corev1.Pod)(nil), (*appsv1.Deployment)(nil), (*corev1.ReplicationController)(nil), &corev1.Service{}} {
 		if _, err := WorkloadFromObject(obj); err == nil {
 			t.Errorf("WorkloadFromObject(%T) accepted", obj)
 		}
@@ -227,7 +231,7 @@ func FuzzWorkloadOf(f *testing.F) {
 	f.Add(uint8(1), []byte(`{"apiVersion":"apps/v1","kind":"Deployment","spec":{"template":null}}`))
 	f.Add(uint8(6), []byte(`{"apiVersion":"batch/v1","kind":"CronJob","spec":{"jobTemplate":{"spec":{"template":{"spec":{"runtimeClassName":""}}}}}}`))
 	f.Add(uint8(0), []byte(`null`))
-	kinds := []string{"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Service"}
+	kinds := []string{"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "ReplicationController", "Service"}
 	o := newOracle(f)
 	f.Fuzz(func(t *testing.T, k uint8, raw []byte) {
 		kind := kinds[int(k)%len(kinds)]

@@ -1,14 +1,23 @@
 // Package scan checks what already runs in a cluster against the baseline the admission webhook
-// enforces (kube/podsec, protected volumes, the default-deny egress policy), for objects
-// created before the webhook, or while a namespace was exempt. It reports; it changes nothing.
+// enforces (kube/podsec, protected data reached by volumes, environment or clones, claims and
+// snapshots copying protected data, ephemeral containers in pods holding it, the default-deny
+// egress policy), for objects created before the webhook, or while a namespace was exempt. It
+// reports; it changes nothing.
+//
+// What it cannot see: who created an object. Kubernetes does not record it, so a pod that
+// borrowed another workload's grant (kube/admission's deployer rule) looks like the pods its
+// requester deploys, and an ephemeral container does not say who added it: every ephemeral
+// container in a pod holding protected data is reported.
 package scan
 
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -49,6 +58,8 @@ func Scan(ctx context.Context, c kubernetes.Interface, pol *policy.Policy, decid
 	if err != nil {
 		return nil, fmt.Errorf("list namespaces: %w", err)
 	}
+	storage := admission.KubeStorage{Client: c}
+	data := admission.DataCheck{Policy: pol, Settings: s, Decide: decide, Storage: storage}
 	var out []Finding
 	for _, ns := range nss.Items {
 		if !netpol.Governed(ns.Name, s.Admission.ExemptNamespaces) {
@@ -84,7 +95,14 @@ func Scan(ctx context.Context, c kubernetes.Interface, pol *policy.Policy, decid
 			}
 			// Active exceptions waive checks here exactly as at admission (same decisions).
 			vs := podsec.Check(wl, ns.Name, cfg, admission.Exceptions(decide, s.Cluster, ns.Name, wl).Exempt)
-			vs = append(vs, admission.ProtectedVolumes(wl, ns.Name, pol, s, decide)...)
+			vs = append(vs, data.Violations(ctx, wl, ns.Name)...)
+			if pod, ok := obj.(*corev1.Pod); ok && len(pod.Spec.EphemeralContainers) > 0 {
+				more, err := ephemeral(ctx, data, pod)
+				if err != nil {
+					return nil, err
+				}
+				vs = append(vs, more...)
+			}
 			for _, v := range vs {
 				f := Finding{Namespace: ns.Name, Kind: wl.Kind, Name: wl.Meta.Name, Check: v.Check, Field: v.Field, Message: v.Message, Fix: v.Fix}
 				if admission.Waivable(v.Check) && wl.Spec != nil {
@@ -93,10 +111,64 @@ func Scan(ctx context.Context, c kubernetes.Interface, pol *policy.Policy, decid
 				out = append(out, f)
 			}
 		}
+		more, err := copies(ctx, c, storage, data, ns.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, more...)
 	}
 	slices.SortStableFunc(out, func(a, b Finding) int {
 		return strings.Compare(a.Namespace+"\x00"+a.Kind+"\x00"+a.Name, b.Namespace+"\x00"+b.Kind+"\x00"+b.Name)
 	})
+	return out, nil
+}
+
+// ephemeral reports the ephemeral containers of a pod that holds protected data: each runs its
+// own command with the pod's data, as exec would, and nobody can tell afterwards whether whoever
+// added it had a grant to exec on the data.
+func ephemeral(ctx context.Context, data admission.DataCheck, pod *corev1.Pod) ([]podsec.Violation, error) {
+	held, err := data.HeldResources(ctx, pod, pod.Namespace)
+	if err != nil || len(held) == 0 {
+		return nil, err
+	}
+	var out []podsec.Violation
+	for i, ec := range pod.Spec.EphemeralContainers {
+		for _, res := range slices.Sorted(maps.Keys(held)) {
+			out = append(out, podsec.Violation{Check: admission.CheckProtectedExec, Field: fmt.Sprintf("spec.ephemeralContainers[%d]", i),
+				Message: fmt.Sprintf("ephemeral container %q runs its own command in a pod that holds %s (%s), as exec into it would; whoever added it needed a grant for exec on it", ec.Name, res, held[res]),
+				Fix:     "find who added it (the apiserver's audit log), and delete the pod: an ephemeral container cannot be removed"})
+		}
+	}
+	return out, nil
+}
+
+// copies checks the namespace's claims and snapshots: what copies or binds protected data must
+// be named in the policy as holding it.
+func copies(ctx context.Context, c kubernetes.Interface, storage admission.KubeStorage, data admission.DataCheck, ns string) ([]Finding, error) {
+	pvcs, err := c.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list persistentvolumeclaims in %s: %w", ns, err)
+	}
+	var out []Finding
+	for i := range pvcs.Items {
+		pvc := &pvcs.Items[i]
+		vs, err := admission.ClaimViolations(ctx, data, ns, pvc.Name, &pvc.Spec)
+		if err != nil {
+			return nil, fmt.Errorf("PersistentVolumeClaim %s/%s: %w", ns, pvc.Name, err)
+		}
+		for _, v := range vs {
+			out = append(out, Finding{Namespace: ns, Kind: "PersistentVolumeClaim", Name: pvc.Name, Check: v.Check, Field: v.Field, Message: v.Message, Fix: v.Fix})
+		}
+	}
+	snaps, err := storage.VolumeSnapshots(ctx, ns)
+	if err != nil {
+		return nil, fmt.Errorf("list volumesnapshots in %s: %w", ns, err)
+	}
+	for _, vs := range snaps {
+		if v := admission.SnapshotViolation(data.Policy, ns, vs.Name, vs.ClaimName()); v != nil {
+			out = append(out, Finding{Namespace: ns, Kind: "VolumeSnapshot", Name: vs.Name, Check: v.Check, Field: v.Field, Message: v.Message, Fix: v.Fix})
+		}
+	}
 	return out, nil
 }
 
@@ -153,6 +225,13 @@ func workloads(ctx context.Context, c kubernetes.Interface, ns string) ([]runtim
 		if !owned(jobs.Items[i].ObjectMeta) {
 			out = append(out, &jobs.Items[i])
 		}
+	}
+	rcs, err := c.CoreV1().ReplicationControllers(ns).List(ctx, lo)
+	if err != nil {
+		return nil, fmt.Errorf("list replicationcontrollers in %s: %w", ns, err)
+	}
+	for i := range rcs.Items {
+		out = append(out, &rcs.Items[i])
 	}
 	cjs, err := c.BatchV1().CronJobs(ns).List(ctx, lo)
 	if err != nil {

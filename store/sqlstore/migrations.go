@@ -296,4 +296,10 @@ CREATE TABLE mfa_attempts (
 ALTER TABLE vault_objects ADD COLUMN location TEXT NOT NULL DEFAULT '';
 ALTER TABLE vault_objects ADD COLUMN leftover TEXT NOT NULL DEFAULT '';
 `,
+	// 14: who requested each grant (a workload's grant is used in a cluster only by what its
+	// requester deploys), filled in from the requests for grants made before.
+	`
+ALTER TABLE grants ADD COLUMN requester TEXT NOT NULL DEFAULT '';
+UPDATE grants SET requester = COALESCE((SELECT requests.requester FROM requests WHERE requests.id = grants.request_id), '');
+`,
 }

@@ -334,13 +334,13 @@ func (r reader) Reviews(ctx context.Context, id string) ([]access.Review, error)
 	return out, rows.Err()
 }
 
-const grantCols = `id, request_id, role, subject, starts_at, expires_at, state, break_glass, ended_at, ended_by, end_reason, version, role_digest, role_definition`
+const grantCols = `id, request_id, role, subject, starts_at, expires_at, state, break_glass, ended_at, ended_by, end_reason, version, role_digest, role_definition, requester`
 
 func scanGrant(sc interface{ Scan(...any) error }) (access.Grant, error) {
 	var g access.Grant
 	var starts, expires, ended int64
 	var state, def string
-	err := sc.Scan(&g.ID, &g.RequestID, &g.Role, &g.Subject, &starts, &expires, &state, &g.BreakGlass, &ended, &g.EndedBy, &g.EndReason, &g.Version, &g.RoleDigest, &def)
+	err := sc.Scan(&g.ID, &g.RequestID, &g.Role, &g.Subject, &starts, &expires, &state, &g.BreakGlass, &ended, &g.EndedBy, &g.EndReason, &g.Version, &g.RoleDigest, &def, &g.Requester)
 	g.StartsAt, g.ExpiresAt, g.EndedAt, g.State = fromNanos(starts), fromNanos(expires), fromNanos(ended), access.GrantState(state)
 	g.Definition = decodeDefinition(g.RoleDigest, def)
 	return g, err
@@ -571,9 +571,9 @@ func (t *txn) InsertGrant(ctx context.Context, g access.Grant) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.q.ExecContext(ctx, t.s.q(`INSERT INTO grants (`+grantCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+	_, err = t.q.ExecContext(ctx, t.s.q(`INSERT INTO grants (`+grantCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		g.ID, g.RequestID, g.Role, g.Subject, toNanos(g.StartsAt), toNanos(g.ExpiresAt), string(g.State), g.BreakGlass, toNanos(g.EndedAt), g.EndedBy, g.EndReason, g.Version,
-		g.RoleDigest, def)
+		g.RoleDigest, def, g.Requester)
 	return err
 }
 

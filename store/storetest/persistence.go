@@ -25,7 +25,7 @@ func testRequestsAndGrants(t *testing.T, h Harness) {
 	ctx := context.Background()
 	r := access.Request{ID: "req_a", Role: "role-x", Requester: "alice", Beneficiary: "k8s:prod/ml/trainer", Reason: "why",
 		Duration: 90 * time.Minute, State: access.Pending, Policy: "p", CreatedAt: Epoch, ExpiresAt: Epoch.Add(time.Hour), Version: 1}
-	g := access.Grant{ID: "grt_a", RequestID: "req_a", Role: "role-x", Subject: "k8s:prod/ml/trainer", StartsAt: Epoch,
+	g := access.Grant{ID: "grt_a", RequestID: "req_a", Requester: "alice", Role: "role-x", Subject: "k8s:prod/ml/trainer", StartsAt: Epoch,
 		ExpiresAt: Epoch.Add(time.Hour), State: access.GrantActive, Version: 2}
 	err := s.Update(ctx, func(tx access.Tx) error {
 		if err := tx.InsertRequest(ctx, r); err != nil {
