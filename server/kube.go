@@ -111,7 +111,12 @@ func (in *Instance) startKube(ctx context.Context) error {
 	}
 	in.Kube = client
 	if kc.NetworkPolicies == nil || *kc.NetworkPolicies {
-		k := &netpol.Keeper{Client: client, Policy: in.Index.Policy, Record: recorder(in.Store), Log: in.log, Now: in.now}
+		k := &netpol.Keeper{Client: client, Policy: in.Index.Policy, Record: recorder(in.Store), Log: in.log, Now: in.now,
+			RecordOnce: in.recordOnce,
+			Excepted: func(ns, name string) (bool, bool) {
+				d, ok := admission.NetworkPolicyException(in.Index.Check, in.Index.Policy().Kubernetes().Cluster, ns, name)
+				return ok, ok || !d.Unavailable
+			}}
 		in.every(ctx, "kube netpol", 0, func(ctx context.Context) error {
 			if err := k.Run(ctx); err != nil {
 				in.log.Error("kube NetworkPolicy keeper stopped", "err", err)
@@ -132,10 +137,7 @@ func (in *Instance) startKube(ctx context.Context) error {
 	}
 	r := &rbac.Reconciler{Client: client, Policy: in.Index.Policy, Grants: in.Index.ActiveGrants,
 		Record: recorder(in.Store), Now: in.now, Log: in.log,
-		RecordOnce: func(ctx context.Context, key string, e audit.Event) error {
-			_, err := in.Store.AppendOnce(ctx, key, e)
-			return err
-		}}
+		RecordOnce: in.recordOnce}
 	in.Access.OnGrantChange(func([]access.Grant) { r.Trigger() })
 	in.hooks.add(r.Trigger)
 	in.KubeRBAC = r
@@ -146,6 +148,12 @@ func (in *Instance) startKube(ctx context.Context) error {
 		return nil
 	})
 	return nil
+}
+
+// recordOnce appends e to the ledger unless an entry was appended under key before.
+func (in *Instance) recordOnce(ctx context.Context, key string, e audit.Event) error {
+	_, err := in.Store.AppendOnce(ctx, key, e)
+	return err
 }
 
 // ServeAdmission serves the admission webhook over TLS on kubernetes.admission.listen until ctx

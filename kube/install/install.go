@@ -149,6 +149,9 @@ func Webhooks(baseURL string, caPEM []byte, exempt []string) (*admissionregistra
 	}
 	connect := admissionregistrationv1.RuleWithOperations{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Connect},
 		Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods/exec", "pods/attach", "pods/portforward"}}}
+	// NetworkPolicies that widen egress are refused (validating only: nothing to mutate).
+	networkPolicies := admissionregistrationv1.RuleWithOperations{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+		Rule: admissionregistrationv1.Rule{APIGroups: []string{"networking.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"networkpolicies"}}}
 	client := func(path string) admissionregistrationv1.WebhookClientConfig {
 		v := u.String() + path
 		return admissionregistrationv1.WebhookClientConfig{URL: &v, CABundle: caPEM}
@@ -158,7 +161,7 @@ func Webhooks(baseURL string, caPEM []byte, exempt []string) (*admissionregistra
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: WebhookName, Labels: labels},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name: "validate." + WebhookName, ClientConfig: client("/validate"), Rules: append(workloads, connect),
+			Name: "validate." + WebhookName, ClientConfig: client("/validate"), Rules: append(slices.Clone(workloads), connect, networkPolicies),
 			FailurePolicy: &fail, MatchPolicy: &equivalent, SideEffects: &none, TimeoutSeconds: &timeout,
 			AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: nsSel,
 		}},

@@ -74,7 +74,7 @@ func TestSelfIssueAndWebhooks(t *testing.T) {
 	for _, r := range vw.Rules {
 		resources = append(resources, r.Resources...)
 	}
-	for _, want := range []string{"pods", "deployments", "cronjobs", "pods/exec", "pods/attach", "pods/portforward"} {
+	for _, want := range []string{"pods", "deployments", "cronjobs", "pods/exec", "pods/attach", "pods/portforward", "networkpolicies"} {
 		if !slices.Contains(resources, want) {
 			t.Errorf("the validating webhook does not see %s", want)
 		}
@@ -177,6 +177,7 @@ func TestServerRBAC(t *testing.T) {
 		{"rbac.authorization.k8s.io", "clusterroles", "update", "rampart:weights-reader-frontier-7"},
 		{"", "persistentvolumeclaims", "get", "frontier-7-weights"}, // the role's own rule
 		{"networking.k8s.io", "networkpolicies", "create", ""},
+		{"networking.k8s.io", "networkpolicies", "delete", ""}, // the keeper removes widening policies
 		{"", "namespaces", "watch", ""},
 		{"", "pods", "get", ""},
 	} {

@@ -31,8 +31,9 @@ const ServerRoleName = "rampart-server"
 //     existing ClusterRoles that roles name (cluster_role). Nothing else: no escalate, no
 //     wildcard.
 //   - namespaces: read and watch (the keeper gives new ones their NetworkPolicy);
-//     NetworkPolicies: read, watch, create, update; pods: get (exec into pods holding protected
-//     data).
+//     NetworkPolicies: read, watch, create, update, and delete (the keeper removes those that
+//     widen egress, with kubernetes.drift: enforce); pods: get (exec into pods holding
+//     protected data).
 //
 // Re-render and apply it when the policy's roles change. Whoever may change the policy may
 // grant what it says: protect the policy as you protect this ClusterRole.
@@ -50,7 +51,7 @@ func ServerRBAC(pol *policy.Policy, namespace, serviceAccount string) (*corev1.S
 		{APIGroups: []string{rbacGroup}, Resources: []string{"rolebindings", "clusterrolebindings"}, Verbs: []string{"get", "list", "watch", "create", "delete"}},
 		{APIGroups: []string{rbacGroup}, Resources: []string{"clusterroles"}, Verbs: []string{"get", "list", "watch", "create"}},
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
-		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}},
 	}
 	managed := rbac.ManagedClusterRoles(pol)

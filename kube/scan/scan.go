@@ -59,19 +59,16 @@ func Scan(ctx context.Context, c kubernetes.Interface, pol *policy.Policy, decid
 			return nil, fmt.Errorf("list NetworkPolicies in %s: %w", ns.Name, err)
 		}
 		intact := false
-		var others []string
 		for i := range nps.Items {
 			np := &nps.Items[i]
 			intact = intact || netpol.Intact(np, s.Egress)
-			others = append(others, netpol.AllowsMore([]*networkingv1.NetworkPolicy{np})...)
+			if f, ok := widening(np, s, decide); ok {
+				out = append(out, f)
+			}
 		}
 		if !intact {
 			out = append(out, Finding{Namespace: ns.Name, Kind: "Namespace", Name: ns.Name, Check: admission.CheckNetworkPolicy,
 				Message: "no intact Rampart default-deny egress NetworkPolicy (" + netpol.Name + ")", Fix: "rampart kube install, or apply rampart kube render netpol --namespace " + ns.Name})
-		}
-		for _, o := range others {
-			out = append(out, Finding{Namespace: ns.Name, Kind: "NetworkPolicy", Name: strings.TrimPrefix(o, ns.Name+"/"), Check: "rampart.egress-widened",
-				Message: "allows egress beyond DNS and the egress gateway (NetworkPolicies add up, so it widens the default deny)", Fix: "remove it, or narrow it and record why"})
 		}
 		objs, err := workloads(ctx, c, ns.Name)
 		if err != nil {
@@ -98,6 +95,25 @@ func Scan(ctx context.Context, c kubernetes.Interface, pol *policy.Policy, decid
 		return strings.Compare(a.Namespace+"\x00"+a.Kind+"\x00"+a.Name, b.Namespace+"\x00"+b.Kind+"\x00"+b.Name)
 	})
 	return out, nil
+}
+
+// widening is the finding about a NetworkPolicy that widens egress without an active exception
+// (what the webhook refuses and the keeper removes or reports).
+func widening(np *networkingv1.NetworkPolicy, s policy.KubernetesSettings, decide func(authz.Query) authz.Decision) (Finding, bool) {
+	ws := netpol.Widens(np, s.Egress)
+	if len(ws) == 0 {
+		return Finding{}, false
+	}
+	if _, ok := admission.NetworkPolicyException(decide, s.Cluster, np.Namespace, np.Name); ok {
+		return Finding{}, false
+	}
+	msg := ws[0].Message
+	if len(ws) > 1 {
+		msg += fmt.Sprintf(" (and %d more rules)", len(ws)-1)
+	}
+	return Finding{Namespace: np.Namespace, Kind: "NetworkPolicy", Name: np.Name, Check: admission.CheckEgressWidened, Field: ws[0].Field,
+		Message: msg, Fix: "remove it, or narrow it to cluster DNS and the egress gateway",
+		Exception: admission.ExceptionCommand(s.Cluster, np.Namespace, np.Name, admission.CheckEgressWidened)}, true
 }
 
 // workloads lists the objects of a namespace that carry a pod template, leaving out those a
