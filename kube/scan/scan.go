@@ -1,6 +1,8 @@
 // Package scan checks what already runs in a cluster against the baseline the admission webhook
-// enforces (kube/podsec, protected volumes, the default-deny egress policy), for objects
-// created before the webhook, or while a namespace was exempt. It reports; it changes nothing.
+// enforces (kube/podsec, protected volumes, the default-deny egress policy and NetworkPolicies
+// that widen it), for objects created before the webhook, or while a namespace was exempt, and
+// the RBAC the reconciler reports as drift (bindings to protected or rampart: ClusterRoles that
+// Rampart did not make, bindings that grant nodes/proxy). It reports; it changes nothing.
 package scan
 
 import (
@@ -10,6 +12,7 @@ import (
 	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -18,6 +21,7 @@ import (
 	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/netpol"
 	"rampart.dev/rampart/kube/podsec"
+	"rampart.dev/rampart/kube/rbac"
 	"rampart.dev/rampart/policy"
 )
 
@@ -35,8 +39,22 @@ type Finding struct {
 	Exception string `json:"exception,omitempty"`
 }
 
-// Object is "Kind namespace/name".
-func (f Finding) Object() string { return f.Kind + " " + f.Namespace + "/" + f.Name }
+// Object is "Kind namespace/name", or "Kind name" for a cluster-scoped object.
+func (f Finding) Object() string {
+	if f.Namespace == "" {
+		return f.Kind + " " + f.Name
+	}
+	return f.Kind + " " + f.Namespace + "/" + f.Name
+}
+
+// Checks of RBAC drift (kube/rbac.FindDrift).
+const (
+	// CheckRBACDrift: a binding to a protected ClusterRole (or a rampart: one) that Rampart did
+	// not make.
+	CheckRBACDrift = "rampart.rbac-drift"
+	// CheckNodesProxy: a ClusterRoleBinding that grants nodes/proxy, which bypasses admission.
+	CheckNodesProxy = "rampart.nodes-proxy"
+)
 
 // Scan lists the workloads of every governed namespace and checks each. decide answers the
 // protected-volume questions (the decision engine, or the API's batch check). Pods and
@@ -49,7 +67,10 @@ func Scan(ctx context.Context, c kubernetes.Interface, pol *policy.Policy, decid
 	if err != nil {
 		return nil, fmt.Errorf("list namespaces: %w", err)
 	}
-	var out []Finding
+	out, err := rbacDrift(ctx, c, s)
+	if err != nil {
+		return nil, err
+	}
 	for _, ns := range nss.Items {
 		if !netpol.Governed(ns.Name, s.Admission.ExemptNamespaces) {
 			continue
@@ -94,6 +115,51 @@ func Scan(ctx context.Context, c kubernetes.Interface, pol *policy.Policy, decid
 	slices.SortStableFunc(out, func(a, b Finding) int {
 		return strings.Compare(a.Namespace+"\x00"+a.Kind+"\x00"+a.Name, b.Namespace+"\x00"+b.Kind+"\x00"+b.Name)
 	})
+	return out, nil
+}
+
+// rbacDrift is the findings about bindings the RBAC reconciler reports as drift, in every
+// namespace (a binding to a protected role grants it wherever it is).
+func rbacDrift(ctx context.Context, c kubernetes.Interface, s policy.KubernetesSettings) ([]Finding, error) {
+	rbl, err := c.RbacV1().RoleBindings("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list RoleBindings: %w", err)
+	}
+	crbl, err := c.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list ClusterRoleBindings: %w", err)
+	}
+	crl, err := c.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list ClusterRoles: %w", err)
+	}
+	rbs := make([]*rbacv1.RoleBinding, len(rbl.Items))
+	for i := range rbl.Items {
+		rbs[i] = &rbl.Items[i]
+	}
+	crbs := make([]*rbacv1.ClusterRoleBinding, len(crbl.Items))
+	for i := range crbl.Items {
+		crbs[i] = &crbl.Items[i]
+	}
+	roles := map[string][]rbacv1.PolicyRule{}
+	for _, cr := range crl.Items {
+		roles[cr.Name] = cr.Rules
+	}
+	var out []Finding
+	for _, sus := range rbac.FindDrift(s, rbs, crbs, func(name string) ([]rbacv1.PolicyRule, bool) { r, ok := roles[name]; return r, ok }) {
+		b := sus.Binding
+		f := Finding{Namespace: b.GetNamespace(), Name: b.GetName(), Kind: "ClusterRoleBinding", Field: "roleRef", Message: sus.Why}
+		if f.Namespace != "" {
+			f.Kind = "RoleBinding"
+		}
+		switch sus.Kind {
+		case rbac.DriftNodesProxy:
+			f.Check, f.Fix = CheckNodesProxy, "remove the binding unless its subjects must reach kubelets (monitoring agents), and keep those out of reach of people"
+		default:
+			f.Check, f.Fix = CheckRBACDrift, "remove it; access to this role comes from a Rampart grant (kubernetes.drift: enforce removes such bindings)"
+		}
+		out = append(out, f)
+	}
 	return out, nil
 }
 
