@@ -33,7 +33,8 @@ const ServerRoleName = "rampart-server"
 //   - namespaces: read and watch (the keeper gives new ones their NetworkPolicy);
 //     NetworkPolicies: read, watch, create, update, and delete (the keeper removes those that
 //     widen egress, with kubernetes.drift: enforce); pods: get (exec into pods holding
-//     protected data).
+//     protected data), list and watch, and delete (kube/evict deletes the pods whose grant to
+//     protected data has ended).
 //
 // Re-render and apply it when the policy's roles change. Whoever may change the policy may
 // grant what it says: protect the policy as you protect this ClusterRole.
@@ -52,7 +53,7 @@ func ServerRBAC(pol *policy.Policy, namespace, serviceAccount string) (*corev1.S
 		{APIGroups: []string{rbacGroup}, Resources: []string{"clusterroles"}, Verbs: []string{"get", "list", "watch", "create"}},
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "delete"}},
 	}
 	managed := rbac.ManagedClusterRoles(pol)
 	if names := slices.Sorted(maps.Keys(managed)); len(names) > 0 {
