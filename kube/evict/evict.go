@@ -173,9 +173,12 @@ func (e *Evictor) nextExpiry() time.Time {
 	return next
 }
 
-// Reconcile makes one pass over the pods the watch holds.
+// Reconcile makes one pass over the pods the watch holds; Run must have started the watch.
 func (e *Evictor) Reconcile(ctx context.Context) error {
 	e.init()
+	if e.pods == nil {
+		return errors.New("kube pods: Reconcile before Run: no watch of pods to judge")
+	}
 	pol := e.Policy()
 	s := pol.Kubernetes()
 	pods, err := e.pods.List(labels.Everything())
