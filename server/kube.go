@@ -18,6 +18,7 @@ import (
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/internal/strictyaml"
 	"rampart.dev/rampart/kube/admission"
+	"rampart.dev/rampart/kube/evict"
 	"rampart.dev/rampart/kube/netpol"
 	"rampart.dev/rampart/kube/rbac"
 )
@@ -36,6 +37,9 @@ type KubernetesConfig struct {
 	// NetworkPolicies keeps the default-deny egress NetworkPolicy in every governed namespace
 	// (default true when a cluster is configured).
 	NetworkPolicies *bool `yaml:"network_policies"`
+	// PodRevocation deletes the pods that use protected data once their service account's
+	// grant to read it has ended (kube/evict; default true when a cluster is configured).
+	PodRevocation *bool `yaml:"pod_revocation"`
 	// Admission serves the admission webhook (rampart server when listen is set, and
 	// rampart admission).
 	Admission AdmissionConfig `yaml:"admission"`
@@ -101,8 +105,8 @@ func (c KubernetesConfig) KubeClient() (kubernetes.Interface, *rest.Config, erro
 	return cs, cfg, nil
 }
 
-// startKube starts the RBAC reconciler, the NetworkPolicy keeper and the admission webhook's
-// view of the cluster when a cluster is configured.
+// startKube starts the RBAC reconciler, the NetworkPolicy keeper, pod revocation and the
+// admission webhook's view of the cluster when a cluster is configured.
 func (in *Instance) startKube(ctx context.Context) error {
 	kc := in.cfg.Kubernetes
 	client, _, err := kc.KubeClient()
@@ -111,7 +115,12 @@ func (in *Instance) startKube(ctx context.Context) error {
 	}
 	in.Kube = client
 	if kc.NetworkPolicies == nil || *kc.NetworkPolicies {
-		k := &netpol.Keeper{Client: client, Policy: in.Index.Policy, Record: recorder(in.Store), Log: in.log, Now: in.now}
+		k := &netpol.Keeper{Client: client, Policy: in.Index.Policy, Record: recorder(in.Store), Log: in.log, Now: in.now,
+			RecordOnce: in.recordOnce,
+			Excepted: func(ns, name string) (bool, bool) {
+				d, ok := admission.NetworkPolicyException(in.Index.Check, in.Index.Policy().Kubernetes().Cluster, ns, name)
+				return ok, ok || !d.Unavailable
+			}}
 		in.every(ctx, "kube netpol", 0, func(ctx context.Context) error {
 			if err := k.Run(ctx); err != nil {
 				in.log.Error("kube NetworkPolicy keeper stopped", "err", err)
@@ -127,15 +136,24 @@ func (in *Instance) startKube(ctx context.Context) error {
 		in.Webhook = &admission.Webhook{Policy: in.Index.Policy, Decide: in.Index, Cluster: cluster, Record: recorder(in.Store), Refused: in.Refusals.Record,
 			Log: in.log, Now: in.now}
 	}
+	if kc.PodRevocation == nil || *kc.PodRevocation {
+		e := &evict.Evictor{Client: client, Policy: in.Index.Policy, Decide: in.Index.Check, Grants: in.Index.ActiveGrants,
+			Record: recorder(in.Store), Now: in.now, Log: in.log}
+		in.Access.OnGrantChange(func([]access.Grant) { e.Trigger() })
+		in.hooks.add(e.Trigger)
+		in.every(ctx, "kube pods", 0, func(ctx context.Context) error {
+			if err := e.Run(ctx); err != nil {
+				in.log.Error("kube pod revocation stopped", "err", err)
+			}
+			return nil
+		})
+	}
 	if kc.RBAC != nil && !*kc.RBAC {
 		return nil
 	}
 	r := &rbac.Reconciler{Client: client, Policy: in.Index.Policy, Grants: in.Index.ActiveGrants,
 		Record: recorder(in.Store), Now: in.now, Log: in.log,
-		RecordOnce: func(ctx context.Context, key string, e audit.Event) error {
-			_, err := in.Store.AppendOnce(ctx, key, e)
-			return err
-		}}
+		RecordOnce: in.recordOnce}
 	in.Access.OnGrantChange(func([]access.Grant) { r.Trigger() })
 	in.hooks.add(r.Trigger)
 	in.KubeRBAC = r
@@ -146,6 +164,12 @@ func (in *Instance) startKube(ctx context.Context) error {
 		return nil
 	})
 	return nil
+}
+
+// recordOnce appends e to the ledger unless an entry was appended under key before.
+func (in *Instance) recordOnce(ctx context.Context, key string, e audit.Event) error {
+	_, err := in.Store.AppendOnce(ctx, key, e)
+	return err
 }
 
 // ServeAdmission serves the admission webhook over TLS on kubernetes.admission.listen until ctx

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -67,6 +68,13 @@ func TestKubernetesRBACFromGrants(t *testing.T) {
 	cfgPath := filepath.Join(dir, "rampart.yaml")
 	cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\noidc:\n  dev_provider: true\nkubernetes:\n  kubeconfig: %s\n", addr, filepath.Join(dir, "data"), kubeconfig)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// An allow-all NetworkPolicy beside the default-deny one (issue 13, item 5): under the demo's
+	// drift: report the keeper records it once and leaves it.
+	allowAll := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "allow-all", Namespace: "research"},
+		Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}, Egress: []networkingv1.NetworkPolicyEgressRule{{}}}}
+	if _, err := env.Clientset.NetworkingV1().NetworkPolicies("research").Create(ctx, allowAll, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	startServer(t, addr, "server", "--config", cfgPath)
@@ -175,7 +183,7 @@ func TestKubernetesRBACFromGrants(t *testing.T) {
 	}
 	t.Logf("disabled → access gone in the apiserver after %s", time.Since(disabled).Round(time.Millisecond))
 	tail := c.as(erin, "audit", "tail", "-n", "60").out
-	for _, code := range []string{"kube.binding.create", "kube.binding.delete"} {
+	for _, code := range []string{"kube.binding.create", "kube.binding.delete", "kube.netpol.widened"} {
 		if !strings.Contains(tail, code) {
 			t.Errorf("the ledger lacks %s:\n%s", code, tail)
 		}

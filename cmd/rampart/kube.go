@@ -122,15 +122,17 @@ at DIR/tls.crt and DIR/tls.key.`,
 			if err != nil {
 				return err
 			}
-			if err := install.ApplyWebhooks(cmd.Context(), client, val, mut); err != nil {
-				return err
-			}
-			fmt.Fprintf(&msg, "Registered the validating and mutating webhooks %q (failurePolicy: Fail) at %s.\n", install.WebhookName, webhookURL)
+			// The NetworkPolicies first: once the webhooks are registered (failurePolicy: Fail),
+			// NetworkPolicies too go through the webhook, which may not be serving yet.
 			n, err := applyNetworkPolicies(cmd.Context(), client, s)
 			if err != nil {
 				return err
 			}
 			res.NetworkPolicies = n
+			if err := install.ApplyWebhooks(cmd.Context(), client, val, mut); err != nil {
+				return err
+			}
+			fmt.Fprintf(&msg, "Registered the validating and mutating webhooks %q (failurePolicy: Fail) at %s.\n", install.WebhookName, webhookURL)
 			fmt.Fprintf(&msg, "Default-deny egress NetworkPolicy in place in %d namespaces.\n", n)
 			return g.done(res, "%s", msg.String())
 		},

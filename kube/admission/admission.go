@@ -220,6 +220,9 @@ func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionReques
 	pol := h.Policy()
 	settings := pol.Kubernetes()
 	what := describe(req)
+	if req.Resource.Group == "networking.k8s.io" && req.Resource.Resource == "networkpolicies" && req.SubResource == "" {
+		return h.validateNetworkPolicy(ctx, req, pol, what)
+	}
 	if err := h.Decide.Health(); err != nil {
 		return h.deny(ctx, req, what, []refusal{{Check: CheckUnavailable, Message: "Rampart's decision engine cannot be trusted right now (" + err.Error() + "), so nothing is admitted", Fix: "retry when the Rampart control plane is healthy (GET /readyz)"}}, "")
 	}
@@ -275,7 +278,7 @@ func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionReques
 				Message: fmt.Sprintf("namespace %q has no intact Rampart default-deny egress NetworkPolicy (%s)", ns, netpol.Name),
 				Fix:     "have an administrator run rampart kube install (or apply the output of rampart kube render netpol --namespace " + ns + ")"})
 		}
-		if more := netpol.AllowsMore(nps); len(more) > 0 {
+		if more := netpol.AllowsMore(nps, settings.Egress); len(more) > 0 {
 			warnings = append(warnings, fmt.Sprintf("rampart: NetworkPolicies %s allow egress beyond DNS and the egress gateway; NetworkPolicies add up, so they widen the default deny", strings.Join(more, ", ")))
 		}
 	}
@@ -368,7 +371,7 @@ func Waivable(check string) bool { return slices.Contains(WaivableChecks(), chec
 
 // WaivableChecks lists the checks an exception can waive.
 func WaivableChecks() []string {
-	out := []string{CheckNetworkPolicy}
+	out := []string{CheckNetworkPolicy, CheckEgressWidened}
 	for _, c := range podsec.Checks() {
 		out = append(out, c.ID)
 	}

@@ -119,7 +119,7 @@ func TestNetworkPolicyRequired(t *testing.T) {
 	}{
 		"intact":         {[]*networkingv1.NetworkPolicy{netpol.Render("research", pol.Kubernetes().Egress)}, true, false},
 		"missing":        {nil, false, false},
-		"edited":         {[]*networkingv1.NetworkPolicy{edited}, false, false},
+		"edited":         {[]*networkingv1.NetworkPolicy{edited}, false, true},
 		"widened beside": {[]*networkingv1.NetworkPolicy{netpol.Render("research", pol.Kubernetes().Egress), wide}, true, true},
 	} {
 		hook.Cluster = clusterWith{"research": c.nps}

@@ -165,6 +165,9 @@ func Webhooks(baseURL string, caPEM []byte, exempt []string) (*admissionregistra
 			Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"persistentvolumeclaims"}}},
 		{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
 			Rule: admissionregistrationv1.Rule{APIGroups: []string{admission.SnapshotGroup}, APIVersions: []string{"v1"}, Resources: []string{"volumesnapshots"}}},
+		// NetworkPolicies that widen egress are refused (nothing to mutate).
+		{Operations: createUpdate,
+			Rule: admissionregistrationv1.Rule{APIGroups: []string{"networking.k8s.io"}, APIVersions: []string{"v1"}, Resources: []string{"networkpolicies"}}},
 	}
 	client := func(path string) admissionregistrationv1.WebhookClientConfig {
 		v := u.String() + path

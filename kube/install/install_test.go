@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -75,7 +76,7 @@ func TestSelfIssueAndWebhooks(t *testing.T) {
 		resources = append(resources, r.Resources...)
 	}
 	for _, want := range []string{"pods", "replicationcontrollers", "deployments", "cronjobs", "pods/exec", "pods/attach", "pods/portforward",
-		"pods/proxy", "services/proxy", "pods/ephemeralcontainers", "persistentvolumeclaims", "volumesnapshots"} {
+		"pods/proxy", "services/proxy", "pods/ephemeralcontainers", "persistentvolumeclaims", "volumesnapshots", "networkpolicies"} {
 		if !slices.Contains(resources, want) {
 			t.Errorf("the validating webhook does not see %s", want)
 		}
@@ -187,6 +188,7 @@ func TestServerRBAC(t *testing.T) {
 		{"rbac.authorization.k8s.io", "clusterroles", "update", "rampart:weights-reader-frontier-7"},
 		{"", "persistentvolumeclaims", "get", "frontier-7-weights"}, // the role's own rule
 		{"networking.k8s.io", "networkpolicies", "create", ""},
+		{"networking.k8s.io", "networkpolicies", "delete", ""}, // the keeper removes widening policies
 		{"", "namespaces", "watch", ""},
 		{"", "pods", "get", ""},
 		{"", "pods", "list", ""},
@@ -199,6 +201,18 @@ func TestServerRBAC(t *testing.T) {
 		if !has(want[0], want[1], want[2], want[3]) {
 			t.Errorf("missing %v", want)
 		}
+	}
+	// Exactly these rights beside the policy's roles (issue 13: delete on NetworkPolicies for the
+	// keeper, list/watch/delete on pods for pod revocation; nothing on evictions or roles).
+	fixed := []rbacv1.PolicyRule{
+		{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"rolebindings", "clusterrolebindings"}, Verbs: []string{"get", "list", "watch", "create", "delete"}},
+		{APIGroups: []string{rbacv1.GroupName}, Resources: []string{"clusterroles"}, Verbs: []string{"get", "list", "watch", "create"}},
+		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "delete"}},
+	}
+	if len(role.Rules) < len(fixed) || !reflect.DeepEqual(role.Rules[:len(fixed)], fixed) {
+		t.Errorf("the server's fixed rights changed:\n got %+v\nwant %+v", role.Rules[:min(len(fixed), len(role.Rules))], fixed)
 	}
 	for _, r := range role.Rules {
 		for _, v := range r.Verbs {

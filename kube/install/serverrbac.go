@@ -32,10 +32,14 @@ const ServerRoleName = "rampart-server"
 //     existing ClusterRoles that roles name (cluster_role). Nothing else: no escalate, no
 //     wildcard.
 //   - namespaces: read and watch (the keeper gives new ones their NetworkPolicy);
-//     NetworkPolicies: read, watch, create, update.
-//   - what the admission webhook reads to see what a request reaches: pods (get; list, for the
-//     pods a Service selects), services and endpoints (get: the pods a service proxy dials),
-//     persistent volumes, claims and VolumeSnapshots (get: what a new claim clones or binds).
+//     NetworkPolicies: read, watch, create, update, and delete (the keeper removes those that
+//     widen egress, with kubernetes.drift: enforce).
+//   - pods: get (exec into pods holding protected data; what the admission webhook reads),
+//     list (the pods a Service selects) and watch, and delete (kube/evict deletes the pods whose
+//     grant to protected data has ended).
+//   - what the admission webhook reads to see what a request reaches: services and endpoints
+//     (get: the pods a service proxy dials), persistent volumes, claims and VolumeSnapshots
+//     (get: what a new claim clones or binds).
 //
 // Re-render and apply it when the policy's roles change. Whoever may change the policy may
 // grant what it says: protect the policy as you protect this ClusterRole.
@@ -53,8 +57,8 @@ func ServerRBAC(pol *policy.Policy, namespace, serviceAccount string) (*corev1.S
 		{APIGroups: []string{rbacGroup}, Resources: []string{"rolebindings", "clusterrolebindings"}, Verbs: []string{"get", "list", "watch", "create", "delete"}},
 		{APIGroups: []string{rbacGroup}, Resources: []string{"clusterroles"}, Verbs: []string{"get", "list", "watch", "create"}},
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"get", "list", "watch"}},
-		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "delete"}},
 		{APIGroups: []string{""}, Resources: []string{"services", "endpoints", "persistentvolumes", "persistentvolumeclaims"}, Verbs: []string{"get"}},
 		{APIGroups: []string{admission.SnapshotGroup}, Resources: []string{"volumesnapshots"}, Verbs: []string{"get"}},
 	}

@@ -87,18 +87,13 @@ func normalize(spec networkingv1.NetworkPolicySpec) networkingv1.NetworkPolicySp
 	return spec
 }
 
-// AllowsMore lists the other policies in the namespace that let pods reach more than the
-// default-deny policy does (NetworkPolicies add up: any egress rule in any policy that selects
-// a pod is allowed). Rampart's own is skipped.
-func AllowsMore(policies []*networkingv1.NetworkPolicy) []string {
+// AllowsMore lists, as namespace/name, the policies among policies that widen egress beyond the
+// default-deny policy (Widens): NetworkPolicies add up, so any egress rule of any policy that
+// selects a pod adds to what it may reach. Rampart's own policy, intact, is not among them.
+func AllowsMore(policies []*networkingv1.NetworkPolicy, s policy.NetworkSettings) []string {
 	var out []string
 	for _, np := range policies {
-		if np.Name == Name && np.Labels[LabelManagedBy] == ManagedBy {
-			continue
-		}
-		egress := slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) ||
-			(len(np.Spec.PolicyTypes) == 0 && len(np.Spec.Egress) > 0)
-		if egress && len(np.Spec.Egress) > 0 {
+		if len(Widens(np, s)) > 0 {
 			out = append(out, np.Namespace+"/"+np.Name)
 		}
 	}

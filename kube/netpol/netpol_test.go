@@ -52,7 +52,7 @@ func TestAllowsMoreAndGoverned(t *testing.T) {
 	wide.Name, wide.Namespace = "allow-all", "research"
 	ingress := &networkingv1.NetworkPolicy{Spec: networkingv1.NetworkPolicySpec{PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}}}
 	ingress.Name, ingress.Namespace = "ingress", "research"
-	got := netpol.AllowsMore([]*networkingv1.NetworkPolicy{netpol.Render("research", settings), wide, ingress})
+	got := netpol.AllowsMore([]*networkingv1.NetworkPolicy{netpol.Render("research", settings), wide, ingress}, settings)
 	if !reflect.DeepEqual(got, []string{"research/allow-all"}) {
 		t.Fatalf("AllowsMore = %v", got)
 	}

@@ -19,8 +19,12 @@
 //     renewing a grant binds it under the new section. Bindings are deleted before ClusterRoles
 //     are updated and created after, so no binding ever points at rules its grant was not
 //     approved for;
-//   - a binding to a protected ClusterRole (policy settings kubernetes.protected_cluster_roles)
-//     that Rampart did not make is drift: a ledger entry, and in enforce mode it is deleted.
+//   - a binding to a protected ClusterRole (policy settings kubernetes.protected_cluster_roles,
+//     and every rampart:<role> ClusterRole) that Rampart did not make is drift: a ledger
+//     entry, and in enforce mode it is deleted. The apiserver's own bootstrap bindings are
+//     known by name and content, not by a label anyone can set (drift.go). A
+//     ClusterRoleBinding that grants nodes/proxy, which reaches the kubelet past admission, is
+//     reported in either mode and never deleted.
 //
 // It runs when the apiserver reports a change to any binding, when told a grant changed
 // (Trigger), at the instant the next grant or binding expires, and every Resync (1 s) in any
@@ -505,72 +509,6 @@ func orEmpty(s []string) []string {
 		return []string{""} // the core API group
 	}
 	return s
-}
-
-// drift reports (and in enforce mode deletes) bindings to protected ClusterRoles that Rampart
-// did not make.
-func (r *Reconciler) drift(ctx context.Context, s policy.KubernetesSettings) []error {
-	if len(s.ProtectedClusterRoles) == 0 {
-		return nil
-	}
-	protected := map[string]bool{}
-	for _, n := range s.ProtectedClusterRoles {
-		protected[n] = true
-	}
-	var suspects []metav1.Object
-	rbs, _ := r.rb.List(labels.Everything())
-	for _, b := range rbs {
-		if b.RoleRef.Kind == "ClusterRole" && protected[b.RoleRef.Name] && b.Labels[LabelManagedBy] != ManagedBy {
-			suspects = append(suspects, b)
-		}
-	}
-	crbs, _ := r.crb.List(labels.Everything())
-	for _, b := range crbs {
-		if b.RoleRef.Kind == "ClusterRole" && protected[b.RoleRef.Name] && b.Labels[LabelManagedBy] != ManagedBy && !systemBinding(b) {
-			suspects = append(suspects, b)
-		}
-	}
-	var errs []error
-	for _, b := range suspects {
-		if s.Drift == policy.DriftEnforce {
-			if done, err := r.deleteBinding(ctx, b); err != nil || !done {
-				errs = append(errs, err)
-				continue
-			}
-			r.record(ctx, "kube.drift", audit.ActivityRead, "Revoke Privileges", audit.SeverityHigh, b,
-				fmt.Sprintf("deleted %s: it binds a protected ClusterRole without a Rampart grant (drift: enforce)", describe(b)), nil)
-			continue
-		}
-		r.mu.Lock()
-		seen := r.reported[b.GetUID()]
-		r.mu.Unlock()
-		if seen {
-			continue
-		}
-		e := r.event("kube.drift", audit.ActivityOther, "Other", audit.SeverityHigh, b,
-			fmt.Sprintf("%s binds a protected ClusterRole without a Rampart grant (drift: report; set kubernetes.drift: enforce to remove such bindings)", describe(b)), nil)
-		var err error
-		if r.RecordOnce != nil {
-			err = r.RecordOnce(ctx, "kube.drift/"+string(b.GetUID()), e)
-		} else if r.Record != nil {
-			err = r.Record(ctx, e)
-		}
-		if err != nil {
-			// Not remembered: the next pass tries again.
-			r.Log.Error("kube rbac: cannot record drift in the ledger", "err", err, "binding", describe(b))
-			continue
-		}
-		r.mu.Lock()
-		r.reported[b.GetUID()] = true
-		r.mu.Unlock()
-	}
-	return errs
-}
-
-// systemBinding is one the apiserver bootstraps (cluster-admin for system:masters): reporting it
-// would be noise, deleting it would be reverted by the apiserver at its next start.
-func systemBinding(b *rbacv1.ClusterRoleBinding) bool {
-	return b.Labels["kubernetes.io/bootstrapping"] == "rbac-defaults"
 }
 
 func describe(obj metav1.Object) string {

@@ -1,8 +1,10 @@
 // Package scan checks what already runs in a cluster against the baseline the admission webhook
 // enforces (kube/podsec, protected data reached by volumes, environment or clones, claims and
 // snapshots copying protected data, ephemeral containers in pods holding it, the default-deny
-// egress policy), for objects created before the webhook, or while a namespace was exempt. It
-// reports; it changes nothing.
+// egress policy and NetworkPolicies that widen it), for objects created before the webhook, or
+// while a namespace was exempt, and the RBAC the reconciler reports as drift (bindings to
+// protected or rampart: ClusterRoles that Rampart did not make, bindings that grant
+// nodes/proxy). It reports; it changes nothing.
 //
 // What it cannot see: who created an object. Kubernetes does not record it, so a pod that
 // borrowed another workload's grant (kube/admission's deployer rule) looks like the pods its
@@ -19,6 +21,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -27,6 +30,7 @@ import (
 	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/netpol"
 	"rampart.dev/rampart/kube/podsec"
+	"rampart.dev/rampart/kube/rbac"
 	"rampart.dev/rampart/policy"
 )
 
@@ -44,8 +48,22 @@ type Finding struct {
 	Exception string `json:"exception,omitempty"`
 }
 
-// Object is "Kind namespace/name".
-func (f Finding) Object() string { return f.Kind + " " + f.Namespace + "/" + f.Name }
+// Object is "Kind namespace/name", or "Kind name" for a cluster-scoped object.
+func (f Finding) Object() string {
+	if f.Namespace == "" {
+		return f.Kind + " " + f.Name
+	}
+	return f.Kind + " " + f.Namespace + "/" + f.Name
+}
+
+// Checks of RBAC drift (kube/rbac.FindDrift).
+const (
+	// CheckRBACDrift: a binding to a protected ClusterRole (or a rampart: one) that Rampart did
+	// not make.
+	CheckRBACDrift = "rampart.rbac-drift"
+	// CheckNodesProxy: a ClusterRoleBinding that grants nodes/proxy, which bypasses admission.
+	CheckNodesProxy = "rampart.nodes-proxy"
+)
 
 // Scan lists the workloads of every governed namespace and checks each. decide answers the
 // protected-volume questions (the decision engine, or the API's batch check). Pods and
@@ -60,7 +78,10 @@ func Scan(ctx context.Context, c kubernetes.Interface, pol *policy.Policy, decid
 	}
 	storage := admission.KubeStorage{Client: c}
 	data := admission.DataCheck{Policy: pol, Settings: s, Decide: decide, Storage: storage}
-	var out []Finding
+	out, err := rbacDrift(ctx, c, s)
+	if err != nil {
+		return nil, err
+	}
 	for _, ns := range nss.Items {
 		if !netpol.Governed(ns.Name, s.Admission.ExemptNamespaces) {
 			continue
@@ -70,19 +91,16 @@ func Scan(ctx context.Context, c kubernetes.Interface, pol *policy.Policy, decid
 			return nil, fmt.Errorf("list NetworkPolicies in %s: %w", ns.Name, err)
 		}
 		intact := false
-		var others []string
 		for i := range nps.Items {
 			np := &nps.Items[i]
 			intact = intact || netpol.Intact(np, s.Egress)
-			others = append(others, netpol.AllowsMore([]*networkingv1.NetworkPolicy{np})...)
+			if f, ok := widening(np, s, decide); ok {
+				out = append(out, f)
+			}
 		}
 		if !intact {
 			out = append(out, Finding{Namespace: ns.Name, Kind: "Namespace", Name: ns.Name, Check: admission.CheckNetworkPolicy,
 				Message: "no intact Rampart default-deny egress NetworkPolicy (" + netpol.Name + ")", Fix: "rampart kube install, or apply rampart kube render netpol --namespace " + ns.Name})
-		}
-		for _, o := range others {
-			out = append(out, Finding{Namespace: ns.Name, Kind: "NetworkPolicy", Name: strings.TrimPrefix(o, ns.Name+"/"), Check: "rampart.egress-widened",
-				Message: "allows egress beyond DNS and the egress gateway (NetworkPolicies add up, so it widens the default deny)", Fix: "remove it, or narrow it and record why"})
 		}
 		objs, err := workloads(ctx, c, ns.Name)
 		if err != nil {
@@ -170,6 +188,70 @@ func copies(ctx context.Context, c kubernetes.Interface, storage admission.KubeS
 		}
 	}
 	return out, nil
+}
+
+// rbacDrift is the findings about bindings the RBAC reconciler reports as drift, in every
+// namespace (a binding to a protected role grants it wherever it is).
+func rbacDrift(ctx context.Context, c kubernetes.Interface, s policy.KubernetesSettings) ([]Finding, error) {
+	rbl, err := c.RbacV1().RoleBindings("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list RoleBindings: %w", err)
+	}
+	crbl, err := c.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list ClusterRoleBindings: %w", err)
+	}
+	crl, err := c.RbacV1().ClusterRoles().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list ClusterRoles: %w", err)
+	}
+	rbs := make([]*rbacv1.RoleBinding, len(rbl.Items))
+	for i := range rbl.Items {
+		rbs[i] = &rbl.Items[i]
+	}
+	crbs := make([]*rbacv1.ClusterRoleBinding, len(crbl.Items))
+	for i := range crbl.Items {
+		crbs[i] = &crbl.Items[i]
+	}
+	roles := map[string][]rbacv1.PolicyRule{}
+	for _, cr := range crl.Items {
+		roles[cr.Name] = cr.Rules
+	}
+	var out []Finding
+	for _, sus := range rbac.FindDrift(s, rbs, crbs, func(name string) ([]rbacv1.PolicyRule, bool) { r, ok := roles[name]; return r, ok }) {
+		b := sus.Binding
+		f := Finding{Namespace: b.GetNamespace(), Name: b.GetName(), Kind: "ClusterRoleBinding", Field: "roleRef", Message: sus.Why}
+		if f.Namespace != "" {
+			f.Kind = "RoleBinding"
+		}
+		switch sus.Kind {
+		case rbac.DriftNodesProxy:
+			f.Check, f.Fix = CheckNodesProxy, "remove the binding unless its subjects must reach kubelets (monitoring agents), and keep those out of reach of people"
+		default:
+			f.Check, f.Fix = CheckRBACDrift, "remove it; access to this role comes from a Rampart grant (kubernetes.drift: enforce removes such bindings)"
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// widening is the finding about a NetworkPolicy that widens egress without an active exception
+// (what the webhook refuses and the keeper removes or reports).
+func widening(np *networkingv1.NetworkPolicy, s policy.KubernetesSettings, decide func(authz.Query) authz.Decision) (Finding, bool) {
+	ws := netpol.Widens(np, s.Egress)
+	if len(ws) == 0 {
+		return Finding{}, false
+	}
+	if _, ok := admission.NetworkPolicyException(decide, s.Cluster, np.Namespace, np.Name); ok {
+		return Finding{}, false
+	}
+	msg := ws[0].Message
+	if len(ws) > 1 {
+		msg += fmt.Sprintf(" (and %d more rules)", len(ws)-1)
+	}
+	return Finding{Namespace: np.Namespace, Kind: "NetworkPolicy", Name: np.Name, Check: admission.CheckEgressWidened, Field: ws[0].Field,
+		Message: msg, Fix: "remove it, or narrow it to cluster DNS and the egress gateway",
+		Exception: admission.ExceptionCommand(s.Cluster, np.Namespace, np.Name, admission.CheckEgressWidened)}, true
 }
 
 // workloads lists the objects of a namespace that carry a pod template, leaving out those a
