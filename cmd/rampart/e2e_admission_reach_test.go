@@ -126,9 +126,12 @@ func TestAdmissionReach(t *testing.T) {
 		t.Fatal(err)
 	}
 	certDir := filepath.Join(dir, "webhook")
+	// Pod revocation is off: the leftover pods made before the webhook mount protected data
+	// without a grant, and the server would delete them (TestClusterBypasses tests that); here
+	// they stay for kube scan to find.
 	config := func(name, kubeconfig string) string {
 		p := filepath.Join(dir, name)
-		cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\noidc:\n  dev_provider: true\nkubernetes:\n  kubeconfig: %s\n  admission:\n    listen: %s\n    cert_file: %s\n    key_file: %s\n",
+		cfg := fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: %s\noidc:\n  dev_provider: true\nkubernetes:\n  kubeconfig: %s\n  pod_revocation: false\n  admission:\n    listen: %s\n    cert_file: %s\n    key_file: %s\n",
 			addr, filepath.Join(dir, "data"), policyDir, kubeconfig, hookAddr, filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
 		if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
