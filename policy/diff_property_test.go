@@ -1,0 +1,108 @@
+package policy_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"rampart.dev/rampart/internal/quorumtest"
+	"rampart.dev/rampart/policy"
+)
+
+// Pairs of policies TestDiffNeverMissesAWeakening compares, and the least share of them that
+// must be weakenings (so that the test cannot pass by never generating one).
+const (
+	diffPairs        = 3000
+	minWeakenedShare = 0.2
+)
+
+// parseDiffWorld parses a world's policy with its directory, or says why it cannot stand in a
+// pair: invalid (a mutation may make a step need more people than its groups have), or role r
+// governed by another policy than main (the reference models main only).
+func parseDiffWorld(w *quorumtest.World) (*policy.Policy, error) {
+	p, err := policy.Parse([]policy.File{{Name: "world.yaml", Data: []byte(w.YAML)}})
+	if err != nil {
+		return nil, err
+	}
+	if w.Directory != nil {
+		p = p.WithDirectory(w.Directory)
+	}
+	req, err := p.Requirement("r")
+	if err != nil {
+		return nil, err
+	}
+	if req.Policy.Name != "main" {
+		return nil, fmt.Errorf("role r is governed by %s", req.Policy.Name)
+	}
+	return p, nil
+}
+
+// TestDiffNeverMissesAWeakening is the promise of Compare (invariant 10): a change that lets
+// some request be approved under the new policy that could not be under the old one is reported
+// WEAKENED in the approval section of the role. It draws random policies (internal/quorumtest:
+// groups with declared, directory and identity-provider members, workloads and patterns,
+// steps, exclusions, request_for, a second matching policy) and edits each a little; a brute
+// force over every requester, beneficiary and set of approvers (quorumtest.Weaker) says whether
+// the edit let some request through. Replay a failure with RAMPART_QUORUM_SEED=<seed>.
+func TestDiffNeverMissesAWeakening(t *testing.T) {
+	seed := quorumtest.Seed(t)
+	r := rand.New(rand.NewPCG(seed, 1))
+	var pairs, weaker, flagged, unchanged int
+	for pairs < diffPairs {
+		old := quorumtest.NewWorld(r)
+		if r.IntN(2) == 0 {
+			old.WithIdP(r)
+		}
+		po, err := parseDiffWorld(old)
+		if err != nil {
+			continue
+		}
+		var nw *quorumtest.World
+		var edits []string
+		var pn *policy.Policy
+		for try := 0; try < 20 && pn == nil; try++ {
+			nw, edits = quorumtest.Mutate(r, old)
+			pn, _ = parseDiffWorld(nw)
+		}
+		if pn == nil {
+			continue
+		}
+		pairs++
+		d := policy.Compare(po, pn)
+		weakened := false
+		for _, c := range d.Find(policy.SectionApproval, "role", "r") {
+			weakened = weakened || c.Verdict == policy.Weakened
+		}
+		if weakened && d.Verdict != policy.Weakened {
+			t.Fatalf("the approval section says WEAKENED and the diff's verdict is %s", d.Verdict)
+		}
+		if w, ok := quorumtest.Weaker(old, nw); ok {
+			weaker++
+			if !weakened {
+				t.Fatalf("seed %d (replay with RAMPART_QUORUM_SEED=%[1]d), pair %d: edits %v let %s file for %s and be approved by %v under the new policy, not under the old, and the diff does not say role r is WEAKENED:\n%s\n--- old\n%s\n--- new\n%s",
+					seed, pairs, edits, w.Requester, w.Beneficiary, w.Approvers, renderDiff(d), old.YAML, nw.YAML)
+			}
+		} else if weakened {
+			flagged++ // reported weaker than the brute force finds: allowed, counted
+		}
+		if old.YAML == nw.YAML && fmt.Sprint(old.Directory) == fmt.Sprint(nw.Directory) {
+			unchanged++
+			if len(d.Changes) != 0 {
+				t.Fatalf("seed %d: the same policy twice gives changes:\n%s", seed, renderDiff(d))
+			}
+		}
+	}
+	t.Logf("seed %d: %d pairs, %d weaker by brute force (all reported), %d more reported weaker than the brute force finds, %d unchanged", seed, pairs, weaker, flagged, unchanged)
+	if float64(weaker) < minWeakenedShare*float64(pairs) {
+		t.Fatalf("only %d of %d pairs are weakenings: the generator no longer tests the diff", weaker, pairs)
+	}
+}
+
+func renderDiff(d *policy.Diff) string {
+	var b strings.Builder
+	for _, c := range d.Changes {
+		fmt.Fprintf(&b, "%-12s %s %s/%s %s: %s\n", c.Verdict.Label(), c.Section, c.Kind, c.Name, c.Field, c.Message)
+	}
+	return b.String()
+}
