@@ -190,12 +190,14 @@ func (d *differ) compareAccess() {
 				d.access(Strengthened, src, x.field, "yes", "no", "%s no longer %s", who, x.what)
 			}
 		}
-		// Roles they may approve.
+		// Roles they may approve. Being able to approve gives nothing by itself: what it does is
+		// whether more requests can be approved, which the approval section judges (and the
+		// property test holds it to), so this is neutral here.
 		for _, r := range setMinus(sortedSet(approvesN[src]), sortedSet(approvesO[src])) {
-			d.access(Weakened, src, "approver", "", r, "%s may now approve requests for role %s (a member of a step's group)", who, r)
+			d.access(Neutral, src, "approver", "", r, "%s may now approve requests for role %s (a member of a step's group); whether that lets any request through is judged under approval", who, r)
 		}
 		for _, r := range setMinus(sortedSet(approvesO[src]), sortedSet(approvesN[src])) {
-			d.access(Strengthened, src, "approver", r, "", "%s may no longer approve requests for role %s", who, r)
+			d.access(Neutral, src, "approver", r, "", "%s may no longer approve requests for role %s; whether that refuses any request is judged under approval", who, r)
 		}
 		// Exfiltration budget.
 		switch bO, bN := d.o.budget(src), d.n.budget(src); {

@@ -382,6 +382,9 @@ func (d *differ) compareFields(kind, name string, fo, fn map[string]flatValue) {
 		}
 		rule, known := rules[path]
 		what := fmt.Sprintf("%s %s: %s", strings.ReplaceAll(kind, "_", " "), name, path)
+		if len(o.s) <= 60 && len(n.s) <= 60 {
+			what += fmt.Sprintf(" (%q, was %q)", n.s, o.s)
+		}
 		switch {
 		case !known:
 			d.definition(Weakened, kind, name, path, o.s, n.s, "%s changed; the diff has no rule for this field, so it counts as weakening", what)
