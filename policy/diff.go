@@ -128,7 +128,9 @@ func (d *Diff) Find(section Section, kind, name string) []Change {
 
 // Compare returns the effective difference from old to new. Both must be policies returned by
 // Parse (possibly WithDirectory: group members are taken as compiled). Compare is pure and
-// deterministic: the same two policies always give the same Diff.
+// deterministic: the same two policies always give the same Diff. A change that lets some
+// request be approved under new that could not be under old is never reported neutral or
+// strengthened (docs/policy.md, "Policy diff").
 func Compare(old, new *Policy) *Diff {
 	d := newDiffer(old, new)
 	d.compareApprovals()
@@ -180,17 +182,6 @@ func newDiffer(old, new *Policy) *differ {
 }
 
 func (d *differ) add(c Change) { d.changes = append(d.changes, c) }
-
-// gainLose adds one change per element added to or removed from a set: gained elements get
-// verdict onGain, lost ones onLose.
-func (d *differ) gainLose(section Section, kind, name, field string, old, new []string, onGain, onLose Verdict, msg func(elem string, gained bool) string) {
-	for _, e := range setMinus(new, old) {
-		d.add(Change{Verdict: onGain, Section: section, Kind: kind, Name: name, Field: field, New: e, Message: msg(e, true)})
-	}
-	for _, e := range setMinus(old, new) {
-		d.add(Change{Verdict: onLose, Section: section, Kind: kind, Name: name, Field: field, Old: e, Message: msg(e, false)})
-	}
-}
 
 // setMinus returns the elements of a not in b, sorted and without duplicates.
 func setMinus(a, b []string) []string {
