@@ -369,11 +369,7 @@ func ruleWithin(sa *side, ra RequestFor, sb *side, rb RequestFor, growth [][2]st
 			return false, "owners may now file for their workloads"
 		}
 		for _, g := range growth {
-			name, idp := g[0], ""
-			if i, ok := strings.CutPrefix(g[0], idpPrefix); ok {
-				name, idp = "", i
-			}
-			if sa.selects(ra.Requesters, name, idp) {
+			if sa.maySelect(ra.Requesters, g[0]) {
 				return false, fmt.Sprintf("%s now owns %s and may file for it", describeSource(g[0]), g[1])
 			}
 		}

@@ -88,6 +88,15 @@ func TestCompare(t *testing.T) {
 			want: []want{{policy.SectionApproval, "role", reader, "quorum", policy.Weakened}, {policy.SectionDefinition, "approval_policy", "critical-weights", "steps", policy.Weakened}, {policy.SectionAccess, "subject", "dave", "approver", policy.Neutral}}},
 		{name: "a step added", old: []edit{{"approvals.yaml", "  - name: security\n    from: [security]\n    count: 1\n  # beneficiary", "  # beneficiary"}}, verdict: policy.Strengthened,
 			want: []want{{policy.SectionApproval, "role", reader, "quorum", policy.Strengthened}, {policy.SectionAccess, "subject", "dave", "approver", policy.Neutral}}},
+		// One source makes mallory an owner of the research workloads (a declared member of
+		// their owner group), another a requester (anyone the identity provider puts in
+		// ml-research is a researcher): together she may now file for them. Found by
+		// TestDiffNeverMissesAWeakening (RAMPART_QUORUM_SEED=42), which checked ownership and
+		// selection source by source.
+		{name: "an owner who may be a requester through the identity provider",
+			old: []edit{{"workloads.yaml", "owners: [researchers]", "owners: [data-stewards]"}},
+			new: []edit{{"workloads.yaml", "owners: [researchers]", "owners: [data-stewards]"}, {"groups.yaml", "members: [carol]", "members: [carol, mallory]"}}, verdict: policy.Weakened,
+			want: []want{{policy.SectionApproval, "role", reader, "filing", policy.Weakened}}},
 		{name: "higher M", new: []edit{{"approvals.yaml", "from: [weights-owners]\n    count: 1", "from: [weights-owners]\n    count: 2"}}, verdict: policy.Strengthened,
 			want: []want{{policy.SectionApproval, "role", reader, "quorum", policy.Strengthened}}},
 		{name: "a new approver", new: []edit{{"groups.yaml", "members: [bob, carol]", "members: [bob, carol, mallory]"}}, verdict: policy.Weakened,

@@ -127,6 +127,36 @@ func (s *side) selects(sels []string, name, idp string) bool {
 	return false
 }
 
+// maySelect reports whether the selectors could select some person who has source src among
+// others: a person is one named subject (or none) with any identity-provider groups, so one
+// source may make them an owner while another makes them a requester. A named source is
+// selected with any identity-provider group the selectors reach; an identity-provider source
+// with any named subject or identity-provider group.
+func (s *side) maySelect(sels []string, src string) bool {
+	name, idp := src, ""
+	if i, ok := strings.CutPrefix(src, idpPrefix); ok {
+		name, idp = "", i
+	}
+	if s.selects(sels, name, idp) {
+		return true
+	}
+	for _, sel := range sels {
+		g, isGroup := strings.CutPrefix(sel, "group:")
+		if !isGroup {
+			if idp != "" {
+				return true // the person may be this named subject too
+			}
+			continue
+		}
+		for other := range s.groupSrc[g] {
+			if isIdPSource(other) || idp != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // selectorsWithin reports whether everyone the selectors sels of side n select is selected by
 // the selectors of side o, and if not, who is not (a source or a machine). It is checked
 // source by source: selection only grows with a person's groups, so the person with that one
