@@ -3,6 +3,8 @@ package policy_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -50,12 +52,21 @@ func parseDiffWorld(w *quorumtest.World) (*policy.Policy, *quorumtest.World, err
 // groups with declared, directory and identity-provider members, workloads and patterns,
 // steps, exclusions, request_for, a second matching policy) and edits each a little; a brute
 // force over every requester, beneficiary and set of approvers (quorumtest.Weaker) says whether
-// the edit let some request through. Replay a failure with RAMPART_QUORUM_SEED=<seed>.
+// the edit let some request through. Replay a failure with RAMPART_QUORUM_SEED=<seed>; soak with
+// RAMPART_DIFF_PAIRS=<pairs>.
 func TestDiffNeverMissesAWeakening(t *testing.T) {
 	seed := quorumtest.Seed(t)
 	r := rand.New(rand.NewPCG(seed, 1))
+	want := diffPairs
+	if v := os.Getenv("RAMPART_DIFF_PAIRS"); v != "" { // a longer soak: RAMPART_DIFF_PAIRS=100000
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("RAMPART_DIFF_PAIRS=%q is not a positive number", v)
+		}
+		want = n
+	}
 	var pairs, weaker, flagged, unchanged, swapped int
-	for pairs < diffPairs {
+	for pairs < want {
 		old := quorumtest.NewWorld(r)
 		if r.IntN(2) == 0 {
 			old.WithIdP(r)
