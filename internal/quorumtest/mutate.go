@@ -63,7 +63,9 @@ func (w *World) WithIdP(r *rand.Rand) {
 			w.IdP[g] = pick(r, idpGroups, 1)
 		}
 	}
-	for _, s := range append(slices.Clone(ClaimOnly), People[r.IntN(len(People))]) {
+	// Claim-only people, and people who are also named (one source may make them an owner or
+	// an approver, another a requester).
+	for _, s := range append(slices.Clone(ClaimOnly), pick(r, People, 1+r.IntN(3))...) {
 		w.Claims[s] = pick(r, idpGroups, r.IntN(3))
 	}
 	w.YAML = w.render()
