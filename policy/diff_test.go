@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -197,4 +198,36 @@ func sortedKeys(m map[string]any) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Past maxMachineReps combinations of machine-pattern literals the diff does not enumerate
+// machines; any change to Workloads then counts as weakening (fail safe).
+func TestCompareTooManyMachinePatterns(t *testing.T) {
+	files, err := policy.ReadFS(demo.Policy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	many := func(owner string) []policy.File {
+		var b strings.Builder
+		for i := range 30 {
+			fmt.Fprintf(&b, "---\napiVersion: rampart.dev/v1alpha1\nkind: Workload\nmetadata: {name: w%d}\nspec:\n  subjects: [\"k8s:c%d/*/*\", \"k8s:*/ns%d/*\", \"k8s:*/*/sa%d\"]\n  owners: [%s]\n", i, i, i, i, owner)
+		}
+		return append(slices.Clone(files), policy.File{Name: "many.yaml", Data: []byte(b.String())})
+	}
+	old, err := policy.Parse(many("researchers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	new, err := policy.Parse(many("security"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := policy.Compare(old, new)
+	found := false
+	for _, c := range d.Find(policy.SectionApproval, "role", "weights-reader-frontier-7") {
+		found = found || (c.Field == "independence" && c.Verdict == policy.Weakened && strings.Contains(c.Message, "too many to check"))
+	}
+	if !found {
+		t.Fatalf("a change to Workloads with too many pattern combinations is not WEAKENED as such:\n%s", renderDiff(d))
+	}
 }
