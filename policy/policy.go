@@ -10,7 +10,10 @@
 // party (kind: Workload) — one function each, used alike by the workflow and by Explain; where
 // it cannot tell who is independent of a party it answers "nobody" (fail safe). For invariant 9
 // it defines the role definition a grant pins and the rule that combines it with the current one
-// (AllowsPinned); for invariant 11, the Settings that bound what one person can file.
+// (AllowsPinned); for invariant 11, the Settings that bound what one person can file. For
+// invariant 10 it computes what a policy change does (Compare): who gains or loses what, and
+// what a request for each role needs, each change marked WEAKENED, strengthened or neutral, and
+// never neutral when some request could be approved under the new policy and not the old.
 //
 // Every validation error names the file, line, column and field path, and says what to do.
 package policy

@@ -192,6 +192,13 @@ func cliRows() []cliRow {
 		}},
 		{path: "mfa step-up", as: "dave", args: static("mfa", "step-up", "000000"), code: 3, stderr: "no confirmed second factor"},
 		{path: "policy explain", args: static("policy", "explain", "--requester", "alice", "--role", reader)},
+		{path: "policy diff", as: "-", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"policy", "diff", e.policyDir(), e.policyDir()}, nil
+		}},
+		{path: "policy diff", as: "-", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"policy", "diff", "--repo", e.policyRepo(), "--path", "policy", "HEAD~1", "HEAD"}, nil
+		}, code: 3, stderr: "WEAKER"},
+		{path: "policy diff", as: "-", args: static("policy", "diff", "no-such-dir", "no-such-dir"), code: 2, stderr: "is not a directory"},
 		{path: "policy validate", as: "-", args: func(e *cliEnv) ([]string, []string) { return []string{"policy", "validate", e.policyDir()}, nil }},
 		{path: "request approve", as: "bob", args: func(e *cliEnv) ([]string, []string) {
 			return []string{"request", "approve", e.request(reader)}, nil

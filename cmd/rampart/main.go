@@ -42,7 +42,7 @@ const exitHelp = `Exit status:
   2  usage: an unknown command or flag, a missing or extra argument, an invalid flag value, or a
      malformed credential in RAMPART_TOKEN; nothing was sent to the server
   3  denied: the policy or the decision engine refused (HTTP 403 on any command, a DENIED check,
-     a failing kube scan)`
+     a failing kube scan, a WEAKENED policy diff)`
 
 // fixedOutput marks (in Annotations) a command whose output has one form of its own (a server's
 // logs, the ledger's exact bytes, a shell script): it refuses -o json and -o yaml.

@@ -13,7 +13,7 @@ import (
 )
 
 func newPolicyCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "policy", Short: "Validate policy files and explain what a request would need"}
+	cmd := &cobra.Command{Use: "policy", Short: "Validate policy files, explain what a request would need, and show what a policy change does"}
 	validate := &cobra.Command{
 		Use:   "validate DIR",
 		Short: "Validate a policy directory; every error with file:line:column and field",
@@ -74,7 +74,7 @@ func newPolicyCmd(g *globals) *cobra.Command {
 	explain.Flags().StringVar(&role, "role", "", "the role asked for")
 	explain.Flags().StringVar(&beneficiary, "beneficiary", "", "who would get the access (default: the requester), e.g. bob or k8s:prod/ml/trainer")
 	explain.Flags().StringVar(&dir, "policy", "", "explain from this policy directory instead of the server")
-	cmd.AddCommand(validate, explain)
+	cmd.AddCommand(validate, explain, newPolicyDiffCmd(g))
 	return cmd
 }
 

@@ -40,7 +40,11 @@ var (
 	// Outsider belongs to no group.
 	Outsider = "p9"
 	groups   = []string{"g0", "g1", "g2", "g3", "g4"}
-	patterns = []string{"k8s:c1/ns0/*", "k8s:*/ns1/*", "k8s:*/*/*", "service:*"}
+	// ClaimOnly people are named nowhere in the policy: they belong to groups only through
+	// the identity-provider groups they sign in with.
+	ClaimOnly = []string{"q0", "q1"}
+	idpGroups = []string{"i0", "i1", "i2"}
+	patterns  = []string{"k8s:c1/ns0/*", "k8s:*/ns1/*", "k8s:*/*/*", "service:*"}
 )
 
 // Subjects returns every subject a world knows, outsider included.
@@ -85,7 +89,14 @@ type World struct {
 	// Directory, when set, is overlaid on the parsed policy (policy.WithDirectory): subjects
 	// brought into groups by the identity provider. Members already includes it.
 	Directory map[string][]string
-	YAML      string
+	// IdP, when set, maps groups to identity-provider groups (a Group's idp_groups), and Claims
+	// says which identity-provider groups each subject signs in with (ClaimOnly people are
+	// known only that way). Claims is the provider's state, not the policy's: it is not part of
+	// YAML, and Members does not include it (see In). NewWorld leaves both unset; WithIdP sets
+	// them.
+	IdP    map[string][]string
+	Claims map[string][]string
+	YAML   string
 }
 
 // NewWorld draws a world from r.
@@ -214,7 +225,11 @@ func (w *World) render() string {
 		}
 	}
 	for _, g := range groups {
-		doc("Group", g, "  members: "+quote(declared[g])+"\n")
+		spec := "  members: " + quote(declared[g]) + "\n"
+		if len(w.IdP[g]) > 0 {
+			spec += "  idp_groups: " + quote(w.IdP[g]) + "\n"
+		}
+		doc("Group", g, spec)
 	}
 	for i, wl := range w.Workloads {
 		doc("Workload", fmt.Sprintf("wl%d", i), "  subjects: "+quote(wl.Subjects)+"\n  owners: "+quote(wl.Owners)+"\n")

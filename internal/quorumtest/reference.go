@@ -12,8 +12,31 @@ func isMachine(s string) bool {
 	return strings.HasPrefix(s, "k8s:") || strings.HasPrefix(s, "service:")
 }
 
-// In reports whether s is a member of group g.
-func (w *World) In(s, g string) bool { return slices.Contains(w.Members[g], s) }
+// In reports whether s is a member of group g: declared (or through the directory), or
+// signing in with an identity-provider group that g maps.
+func (w *World) In(s, g string) bool {
+	if slices.Contains(w.Members[g], s) {
+		return true
+	}
+	for _, c := range w.Claims[s] {
+		if slices.Contains(w.IdP[g], c) {
+			return true
+		}
+	}
+	return false
+}
+
+// members returns everyone in group g, those who are there by their claims included.
+func (w *World) members(g string) []string {
+	out := slices.Clone(w.Members[g])
+	for s := range w.Claims {
+		if !slices.Contains(out, s) && w.In(s, g) {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 func (w *World) groupsOf(s string) []string {
 	var out []string
@@ -114,7 +137,7 @@ func (w *World) Excluded(approver, requester, beneficiary string) bool {
 			return true
 		}
 		for _, g := range owners {
-			for _, o := range w.Members[g] {
+			for _, o := range w.members(g) {
 				if share(mine, w.groupsOf(o)) {
 					return true
 				}
@@ -251,7 +274,7 @@ func (w *World) Everyone() []string {
 	var out []string
 	for _, st := range w.Main.Steps {
 		for _, g := range st.From {
-			for _, m := range w.Members[g] {
+			for _, m := range w.members(g) {
 				if !slices.Contains(out, m) {
 					out = append(out, m)
 				}
