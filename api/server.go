@@ -54,6 +54,8 @@ type Server struct {
 	tokens *identity.Tokens
 	auth   identity.Authenticator
 	ready  func() error
+	// policyStatus describes the policy in force in /readyz.
+	policyStatus func() any
 
 	entriesStore audit.Store
 	sessionsSvc  *identity.Sessions
@@ -86,6 +88,9 @@ type Config struct {
 	Auth identity.Authenticator
 	// Ready reports whether the server can serve (store reachable, index fresh).
 	Ready func() error
+	// PolicyStatus, if set, describes the policy in force in /readyz (source, commit, digest,
+	// and a refused commit of a policy repository).
+	PolicyStatus func() any
 	// Dev enables POST /v1/dev/login, which issues a token for any demo user. Never in
 	// production.
 	Dev    bool
@@ -111,7 +116,7 @@ type Config struct {
 // New returns a server.
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
-		ready: c.Ready, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
+		ready: c.Ready, policyStatus: c.PolicyStatus, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
 		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights}
 	if s.auth == nil {
 		s.auth = c.Tokens
@@ -259,13 +264,18 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	body := map[string]any{"status": "ready"}
+	if s.policyStatus != nil {
+		body["policy"] = s.policyStatus()
+	}
 	if s.ready != nil {
 		if err := s.ready(); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reason": err.Error()})
+			body["status"], body["reason"] = "unavailable", err.Error()
+			writeJSON(w, http.StatusServiceUnavailable, body)
 			return
 		}
 	}
-	writeJSON(w, 200, map[string]string{"status": "ready"})
+	writeJSON(w, 200, body)
 }
 
 // TokenResponse is the answer of token creation. The secret is shown once.

@@ -20,10 +20,13 @@ type Config struct {
 	// DataDir holds the ledger signing key, the pinned checkpoint and (for SQLite) the database.
 	DataDir string `yaml:"data_dir"`
 	// PolicyDir is the policy repository checkout.
-	PolicyDir string       `yaml:"policy_dir"`
-	Store     StoreConfig  `yaml:"store"`
-	Ledger    LedgerConfig `yaml:"ledger"`
-	TLS       TLSConfig    `yaml:"tls"`
+	PolicyDir string `yaml:"policy_dir"`
+	// PolicyGit, instead of PolicyDir, loads the policy only from approved commits of a Git
+	// repository (docs/change.md).
+	PolicyGit *PolicyGitConfig `yaml:"policy_git"`
+	Store     StoreConfig      `yaml:"store"`
+	Ledger    LedgerConfig     `yaml:"ledger"`
+	TLS       TLSConfig        `yaml:"tls"`
 	// IndexMaxStaleness is how long decisions may go without a successful store sync before
 	// they fail closed. Default 5s.
 	IndexMaxStaleness policy.Duration `yaml:"index_max_staleness"`
@@ -151,8 +154,13 @@ func (c *Config) validate(doc *strictyaml.Document) {
 	if c.DataDir == "" {
 		doc.Errorf("data_dir", "data_dir is required: the directory for the ledger key and pinned checkpoint")
 	}
-	if c.PolicyDir == "" {
-		doc.Errorf("policy_dir", "policy_dir is required: the directory of policy YAML files")
+	switch {
+	case c.PolicyGit != nil && c.PolicyDir != "":
+		doc.Errorf("policy_git", "set policy_dir or policy_git, not both")
+	case c.PolicyGit != nil:
+		c.PolicyGit.validate(doc)
+	case c.PolicyDir == "":
+		doc.Errorf("policy_dir", "policy_dir (a directory of policy YAML files) or policy_git (a Git repository of approved commits) is required")
 	}
 	switch c.Store.Driver {
 	case "", "sqlite":

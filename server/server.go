@@ -86,6 +86,8 @@ type Instance struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	polMu  sync.Mutex
+	// pgit is the policy repository when the policy comes from Git (policy_git).
+	pgit *policyGit
 }
 
 // Options are for tests: an injected clock and faster job intervals.
@@ -99,6 +101,8 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// RefusalFlushInterval is how often ended windows of refusals are summarised (default 1s).
 	RefusalFlushInterval time.Duration
+	// PolicyGate replaces the verifier of approved changes for a policy loaded from Git.
+	PolicyGate PolicyGate
 }
 
 // Start opens everything, verifies the ledger, loads the policy and starts the background jobs.
@@ -122,7 +126,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
-	pol, origin, err := in.readPolicy()
+	pol, origin, err := in.readPolicy(ctx, o.PolicyGate)
 	if err != nil {
 		return nil, err
 	}
@@ -141,9 +145,29 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	if err := in.openLedger(ctx, pol); err != nil {
 		return nil, err
 	}
+	// A policy from Git starts at the pinned commit (whose settings name the ledger key) and
+	// moves to the newest approved commit before anything is decided.
+	var refusal *PolicyRefusal
+	if in.pgit != nil {
+		next, commit, r, err := in.pgit.advance(ctx, pol)
+		if err != nil {
+			return nil, fmt.Errorf("policy repository %s: %w", cfg.PolicyGit.Repo, err)
+		}
+		if next != nil {
+			pol, origin = next, in.pgit.origin(commit)
+			in.pgit.setVerified(commit)
+		}
+		refusal = r
+	}
 	in.Access = access.New(in.Store, pol, access.Options{Now: o.Now, Logger: o.Logger})
 	if err := in.Access.LoadPolicy(ctx, pol, audit.SystemActor, origin); err != nil {
 		return nil, fmt.Errorf("record policy load: %w", err)
+	}
+	if refusal != nil {
+		refusal.Since = o.Now()
+		if err := in.recordPolicyRefusal(ctx, refusal); err != nil {
+			return nil, err
+		}
 	}
 	in.Refusals = refusals.New(refusals.Options{Record: recorder(in.Store), Now: o.Now, Logger: o.Logger, Limits: func() refusals.Limits {
 		r := in.Access.Policy().Settings().Refusals
@@ -172,6 +196,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	in.jobs = newJobLease(in.Store, ttl, in.log)
 	metrics := api.NewMetrics(in.Index, in.Ledger)
 	in.ledgerMetrics(metrics.Registry())
+	in.policyGitMetrics(metrics.Registry())
 	in.witness = newWitnessing(in, cfg.Ledger, in.Ledger.Witnesses(), metrics.Registry())
 	metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rampart_background_jobs_lease_held", Help: "1 when this replica holds the lease on the background jobs one replica is enough for (expiry sweep, identity sweep, checkpoints).",
@@ -188,7 +213,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		Name: "rampart_refusals_open_windows", Help: "Sources whose refusals are being counted into a summary now (at most refusals.max_sources, plus one per kind for the rest).",
 	}, func() float64 { return float64(in.Refusals.Stats().Sources) }))
 	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens, Auth: in.Auth,
-		Sessions: in.Sessions, Users: in.Store, Lifecycle: in, Ready: in.Ready, Dev: cfg.Dev, Logger: o.Logger, Metrics: metrics}
+		Sessions: in.Sessions, Users: in.Store, Lifecycle: in, Ready: in.Ready, PolicyStatus: in.PolicyStatus, Dev: cfg.Dev, Logger: o.Logger, Metrics: metrics}
 	if in.SignIn != nil {
 		apiCfg.SignIn = in.SignIn
 	}
@@ -251,6 +276,14 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	// no refusal comes after (invariant 11).
 	in.every(jobCtx, "refusal summaries", o.RefusalFlushInterval, in.Refusals.Flush)
 	in.startLedgerJobs(jobCtx, pol, o)
+	if in.pgit != nil {
+		// Every replica reads the policy repository itself: each serves only what it verified.
+		poll := cfg.PolicyGit.PollInterval.Std()
+		if poll == 0 {
+			poll = DefaultPolicyPoll
+		}
+		in.every(jobCtx, "policy repository", poll, in.syncPolicyGit)
+	}
 	ok = true
 	return in, nil
 }
@@ -279,7 +312,19 @@ func (in *Instance) every(ctx context.Context, name string, interval time.Durati
 	}()
 }
 
-func (in *Instance) readPolicy() (*policy.Policy, string, error) {
+func (in *Instance) readPolicy(ctx context.Context, gate PolicyGate) (*policy.Policy, string, error) {
+	if c := in.cfg.PolicyGit; c != nil {
+		if gate == nil {
+			gate = func(context.Context, PolicyRepo, string, string, string, *policy.Policy) (string, error) {
+				return "", errNoGate
+			}
+		}
+		var err error
+		if in.pgit, err = in.newPolicyGit(*c, gate); err != nil {
+			return nil, "", err
+		}
+		return in.pgit.pinned(ctx)
+	}
 	fsys, origin := in.cfg.PolicyFS, "embedded demo policy"
 	if fsys == nil {
 		abs, err := filepath.Abs(in.cfg.PolicyDir)
@@ -295,14 +340,23 @@ func (in *Instance) readPolicy() (*policy.Policy, string, error) {
 	return pol, origin, nil
 }
 
-// ReloadPolicy re-reads the policy; an invalid policy is refused and the old one stays.
+// ReloadPolicy re-reads the policy; an invalid policy is refused and the old one stays. A
+// policy from Git moves to the newest approved commit of its ref (syncPolicyGit).
 func (in *Instance) ReloadPolicy(ctx context.Context) error {
+	if in.pgit != nil {
+		return in.syncPolicyGit(ctx)
+	}
 	in.polMu.Lock()
 	defer in.polMu.Unlock()
-	pol, origin, err := in.readPolicy()
+	pol, origin, err := in.readPolicy(ctx, nil)
 	if err != nil {
 		return err
 	}
+	return in.loadPolicyLocked(ctx, pol, origin)
+}
+
+// loadPolicyLocked puts pol in force (polMu held).
+func (in *Instance) loadPolicyLocked(ctx context.Context, pol *policy.Policy, origin string) error {
 	if err := in.Access.LoadPolicy(ctx, pol, audit.SystemActor, origin); err != nil {
 		return err
 	}
