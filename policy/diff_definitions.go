@@ -76,6 +76,7 @@ var definitionRules = map[string]map[string]fieldRule{
 		"kubernetes.persistent_volume_claims": judgedReach,
 		"kubernetes.secrets":                  judgedReach,
 		"kubernetes.csi_drivers":              judgedReach,
+		"kubernetes.volume_snapshots":         judgedReach,
 	},
 	"role": {
 		"description":             neutralField,
@@ -139,6 +140,8 @@ var definitionRules = map[string]map[string]fieldRule{
 		"kubernetes.admission.high_risk_namespaces": removeWeakens,
 		"kubernetes.admission.high_risk_labels":     removeWeakens,
 		"kubernetes.admission.exempt_namespaces":    addWeakens,
+		// A controller listed may deploy under a workload grant someone else requested.
+		"kubernetes.admission.workload_controllers": addWeakens,
 		"kubernetes.egress.dns_namespace":           anyWeakens,
 		"kubernetes.egress.dns_pod_labels":          anyWeakens,
 		"kubernetes.egress.gateway_namespace":       anyWeakens,
