@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,9 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path"
-	"strconv"
 	"strings"
 
+	"rampart.dev/rampart/internal/gittree"
 	"rampart.dev/rampart/policy"
 )
 
@@ -72,124 +71,18 @@ func (g *gitDir) IsAncestor(ctx context.Context, a, b string) (bool, error) {
 	return err == nil, err
 }
 
-// LoadPolicy reads the *.yaml and *.yml files under dir in commit, with policy.ReadFS's rules
-// (names starting with '.' skipped, the file count and size limits), and parses them. A
-// symbolic link where a policy file would be is refused: its target is not part of the commit.
+// LoadPolicy reads the policy files under dir in commit with internal/gittree (policy.ReadFS's
+// rules: *.yaml and *.yml, names starting with '.' skipped, the count and size limits; a
+// symbolic link is refused, its target is not part of the commit) and parses them.
 func (g *gitDir) LoadPolicy(ctx context.Context, commit, dir string) (*policy.Policy, error) {
 	if !isObjectID(commit) {
 		return nil, fmt.Errorf("%q is not a full commit id", commit)
 	}
-	args := []string{"ls-tree", "-r", "-z", "-l", "--full-tree", commit + "^{commit}"}
-	prefix := ""
-	if d := strings.Trim(path.Clean(dir), "/"); d != "" && d != "." {
-		prefix = d + "/"
-		args = append(args, "--", prefix)
-	}
-	out, err := g.git(ctx, nil, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list commit %s in %s: %w", commit, g.dir, err)
-	}
-	type entry struct{ name, id string }
-	var want []entry
-	for _, rec := range bytes.Split(out, []byte{0}) {
-		if len(rec) == 0 {
-			continue
-		}
-		meta, name, ok := strings.Cut(string(rec), "\t")
-		f := strings.Fields(meta)
-		if !ok || len(f) != 4 || !strings.HasPrefix(name, prefix) {
-			return nil, fmt.Errorf("unexpected git ls-tree line %q", rec)
-		}
-		rel := strings.TrimPrefix(name, prefix)
-		if skipped(rel) || (path.Ext(rel) != ".yaml" && path.Ext(rel) != ".yml") {
-			continue
-		}
-		switch f[0] {
-		case "100644", "100755":
-		case "120000":
-			return nil, fmt.Errorf("%s is a symbolic link in commit %s; policy files must be regular files", name, commit)
-		default:
-			continue // a submodule is not a file
-		}
-		size, err := strconv.ParseInt(f[3], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("unexpected git ls-tree size %q", f[3])
-		}
-		if size > policy.MaxFileSize {
-			return nil, fmt.Errorf("%s: %d bytes is over the %d byte limit for a policy file", name, size, policy.MaxFileSize)
-		}
-		if len(want) == policy.MaxFiles {
-			return nil, fmt.Errorf("more than %d policy files; split the repository or remove stray files", policy.MaxFiles)
-		}
-		want = append(want, entry{rel, f[2]})
-	}
-	if len(want) == 0 {
-		return nil, fmt.Errorf("no policy files (*.yaml, *.yml) under %q in commit %s", dir, commit)
-	}
-	ids := make([]string, len(want))
-	for i, e := range want {
-		ids[i] = e.id
-	}
-	blobs, err := g.blobs(ctx, ids)
+	files, _, err := gittree.Read(ctx, g.dir, commit, dir)
 	if err != nil {
 		return nil, err
-	}
-	files := make([]policy.File, len(want))
-	for i, e := range want {
-		files[i] = policy.File{Name: e.name, Data: blobs[i]}
 	}
 	return policy.Parse(files)
-}
-
-// skipped reports whether a path has a component starting with '.', which policy.ReadFS skips.
-func skipped(rel string) bool {
-	for _, c := range strings.Split(rel, "/") {
-		if strings.HasPrefix(c, ".") {
-			return true
-		}
-	}
-	return false
-}
-
-// blobs reads blobs with one git cat-file --batch.
-func (g *gitDir) blobs(ctx context.Context, ids []string) ([][]byte, error) {
-	c := exec.CommandContext(ctx, "git", "-C", g.dir, "cat-file", "--batch")
-	c.Env = append(os.Environ(), "LC_ALL=C", "GIT_NO_REPLACE_OBJECTS=1", "GIT_CONFIG_NOSYSTEM=1")
-	c.Stdin = strings.NewReader(strings.Join(ids, "\n") + "\n")
-	var errb bytes.Buffer
-	c.Stderr = &errb
-	stdout, err := c.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := c.Start(); err != nil {
-		return nil, fmt.Errorf("run git: %w", err)
-	}
-	r := bufio.NewReader(stdout)
-	out := make([][]byte, 0, len(ids))
-	for _, id := range ids {
-		header, err := r.ReadString('\n')
-		f := strings.Fields(header)
-		if err != nil || len(f) != 3 || f[0] != id || f[1] != "blob" {
-			_ = c.Wait()
-			return nil, fmt.Errorf("git cat-file: unexpected %q for %s: %v %s", strings.TrimSpace(header), id, err, errb.String())
-		}
-		size, err := strconv.ParseInt(f[2], 10, 64)
-		if err != nil || size > policy.MaxFileSize {
-			_ = c.Wait()
-			return nil, fmt.Errorf("git cat-file: blob %s has size %q", id, f[2])
-		}
-		body := make([]byte, size+1)
-		if _, err := io.ReadFull(r, body); err != nil {
-			_ = c.Wait()
-			return nil, fmt.Errorf("git cat-file: %w", err)
-		}
-		out = append(out, body[:size])
-	}
-	if err := c.Wait(); err != nil {
-		return nil, fmt.Errorf("git cat-file: %w: %s", err, errb.String())
-	}
-	return out, nil
 }
 
 // isRemote reports whether a policy_git.repo is a URL (or scp-style address) to fetch.
