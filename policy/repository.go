@@ -179,7 +179,9 @@ func validateDomain(d string) error {
 // changeOnly reports whether an approval policy governs changes only: it matches no resource.
 func (ap *ApprovalPolicy) changeOnly() bool { return ap.Match.empty() }
 
-func (m Match) empty() bool { return len(m.Sensitivity) == 0 && len(m.Tags) == 0 && len(m.Resources) == 0 }
+func (m Match) empty() bool {
+	return len(m.Sensitivity) == 0 && len(m.Tags) == 0 && len(m.Resources) == 0
+}
 
 // Repositories returns every Repository, sorted by name.
 func (p *Policy) Repositories() []*Repository { return sortedValues(p.repositories) }
