@@ -31,6 +31,9 @@ type Repository struct {
 	// are recognised as people. An address in another domain names the user spelled like the
 	// whole address.
 	EmailDomains []string `yaml:"email_domains"`
+	// GitServers are the API clients (service:NAME) whose tokens the Git server's pre-receive hook
+	// uses to ask for verdicts and record landings. Nobody else may record a landing.
+	GitServers []string `yaml:"git_servers"`
 
 	src source
 }
@@ -146,6 +149,11 @@ func (p *Policy) validateRepository(r *Repository) {
 			r.src.errorf(field+".path", "%v", err)
 		}
 		p.changeApprovalRef(r.src, field+".approval", pr.Approval)
+	}
+	for i, s := range r.GitServers {
+		if err := ValidateSubject(s); err != nil || SubjectKind(s) != KindService {
+			r.src.errorf(fmt.Sprintf("git_servers[%d]", i), "%q: name the Git server's API client as service:NAME", s)
+		}
 	}
 	for i, d := range r.EmailDomains {
 		if err := validateDomain(d); err != nil {
