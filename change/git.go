@@ -290,6 +290,22 @@ func parseLog(out []byte) ([]Commit, error) {
 	return cs, nil
 }
 
+// Parents returns the parents of a commit, first parent first.
+func (g *Git) Parents(ctx context.Context, commit string) ([]string, error) {
+	if err := checkID("commit", commit); err != nil {
+		return nil, err
+	}
+	line, err := g.line(ctx, "rev-list", "--no-walk", "--parents", commit)
+	if err != nil {
+		return nil, err
+	}
+	f := strings.Fields(line)
+	if len(f) == 0 || f[0] != commit {
+		return nil, fmt.Errorf("git rev-list printed %q for %s", line, short(commit))
+	}
+	return f[1:], nil
+}
+
 // IsAncestor reports whether a is an ancestor of (or equal to) b.
 func (g *Git) IsAncestor(ctx context.Context, a, b string) (bool, error) {
 	if err := checkID("commit", a); err != nil {

@@ -84,11 +84,12 @@ func Facts(ctx context.Context, g *Git, repository, pusher string, ru RefUpdate)
 		return u, fmt.Errorf("%s: the push brings %d commits; at most %d", ru.Ref, len(cs), MaxCommits)
 	}
 	u.Commits = cs
-	head, err := g.FirstParentHistory(ctx, ru.New, "")
-	if err == nil && len(head) > 0 && len(head[0].Parents) > 0 {
-		u.FirstParent = head[0].Parents[0]
-	} else if err != nil {
+	parents, err := g.Parents(ctx, ru.New)
+	if err != nil {
 		return u, err
+	}
+	if len(parents) > 0 {
+		u.FirstParent = parents[0]
 	}
 	oldTree := ""
 	if !IsZero(ru.Old) {
