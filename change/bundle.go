@@ -31,8 +31,10 @@ const (
 // landing), and what the offline hook reads (a request and its approvals). Anyone with the
 // ledger's public key can check it (OpenBundle).
 type Bundle struct {
-	Format     string        `json:"format"`
-	Checkpoint string        `json:"checkpoint"`
+	Format string `json:"format"`
+	// Checkpoint is the signed checkpoint, as /v1/audit/checkpoint serves it (base64 in JSON: a
+	// signed note is lines of text).
+	Checkpoint []byte        `json:"checkpoint"`
 	Entries    []BundleEntry `json:"entries"`
 }
 
@@ -74,7 +76,7 @@ func ParseBundle(data []byte) (*Bundle, error) {
 	if b.Format != BundleFormat {
 		return nil, fmt.Errorf("approvals bundle format %q; this version reads %q", b.Format, BundleFormat)
 	}
-	if b.Checkpoint == "" {
+	if len(b.Checkpoint) == 0 {
 		return nil, errors.New("approvals bundle has no checkpoint")
 	}
 	if len(b.Entries) == 0 || len(b.Entries) > maxBundleEntries {
@@ -164,7 +166,7 @@ type LandRecord struct {
 // key, and every entry must be included in it at the position its sequence number says. It
 // returns the entries, decoded, in the bundle's order.
 func OpenBundle(b *Bundle, v note.Verifier) ([]Entry, audit.Checkpoint, error) {
-	cp, err := audit.OpenCheckpoint([]byte(b.Checkpoint), v)
+	cp, err := audit.OpenCheckpoint(b.Checkpoint, v)
 	if err != nil {
 		return nil, cp, fmt.Errorf("approvals bundle: %w", err)
 	}

@@ -360,7 +360,7 @@ func (s *Service) bundle(ctx context.Context, seqs []int64) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sign a checkpoint: %w", err)
 	}
-	b := &Bundle{Format: BundleFormat, Checkpoint: string(signed)}
+	b := &Bundle{Format: BundleFormat, Checkpoint: signed}
 	for _, seq := range seqs {
 		if seq < 0 || uint64(seq) >= cp.Size {
 			return nil, fmt.Errorf("ledger entry %d is not covered by the newest checkpoint (size %d) yet; try again in a second", seq, cp.Size)

@@ -248,12 +248,12 @@ func (v *verifier) update(ctx context.Context, c Commit) string {
 	if err != nil {
 		return "the note is not an approvals bundle: " + err.Error()
 	}
-	cp, ok := v.cps[b.Checkpoint]
+	cp, ok := v.cps[string(b.Checkpoint)]
 	if !ok {
-		if cp, err = audit.OpenCheckpoint([]byte(b.Checkpoint), v.o.Key); err != nil {
+		if cp, err = audit.OpenCheckpoint(b.Checkpoint, v.o.Key); err != nil {
 			return "the note's checkpoint does not verify with the pinned key: " + err.Error()
 		}
-		v.cps[b.Checkpoint] = cp
+		v.cps[string(b.Checkpoint)] = cp
 	}
 	entries, _, err := openEntries(b, cp)
 	if err != nil {

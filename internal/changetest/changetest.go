@@ -116,6 +116,9 @@ func Write(t testing.TB, dir string, files map[string]string) {
 // Repo makes a work tree in dir with one root commit on main (README), and returns dir.
 func Repo(t testing.TB, dir string) string {
 	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	Git(t, dir, nil, "init", "-q", "-b", "main")
 	Write(t, dir, map[string]string{"README": "infra\n"})
 	Git(t, dir, nil, "add", "-A")
