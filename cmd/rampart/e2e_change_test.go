@@ -204,14 +204,33 @@ func TestGuardedChangeEndToEnd(t *testing.T) {
 	if out, ok := push("erin", "infra", m2+":refs/heads/main", false); ok || !strings.Contains(out, "lacks approvals") {
 		t.Fatalf("two maintainers for a two-group rule: ok=%v\n%s", ok, out)
 	}
-	must(dave, "change", "approve", id2, "--repo", work)
-	// The tree changed after approval (one more commit on the branch): refused.
-	changetest.Git(t, work, nil, "checkout", "-q", "feature2")
-	changetest.Commit(t, work, "alice", "and one more", map[string]string{"policy/roles.yaml": "x: 2\n"})
-	changetest.Git(t, work, nil, "push", "-q", "origin", "feature2")
-	m3 := merge("erin", "origin/feature2")
+	// Nobody else may fill the second maintainer's slot (alice authored it, bob co-authored it):
+	// explain says it can never be approved.
+	if out := must(dave, "change", "show", id2, "--repo", work); !strings.Contains(out, "could never be approved") {
+		t.Fatalf("change show of an unapprovable change: %s", out)
+	}
+
+	// A tree changed after approval (one more commit on the branch) is refused; the approved tree
+	// still lands.
+	changetest.Git(t, work, nil, "checkout", "-q", "-b", "feature3", "origin/main")
+	approved := changetest.Commit(t, work, "alice", "more replicas", map[string]string{"deploy/scheduler.yaml": "replicas: 5\n"})
+	changetest.Git(t, work, nil, "push", "-q", "origin", "feature3")
+	id3 := changeID.FindString(must(alice, "change", "request", "--repo", work, "--ref", "refs/heads/main", "--source", "feature3"))
+	must(carol, "change", "approve", id3, "--repo", work)
+	must(dave, "change", "approve", id3, "--repo", work)
+	changetest.Commit(t, work, "alice", "and one more", map[string]string{"deploy/scheduler.yaml": "replicas: 50\n"})
+	changetest.Git(t, work, nil, "push", "-q", "origin", "feature3")
+	m3 := merge("erin", "origin/feature3")
 	if out, ok := push("erin", "infra", m3+":refs/heads/main", false); ok || !strings.Contains(out, "no approved change merges tree") {
 		t.Fatalf("a tree changed after approval: ok=%v\n%s", ok, out)
+	}
+	m4 := merge("erin", approved)
+	if out, ok := push("erin", "infra", m4+":refs/heads/main", false); !ok {
+		t.Fatalf("the approved tree is refused: %s", out)
+	}
+	// The change for policy/ was filed from the old base: the landing voided it.
+	if out := must(alice, "change", "show", id2, "--repo", work); !strings.Contains(out, "(void)") {
+		t.Fatalf("a change of the old base after a landing: %s", out)
 	}
 
 	// Offline verification from a fresh clone: it verifies; exit 0.
@@ -221,7 +240,7 @@ func TestGuardedChangeEndToEnd(t *testing.T) {
 	verify := func(args ...string) result {
 		return c.run(nil, append([]string{"change", "verify", "--repo", clone, "--repository", "infra", "--ref", "main", "--key", keyFile}, args...)...)
 	}
-	if r := verify(); r.code != 0 || !strings.Contains(r.out, "1 update(s)") || !strings.Contains(r.out, "0 violation(s)") {
+	if r := verify(); r.code != 0 || !strings.Contains(r.out, "2 update(s)") || !strings.Contains(r.out, "0 violation(s)") {
 		t.Fatalf("change verify: %+v", r)
 	}
 	// The same note read as another repository's: refused.
@@ -267,7 +286,7 @@ func TestGuardedChangeEndToEnd(t *testing.T) {
 	}
 	// A commit written past the hook (by whoever controls the Git server's host: a fetch into the
 	// bare repository runs no hook) has no note: exit 3.
-	changetest.Git(t, work, nil, "checkout", "-q", "--detach", m1)
+	changetest.Git(t, work, nil, "checkout", "-q", "--detach", m4)
 	changetest.Commit(t, work, "erin", "bypass", map[string]string{"deploy/evil.yaml": "x\n"})
 	bare := filepath.Join(root, "infra.git")
 	changetest.Git(t, bare, nil, "fetch", "-q", work, "HEAD:refs/heads/main")
