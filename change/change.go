@@ -110,6 +110,7 @@ type Filter struct {
 	Ref        string
 	Base       string
 	Tree       string
+	Requester  string
 	States     []State
 	Limit      int
 }

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -127,11 +128,30 @@ func testChanges(t *testing.T, h Harness) {
 		t.Fatalf("ledger alarms: %v", alarms[0])
 	}
 
+	// Open changes per requester are bounded (invariant 11): max_pending_requests, default 20.
+	for i := 0; ; i++ {
+		more := in
+		more.Tree = fmt.Sprintf("%040x", i+1)
+		_, err := svc.File(ctx, more)
+		if i < policy.DefaultMaxPendingRequests {
+			if err != nil {
+				t.Fatalf("filing %d: %v", i+1, err)
+			}
+			continue
+		}
+		if !errors.Is(err, access.ErrLimited) || !strings.Contains(err.Error(), "max_pending_requests") {
+			t.Fatalf("filing %d past the cap: %v", i+1, err)
+		}
+		break
+	}
+
 	// A filing whose ledger entry cannot be written is refused and leaves nothing behind.
 	if h.InjectLedgerFailure != nil {
 		h.InjectLedgerFailure(t, s)
 		before, _ := s.ListChanges(ctx, change.Filter{})
-		if _, err := svc.File(ctx, in); !errors.Is(err, access.ErrUnavailable) {
+		fresh := in
+		fresh.Requester = "bob"
+		if _, err := svc.File(ctx, fresh); !errors.Is(err, access.ErrUnavailable) {
 			t.Fatalf("filing without a ledger: %v", err)
 		}
 		if after, _ := s.ListChanges(ctx, change.Filter{}); len(after) != len(before) {
