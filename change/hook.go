@@ -71,11 +71,9 @@ func Facts(ctx context.Context, g *Git, repository, pusher string, ru RefUpdate)
 	if IsZero(ru.New) {
 		return u, nil
 	}
-	tree, err := g.Tree(ctx, ru.New)
-	if err != nil {
-		return u, fmt.Errorf("%s: %w (only commits may be pushed to a protected ref)", ru.Ref, err)
+	if err := checkID("new", ru.New); err != nil {
+		return u, err
 	}
-	u.Tree = tree
 	cs, err := g.Commits(ctx, ru.New, ru.Old)
 	if err != nil {
 		return u, err
@@ -84,9 +82,22 @@ func Facts(ctx context.Context, g *Git, repository, pusher string, ru RefUpdate)
 		return u, fmt.Errorf("%s: the push brings %d commits; at most %d", ru.Ref, len(cs), MaxCommits)
 	}
 	u.Commits = cs
-	parents, err := g.Parents(ctx, ru.New)
-	if err != nil {
-		return u, err
+	// The new tip is the first commit git log lists, unless it was already reachable from the
+	// old tip (a rewind) or is no commit (a tag: Parents refuses what peels to another id):
+	// then ask git for its tree and parents.
+	var parents []string
+	if len(cs) > 0 && cs[0].ID == ru.New {
+		u.Tree, parents = cs[0].Tree, cs[0].Parents
+	} else {
+		if u.Tree, err = g.Tree(ctx, ru.New); err != nil {
+			return u, err
+		}
+		if parents, err = g.Parents(ctx, ru.New); err != nil {
+			return u, fmt.Errorf("%s: only commits may be pushed to a protected ref: %w", ru.Ref, err)
+		}
+	}
+	if !IsObjectID(u.Tree) {
+		return u, fmt.Errorf("%s: git printed %q as the tree of %s", ru.Ref, u.Tree, short(ru.New))
 	}
 	if len(parents) > 0 {
 		u.FirstParent = parents[0]
@@ -97,7 +108,7 @@ func Facts(ctx context.Context, g *Git, repository, pusher string, ru RefUpdate)
 			return u, err
 		}
 	}
-	if u.Paths, err = g.ChangedPaths(ctx, oldTree, tree); err != nil {
+	if u.Paths, err = g.ChangedPaths(ctx, oldTree, u.Tree); err != nil {
 		return u, err
 	}
 	if len(u.Paths) > MaxPaths {
