@@ -160,6 +160,37 @@ func TestGuardedChangeEndToEnd(t *testing.T) {
 	if out, ok := push("carol", "infra", m1+":refs/heads/main", false); ok || !strings.Contains(out, "lacks approvals") || !strings.Contains(out, "rampart change approve "+id) {
 		t.Fatalf("push with one of two approvals: ok=%v\n%s", ok, out)
 	}
+	// A change filed (straight through the API) for another tree than its base and source merge
+	// to: the reviewer's checkout refuses to show or approve it.
+	var filed struct {
+		Change struct {
+			Base, Source, Tree string
+			Paths              []string
+			Commits            []map[string]any
+		} `json:"change"`
+	}
+	if err := json.Unmarshal([]byte(must(alice, "-o", "json", "change", "show", id, "--repo", work)), &filed); err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := json.Marshal(map[string]any{"repository": "infra", "ref": "refs/heads/main", "base": filed.Change.Base, "source": filed.Change.Source,
+		"tree": changetest.Git(t, work, nil, "rev-parse", "origin/main^{tree}"), "paths": filed.Change.Paths, "commits": filed.Change.Commits})
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/changes", strings.NewReader(string(forged)))
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("file a forged tree: %v %v", resp, err)
+	}
+	var fv struct {
+		Change struct{ ID string } `json:"change"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&fv)
+	resp.Body.Close()
+	for _, verb := range []string{"show", "approve"} {
+		if r := c.as(dave, "change", verb, fv.Change.ID, "--repo", work); r.code != 1 || !strings.Contains(r.err, "what was filed is not what you see") {
+			t.Fatalf("change %s of a forged tree: %+v", verb, r)
+		}
+	}
 	if out := must(dave, "change", "show", id, "--repo", work); !strings.Contains(out, "deploy/scheduler.yaml") {
 		t.Fatalf("change show: %s", out)
 	}
