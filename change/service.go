@@ -148,7 +148,17 @@ func (s *Service) File(ctx context.Context, in FileInput) (View, error) {
 		Paths: paths, Commits: in.Commits, Requester: in.Requester, State: StatePending, CreatedAt: s.now().UTC()}
 	rec := RequestRecord{ID: c.ID, Repository: c.Repository, Ref: c.Ref, Base: c.Base, Source: c.Source, Tree: c.Tree, Requester: c.Requester,
 		PathsDigest: PathsDigest(paths), PathsCount: len(paths), Commits: c.Commits, Rule: req.Rule(), Membership: membership, Owners: owners}
+	limit := pol.Settings().MaxPendingRequests
 	err = s.txn(ctx, "filing the change", func(tx Tx) error {
+		// Invariant 11: whoever may file can make Rampart write; open changes per person are
+		// bounded like pending requests (max_pending_requests), checked under the write lock.
+		open, err := tx.ListChanges(ctx, Filter{Requester: in.Requester, States: []State{StatePending, StateApproved}, Limit: limit + 1})
+		if err != nil {
+			return err
+		}
+		if len(open) >= limit {
+			return errorf(access.ErrLimited, "%s has %d open change requests already (max_pending_requests); wait for them to land, or be denied or voided, before filing more", in.Requester, len(open))
+		}
 		seq, err := tx.Append(ctx, audit.Event{Code: CodeRequest, Class: audit.ClassAPIActivity, Activity: audit.ActivityCreate, ActivityName: "Create",
 			Time: c.CreatedAt, Actor: in.Requester, Resources: []string{"git/" + c.Repository}, Message: fmt.Sprintf("%s asked to merge %s into %s of %s (tree %s)", in.Requester, short(c.Source), c.Ref, c.Repository, short(c.Tree)),
 			Details: map[string]any{"change": rec}})
