@@ -95,7 +95,11 @@ spec:
 
 func buildChangeHistory(t testing.TB, n int) *changeHistory {
 	t.Helper()
-	h := &changeHistory{dir: filepath.Join(t.TempDir(), "infra"), updates: n}
+	parent := t.TempDir()
+	if keep := os.Getenv("RAMPART_BENCH_CHANGE_DIR"); keep != "" {
+		parent = keep // kept for bench/change_compare.sh
+	}
+	h := &changeHistory{dir: filepath.Join(parent, "infra"), updates: n}
 	gitIn(t, filepath.Dir(h.dir), nil, "init", "-q", "-b", "main", h.dir)
 	// n+2 commits: the root, n landed updates, and one more for the hook.
 	var fi bytes.Buffer
@@ -390,5 +394,21 @@ func BenchmarkChangeHookOnline(b *testing.B) {
 	fmt.Printf("hook pre-receive, one push, online (rampart dev on this machine), refused: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d runs (target p99 < 100 ms); %s\n",
 		p(0.5), p(0.99), p(1), len(times), loadAverage())
 	for range b.N {
+	}
+}
+
+// BenchmarkChangeVerifyInProcess is change.VerifyHistory without the process, for profiling
+// (go test -bench ChangeVerifyInProcess -cpuprofile cpu.out).
+func BenchmarkChangeVerifyInProcess(b *testing.B) {
+	h := buildChangeHistory(b, changeUpdates())
+	key, err := os.ReadFile(h.keyFile)
+	must(b, err)
+	v, err := audit.NewVerifier(strings.TrimSpace(string(key)))
+	must(b, err)
+	for b.Loop() {
+		rep, err := change.VerifyHistory(b.Context(), &change.Git{Dir: h.dir}, change.VerifyOptions{Repository: "infra", Ref: "refs/heads/main", Key: v})
+		if err != nil || len(rep.Violations) > 0 || rep.Updates != h.updates {
+			b.Fatalf("verify: %+v, %v", rep, err)
+		}
 	}
 }

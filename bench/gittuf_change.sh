@@ -9,8 +9,11 @@
 set -euo pipefail
 n=${1:-10000}
 gittuf=${GITTUF_BIN:?set GITTUF_BIN to a gittuf binary}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+if [ -n "${GITTUF_KEEP:-}" ]; then
+  work=$GITTUF_KEEP; mkdir -p "$work"   # kept for change_compare.sh
+else
+  work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+fi
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 mkdir "$work/keys" "$work/repo"
 for k in root policy developer; do ssh-keygen -q -t ecdsa -N "" -f "$work/keys/$k"; done

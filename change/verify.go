@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -157,6 +159,7 @@ type verifier struct {
 	trees    map[string]string // commit → tree
 	paths    map[[2]string][]string
 	cps      map[string]audit.Checkpoint // verified checkpoints, by signed text
+	opened   map[string]opened           // notes parsed and opened beforehand, by commit
 	policies map[string]*policy.Policy   // by commit
 }
 
@@ -187,6 +190,7 @@ func newVerifier(ctx context.Context, g *Git, o VerifyOptions, since, tip string
 			pairs = append(pairs, [2]string{v.trees[c.Parents[0]], c.Tree})
 		}
 	}
+	v.openNotes(chain)
 	v.paths = map[[2]string][]string{}
 	if len(pairs) > 0 {
 		res, err := g.ChangedPathsBatch(ctx, append([][2]string(nil), pairs...))
@@ -198,6 +202,75 @@ func newVerifier(ctx context.Context, g *Git, o VerifyOptions, since, tip string
 		}
 	}
 	return v, nil
+}
+
+// opened is a note parsed and checked against the pinned key: its entries, or why not.
+type opened struct {
+	entries []Entry
+	why     string
+}
+
+// openNotes parses and opens the notes of commits (those to verify) on every CPU: the part of
+// verification that needs no order.
+func (v *verifier) openNotes(commits []Commit) {
+	v.opened = make(map[string]opened, len(commits))
+	var mu sync.Mutex
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				o := v.openNote(id, &mu)
+				mu.Lock()
+				v.opened[id] = o
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, c := range commits {
+		work <- c.ID
+	}
+	close(work)
+	wg.Wait()
+}
+
+func (v *verifier) openNote(id string, mu *sync.Mutex) opened {
+	data, ok := v.notes[id]
+	if !ok {
+		return opened{why: fmt.Sprintf("no approvals note (%s): this update did not go through the hook, or its note was never published (rampart change publish)", NotesRef)}
+	}
+	b, err := ParseBundle(data)
+	if err != nil {
+		return opened{why: "the note is not an approvals bundle: " + err.Error()}
+	}
+	mu.Lock()
+	cp, ok := v.cps[string(b.Checkpoint)]
+	mu.Unlock()
+	if !ok {
+		if cp, err = audit.OpenCheckpoint(b.Checkpoint, v.o.Key); err != nil {
+			return opened{why: "the note's checkpoint does not verify with the pinned key: " + err.Error()}
+		}
+		mu.Lock()
+		v.cps[string(b.Checkpoint)] = cp
+		mu.Unlock()
+	}
+	entries, _, err := openEntries(b, cp)
+	if err != nil {
+		return opened{why: "the note does not verify: " + err.Error()}
+	}
+	return opened{entries: entries}
+}
+
+// open returns the entries of the note of commit id, opened (openNotes did it beforehand for
+// the commits of the history).
+func (v *verifier) open(id string) ([]Entry, string) {
+	o, ok := v.opened[id]
+	if !ok {
+		o = v.openNote(id, &sync.Mutex{})
+	}
+	return o.entries, o.why
 }
 
 // mark adds id and everything reachable from it to the seen set.
@@ -240,24 +313,9 @@ func (v *verifier) update(ctx context.Context, c Commit) string {
 	parent, tree := c.Parents[0], c.Tree
 	pushed := v.brought(c.ID)
 	paths := v.paths[[2]string{v.trees[parent], tree}]
-	data, ok := v.notes[c.ID]
-	if !ok {
-		return fmt.Sprintf("no approvals note (%s): this update did not go through the hook, or its note was never published (rampart change publish)", NotesRef)
-	}
-	b, err := ParseBundle(data)
-	if err != nil {
-		return "the note is not an approvals bundle: " + err.Error()
-	}
-	cp, ok := v.cps[string(b.Checkpoint)]
-	if !ok {
-		if cp, err = audit.OpenCheckpoint(b.Checkpoint, v.o.Key); err != nil {
-			return "the note's checkpoint does not verify with the pinned key: " + err.Error()
-		}
-		v.cps[string(b.Checkpoint)] = cp
-	}
-	entries, _, err := openEntries(b, cp)
-	if err != nil {
-		return "the note does not verify: " + err.Error()
+	entries, why := v.open(c.ID)
+	if why != "" {
+		return why
 	}
 	bySeq := map[int64]Entry{}
 	var land *LandRecord
