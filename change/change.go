@@ -16,12 +16,20 @@
 // The pieces:
 //
 //   - Service: filing, reviewing and deciding on updates, over a Store (store/sqlstore).
-//   - Git: the real git binary, run without ever letting input become an option.
+//   - Git: the real git binary, run without ever letting input become an option; Compute and
+//     Recompute: what a change request carries, from a checkout.
 //   - Bundle, ParseBundle, OpenBundle: the approvals bundle (ledger entries with inclusion
 //     proofs to a signed checkpoint), the content of a note under refs/notes/rampart.
 //   - VerifyHistory and Approved: offline verification of a protected ref's first-parent
 //     history, and of one commit, needing only the repository and the ledger's public key.
-//   - ReadUpdates and Hook: the pre-receive hook's input and decisions.
+//   - ReadUpdates, Facts, Decider (the server through api.Client, or OfflineDecider),
+//     SavePending and PublishPending: the pre-receive and post-receive hooks.
+//
+// For a server that loads its own policy from Git: Approved(ctx, git, repository, ref, commit,
+// key, policyPath) answers "is commit C of repository R on ref X an approved update of its first
+// parent under the rules in force at that parent?" (nil, or an error saying why not), and
+// PolicyAt parses the policy files of a commit. A chain of policy commits is accepted by calling
+// Approved for each first-parent step after the pinned one, oldest first.
 //
 // docs/change.md is the user's manual and threat model.
 package change
