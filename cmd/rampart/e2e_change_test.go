@@ -255,6 +255,11 @@ func TestGuardedChangeEndToEnd(t *testing.T) {
 	if out, ok := push("erin", "infra", m3+":refs/heads/main", false); ok || !strings.Contains(out, "no approved change merges tree") {
 		t.Fatalf("a tree changed after approval: ok=%v\n%s", ok, out)
 	}
+	// The new tree, filed and denied: a denial is recorded and ends the change.
+	id4 := changeID.FindString(must(alice, "change", "request", "--repo", work, "--ref", "refs/heads/main", "--source", "feature3"))
+	if out := must(dave, "change", "deny", id4, "--repo", work, "--comment", "50 replicas is too many"); !strings.Contains(out, "(denied)") {
+		t.Fatalf("change deny: %s", out)
+	}
 	m4 := merge("erin", approved)
 	if out, ok := push("erin", "infra", m4+":refs/heads/main", false); !ok {
 		t.Fatalf("the approved tree is refused: %s", out)
