@@ -52,6 +52,7 @@ import (
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/change"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/policy"
@@ -1358,6 +1359,9 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"Session": identity.Session{}, "User": identity.User{}, "Token": identity.Token{}, "UserDisabled": UserDisabled{}, "SignInTokenResponse": signin.TokenResponse{},
 		"DeviceResponse": signin.DeviceResponse{}, "TokenError": signin.TokenError{},
 		"WeightsObject": weights.Object{}, "VerifyResult": weights.VerifyResult{}, "KeyRelease": weights.KeyRelease{},
+		"Change": change.Change{}, "ChangeReview": change.Review{}, "ChangeView": change.View{}, "ChangeList": ChangeList{},
+		"ChangeExplanation": policy.ChangeExplanation{}, "AppliedRule": policy.AppliedRule{}, "ChangeParty": policy.ChangeParty{},
+		"ChangeBundle": change.Bundle{}, "ChangeBundleEntry": change.BundleEntry{}, "ChangeVerdict": change.Verdict{},
 		// The weights handlers (api/weights.go) write these as maps; these are copies of their
 		// keys and value types.
 		"WeightsList": struct {
@@ -1388,6 +1392,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 			Reason string `json:"reason"`
 		}{},
 		"KeyReleaseBody": KeyReleaseBody{}, "RetireBody": RetireBody{},
+		"FileChangeBody": FileChangeBody{}, "ReviewChangeBody": ReviewChangeBody{}, "ChangeUpdate": change.Update{}, "ChangeCommit": change.Commit{},
 		// The handlers decode these into anonymous structs; these are copies of them
 		// (revokeSession in api/identity.go; StepUp and ConfirmTOTP in identity/signin/token.go).
 		"SessionRevokeBody": struct {

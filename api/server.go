@@ -27,6 +27,7 @@ import (
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/change"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/suggest"
@@ -60,6 +61,7 @@ type Server struct {
 	entriesStore audit.Store
 	sessionsSvc  *identity.Sessions
 	weights      *weights.Service
+	changes      *change.Service
 	users        UserStore
 	lifecycle    Lifecycle
 	signin       SignIn
@@ -108,6 +110,8 @@ type Config struct {
 	SCIM SCIM
 	// Weights is the weights vault (nil: its routes answer 404).
 	Weights *weights.Service
+	// Changes is guarded change (nil: its routes answer 404).
+	Changes *change.Service
 	// Model, if set, chooses among role suggestions; every answer is verified.
 	Model        suggest.Chooser
 	ModelTimeout time.Duration
@@ -117,7 +121,7 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
 		ready: c.Ready, policyStatus: c.PolicyStatus, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
-		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights}
+		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights, changes: c.Changes}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}
@@ -221,7 +225,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/resources", s.authed(s.resources))
 	mux.HandleFunc("GET /v1/roles", s.authed(s.roles))
 	mux.HandleFunc("GET /v1/policy/explain", s.authed(s.explain))
+	mux.HandleFunc("GET /v1/policy/explain/change", s.authed(s.explainChange))
 	mux.HandleFunc("POST /v1/suggest", s.authed(s.suggest))
+	mux.HandleFunc("POST /v1/changes", s.authed(s.fileChange))
+	mux.HandleFunc("GET /v1/changes", s.authed(s.listChanges))
+	mux.HandleFunc("POST /v1/changes/verdict", s.authed(s.changeVerdict))
+	mux.HandleFunc("GET /v1/changes/{id}", s.authed(s.getChange))
+	mux.HandleFunc("GET /v1/changes/{id}/bundle", s.authed(s.changeBundle))
+	mux.HandleFunc("POST /v1/changes/{id}/approve", s.authed(s.reviewChange(change.Approve)))
+	mux.HandleFunc("POST /v1/changes/{id}/deny", s.authed(s.reviewChange(change.Deny)))
 	mux.HandleFunc("POST /v1/requests", s.authed(s.createRequest))
 	mux.HandleFunc("GET /v1/requests", s.authed(s.listRequests))
 	mux.HandleFunc("GET /v1/requests/{id}", s.authed(s.getRequest))

@@ -109,6 +109,8 @@ func Parse(files []File) (*Policy, error) {
 		bindings:  map[string]*StandingBinding{},
 		egress:    map[string]*EgressPolicy{},
 		workloads: map[string]*Workload{},
+
+		repositories: map[string]*Repository{},
 	}
 	var docs []*strictyaml.Document
 	var errs strictyaml.Errors
@@ -200,6 +202,8 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 		declare(doc, spec, h.Kind, name, ValidateName, p.egress, &EgressPolicy{Name: name, src: src})
 	case "Workload":
 		declare(doc, spec, h.Kind, name, ValidateName, p.workloads, &Workload{Name: name, src: src})
+	case "Repository":
+		declare(doc, spec, h.Kind, name, ValidateName, p.repositories, &Repository{Name: name, src: src})
 	case "Settings":
 		s := &Settings{Name: name, src: src}
 		doc.Decode("spec", spec, s)
@@ -209,9 +213,9 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 		}
 		p.settings = s
 	case "":
-		doc.Errorf("kind", "document has no kind; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Settings")
+		doc.Errorf("kind", "document has no kind; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Repository, Settings")
 	default:
-		doc.Errorf("kind", "unknown kind %q; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Settings", h.Kind)
+		doc.Errorf("kind", "unknown kind %q; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Repository, Settings", h.Kind)
 	}
 }
 
@@ -249,8 +253,18 @@ func (p *Policy) validate() {
 		p.validateRole(r)
 		p.validateRoleKubernetes(r)
 	}
+	forChanges := map[string]bool{}
+	for _, r := range p.repositories {
+		p.validateRepository(r)
+		for _, rr := range r.Refs {
+			forChanges[rr.Approval] = true
+		}
+		for _, pr := range r.Paths {
+			forChanges[pr.Approval] = true
+		}
+	}
 	for _, a := range p.approvals {
-		p.validateApproval(a)
+		p.validateApproval(a, forChanges[a.Name])
 	}
 	for _, b := range p.bindings {
 		p.validateBinding(b)
@@ -341,10 +355,13 @@ func (p *Policy) validateRole(r *Role) {
 	}
 }
 
-func (p *Policy) validateApproval(a *ApprovalPolicy) {
+// validateApproval checks an approval policy. One that a Repository names (forChanges) may leave
+// out match and max_duration: it then governs changes only and covers no resource.
+func (p *Policy) validateApproval(a *ApprovalPolicy, forChanges bool) {
 	m := a.Match
-	if len(m.Sensitivity) == 0 && len(m.Tags) == 0 && len(m.Resources) == 0 {
-		a.src.errorf("match", "match selects nothing; set at least one of sensitivity, tags, resources")
+	changeOnly := forChanges && m.empty()
+	if m.empty() && !forChanges {
+		a.src.errorf("match", "match selects nothing; set at least one of sensitivity, tags, resources (or name this policy in a Repository's refs or paths, to govern changes only)")
 	}
 	for i, pat := range m.Resources {
 		if err := ValidatePattern(pat); err != nil {
@@ -379,7 +396,7 @@ func (p *Policy) validateApproval(a *ApprovalPolicy) {
 		}
 	}
 	p.validateParties(a)
-	if a.MaxDuration == 0 {
+	if a.MaxDuration == 0 && !changeOnly {
 		a.src.errorf("max_duration", "max_duration is required: the longest a grant under this policy may last (e.g. 8h)")
 	}
 	if a.MinDuration == 0 {

@@ -39,6 +39,8 @@ type Policy struct {
 	egress    map[string]*EgressPolicy
 	workloads map[string]*Workload
 	settings  *Settings
+	// repositories are the Git repositories whose protected refs need approved changes.
+	repositories map[string]*Repository
 
 	workloadList []*Workload  // workloads, sorted by name
 	defCache     *definitions // role definitions and digests (pin.go)
@@ -277,6 +279,9 @@ func contains(list []string, s string) bool {
 // Matches reports whether the approval policy covers the resource.
 func (ap *ApprovalPolicy) Matches(r *Resource) bool {
 	m := ap.Match
+	if m.empty() {
+		return false // a policy for changes only (Repository rules) covers no resource
+	}
 	if len(m.Sensitivity) > 0 {
 		ok := false
 		for _, s := range m.Sensitivity {
@@ -491,6 +496,11 @@ func (p *Policy) EligibleSteps(ap *ApprovalPolicy, approver, requester, benefici
 	if why := p.exclusion(ap, approver, requester, beneficiary); why != "" {
 		return nil, why
 	}
+	return p.memberSteps(ap, approver)
+}
+
+// memberSteps returns the steps of ap whose groups approver belongs to, or why none.
+func (p *Policy) memberSteps(ap *ApprovalPolicy, approver string) (steps []int, why string) {
 	for i, st := range ap.Steps {
 		for _, g := range st.From {
 			if p.InGroup(approver, g) {

@@ -37,6 +37,12 @@ type Ignored struct {
 // both "owners" and "security" never blocks a step another approver could not fill. Ineligible
 // approvers (requester, beneficiary, excluded group members, outsiders) are listed in Ignored.
 func (p *Policy) Tally(ap *ApprovalPolicy, requester, beneficiary string, approvers []string) Tally {
+	return p.tally(ap, approvers, func(a string) ([]int, string) { return p.EligibleSteps(ap, a, requester, beneficiary) })
+}
+
+// tally is the matching behind Tally and TallyChange: eligible says which steps an approver may
+// count towards, or why none.
+func (p *Policy) tally(ap *ApprovalPolicy, approvers []string, eligibleSteps func(string) ([]int, string)) Tally {
 	t := Tally{Steps: make([]StepTally, len(ap.Steps))}
 	var slotStep []int // slot → step
 	for i, st := range ap.Steps {
@@ -51,7 +57,7 @@ func (p *Policy) Tally(ap *ApprovalPolicy, requester, beneficiary string, approv
 	var eligible []string
 	canFill := map[string][]int{} // approver → slots
 	for _, a := range people {
-		steps, why := p.EligibleSteps(ap, a, requester, beneficiary)
+		steps, why := eligibleSteps(a)
 		if len(steps) == 0 {
 			t.Ignored = append(t.Ignored, Ignored{Approver: a, Why: why})
 			continue

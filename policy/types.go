@@ -158,7 +158,9 @@ type ApprovalPolicy struct {
 	// critical is this policy as applied to roles that reach a critical resource: the same,
 	// with beneficiary_groups on (itself when that is already on). Set by compile.
 	critical *ApprovalPolicy
-	src      source
+	// stepUpFrom names the policy RequireStepUp comes from, in a combined change policy.
+	stepUpFrom string
+	src        source
 }
 
 // Match selects resources. Every field that is set must match (AND); within a field any listed

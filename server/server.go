@@ -30,6 +30,7 @@ import (
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/audit/refusals"
 	"rampart.dev/rampart/authz"
+	"rampart.dev/rampart/change"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
 	"rampart.dev/rampart/identity/scim"
@@ -67,6 +68,9 @@ type Instance struct {
 	Refusals *refusals.Recorder
 	// Weights is the weights vault (nil when disabled).
 	Weights *weights.Service
+	// Changes is guarded change: change requests to protected Git refs and the Git server
+	// hook's verdicts (package change).
+	Changes *change.Service
 	// KubeRBAC keeps Kubernetes RBAC equal to the grants (nil without a cluster).
 	KubeRBAC *rbac.Reconciler
 	// Kube is the cluster client (nil without a cluster); Webhook the admission webhook (nil
@@ -226,6 +230,12 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	if in.Weights != nil {
 		apiCfg.Weights = in.Weights
 	}
+	in.Changes = change.NewService(change.Options{Store: in.Store, Policy: in.Access.Policy, Ledger: in.Ledger, Now: o.Now, Logger: o.Logger,
+		Refused: func(ctx context.Context, source string, e audit.Event) error {
+			_, err := in.Refusals.Record(ctx, source, e)
+			return err
+		}})
+	apiCfg.Changes = in.Changes
 	if m := cfg.Suggest.Model; m.URL != "" {
 		apiCfg.Model = &llm.Client{URL: m.URL, Model: m.Model, APIKey: os.Getenv(m.APIKeyEnv), APIKeyHeader: m.APIKeyHeader}
 		apiCfg.ModelTimeout = m.Timeout.Std()

@@ -21,8 +21,27 @@ import (
 
 func newAuditCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Read, export and verify the tamper-evident ledger"}
-	cmd.AddCommand(newAuditTail(g), newAuditExport(g), newAuditVerify(g), newAuditCheckpoint(g))
+	cmd.AddCommand(newAuditTail(g), newAuditExport(g), newAuditVerify(g), newAuditCheckpoint(g), newAuditKey(g))
 	return cmd
+}
+
+func newAuditKey(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "key",
+		Short: "Print the ledger's public key (pin it for offline verification: audit verify, change verify)",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			k, err := c.LedgerKey(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return g.done(k, "%s\n", k.Key)
+		},
+	}
 }
 
 func newAuditTail(g *globals) *cobra.Command {

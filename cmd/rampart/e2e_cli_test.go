@@ -133,6 +133,21 @@ func cliRows() []cliRow {
 		{path: "audit tail", as: "erin", args: static("audit", "tail", "-n", "3"), stream: true},
 		{path: "audit tail", args: static("audit", "tail"), code: 3, stderr: "admin or auditor"},
 		{path: "audit verify", as: "erin", args: static("audit", "verify")},
+		{path: "audit key", args: static("audit", "key")},
+		// Guarded change (e2e_change_test.go drives it against a policy with a Repository; the demo
+		// policy has none, so these rows are its refusals).
+		{path: "change approve", args: static("change", "approve", "chg_aaaaaaaaaaaaaaaa"), code: 1, stderr: "does not exist"},
+		{path: "change deny", args: static("change", "deny", "chg_aaaaaaaaaaaaaaaa"), code: 1, stderr: "does not exist"},
+		{path: "change show", args: static("change", "show", "chg_aaaaaaaaaaaaaaaa"), code: 1, stderr: "does not exist"},
+		{path: "change publish", args: static("change", "publish", "chg_aaaaaaaaaaaaaaaa"), code: 1, stderr: "does not exist"},
+		{path: "change bundle", args: static("change", "bundle", "chg_aaaaaaaaaaaaaaaa"), code: 1, fixed: true, stderr: "does not exist"},
+		{path: "change list", args: static("change", "list")},
+		{path: "change request", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"change", "request", "--repo", e.dir, "--repository", "infra", "--ref", "refs/heads/main", "--source", "HEAD"}, nil
+		}, code: 1, stderr: "not a git repository"},
+		{path: "change verify", as: "-", args: static("change", "verify"), code: 2, stderr: "--ref and --key are required"},
+		{path: "change hook pre-receive", as: "-", args: static("change", "hook", "pre-receive"), code: 1, fixed: true, stderr: "the hook has no --repository"},
+		{path: "change hook post-receive", as: "-", args: static("change", "hook", "post-receive"), fixed: true, quiet: true},
 		{path: "audit verify", as: "-", args: func(e *cliEnv) ([]string, []string) {
 			r := e.as("erin", "audit", "export", "--file", filepath.Join(e.dir, "verify.jsonl"), "--checkpoint", filepath.Join(e.dir, "verify.cp"))
 			key := regexp.MustCompile(`ledger key: (\S+)`).FindStringSubmatch(r.err)

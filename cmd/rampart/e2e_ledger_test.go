@@ -46,6 +46,7 @@ var ledgerCodes = []string{
 	"kube.netpol.created", "kube.netpol.restored", "kube.netpol.widened", "kube.netpol.removed", "kube.pod.deleted",
 	"weights.put", "weights.read", "weights.denied", "weights.key_release", "weights.delete", "weights.rekey",
 	"vault.rotate", "vault.retire",
+	"change.request", "change.approve", "change.deny", "change.land", "change.void", "change.refused",
 }
 
 var ledgerTap struct {

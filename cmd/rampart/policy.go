@@ -35,15 +35,22 @@ func newPolicyCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	var requester, beneficiary, role, dir string
+	var requester, beneficiary, role, dir, repository, ref, pusher string
+	var paths, authors []string
 	explain := &cobra.Command{
-		Use:   "explain --requester NAME --role ROLE [--beneficiary SUBJECT] [--policy DIR]",
+		Use:   "explain --requester NAME --role ROLE [--beneficiary SUBJECT] [--policy DIR] | --repository R --ref REF [--paths P,...] [--author A]... [--requester NAME] [--pusher NAME] [--policy DIR]",
 		Short: "Dry run: whether a request may be filed, what approval it would need, who is eligible, allowed durations",
 		Long: "Explain what a request by --requester for --beneficiary (default: the requester) for --role would need under the policy: " +
 			"whether the requester may file it (request_for), who is eligible for each step and why others are not. " +
-			"Offline with --policy DIR, otherwise from the server's policy in force. The workflow decides with the same functions, so what this says is what a real request gets.",
+			"Offline with --policy DIR, otherwise from the server's policy in force. The workflow decides with the same functions, so what this says is what a real request gets.\n\n" +
+			"With --repository: explain what a change of --paths on --ref of the repository would need (docs/change.md): the rules that apply, " +
+			"who could approve each step with the authors (--author), the requester and the pusher excluded, and why others could not; " +
+			"the Git hook and the change workflow decide with the same functions.",
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if repository != "" {
+				return explainChange(cmd, g, dir, repository, ref, paths, authors, requester, pusher)
+			}
 			if role == "" || requester == "" {
 				return usageErr("--requester and --role are required")
 			}
@@ -74,6 +81,11 @@ func newPolicyCmd(g *globals) *cobra.Command {
 	explain.Flags().StringVar(&role, "role", "", "the role asked for")
 	explain.Flags().StringVar(&beneficiary, "beneficiary", "", "who would get the access (default: the requester), e.g. bob or k8s:prod/ml/trainer")
 	explain.Flags().StringVar(&dir, "policy", "", "explain from this policy directory instead of the server")
+	explain.Flags().StringVar(&repository, "repository", "", "explain a change to this repository (kind: Repository) instead of a request")
+	explain.Flags().StringVar(&ref, "ref", "", "with --repository: the protected ref, e.g. refs/heads/main (or main)")
+	explain.Flags().StringSliceVar(&paths, "paths", nil, "with --repository: the changed paths")
+	explain.Flags().StringSliceVar(&authors, "author", nil, "with --repository: an author, committer or co-author of the change's commits")
+	explain.Flags().StringVar(&pusher, "pusher", "", "with --repository: who would push the update")
 	cmd.AddCommand(validate, explain, newPolicyDiffCmd(g))
 	return cmd
 }
@@ -125,4 +137,53 @@ func printExplanation(tw *tabwriter.Writer, e policy.Explanation) {
 	case !e.Satisfiable:
 		fmt.Fprintf(tw, "  WARNING:\tthe eligible approvers cannot satisfy every step: this request could never be approved\n")
 	}
+}
+
+func explainChange(cmd *cobra.Command, g *globals, dir, repository, ref string, paths, authors []string, requester, pusher string) error {
+	if ref == "" {
+		return usageErr("--repository needs --ref (e.g. refs/heads/main)")
+	}
+	if !strings.HasPrefix(ref, "refs/") {
+		ref = "refs/heads/" + ref
+	}
+	var e policy.ChangeExplanation
+	if dir != "" {
+		p, err := policy.Load(os.DirFS(dir))
+		if err != nil {
+			return fmt.Errorf("policy %s is invalid:\n%w", dir, err)
+		}
+		var parties []policy.ChangeParty
+		for _, a := range authors {
+			parties = append(parties, policy.ChangeParty{Subject: a, Role: "an author"})
+		}
+		if requester != "" {
+			parties = append(parties, policy.ChangeParty{Subject: requester, Role: policy.PartyRequester})
+		}
+		if pusher != "" {
+			parties = append(parties, policy.ChangeParty{Subject: pusher, Role: policy.PartyPusher})
+		}
+		ep, err := p.ExplainChange(repository, ref, paths, parties)
+		if err != nil {
+			return err
+		}
+		e = *ep
+	} else {
+		c, err := g.client()
+		if err != nil {
+			return err
+		}
+		if e, err = c.ExplainChange(cmd.Context(), repository, ref, paths, authors, requester, pusher); err != nil {
+			return err
+		}
+	}
+	return output.Print(os.Stdout, g.output, e, func(tw *tabwriter.Writer) {
+		fmt.Fprintf(tw, "A change of %d path(s) on %s of %s\n", len(e.Paths), e.Ref, e.Repository)
+		for _, r := range e.Rules {
+			fmt.Fprintf(tw, "  rule:\t%s (%s)\n", r.Approval, r.Why)
+		}
+		for _, pt := range e.Parties {
+			fmt.Fprintf(tw, "  party:\t%s, %s\n", pt.Subject, pt.Role)
+		}
+		printChangeSteps(tw, e)
+	})
 }

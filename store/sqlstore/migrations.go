@@ -302,4 +302,39 @@ ALTER TABLE vault_objects ADD COLUMN leftover TEXT NOT NULL DEFAULT '';
 ALTER TABLE grants ADD COLUMN requester TEXT NOT NULL DEFAULT '';
 UPDATE grants SET requester = COALESCE((SELECT requests.requester FROM requests WHERE requests.id = grants.request_id), '');
 `,
+	// 15 (issue 14): change requests to protected Git refs, bound to (repository, ref, base,
+	// merge tree), and their reviews; paths and commits are JSON as the requester filed them.
+	`
+CREATE TABLE changes (
+	id          TEXT PRIMARY KEY,
+	repository  TEXT NOT NULL,
+	ref         TEXT NOT NULL,
+	base        TEXT NOT NULL,
+	source      TEXT NOT NULL,
+	tree        TEXT NOT NULL,
+	paths       TEXT NOT NULL,
+	commits     TEXT NOT NULL,
+	requester   TEXT NOT NULL,
+	state       TEXT NOT NULL,
+	created_at  BIGINT NOT NULL,
+	decided_at  BIGINT NOT NULL,
+	request_seq BIGINT NOT NULL,
+	land_seq    BIGINT NOT NULL,
+	landed_as   TEXT NOT NULL,
+	version     BIGINT NOT NULL
+);
+CREATE INDEX changes_ref ON changes (repository, ref, state);
+CREATE TABLE change_reviews (
+	change_id     TEXT NOT NULL REFERENCES changes (id),
+	approver      TEXT NOT NULL,
+	decision      TEXT NOT NULL,
+	comment       TEXT NOT NULL,
+	at            BIGINT NOT NULL,
+	mfa_at        BIGINT NOT NULL,
+	session_id    TEXT NOT NULL,
+	credential_id TEXT NOT NULL,
+	seq           BIGINT NOT NULL,
+	PRIMARY KEY (change_id, approver)
+);
+`,
 }

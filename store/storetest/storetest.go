@@ -61,6 +61,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Leases", func(t *testing.T) { testLeases(t, h) })
 	t.Run("Workflow", func(t *testing.T) { testWorkflow(t, h) })
 	t.Run("TextRefused", func(t *testing.T) { testTextRefused(t, h) })
+	t.Run("Changes", func(t *testing.T) { testChanges(t, h) })
 }
 
 // Epoch is the suite's starting time.
