@@ -61,6 +61,18 @@ func setRule(o, n flatValue, addIsWeaker bool) (Verdict, string) {
 
 // definitionRules: kind → YAML field path → rule.
 var definitionRules = map[string]map[string]fieldRule{
+	// A repository's rules are compared here (guarded change has no other section): the first
+	// matching ref rule applies, so any change to refs may weaken (even an added rule, placed
+	// before another); the strictest matching path rule applies, so only a removed (or changed)
+	// path rule may; the email domains decide who a commit's author is; a Git server added may
+	// record landings.
+	"repository": {
+		"description":   neutralField,
+		"refs":          anyWeakens,
+		"paths":         removeWeakens,
+		"email_domains": anyWeakens,
+		"git_servers":   addWeakens,
+	},
 	"group": {
 		"description": neutralField,
 		"members":     judgedAccess,
@@ -326,6 +338,10 @@ func declaredObjects(p *Policy, kind string) map[string]any {
 		for n, x := range p.workloads {
 			out[n] = *x
 		}
+	case "repository":
+		for n, x := range p.repositories {
+			out[n] = *x
+		}
 	case "settings":
 		s := *p.settings
 		k := p.Kubernetes()
@@ -360,6 +376,8 @@ func (d *differ) compareDefinitions() {
 			switch {
 			case !inO:
 				d.definition(Neutral, kind, name, "", "", "declared", "%s %s is declared; its effects are judged under approval, access and reach", strings.ReplaceAll(kind, "_", " "), name)
+			case !inN && kind == "repository":
+				d.definition(Weakened, kind, name, "", "declared", "", "repository %s is removed: its refs no longer need approved changes", name)
 			case !inN:
 				d.definition(Neutral, kind, name, "", "declared", "", "%s %s is removed; its effects are judged under approval, access and reach", strings.ReplaceAll(kind, "_", " "), name)
 			default:
