@@ -12,6 +12,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/internal/gittree"
 	"rampart.dev/rampart/policy"
 )
 
@@ -409,42 +410,16 @@ func (v *verifier) policyAt(ctx context.Context, commit string) (*policy.Policy,
 	return p, nil
 }
 
-// PolicyAt parses the policy files (*.yaml, *.yml) under dir in the tree of commit, with git.
+// PolicyAt parses the policy files under dir in the tree of commit, read with git by
+// internal/gittree: the files policy.ReadFS would read from a checkout (*.yaml and *.yml, names
+// starting with '.' skipped, the count and size limits), a symbolic link refused.
 func PolicyAt(ctx context.Context, g *Git, commit, dir string) (*policy.Policy, error) {
 	if err := checkID("commit", commit); err != nil {
 		return nil, err
 	}
-	dir = strings.Trim(dir, "/")
-	args := []string{"ls-tree", "-r", "-z", "--full-tree", commit}
-	if dir != "" && dir != "." {
-		args = append(args, "--", dir)
-	}
-	out, err := g.run(ctx, nil, args...)
+	files, _, err := gittree.Read(ctx, g.Dir, commit, strings.Trim(dir, "/"))
 	if err != nil {
 		return nil, err
-	}
-	var names, blobs []string
-	for _, rec := range strings.Split(string(out), "\x00") {
-		meta, name, ok := strings.Cut(rec, "\t")
-		f := strings.Fields(meta)
-		if !ok || len(f) != 3 || f[1] != "blob" || !IsObjectID(f[2]) {
-			continue
-		}
-		if !strings.HasSuffix(name, ".yaml") && !strings.HasSuffix(name, ".yml") {
-			continue
-		}
-		if len(names) == policy.MaxFiles {
-			return nil, fmt.Errorf("more than %d policy files", policy.MaxFiles)
-		}
-		names, blobs = append(names, name), append(blobs, f[2])
-	}
-	data, err := g.readBlobs(ctx, blobs)
-	if err != nil {
-		return nil, err
-	}
-	files := make([]policy.File, len(names))
-	for i := range names {
-		files[i] = policy.File{Name: names[i], Data: data[i]}
 	}
 	return policy.Parse(files)
 }

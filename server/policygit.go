@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/change"
 	"rampart.dev/rampart/internal/strictyaml"
 	"rampart.dev/rampart/policy"
 )
@@ -86,8 +86,8 @@ func isObjectID(s string) bool {
 // PolicyGate decides how far the policy repository may move: from the commit in force, along
 // the first-parent history of the ref, towards to. It returns the newest commit up to which
 // every update is approved under the rules in force before it (from itself when the first is
-// not), and why it stopped short of to. The policy at from is the one in force.
-type PolicyGate func(ctx context.Context, repo PolicyRepo, ref, from, to string, inForce *policy.Policy) (reached string, err error)
+// not), and why it stopped short of to.
+type PolicyGate func(ctx context.Context, ref, from, to string) (reached string, err error)
 
 // PolicyRepo is what the server reads of the policy repository.
 type PolicyRepo interface {
@@ -139,7 +139,10 @@ func (in *Instance) newPolicyGit(c PolicyGitConfig, gate PolicyGate) (*policyGit
 	} else if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("policy_git.repo: %s is not a directory (a local repository) or a URL: %v", dir, err)
 	}
-	p.repo = &gitDir{dir: dir}
+	p.repo = policyRepo{g: &change.Git{Dir: dir}}
+	if p.gate == nil {
+		p.gate = in.changeGate(dir)
+	}
 	return p, nil
 }
 
@@ -164,7 +167,7 @@ func (p *policyGit) origin(commit string) string {
 // advance reads the ref and moves as far towards its tip as the gate allows. It returns the
 // policy to load (nil when the commit in force stays) and the refusal to record (nil when there
 // is nothing new to say).
-func (p *policyGit) advance(ctx context.Context, inForce *policy.Policy) (next *policy.Policy, commit string, refusal *PolicyRefusal, err error) {
+func (p *policyGit) advance(ctx context.Context) (next *policy.Policy, commit string, refusal *PolicyRefusal, err error) {
 	if p.fetch != nil {
 		if err := p.fetch(ctx); err != nil {
 			return nil, "", nil, err
@@ -190,7 +193,7 @@ func (p *policyGit) advance(ctx context.Context, inForce *policy.Policy) (next *
 	case !ok:
 		why = fmt.Errorf("%s does not descend from %s, the commit in force: the ref's history was rewritten", tip, from)
 	default:
-		reached, why = p.gate(ctx, p.repo, p.cfg.Ref, from, tip, inForce)
+		reached, why = p.gate(ctx, p.cfg.Ref, from, tip)
 		if reached == "" {
 			reached = from
 		}
@@ -243,7 +246,7 @@ func (p *policyGit) setVerified(commit string) {
 func (in *Instance) syncPolicyGit(ctx context.Context) error {
 	in.polMu.Lock()
 	defer in.polMu.Unlock()
-	next, commit, refusal, err := in.pgit.advance(ctx, in.base)
+	next, commit, refusal, err := in.pgit.advance(ctx)
 	if err != nil {
 		return fmt.Errorf("policy repository %s: %w", in.cfg.PolicyGit.Repo, err)
 	}
@@ -310,6 +313,3 @@ func (in *Instance) policyGitMetrics(reg *prometheus.Registry) {
 		return float64(in.pgit.refusals)
 	}))
 }
-
-// errNoGate is the gate of a server built without guarded change: nothing past the pin loads.
-var errNoGate = errors.New("no verifier of approved changes is configured; only the pinned commit is served")

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"rampart.dev/rampart/internal/demo"
-	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/server"
 )
 
@@ -86,7 +85,7 @@ func (r *policyRepo) edit(file, old, new string) {
 // it accepts first-parent commits whose message says "[approved]", in order, and stops at the
 // first that does not. (The real verifier is tested in package change and end to end.)
 func approvedByMessage(r *policyRepo) server.PolicyGate {
-	return func(ctx context.Context, _ server.PolicyRepo, ref, from, to string, _ *policy.Policy) (string, error) {
+	return func(ctx context.Context, ref, from, to string) (string, error) {
 		list := r.git("rev-list", "--first-parent", "--reverse", from+".."+to)
 		reached := from
 		for _, c := range strings.Fields(list) {
@@ -243,16 +242,16 @@ func TestPolicyFromGitLoadsOnlyApprovedCommits(t *testing.T) {
 	}
 }
 
-// TestPolicyFromGitWithoutVerifierServesThePin: with no verifier of approvals, only the pinned
-// commit loads, and a restart starts from the pin again (nothing learned is trusted).
-func TestPolicyFromGitWithoutVerifierServesThePin(t *testing.T) {
+// TestPolicyFromGitWithoutApprovalsServesThePin: with guarded change's verifier (the default)
+// and no approvals in the repository, only the pinned commit loads.
+func TestPolicyFromGitWithoutApprovalsServesThePin(t *testing.T) {
 	r := newPolicyRepo(t)
 	pin := r.git("rev-parse", "HEAD")
 	r.edit("approvals.yaml", "description:", "description: weakened;")
 	r.commit("[approved] policy: would be approved by the stand-in")
 	in := start(t, gitConfig(t, r, pin), server.Options{}, nil)
 	defer in.Close()
-	if st := status(t, in); st.Commit != pin || st.Refused == nil || !strings.Contains(st.Refused.Reason, "no verifier") {
+	if st := status(t, in); st.Commit != pin || st.Refused == nil || !strings.Contains(st.Refused.Reason, "not an approved change") {
 		t.Fatalf("%+v", st)
 	}
 }

@@ -105,7 +105,8 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// RefusalFlushInterval is how often ended windows of refusals are summarised (default 1s).
 	RefusalFlushInterval time.Duration
-	// PolicyGate replaces the verifier of approved changes for a policy loaded from Git.
+	// PolicyGate replaces the verifier of approved changes for a policy loaded from Git
+	// (default: change.VerifyHistory with the server's ledger key).
 	PolicyGate PolicyGate
 }
 
@@ -153,7 +154,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	// moves to the newest approved commit before anything is decided.
 	var refusal *PolicyRefusal
 	if in.pgit != nil {
-		next, commit, r, err := in.pgit.advance(ctx, pol)
+		next, commit, r, err := in.pgit.advance(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("policy repository %s: %w", cfg.PolicyGit.Repo, err)
 		}
@@ -324,11 +325,6 @@ func (in *Instance) every(ctx context.Context, name string, interval time.Durati
 
 func (in *Instance) readPolicy(ctx context.Context, gate PolicyGate) (*policy.Policy, string, error) {
 	if c := in.cfg.PolicyGit; c != nil {
-		if gate == nil {
-			gate = func(context.Context, PolicyRepo, string, string, string, *policy.Policy) (string, error) {
-				return "", errNoGate
-			}
-		}
 		var err error
 		if in.pgit, err = in.newPolicyGit(*c, gate); err != nil {
 			return nil, "", err
