@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -40,7 +41,7 @@ func (r policyRepo) LoadPolicy(ctx context.Context, commit, dir string) (*policy
 func (in *Instance) changeGate(dir string) PolicyGate {
 	return func(ctx context.Context, ref, from, to string) (string, error) {
 		rep, err := change.VerifyHistory(ctx, &change.Git{Dir: dir}, change.VerifyOptions{Repository: in.cfg.PolicyGit.Repository,
-			Ref: ref, Rev: to, Since: from, Key: in.Ledger.Verifier(), PolicyPath: in.cfg.PolicyGit.Dir})
+			Ref: ref, Rev: to, Since: from, Key: in.Ledger.Verifier(), PolicyPath: cmp.Or(in.cfg.PolicyGit.Dir, ".")})
 		if err != nil {
 			return from, err
 		}

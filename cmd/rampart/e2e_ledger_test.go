@@ -33,7 +33,7 @@ var ledgerCodes = []string{
 	"request.post_review.approve", "request.post_review.deny", "request.post_review.accepted", "request.post_review.rejected",
 	"request.approval_withdrawn",
 	"grant.activate", "grant.renew", "grant.break_glass", "grant.revoke", "grant.expire", "grant.pin",
-	"policy.load",
+	"policy.load", "policy.refused",
 	"token.issue", "token.revoke",
 	"session.revoke", "session.refresh_reused", "session.step_up",
 	"signin.success", "signin.refused", "signin.step_up_required",
