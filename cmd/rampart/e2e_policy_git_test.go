@@ -113,7 +113,9 @@ func TestPolicyUnderItsOwnQuorum(t *testing.T) {
 		t.Fatal(err)
 	}
 	gs := gitServer(t, root)
-	url := func(user string) string { return strings.Replace(gs.URL, "http://", "http://"+user+":x@", 1) + "/policy.git" }
+	url := func(user string) string {
+		return strings.Replace(gs.URL, "http://", "http://"+user+":x@", 1) + "/policy.git"
+	}
 
 	// Alice lowers the quorum for changes to the policy from 2 to 1, and asks for the change.
 	work := filepath.Join(dir, "work")
