@@ -11,6 +11,7 @@ import (
 
 	"rampart.dev/rampart/api"
 	"rampart.dev/rampart/change"
+	"rampart.dev/rampart/internal/gittree"
 	"rampart.dev/rampart/internal/output"
 	"rampart.dev/rampart/policy"
 )
@@ -111,13 +112,18 @@ func recompute(ctx context.Context, dir string, c change.Change) (tree, stat str
 }
 
 func newChangeShow(g *globals) *cobra.Command {
-	var dir string
+	var dir, policyPath string
 	cmd := &cobra.Command{
-		Use:   "show ID [--repo DIR]",
+		Use:   "show ID [--repo DIR] [--policy-path P]",
 		Short: "Show a change and its diff summary, recomputed in your own checkout",
 		Long: `Print the change, the rules it needs, who may approve and how its approvals count, and its
 diff summary computed by git in your checkout DIR from the change's base and source. Refuses
-(exit 1) if your checkout does not compute the same merge tree and paths as were filed.`,
+(exit 1) if your checkout does not compute the same merge tree and paths as were filed.
+
+For a change to a policy repository (--policy-path P, or once ` + "`git config rampart.policyPath P`" + ` in
+the checkout: the policy directory inside it, "." for its root), it also prints what approving
+it grants: rampart policy diff between the policy at the base and the policy in the merge tree,
+each change marked WEAKENED, strengthened or neutral.`,
 		Args: exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
@@ -128,18 +134,60 @@ diff summary computed by git in your checkout DIR from the change's base and sou
 			if err != nil {
 				return err
 			}
-			_, stat, err := recompute(cmd.Context(), dir, v.Change)
+			tree, stat, err := recompute(cmd.Context(), dir, v.Change)
 			if err != nil {
 				return err
 			}
-			return output.Print(os.Stdout, g.output, v, func(tw *tabwriter.Writer) {
+			if policyPath == "" {
+				policyPath, _ = (&change.Git{Dir: dir}).Config(cmd.Context(), "rampart.policyPath")
+			}
+			out := changeShown{View: v}
+			if policyPath != "" {
+				if out.PolicyDiff, err = changePolicyDiff(cmd.Context(), dir, v.Change.Base, tree, policyPath); err != nil {
+					return err
+				}
+			}
+			return output.Print(os.Stdout, g.output, out, func(tw *tabwriter.Writer) {
 				printChange(tw, v)
 				fmt.Fprintf(tw, "\nAs your checkout computes it (tree %s):\n%s\n", shortID(v.Change.Tree), stat)
+				if d := out.PolicyDiff; d != nil {
+					fmt.Fprintf(tw, "\nWhat approving it grants (the policy under %s, as rampart policy diff shows it):\n", policyPath)
+					printDiff(tw, d, "base "+shortID(v.Change.Base), "merge tree "+shortID(tree))
+				}
 			})
 		},
 	}
 	cmd.Flags().StringVar(&dir, "repo", ".", "your checkout, holding the change's base and source")
+	cmd.Flags().StringVar(&policyPath, "policy-path", "", "for a policy repository: the policy directory inside it (\".\" for its root; default git config rampart.policyPath)")
 	return cmd
+}
+
+// changeShown is what change show prints: the change, and for a policy repository what the
+// change does to the policy.
+type changeShown struct {
+	change.View
+	PolicyDiff *policy.Diff `json:"policy_diff,omitempty"`
+}
+
+// changePolicyDiff compares the policy at the change's base with the policy in its merge tree,
+// both read with git from the reviewer's own checkout.
+func changePolicyDiff(ctx context.Context, dir, base, tree, path string) (*policy.Diff, error) {
+	files, src, err := gittree.Read(ctx, dir, base, path)
+	if err != nil {
+		return nil, fmt.Errorf("the policy at the change's base: %w", err)
+	}
+	old, err := policy.Parse(files)
+	if err != nil {
+		return nil, fmt.Errorf("the policy at the change's base (%s) is invalid:\n%w", src, err)
+	}
+	if files, src, err = gittree.ReadTree(ctx, dir, tree, path); err != nil {
+		return nil, fmt.Errorf("the policy in the change's merge tree: %w", err)
+	}
+	new, err := policy.Parse(files)
+	if err != nil {
+		return nil, fmt.Errorf("the policy in the change's merge tree (%s) is invalid: approving it would load nothing:\n%w", src, err)
+	}
+	return policy.Compare(old, new), nil
 }
 
 func newChangeReview(g *globals, d change.Decision) *cobra.Command {

@@ -155,9 +155,19 @@ func TestPolicyUnderItsOwnQuorum(t *testing.T) {
 		!strings.Contains(r.Policy.Refused.Reason, "not an approved change") {
 		t.Fatalf("after an unapproved policy commit: %+v (refused %+v)", r, r.Policy.Refused)
 	}
-	// The old rule is still the one in force: the server still asks two reviewers.
-	if out := must(alice, "change", "show", id, "--repo", work); !strings.Contains(out, "policy-change") {
-		t.Fatalf("change show: %s", out)
+	// Reviewers see what approving grants: the policy diff of the change, from their own checkout.
+	if out := must(dave, "change", "show", id, "--repo", work, "--policy-path", "."); !strings.Contains(out, "policy-change") ||
+		!strings.Contains(out, "WEAKENED") || !strings.Contains(out, "as rampart policy diff shows it") {
+		t.Fatalf("change show of a weakening policy change: %s", out)
+	}
+	changetest.Git(t, work, nil, "config", "rampart.policyPath", ".")
+	var shown struct {
+		PolicyDiff struct {
+			Verdict string `json:"verdict"`
+		} `json:"policy_diff"`
+	}
+	if err := json.Unmarshal([]byte(must(dave, "-o", "json", "change", "show", id, "--repo", work)), &shown); err != nil || shown.PolicyDiff.Verdict != "weakened" {
+		t.Fatalf("change show -o json: verdict %q (%v)", shown.PolicyDiff.Verdict, err)
 	}
 	if out := c.as(erin, "audit", "tail", "-n", "50").out; !strings.Contains(out, "policy.refused") {
 		t.Fatalf("no policy.refused entry in the ledger:\n%s", out)

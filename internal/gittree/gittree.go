@@ -157,45 +157,70 @@ func Read(ctx context.Context, repo, rev, dir string) ([]policy.File, Source, er
 	if src.Commit, err = Resolve(ctx, repo, rev); err != nil {
 		return nil, src, err
 	}
-	treeish := src.Commit
+	files, err := readTree(ctx, repo, src.Commit, d, src)
+	return files, src, err
+}
+
+// ReadTree reads the policy files of directory dir of a tree (a full object id: a merge tree
+// that no commit has yet) in the checkout repo, as Read does for a commit.
+func ReadTree(ctx context.Context, repo, tree, dir string) ([]policy.File, Source, error) {
+	src := Source{Repo: repo, Rev: tree, Commit: tree}
+	d, err := cleanDir(dir)
+	if err != nil {
+		return nil, src, err
+	}
+	src.Dir = d
+	if !isHex(tree) {
+		return nil, src, fmt.Errorf("%q is not a tree id", tree)
+	}
+	if t, err := git(ctx, repo, "cat-file", "-t", tree); err != nil || strings.TrimSpace(string(t)) != "tree" {
+		return nil, src, fmt.Errorf("%s is not a tree in the Git checkout %s (%v)", tree, repo, err)
+	}
+	files, err := readTree(ctx, repo, tree, d, src)
+	return files, src, err
+}
+
+// readTree reads the policy files under d of treeish (a commit or tree id).
+func readTree(ctx context.Context, repo, id, d string, src Source) ([]policy.File, error) {
+	treeish := id
 	if d != "" {
 		treeish += ":" + d
 		if t, err := git(ctx, repo, "cat-file", "-t", treeish); err != nil || strings.TrimSpace(string(t)) != "tree" {
-			return nil, src, fmt.Errorf("commit %s has no directory %s: check --path", src.Commit[:12], d)
+			return nil, fmt.Errorf("%s has no directory %s: check --path", id[:12], d)
 		}
 	}
 	out, err := git(ctx, repo, "ls-tree", "-r", "-l", "-z", "--end-of-options", treeish)
 	if err != nil {
-		return nil, src, err
+		return nil, err
 	}
 	entries, err := ParseLsTree(out)
 	if err != nil {
-		return nil, src, err
+		return nil, err
 	}
 	var files []policy.File
 	for _, e := range Select(entries) {
 		if e.Mode == "120000" {
-			return nil, src, fmt.Errorf("%s is a symbolic link in commit %s: policy files in Git must be regular files", e.Path, src.Commit[:12])
+			return nil, fmt.Errorf("%s is a symbolic link in %s: policy files in Git must be regular files", e.Path, id[:12])
 		}
 		if e.Size > policy.MaxFileSize {
-			return nil, src, fmt.Errorf("%s: %d bytes is over the %d byte limit for a policy file", e.Path, e.Size, policy.MaxFileSize)
+			return nil, fmt.Errorf("%s: %d bytes is over the %d byte limit for a policy file", e.Path, e.Size, policy.MaxFileSize)
 		}
 		if len(files) == policy.MaxFiles {
-			return nil, src, fmt.Errorf("more than %d policy files in commit %s; split the repository or remove stray files", policy.MaxFiles, src.Commit[:12])
+			return nil, fmt.Errorf("more than %d policy files in %s; split the repository or remove stray files", policy.MaxFiles, id[:12])
 		}
 		data, err := git(ctx, repo, "cat-file", "blob", e.OID)
 		if err != nil {
-			return nil, src, err
+			return nil, err
 		}
 		if int64(len(data)) != e.Size {
-			return nil, src, fmt.Errorf("%s: git cat-file gave %d bytes, ls-tree said %d", e.Path, len(data), e.Size)
+			return nil, fmt.Errorf("%s: git cat-file gave %d bytes, ls-tree said %d", e.Path, len(data), e.Size)
 		}
 		files = append(files, policy.File{Name: e.Path, Data: data})
 	}
 	if len(files) == 0 {
-		return nil, src, fmt.Errorf("no policy files (*.yaml, *.yml) in %s", src)
+		return nil, fmt.Errorf("no policy files (*.yaml, *.yml) in %s", src)
 	}
-	return files, src, nil
+	return files, nil
 }
 
 // Select returns the entries policy.ReadFS would read from a checkout: blobs (and symbolic
