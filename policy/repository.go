@@ -111,26 +111,9 @@ func validateGlob(s, what string) error {
 }
 
 // MatchGlob reports whether path matches the glob pattern (see ValidatePathPattern; ref patterns
-// match the same way). It runs in time proportional to the product of the segment counts.
-func MatchGlob(pattern, path string) bool {
-	pat, segs := strings.Split(pattern, "/"), strings.Split(path, "/")
-	ok := make([]bool, len(segs)+1)
-	ok[len(segs)] = true
-	for i := len(pat) - 1; i >= 0; i-- {
-		next := ok
-		ok = make([]bool, len(segs)+1)
-		if pat[i] == "**" {
-			for j := len(segs); j >= 0; j-- {
-				ok[j] = next[j] || (j < len(segs) && ok[j+1])
-			}
-			continue
-		}
-		for j := 0; j < len(segs); j++ {
-			ok[j] = next[j+1] && matchSeg(pat[i], segs[j])
-		}
-	}
-	return ok[0]
-}
+// match the same way): the matching of resource names (MatchPattern), '*' within a segment and
+// '**' across segments, in time proportional to the product of the segment counts.
+func MatchGlob(pattern, path string) bool { return MatchPattern(pattern, path) }
 
 func (p *Policy) validateRepository(r *Repository) {
 	if len(r.Refs) == 0 {
