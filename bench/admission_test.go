@@ -32,8 +32,10 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -490,6 +492,32 @@ func (c fixedCluster) Pod(_ context.Context, ns, name string) (*corev1.Pod, erro
 
 func (c fixedCluster) NetworkPolicies(ns string) ([]*networkingv1.NetworkPolicy, error) {
 	return c[ns], nil
+}
+
+// The corpus has no Services, volumes or snapshots: pod reviews never read them.
+
+func (c fixedCluster) Service(_ context.Context, ns, name string) (*corev1.Service, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("services"), name)
+}
+
+func (c fixedCluster) EndpointPods(context.Context, string, string) ([]string, error) {
+	return nil, nil
+}
+
+func (c fixedCluster) Pods(context.Context, string, labels.Selector) ([]corev1.Pod, error) {
+	return nil, nil
+}
+
+func (c fixedCluster) PersistentVolume(_ context.Context, name string) (*corev1.PersistentVolume, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("persistentvolumes"), name)
+}
+
+func (c fixedCluster) PersistentVolumeClaim(_ context.Context, ns, name string) (*corev1.PersistentVolumeClaim, error) {
+	return nil, apierrors.NewNotFound(corev1.Resource("persistentvolumeclaims"), name)
+}
+
+func (c fixedCluster) VolumeSnapshotSource(_ context.Context, ns, name string) (string, error) {
+	return "", apierrors.NewNotFound(corev1.Resource("volumesnapshots"), name)
 }
 
 // ledgerRecorder appends to the store's ledger, as the server's webhook does.

@@ -3,7 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 )
@@ -166,9 +165,6 @@ func validateDomain(d string) error {
 	}
 	return nil
 }
-
-// changeOnly reports whether an approval policy governs changes only: it matches no resource.
-func (ap *ApprovalPolicy) changeOnly() bool { return ap.Match.empty() }
 
 func (m Match) empty() bool {
 	return len(m.Sensitivity) == 0 && len(m.Tags) == 0 && len(m.Resources) == 0
@@ -407,10 +403,4 @@ func IdentitySubject(email string, domains []string) (string, bool) {
 		return "", false
 	}
 	return e, true
-}
-
-func sortedUnique(in []string) []string {
-	out := append([]string(nil), in...)
-	sort.Strings(out)
-	return dedupe(out)
 }
