@@ -139,6 +139,9 @@ func (d *OfflineDecider) Decide(ctx context.Context, u Update) (Verdict, error) 
 	if !ok {
 		return Verdict{}, fmt.Errorf("repository %q is not declared in the hook's policy", u.Repository)
 	}
+	if why := reservedRef(u.Ref); why != "" {
+		return Verdict{Protected: true, Reason: why}, nil
+	}
 	if _, protected := repo.ProtectedRef(u.Ref); !protected {
 		return Verdict{Allowed: true, Reason: u.Ref + " is not protected"}, nil
 	}

@@ -62,6 +62,17 @@ func Shape(u Update) string {
 	return ""
 }
 
+// reservedRef refuses every push to the notes ref that carries the approvals: only the Git
+// server's post-receive hook writes it, in the repository itself (no push, so no pre-receive).
+// Pushed, it could delete or replace the approvals that make the history verifiable, and a server
+// loading its policy from Git verifies them again at every start.
+func reservedRef(ref string) string {
+	if ref == NotesRef {
+		return fmt.Sprintf("%s holds the approvals the Git server publishes; only its post-receive hook writes it, nobody pushes to it", NotesRef)
+	}
+	return ""
+}
+
 func checkUpdate(u Update) error {
 	for _, id := range []string{u.Old, u.New} {
 		if !IsObjectID(id) {
@@ -110,6 +121,9 @@ func (s *Service) Decide(ctx context.Context, caller string, u Update) (Verdict,
 	}
 	if !contains(repo.GitServers, caller) {
 		return Verdict{}, errorf(access.ErrForbidden, "%s may not decide updates of repository %s: only its git_servers (%s) may; give the hook a token of one of them", caller, u.Repository, quoteList(repo.GitServers))
+	}
+	if why := reservedRef(u.Ref); why != "" {
+		return s.refused(ctx, u, Verdict{Protected: true, Reason: why})
 	}
 	if _, protected := repo.ProtectedRef(u.Ref); !protected {
 		return Verdict{Allowed: true, Reason: u.Ref + " is not protected"}, nil

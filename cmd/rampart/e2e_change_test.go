@@ -216,6 +216,14 @@ func TestGuardedChangeEndToEnd(t *testing.T) {
 	if out, ok := push("carol", "infra", ":refs/heads/main", false); ok || !strings.Contains(out, "nobody may delete it") {
 		t.Fatalf("deletion: ok=%v\n%s", ok, out)
 	}
+	// The approvals themselves: the notes ref is written by post-receive only; a push deleting or
+	// replacing it is refused (a server loading its policy from Git verifies them at every start).
+	if out, ok := push("carol", "infra", ":refs/notes/rampart", false); ok || !strings.Contains(out, "nobody pushes to it") {
+		t.Fatalf("deleting the approvals notes: ok=%v\n%s", ok, out)
+	}
+	if out, ok := push("carol", "infra", m1+":refs/notes/rampart", true); ok || !strings.Contains(out, "nobody pushes to it") {
+		t.Fatalf("replacing the approvals notes: ok=%v\n%s", ok, out)
+	}
 
 	// A co-author approving, and a tree changed after approval.
 	changetest.Git(t, work, nil, "fetch", "-q", "origin")
