@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -124,6 +127,9 @@ type policyGit struct {
 	// fetch brings a remote repository's ref and notes up to date (nil for a local one).
 	fetch func(ctx context.Context) error
 
+	// state is the file that remembers the last verified commit between runs.
+	state string
+
 	mu       sync.Mutex
 	verified string
 	refused  *PolicyRefusal
@@ -131,7 +137,7 @@ type policyGit struct {
 }
 
 func (in *Instance) newPolicyGit(c PolicyGitConfig, gate PolicyGate) (*policyGit, error) {
-	p := &policyGit{cfg: c, gate: gate, verified: c.Pin}
+	p := &policyGit{cfg: c, gate: gate, verified: c.Pin, state: filepath.Join(in.cfg.DataDir, "policy-git.json")}
 	dir := c.Repo
 	if isRemote(c.Repo) {
 		dir = filepath.Join(in.cfg.DataDir, "policy.git")
@@ -146,18 +152,72 @@ func (in *Instance) newPolicyGit(c PolicyGitConfig, gate PolicyGate) (*policyGit
 	return p, nil
 }
 
-// pinned loads the pinned commit's policy: the policy in force before anything is verified.
+// pinned loads the policy in force before anything new is verified: the commit this server
+// last verified (policy-git.json in the data directory) when there is one for the same
+// repository, ref and pin, otherwise the pinned commit. Starting again from the pin would roll
+// the policy back to it whenever the approvals of later commits could not be verified (a notes
+// ref lost or damaged): a server never goes back to a policy older than one it served. When the
+// commit it last verified is no longer in the repository, it refuses to start.
 func (p *policyGit) pinned(ctx context.Context) (*policy.Policy, string, error) {
 	if p.fetch != nil {
 		if err := p.fetch(ctx); err != nil {
 			return nil, "", fmt.Errorf("policy_git: %w", err)
 		}
 	}
-	pol, err := p.repo.LoadPolicy(ctx, p.cfg.Pin, p.cfg.Dir)
-	if err != nil {
-		return nil, "", fmt.Errorf("policy_git.pin %s: %w", p.cfg.Pin, err)
+	start, what := p.cfg.Pin, "policy_git.pin"
+	if last, err := p.loadState(); err != nil {
+		return nil, "", err
+	} else if last != "" {
+		if ok, err := p.repo.IsAncestor(ctx, p.cfg.Pin, last); err != nil || !ok {
+			return nil, "", fmt.Errorf("policy_git: commit %s, the last this server verified (%s), is no longer in %s or does not descend from the pin (%v); "+
+				"restore it in the repository: starting from the pin would roll the policy back. To start over on purpose, delete %s", last, p.state, p.cfg.Repo, err, p.state)
+		}
+		start, what = last, "the last verified commit "+last+" ("+p.state+")"
 	}
-	return pol, p.origin(p.cfg.Pin), nil
+	pol, err := p.repo.LoadPolicy(ctx, start, p.cfg.Dir)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s %s: %w", what, start, err)
+	}
+	p.verified = start
+	return pol, p.origin(start), nil
+}
+
+// policyGitState is what a server remembers of the policy repository between runs.
+type policyGitState struct {
+	Repo   string `json:"repo"`
+	Ref    string `json:"ref"`
+	Pin    string `json:"pin"`
+	Commit string `json:"commit"`
+}
+
+// loadState returns the commit last verified for this repository, ref and pin ("" for none:
+// no file, or one written for another configuration, such as an earlier pin).
+func (p *policyGit) loadState() (string, error) {
+	b, err := os.ReadFile(p.state)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", p.state, err)
+	}
+	var st policyGitState
+	if err := json.Unmarshal(b, &st); err != nil || !isObjectID(st.Commit) {
+		return "", fmt.Errorf("%s is damaged (%v); restore it from backup, or delete it to verify again from the pin", p.state, err)
+	}
+	if st.Repo != p.cfg.Repo || st.Ref != p.cfg.Ref || st.Pin != p.cfg.Pin {
+		return "", nil
+	}
+	return st.Commit, nil
+}
+
+// saveState records commit as the last verified (written to a temporary file and renamed).
+func (p *policyGit) saveState(commit string) error {
+	b, _ := json.Marshal(policyGitState{Repo: p.cfg.Repo, Ref: p.cfg.Ref, Pin: p.cfg.Pin, Commit: commit})
+	tmp := p.state + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p.state)
 }
 
 func (p *policyGit) origin(commit string) string {
@@ -235,10 +295,15 @@ func (p *policyGit) setRefused(r *PolicyRefusal) bool {
 	return true
 }
 
-func (p *policyGit) setVerified(commit string) {
+// setVerified makes commit the one in force and remembers it for the next start.
+func (p *policyGit) setVerified(commit string) error {
 	p.mu.Lock()
 	p.verified = commit
 	p.mu.Unlock()
+	if err := p.saveState(commit); err != nil {
+		return fmt.Errorf("policy commit %s is in force, but remembering it in %s failed (a restart would verify again from an older commit): %w", commit, p.state, err)
+	}
+	return nil
 }
 
 // syncPolicyGit is a poll of the policy repository: it loads the newest approved commit and
@@ -254,7 +319,9 @@ func (in *Instance) syncPolicyGit(ctx context.Context) error {
 		if err := in.loadPolicyLocked(ctx, next, in.pgit.origin(commit)); err != nil {
 			return err
 		}
-		in.pgit.setVerified(commit)
+		if err := in.pgit.setVerified(commit); err != nil {
+			in.log.Error("policy repository", "err", err)
+		}
 	}
 	if refusal != nil {
 		refusal.Since = in.now()

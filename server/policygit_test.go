@@ -274,3 +274,39 @@ func TestPolicyGitConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyFromGitNeverRollsBack: a restart starts from the commit the server last verified,
+// not from the pin, so approvals that can no longer be verified (a notes ref lost) do not roll
+// the policy back; when that commit is gone from the repository, the server refuses to start.
+func TestPolicyFromGitNeverRollsBack(t *testing.T) {
+	r := newPolicyRepo(t)
+	pin := r.git("rev-parse", "HEAD")
+	r.edit("approvals.yaml", "description:", "description: reviewed;")
+	c1 := r.commit("[approved] policy: reviewed")
+	cfg := gitConfig(t, r, pin)
+	in := start(t, cfg, server.Options{PolicyGate: approvedByMessage(r)}, nil)
+	digest := in.Access.Policy().Digest
+	if st := status(t, in); st.Commit != c1 {
+		t.Fatalf("first run: %+v", st)
+	}
+	in.Close()
+
+	// The approvals of c1 can no longer be verified: the policy in force stays c1's.
+	refuseAll := func(ctx context.Context, ref, from, to string) (string, error) {
+		return from, &notApproved{to}
+	}
+	in = start(t, cfg, server.Options{PolicyGate: refuseAll}, nil)
+	if st := status(t, in); st.Commit != c1 || st.Refused != nil || in.Access.Policy().Digest != digest {
+		t.Fatalf("restart without verifiable approvals: %+v (digest %s, want %s)", st, in.Access.Policy().Digest, digest)
+	}
+	in.Close()
+
+	// c1 removed from the repository: refuse to start rather than serve the pin.
+	r.git("reset", "--quiet", "--hard", pin)
+	r.git("reflog", "expire", "--expire=now", "--all")
+	r.git("gc", "--quiet", "--prune=now")
+	_, err := server.Start(context.Background(), cfg, server.Options{PolicyGate: refuseAll})
+	if err == nil || !strings.Contains(err.Error(), "roll the policy back") {
+		t.Fatalf("start with the last verified commit gone: %v", err)
+	}
+}

@@ -160,7 +160,9 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		}
 		if next != nil {
 			pol, origin = next, in.pgit.origin(commit)
-			in.pgit.setVerified(commit)
+			if err := in.pgit.setVerified(commit); err != nil {
+				return nil, err
+			}
 		}
 		refusal = r
 	}
