@@ -111,6 +111,7 @@ type txn struct {
 }
 
 // record appends a ledger entry; its sequence number becomes the version of what it describes.
+// The notification the entry causes, if any, is written to the outbox in the same transaction.
 func (t *txn) record(ctx context.Context, e audit.Event) error {
 	if e.Time.IsZero() {
 		e.Time = t.svc.now()
@@ -120,7 +121,7 @@ func (t *txn) record(ctx context.Context, e audit.Event) error {
 		return fmt.Errorf("append to ledger: %w", err)
 	}
 	t.seq = seq
-	return nil
+	return t.outbox(ctx, seq, e)
 }
 
 func (t *txn) saveGrant(ctx context.Context, g Grant, insert bool) error {
