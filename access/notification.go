@@ -87,7 +87,7 @@ func (s *Service) notificationFor(ctx context.Context, r Reader, seq int64, e au
 		}
 		n.Subject = str("subject")
 		n.Kind, n.Outcome = NotifyBreakGlass, "break_glass"
-		if g := pol.Settings().AdminGroup; g != "" {
+		if g := pol.Notifications().BreakGlassGroup; g != "" {
 			n.Recipients = append([]string(nil), pol.Members(g)...)
 		}
 	default:
