@@ -1,15 +1,12 @@
 package notify
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -54,27 +51,10 @@ func (w *Webhook) Send(ctx context.Context, n access.Notification) error {
 	if w.Now != nil {
 		now = w.Now
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(SignatureHeader, Sign(w.Secret, now(), body))
-	req.Header.Set("X-Rampart-Notification", n.ID)
-	c := w.Client
-	if c == nil {
-		c = http.DefaultClient
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("receiver answered %s", resp.Status)
-	}
-	return nil
+	hdr := http.Header{}
+	hdr.Set(SignatureHeader, Sign(w.Secret, now(), body))
+	hdr.Set("X-Rampart-Notification", n.ID)
+	return post(ctx, w.Client, w.URL, body, hdr)
 }
 
 // RequestURL is the server's stable page of a request (<base>/requests/<id>).

@@ -50,8 +50,9 @@ const (
 // Worker delivers the outbox's due notifications to its sinks.
 type Worker struct {
 	Outbox Outbox
-	// Sinks receive every notification; a notification is delivered when all of them took it.
-	Sinks []Sink
+	// Sinks returns the sinks a notification goes to (Static, or a Router over the policy in
+	// force); it is delivered when all of them took it. A retry sends it to all of them again.
+	Sinks func(access.Notification) ([]Sink, error)
 	// Now is the clock (time.Now if nil).
 	Now func() time.Time
 	// MaxAttempts is the retry budget (DefaultMaxAttempts if 0).
@@ -132,10 +133,11 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 }
 
 func (w *Worker) send(ctx context.Context, n access.Notification) error {
-	if len(w.Sinks) == 0 {
-		return fmt.Errorf("no sink is configured")
+	sinks, err := w.Sinks(n)
+	if err != nil {
+		return err
 	}
-	for _, s := range w.Sinks {
+	for _, s := range sinks {
 		if err := s.Send(ctx, n); err != nil {
 			return fmt.Errorf("%s: %w", s.Name(), err)
 		}
@@ -158,6 +160,11 @@ func (w *Worker) Run(ctx context.Context, interval time.Duration, wake <-chan st
 		case <-wake:
 		}
 	}
+}
+
+// Static returns a Sinks function that sends every notification to sinks.
+func Static(sinks ...Sink) func(access.Notification) ([]Sink, error) {
+	return func(access.Notification) ([]Sink, error) { return sinks, nil }
 }
 
 // failedEvent is the ledger entry that records a notification given up on.

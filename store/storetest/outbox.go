@@ -115,7 +115,7 @@ func testOutbox(t *testing.T, h Harness) {
 		e := newEnv(t, h)
 		e.create(weightsRequest())
 		sink := &flakySink{fails: 2}
-		w := &notify.Worker{Outbox: e.store, Sinks: []notify.Sink{sink}, Now: e.clock.Now, MaxAttempts: 3, BaseBackoff: time.Second, Lease: time.Minute}
+		w := &notify.Worker{Outbox: e.store, Sinks: notify.Static(sink), Now: e.clock.Now, MaxAttempts: 3, BaseBackoff: time.Second, Lease: time.Minute}
 		run := func(want int) {
 			t.Helper()
 			n, err := w.RunOnce(e.ctx)
