@@ -57,6 +57,7 @@ func (t *txn) outbox(ctx context.Context, seq int64, e audit.Event) error {
 	if err := t.InsertNotification(ctx, n); err != nil {
 		return fmt.Errorf("write notification for ledger entry %d: %w", seq, err)
 	}
+	t.notifications++
 	return nil
 }
 

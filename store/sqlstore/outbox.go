@@ -40,8 +40,18 @@ func (s *DB) ClaimNotifications(ctx context.Context, now time.Time, lease time.D
 	if limit <= 0 || lease <= 0 {
 		return nil, errors.New("ClaimNotifications: a positive limit and lease are required")
 	}
+	// A read first, so that an idle outbox costs no write lock (which every workflow step waits on).
+	var one int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT 1 FROM notifications WHERE state = ? AND next_at <= ? AND claimed_until <= ? LIMIT 1`),
+		NotificationPending, now.UnixNano(), now.UnixNano()).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim notifications: %w", err)
+	}
 	var out []access.Notification
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
 		rows, err := tx.QueryContext(ctx, s.q(`SELECT id, body, attempts FROM notifications WHERE state = ? AND next_at <= ? AND claimed_until <= ? ORDER BY seq, id LIMIT ?`),
 			NotificationPending, now.UnixNano(), now.UnixNano(), limit)
