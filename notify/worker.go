@@ -150,8 +150,12 @@ func (w *Worker) Run(ctx context.Context, interval time.Duration, wake <-chan st
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := w.RunOnce(ctx); err != nil && ctx.Err() == nil && w.Log != nil {
+		n, err := w.RunOnce(ctx)
+		if err != nil && ctx.Err() == nil && w.Log != nil {
 			w.Log.Warn("notification delivery", "err", err)
+		}
+		if err == nil && n == DefaultBatch && ctx.Err() == nil {
+			continue // a full batch: more may be due now
 		}
 		select {
 		case <-ctx.Done():
