@@ -218,6 +218,8 @@ type Tx interface {
 	InsertGrant(ctx context.Context, g Grant) error
 	UpdateGrant(ctx context.Context, g Grant) error
 	SetMeta(ctx context.Context, key, value string) error
+	// InsertNotification writes n to the outbox; it commits or rolls back with the transaction.
+	InsertNotification(ctx context.Context, n Notification) error
 }
 
 // Store persists workflow state. Update transactions are serialized with one another, so a

@@ -33,6 +33,7 @@ type Service struct {
 
 	mu        sync.RWMutex
 	listeners []GrantListener
+	outboxed  []func()
 }
 
 // Options configure a Service.
@@ -68,6 +69,14 @@ func (s *Service) OnGrantChange(l GrantListener) {
 	s.listeners = append(s.listeners, l)
 }
 
+// OnNotification registers a function called after every commit that wrote notifications to
+// the outbox (the delivery worker wakes on it instead of waiting for its next poll).
+func (s *Service) OnNotification(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outboxed = append(s.outboxed, f)
+}
+
 func (s *Service) notify(grants []Grant) {
 	if len(grants) == 0 {
 		return
@@ -84,7 +93,7 @@ func (s *Service) notify(grants []Grant) {
 func (s *Service) txn(ctx context.Context, what string, fn func(t *txn) error) error {
 	t := &txn{svc: s}
 	err := s.store.Update(ctx, func(tx Tx) error {
-		t.Tx, t.changed = tx, nil
+		t.Tx, t.changed, t.notifications = tx, nil, 0
 		return fn(t)
 	})
 	if err != nil {
@@ -99,6 +108,13 @@ func (s *Service) txn(ctx context.Context, what string, fn func(t *txn) error) e
 		return unavailable(what, err)
 	}
 	s.notify(t.changed)
+	if t.notifications > 0 {
+		s.mu.RLock()
+		for _, f := range s.outboxed {
+			f()
+		}
+		s.mu.RUnlock()
+	}
 	return nil
 }
 
@@ -108,9 +124,12 @@ type txn struct {
 	svc     *Service
 	changed []Grant
 	seq     int64
+	// notifications counts the rows written to the outbox.
+	notifications int
 }
 
 // record appends a ledger entry; its sequence number becomes the version of what it describes.
+// The notification the entry causes, if any, is written to the outbox in the same transaction.
 func (t *txn) record(ctx context.Context, e audit.Event) error {
 	if e.Time.IsZero() {
 		e.Time = t.svc.now()
@@ -120,7 +139,7 @@ func (t *txn) record(ctx context.Context, e audit.Event) error {
 		return fmt.Errorf("append to ledger: %w", err)
 	}
 	t.seq = seq
-	return nil
+	return t.outbox(ctx, seq, e)
 }
 
 func (t *txn) saveGrant(ctx context.Context, g Grant, insert bool) error {

@@ -166,6 +166,10 @@ var definitionRules = map[string]map[string]fieldRule{
 		"refusals.sign_in_starts":                   higherWeakens,
 		"max_pending_requests":                      higherWeakens,
 		"break_glass_cooldown":                      lowerWeakens,
+		// Who is told, and where: a change may silence the page of a break-glass activation.
+		"notifications.base_url":          anyWeakens,
+		"notifications.break_glass_group": anyWeakens,
+		"notifications.sinks":             anyWeakens,
 	},
 }
 

@@ -295,6 +295,7 @@ func (p *Policy) validate() {
 		p.validateKubernetesSettings(s)
 		validateRefusals(s)
 		validateLimits(s)
+		p.validateNotifications(s)
 		for i, h := range s.EgressDeny {
 			if err := ValidateEgressHost(h); err != nil {
 				s.src.errorf(fmt.Sprintf("egress_deny[%d]", i), "%v", err)

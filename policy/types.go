@@ -220,6 +220,9 @@ type Settings struct {
 	// rejected it they may not take break-glass again (invariant 11). Default
 	// DefaultBreakGlassCooldown.
 	BreakGlassCooldown Duration `yaml:"break_glass_cooldown"`
+	// Notifications configures who is told about requests and where (no secrets: sinks name
+	// where the server reads them).
+	Notifications Notifications `yaml:"notifications"`
 
 	src source
 }

@@ -48,6 +48,8 @@ type Config struct {
 	Vault VaultConfig `yaml:"vault"`
 	// Kubernetes is the cluster where grants become RBAC bindings.
 	Kubernetes KubernetesConfig `yaml:"kubernetes"`
+	// Notifications tunes delivery of the notifications whose sinks the policy's Settings name.
+	Notifications NotificationsConfig `yaml:"notifications"`
 
 	// Dev enables the development login; set only by `rampart dev`.
 	Dev bool `yaml:"-"`
@@ -55,6 +57,23 @@ type Config struct {
 	EgressListen string `yaml:"-"`
 	// PolicyFS, if set, is used instead of PolicyDir (the embedded demo policy).
 	PolicyFS fs.FS `yaml:"-"`
+}
+
+// NotificationsConfig tunes the delivery worker (docs/notifications.md). Every replica runs
+// it; each outbox row is claimed by one replica at a time.
+type NotificationsConfig struct {
+	// PollInterval is how often the outbox is read when no commit on this replica woke the
+	// worker (rows written by other replicas). Default 1s.
+	PollInterval policy.Duration `yaml:"poll_interval"`
+	// MaxAttempts is the retry budget; after it the row is failed and notification.failed is
+	// recorded in the ledger. Default 8.
+	MaxAttempts int `yaml:"max_attempts"`
+	// Backoff is the wait after the first failed attempt; it doubles after each, up to 5m.
+	// Default 2s.
+	Backoff policy.Duration `yaml:"backoff"`
+	// Timeout bounds one delivery. A row stays claimed for twice this, so after a replica dies
+	// mid-delivery another sends it once that much time has passed. Default 30s.
+	Timeout policy.Duration `yaml:"timeout"`
 }
 
 // StoreConfig selects the database.
@@ -192,6 +211,12 @@ func (c *Config) validate(doc *strictyaml.Document) {
 	c.validateWitnesses(doc)
 	if c.JobsLeaseTTL != 0 && c.JobsLeaseTTL.Std() < time.Second {
 		doc.Errorf("jobs_lease_ttl", "must be at least 1s (it is renewed every third of it)")
+	}
+	if n := c.Notifications; n.MaxAttempts < 0 || n.MaxAttempts > 100 {
+		doc.Errorf("notifications.max_attempts", "must be between 1 and 100 (it is %d); leave it out for 8", n.MaxAttempts)
+	}
+	if n := c.Notifications; n.PollInterval < 0 || n.Backoff < 0 || n.Timeout < 0 {
+		doc.Errorf("notifications", "poll_interval, backoff and timeout must not be negative")
 	}
 	if m := c.Suggest.Model; m.URL != "" {
 		if u, err := url.Parse(m.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -289,6 +289,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	// no refusal comes after (invariant 11).
 	in.every(jobCtx, "refusal summaries", o.RefusalFlushInterval, in.Refusals.Flush)
 	in.startLedgerJobs(jobCtx, pol, o)
+	in.startNotifications(jobCtx, cfg, o)
 	if in.pgit != nil {
 		// Every replica reads the policy repository itself: each serves only what it verified.
 		poll := cfg.PolicyGit.PollInterval.Std()

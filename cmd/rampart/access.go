@@ -223,14 +223,18 @@ func newRequestCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "request", Short: "Create, list, show, approve, deny and cancel access requests"}
 	var (
 		role, reason, duration, beneficiary, resource, action string
-		breakGlass, yes                                       bool
+		breakGlass, yes, wait                                 bool
 	)
 	create := &cobra.Command{
-		Use:   "create (--role ROLE | --resource R --action A [--yes]) --reason TEXT [--duration 2h] [--for SUBJECT] [--break-glass]",
+		Use:   "create (--role ROLE | --resource R --action A [--yes]) --reason TEXT [--duration 2h] [--for SUBJECT] [--break-glass] [--wait]",
 		Short: "Request a role, or the least privileged role for an action on a resource",
 		Long: `Request a role. Or name --resource and --action instead: the least privileged role that
 gives the action is suggested, shown with the approval it needs, and requested once you confirm
-(--yes confirms for scripts).`,
+(--yes confirms for scripts).
+
+With --wait it stays until the request is decided, printing who approved and who is still
+needed, then prints the grant; a denial exits 3 with the reason, a request that lapses or is
+cancelled exits 1. Ctrl-C stops waiting and leaves the request pending.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			byResource := resource != "" || action != ""
@@ -269,6 +273,16 @@ gives the action is suggested, shown with the approval it needs, and requested o
 			if err != nil {
 				return err
 			}
+			if wait && out.Grant == nil {
+				r := out.Request
+				fmt.Fprintf(os.Stderr, "Request %s created: %s for %s, %s, under approval policy %q; waiting for its approvers (Ctrl-C stops waiting, the request stays pending).\n",
+					r.ID, r.Role, r.Beneficiary, policy.FormatDuration(r.Duration), r.Policy)
+				v, err := waitForDecision(cmd.Context(), c, r.ID, os.Stderr)
+				if err != nil {
+					return err
+				}
+				return printDecision(g, v)
+			}
 			return output.Print(os.Stdout, g.output, out, func(tw *tabwriter.Writer) {
 				r := out.Request
 				if out.Grant != nil {
@@ -289,6 +303,7 @@ gives the action is suggested, shown with the approval it needs, and requested o
 	create.Flags().StringVar(&duration, "duration", "", "how long, e.g. 2h (default: the policy's default)")
 	create.Flags().StringVar(&beneficiary, "for", "", "who gets the access (default: you), e.g. k8s:prod/ml/trainer; filing for anyone else needs a request_for rule (see rampart policy explain --beneficiary)")
 	create.Flags().BoolVar(&breakGlass, "break-glass", false, "emergency self-activation, where policy allows; reviewed after the fact")
+	create.Flags().BoolVar(&wait, "wait", false, "wait until the request is decided (with progress), then print the grant; a denial exits 3")
 
 	var scope string
 	var states []string

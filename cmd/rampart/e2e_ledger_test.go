@@ -47,6 +47,7 @@ var ledgerCodes = []string{
 	"weights.put", "weights.read", "weights.denied", "weights.key_release", "weights.delete", "weights.rekey",
 	"vault.rotate", "vault.retire",
 	"change.request", "change.approve", "change.deny", "change.land", "change.void", "change.refused",
+	"notification.failed",
 }
 
 var ledgerTap struct {

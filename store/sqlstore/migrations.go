@@ -337,4 +337,21 @@ CREATE TABLE change_reviews (
 	PRIMARY KEY (change_id, approver)
 );
 `,
+	// (issue 15) the notification outbox: one row per notification, written in the transaction
+	// of the ledger entry (seq) that caused it; the delivery worker claims due rows by setting
+	// claimed_until, so that of several replicas one sends each row at a time.
+	`
+CREATE TABLE notifications (
+	id            TEXT PRIMARY KEY,
+	seq           BIGINT NOT NULL,
+	body          TEXT NOT NULL,
+	state         TEXT NOT NULL,
+	attempts      BIGINT NOT NULL,
+	next_at       BIGINT NOT NULL,
+	claimed_until BIGINT NOT NULL,
+	last_error    TEXT NOT NULL,
+	created_at    BIGINT NOT NULL
+);
+CREATE INDEX notifications_due ON notifications (state, next_at);
+`,
 }

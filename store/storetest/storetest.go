@@ -62,6 +62,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Workflow", func(t *testing.T) { testWorkflow(t, h) })
 	t.Run("TextRefused", func(t *testing.T) { testTextRefused(t, h) })
 	t.Run("Changes", func(t *testing.T) { testChanges(t, h) })
+	t.Run("Outbox", func(t *testing.T) { testOutbox(t, h) })
 }
 
 // Epoch is the suite's starting time.

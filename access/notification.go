@@ -1,0 +1,129 @@
+package access
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/policy"
+)
+
+// Notification kinds: what a person is told, and why they are told.
+const (
+	// NotifyReview asks the eligible approvers of a new request to review it.
+	NotifyReview = "review"
+	// NotifyDecided tells the requester that their request was granted or denied.
+	NotifyDecided = "decided"
+	// NotifyBreakGlass tells the administrators at once that someone took break-glass access.
+	NotifyBreakGlass = "break_glass"
+)
+
+// Notification is what the workflow owes people about a change it committed. It is written to
+// the store's outbox by the same transaction that appends the ledger entry causing it (Seq), so
+// that it exists if and only if the change committed; a delivery worker sends it at least once.
+// It carries no secret and no link that acts: receivers link to the server's page of the request.
+type Notification struct {
+	ID string `json:"id"`
+	// Seq is the ledger entry that caused it; Event is that entry's code.
+	Seq   int64  `json:"seq"`
+	Event string `json:"event"`
+	Kind  string `json:"kind"`
+	// Recipients are the people to tell, resolved from the policy's groups when the change
+	// committed (not when it is delivered).
+	Recipients []string  `json:"recipients"`
+	RequestID  string    `json:"request_id"`
+	GrantID    string    `json:"grant_id,omitempty"`
+	Role       string    `json:"role"`
+	Policy     string    `json:"policy,omitempty"`
+	Requester  string    `json:"requester"`
+	Subject    string    `json:"beneficiary"`
+	Outcome    string    `json:"outcome,omitempty"`
+	Message    string    `json:"message"`
+	CreatedAt  time.Time `json:"created_at"`
+	// Attempts is how many deliveries were started (set by the outbox, not by the workflow).
+	Attempts int `json:"-"`
+}
+
+// outbox writes the notification that ledger entry e (at seq) causes, if any, in the same
+// transaction. Every workflow step appends through txn.record, so every step gets this; a
+// failure here fails the step, like a failed ledger append (invariant 4).
+func (t *txn) outbox(ctx context.Context, seq int64, e audit.Event) error {
+	n, ok, err := t.svc.notificationFor(ctx, t, seq, e)
+	if err != nil || !ok {
+		return err
+	}
+	if err := t.InsertNotification(ctx, n); err != nil {
+		return fmt.Errorf("write notification for ledger entry %d: %w", seq, err)
+	}
+	t.notifications++
+	return nil
+}
+
+func (s *Service) notificationFor(ctx context.Context, r Reader, seq int64, e audit.Event) (Notification, bool, error) {
+	str := func(k string) string { v, _ := e.Details[k].(string); return v }
+	n := Notification{ID: NewID("ntf"), Seq: seq, Event: e.Code, RequestID: str("request_id"), GrantID: str("grant_id"),
+		Role: str("role"), Policy: str("policy"), Requester: str("requester"), Subject: str("beneficiary"), Message: e.Message, CreatedAt: e.Time}
+	pol := s.Policy()
+	switch e.Code {
+	case "request.create":
+		if bg, _ := e.Details["break_glass"].(bool); bg {
+			return n, false, nil // the grant.break_glass entry that follows pages the administrators
+		}
+		n.Kind, n.Recipients = NotifyReview, eligibleApprovers(pol, n.Role, n.Requester, n.Subject)
+	case "request.denied":
+		n.Kind, n.Outcome, n.Recipients = NotifyDecided, "denied", []string{n.Requester}
+	case "grant.activate", "grant.renew":
+		req, err := r.Request(ctx, n.RequestID)
+		if err != nil {
+			return n, false, fmt.Errorf("read request %s to tell its requester: %w", n.RequestID, err)
+		}
+		n.Requester, n.Subject, n.Policy = req.Requester, req.Beneficiary, req.Policy
+		n.Kind, n.Outcome, n.Recipients = NotifyDecided, "granted", []string{req.Requester}
+	case "grant.break_glass":
+		req, err := r.Request(ctx, n.RequestID)
+		if err == nil {
+			n.Requester = req.Requester
+		}
+		n.Subject = str("subject")
+		n.Kind, n.Outcome = NotifyBreakGlass, "break_glass"
+		if g := pol.Notifications().BreakGlassGroup; g != "" {
+			n.Recipients = append([]string(nil), pol.Members(g)...)
+		}
+	default:
+		return n, false, nil
+	}
+	if n.Subject == "" {
+		n.Subject = str("subject")
+	}
+	return n, true, nil
+}
+
+// eligibleApprovers returns the members of the approving groups of role's approval policy who
+// may approve a request by requester for beneficiary, by the same rule the workflow counts
+// reviews with (policy.EligibleSteps): the requester, the beneficiary and excluded people are
+// not asked.
+func eligibleApprovers(pol *policy.Policy, role, requester, beneficiary string) []string {
+	req, err := pol.Requirement(role)
+	if err != nil || req.Policy == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, st := range req.Policy.Steps {
+		for _, g := range st.From {
+			for _, m := range pol.Members(g) {
+				if seen[m] {
+					continue
+				}
+				seen[m] = true
+				if steps, _ := pol.EligibleSteps(req.Policy, m, requester, beneficiary); len(steps) > 0 {
+					out = append(out, m)
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,129 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"rampart.dev/rampart/access"
+)
+
+// Title is a notification's one-line headline.
+func Title(n access.Notification) string {
+	switch n.Kind {
+	case access.NotifyReview:
+		return fmt.Sprintf("Review requested: %s asks for %s for %s", n.Requester, n.Role, n.Subject)
+	case access.NotifyDecided:
+		return fmt.Sprintf("Your request %s for %s was %s", n.RequestID, n.Role, n.Outcome)
+	case access.NotifyBreakGlass:
+		return fmt.Sprintf("BREAK-GLASS: %s took %s without approval", n.Requester, n.Role)
+	}
+	return n.Event + " " + n.RequestID
+}
+
+// slackEscape escapes the three characters Slack's mrkdwn gives meaning to, so that text a
+// requester wrote (the reason) cannot forge a link or a mention.
+func slackEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// SlackMessage is the Block Kit message posted for n: text and a button that only opens the
+// server's page of the request (no action is taken by following it).
+func SlackMessage(n access.Notification, link string) map[string]any {
+	text := "*" + slackEscape(Title(n)) + "*\n" + slackEscape(n.Message)
+	if len(n.Recipients) > 0 {
+		text += "\nFor: " + slackEscape(strings.Join(n.Recipients, ", "))
+	}
+	return map[string]any{
+		"text": Title(n),
+		"blocks": []any{
+			map[string]any{"type": "section", "text": map[string]any{"type": "mrkdwn", "text": text}},
+			map[string]any{"type": "actions", "elements": []any{
+				map[string]any{"type": "button", "text": map[string]any{"type": "plain_text", "text": "Open in Rampart"}, "url": link},
+			}},
+		},
+	}
+}
+
+// TeamsMessage is the incoming-webhook message carrying an Adaptive Card for n, whose only
+// action opens the server's page of the request.
+func TeamsMessage(n access.Notification, link string) map[string]any {
+	facts := []any{
+		map[string]any{"title": "Request", "value": n.RequestID},
+		map[string]any{"title": "Role", "value": n.Role},
+		map[string]any{"title": "Requester", "value": n.Requester},
+	}
+	if len(n.Recipients) > 0 {
+		facts = append(facts, map[string]any{"title": "For", "value": strings.Join(n.Recipients, ", ")})
+	}
+	card := map[string]any{
+		"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+		"type":    "AdaptiveCard",
+		"version": "1.4",
+		"body": []any{
+			map[string]any{"type": "TextBlock", "text": Title(n), "weight": "Bolder", "wrap": true},
+			map[string]any{"type": "TextBlock", "text": n.Message, "wrap": true},
+			map[string]any{"type": "FactSet", "facts": facts},
+		},
+		"actions": []any{map[string]any{"type": "Action.OpenUrl", "title": "Open in Rampart", "url": link}},
+	}
+	return map[string]any{"type": "message", "attachments": []any{
+		map[string]any{"contentType": "application/vnd.microsoft.card.adaptive", "content": card},
+	}}
+}
+
+// Chat posts to a Slack or Microsoft Teams incoming webhook. The webhook URL is the credential;
+// it comes from the server's environment or a file.
+type Chat struct {
+	// Kind is "slack" or "teams".
+	Kind    string
+	Label   string
+	URL     string
+	BaseURL string
+	Client  *http.Client
+}
+
+// Name implements Sink (without the URL, which is a secret).
+func (c *Chat) Name() string { return c.Kind + " " + c.Label }
+
+// Send implements Sink.
+func (c *Chat) Send(ctx context.Context, n access.Notification) error {
+	link := RequestURL(c.BaseURL, n.RequestID)
+	msg := SlackMessage(n, link)
+	if c.Kind == "teams" {
+		msg = TeamsMessage(n, link)
+	}
+	body, err := json.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	return post(ctx, c.Client, c.URL, body, nil)
+}
+
+func post(ctx context.Context, c *http.Client, url string, body []byte, hdr http.Header) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("receiver answered %s", resp.Status)
+	}
+	return nil
+}
