@@ -337,7 +337,7 @@ CREATE TABLE change_reviews (
 	PRIMARY KEY (change_id, approver)
 );
 `,
-	// (issue 15) the notification outbox: one row per notification, written in the transaction
+	// 16 (issue 15): the notification outbox: one row per notification, written in the transaction
 	// of the ledger entry (seq) that caused it; the delivery worker claims due rows by setting
 	// claimed_until, so that of several replicas one sends each row at a time.
 	`
