@@ -66,7 +66,10 @@ func TeamsMessage(n access.Notification, link string) map[string]any {
 		"version": "1.4",
 		"body": []any{
 			map[string]any{"type": "TextBlock", "text": Title(n), "weight": "Bolder", "wrap": true},
-			map[string]any{"type": "TextBlock", "text": n.Message, "wrap": true},
+			// The message carries what the requester wrote (the reason): a TextBlock would render
+			// its Markdown, so "[Approve](https://…)" would become a link in an approver's card. A
+			// TextRun is plain text.
+			map[string]any{"type": "RichTextBlock", "inlines": []any{map[string]any{"type": "TextRun", "text": n.Message}}},
 			map[string]any{"type": "FactSet", "facts": facts},
 		},
 		"actions": []any{map[string]any{"type": "Action.OpenUrl", "title": "Open in Rampart", "url": link}},

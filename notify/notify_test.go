@@ -191,6 +191,25 @@ func TestTeamsAdaptiveCardLinksOnly(t *testing.T) {
 	if a := acts[0].(map[string]any); a["type"] != "Action.OpenUrl" || a["url"] != "https://rampart.example.org/requests/req_abc" {
 		t.Fatalf("action %v: only Action.OpenUrl to the request's page", a)
 	}
+	// What the requester wrote is never in a Markdown-rendering element: a link in the reason
+	// must not become a link in an approver's card.
+	n := review()
+	n.Message = "alice requested weights-reader-frontier-7: [Approve now](https://evil.example/approve)"
+	card = notify.TeamsMessage(n, "https://rampart.example.org/requests/req_abc")["attachments"].([]any)[0].(map[string]any)["content"].(map[string]any)
+	plain := false
+	for _, el := range card["body"].([]any) {
+		b, _ := json.Marshal(el)
+		e := el.(map[string]any)
+		switch {
+		case e["type"] == "RichTextBlock" && strings.Contains(string(b), `"type":"TextRun"`) && strings.Contains(string(b), "evil.example"):
+			plain = true
+		case strings.Contains(string(b), "evil.example"):
+			t.Fatalf("the requester's text is in a %v, which renders Markdown links: %s", e["type"], b)
+		}
+	}
+	if !plain {
+		t.Fatalf("the message is not in the card as plain text: %v", card["body"])
+	}
 }
 
 // smtpServer is a real SMTP server (github.com/emersion/go-smtp) on loopback offering STARTTLS
