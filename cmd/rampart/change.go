@@ -111,6 +111,21 @@ func recompute(ctx context.Context, dir string, c change.Change) (tree, stat str
 	return tree, stat, err
 }
 
+// seenChange fetches change id and recomputes it in the reviewer's checkout dir (recompute):
+// what show prints and a review is bound to.
+func seenChange(ctx context.Context, g *globals, id, dir string) (*api.Client, change.View, string, string, error) {
+	c, err := g.client()
+	if err != nil {
+		return nil, change.View{}, "", "", err
+	}
+	v, err := c.GetChange(ctx, id)
+	if err != nil {
+		return nil, change.View{}, "", "", err
+	}
+	tree, stat, err := recompute(ctx, dir, v.Change)
+	return c, v, tree, stat, err
+}
+
 func newChangeShow(g *globals) *cobra.Command {
 	var dir, policyPath string
 	cmd := &cobra.Command{
@@ -126,15 +141,7 @@ it grants: rampart policy diff between the policy at the base and the policy in 
 each change marked WEAKENED, strengthened or neutral.`,
 		Args: exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			v, err := c.GetChange(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			tree, stat, err := recompute(cmd.Context(), dir, v.Change)
+			_, v, tree, stat, err := seenChange(cmd.Context(), g, args[0], dir)
 			if err != nil {
 				return err
 			}
@@ -201,15 +208,7 @@ own sign-in session (rampart login); approvals that require step-up need a recen
 sign-in (rampart login --step-up).`,
 		Args: exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			v, err := c.GetChange(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			tree, _, err := recompute(cmd.Context(), dir, v.Change)
+			c, v, tree, _, err := seenChange(cmd.Context(), g, args[0], dir)
 			if err != nil {
 				return err
 			}
