@@ -236,6 +236,31 @@ func (c *Client) ListGrants(ctx context.Context, subject string, all bool, state
 	}
 }
 
+// GrantsPage lists one page of grants (limit at most 1000; pageToken from the previous page's
+// NextPageToken, "" for the first).
+func (c *Client) GrantsPage(ctx context.Context, subject string, all bool, states []string, limit int, pageToken string) (GrantList, error) {
+	q := url.Values{"state": states, "limit": {strconv.Itoa(limit)}}
+	if subject != "" {
+		q.Set("subject", subject)
+	}
+	if all {
+		q.Set("all", "true")
+	}
+	if pageToken != "" {
+		q.Set("page_token", pageToken)
+	}
+	var out GrantList
+	err := c.do(ctx, "GET", "/v1/grants", q, nil, &out)
+	return out, err
+}
+
+// GetGrant returns a grant.
+func (c *Client) GetGrant(ctx context.Context, id string) (access.Grant, error) {
+	var out access.Grant
+	err := c.do(ctx, "GET", "/v1/grants/"+url.PathEscape(id), nil, nil, &out)
+	return out, err
+}
+
 // Renew asks to extend a grant.
 func (c *Client) Renew(ctx context.Context, id string, b RenewBody) (Created, error) {
 	var out Created

@@ -1347,7 +1347,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 
 	// Types the server writes: required must match the zero value's keys.
 	responses := map[string]any{
-		"ErrorDetail": Error{}, "Whoami": Whoami{}, "ResourceInfo": ResourceInfo{}, "RoleInfo": RoleInfo{},
+		"ErrorDetail": Error{}, "Whoami": Whoami{}, "RequesterContext": RequesterContext{}, "ResourceInfo": ResourceInfo{}, "RoleInfo": RoleInfo{},
 		"Rule": policy.Rule{}, "RoleDefinition": policy.RoleDefinition{}, "RoleKubernetes": policy.RoleKubernetes{}, "RBACRule": policy.RBACRule{},
 		"TokenResponse": TokenResponse{}, "DevLoginResponse": DevLoginResponse{}, "Created": Created{}, "RequestList": RequestList{},
 		"GrantList": GrantList{}, "LedgerKey": LedgerKey{}, "CheckpointResponse": CheckpointResponse{}, "Cosignature": audit.Cosignature{},

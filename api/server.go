@@ -237,6 +237,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/requests", s.authed(s.createRequest))
 	mux.HandleFunc("GET /v1/requests", s.authed(s.listRequests))
 	mux.HandleFunc("GET /v1/requests/{id}", s.authed(s.getRequest))
+	mux.HandleFunc("GET /v1/requests/{id}/context", s.authed(s.requestContext))
 	mux.HandleFunc("POST /v1/requests/{id}/approve", s.authed(s.review(access.Approve)))
 	mux.HandleFunc("POST /v1/requests/{id}/deny", s.authed(s.review(access.Deny)))
 	mux.HandleFunc("POST /v1/requests/{id}/cancel", s.authed(s.cancel))

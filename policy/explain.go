@@ -33,7 +33,11 @@ type Explanation struct {
 	Reason      bool              `json:"require_reason"`
 	DenyCount   int               `json:"deny_count"`
 	BreakGlass  string            `json:"break_glass"`
-	Conditions  []string          `json:"conditions,omitempty"`
+	// BreakGlassPaged names who is paged at once when break-glass is used: the group
+	// (notifications.break_glass_group) and its members; empty when break-glass is not allowed.
+	BreakGlassPaged      string   `json:"break_glass_paged,omitempty"`
+	BreakGlassPagedUsers []string `json:"break_glass_paged_members,omitempty"`
+	Conditions           []string `json:"conditions,omitempty"`
 	// RequireStepUp is how recent an approver's multi-factor authentication must be ("" when
 	// none is needed), and StepUpPolicy the matching policy that asks for it.
 	RequireStepUp string `json:"require_step_up,omitempty"`
@@ -109,6 +113,8 @@ func (p *Policy) Explain(requester, beneficiary, role string) (*Explanation, err
 	}
 	if ap.BreakGlass.Allowed {
 		e.BreakGlass = "allowed, up to " + FormatDuration(ap.BreakGlass.MaxDuration.Std()) + ", for oneself only"
+		e.BreakGlassPaged = p.Notifications().BreakGlassGroup
+		e.BreakGlassPagedUsers = p.Members(e.BreakGlassPaged)
 	}
 	for _, r := range req.Resources {
 		e.Resources = append(e.Resources, ResourceSummary{Name: r.Name, Sensitivity: r.Sensitivity.String()})

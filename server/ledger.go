@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,6 +160,8 @@ func (in *Instance) openLedger(ctx context.Context, pol *policy.Policy) error {
 			return err
 		}
 	}
+	ck := sha256.Sum256(append([]byte("rampart console csrf key v1\x00"), bytes.TrimSpace(key)...))
+	in.consoleKey = ck[:]
 	witnesses, err := witnessVerifiers(in.cfg.Ledger)
 	if err != nil {
 		return err

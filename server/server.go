@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"rampart.dev/rampart/audit/refusals"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/change"
+	"rampart.dev/rampart/console"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
 	"rampart.dev/rampart/identity/scim"
@@ -78,6 +80,11 @@ type Instance struct {
 	Kube    kubernetes.Interface
 	Webhook *admission.Webhook
 	API     *api.Server
+	// Console is the web console, served beside the API.
+	Console *console.Console
+	// consoleKey binds the console's CSRF tokens to sessions; derived from the ledger signing
+	// key, which every replica shares.
+	consoleKey []byte
 
 	jobs    *jobLease           // which replica runs the jobs one replica is enough for
 	witness *witnessing         // sends checkpoints to the configured witnesses
@@ -245,6 +252,15 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		in.log.Info("role suggestions may use a language model; its answers are verified", "url", m.URL, "model", m.Model)
 	}
 	in.API = api.New(apiCfg)
+	ccfg := console.Config{API: in.API.Handler(), CSRFKey: in.consoleKey, SignIn: in.SignIn != nil, Logger: in.log, Now: o.Now}
+	if in.SignIn != nil {
+		ccfg.ExternalURL = strings.TrimSuffix(in.SignIn.RedirectURI(), "/callback")
+	}
+	con, err := console.New(ccfg)
+	if err != nil {
+		return nil, err
+	}
+	in.Console = con
 
 	jobCtx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
@@ -408,17 +424,17 @@ func (in *Instance) Ready() error {
 	return in.Index.Health()
 }
 
-// Handler is the HTTP handler.
+// Handler is the HTTP handler: the web console's pages at /, /request, /requests/…, the API
+// (everything else), and the development provider at /dev-idp in dev mode.
 func (in *Instance) Handler() http.Handler {
-	h := in.API.Handler()
-	if in.devIdP == nil {
-		return h
-	}
-	// The development provider lives beside the API, at /dev-idp (its own protocol endpoints,
-	// not part of Rampart's API).
 	mux := http.NewServeMux()
-	mux.Handle("/dev-idp/", in.devIdP.Handler())
-	mux.Handle("/", h)
+	if in.devIdP != nil {
+		// The development provider lives beside the API, at /dev-idp (its own protocol
+		// endpoints, not part of Rampart's API).
+		mux.Handle("/dev-idp/", in.devIdP.Handler())
+	}
+	in.Console.Register(mux)
+	mux.Handle("/", in.API.Handler())
 	return mux
 }
 

@@ -292,14 +292,25 @@ func (s *Service) finishBrowser(w http.ResponseWriter, r *http.Request, p pendin
 		s.page(w, statusOf(err), "Sign-in refused", err.Error())
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: identity.SessionCookie, Value: iss.AccessToken, Path: "/", MaxAge: int(time.Until(iss.AccessExpiresAt) / time.Second),
-		HttpOnly: true, Secure: strings.HasPrefix(s.cfg.ExternalURL, "https:"), SameSite: http.SameSiteLaxMode})
-	if p.ReturnTo != "" {
-		http.Redirect(w, r, p.ReturnTo, http.StatusFound)
+	s.signedIn(w, iss, p.ReturnTo)
+}
+
+// signedIn hands a browser its new session: the console's cookies (identity.SessionCookies), and
+// a page that goes on to ret (or offers the console). Not a redirect: the cookies are
+// SameSite=Strict, and a browser does not send them on a navigation that a redirect chain from
+// the identity provider's site started; a page of this site that moves on by itself (meta
+// refresh, no script) starts a same-site one.
+func (s *Service) signedIn(w http.ResponseWriter, iss identity.Issued, ret string) {
+	secure := strings.HasPrefix(s.cfg.ExternalURL, "https:")
+	for _, c := range identity.SessionCookies(iss, secure, s.d.Now()) {
+		http.SetCookie(w, c)
+	}
+	msg := fmt.Sprintf("Signed in to Rampart as %s (session %s, until %s).", iss.Session.Subject, iss.Session.ID, iss.Session.ExpiresAt.UTC().Format(time.RFC3339))
+	if ret == "" {
+		s.render(w, http.StatusOK, map[string]string{"Title": "Signed in", "Message": msg, "Link": "/", "LinkText": "Open the Rampart console"})
 		return
 	}
-	s.page(w, http.StatusOK, "Signed in", fmt.Sprintf("Signed in to Rampart as %s (session %s, until %s). You can close this window.",
-		iss.Session.Subject, iss.Session.ID, iss.AccessExpiresAt.UTC().Format(time.RFC3339)))
+	s.render(w, http.StatusOK, map[string]string{"Title": "Signed in", "Message": msg, "Link": ret, "LinkText": "Continue", "Refresh": "0;url=" + ret})
 }
 
 // stepUpMethod decides how to ask this person for a second factor.
@@ -454,8 +465,9 @@ func statusOf(err error) int {
 }
 
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>Rampart: {{.Title}}</title></head>
-<body><h1>{{.Title}}</h1><p>{{.Message}}</p></body></html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+{{if .Refresh}}<meta http-equiv="refresh" content="{{.Refresh}}">{{end}}<title>Rampart: {{.Title}}</title></head>
+<body><main><h1>{{.Title}}</h1><p>{{.Message}}</p>{{if .Link}}<p><a href="{{.Link}}">{{.LinkText}}</a></p>{{end}}</main></body></html>
 `))
 
 var mfaForm = template.Must(template.New("mfa").Parse(`<!doctype html>
@@ -470,8 +482,18 @@ var mfaForm = template.Must(template.New("mfa").Parse(`<!doctype html>
 `))
 
 func (s *Service) page(w http.ResponseWriter, status int, title, msg string) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
+	s.render(w, status, map[string]string{"Title": title, "Message": msg})
+}
+
+// render writes a sign-in page: no script, no framing, nothing remembered.
+func (s *Service) render(w http.ResponseWriter, status int, v map[string]string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_ = pageTmpl.Execute(w, map[string]string{"Title": title, "Message": msg})
+	_ = pageTmpl.Execute(w, v)
 }
