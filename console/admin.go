@@ -124,7 +124,7 @@ func parseWhen(field, s string) (time.Time, error) {
 const (
 	auditPageSize = 50
 	auditScan     = 5000
-	auditChunk    = 500
+	auditChunk    = 1000
 )
 
 type auditData struct {
@@ -184,28 +184,32 @@ func (c *Console) audit(v *view) error {
 		}
 	}
 	if d.Problem == "" {
+		// Read back from the end in growing chunks: an unfiltered page needs one small read, a
+		// rare event a few large ones.
+		chunk := uint64(2 * auditPageSize)
 		for end > 0 && d.Scanned < auditScan && len(d.Entries) < auditPageSize {
 			from := uint64(0)
-			if end > auditChunk {
-				from = end - auditChunk
+			if end > chunk {
+				from = end - chunk
 			}
-			var chunk []entry
+			chunk = min(chunk*4, auditChunk)
+			var read []entry
 			err := v.api.Entries(v.ctx(), from, end-from, func(_ uint64, data []byte) error {
 				e, err := parseEntry(data)
 				if err != nil {
 					return err
 				}
-				chunk = append(chunk, e)
+				read = append(read, e)
 				return nil
 			})
 			if err != nil {
 				return err
 			}
-			for i := len(chunk) - 1; i >= 0 && len(d.Entries) < auditPageSize; i-- {
+			for i := len(read) - 1; i >= 0 && len(d.Entries) < auditPageSize; i-- {
 				d.Scanned++
 				end = from + uint64(i)
-				if d.Filter.match(chunk[i]) {
-					d.Entries = append(d.Entries, chunk[i])
+				if d.Filter.match(read[i]) {
+					d.Entries = append(d.Entries, read[i])
 				}
 			}
 		}

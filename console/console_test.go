@@ -437,3 +437,39 @@ func TestExpiredAccessTokenIsRefreshed(t *testing.T) {
 		t.Fatalf("a revoked session still opens the console: %d %s", r.status, r.header.Get("Location"))
 	}
 }
+
+// TestAuditPage: the ledger page filters by request, actor and event, pages back through older
+// entries, and verifies the newest checkpoint; it is for admins and auditors only.
+func TestAuditPage(t *testing.T) {
+	e := start(t)
+	alice, erin := e.signIn("alice"), e.signIn("erin")
+	id := alice.file("weights-reader-frontier-7", "audited")
+	other := alice.file("weights-writer-frontier-7", "also audited")
+	if _, _, err := e.in.Ledger.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := alice.get("/audit"); r.status != http.StatusForbidden {
+		t.Fatalf("alice reads the ledger: %d", r.status)
+	}
+	r := erin.get("/audit?request=" + id)
+	if r.status != http.StatusOK || !strings.Contains(r.body, "/requests/"+id) || strings.Contains(r.body, "/requests/"+other) {
+		t.Fatalf("filter by request:\n%s", r.body)
+	}
+	if !strings.Contains(r.body, "signature valid") {
+		t.Fatalf("no verified checkpoint on the page:\n%s", r.body)
+	}
+	if r := erin.get("/audit?actor=bob"); strings.Contains(r.body, "/requests/"+id) {
+		t.Fatalf("filter by actor shows alice's entries:\n%s", r.body)
+	}
+	if r := erin.get("/audit?event=request.*&actor=alice"); !strings.Contains(r.body, "/requests/"+id) || !strings.Contains(r.body, "/requests/"+other) {
+		t.Fatalf("filter by event prefix:\n%s", r.body)
+	}
+	if r := erin.get("/audit?from=not-a-time"); !strings.Contains(r.body, "is not a time") {
+		t.Fatalf("a bad time is not explained:\n%s", r.body)
+	}
+	// Paging: "before" continues below the entries shown.
+	r = erin.get("/audit?before=1")
+	if strings.Contains(r.body, "/requests/"+id) {
+		t.Fatalf("before=1 shows later entries:\n%s", r.body)
+	}
+}
