@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,9 +16,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"golang.org/x/net/html"
+
+	"rampart.dev/rampart/identity/devop"
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/internal/demo"
@@ -39,7 +43,10 @@ type env struct {
 	clk  *clock
 }
 
-func start(t *testing.T) *env {
+func start(t *testing.T) *env { return startWith(t, demo.Policy()) }
+
+// startWith starts the server with the policy in pol.
+func startWith(t *testing.T, pol fs.FS) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -47,7 +54,7 @@ func start(t *testing.T) *env {
 	}
 	dir := t.TempDir()
 	clk := &clock{}
-	cfg := server.Config{Listen: ln.Addr().String(), DataDir: dir, Dev: true, PolicyFS: demo.Policy(), Ledger: server.LedgerConfig{Origin: "rampart-console-test"},
+	cfg := server.Config{Listen: ln.Addr().String(), DataDir: dir, Dev: true, PolicyFS: pol, Ledger: server.LedgerConfig{Origin: "rampart-console-test"},
 		OIDC: server.OIDCConfig{DevProvider: true}}
 	cfg.Store.Path = filepath.Join(dir, "rampart.db")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -147,22 +154,29 @@ var (
 func (e *env) signIn(user string) *browser {
 	e.t.Helper()
 	b := e.browser("console-test/" + user)
-	r := b.follow("/")
+	r := b.providerForm(b.follow("/"), user, "")
+	if r.status != http.StatusOK || !strings.Contains(r.body, "<h1>Home</h1>") || !strings.Contains(r.body, ">"+user+"<") {
+		e.t.Fatalf("%s did not land on the console's home page: %d\n%s", user, r.status, r.body)
+	}
+	return b
+}
+
+// providerForm fills the development provider's sign-in form shown in r (with a one-time code
+// when otp is set) and follows the sign-in back into the console.
+func (b *browser) providerForm(r reply, user, otp string) reply {
+	b.e.t.Helper()
 	m := hiddenID.FindStringSubmatch(r.body)
 	if m == nil {
-		e.t.Fatalf("no sign-in form for %s: %d %s", user, r.status, r.body)
+		b.e.t.Fatalf("no sign-in form for %s: %d %s", user, r.status, r.body)
 	}
-	r = b.do(http.MethodPost, "/dev-idp/login", url.Values{"id": {m[1]}, "username": {user}, "password": {user}, "action": {"approve"}}, nil)
+	r = b.do(http.MethodPost, "/dev-idp/login", url.Values{"id": {m[1]}, "username": {user}, "password": {user}, "otp": {otp}, "action": {"approve"}}, nil)
 	for i := 0; i < 10 && r.status >= 300 && r.status < 400; i++ {
 		r = b.get(r.header.Get("Location"))
 	}
 	if m := metaRefresh.FindStringSubmatch(r.body); m != nil {
 		r = b.follow(m[1])
 	}
-	if r.status != http.StatusOK || !strings.Contains(r.body, "<h1>Home</h1>") || !strings.Contains(r.body, ">"+user+"<") {
-		e.t.Fatalf("%s did not land on the console's home page: %d\n%s", user, r.status, r.body)
-	}
-	return b
+	return r
 }
 
 // csrf reads the CSRF token from the home page.
@@ -471,5 +485,54 @@ func TestAuditPage(t *testing.T) {
 	r = erin.get("/audit?before=1")
 	if strings.Contains(r.body, "/requests/"+id) {
 		t.Fatalf("before=1 shows later entries:\n%s", r.body)
+	}
+}
+
+// TestStepUpInTheConsole: where the approval policy requires a recent second factor, the
+// console says so, sends the approver through a fresh multi-factor sign-in and back to the
+// request, and the approval then counts.
+func TestStepUpInTheConsole(t *testing.T) {
+	pol := fstest.MapFS{}
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(fs.WalkDir(demo.Policy(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(demo.Policy(), p)
+		if p == "approvals.yaml" {
+			b = []byte(strings.Replace(string(b), "  description: Two-party approval, an owner AND security, for critical resources.\n",
+				"  description: Two-party approval, an owner AND security, for critical resources.\n  require_step_up: 10m\n", 1))
+		}
+		pol[p] = &fstest.MapFile{Data: b}
+		return err
+	}))
+	e := startWith(t, pol)
+	alice, bob := e.signIn("alice"), e.signIn("bob")
+	id := alice.file("weights-reader-frontier-7", "needs a fresh factor")
+	page := bob.get("/requests/" + id)
+	if !strings.Contains(page.body, "Verify it is you") {
+		t.Fatalf("the request page does not offer the step-up:\n%s", page.body)
+	}
+	r := bob.post("/requests/"+id+"/approve", url.Values{})
+	link := regexp.MustCompile(`href="(/login\?step_up=1&amp;return_to=[^"]+)"`).FindStringSubmatch(r.body)
+	if (r.status != http.StatusUnauthorized && r.status != http.StatusForbidden) || link == nil {
+		t.Fatalf("approving without a fresh factor: %d\n%s", r.status, r.body)
+	}
+	code, err := devop.TOTPCode(server.DevTOTPSecret, time.Now())
+	must(err)
+	back := bob.providerForm(bob.follow(strings.ReplaceAll(link[1], "&amp;", "&")), "bob", code)
+	if back.status != http.StatusOK || !strings.Contains(back.body, "Request "+id) {
+		t.Fatalf("the step-up did not come back to the request: %d\n%s", back.status, back.body)
+	}
+	if r := bob.post("/requests/"+id+"/approve", url.Values{}); r.status != http.StatusSeeOther {
+		t.Fatalf("approving after the step-up: %d\n%s", r.status, r.body)
+	}
+	v, _ := e.in.Access.Get(context.Background(), id, "alice")
+	if len(v.Reviews) != 1 || v.Reviews[0].Approver != "bob" {
+		t.Fatalf("reviews: %+v", v.Reviews)
 	}
 }
