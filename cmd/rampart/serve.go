@@ -190,6 +190,7 @@ func banner(cfg server.Config, addr string) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nRampart dev control plane on http://%s\n", addr)
+	fmt.Fprintf(&b, "  console: http://%s/ (sign in as a demo user; the password is the user name)\n", addr)
 	fmt.Fprintf(&b, "  data:   %s (SQLite, ledger key, pinned checkpoint)\n  policy: %s\n", cfg.DataDir, pol)
 	if addr != defaultAddr {
 		// Every command below talks to this server, not to the CLI's default address.
