@@ -1,10 +1,12 @@
 // Package browsertest drives a real headless Chromium for the web console's tests: one browser
 // per test (Start), an isolated browser context per person (NewContext: alice, bob and dave
-// each have their own cookies), and checks that fail a test with what a reviewer needs to see —
-// every Content-Security-Policy violation a page raised (NoCSPViolations), and axe-core's
-// serious and critical accessibility violations (NoSeriousA11y). It talks to the browser over
-// the Chrome DevTools Protocol (github.com/chromedp/chromedp), so everything it injects or
-// collects works under the console's strict CSP: a DevTools evaluation is not page script.
+// each have their own cookies), short steps (Open, Fill, Click, Submit, Text, WaitText,
+// Cookies, Phone, Screenshot), and checks that fail a test with what a reviewer needs to see —
+// every Content-Security-Policy violation a page raised (NoCSPViolations), every script error
+// and failed load (NoPageErrors), and axe-core's serious and critical accessibility violations
+// (NoSeriousA11y). It talks to the browser over the Chrome DevTools Protocol
+// (github.com/chromedp/chromedp), so everything it injects or collects works under the
+// console's strict CSP: a DevTools evaluation is not page script.
 //
 // A missing Chromium or axe-core skips the test, or fails it under
 // RAMPART_REQUIRE_INTEGRATION=1 (see internal/testenv); scripts/browser.sh installs both, and
@@ -18,7 +20,9 @@
 //	browsertest.Submit(t, alice, "Request access")
 //	browsertest.WaitText(t, alice, "main", "pending")
 //	browsertest.NoCSPViolations(t, alice)
+//	browsertest.NoPageErrors(t, alice)
 //	browsertest.NoSeriousA11y(t, alice)
+//	browsertest.Screenshot(t, alice, "../../docs/console/request.png")
 //
 // A *Context is a context.Context of chromedp, so any chromedp action runs on it directly:
 // chromedp.Run(alice, chromedp.Title()).
@@ -138,11 +142,11 @@ func first(ctx context.Context, cancel context.CancelFunc, run func() error) err
 
 // Context is a browser context with one tab: its own cookies, storage and cache, as a
 // separate person's browser would have. It is a chromedp context.Context, so chromedp actions
-// run on it directly. It records every CSP violation its pages raise. Use it from one
+// run on it directly. It records every CSP violation and every error its pages raise. Use it from one
 // goroutine at a time (its actions share one tab).
 type Context struct {
 	context.Context
-	csp *cspLog
+	events *pageLog
 
 	// Timeout, when not zero, replaces the package's Timeout for the waits on this context
 	// (a test that expects a wait to fail shortens it).
@@ -160,10 +164,10 @@ func (c *Context) limit() time.Duration {
 // closed when the test ends.
 func NewContext(t testing.TB, b *Browser) *Context {
 	t.Helper()
-	csp := &cspLog{}
-	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(csp.listen))
+	events := &pageLog{}
+	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(events.listen))
 	t.Cleanup(cancel)
-	c := &Context{Context: ctx, csp: csp}
+	c := &Context{Context: ctx, events: events}
 	err := first(ctx, cancel, func() error {
 		if err := chromedp.Do(ctx, chromedp.EmulateViewport(ViewportWidth, ViewportHeight)); err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
@@ -22,7 +23,8 @@ import (
 const strictCSP = "default-src 'self'; script-src 'self'; frame-ancestors 'none'"
 
 func page(title, body string) string {
-	return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>` + title +
+	return `<!doctype html><html lang="en"><head><meta charset="utf-8">` +
+		`<meta name="viewport" content="width=device-width, initial-scale=1"><title>` + title +
 		`</title><link rel="stylesheet" href="/app.css"><script src="/app.js" defer></script></head><body>` +
 		body + `</body></html>`
 }
@@ -47,6 +49,9 @@ func site(t *testing.T) *httptest.Server {
   if (b) b.addEventListener('click', () => setTimeout(() => { document.getElementById('status').textContent = 'approved'; }, 100));
 });`)
 	serve("/tall", "text/html", page("Tall", "<main><h1>Tall</h1>"+strings.Repeat("<p>A line of a long page.</p>\n", 100)+"<p id=end>The end</p></main>"))
+	serve("/throw.js", "text/javascript", `console.error('the console script failed', 42); throw new Error('boom from throw.js');`)
+	serve("/broken", "text/html", `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Broken</title>
+<script src="/throw.js"></script></head><body><main><h1>Broken</h1><img src="/missing.png" alt="missing"></main></body></html>`)
 	serve("/inline", "text/html", page("Inline script", `<main><h1>Inline</h1><script>document.title = 'ran';</script></main>`))
 	serve("/clean", "text/html", page("Clean", `<main><h1>Clean</h1><p>Nothing inline here.</p></main>`))
 	serve("/inaccessible", "text/html", page("Inaccessible", `<main><h1>Inaccessible</h1>
@@ -233,6 +238,44 @@ func TestContextsAreIsolated(t *testing.T) {
 			t.Errorf("the context that signed in as %s is %q", want, got)
 		}
 	}
+	cookies := Cookies(t, alice, srv.URL)
+	if len(cookies) != 1 || cookies[0].Value != "alice" || !cookies[0].HTTPOnly || cookies[0].SameSite != network.CookieSameSiteStrict {
+		t.Errorf("alice's cookies: %+v, want one HttpOnly SameSite=Strict session cookie", cookies)
+	}
+	if cookies := Cookies(t, dave, srv.URL); len(cookies) != 0 {
+		t.Errorf("dave, who never signed in, holds cookies: %+v", cookies)
+	}
+}
+
+func TestPageErrors(t *testing.T) {
+	srv := site(t)
+	b := Start(t)
+
+	clean := NewContext(t, b)
+	Open(t, clean, srv.URL+"/accessible", "h1")
+	Click(t, clean, "Approve later")
+	WaitText(t, clean, "#status", "approved")
+	NoPageErrors(t, clean)
+
+	broken := NewContext(t, b)
+	Open(t, broken, srv.URL+"/broken", "h1")
+	kinds := map[string]bool{}
+	for _, e := range PageErrors(t, broken) {
+		t.Logf("reported: %s", e)
+		kinds[e.Kind] = true
+	}
+	for _, want := range []string{"exception", "console.error", "log network"} {
+		if !kinds[want] {
+			t.Errorf("no %s reported; got %v", want, kinds)
+		}
+	}
+	msg := failure(t, func(tb testing.TB) { NoPageErrors(tb, broken) })
+	for _, want := range []string{"boom from throw.js", srv.URL + "/throw.js:1", "the console script failed 42", "/missing.png"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("NoPageErrors' message lacks %q:\n%s", want, msg)
+		}
+	}
+	t.Logf("NoPageErrors reports:\n%s", msg)
 }
 
 func TestForms(t *testing.T) {
@@ -290,5 +333,20 @@ func TestScreenshot(t *testing.T) {
 	// The whole page, beyond the window: 100 paragraphs are much taller than it.
 	if cfg.Width != ViewportWidth || cfg.Height < 2*ViewportHeight {
 		t.Fatalf("the screenshot is %dx%d, want %d wide and the page's full height (over %d)", cfg.Width, cfg.Height, ViewportWidth, 2*ViewportHeight)
+	}
+
+	Phone(t, c)
+	Open(t, c, srv.URL+"/accessible", "h1")
+	Screenshot(t, c, path)
+	if data, err = os.ReadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = png.DecodeConfig(bytes.NewReader(data)); err != nil || cfg.Width != 390 {
+		t.Fatalf("on a phone, the screenshot is %d wide (%v), want 390 (a page without a viewport meta tag is laid out 980 wide)", cfg.Width, err)
+	}
+	Laptop(t, c)
+	Open(t, c, srv.URL+"/accessible", "h1")
+	if w, err := chromedp.Run(c, chromedp.Evaluate[int](`window.innerWidth`)); err != nil || w != ViewportWidth {
+		t.Fatalf("back on a laptop, the window is %d wide (%v), want %d", w, err, ViewportWidth)
 	}
 }

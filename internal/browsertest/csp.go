@@ -1,15 +1,9 @@
 package browsertest
 
 import (
-	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
-
-	"github.com/chromedp/cdproto/audits"
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/chromedp"
 )
 
 // CSPViolation is one Content-Security-Policy violation that the browser reported for a page
@@ -48,56 +42,14 @@ func (v CSPViolation) String() string {
 	return s + " at " + v.Where
 }
 
-// cspLog collects the violations of one Context from the events of its tab. Its listen runs
-// on the goroutine that reads the tab's messages, in their order of arrival.
-type cspLog struct {
-	mu   sync.Mutex
-	seen []CSPViolation
-}
-
-func (l *cspLog) listen(ev any) {
-	var v CSPViolation
-	switch ev := ev.(type) {
-	case *audits.EventIssueAdded:
-		if ev.Issue == nil || ev.Issue.Code != audits.InspectorIssueCodeContentSecurityPolicyIssue ||
-			ev.Issue.Details == nil || ev.Issue.Details.ContentSecurityPolicyIssueDetails == nil {
-			return
-		}
-		d := ev.Issue.Details.ContentSecurityPolicyIssueDetails
-		v = CSPViolation{
-			Source:     "audits",
-			Directive:  d.ViolatedDirective,
-			Kind:       string(d.ContentSecurityPolicyViolationType),
-			BlockedURL: d.BlockedURL,
-			ReportOnly: d.IsReportOnly,
-		}
-		if loc := d.SourceCodeLocation; loc != nil {
-			v.Where = fmt.Sprintf("%s:%d:%d", loc.URL, loc.LineNumber+1, loc.ColumnNumber+1)
-		}
-	case *log.EventEntryAdded:
-		e := ev.Entry
-		if e == nil || !strings.Contains(e.Text, "Content Security Policy") {
-			return
-		}
-		v = CSPViolation{Source: "log", Message: e.Text, Where: fmt.Sprintf("%s:%d", e.URL, e.LineNumber+1)}
-	default:
-		return
-	}
-	l.mu.Lock()
-	l.seen = append(l.seen, v)
-	l.mu.Unlock()
-}
-
 // CSPViolations returns every CSP violation the pages of c have raised since c was opened,
 // after a round trip to the page: what the page reported before that has arrived.
 func CSPViolations(t testing.TB, c *Context) []CSPViolation {
 	t.Helper()
-	within(t, c, "wait for the page's pending events", func(ctx context.Context) error {
-		return chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`0`))
-	})
-	c.csp.mu.Lock()
-	defer c.csp.mu.Unlock()
-	return append([]CSPViolation(nil), c.csp.seen...)
+	settle(t, c)
+	c.events.mu.Lock()
+	defer c.events.mu.Unlock()
+	return append([]CSPViolation(nil), c.events.csp...)
 }
 
 // NoCSPViolations fails the test, listing them, if any page of c raised a

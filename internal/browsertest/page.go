@@ -12,6 +12,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -246,4 +247,34 @@ func locationOf(c *Context) string {
 		return "the page (its address unknown: " + err.Error() + ")"
 	}
 	return u
+}
+
+// Cookies returns the cookies c's browser context holds for url, with their flags (HttpOnly,
+// Secure, SameSite), as the browser stored them.
+func Cookies(t testing.TB, c *Context, url string) []*network.Cookie {
+	t.Helper()
+	var cookies []*network.Cookie
+	within(t, c, "read the cookies for "+url, func(ctx context.Context) error {
+		res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{url}})
+		cookies = res.Cookies
+		return err
+	})
+	return cookies
+}
+
+// Phone makes c's tab a phone's screen (390×844 CSS pixels, a mobile viewport with touch)
+// until Laptop; the pages it opens next are laid out for it.
+func Phone(t testing.TB, c *Context) {
+	t.Helper()
+	within(t, c, "emulate a phone's screen", func(ctx context.Context) error {
+		return chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateTouch))
+	})
+}
+
+// Laptop gives c's tab the default laptop screen (ViewportWidth×ViewportHeight) again.
+func Laptop(t testing.TB, c *Context) {
+	t.Helper()
+	within(t, c, "emulate a laptop's screen", func(ctx context.Context) error {
+		return chromedp.Do(ctx, chromedp.EmulateViewport(ViewportWidth, ViewportHeight))
+	})
 }
