@@ -87,17 +87,18 @@ type Browser struct {
 }
 
 // Start starts a headless Chromium for this test, with its own temporary profile, and stops
-// it (and removes the profile) when the test ends. It runs with --no-sandbox: the tests run as
-// root in CI, where Chromium's sandbox cannot start, and they load only the test's own pages.
+// it when the test ends. chromedp makes the profile (--user-data-dir) under the temporary
+// directory and removes it once every process of that browser has ended: it kills the
+// children that outlive the main process, which a t.TempDir removal could race. It runs with
+// --no-sandbox: the tests run as root in CI, where Chromium's sandbox cannot start, and they
+// load only the test's own pages.
 func Start(t testing.TB) *Browser {
 	t.Helper()
 	exe := Chromium(t)
-	profile := t.TempDir() // removed after the browser has exited: cleanups run last-in, first-out
 	b := &Browser{out: &tail{}}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox,
-		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(ViewportWidth, ViewportHeight),
 		chromedp.CombinedOutput(b.out),
 	)
@@ -105,7 +106,7 @@ func Start(t testing.TB) *Browser {
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() {
 		cancel()      // stops the browser: this is its first context
-		cancelAlloc() // and waits for the process to exit
+		cancelAlloc() // and waits for its processes to exit and its profile to be removed
 		if t.Failed() {
 			t.Logf("Chromium's output (last 64 KiB):\n%s", b.out.String())
 		}
@@ -142,8 +143,8 @@ func first(ctx context.Context, cancel context.CancelFunc, run func() error) err
 
 // Context is a browser context with one tab: its own cookies, storage and cache, as a
 // separate person's browser would have. It is a chromedp context.Context, so chromedp actions
-// run on it directly. It records every CSP violation and every error its pages raise. Use it from one
-// goroutine at a time (its actions share one tab).
+// run on it directly. It records every CSP violation and every error its pages raise. Use it
+// from one goroutine at a time (its actions share one tab).
 type Context struct {
 	context.Context
 	events *pageLog
