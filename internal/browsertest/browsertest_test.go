@@ -84,7 +84,13 @@ func site(t *testing.T) *httptest.Server {
 		http.SetCookie(w, &http.Cookie{Name: "session", Value: r.URL.Query().Get("as"), Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 		http.Redirect(w, r, "/whoami", http.StatusSeeOther)
 	})
-	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
+	// /attack is a page whose form posts to /whoami of the site given in ?target=.
+	mux.HandleFunc("GET /attack", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = fmt.Fprint(w, page("Attack", `<main><h1>Win a prize</h1><form method="post" action="`+
+			html.EscapeString(r.URL.Query().Get("target"))+`/whoami"><button>Claim</button></form></main>`))
+	})
+	mux.HandleFunc("/whoami", func(w http.ResponseWriter, r *http.Request) {
 		who := "nobody"
 		if c, err := r.Cookie("session"); err == nil {
 			who = c.Value
@@ -348,5 +354,31 @@ func TestScreenshot(t *testing.T) {
 	Open(t, c, srv.URL+"/accessible", "h1")
 	if w, err := chromedp.Run(c, chromedp.Evaluate[int](`window.innerWidth`)); err != nil || w != ViewportWidth {
 		t.Fatalf("back on a laptop, the window is %d wide (%v), want %d", w, err, ViewportWidth)
+	}
+}
+
+func TestCrossSite(t *testing.T) {
+	srv, other := site(t), site(t) // two origins of one site: 127.0.0.1, two ports
+	b := Start(t)
+	alice := NewContext(t, b)
+	Open(t, alice, srv.URL+"/signin?as=alice", "#who")
+
+	// From another origin of the same site, the browser sends alice's SameSite=Strict cookie:
+	// only a CSRF token can refuse this post.
+	Open(t, alice, other.URL+"/attack?target="+srv.URL, "form")
+	Submit(t, alice, "Claim")
+	if got := Text(t, alice, "#who"); got != "alice" {
+		t.Errorf("a post from another origin of the same site carried the session %q, want alice's", got)
+	}
+
+	// From another site, it does not.
+	attacker := CrossSite(t, other.URL)
+	if !strings.HasPrefix(attacker, "http://localhost:") || CrossSite(t, attacker) != other.URL {
+		t.Fatalf("CrossSite(%s) = %s", other.URL, attacker)
+	}
+	Open(t, alice, attacker+"/attack?target="+srv.URL, "form")
+	Submit(t, alice, "Claim")
+	if got := Text(t, alice, "#who"); got != "nobody" {
+		t.Errorf("a post from another site carried the session %q; SameSite=Strict should have kept it", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -277,4 +278,26 @@ func Laptop(t testing.TB, c *Context) {
 	within(t, c, "emulate a laptop's screen", func(ctx context.Context) error {
 		return chromedp.Do(ctx, chromedp.EmulateViewport(ViewportWidth, ViewportHeight))
 	})
+}
+
+// CrossSite returns rawURL with its loopback host swapped (127.0.0.1 for localhost and back),
+// which makes it another site for the browser: SameSite cookies of the one are not sent from
+// a page of the other. Two ports of one host are two origins but one site, whose SameSite
+// cookies are sent: a CSRF test that serves its attacker page there tests the CSRF token
+// alone; one that serves it at CrossSite(url) tests SameSite as well.
+func CrossSite(t testing.TB, rawURL string) string {
+	t.Helper()
+	u, err := neturl.Parse(rawURL)
+	if err != nil {
+		t.Fatalf("CrossSite(%q): %v", rawURL, err)
+	}
+	switch u.Hostname() {
+	case "127.0.0.1":
+		u.Host = "localhost:" + u.Port()
+	case "localhost":
+		u.Host = "127.0.0.1:" + u.Port()
+	default:
+		t.Fatalf("CrossSite(%q): the host is neither 127.0.0.1 nor localhost", rawURL)
+	}
+	return u.String()
 }
