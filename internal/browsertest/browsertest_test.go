@@ -161,6 +161,10 @@ func TestStart(t *testing.T) {
 	if got, want := URL(t, c), srv.URL+"/clean"; got != want {
 		t.Fatalf("URL = %q, want %q", got, want)
 	}
+	// An error page is a page: Open returns its status (a console test checks a refusal so).
+	if status := Open(t, c, srv.URL+"/no-such-page", ""); status != http.StatusNotFound {
+		t.Fatalf("GET /no-such-page: status %d, want 404", status)
+	}
 }
 
 func TestCSPViolations(t *testing.T) {
