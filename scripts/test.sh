@@ -5,12 +5,14 @@
 # clone) in the main module and the bench module. It builds the kube-apiserver and etcd that
 # internal/kubetest starts (once per version, cached outside the clone by scripts/kube-assets.sh:
 # about 15 minutes cold, instant after), installs Azurite for the Azure blob store tests
-# (scripts/azurite.sh, cached the same way), installs the Debian packages the egress gateway's
-# real-client tests drive (git, curl, python3-requests, python3-pip), starts a throwaway
-# PostgreSQL (installing the server if needed), then runs go vet, the race-enabled tests of every
-# package, and a short fuzzing pass over every parser of untrusted
-# input, and checks that the benchmark module (bench/, with OPA) still builds and that its two
-# engines still agree.
+# (scripts/azurite.sh, cached the same way), installs the headless Chromium (Debian chromium)
+# and the pinned axe-core that the web console's browser tests use (scripts/browser.sh; axe-core
+# cached the same way; exports RAMPART_CHROMIUM and RAMPART_AXE_JS), installs the Debian
+# packages the egress gateway's real-client tests drive (git, curl, python3-requests,
+# python3-pip), starts a throwaway PostgreSQL (installing the server if needed), then runs go
+# vet, the race-enabled tests of every package, and a short fuzzing pass over every parser of
+# untrusted input, and checks that the benchmark module (bench/, with OPA) still builds and that
+# its two engines still agree.
 #
 # Environment:
 #   RAMPART_REQUIRE_INTEGRATION=1  tests that need a real server fail instead of skipping
@@ -24,6 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/postgres.sh
 source scripts/azurite.sh
+source scripts/browser.sh
 
 echo "== gofmt -l (every Go file of the repository, the bench module included)"
 unformatted=$(gofmt -l .)
@@ -44,6 +47,9 @@ export KUBEBUILDER_ASSETS
 
 echo "== Azurite (the Azure Storage emulator the blob store tests start; installed once, cached)"
 azurite_install
+
+echo "== Chromium and axe-core (the web console's browser tests; axe-core installed once, cached)"
+browser_install
 
 echo "== Debian packages the egress gateway's real-client tests drive (git, curl, python3-requests, python3-pip)"
 egress_clients=()
