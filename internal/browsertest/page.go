@@ -126,7 +126,17 @@ func Fill(t testing.TB, c *Context, field, value string) {
 			}
 			return nil
 		}
-		return chromedp.Do(ctx, chromedp.Clear(node), chromedp.SendKeys(node, value))
+		// Cleared by the page's own rules (chromedp.Clear refuses an empty textarea, which has no
+		// text node), then typed into.
+		obj, err := chromedp.Call(ctx, dom.ResolveNode, dom.ResolveNodeParams{NodeID: id})
+		if err != nil {
+			return err
+		}
+		on := func(p *runtime.CallFunctionOnParams) { p.ObjectID = obj.Object.ObjectID }
+		if _, err := chromedp.Run(ctx, chromedp.CallFunctionOn[bool](`function() { this.value = ''; this.dispatchEvent(new Event('input', {bubbles: true})); return true; }`, on)); err != nil {
+			return err
+		}
+		return chromedp.Do(ctx, chromedp.SendKeys(node, value))
 	})
 }
 
