@@ -220,6 +220,9 @@ type Tx interface {
 	SetMeta(ctx context.Context, key, value string) error
 	// InsertNotification writes n to the outbox; it commits or rolls back with the transaction.
 	InsertNotification(ctx context.Context, n Notification) error
+	// InsertNotificationOnce writes n unless a notification with n's id was written before, and
+	// reports whether it wrote it: a deterministic id makes a reminder exactly once per item.
+	InsertNotificationOnce(ctx context.Context, n Notification) (bool, error)
 }
 
 // Store persists workflow state. Update transactions are serialized with one another, so a

@@ -44,6 +44,8 @@ type Notification struct {
 	CreatedAt  time.Time `json:"created_at"`
 	// Attempts is how many deliveries were started (set by the outbox, not by the workflow).
 	Attempts int `json:"-"`
+	// Delivered names the sinks that have taken it (set by the outbox): a retry skips them.
+	Delivered []string `json:"-"`
 }
 
 // outbox writes the notification that ledger entry e (at seq) causes, if any, in the same

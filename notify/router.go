@@ -102,7 +102,7 @@ func (r *Router) build(base string, k policy.NotificationSink) (Sink, error) {
 	}
 	switch k.Type {
 	case policy.SinkWebhook:
-		return &Webhook{URL: k.URL, Secret: []byte(sec), BaseURL: base, Client: r.Client}, nil
+		return &Webhook{Label: k.Name, URL: k.URL, Secret: []byte(sec), BaseURL: base, Client: r.Client}, nil
 	case policy.SinkSlack, policy.SinkTeams:
 		return &Chat{Kind: k.Type, Label: k.Name, URL: sec, BaseURL: base, Client: r.Client}, nil
 	case policy.SinkEmail:

@@ -28,7 +28,9 @@ type Payload struct {
 
 // Webhook posts a signed JSON Payload to a URL.
 type Webhook struct {
-	URL string
+	// Label is the sink's name in the policy (its Name; the URL when empty).
+	Label string
+	URL   string
 	// Secret signs every body (HMAC-SHA256). It comes from the server's environment or a file,
 	// never from the policy.
 	Secret []byte
@@ -39,7 +41,12 @@ type Webhook struct {
 }
 
 // Name implements Sink.
-func (w *Webhook) Name() string { return "webhook " + w.URL }
+func (w *Webhook) Name() string {
+	if w.Label != "" {
+		return "webhook " + w.Label
+	}
+	return "webhook " + w.URL
+}
 
 // Send implements Sink: any 2xx answer is delivery.
 func (w *Webhook) Send(ctx context.Context, n access.Notification) error {
