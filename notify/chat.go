@@ -21,6 +21,10 @@ func Title(n access.Notification) string {
 		return fmt.Sprintf("Your request %s for %s was %s", n.RequestID, n.Role, n.Outcome)
 	case access.NotifyBreakGlass:
 		return fmt.Sprintf("BREAK-GLASS: %s took %s without approval", n.Requester, n.Role)
+	case access.NotifyExpiring:
+		return fmt.Sprintf("Your grant %s of %s ends soon: renew it if you still need it", n.GrantID, n.Role)
+	case access.NotifyLapsing:
+		return fmt.Sprintf("Review still needed: %s's request for %s lapses soon", n.Requester, n.Role)
 	}
 	return n.Event + " " + n.RequestID
 }
@@ -95,7 +99,7 @@ func (c *Chat) Name() string { return c.Kind + " " + c.Label }
 
 // Send implements Sink.
 func (c *Chat) Send(ctx context.Context, n access.Notification) error {
-	link := RequestURL(c.BaseURL, n.RequestID)
+	link := Link(c.BaseURL, n)
 	msg := SlackMessage(n, link)
 	if c.Kind == "teams" {
 		msg = TeamsMessage(n, link)

@@ -22,7 +22,8 @@ const SignatureHeader = "X-Rampart-Signature"
 // Payload is the JSON body of a generic webhook.
 type Payload struct {
 	access.Notification
-	// URL is the server's page of the request; it shows the request and acts on nothing by GET.
+	// URL is the server's page of the request (of the grant, for a grant about to expire); it
+	// shows it and acts on nothing by GET.
 	URL string `json:"url"`
 }
 
@@ -50,7 +51,7 @@ func (w *Webhook) Name() string {
 
 // Send implements Sink: any 2xx answer is delivery.
 func (w *Webhook) Send(ctx context.Context, n access.Notification) error {
-	body, err := json.Marshal(Payload{Notification: n, URL: RequestURL(w.BaseURL, n.RequestID)})
+	body, err := json.Marshal(Payload{Notification: n, URL: Link(w.BaseURL, n)})
 	if err != nil {
 		return err
 	}
@@ -62,6 +63,20 @@ func (w *Webhook) Send(ctx context.Context, n access.Notification) error {
 	hdr.Set(SignatureHeader, Sign(w.Secret, now(), body))
 	hdr.Set("X-Rampart-Notification", n.ID)
 	return post(ctx, w.Client, w.URL, body, hdr)
+}
+
+// Link is the server's page a notification points to: the grant's page (where its holder renews
+// it) for a grant about to expire, the request's page for everything else.
+func Link(base string, n access.Notification) string {
+	if n.Kind == access.NotifyExpiring && n.GrantID != "" {
+		return GrantURL(base, n.GrantID)
+	}
+	return RequestURL(base, n.RequestID)
+}
+
+// GrantURL is the server's stable page of a grant (<base>/grants/<id>).
+func GrantURL(base, id string) string {
+	return strings.TrimRight(base, "/") + "/grants/" + id
 }
 
 // RequestURL is the server's stable page of a request (<base>/requests/<id>).
