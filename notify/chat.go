@@ -23,6 +23,8 @@ func Title(n access.Notification) string {
 		return fmt.Sprintf("BREAK-GLASS: %s took %s without approval", n.Requester, n.Role)
 	case access.NotifyExpiring:
 		return fmt.Sprintf("Your grant %s of %s ends soon: renew it if you still need it", n.GrantID, n.Role)
+	case access.NotifyAccount:
+		return fmt.Sprintf("Security notice for %s: check this change to your Rampart account (%s)", n.Subject, n.Event)
 	case access.NotifyLapsing:
 		return fmt.Sprintf("Review still needed: %s's request for %s lapses soon", n.Requester, n.Role)
 	}

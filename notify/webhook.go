@@ -66,10 +66,14 @@ func (w *Webhook) Send(ctx context.Context, n access.Notification) error {
 }
 
 // Link is the server's page a notification points to: the grant's page (where its holder renews
-// it) for a grant about to expire, the request's page for everything else.
+// it) for a grant about to expire, the console's home page for a notice about an account, the
+// request's page for everything else.
 func Link(base string, n access.Notification) string {
 	if n.Kind == access.NotifyExpiring && n.GrantID != "" {
 		return GrantURL(base, n.GrantID)
+	}
+	if n.RequestID == "" {
+		return strings.TrimRight(base, "/") + "/" // about an account: the console's home page
 	}
 	return RequestURL(base, n.RequestID)
 }

@@ -18,7 +18,7 @@ const (
 )
 
 // Notification events a route can select (access.Notify*).
-var notificationEvents = []string{"review", "decided", "break_glass", "expiring", "lapsing"}
+var notificationEvents = []string{"review", "decided", "break_glass", "expiring", "lapsing", "account"}
 
 // Defaults of the reminders.
 const (

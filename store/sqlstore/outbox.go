@@ -22,22 +22,22 @@ const (
 // InsertNotification implements access.Tx: the row commits or rolls back with the ledger entry
 // that caused it.
 func (t *txn) InsertNotification(ctx context.Context, n access.Notification) error {
-	_, err := t.insertNotification(ctx, n, "")
+	_, err := insertNotification(ctx, t.s, t.q, n, "")
 	return err
 }
 
 // InsertNotificationOnce implements access.Tx: it writes n unless a notification with its id was
 // ever written (and not yet pruned), and reports whether it wrote it.
 func (t *txn) InsertNotificationOnce(ctx context.Context, n access.Notification) (bool, error) {
-	return t.insertNotification(ctx, n, " ON CONFLICT (id) DO NOTHING")
+	return insertNotification(ctx, t.s, t.q, n, " ON CONFLICT (id) DO NOTHING")
 }
 
-func (t *txn) insertNotification(ctx context.Context, n access.Notification, onConflict string) (bool, error) {
+func insertNotification(ctx context.Context, s *DB, q querier, n access.Notification, onConflict string) (bool, error) {
 	body, err := json.Marshal(n)
 	if err != nil {
 		return false, err
 	}
-	res, err := t.q.ExecContext(ctx, t.s.q(`INSERT INTO notifications (id, seq, body, state, attempts, next_at, claimed_until, last_error, created_at, delivered, done_at) VALUES (?, ?, ?, ?, 0, ?, 0, '', ?, '[]', 0)`+onConflict),
+	res, err := q.ExecContext(ctx, s.q(`INSERT INTO notifications (id, seq, body, state, attempts, next_at, claimed_until, last_error, created_at, delivered, done_at) VALUES (?, ?, ?, ?, 0, ?, 0, '', ?, '[]', 0)`+onConflict),
 		n.ID, n.Seq, string(body), NotificationPending, toNanos(n.CreatedAt), toNanos(n.CreatedAt))
 	if err != nil {
 		return false, err
