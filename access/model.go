@@ -18,6 +18,10 @@
 // transport authenticates them; access trusts its caller for who the approver is, as it always
 // has).
 //
+// It also writes what people are owed to the store's notification outbox: a Notification in the
+// transaction of the ledger entry that causes it, and reminders of grants about to expire and
+// requests about to lapse (Remind), each once per item.
+//
 // The package imports no database or transport code: persistence is the Store interface,
 // implemented by store/sqlite and store/postgres.
 package access

@@ -36,7 +36,9 @@ type Outbox interface {
 // Sink sends one notification somewhere. An error means it was not delivered and will be tried
 // again.
 type Sink interface {
-	// Name identifies the sink in logs and in the ledger's notification.failed entry.
+	// Name identifies the sink in logs, in the ledger's notification.failed entry, and in the
+	// outbox's record of the sinks that took a notification: it must be stable and unique
+	// among the sinks (the Router's are "<type> <name in the policy>").
 	Name() string
 	Send(ctx context.Context, n access.Notification) error
 }
