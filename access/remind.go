@@ -45,13 +45,14 @@ func (s *Service) Remind(ctx context.Context) (int, error) {
 	pol := s.Policy()
 	settings := pol.Notifications()
 	written := 0
+	s.forgetReminders(now)
 	grants, err := s.store.ListGrants(ctx, GrantFilter{States: []GrantState{GrantActive}, EndedBy: now.Add(settings.RemindBefore.Std())})
 	if err != nil {
 		return 0, unavailable("listing grants to remind", err)
 	}
 	for _, g := range grants {
-		if !now.Before(g.ExpiresAt) {
-			continue // the expiry sweep ends it
+		if !now.Before(g.ExpiresAt) || s.wasReminded(ReminderID(g.ID, g.ExpiresAt)) {
+			continue // the expiry sweep ends it, or it was reminded
 		}
 		err := s.txn(ctx, "reminding of a grant", func(t *txn) error {
 			cur, err := t.Grant(ctx, g.ID)
@@ -76,13 +77,15 @@ func (s *Service) Remind(ctx context.Context) (int, error) {
 		if err != nil {
 			return written, err
 		}
+		s.remembered(ReminderID(g.ID, g.ExpiresAt), g.ExpiresAt)
 	}
 	pending, err := s.store.ListRequests(ctx, RequestFilter{States: []State{Pending}})
 	if err != nil {
 		return written, unavailable("listing requests to remind", err)
 	}
 	for _, r := range pending {
-		if !now.Before(r.ExpiresAt) || now.Before(r.ExpiresAt.Add(-settings.RequestRemindLead(r.CreatedAt, r.ExpiresAt))) || r.BreakGlass {
+		if !now.Before(r.ExpiresAt) || now.Before(r.ExpiresAt.Add(-settings.RequestRemindLead(r.CreatedAt, r.ExpiresAt))) || r.BreakGlass ||
+			s.wasReminded(ReminderID(r.ID, time.Time{})) {
 			continue
 		}
 		err := s.txn(ctx, "reminding of a request", func(t *txn) error {
@@ -109,8 +112,38 @@ func (s *Service) Remind(ctx context.Context) (int, error) {
 		if err != nil {
 			return written, err
 		}
+		s.remembered(ReminderID(r.ID, time.Time{}), r.ExpiresAt)
 	}
 	return written, nil
+}
+
+func (s *Service) wasReminded(id string) bool {
+	s.remindMu.Lock()
+	defer s.remindMu.Unlock()
+	_, ok := s.reminded[id]
+	return ok
+}
+
+// remembered notes that reminder id is in the outbox (or its item changed: either way this
+// process need not look at it again) until end.
+func (s *Service) remembered(id string, end time.Time) {
+	s.remindMu.Lock()
+	defer s.remindMu.Unlock()
+	if s.reminded == nil {
+		s.reminded = map[string]time.Time{}
+	}
+	s.reminded[id] = end
+}
+
+// forgetReminders drops what this process remembers of items that have ended.
+func (s *Service) forgetReminders(now time.Time) {
+	s.remindMu.Lock()
+	defer s.remindMu.Unlock()
+	for id, end := range s.reminded {
+		if !now.Before(end) {
+			delete(s.reminded, id)
+		}
+	}
 }
 
 // remind writes n unless it was written before, counting it in written.
