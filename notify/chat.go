@@ -58,13 +58,11 @@ func SlackMessage(n access.Notification, link string) map[string]any {
 // TeamsMessage is the incoming-webhook message carrying an Adaptive Card for n, whose only
 // action opens the server's page of the request.
 func TeamsMessage(n access.Notification, link string) map[string]any {
-	facts := []any{
-		map[string]any{"title": "Request", "value": n.RequestID},
-		map[string]any{"title": "Role", "value": n.Role},
-		map[string]any{"title": "Requester", "value": n.Requester},
-	}
-	if len(n.Recipients) > 0 {
-		facts = append(facts, map[string]any{"title": "For", "value": strings.Join(n.Recipients, ", ")})
+	var facts []any
+	for _, f := range [][2]string{{"Request", n.RequestID}, {"Grant", n.GrantID}, {"Role", n.Role}, {"Requester", n.Requester}, {"For", strings.Join(n.Recipients, ", ")}} {
+		if f[1] != "" && (f[0] != "Grant" || n.Kind == access.NotifyExpiring) {
+			facts = append(facts, map[string]any{"title": f[0], "value": f[1]})
+		}
 	}
 	card := map[string]any{
 		"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
