@@ -18,6 +18,10 @@
 // transport authenticates them; access trusts its caller for who the approver is, as it always
 // has).
 //
+// It also writes what people are owed to the store's notification outbox: a Notification in the
+// transaction of the ledger entry that causes it, and reminders of grants about to expire and
+// requests about to lapse (Remind), each once per item.
+//
 // The package imports no database or transport code: persistence is the Store interface,
 // implemented by store/sqlite and store/postgres.
 package access
@@ -220,6 +224,9 @@ type Tx interface {
 	SetMeta(ctx context.Context, key, value string) error
 	// InsertNotification writes n to the outbox; it commits or rolls back with the transaction.
 	InsertNotification(ctx context.Context, n Notification) error
+	// InsertNotificationOnce writes n unless a notification with n's id was written before, and
+	// reports whether it wrote it: a deterministic id makes a reminder exactly once per item.
+	InsertNotificationOnce(ctx context.Context, n Notification) (bool, error)
 }
 
 // Store persists workflow state. Update transactions are serialized with one another, so a

@@ -18,7 +18,33 @@ const (
 	NotifyDecided = "decided"
 	// NotifyBreakGlass tells the administrators at once that someone took break-glass access.
 	NotifyBreakGlass = "break_glass"
+	// NotifyAccount tells a person about a change to their own account they must check (a
+	// second factor enrolled, replaced or reset, an enrolment allowed by an administrator): a
+	// ledger entry that carries a details.notify hint.
+	NotifyAccount = "account"
 )
+
+// HintedNotification returns the notification that ledger entry e, appended at seq, asks for
+// with a hint in its details — "notify": {"subject": who must be told, "why": what to tell
+// them} — which packages that are not the access workflow (identity) put on entries about a
+// person's account. The store writes it in the transaction that appends e (invariant 4).
+func HintedNotification(seq int64, e audit.Event) (Notification, bool) {
+	h, ok := e.Details["notify"].(map[string]any)
+	if !ok {
+		return Notification{}, false
+	}
+	subject, _ := h["subject"].(string)
+	why, _ := h["why"].(string)
+	if subject == "" {
+		return Notification{}, false
+	}
+	msg := e.Message
+	if why != "" {
+		msg = why + ": " + e.Message
+	}
+	return Notification{ID: NewID("ntf"), Seq: seq, Event: e.Code, Kind: NotifyAccount, Recipients: []string{subject},
+		Subject: subject, Message: msg, CreatedAt: e.Time}, true
+}
 
 // Notification is what the workflow owes people about a change it committed. It is written to
 // the store's outbox by the same transaction that appends the ledger entry causing it (Seq), so
@@ -44,6 +70,8 @@ type Notification struct {
 	CreatedAt  time.Time `json:"created_at"`
 	// Attempts is how many deliveries were started (set by the outbox, not by the workflow).
 	Attempts int `json:"-"`
+	// Delivered names the sinks that have taken it (set by the outbox): a retry skips them.
+	Delivered []string `json:"-"`
 }
 
 // outbox writes the notification that ledger entry e (at seq) causes, if any, in the same

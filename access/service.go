@@ -34,6 +34,12 @@ type Service struct {
 	mu        sync.RWMutex
 	listeners []GrantListener
 	outboxed  []func()
+
+	// reminded remembers the reminders this process found written (id → the end of what they
+	// are about), so that a sweep every second does not open a write transaction per item in
+	// its window; the outbox, not this, is what makes a reminder exactly once.
+	remindMu sync.Mutex
+	reminded map[string]time.Time
 }
 
 // Options configure a Service.

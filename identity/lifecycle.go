@@ -142,7 +142,8 @@ func (s *Sessions) ResetMFA(ctx context.Context, subject, actor string) error {
 			return fmt.Errorf("%w: %s has no second factor enrolled", ErrNoFactor, subject)
 		}
 		_, err = tx.Append(ctx, audit.Event{Code: "mfa.reset", Class: audit.ClassAuthentication, Activity: audit.ActivityUpdate, ActivityName: "Other",
-			Severity: audit.SeverityHigh, Time: now, Actor: actor, User: subject, Message: fmt.Sprintf("%s reset the second factor of %s", actor, subject)})
+			Severity: audit.SeverityHigh, Time: now, Actor: actor, User: subject, Message: fmt.Sprintf("%s reset the second factor of %s", actor, subject),
+			Details: map[string]any{"notify": notify(subject, "your second factor was reset; if you did not ask for it, tell your security team now")}})
 		return err
 	})
 }

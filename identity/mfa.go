@@ -20,9 +20,9 @@ const (
 // ErrEnrolment wraps every reason ConfirmFactor refuses (409: start the enrolment again).
 var ErrEnrolment = errors.New("enrolment refused")
 
-// notify marks a ledger entry the person it concerns must be told about: the notification
-// outbox (issue 15) picks entries with details.notify up. Until it exists the High severity
-// and this mark are what a SIEM alerts on.
+// notify marks a ledger entry the person it concerns must be told about: the store writes a
+// notification (kind "account", to subject) in the transaction that appends the entry
+// (access.HintedNotification), delivered to the sinks whose events include "account".
 func notify(subject, why string) map[string]any {
 	return map[string]any{"subject": subject, "why": why}
 }

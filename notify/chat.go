@@ -21,6 +21,12 @@ func Title(n access.Notification) string {
 		return fmt.Sprintf("Your request %s for %s was %s", n.RequestID, n.Role, n.Outcome)
 	case access.NotifyBreakGlass:
 		return fmt.Sprintf("BREAK-GLASS: %s took %s without approval", n.Requester, n.Role)
+	case access.NotifyExpiring:
+		return fmt.Sprintf("Your grant %s of %s ends soon: renew it if you still need it", n.GrantID, n.Role)
+	case access.NotifyAccount:
+		return fmt.Sprintf("Security notice for %s: check this change to your Rampart account (%s)", n.Subject, n.Event)
+	case access.NotifyLapsing:
+		return fmt.Sprintf("Review still needed: %s's request for %s lapses soon", n.Requester, n.Role)
 	}
 	return n.Event + " " + n.RequestID
 }
@@ -52,13 +58,11 @@ func SlackMessage(n access.Notification, link string) map[string]any {
 // TeamsMessage is the incoming-webhook message carrying an Adaptive Card for n, whose only
 // action opens the server's page of the request.
 func TeamsMessage(n access.Notification, link string) map[string]any {
-	facts := []any{
-		map[string]any{"title": "Request", "value": n.RequestID},
-		map[string]any{"title": "Role", "value": n.Role},
-		map[string]any{"title": "Requester", "value": n.Requester},
-	}
-	if len(n.Recipients) > 0 {
-		facts = append(facts, map[string]any{"title": "For", "value": strings.Join(n.Recipients, ", ")})
+	var facts []any
+	for _, f := range [][2]string{{"Request", n.RequestID}, {"Grant", n.GrantID}, {"Role", n.Role}, {"Requester", n.Requester}, {"For", strings.Join(n.Recipients, ", ")}} {
+		if f[1] != "" && (f[0] != "Grant" || n.Kind == access.NotifyExpiring) {
+			facts = append(facts, map[string]any{"title": f[0], "value": f[1]})
+		}
 	}
 	card := map[string]any{
 		"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -79,13 +83,17 @@ func TeamsMessage(n access.Notification, link string) map[string]any {
 	}}
 }
 
-// Chat posts to a Slack or Microsoft Teams incoming webhook. The webhook URL is the credential;
-// it comes from the server's environment or a file.
+// Chat posts to a Slack or Microsoft Teams incoming webhook, whose URL is the credential, or,
+// for Slack with a Channel, to the chat.postMessage method at URL with a bot Token. The
+// credential comes from the server's environment or a file.
 type Chat struct {
 	// Kind is "slack" or "teams".
-	Kind    string
-	Label   string
-	URL     string
+	Kind  string
+	Label string
+	URL   string
+	// Channel, for Slack, posts with chat.postMessage to this channel, authorised by Token.
+	Channel string
+	Token   string
 	BaseURL string
 	Client  *http.Client
 }
@@ -95,10 +103,26 @@ func (c *Chat) Name() string { return c.Kind + " " + c.Label }
 
 // Send implements Sink.
 func (c *Chat) Send(ctx context.Context, n access.Notification) error {
-	link := RequestURL(c.BaseURL, n.RequestID)
+	link := Link(c.BaseURL, n)
 	msg := SlackMessage(n, link)
 	if c.Kind == "teams" {
 		msg = TeamsMessage(n, link)
+	}
+	if c.Kind == "slack" && c.Channel != "" {
+		msg["channel"] = c.Channel
+		msg["unfurl_links"] = false
+		body, err := json.Marshal(msg)
+		if err != nil {
+			return err
+		}
+		hdr := http.Header{}
+		hdr.Set("Authorization", "Bearer "+c.Token)
+		hdr.Set("Content-Type", "application/json; charset=utf-8") // the Web API warns without a charset
+		var answer []byte
+		if err := postRead(ctx, c.Client, c.URL, body, hdr, &answer); err != nil {
+			return err
+		}
+		return SlackAPIResult(answer)
 	}
 	body, err := json.Marshal(msg)
 	if err != nil {
@@ -107,7 +131,36 @@ func (c *Chat) Send(ctx context.Context, n access.Notification) error {
 	return post(ctx, c.Client, c.URL, body, nil)
 }
 
+// SlackAPIResult reads the body of a Slack Web API answer. Slack answers 200 to a call that
+// failed, with {"ok":false,"error":"channel_not_found"}: that is an error here (the delivery is
+// retried, then recorded as failed), as is an answer that is not such an object.
+func SlackAPIResult(body []byte) error {
+	var r struct {
+		OK    *bool  `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil || r.OK == nil {
+		return fmt.Errorf("slack answered something that is not a Web API result (%s)", truncate(fmt.Sprintf("%q", body), 200))
+	}
+	if !*r.OK {
+		return fmt.Errorf("slack refused the message: %s", truncate(fmt.Sprintf("%q", r.Error), 200))
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
 func post(ctx context.Context, c *http.Client, url string, body []byte, hdr http.Header) error {
+	return postRead(ctx, c, url, body, hdr, nil)
+}
+
+// postRead posts body and, if answer is not nil, keeps the first 64 KiB of a 2xx answer there.
+func postRead(ctx context.Context, c *http.Client, url string, body []byte, hdr http.Header, answer *[]byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -124,9 +177,15 @@ func post(ctx context.Context, c *http.Client, url string, body []byte, hdr http
 		return err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("receiver answered %s", resp.Status)
+	}
+	if answer != nil {
+		if err != nil {
+			return fmt.Errorf("read the receiver's answer: %w", err)
+		}
+		*answer = b
 	}
 	return nil
 }

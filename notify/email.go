@@ -118,7 +118,7 @@ func (e *Email) Send(ctx context.Context, n access.Notification) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s@rampart>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
 		e.From, strings.Join(to, ", "), headerSafe(Title(n)), now().UTC().Format(time.RFC1123Z), n.ID)
-	body := n.Message + "\n\nOpen the request in Rampart: " + RequestURL(e.BaseURL, n.RequestID) + "\n"
+	body := n.Message + "\n\nOpen it in Rampart: " + Link(e.BaseURL, n) + "\n"
 	b.WriteString(strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n"))
 	if _, err := w.Write([]byte(b.String())); err != nil {
 		return err

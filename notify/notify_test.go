@@ -367,3 +367,32 @@ func TestRouterSecretsAndRoutes(t *testing.T) {
 		t.Fatalf("a sensitive (not critical) request went to %v, %v", sinks, err)
 	}
 }
+
+// Issue 15: a grant's reminder mailed to its holder (a real SMTP server, STARTTLS and AUTH) links
+// to the grant's page, where they renew it; an account notice links to the console's home.
+func TestReminderEmailLinksToGrant(t *testing.T) {
+	ms, addr, pool := startSMTP(t)
+	e := &notify.Email{Label: "mail", Addr: addr, From: "rampart@example.org", Username: "rampart", Password: "mail-pass", Domain: "example.org",
+		BaseURL: "https://rampart.example.org/", TLS: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}, Now: func() time.Time { return at }}
+	remind := access.Notification{ID: access.ReminderID("grt_9", at.Add(time.Hour)), Event: access.EventGrantExpiring, Kind: access.NotifyExpiring,
+		Recipients: []string{"alice"}, RequestID: "req_abc", GrantID: "grt_9", Role: "weights-reader-frontier-7", Subject: "alice",
+		Message: "alice's grant grt_9 of weights-reader-frontier-7 ends at 2026-12-07T17:00:00Z (in 1h0m0s); renew it if it is still needed", CreatedAt: at}
+	account := access.Notification{ID: "ntf_2", Event: "mfa.reset", Kind: access.NotifyAccount, Recipients: []string{"frank"}, Subject: "frank",
+		Message: "your second factor was reset; if you did not ask for it, tell your security team now: erin reset the second factor of frank", CreatedAt: at}
+	for _, n := range []access.Notification{remind, account} {
+		if err := e.Send(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if len(ms.msgs) != 2 || strings.Join(ms.msgs[0].to, ",") != "alice@example.org" || strings.Join(ms.msgs[1].to, ",") != "frank@example.org" {
+		t.Fatalf("messages %+v", ms.msgs)
+	}
+	if m := ms.msgs[0].data; !strings.Contains(m, "https://rampart.example.org/grants/grt_9") || !strings.Contains(m, "Subject: Your grant grt_9 of weights-reader-frontier-7 ends soon") {
+		t.Fatalf("reminder:\n%s", m)
+	}
+	if m := ms.msgs[1].data; !strings.Contains(m, "Open it in Rampart: https://rampart.example.org/\r\n") || strings.Contains(m, "/requests/") {
+		t.Fatalf("account notice:\n%s", m)
+	}
+}

@@ -102,8 +102,15 @@ func (r *Router) build(base string, k policy.NotificationSink) (Sink, error) {
 	}
 	switch k.Type {
 	case policy.SinkWebhook:
-		return &Webhook{URL: k.URL, Secret: []byte(sec), BaseURL: base, Client: r.Client}, nil
+		return &Webhook{Label: k.Name, URL: k.URL, Secret: []byte(sec), BaseURL: base, Client: r.Client}, nil
 	case policy.SinkSlack, policy.SinkTeams:
+		if k.Type == policy.SinkSlack && k.Channel != "" {
+			api := k.URL
+			if api == "" {
+				api = policy.DefaultSlackAPI
+			}
+			return &Chat{Kind: k.Type, Label: k.Name, URL: api, Channel: k.Channel, Token: sec, BaseURL: base, Client: r.Client}, nil
+		}
 		return &Chat{Kind: k.Type, Label: k.Name, URL: sec, BaseURL: base, Client: r.Client}, nil
 	case policy.SinkEmail:
 		return &Email{Label: k.Name, Addr: k.SMTP, From: k.From, Username: k.Username, Password: sec, Domain: k.Domain, BaseURL: base}, nil

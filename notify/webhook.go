@@ -22,13 +22,16 @@ const SignatureHeader = "X-Rampart-Signature"
 // Payload is the JSON body of a generic webhook.
 type Payload struct {
 	access.Notification
-	// URL is the server's page of the request; it shows the request and acts on nothing by GET.
+	// URL is the server's page of the request (of the grant, for a grant about to expire); it
+	// shows it and acts on nothing by GET.
 	URL string `json:"url"`
 }
 
 // Webhook posts a signed JSON Payload to a URL.
 type Webhook struct {
-	URL string
+	// Label is the sink's name in the policy (its Name; the URL when empty).
+	Label string
+	URL   string
 	// Secret signs every body (HMAC-SHA256). It comes from the server's environment or a file,
 	// never from the policy.
 	Secret []byte
@@ -39,11 +42,16 @@ type Webhook struct {
 }
 
 // Name implements Sink.
-func (w *Webhook) Name() string { return "webhook " + w.URL }
+func (w *Webhook) Name() string {
+	if w.Label != "" {
+		return "webhook " + w.Label
+	}
+	return "webhook " + w.URL
+}
 
 // Send implements Sink: any 2xx answer is delivery.
 func (w *Webhook) Send(ctx context.Context, n access.Notification) error {
-	body, err := json.Marshal(Payload{Notification: n, URL: RequestURL(w.BaseURL, n.RequestID)})
+	body, err := json.Marshal(Payload{Notification: n, URL: Link(w.BaseURL, n)})
 	if err != nil {
 		return err
 	}
@@ -55,6 +63,24 @@ func (w *Webhook) Send(ctx context.Context, n access.Notification) error {
 	hdr.Set(SignatureHeader, Sign(w.Secret, now(), body))
 	hdr.Set("X-Rampart-Notification", n.ID)
 	return post(ctx, w.Client, w.URL, body, hdr)
+}
+
+// Link is the server's page a notification points to: the grant's page (where its holder renews
+// it) for a grant about to expire, the console's home page for a notice about an account, the
+// request's page for everything else.
+func Link(base string, n access.Notification) string {
+	if n.Kind == access.NotifyExpiring && n.GrantID != "" {
+		return GrantURL(base, n.GrantID)
+	}
+	if n.RequestID == "" {
+		return strings.TrimRight(base, "/") + "/" // about an account: the console's home page
+	}
+	return RequestURL(base, n.RequestID)
+}
+
+// GrantURL is the server's stable page of a grant (<base>/grants/<id>).
+func GrantURL(base, id string) string {
+	return strings.TrimRight(base, "/") + "/grants/" + id
 }
 
 // RequestURL is the server's stable page of a request (<base>/requests/<id>).

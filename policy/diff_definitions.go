@@ -167,9 +167,11 @@ var definitionRules = map[string]map[string]fieldRule{
 		"max_pending_requests":                      higherWeakens,
 		"break_glass_cooldown":                      lowerWeakens,
 		// Who is told, and where: a change may silence the page of a break-glass activation.
-		"notifications.base_url":          anyWeakens,
-		"notifications.break_glass_group": anyWeakens,
-		"notifications.sinks":             anyWeakens,
+		"notifications.base_url":              anyWeakens,
+		"notifications.break_glass_group":     anyWeakens,
+		"notifications.sinks":                 anyWeakens,
+		"notifications.remind_before":         anyWeakens,
+		"notifications.request_remind_before": anyWeakens,
 	},
 }
 

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Notification sink types.
@@ -17,7 +18,18 @@ const (
 )
 
 // Notification events a route can select (access.Notify*).
-var notificationEvents = []string{"review", "decided", "break_glass"}
+var notificationEvents = []string{"review", "decided", "break_glass", "expiring", "lapsing", "account"}
+
+// Defaults of the reminders.
+const (
+	// DefaultRemindBefore is how long before a grant expires its holder is reminded.
+	DefaultRemindBefore = time.Hour
+	// DefaultRequestRemindFraction is the part of a pending request's lifetime (request_ttl)
+	// left when its approvers are reminded, unless request_remind_before is set.
+	DefaultRequestRemindFraction = 4
+	// DefaultSlackAPI is the Slack Web API method a Slack sink with a channel posts to.
+	DefaultSlackAPI = "https://slack.com/api/chat.postMessage"
+)
 
 // Notifications configures who is told about requests and where (docs/notifications.md). The
 // policy holds no secret: each sink names the environment variable or file its secret is read
@@ -29,6 +41,13 @@ type Notifications struct {
 	// BreakGlassGroup is paged at once when someone takes break-glass access (default: the
 	// admin_group).
 	BreakGlassGroup string `yaml:"break_glass_group"`
+	// RemindBefore is how long before a grant expires its holder is reminded, with a link to
+	// renew it (default DefaultRemindBefore). A renewed grant is reminded again before its new
+	// end.
+	RemindBefore Duration `yaml:"remind_before"`
+	// RequestRemindBefore is how long before a pending request lapses the approvers who can
+	// still approve it are reminded (default: a quarter of the request's lifetime).
+	RequestRemindBefore Duration `yaml:"request_remind_before"`
 	// Sinks are where notifications go.
 	Sinks []NotificationSink `yaml:"sinks"`
 }
@@ -38,10 +57,15 @@ type NotificationSink struct {
 	Name string `yaml:"name"`
 	Type string `yaml:"type"`
 	// URL is the generic webhook's endpoint. Slack and Teams incoming-webhook URLs carry their
-	// own credential, so for them the URL is the secret and is never written here.
+	// own credential, so for them the URL is the secret and is never written here. A Slack sink
+	// with a Channel posts with a bot token (the secret) to the chat.postMessage endpoint, URL
+	// (default DefaultSlackAPI).
 	URL string `yaml:"url"`
+	// Channel makes a Slack sink post with chat.postMessage to this channel (an id such as
+	// C0123456789, or #name) instead of to an incoming webhook.
+	Channel string `yaml:"channel"`
 	// SecretEnv or SecretFile names where the server reads the sink's secret: the webhook's
-	// HMAC key, the Slack or Teams webhook URL, the SMTP password. A relative file is resolved
+	// HMAC key, the Slack or Teams webhook URL, the Slack bot token, the SMTP password. A relative file is resolved
 	// against the server's data directory.
 	SecretEnv  string `yaml:"secret_env"`
 	SecretFile string `yaml:"secret_file"`
@@ -71,7 +95,19 @@ func (p *Policy) Notifications() Notifications {
 	if n.BreakGlassGroup == "" {
 		n.BreakGlassGroup = p.settings.AdminGroup
 	}
+	if n.RemindBefore == 0 {
+		n.RemindBefore = Duration(DefaultRemindBefore)
+	}
 	return n
+}
+
+// RequestRemindLead returns how long before a pending request created at created and lapsing at
+// expires its approvers are reminded.
+func (n Notifications) RequestRemindLead(created, expires time.Time) time.Duration {
+	if n.RequestRemindBefore > 0 {
+		return n.RequestRemindBefore.Std()
+	}
+	return expires.Sub(created) / DefaultRequestRemindFraction
 }
 
 func (p *Policy) validateNotifications(s *Settings) {
@@ -83,6 +119,12 @@ func (p *Policy) validateNotifications(s *Settings) {
 	}
 	if n.BreakGlassGroup != "" {
 		p.groupRef(s.src, "notifications.break_glass_group", n.BreakGlassGroup)
+	}
+	if n.RemindBefore.Std() > 30*24*time.Hour {
+		s.src.errorf("notifications.remind_before", "%s is more than 30 days; a reminder is meant for the last hours of a grant (default 1h)", n.RemindBefore.Std())
+	}
+	if n.RequestRemindBefore.Std() > 30*24*time.Hour {
+		s.src.errorf("notifications.request_remind_before", "%s is more than 30 days; leave it out for a quarter of each request's lifetime", n.RequestRemindBefore.Std())
 	}
 	names := map[string]bool{}
 	for i, k := range n.Sinks {
@@ -97,8 +139,20 @@ func (p *Policy) validateNotifications(s *Settings) {
 				s.src.errorf(f("url"), "a webhook sink needs an http(s) url without credentials in it (got %q)", k.URL)
 			}
 		case SinkSlack, SinkTeams:
+			if k.Type == SinkSlack && k.Channel != "" {
+				if strings.ContainsAny(k.Channel, " \t\r\n") {
+					s.src.errorf(f("channel"), "%q is not a Slack channel: give its id (C0123456789) or #name", k.Channel)
+				}
+				if u, err := url.Parse(k.URL); k.URL != "" && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil) {
+					s.src.errorf(f("url"), "a slack sink with a channel posts to chat.postMessage: url is that endpoint (default %s), an http(s) URL without credentials (got %q)", DefaultSlackAPI, k.URL)
+				}
+				break
+			}
+			if k.Channel != "" {
+				s.src.errorf(f("channel"), "only a slack sink has a channel")
+			}
 			if k.URL != "" {
-				s.src.errorf(f("url"), "a %s incoming-webhook URL is a credential: put it in the environment variable or file named by secret_env or secret_file, not in the policy", k.Type)
+				s.src.errorf(f("url"), "a %s incoming-webhook URL is a credential: put it in the environment variable or file named by secret_env or secret_file, not in the policy (a slack sink with a channel posts with a bot token instead, and its url is the API endpoint)", k.Type)
 			}
 		case SinkEmail:
 			if k.SMTP == "" || !strings.Contains(k.SMTP, ":") {
@@ -111,6 +165,9 @@ func (p *Policy) validateNotifications(s *Settings) {
 				s.src.errorf(f("domain"), "an email sink needs domain: people's addresses are <subject>@<domain>")
 			}
 		default:
+			if k.Channel != "" {
+				s.src.errorf(f("channel"), "only a slack sink has a channel")
+			}
 			s.src.errorf(f("type"), "type must be webhook, slack, teams or email, not %q", k.Type)
 		}
 		switch {

@@ -3,6 +3,7 @@ package policy_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"rampart.dev/rampart/internal/demo"
 	"rampart.dev/rampart/policy"
@@ -20,6 +21,13 @@ func TestNotificationSettings(t *testing.T) {
 	if !p.Routes(n.Sinks[0], "review", "any", "any") || p.Routes(n.Sinks[0], "decided", "any", "any") {
 		t.Fatal("events route wrongly")
 	}
+	if n.RemindBefore.Std() != policy.DefaultRemindBefore || n.RequestRemindLead(time.Time{}, time.Time{}.Add(24*time.Hour)) != 6*time.Hour {
+		t.Fatalf("reminder defaults: %v, %v", n.RemindBefore.Std(), n.RequestRemindLead(time.Time{}, time.Time{}.Add(24*time.Hour)))
+	}
+	p = mustParse(t, set("{remind_before: 2h, request_remind_before: 30m, sinks: [{name: bot, type: slack, channel: C0123, secret_env: BOT, events: [expiring, lapsing]}]}"))
+	if n := p.Notifications(); n.RemindBefore.Std() != 2*time.Hour || n.RequestRemindLead(time.Time{}, time.Time{}.Add(24*time.Hour)) != 30*time.Minute || n.Sinks[0].Channel != "C0123" {
+		t.Fatalf("parsed %+v", n)
+	}
 	for _, tc := range []struct{ n, want string }{
 		{"{base_url: ftp://x}", "p.yaml:6:"},
 		{"{base_url: ftp://x}", "spec.notifications.base_url: \"ftp://x\" is not an http(s) URL"},
@@ -35,6 +43,14 @@ func TestNotificationSettings(t *testing.T) {
 		{"{sinks: [{name: s, type: teams, secret_env: A}, {name: s, type: slack, secret_env: B}]}", "sinks[1].name: each sink needs a unique name"},
 		{"{sinks: [{name: s, type: teams, secret: hunter2}]}", `unknown field "secret"`},
 		{"{break_glass_group: nobody}", "nobody"},
+		{"{remind_before: -1h}", "negative"},
+		{"{remind_before: 800h}", "notifications.remind_before: 800h0m0s is more than 30 days"},
+		{"{request_remind_before: 1000h}", "notifications.request_remind_before"},
+		{"{sinks: [{name: s, type: teams, secret_env: A, channel: C1}]}", "sinks[0].channel: only a slack sink has a channel"},
+		{"{sinks: [{name: s, type: slack, secret_env: A, channel: 'my channel'}]}", "is not a Slack channel"},
+		{"{sinks: [{name: s, type: slack, secret_env: A, channel: C1, url: 'ftp://x'}]}", "posts to chat.postMessage"},
+		{"{sinks: [{name: s, type: slack, channel: C1}]}", "sinks[0].secret_env: a slack sink needs secret_env"},
+		{"{sinks: [{name: s, type: slack, secret_env: A, events: [expiring, lapsing, soon]}]}", "sinks[0].events[2]: event must be one of"},
 	} {
 		_, err := policy.Parse([]policy.File{{Name: "p.yaml", Data: []byte(set(tc.n))}})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

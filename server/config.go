@@ -74,7 +74,15 @@ type NotificationsConfig struct {
 	// Timeout bounds one delivery. A row stays claimed for twice this, so after a replica dies
 	// mid-delivery another sends it once that much time has passed. Default 30s.
 	Timeout policy.Duration `yaml:"timeout"`
+	// Retention is how long a sent or given-up notification stays in the outbox before the
+	// jobs-lease holder deletes it (pending rows are never deleted). It is never shorter than
+	// the policy's reminder lead, so a reminder's row outlives what it reminded of. Default
+	// 168h (7 days).
+	Retention policy.Duration `yaml:"retention"`
 }
+
+// DefaultNotificationRetention is how long sent and failed notifications are kept.
+const DefaultNotificationRetention = 7 * 24 * time.Hour
 
 // StoreConfig selects the database.
 type StoreConfig struct {

@@ -354,4 +354,13 @@ CREATE TABLE notifications (
 );
 CREATE INDEX notifications_due ON notifications (state, next_at);
 `,
+	// 17 (issue 15): per-sink delivery state (delivered: the JSON list of the sinks that took the
+	// notification, so a retry sends only to the others) and done_at (when it was sent or given
+	// up on, for retention).
+	`
+ALTER TABLE notifications ADD COLUMN delivered TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE notifications ADD COLUMN done_at BIGINT NOT NULL DEFAULT 0;
+UPDATE notifications SET done_at = created_at WHERE state <> 'pending';
+CREATE INDEX notifications_done ON notifications (state, done_at);
+`,
 }

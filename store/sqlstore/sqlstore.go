@@ -536,6 +536,13 @@ func appendEntry(ctx context.Context, s *DB, q querier, e audit.Event) (int64, e
 	if _, err := q.ExecContext(ctx, s.q(`INSERT INTO ledger (seq, entry) VALUES (?, ?)`), seq, string(data)); err != nil {
 		return 0, fmt.Errorf("insert ledger entry %d: %w", seq, err)
 	}
+	// An entry that says someone must be told (identity's details.notify) writes its
+	// notification in the same transaction, whichever package appended it.
+	if n, ok := access.HintedNotification(seq, e); ok {
+		if _, err := insertNotification(ctx, s, q, n, ""); err != nil {
+			return 0, fmt.Errorf("write the notification ledger entry %d asks for: %w", seq, err)
+		}
+	}
 	return seq, nil
 }
 

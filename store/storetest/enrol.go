@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/internal/clocktest"
 )
@@ -76,5 +77,25 @@ func testFactorEnrolment(t *testing.T, h Harness) {
 	clock.Advance(identity.MFAPendingTTL + time.Second)
 	if _, err := ss.ConfirmFactor(ctx, "frank", "ses_a", "v1.third", 10); !errors.Is(err, identity.ErrEnrolment) {
 		t.Fatalf("a lapsed enrolment: %v", err)
+	}
+
+	// Issue 15: frank is told of each change to his factor, through the outbox written with the
+	// entry (refused enrolments wrote nothing): the allowance, the replacement, and a reset.
+	if err := ss.ResetMFA(ctx, "frank", "erin"); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := s.ListNotifications(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	for _, n := range ns {
+		if n.Kind != access.NotifyAccount || len(n.Recipients) != 1 || n.Recipients[0] != "frank" || n.Message == "" {
+			t.Fatalf("account notification %+v", n)
+		}
+		events = append(events, n.Event)
+	}
+	if strings.Join(events, " ") != "mfa.enrol_allowed mfa.replaced mfa.reset" {
+		t.Fatalf("frank was told of %v, want the allowance, the replacement and the reset", events)
 	}
 }

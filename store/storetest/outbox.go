@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,12 +27,24 @@ func (e *env) notifications() []access.Notification {
 
 // flakySink fails its first fails deliveries, then records what it is sent.
 type flakySink struct {
+	name  string
 	mu    sync.Mutex
 	fails int
 	got   []access.Notification
 }
 
-func (s *flakySink) Name() string { return "flaky" }
+func (s *flakySink) Name() string {
+	if s.name == "" {
+		return "flaky"
+	}
+	return s.name
+}
+
+func (s *flakySink) received() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.got)
+}
 
 func (s *flakySink) Send(_ context.Context, n access.Notification) error {
 	s.mu.Lock()
@@ -203,6 +216,75 @@ func testOutbox(t *testing.T, h Harness) {
 		ns, err := b.ClaimNotifications(context.Background(), now.Add(time.Minute), time.Minute, 10)
 		if err != nil || len(ns) != 6 {
 			t.Fatalf("after the lease lapsed: %d rows, %v; want all 6 again", len(ns), err)
+		}
+	})
+	t.Run("DeliveredOncePerSink", func(t *testing.T) {
+		e := newEnv(t, h)
+		e.create(weightsRequest())
+		// The failing sink comes first: before per-sink state, its error stopped the delivery
+		// before the good sink, and every retry would resend to sinks that had taken it.
+		down, up, late := &flakySink{name: "down", fails: 100}, &flakySink{name: "up"}, &flakySink{name: "late", fails: 1}
+		w := &notify.Worker{Outbox: e.store, Sinks: notify.Static(down, up, late), Now: e.clock.Now, MaxAttempts: 3, BaseBackoff: time.Second, Lease: time.Minute}
+		for range 3 {
+			if n, err := w.RunOnce(e.ctx); err != nil || n != 0 {
+				t.Fatalf("RunOnce = %d, %v; want nothing fully delivered", n, err)
+			}
+			e.clock.Advance(time.Hour)
+		}
+		if up.received() != 1 || late.received() != 1 {
+			t.Fatalf("the working sinks received %d and %d deliveries, want exactly 1 each despite the failing one", up.received(), late.received())
+		}
+		id := e.notifications()[0].ID
+		if state, attempts, _, err := e.store.NotificationState(e.ctx, id); err != nil || state != sqlstore.NotificationFailed || attempts != 3 {
+			t.Fatalf("after the budget: %q, %d attempts, %v", state, attempts, err)
+		}
+		if got := e.notifications()[0].Delivered; !reflect.DeepEqual(got, []string{"up", "late"}) {
+			t.Fatalf("delivered to %v, want [up late]", got)
+		}
+		// The ledger names the one sink that never took it.
+		recs, err := e.store.Entries(e.ctx, 0, 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var failed []string
+		for _, r := range recs {
+			if strings.Contains(string(r.Data), `"notification.failed"`) {
+				failed = append(failed, string(r.Data))
+			}
+		}
+		if len(failed) != 1 || !strings.Contains(failed[0], `"sink":"down"`) || strings.Contains(failed[0], `"sink":"up"`) {
+			t.Fatalf("notification.failed entries %v, want one naming sink down", failed)
+		}
+	})
+	t.Run("Retention", func(t *testing.T) {
+		e := newEnv(t, h)
+		e.create(weightsRequest())
+		e.create(access.CreateInput{Requester: "alice", Role: "dataset-reader-eval-suite-v3", Reason: "eval"})
+		ns := e.notifications()
+		sink := &flakySink{}
+		w := &notify.Worker{Outbox: e.store, Sinks: func(n access.Notification) ([]notify.Sink, error) {
+			if n.ID == ns[1].ID {
+				return nil, errors.New("no sink for this one")
+			}
+			return []notify.Sink{sink}, nil
+		}, Now: e.clock.Now, MaxAttempts: 100, Lease: time.Minute}
+		if n, err := w.RunOnce(e.ctx); err != nil || n != 1 {
+			t.Fatalf("RunOnce = %d, %v", n, err)
+		}
+		sentAt := e.clock.Now()
+		e.clock.Advance(30 * 24 * time.Hour)
+		if n, err := e.store.PruneNotifications(e.ctx, sentAt); err != nil || n != 0 {
+			t.Fatalf("prune before the row was sent: %d, %v", n, err)
+		}
+		if n, err := e.store.PruneNotifications(e.ctx, sentAt.Add(time.Nanosecond)); err != nil || n != 1 {
+			t.Fatalf("prune after the row was sent: %d, %v; want 1", n, err)
+		}
+		// The pending row (a month old, never delivered) stays.
+		if left := e.notifications(); len(left) != 1 || left[0].ID != ns[1].ID {
+			t.Fatalf("after pruning: %+v, want only the pending row", left)
+		}
+		if n, err := e.store.PruneNotifications(e.ctx, e.clock.Now()); err != nil || n != 0 {
+			t.Fatalf("a pending row was pruned: %d, %v", n, err)
 		}
 	})
 }
