@@ -470,7 +470,11 @@ identity provider, use your authenticator app.`,
 			now := time.Now()
 			step := identity.TOTPStepAt(now)
 			left := time.Unix((step+1)*int64(identity.TOTPStep/time.Second), 0).Sub(now).Round(time.Second)
-			fmt.Println(identity.TOTPAt(key, step))
+			// A code may start with 0, so under -o json it is a string, not a bare number.
+			otp := identity.TOTPAt(key, step)
+			if err := g.done(map[string]any{"code": otp, "valid_for_seconds": int(left.Seconds())}, "%s\n", otp); err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "(valid for %s more; the demo users' published secret %s)\n", left, server.DevTOTPSecret)
 			return nil
 		},
