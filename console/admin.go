@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -59,7 +60,10 @@ func parseEntry(data []byte) (entry, error) {
 		Resources []struct {
 			Name string `json:"name"`
 		} `json:"resources"`
-		Unmapped map[string]any `json:"unmapped"`
+		Unmapped struct {
+			RequestID string `json:"request_id"`
+			GrantID   string `json:"grant_id"`
+		} `json:"unmapped"`
 	}
 	if err := json.Unmarshal(data, &e); err != nil {
 		return entry{}, err
@@ -69,8 +73,7 @@ func parseEntry(data []byte) (entry, error) {
 	for _, r := range e.Resources {
 		out.Resources = append(out.Resources, r.Name)
 	}
-	out.RequestID, _ = e.Unmapped["request_id"].(string)
-	out.GrantID, _ = e.Unmapped["grant_id"].(string)
+	out.RequestID, out.GrantID = e.Unmapped.RequestID, e.Unmapped.GrantID
 	return out, nil
 }
 
@@ -79,6 +82,20 @@ type auditFilter struct {
 	Actor, Event, Resource, Request string
 	From, To                        time.Time
 	FromText, ToText                string
+}
+
+// mayMatch is a cheap necessary condition for match on an entry's raw JSON: entries are
+// canonical JSON (RFC 8785), which escapes only quotes, backslashes and control characters, so a
+// term without those that an entry's field holds appears in it verbatim. Entries that cannot
+// match are not decoded.
+func (f auditFilter) mayMatch(raw []byte) bool {
+	for _, term := range []string{f.Actor, strings.TrimSuffix(f.Event, "*"), f.Resource, f.Request} {
+		if term != "" && !strings.ContainsFunc(term, func(r rune) bool { return r == '"' || r == '\\' || r < 0x20 }) &&
+			!bytes.Contains(raw, []byte(term)) {
+			return false
+		}
+	}
+	return true
 }
 
 func (f auditFilter) match(e entry) bool {
@@ -194,10 +211,14 @@ func (c *Console) audit(v *view) error {
 			}
 			chunk = min(chunk*4, auditChunk)
 			var read []entry
-			err := v.api.Entries(v.ctx(), from, end-from, func(_ uint64, data []byte) error {
+			err := v.api.Entries(v.ctx(), from, end-from, func(seq uint64, data []byte) error {
+				if !d.Filter.mayMatch(data) {
+					read = append(read, entry{Seq: -1})
+					return nil
+				}
 				e, err := parseEntry(data)
 				if err != nil {
-					return err
+					return fmt.Errorf("ledger entry %d: %w", seq, err)
 				}
 				read = append(read, e)
 				return nil
@@ -208,7 +229,7 @@ func (c *Console) audit(v *view) error {
 			for i := len(read) - 1; i >= 0 && len(d.Entries) < auditPageSize; i-- {
 				d.Scanned++
 				end = from + uint64(i)
-				if d.Filter.match(read[i]) {
+				if read[i].Seq >= 0 && d.Filter.match(read[i]) {
 					d.Entries = append(d.Entries, read[i])
 				}
 			}

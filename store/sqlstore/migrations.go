@@ -363,4 +363,9 @@ ALTER TABLE notifications ADD COLUMN done_at BIGINT NOT NULL DEFAULT 0;
 UPDATE notifications SET done_at = created_at WHERE state <> 'pending';
 CREATE INDEX notifications_done ON notifications (state, done_at);
 `,
+	// 18 (issue 15): one person's grants in a state, in id order (the console's home page, `grant
+	// list`): without it the planner walks every active grant through grants_state_id.
+	`
+CREATE INDEX grants_subject_state_id ON grants (subject, state, id);
+`,
 }
