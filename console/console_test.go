@@ -536,3 +536,29 @@ func TestStepUpInTheConsole(t *testing.T) {
 		t.Fatalf("reviews: %+v", v.Reviews)
 	}
 }
+
+// TestSignOutRevokesTheSession: signing out ends the session itself, not only the cookies: the
+// old cookies, replayed, open nothing.
+func TestSignOutRevokesTheSession(t *testing.T) {
+	e := start(t)
+	alice := e.signIn("alice")
+	u, _ := url.Parse(e.base)
+	saved := alice.c.Jar.Cookies(u)
+	if r := alice.post("/logout", url.Values{}); r.status != http.StatusOK || !strings.Contains(r.body, "signed out") {
+		t.Fatalf("sign out: %d\n%s", r.status, r.body)
+	}
+	sessions, err := e.in.Store.ListSessions(context.Background(), "alice")
+	if err != nil || len(sessions) == 0 {
+		t.Fatal(sessions, err)
+	}
+	for _, s := range sessions {
+		if s.RevokedAt.IsZero() {
+			t.Fatalf("session %s is still active after signing out", s.ID)
+		}
+	}
+	replay := e.browser(alice.ua)
+	replay.c.Jar.SetCookies(u, saved)
+	if r := replay.get("/"); r.status != http.StatusSeeOther {
+		t.Fatalf("the old cookies still open the console: %d", r.status)
+	}
+}
