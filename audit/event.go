@@ -187,13 +187,22 @@ func Encode(seq int64, e Event) ([]byte, error) {
 	return b, nil
 }
 
-// Summary is the part of an entry people read in `rampart audit tail`.
+// Summary is the part of an entry people read in `rampart audit tail` and the console's audit
+// page.
 type Summary struct {
 	Seq     int64     `json:"seq"`
 	Time    time.Time `json:"time"`
 	Code    string    `json:"code"`
 	Actor   string    `json:"actor"`
 	Message string    `json:"message"`
+	// User is the person whose access the entry concerns; Resources the resources it names;
+	// RequestID and GrantID the request and grant it is about (from its details).
+	User      string   `json:"user,omitempty"`
+	Severity  string   `json:"severity,omitempty"`
+	Failed    bool     `json:"failed,omitempty"`
+	Resources []string `json:"resources,omitempty"`
+	RequestID string   `json:"request_id,omitempty"`
+	GrantID   string   `json:"grant_id,omitempty"`
 }
 
 // Summarize decodes the fields of an entry shown to people.
@@ -201,6 +210,8 @@ func Summarize(data []byte) (Summary, error) {
 	var e struct {
 		Message  string `json:"message"`
 		Time     int64  `json:"time"`
+		Severity string `json:"severity"`
+		StatusID int    `json:"status_id"`
 		Metadata struct {
 			EventCode string `json:"event_code"`
 			Sequence  int64  `json:"sequence"`
@@ -210,9 +221,27 @@ func Summarize(data []byte) (Summary, error) {
 				Name string `json:"name"`
 			} `json:"user"`
 		} `json:"actor"`
+		User struct {
+			Name string `json:"name"`
+		} `json:"user"`
+		Resources []struct {
+			Name string `json:"name"`
+		} `json:"resources"`
+		Unmapped struct {
+			RequestID any `json:"request_id"`
+			GrantID   any `json:"grant_id"`
+		} `json:"unmapped"`
 	}
 	if err := json.Unmarshal(data, &e); err != nil {
 		return Summary{}, fmt.Errorf("ledger entry is not valid JSON: %w", err)
 	}
-	return Summary{Seq: e.Metadata.Sequence, Time: time.UnixMilli(e.Time).UTC(), Code: e.Metadata.EventCode, Actor: e.Actor.User.Name, Message: e.Message}, nil
+	s := Summary{Seq: e.Metadata.Sequence, Time: time.UnixMilli(e.Time).UTC(), Code: e.Metadata.EventCode, Actor: e.Actor.User.Name, Message: e.Message,
+		User: e.User.Name, Severity: e.Severity, Failed: e.StatusID == 2}
+	for _, r := range e.Resources {
+		s.Resources = append(s.Resources, r.Name)
+	}
+	// Details are event-specific: an id is a string where an entry has one.
+	s.RequestID, _ = e.Unmapped.RequestID.(string)
+	s.GrantID, _ = e.Unmapped.GrantID.(string)
+	return s, nil
 }

@@ -2,7 +2,6 @@ package console
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,58 +23,11 @@ func (c *Console) clearCookies(w http.ResponseWriter) {
 	}
 }
 
-// entry is the part of a ledger entry (OCSF JSON) the audit page shows and filters on.
-type entry struct {
-	Seq       int64
-	Time      time.Time
-	Code      string
-	Actor     string
-	User      string
-	Severity  string
-	Failed    bool
-	Message   string
-	Resources []string
-	RequestID string
-	GrantID   string
-}
+// entry is a ledger entry as the audit page shows and filters it; Seq < 0 marks one the
+// prefilter skipped.
+type entry = audit.Summary
 
-func parseEntry(data []byte) (entry, error) {
-	var e struct {
-		Message  string `json:"message"`
-		Time     int64  `json:"time"`
-		Severity string `json:"severity"`
-		StatusID int    `json:"status_id"`
-		Metadata struct {
-			EventCode string `json:"event_code"`
-			Sequence  int64  `json:"sequence"`
-		} `json:"metadata"`
-		Actor struct {
-			User struct {
-				Name string `json:"name"`
-			} `json:"user"`
-		} `json:"actor"`
-		User struct {
-			Name string `json:"name"`
-		} `json:"user"`
-		Resources []struct {
-			Name string `json:"name"`
-		} `json:"resources"`
-		Unmapped struct {
-			RequestID string `json:"request_id"`
-			GrantID   string `json:"grant_id"`
-		} `json:"unmapped"`
-	}
-	if err := json.Unmarshal(data, &e); err != nil {
-		return entry{}, err
-	}
-	out := entry{Seq: e.Metadata.Sequence, Time: time.UnixMilli(e.Time).UTC(), Code: e.Metadata.EventCode, Actor: e.Actor.User.Name, User: e.User.Name,
-		Severity: e.Severity, Failed: e.StatusID == 2, Message: e.Message}
-	for _, r := range e.Resources {
-		out.Resources = append(out.Resources, r.Name)
-	}
-	out.RequestID, out.GrantID = e.Unmapped.RequestID, e.Unmapped.GrantID
-	return out, nil
-}
+func parseEntry(data []byte) (entry, error) { return audit.Summarize(data) }
 
 // auditFilter is the audit page's query.
 type auditFilter struct {

@@ -2,6 +2,7 @@ package console
 
 import (
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,5 +53,23 @@ func TestAuditPrefilterIsNecessary(t *testing.T) {
 	}
 	if matched < 200 {
 		t.Fatalf("only %d of 20000 random cases matched: the test would not notice a wrong prefilter", matched)
+	}
+}
+
+// TestAuditPageEscapesHostileText: an entry whose message holds a right-to-left override or an
+// escape sequence (written before the text rule, or by a compromised writer) is shown escaped.
+func TestAuditPageEscapesHostileText(t *testing.T) {
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	d := auditData{Entries: []entry{{Seq: 1, Code: "request.create", Actor: "mal\u202elory", Message: "ok\x1b[2Jgone"}}}
+	if err := pages["audit"].Execute(&buf, page{Title: "Audit", Data: d}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if strings.ContainsAny(out, "\u202e\x1b") || !strings.Contains(out, `mal\u202elory`) || !strings.Contains(out, `ok\x1b[2Jgone`) {
+		t.Fatalf("hostile characters reached the page:\n%s", out)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"rampart.dev/rampart/api"
+	"rampart.dev/rampart/internal/text"
 )
 
 // page is what every template gets.
@@ -78,6 +79,10 @@ var funcs = template.FuncMap{
 		return false
 	},
 	"sub": func(a, b int) int { return a - b },
+	// esc shows control, bidirectional and invisible characters escaped, never obeyed (invariant
+	// 7), as `rampart audit tail` does: ledger entries from before the text rule, or by a
+	// compromised writer, may hold them.
+	"esc": text.Escape,
 }
 
 // human writes a duration the way people read it: "2 h 5 min", "40 s".
