@@ -63,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("TextRefused", func(t *testing.T) { testTextRefused(t, h) })
 	t.Run("Changes", func(t *testing.T) { testChanges(t, h) })
 	t.Run("Outbox", func(t *testing.T) { testOutbox(t, h) })
+	t.Run("Secrets", func(t *testing.T) { testSecrets(t, h) })
 }
 
 // Epoch is the suite's starting time.
