@@ -29,9 +29,12 @@ func TestWrongAADFails(t *testing.T) {
 		"other name":         func(s *Sealed) { s.Meta.Name = "ci/deploy-keys" },
 		"other version":      func(s *Sealed) { s.Meta.Version = 4 },
 		"name/version split": func(s *Sealed) { s.Meta.Name = "ci/deploy-key\x00" }, // never a valid name; still distinct
-		"value bit":          func(s *Sealed) { s.Ciphertext = append([]byte(nil), s.Ciphertext...); s.Ciphertext[len(s.Ciphertext)-1] ^= 1 },
-		"wrapped bit":        func(s *Sealed) { s.WrappedDEK = append([]byte(nil), s.WrappedDEK...); s.WrappedDEK[15] ^= 1 },
-		"truncated":          func(s *Sealed) { s.Ciphertext = s.Ciphertext[:10] },
+		"value bit": func(s *Sealed) {
+			s.Ciphertext = append([]byte(nil), s.Ciphertext...)
+			s.Ciphertext[len(s.Ciphertext)-1] ^= 1
+		},
+		"wrapped bit": func(s *Sealed) { s.WrappedDEK = append([]byte(nil), s.WrappedDEK...); s.WrappedDEK[15] ^= 1 },
+		"truncated":   func(s *Sealed) { s.Ciphertext = s.Ciphertext[:10] },
 	} {
 		s := good
 		change(&s)
