@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,7 @@ import (
 	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/rbac"
 	"rampart.dev/rampart/policy"
+	"rampart.dev/rampart/secrets"
 	"rampart.dev/rampart/store/postgres"
 	"rampart.dev/rampart/store/sqlite"
 	"rampart.dev/rampart/store/sqlstore"
@@ -68,6 +70,8 @@ type Instance struct {
 	Refusals *refusals.Recorder
 	// Weights is the weights vault (nil when disabled).
 	Weights *weights.Service
+	// Secrets is the secrets store, on the vault's keyring (nil when the vault is off).
+	Secrets *secrets.Service
 	// Changes is guarded change: change requests to protected Git refs and the Git server
 	// hook's verdicts (package change).
 	Changes *change.Service
@@ -232,6 +236,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	}
 	if in.Weights != nil {
 		apiCfg.Weights = in.Weights
+		apiCfg.Secrets = in.Secrets
 	}
 	in.Changes = change.NewService(change.Options{Store: in.Store, Policy: in.Access.Policy, Ledger: in.Ledger, Now: o.Now, Logger: o.Logger,
 		Refused: func(ctx context.Context, source string, e audit.Event) error {
@@ -415,11 +420,17 @@ func (in *Instance) Handler() http.Handler {
 		return h
 	}
 	// The development provider lives beside the API, at /dev-idp (its own protocol endpoints,
-	// not part of Rampart's API).
-	mux := http.NewServeMux()
-	mux.Handle("/dev-idp/", in.devIdP.Handler())
-	mux.Handle("/", h)
-	return mux
+	// not part of Rampart's API). Not a ServeMux: one would answer every path with a '..'
+	// segment with a redirect to the cleaned path before the API sees it (for a secret, a
+	// redirect to another secret's name); the API's own handler refuses those.
+	idp := in.devIdP.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/dev-idp/") {
+			idp.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Serve serves HTTP (or HTTPS when configured) on ln until ctx ends, then shuts down gracefully.
