@@ -56,8 +56,8 @@ import (
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/policy"
-	"rampart.dev/rampart/suggest"
 	"rampart.dev/rampart/secrets"
+	"rampart.dev/rampart/suggest"
 	"rampart.dev/rampart/weights"
 )
 

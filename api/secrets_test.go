@@ -26,17 +26,17 @@ func TestSecretsHTTPEdges(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]int{
-		"/v1/secrets/research/../research%2Ftracking-key": http.StatusNotFound,
-		"/v1/secrets/x/./research%2Ftracking-key":         http.StatusNotFound,
-		"/v1/secrets//research%2Ftracking-key":            http.StatusNotFound,
-		"/v1/secrets/research/tracking-key":               http.StatusNotFound,
+		"/v1/secrets/research/../research%2Ftracking-key":  http.StatusNotFound,
+		"/v1/secrets/x/./research%2Ftracking-key":          http.StatusNotFound,
+		"/v1/secrets//research%2Ftracking-key":             http.StatusNotFound,
+		"/v1/secrets/research/tracking-key":                http.StatusNotFound,
 		"/v1/secret-versions/a/../research%2Ftracking-key": http.StatusNotFound,
-		"/v1/secrets/..":                                  http.StatusBadRequest,
-		"/v1/secrets/research%2F..%2Ftracking-key":        http.StatusBadRequest,
-		"/v1/secrets/research%2Ftracking-key%0A":          http.StatusBadRequest,
-		"/v1/secrets/research%2FTracking-key":             http.StatusBadRequest,
-		"/v1/secrets/research%2Ftracking%E2%80%8B-key":    http.StatusBadRequest,
-		"/v1/secrets/":                                    http.StatusBadRequest,
+		"/v1/secrets/..": http.StatusBadRequest,
+		"/v1/secrets/research%2F..%2Ftracking-key":     http.StatusBadRequest,
+		"/v1/secrets/research%2Ftracking-key%0A":       http.StatusBadRequest,
+		"/v1/secrets/research%2FTracking-key":          http.StatusBadRequest,
+		"/v1/secrets/research%2Ftracking%E2%80%8B-key": http.StatusBadRequest,
+		"/v1/secrets/": http.StatusBadRequest,
 	} {
 		code, m := r.raw(http.MethodGet, path, tok, "", nil)
 		if code != want || !strings.Contains(errMsg(m), "secret name") {
