@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -174,5 +175,36 @@ func TestSecretsEndToEnd(t *testing.T) {
 			t.Errorf("the ledger holds the value (%s)", leak)
 		}
 	}
-	_ = fmt.Sprint
+}
+
+// A workload reads a secret with its Kubernetes service-account token (issue 16): the tracker,
+// bound to the research secrets, reads; another service account of the same namespace, and a
+// token signed by a key the cluster never published, do not.
+func TestSecretsWorkloadToken(t *testing.T) {
+	dir := t.TempDir()
+	k8s := newK8sIssuer(t)
+	addr := freeAddr(t)
+	keyring := filepath.Join(dir, "keyring.json")
+	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir(), "RAMPART_TOKEN="}}
+	c.ok("vault", "init", keyring)
+	cfg := filepath.Join(dir, "server.yaml")
+	_ = os.WriteFile(cfg, []byte(fmt.Sprintf("listen: %s\ndata_dir: %s\npolicy_dir: ../../internal/demo/policy\nstore: {driver: sqlite, path: %s}\noidc: {dev_provider: true}\nvault: {keyring: %s}\nworkloads: {clusters: [{name: dev, issuer: %q}]}\n",
+		addr, filepath.Join(dir, "data"), filepath.Join(dir, "rampart.db"), keyring, k8s.srv.URL)), 0o600)
+	startServer(t, addr, "server", "--config", cfg)
+	alice := signInAs(t, addr, "alice")
+	value := filepath.Join(dir, "v")
+	_ = os.WriteFile(value, []byte("tracker-key-7f3a"), 0o600)
+	if r := c.as(alice, "secret", "put", "research/tracking-key", "--file", value); r.code != 0 {
+		t.Fatalf("put: %+v", r)
+	}
+	if r := c.as(k8s.token(t, "research", "tracker", k8s.key), "secret", "get", "research/tracking-key", "--lease-ttl", "1h"); r.code != 0 || r.out != "tracker-key-7f3a" || !strings.Contains(r.err, "lease sl_") {
+		t.Fatalf("the tracker workload reads: %+v", r)
+	}
+	if r := c.as(k8s.token(t, "research", "other", k8s.key), "secret", "get", "research/tracking-key"); r.code != 3 || !strings.Contains(r.err, "k8s:dev/research/other may not read secrets/research/tracking-key") {
+		t.Fatalf("another workload reads: %+v", r)
+	}
+	forged, _ := rsa.GenerateKey(rand.Reader, 2048)
+	if r := c.as(k8s.token(t, "research", "tracker", forged), "secret", "get", "research/tracking-key"); r.code != 1 || strings.Contains(r.out, "tracker-key") {
+		t.Fatalf("a forged token reads: %+v", r)
+	}
 }
