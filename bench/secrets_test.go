@@ -45,6 +45,10 @@ func TestSecretGetLatency(t *testing.T) {
 	rampartGet := func() error {
 		return get(hc, "http://"+addr+"/v1/secrets/research%2Ftracking-key", "Bearer "+tok.Token)
 	}
+	// The control: the same decision and store read, no decryption and no ledger entry.
+	rampartVersions := func() error {
+		return get(hc, "http://"+addr+"/v1/secret-versions/research%2Ftracking-key", "Bearer "+tok.Token)
+	}
 
 	var vaultGet func() error
 	vaultBin := os.Getenv("VAULT_BIN")
@@ -93,7 +97,8 @@ func TestSecretGetLatency(t *testing.T) {
 	for round := 1; round <= 3; round++ {
 		r := Summarize(time1(rampartGet))
 		all = append(all, r.P99)
-		line := fmt.Sprintf("round %d: rampart p50 %s p99 %s max %s", round, r.P50, r.P99, r.Max)
+		c := Summarize(time1(rampartVersions))
+		line := fmt.Sprintf("round %d: rampart get p50 %s p99 %s max %s | versions (no ledger entry) p50 %s p99 %s", round, r.P50, r.P99, r.Max, c.P50, c.P99)
 		if vaultGet != nil {
 			v := Summarize(time1(vaultGet))
 			line += fmt.Sprintf(" | vault kv-v2 p50 %s p99 %s max %s | rampart÷vault p50 %.2f", v.P50, v.P99, v.Max, float64(r.P50)/float64(v.P50))
