@@ -64,3 +64,27 @@ func FuzzCheckName(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckLeaseID: an accepted lease id is sl_ and 16 base32 characters, nothing else.
+func FuzzCheckLeaseID(f *testing.F) {
+	for _, s := range []string{"sl_abcdefghijklmnop", "sl_", "sl_ABCDEFGHIJKLMNOP", "sl_abcdefghijklmno1", "../sl_x"} {
+		f.Add(s)
+	}
+	f.Add(newLeaseID())
+	f.Fuzz(func(t *testing.T, s string) {
+		if CheckLeaseID(s) != nil {
+			return
+		}
+		if len(s) != 19 || !strings.HasPrefix(s, LeasePrefix) || strings.Trim(s[3:], "abcdefghijklmnopqrstuvwxyz234567") != "" {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}
+
+func TestNewLeaseIDChecks(t *testing.T) {
+	for range 100 {
+		if id := newLeaseID(); CheckLeaseID(id) != nil {
+			t.Fatalf("a minted lease id is refused: %q", id)
+		}
+	}
+}
