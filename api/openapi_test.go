@@ -56,6 +56,7 @@ import (
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/policy"
+	"rampart.dev/rampart/secrets"
 	"rampart.dev/rampart/suggest"
 	"rampart.dev/rampart/weights"
 )
@@ -1381,6 +1382,18 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 			KeyID  string `json:"key_id"`
 			Status string `json:"status"`
 		}{},
+		"Secret": secrets.Secret{}, "SecretVersion": secrets.Version{}, "SecretLease": secrets.Lease{},
+		// The secrets handlers (api/secrets.go) write these as maps; copies of their keys.
+		"SecretList": struct {
+			Secrets []secrets.Version `json:"secrets"`
+		}{},
+		"SecretVersionList": struct {
+			Versions []secrets.Version `json:"versions"`
+		}{},
+		"SecretDeleted": struct {
+			Name    string `json:"name"`
+			Deleted int    `json:"deleted"`
+		}{},
 	}
 	// Request bodies: required is what the server insists on, not what Go omits.
 	bodies := map[string]any{
@@ -1391,7 +1404,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"DisableBody": struct {
 			Reason string `json:"reason"`
 		}{},
-		"KeyReleaseBody": KeyReleaseBody{}, "RetireBody": RetireBody{},
+		"KeyReleaseBody": KeyReleaseBody{}, "RetireBody": RetireBody{}, "PutSecretBody": PutSecretBody{},
 		"FileChangeBody": FileChangeBody{}, "ReviewChangeBody": ReviewChangeBody{}, "ChangeUpdate": change.Update{}, "ChangeCommit": change.Commit{},
 		// The handlers decode these into anonymous structs; these are copies of them
 		// (revokeSession in api/identity.go; StepUp and ConfirmTOTP in identity/signin/token.go).

@@ -30,6 +30,7 @@ import (
 	"rampart.dev/rampart/change"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
+	"rampart.dev/rampart/secrets"
 	"rampart.dev/rampart/suggest"
 	"rampart.dev/rampart/weights"
 )
@@ -61,6 +62,7 @@ type Server struct {
 	entriesStore audit.Store
 	sessionsSvc  *identity.Sessions
 	weights      *weights.Service
+	secrets      *secrets.Service
 	changes      *change.Service
 	users        UserStore
 	lifecycle    Lifecycle
@@ -110,6 +112,8 @@ type Config struct {
 	SCIM SCIM
 	// Weights is the weights vault (nil: its routes answer 404).
 	Weights *weights.Service
+	// Secrets is the secrets store (nil: its routes answer 404).
+	Secrets *secrets.Service
 	// Changes is guarded change (nil: its routes answer 404).
 	Changes *change.Service
 	// Model, if set, chooses among role suggestions; every answer is verified.
@@ -121,7 +125,7 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
 		ready: c.Ready, policyStatus: c.PolicyStatus, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
-		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights, changes: c.Changes}
+		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights, secrets: c.Secrets, changes: c.Changes}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}
@@ -219,6 +223,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/weights/{name}/rekey", s.authed(s.rekeyWeights))
 	mux.HandleFunc("POST /v1/weights/{name}/key", s.authed(s.releaseKey))
 	mux.HandleFunc("GET /v1/weights/{name}/segments", s.authed(s.getSegments))
+	mux.HandleFunc("GET /v1/secrets", s.authed(s.listSecrets))
+	mux.HandleFunc("GET /v1/secrets/{name}", s.authed(s.getSecret))
+	mux.HandleFunc("PUT /v1/secrets/{name}", s.authed(s.putSecret))
+	mux.HandleFunc("DELETE /v1/secrets/{name}", s.authed(s.deleteSecret))
+	mux.HandleFunc("GET /v1/secret-versions/{name}", s.authed(s.secretVersions))
+	mux.HandleFunc("POST /v1/secret-leases/{id}/renew", s.authed(s.renewSecretLease))
+	mux.HandleFunc("POST /v1/secret-leases/{id}/revoke", s.authed(s.revokeSecretLease))
 	mux.HandleFunc("POST /v1/vault/rotate", s.authed(s.rotateVault))
 	mux.HandleFunc("POST /v1/vault/retire", s.authed(s.retireKey))
 	mux.HandleFunc("GET /v1/whoami", s.authed(s.whoami))
@@ -273,7 +284,7 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.fail(w, r, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf("no route %s %s; see /v1/openapi.json", r.Method, r.URL.Path)})
 	})
-	return logRequests(s.log, s.m.instrument(mux))
+	return logRequests(s.log, s.m.instrument(s.secretPaths(mux)))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

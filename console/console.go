@@ -153,6 +153,21 @@ func (c *Console) Register(mux *http.ServeMux) {
 	})
 }
 
+// Owns reports whether path is one of the console's (Register's routes); everything else is
+// the API's.
+func Owns(path string) bool {
+	switch path {
+	case "/", "/request", "/requests", "/reviews", "/grants", "/audit", "/admin", "/logout":
+		return true
+	}
+	for _, prefix := range []string{"/requests/", "/grants/", "/changes/", "/admin/", "/static/"} {
+		if strings.HasPrefix(path, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // csp is the console's Content-Security-Policy: its own script and style files only, no inline
 // script or style, no plugins, no framing, forms to itself only.
 const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"

@@ -43,7 +43,8 @@ func TestDemoPolicy(t *testing.T) {
 		t.Fatal("role allows a resource outside the catalogue")
 	}
 	st := p.StandingRoles("alice")
-	if len(st) != 1 || st[0].Role != "sandbox-developer" {
+	// The sandbox, and the research team's secrets (issue 16).
+	if len(st) != 2 || st[0].Role != "secrets-research" || st[1].Role != "sandbox-developer" {
 		t.Fatalf("alice standing roles: %+v", st)
 	}
 	if !p.IsAdmin("erin") || p.IsAdmin("alice") || !p.IsAuditor("erin") {

@@ -40,6 +40,7 @@ import (
 	"rampart.dev/rampart/kube/admission"
 	"rampart.dev/rampart/kube/rbac"
 	"rampart.dev/rampart/policy"
+	"rampart.dev/rampart/secrets"
 	"rampart.dev/rampart/store/postgres"
 	"rampart.dev/rampart/store/sqlite"
 	"rampart.dev/rampart/store/sqlstore"
@@ -70,6 +71,8 @@ type Instance struct {
 	Refusals *refusals.Recorder
 	// Weights is the weights vault (nil when disabled).
 	Weights *weights.Service
+	// Secrets is the secrets store, on the vault's keyring (nil when the vault is off).
+	Secrets *secrets.Service
 	// Changes is guarded change: change requests to protected Git refs and the Git server
 	// hook's verdicts (package change).
 	Changes *change.Service
@@ -239,6 +242,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	}
 	if in.Weights != nil {
 		apiCfg.Weights = in.Weights
+		apiCfg.Secrets = in.Secrets
 	}
 	in.Changes = change.NewService(change.Options{Store: in.Store, Policy: in.Access.Policy, Ledger: in.Ledger, Now: o.Now, Logger: o.Logger,
 		Refused: func(ctx context.Context, source string, e audit.Event) error {
@@ -427,15 +431,27 @@ func (in *Instance) Ready() error {
 // Handler is the HTTP handler: the web console's pages at /, /request, /requests/…, the API
 // (everything else), and the development provider at /dev-idp in dev mode.
 func (in *Instance) Handler() http.Handler {
-	mux := http.NewServeMux()
+	api, idp := in.API.Handler(), http.Handler(nil)
 	if in.devIdP != nil {
 		// The development provider lives beside the API, at /dev-idp (its own protocol
 		// endpoints, not part of Rampart's API).
-		mux.Handle("/dev-idp/", in.devIdP.Handler())
+		idp = in.devIdP.Handler()
 	}
-	in.Console.Register(mux)
-	mux.Handle("/", in.API.Handler())
-	return mux
+	con := http.NewServeMux()
+	in.Console.Register(con)
+	// Not one ServeMux over all three: it would answer every path with a '..' segment with a
+	// redirect to the cleaned path before the API sees it (for a secret, a redirect to another
+	// secret's name); the API's own handler refuses those.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case idp != nil && strings.HasPrefix(p, "/dev-idp/"):
+			idp.ServeHTTP(w, r)
+		case console.Owns(p):
+			con.ServeHTTP(w, r)
+		default:
+			api.ServeHTTP(w, r)
+		}
+	})
 }
 
 // Serve serves HTTP (or HTTPS when configured) on ln until ctx ends, then shuts down gracefully.

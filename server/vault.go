@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"rampart.dev/rampart/internal/strictyaml"
+	"rampart.dev/rampart/secrets"
 	"rampart.dev/rampart/vault"
 	"rampart.dev/rampart/vault/blob"
 	"rampart.dev/rampart/vault/blob/azure"
@@ -116,6 +117,10 @@ func (in *Instance) startVault() error {
 	}
 	in.Weights = &weights.Service{Keys: kp, Blobs: store, Meta: in.Store, Decide: in.Index, Record: recorder(in.Store), Refused: in.Refusals.Record,
 		Sign: in.Ledger.SignNote, OpenNote: in.Ledger.OpenNote, Now: in.now, Log: in.log}
+	// The secrets store shares the keyring: one rotation re-wraps both, and a key still used
+	// by a secret is not retired.
+	in.Secrets = &secrets.Service{Keys: kp, Store: in.Store, Decide: in.Index, Record: recorder(in.Store), Refused: in.Refusals.Record, Now: in.now}
+	in.Weights.KeyUsers = []weights.KeyUser{in.Secrets}
 	return nil
 }
 

@@ -118,9 +118,17 @@ type KeyRing interface {
 	Retire(id string) error
 }
 
+// KeyUser is another user of the vault's keyring, with data keys of its own wrapped by it.
+type KeyUser interface {
+	// Rewrap re-wraps every data key not under the current KEK, and says how many it did.
+	Rewrap(ctx context.Context) (int, error)
+	// UsesKey returns an error naming what still uses keyID, or nil.
+	UsesKey(ctx context.Context, keyID string) error
+}
+
 // Rotate makes a new KEK current (for a KeyRing provider) and re-wraps every stored data key
-// under the current KEK, rewriting only headers. It returns the key id and how many data keys
-// were re-wrapped.
+// under the current KEK, rewriting only headers, then the data keys of its KeyUsers. It returns
+// the key id and how many data keys were re-wrapped.
 func (s *Service) Rotate(ctx context.Context, actor string) (string, int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -130,6 +138,14 @@ func (s *Service) Rotate(ctx context.Context, actor string) (string, int, error)
 		}
 	}
 	n, err := s.rewrapAll(ctx)
+	for _, u := range s.KeyUsers {
+		if err != nil {
+			break
+		}
+		var k int
+		k, err = u.Rewrap(ctx)
+		n += k
+	}
 	cur, _ := s.Keys.Current(ctx)
 	if rerr := s.Record(ctx, audit.Event{Code: "vault.rotate", Class: audit.ClassEntityManagement, Activity: audit.ActivityUpdate, ActivityName: "Update",
 		Severity: audit.SeverityMedium, Time: s.now(), Actor: actor, Message: fmt.Sprintf("%s rotated the vault to key %s and re-wrapped %d data keys", actor, cur, n),
@@ -175,6 +191,11 @@ func (s *Service) Retire(ctx context.Context, actor, keyID string) error {
 		// under the same lock; see Put.)
 		if o.State == StateReady && o.KeyID == keyID {
 			return fmt.Errorf("%w: %s version %d still uses key %s; run rotate first", ErrConflict, Resource(o.Name), o.Version, keyID)
+		}
+	}
+	for _, u := range s.KeyUsers {
+		if err := u.UsesKey(ctx, keyID); err != nil {
+			return fmt.Errorf("%w: %v", ErrConflict, err)
 		}
 	}
 	if err := s.Record(ctx, audit.Event{Code: "vault.retire", Class: audit.ClassEntityManagement, Activity: audit.ActivityUpdate, ActivityName: "Update",

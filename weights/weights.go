@@ -154,6 +154,9 @@ type Service struct {
 	Log      *slog.Logger
 	// SegmentSize for new objects (vault.DefaultSegmentSize if zero).
 	SegmentSize uint32
+	// KeyUsers are the keyring's other users (the secrets store): Rotate re-wraps their data
+	// keys too, and Retire refuses a key one of them still uses.
+	KeyUsers []KeyUser
 
 	mu sync.Mutex // serializes rotation, retirement and the end of each upload
 }

@@ -100,6 +100,17 @@ func (e *cliEnv) grant(role string) string {
 	return v.Grant.ID
 }
 
+// secretLease reads the research secret as alice with a lease and returns the lease's id.
+func (e *cliEnv) secretLease() string {
+	e.t.Helper()
+	r := e.as("", "secret", "get", "research/tracking-key", "--lease-ttl", "5m")
+	m := leaseRE.FindStringSubmatch(r.err)
+	if r.code != 0 || m == nil {
+		e.t.Fatalf("setup: secret get --lease-ttl: exit %d\n%s", r.code, r.err)
+	}
+	return m[1]
+}
+
 func (e *cliEnv) file(name, content string) string {
 	p := filepath.Join(e.dir, fmt.Sprintf("%d-%s", time.Now().UnixNano(), name))
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -237,6 +248,33 @@ func cliRows() []cliRow {
 		{path: "resources", args: static("resources")},
 		{path: "roles", args: static("roles")},
 		{path: "search", args: static("search", "frontier")},
+		{path: "secret get", args: static("secret", "get", "research/tracking-key")}, // a standing binding
+		{path: "secret get", args: static("secret", "get", "research/tracking-key", "--lease-ttl", "5m"), stderr: "lease sl_"},
+		{path: "secret get", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"secret", "get", "research/tracking-key", "--lease", e.secretLease()}, nil
+		}, stderr: "lease sl_"},
+		{path: "secret get", as: "carol", args: static("secret", "get", "research/tracking-key"), code: 3, stderr: "may not read secrets/research/tracking-key"},
+		{path: "secret get", args: static("secret", "get", "research/../deploy/registry-token"), code: 2, stderr: "secret name"},
+		{path: "secret ls", args: static("secret", "ls")},
+		{path: "secret ls", as: "carol", args: static("secret", "ls")}, // nothing carol may see: []
+		{path: "secret put", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"secret", "put", "research/tracking-key", "--file", e.file("secret.txt", "a secret for the table")}, nil
+		}},
+		{path: "secret put", as: "carol", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"secret", "put", "research/tracking-key", "--file", e.file("secret.txt", "carol's")}, nil
+		}, code: 3, stderr: "may not write"},
+		{path: "secret revoke-lease", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"secret", "revoke-lease", e.secretLease()}, nil
+		}},
+		{path: "secret revoke-lease", args: static("secret", "revoke-lease", "sl_nope"), code: 2, stderr: "not a lease id"},
+		{path: "secret rm", args: func(e *cliEnv) ([]string, []string) {
+			// A version to delete each run (the rows after this one list versions, deleted too).
+			e.c.ok("secret", "put", "research/tracking-key", "--file", e.file("again.txt", "again"))
+			return []string{"secret", "rm", "research/tracking-key"}, nil
+		}},
+		{path: "secret rm", as: "carol", args: static("secret", "rm", "research/tracking-key"), code: 3},
+		{path: "secret versions", args: static("secret", "versions", "research/tracking-key")},
+		{path: "secret versions", as: "carol", args: static("secret", "versions", "research/tracking-key"), code: 3},
 		{path: "server", as: "-", args: static("server"), code: 2, fixed: true},
 		{path: "session list", args: static("session", "list")},
 		{path: "session revoke", as: "-", args: func(e *cliEnv) ([]string, []string) {
@@ -405,6 +443,8 @@ func TestCLIExitCodesAndFormats(t *testing.T) {
 	// Alice holds a writer grant and one stored version, for the weights rows.
 	e.grant("weights-writer-frontier-7")
 	e.c.ok("weights", "put", "frontier-7", e.file("first.bin", "first version"))
+	// And the research secret (a standing binding), for the secret rows.
+	e.c.ok("secret", "put", "research/tracking-key", "--file", e.file("secret.txt", "first secret"))
 
 	// A group refuses what is not one of its commands, and suggests the one meant (`audit
 	// veryfy`, `request aprove ID` printed help and exited 0).

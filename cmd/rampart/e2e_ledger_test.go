@@ -45,6 +45,7 @@ var ledgerCodes = []string{
 	"kube.admission.denied", "kube.admission.excepted", "kube.binding.create", "kube.binding.delete", "kube.drift",
 	"kube.netpol.created", "kube.netpol.restored", "kube.netpol.widened", "kube.netpol.removed", "kube.pod.deleted",
 	"weights.put", "weights.read", "weights.denied", "weights.key_release", "weights.delete", "weights.rekey",
+	"secret.put", "secret.read", "secret.denied", "secret.delete", "secret.lease_renew", "secret.lease_revoke",
 	"vault.rotate", "vault.retire",
 	"change.request", "change.approve", "change.deny", "change.land", "change.void", "change.refused",
 	"notification.failed",

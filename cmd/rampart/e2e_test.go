@@ -130,6 +130,8 @@ type server struct {
 	// closeTap stops the OpenAPI tap in front of it (e2e_openapi_test.go) and validates what it
 	// recorded.
 	closeTap func()
+	// logs is everything the process wrote to standard output and error.
+	logs *syncBuffer
 }
 
 // stop sends SIGTERM and waits for the process to exit.
@@ -156,8 +158,8 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 	}
 	runArgs, inner := tapServer(t, addr, args)
 	cmd := exec.Command(binary, runArgs...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +205,7 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return &server{cmd: cmd, done: done, closeTap: closeTap}
+				return &server{cmd: cmd, done: done, closeTap: closeTap, logs: logs}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)

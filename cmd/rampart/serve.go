@@ -225,6 +225,11 @@ Weights vault (encrypted under <data>/vault, keyring <data>/vault-keyring.json):
   ./rampart weights put frontier-7 model.safetensors
   ./rampart weights get frontier-7 -o fetched.safetensors    # written only once the whole object verified
   ./rampart weights verify frontier-7
+
+Secrets store (sealed with the same keyring; docs/secrets.md):
+  printf '%s' "$API_KEY" | ./rampart secret put research/tracking-key   # researchers: a standing binding
+  ./rampart secret get research/tracking-key --lease-ttl 15m
+  ./rampart secret get deploy/registry-token    # exit 3: critical, needs a grant of secret-deploy-registry
 `)
 	}
 	if cfg.EgressListen != "" {

@@ -368,4 +368,33 @@ CREATE INDEX notifications_done ON notifications (state, done_at);
 	`
 CREATE INDEX grants_subject_state_id ON grants (subject, state, id);
 `,
+	// 19 (issue 16): the secrets store: one row per version, its data key wrapped by the vault's
+	// keyring and its value sealed (both base64; empty once deleted), and the leases of reads.
+	`
+CREATE TABLE secret_versions (
+	name        TEXT NOT NULL,
+	version     BIGINT NOT NULL,
+	state       TEXT NOT NULL,
+	size        BIGINT NOT NULL,
+	key_id      TEXT NOT NULL,
+	wrapped_dek TEXT NOT NULL,
+	ciphertext  TEXT NOT NULL,
+	created_by  TEXT NOT NULL,
+	grant_id    TEXT NOT NULL,
+	created_at  BIGINT NOT NULL,
+	deleted_at  BIGINT NOT NULL,
+	PRIMARY KEY (name, version)
+);
+CREATE TABLE secret_leases (
+	id         TEXT PRIMARY KEY,
+	name       TEXT NOT NULL,
+	version    BIGINT NOT NULL,
+	subject    TEXT NOT NULL,
+	grant_id   TEXT NOT NULL,
+	ttl        BIGINT NOT NULL,
+	created_at BIGINT NOT NULL,
+	expires_at BIGINT NOT NULL,
+	revoked_at BIGINT NOT NULL
+);
+`,
 }

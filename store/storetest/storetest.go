@@ -3,7 +3,9 @@
 // database: self-approval, same-group approval, quorum, requests on someone else's behalf, a
 // randomized comparison of the workflow with the quorum reference (internal/quorumtest), pinned
 // role definitions, bounds on pending requests and break-glass, expiry at decision time,
-// concurrent approvals, ledger-failure refusal, tampered history and crashes mid-transaction.
+// concurrent approvals, ledger-failure refusal, tampered history and crashes mid-transaction;
+// and the secrets store over each store: versions and leases committed with their ledger
+// entries, a read racing a revocation, ciphertexts moved between names, rotation.
 package storetest
 
 import (
@@ -64,6 +66,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Changes", func(t *testing.T) { testChanges(t, h) })
 	t.Run("Outbox", func(t *testing.T) { testOutbox(t, h) })
 	t.Run("Reminders", func(t *testing.T) { testReminders(t, h) })
+	t.Run("Secrets", func(t *testing.T) { testSecrets(t, h) })
 }
 
 // Epoch is the suite's starting time.
