@@ -43,6 +43,7 @@ type FakeCIIssuer struct {
 	kid      string
 	retired  []*rsa.PrivateKey
 	keyFetch int
+	jobs     map[string]Run // GitHub Actions' token request: bearer → the job's run
 }
 
 // NewFakeGitHubActionsIssuer starts a fake of token.actions.githubusercontent.com.
@@ -75,10 +76,36 @@ func newIssuer(t testing.TB, shape string, now func() time.Time) *FakeCIIssuer {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(set)
 	})
+	mux.HandleFunc("GET /_actions/idtoken", func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		run, ok := f.jobs[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]
+		f.mu.Unlock()
+		if !ok {
+			http.Error(w, "unknown request token", 401)
+			return
+		}
+		run.Audience = r.URL.Query().Get("audience")
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"value": f.Mint(run)})
+	})
 	f.srv = httptest.NewServer(mux)
 	f.URL = f.srv.URL
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// Job registers a running job, as GitHub Actions does for a job with id-token: write, and returns
+// the environment it gets: ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN. The
+// endpoint mints a token for run with the audience asked for.
+func (f *FakeCIIssuer) Job(run Run) []string {
+	bearer := randomID()
+	f.mu.Lock()
+	if f.jobs == nil {
+		f.jobs = map[string]Run{}
+	}
+	f.jobs[bearer] = run
+	f.mu.Unlock()
+	return []string{"ACTIONS_ID_TOKEN_REQUEST_URL=" + f.URL + "/_actions/idtoken?api-version=2.0", "ACTIONS_ID_TOKEN_REQUEST_TOKEN=" + bearer}
 }
 
 // KeyFetches counts the JWKS downloads.
@@ -277,7 +304,8 @@ func (f *FakeGitHubDispatchAPI) Calls() []Dispatch {
 //   - acme/infra/deploy.yml (github): push and workflow_dispatch on main, protected refs only,
 //     commits the change gate landed on infra; workflow_dispatch runs need the actor's trigger
 //     grant; dispatched through dispatchURL with the server's $FAKE_DISPATCH_TOKEN.
-//   - acme/infra/test.yml (github): push and pull_request on any branch, unguarded.
+//   - acme/infra/test.yml (github): push and pull_request on any branch, unguarded; dispatched
+//     with $FAKE_DISPATCH_STALE_TOKEN (a test sets it to a token the CI system refuses).
 //   - acme/web/gitlab-ci.yml (gitlab): push and web on main, protected refs only.
 //   - acme/tools/release.yml (runners): push on main, protected refs only.
 //
@@ -316,7 +344,11 @@ spec:
 apiVersion: rampart.dev/v1alpha1
 kind: Pipeline
 metadata: {name: acme/infra/test.yml}
-spec: {issuer: github, events: [push, pull_request], refs: ["refs/heads/**", "refs/pull/**"]}
+spec:
+  issuer: github
+  events: [push, pull_request]
+  refs: ["refs/heads/**", "refs/pull/**"]
+  dispatch: {url: %q, token_env: FAKE_DISPATCH_STALE_TOKEN}
 ---
 apiVersion: rampart.dev/v1alpha1
 kind: Pipeline
@@ -387,7 +419,7 @@ apiVersion: rampart.dev/v1alpha1
 kind: StandingBinding
 metadata: {name: pipeline-secrets}
 spec: {subjects: ["ci:github/acme/infra/deploy.yml"], roles: [deploy-secrets]}
-`, github, gitlab, runners, dispatchURL)
+`, github, gitlab, runners, dispatchURL, dispatchURL)
 }
 
 // Close stops the issuer: its discovery document and keys can no longer be fetched.
