@@ -79,9 +79,12 @@ func TestCIJobIdentityEndToEnd(t *testing.T) {
 	if r := c.as(a.Token, "check", "ci:github/acme/infra/deploy.yml", "read", "secrets/deploy-key"); r.code != 3 || !strings.Contains(r.err, "may only check their own access") {
 		t.Fatalf("the test pipeline asking about the deploy pipeline: exit %d\n%s%s", r.code, r.out, r.err)
 	}
-	// A pipeline token never approves anything.
+	// A pipeline token is a machine's: whoami says so, and it never triggers a pipeline (people do).
 	if r := c.as(a.Token, "whoami"); r.code != 0 || !strings.Contains(r.out, "pipeline") {
 		t.Fatalf("whoami with a pipeline token: %d\n%s%s", r.code, r.out, r.err)
+	}
+	if r := c.as(a.Token, "pipeline", "trigger", "acme/infra/test.yml", "--ref", "refs/heads/main"); r.code != 3 || !strings.Contains(r.err, "a person does") {
+		t.Fatalf("a pipeline token triggering: %d\n%s%s", r.code, r.out, r.err)
 	}
 
 	// A GitLab job of the web pipeline, its token in an id_tokens variable.
