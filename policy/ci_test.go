@@ -126,3 +126,48 @@ spec: {issuer: "https://ci.example.com", audience: rampart, provider: github, cl
 		})
 	}
 }
+
+// TestComparePipelines: a policy change that lets more runs obtain a pipeline's identity is
+// WEAKENED; taking a pipeline away strengthens.
+func TestComparePipelines(t *testing.T) {
+	parse := func(extra string) *policy.Policy {
+		t.Helper()
+		p, err := policy.Parse([]policy.File{{Name: "ci.yaml", Data: []byte(ciBase + extra)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name, old, new string
+		kind, obj      string
+		verdict        policy.Verdict
+		field          string
+	}{
+		{"pipeline added", "", ciPipeline, "pipeline", "acme/infra/deploy.yml", policy.Weakened, ""},
+		{"pipeline removed", ciPipeline, "", "pipeline", "acme/infra/deploy.yml", policy.Strengthened, ""},
+		{"event added", ciPipeline, strings.Replace(ciPipeline, "[push, workflow_dispatch]", "[push, workflow_dispatch, schedule]", 1), "pipeline", "acme/infra/deploy.yml", policy.Weakened, "events"},
+		{"protected refs off", ciPipeline, strings.Replace(ciPipeline, "protected_refs_only: true", "protected_refs_only: false", 1), "pipeline", "acme/infra/deploy.yml", policy.Weakened, "protected_refs_only"},
+		{"approved changes off", ciPipeline, strings.Replace(ciPipeline, "  approved_changes: infra\n", "", 1), "pipeline", "acme/infra/deploy.yml", policy.Weakened, "approved_changes"},
+		{"description", ciPipeline, strings.Replace(ciPipeline, "  issuer: github\n", "  issuer: github\n  description: deploys\n", 1), "pipeline", "acme/infra/deploy.yml", policy.Neutral, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			changes := policy.Compare(parse(c.old), parse(c.new)).Find(policy.SectionDefinition, c.kind, c.obj)
+			if len(changes) == 0 {
+				t.Fatal("no change reported")
+			}
+			worst := policy.Neutral
+			for _, ch := range changes {
+				if ch.Verdict == policy.Weakened || (ch.Verdict == policy.Strengthened && worst == policy.Neutral) {
+					worst = ch.Verdict
+				}
+				if ch.Verdict == policy.Weakened && c.field != "" && ch.Field != c.field {
+					t.Errorf("weakened field %q, want %q", ch.Field, c.field)
+				}
+			}
+			if worst != c.verdict {
+				t.Fatalf("verdict %s, want %s: %+v", worst, c.verdict, changes)
+			}
+		})
+	}
+}
