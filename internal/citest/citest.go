@@ -81,7 +81,7 @@ func newIssuer(t testing.TB, shape string, now func() time.Time) *FakeCIIssuer {
 		run, ok := f.jobs[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]
 		f.mu.Unlock()
 		if !ok {
-			http.Error(w, "unknown request token", 401)
+			http.Error(w, "unknown request token", http.StatusUnauthorized)
 			return
 		}
 		run.Audience = r.URL.Query().Get("audience")
@@ -264,7 +264,7 @@ func NewFakeGitHubDispatchAPI(t testing.TB, token string) *FakeGitHubDispatchAPI
 	f := &FakeGitHubDispatchAPI{Token: token}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != "POST" || !strings.HasPrefix(r.URL.Path, "/repos/") || !strings.HasSuffix(r.URL.Path, "/dispatches") {
-			http.Error(w, `{"message":"Not Found"}`, 404)
+			http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
 			return
 		}
 		var b struct {
@@ -272,14 +272,14 @@ func NewFakeGitHubDispatchAPI(t testing.TB, token string) *FakeGitHubDispatchAPI
 		}
 		raw, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 		if err := json.Unmarshal(raw, &b); err != nil || b.Ref == "" {
-			http.Error(w, `{"message":"Invalid request"}`, 422)
+			http.Error(w, `{"message":"Invalid request"}`, http.StatusUnprocessableEntity)
 			return
 		}
 		f.mu.Lock()
 		f.calls = append(f.calls, Dispatch{Path: r.URL.Path, Ref: b.Ref, Auth: r.Header.Get("Authorization")})
 		f.mu.Unlock()
 		if r.Header.Get("Authorization") != "Bearer "+f.Token {
-			http.Error(w, `{"message":"Bad credentials"}`, 401)
+			http.Error(w, `{"message":"Bad credentials"}`, http.StatusUnauthorized)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
