@@ -273,7 +273,7 @@ func checkReason(s string) error {
 // outlive its session), since whoever holds it need not be its person at the keyboard.
 func ownSession(c caller, what string) error {
 	switch {
-	case c.Kind == identity.KindService || c.Kind == identity.KindWorkload:
+	case c.Kind == identity.KindService || c.Kind == identity.KindWorkload || c.Kind == identity.KindPipeline:
 		return errForbidden("a %s credential (%s) may never %s a request: reviews come only from a person's own sign-in session (rampart login)", c.Kind, c.Subject, what)
 	case c.SessionID == "":
 		return errForbidden("to %s, use your own sign-in session (rampart login) or a token minted from it; token %s is bound to no session (a bootstrap or administrator's token, or one minted to outlive its session)", what, c.TokenID)

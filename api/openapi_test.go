@@ -53,6 +53,7 @@ import (
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/change"
+	"rampart.dev/rampart/ci"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/policy"
@@ -1406,6 +1407,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		}{},
 		"KeyReleaseBody": KeyReleaseBody{}, "RetireBody": RetireBody{}, "PutSecretBody": PutSecretBody{},
 		"FileChangeBody": FileChangeBody{}, "ReviewChangeBody": ReviewChangeBody{}, "ChangeUpdate": change.Update{}, "ChangeCommit": change.Commit{},
+		"CIExchangeBody": CIExchangeBody{}, "CIExchangeResponse": CIExchangeResponse{}, "CIRun": ci.Run{}, "TriggerBody": TriggerBody{}, "TriggerResponse": TriggerResponse{},
 		// The handlers decode these into anonymous structs; these are copies of them
 		// (revokeSession in api/identity.go; StepUp and ConfirmTOTP in identity/signin/token.go).
 		"SessionRevokeBody": struct {

@@ -28,6 +28,7 @@ import (
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/change"
+	"rampart.dev/rampart/ci"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/secrets"
@@ -64,6 +65,8 @@ type Server struct {
 	weights      *weights.Service
 	secrets      *secrets.Service
 	changes      *change.Service
+	ci           *ci.Exchanger
+	pipelines    *ci.Triggerer
 	users        UserStore
 	lifecycle    Lifecycle
 	signin       SignIn
@@ -116,6 +119,10 @@ type Config struct {
 	Secrets *secrets.Service
 	// Changes is guarded change (nil: its routes answer 404).
 	Changes *change.Service
+	// CI exchanges CI ID tokens for pipeline tokens, and Pipelines triggers pipelines (nil:
+	// their routes answer 404).
+	CI        *ci.Exchanger
+	Pipelines *ci.Triggerer
 	// Model, if set, chooses among role suggestions; every answer is verified.
 	Model        suggest.Chooser
 	ModelTimeout time.Duration
@@ -125,7 +132,7 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
 		ready: c.Ready, policyStatus: c.PolicyStatus, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
-		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights, secrets: c.Secrets, changes: c.Changes}
+		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights, secrets: c.Secrets, changes: c.Changes, ci: c.CI, pipelines: c.Pipelines}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}
@@ -245,6 +252,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/changes/{id}/bundle", s.authed(s.changeBundle))
 	mux.HandleFunc("POST /v1/changes/{id}/approve", s.authed(s.reviewChange(change.Approve)))
 	mux.HandleFunc("POST /v1/changes/{id}/deny", s.authed(s.reviewChange(change.Deny)))
+	mux.HandleFunc("POST /v1/ci/exchange", s.ciExchange)
+	mux.HandleFunc("POST /v1/pipelines/trigger", s.authed(s.triggerPipeline))
 	mux.HandleFunc("POST /v1/requests", s.authed(s.createRequest))
 	mux.HandleFunc("GET /v1/requests", s.authed(s.listRequests))
 	mux.HandleFunc("GET /v1/requests/{id}", s.authed(s.getRequest))

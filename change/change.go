@@ -119,8 +119,10 @@ type Filter struct {
 	Base       string
 	Tree       string
 	Requester  string
-	States     []State
-	Limit      int
+	// LandedAs selects the change that landed as this commit.
+	LandedAs string
+	States   []State
+	Limit    int
 }
 
 // Tx is a read-write store transaction; ledger entries appended through it commit with it.

@@ -422,3 +422,18 @@ func quoteList(xs []string) string {
 	}
 	return strings.Join(q, ", ")
 }
+
+// Landed reports whether the change gate landed commit sha on ref of repository: the commit is
+// the tip a landed change's update brought, under the rules in force then. It answers from the
+// store; an error means it cannot tell, and callers refuse (invariant 6). CI job identity asks
+// it before a pipeline that needs approved changes gets a token (package ci).
+func (s *Service) Landed(ctx context.Context, repository, ref, sha string) (bool, error) {
+	if !IsObjectID(sha) {
+		return false, nil
+	}
+	cs, err := s.store.ListChanges(ctx, Filter{Repository: repository, Ref: ref, LandedAs: sha, States: []State{StateLanded}, Limit: 1})
+	if err != nil {
+		return false, err
+	}
+	return len(cs) == 1, nil
+}

@@ -74,6 +74,34 @@ func checkTTL(ttl time.Duration, description string) error {
 	return nil
 }
 
+// MaxPipelineTokenTTL bounds a pipeline token's life.
+const MaxPipelineTokenTTL = 15 * time.Minute
+
+// IssuePipeline creates a token for a CI pipeline (a ci: subject), bound to no session and living
+// at most MaxPipelineTokenTTL, and records e (the exchange that earned it) in the same
+// transaction instead of a token.issue entry. Package ci calls it once the pipeline's rule
+// allowed the run; the token never approves (it has no session) and is a machine's.
+func (ts *Tokens) IssuePipeline(ctx context.Context, subject string, ttl time.Duration, e audit.Event) (string, Token, error) {
+	if err := policy.ValidateSubject(subject); err != nil || policy.SubjectKind(subject) != policy.KindPipeline {
+		return "", Token{}, fmt.Errorf("%w: %q is not a pipeline subject (ci:<issuer>/<repository>/<workflow>)", ErrInvalidToken, subject)
+	}
+	if ttl <= 0 || ttl > MaxPipelineTokenTTL {
+		return "", Token{}, fmt.Errorf("%w: a pipeline token lives 1s to %s, not %s", ErrInvalidToken, MaxPipelineTokenTTL, ttl)
+	}
+	secret, t, err := newToken(subject, KindPipeline, "CI job "+subject, subject, ts.Now(), ttl)
+	if err != nil {
+		return "", Token{}, err
+	}
+	if e.Details == nil {
+		e.Details = map[string]any{}
+	}
+	e.Details["token_id"], e.Details["expires_at"] = t.ID, t.ExpiresAt.UTC().Format(time.RFC3339)
+	if err := ts.Store.IssueToken(ctx, t, e); err != nil {
+		return "", Token{}, fmt.Errorf("store token: %w", err)
+	}
+	return secret, t, nil
+}
+
 // Issue creates a token that is bound to no session and returns its secret, shown once: a
 // service token for a service: subject (issued by an administrator), or the bootstrap token of
 // `rampart admin token`. Such a token never approves (approvals need a person's own session).

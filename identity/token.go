@@ -39,6 +39,9 @@ const (
 	KindService = "service"
 	// KindWorkload is a Kubernetes workload authenticated by its service-account token.
 	KindWorkload = "workload"
+	// KindPipeline tokens act for a CI pipeline (ci:<issuer>/<repository>/<workflow>), issued
+	// in exchange for its CI system's ID token (package ci), for at most 15 minutes.
+	KindPipeline = "pipeline"
 )
 
 // Token is a stored API token. The secret itself is never stored.
@@ -272,6 +275,8 @@ func (ts *Tokens) Verify(ctx context.Context, secret string) (Principal, error) 
 		return Principal{}, fmt.Errorf("%w: token %s expired at %s; log in again", ErrUnauthenticated, t.ID, t.ExpiresAt.UTC().Format(time.RFC3339))
 	case !c.u.DisabledAt.IsZero():
 		return Principal{}, fmt.Errorf("%w: %s is disabled", ErrUnauthenticated, t.Subject)
+	case (t.Kind == KindPipeline) != (policy.SubjectKind(t.Subject) == policy.KindPipeline):
+		return Principal{}, fmt.Errorf("%w: token %s is a %s token for %s; pipeline tokens act only for ci: subjects", ErrUnauthenticated, t.ID, t.Kind, t.Subject)
 	case (t.Kind == KindService) != (policy.SubjectKind(t.Subject) == policy.KindService):
 		// Tokens issued before service tokens were tied to service: subjects; one that acts
 		// for a person with a machine's kind (or the reverse) is not honoured.

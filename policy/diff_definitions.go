@@ -73,6 +73,40 @@ var definitionRules = map[string]map[string]fieldRule{
 		"email_domains": anyWeakens,
 		"git_servers":   addWeakens,
 	},
+	// CI job identity (ci.go): who may obtain a pipeline's identity is decided here (package ci
+	// has no other section). An issuer's URL, audience, shape or claim mapping changed may let
+	// other tokens through (the protected claim switched on lets its tokens vouch for protected
+	// refs); a pipeline's events and refs added, protected_refs_only switched off, its
+	// approved_changes repository changed or removed, trigger events removed, or its issuer or
+	// dispatch target changed may let more runs (or someone else) in.
+	"ci_issuer": {
+		"description":            neutralField,
+		"issuer":                 anyWeakens,
+		"audience":               anyWeakens,
+		"provider":               anyWeakens,
+		"claims.repository":      anyWeakens,
+		"claims.workflow":        anyWeakens,
+		"claims.ref":             anyWeakens,
+		"claims.ref_type":        anyWeakens,
+		"claims.sha":             anyWeakens,
+		"claims.event":           anyWeakens,
+		"claims.actor":           anyWeakens,
+		"claims.protected":       anyWeakens,
+		"claims.protected_value": anyWeakens,
+	},
+	"pipeline": {
+		"description":         neutralField,
+		"issuer":              anyWeakens,
+		"events":              addWeakens,
+		"refs":                addWeakens,
+		"protected_refs_only": falseWeakens,
+		"approved_changes":    anyWeakens,
+		"trigger_events":      removeWeakens,
+		"dispatch.url":        anyWeakens,
+		"dispatch.repository": anyWeakens,
+		"dispatch.workflow":   anyWeakens,
+		"dispatch.token_env":  anyWeakens,
+	},
 	"group": {
 		"description": neutralField,
 		"members":     judgedAccess,
@@ -348,6 +382,14 @@ func declaredObjects(p *Policy, kind string) map[string]any {
 		for n, x := range p.repositories {
 			out[n] = *x
 		}
+	case "ci_issuer":
+		for n, x := range p.ciIssuers {
+			out[n] = *x
+		}
+	case "pipeline":
+		for n, x := range p.pipelines {
+			out[n] = *x
+		}
 	case "settings":
 		s := *p.settings
 		k := p.Kubernetes()
@@ -380,6 +422,12 @@ func (d *differ) compareDefinitions() {
 			a, inO := objO[name]
 			b, inN := objN[name]
 			switch {
+			case !inO && kind == "ci_issuer":
+				d.definition(Weakened, kind, name, "", "", "declared", "CI issuer %s is declared: its jobs' ID tokens may be exchanged for pipeline tokens", name)
+			case !inO && kind == "pipeline":
+				d.definition(Weakened, kind, name, "", "", "declared", "pipeline %s is declared: its runs may obtain the identity %s", name, PipelineSubject(d.n.p.pipelines[name].Issuer, name))
+			case !inN && (kind == "ci_issuer" || kind == "pipeline"):
+				d.definition(Strengthened, kind, name, "", "declared", "", "%s %s is removed: no run obtains its identity any more", strings.ReplaceAll(kind, "_", " "), name)
 			case !inO:
 				d.definition(Neutral, kind, name, "", "", "declared", "%s %s is declared; its effects are judged under approval, access and reach", strings.ReplaceAll(kind, "_", " "), name)
 			case !inN && kind == "repository":

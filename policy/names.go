@@ -163,6 +163,9 @@ const (
 	KindWorkload = "workload"
 	// KindService is a machine client of the API: "service:<name>".
 	KindService = "service"
+	// KindPipeline is a CI pipeline run, authenticated by its CI system's ID token:
+	// "ci:<issuer>/<repository>/<workflow>".
+	KindPipeline = "pipeline"
 )
 
 // SubjectKind returns the kind of a valid subject string.
@@ -172,6 +175,8 @@ func SubjectKind(s string) string {
 		return KindWorkload
 	case strings.HasPrefix(s, "service:"):
 		return KindService
+	case strings.HasPrefix(s, "ci:"):
+		return KindPipeline
 	default:
 		return KindUser
 	}
@@ -183,7 +188,8 @@ func SubjectKind(s string) string {
 const ReservedUser = "rampart"
 
 // ValidateSubject checks a subject: a user name (lowercase letters, digits and . _ @ + -, and
-// not the reserved "rampart"), "k8s:<cluster>/<namespace>/<serviceaccount>" or "service:<name>".
+// not the reserved "rampart"), "k8s:<cluster>/<namespace>/<serviceaccount>", "service:<name>"
+// or "ci:<issuer>/<repository>/<workflow>" (the repository one or more segments).
 // Every path by which a user name enters Rampart (policy group members and bindings, the dev
 // login, OpenID Connect sign-in, API tokens, requests) goes through it.
 func ValidateSubject(s string) error {
@@ -208,6 +214,18 @@ func ValidateSubject(s string) error {
 	case KindService:
 		if err := ValidateName(strings.TrimPrefix(s, "service:")); err != nil {
 			return fmt.Errorf("service subject %q: %v", s, err)
+		}
+		return nil
+	case KindPipeline:
+		issuer, name, ok := strings.Cut(strings.TrimPrefix(s, "ci:"), "/")
+		if !ok || strings.Count(name, "/") < 1 {
+			return fmt.Errorf("pipeline subject %q must look like ci:<issuer>/<repository>/<workflow>", s)
+		}
+		if err := ValidateName(issuer); err != nil {
+			return fmt.Errorf("pipeline subject %q: issuer: %v", s, err)
+		}
+		if err := ValidateResourceName(name); err != nil {
+			return fmt.Errorf("pipeline subject %q: %v", s, err)
 		}
 		return nil
 	}

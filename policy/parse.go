@@ -111,6 +111,8 @@ func Parse(files []File) (*Policy, error) {
 		workloads: map[string]*Workload{},
 
 		repositories: map[string]*Repository{},
+		ciIssuers:    map[string]*CIIssuer{},
+		pipelines:    map[string]*Pipeline{},
 	}
 	var docs []*strictyaml.Document
 	var errs strictyaml.Errors
@@ -204,6 +206,10 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 		declare(doc, spec, h.Kind, name, ValidateName, p.workloads, &Workload{Name: name, src: src})
 	case "Repository":
 		declare(doc, spec, h.Kind, name, ValidateName, p.repositories, &Repository{Name: name, src: src})
+	case "CIIssuer":
+		declare(doc, spec, h.Kind, name, ValidateName, p.ciIssuers, &CIIssuer{Name: name, src: src})
+	case "Pipeline":
+		declare(doc, spec, h.Kind, name, validatePipelineName, p.pipelines, &Pipeline{Name: name, src: src})
 	case "Settings":
 		s := &Settings{Name: name, src: src}
 		doc.Decode("spec", spec, s)
@@ -213,9 +219,9 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 		}
 		p.settings = s
 	case "":
-		doc.Errorf("kind", "document has no kind; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Repository, Settings")
+		doc.Errorf("kind", "document has no kind; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Repository, CIIssuer, Pipeline, Settings")
 	default:
-		doc.Errorf("kind", "unknown kind %q; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Repository, Settings", h.Kind)
+		doc.Errorf("kind", "unknown kind %q; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Repository, CIIssuer, Pipeline, Settings", h.Kind)
 	}
 }
 
@@ -274,6 +280,12 @@ func (p *Policy) validate() {
 	}
 	for _, w := range p.workloads {
 		p.validateWorkload(w)
+	}
+	for _, c := range p.ciIssuers {
+		p.validateCIIssuer(c)
+	}
+	for _, pl := range p.pipelines {
+		p.validatePipeline(pl)
 	}
 	if s := p.settings; s != nil {
 		if s.AdminGroup == "" {

@@ -41,6 +41,8 @@ type Policy struct {
 	settings  *Settings
 	// repositories are the Git repositories whose protected refs need approved changes.
 	repositories map[string]*Repository
+	ciIssuers    map[string]*CIIssuer
+	pipelines    map[string]*Pipeline
 
 	workloadList []*Workload  // workloads, sorted by name
 	defCache     *definitions // role definitions and digests (pin.go)

@@ -32,6 +32,7 @@ import (
 	"rampart.dev/rampart/audit/refusals"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/change"
+	"rampart.dev/rampart/ci"
 	"rampart.dev/rampart/console"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
@@ -115,6 +116,9 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// RefusalFlushInterval is how often ended windows of refusals are summarised (default 1s).
 	RefusalFlushInterval time.Duration
+	// CIClient fetches CI issuers' keys and calls dispatch APIs (default: a client with a
+	// timeout and the system's roots).
+	CIClient *http.Client
 	// PolicyGate replaces the verifier of approved changes for a policy loaded from Git
 	// (default: change.VerifyHistory with the server's ledger key).
 	PolicyGate PolicyGate
@@ -250,6 +254,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 			return err
 		}})
 	apiCfg.Changes = in.Changes
+	apiCfg.CI, apiCfg.Pipelines = in.startCI(o)
 	if m := cfg.Suggest.Model; m.URL != "" {
 		apiCfg.Model = &llm.Client{URL: m.URL, Model: m.Model, APIKey: os.Getenv(m.APIKeyEnv), APIKeyHeader: m.APIKeyHeader}
 		apiCfg.ModelTimeout = m.Timeout.Std()
@@ -320,6 +325,23 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	}
 	ok = true
 	return in, nil
+}
+
+// startCI builds CI job identity (package ci): the exchange of CI ID tokens for pipeline tokens,
+// which asks the change gate whether a commit was approved, and pipeline triggers.
+func (in *Instance) startCI(o Options) (*ci.Exchanger, *ci.Triggerer) {
+	refused := func(ctx context.Context, source string, e audit.Event) error {
+		_, err := in.Refusals.Record(ctx, source, e)
+		return err
+	}
+	x := ci.NewExchanger(ci.Options{Policy: in.Access.Policy, Verifier: &ci.Verifier{Now: o.Now, Client: o.CIClient}, Decider: in.Index, Approved: in.Changes,
+		Mint: func(ctx context.Context, subject string, ttl time.Duration, e audit.Event) (ci.Issued, error) {
+			secret, t, err := in.Tokens.IssuePipeline(ctx, subject, ttl, e)
+			return ci.Issued{Token: secret, ID: t.ID, ExpiresAt: t.ExpiresAt}, err
+		},
+		Refused: refused, Now: o.Now, Logger: in.log})
+	t := &ci.Triggerer{Policy: in.Access.Policy, Decider: in.Index, Record: recorder(in.Store), Refused: refused, Getenv: os.Getenv, Client: o.CIClient, Now: o.Now}
+	return x, t
 }
 
 // every runs fn every interval until the instance closes (interval 0: run fn once, it loops).

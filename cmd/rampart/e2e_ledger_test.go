@@ -49,6 +49,7 @@ var ledgerCodes = []string{
 	"vault.rotate", "vault.retire",
 	"change.request", "change.approve", "change.deny", "change.land", "change.void", "change.refused",
 	"notification.failed",
+	"ci.exchange", "ci.exchange.refused", "pipeline.trigger", "pipeline.trigger.refused", "pipeline.trigger.failed",
 }
 
 var ledgerTap struct {

@@ -81,7 +81,7 @@ func (r reader) ChangeReviews(ctx context.Context, id string) ([]change.Review, 
 
 func (r reader) ListChanges(ctx context.Context, f change.Filter) ([]change.Change, error) {
 	var w where
-	for col, v := range map[string]string{"repository": f.Repository, "ref": f.Ref, "base": f.Base, "tree": f.Tree, "requester": f.Requester} {
+	for col, v := range map[string]string{"repository": f.Repository, "ref": f.Ref, "base": f.Base, "tree": f.Tree, "requester": f.Requester, "landed_as": f.LandedAs} {
 		if v != "" {
 			w.add(col+" = ?", v)
 		}

@@ -111,6 +111,17 @@ func testChanges(t *testing.T, h Harness) {
 	if c, _ := s.Change(ctx, id); c.State != change.StateLanded || c.LandedAs != up.New || c.LandSeq != entries[2].Seq {
 		t.Fatalf("landed change: %+v", c)
 	}
+	// What CI job identity asks (package ci): the landed commit is approved on that ref of that
+	// repository, and nothing else is.
+	for _, q := range []struct {
+		repo, ref, sha string
+		want           bool
+	}{{"infra", "refs/heads/main", up.New, true}, {"infra", "refs/heads/dev", up.New, false}, {"other", "refs/heads/main", up.New, false},
+		{"infra", "refs/heads/main", base, false}, {"infra", "refs/heads/main", "HEAD", false}} {
+		if got, err := svc.Landed(ctx, q.repo, q.ref, q.sha); err != nil || got != q.want {
+			t.Fatalf("Landed(%s, %s, %s) = %v, %v; want %v", q.repo, q.ref, q.sha, got, err, q.want)
+		}
+	}
 	if c, _ := s.Change(ctx, ov.Change.ID); c.State != change.StateVoid {
 		t.Fatalf("the other change of the old base is %s, want void", c.State)
 	}
