@@ -15,7 +15,8 @@ import (
 // CI job identity end to end: the real binary as server and as the job's CLI, the fakes of the
 // CI systems' HTTP edges (ID token issuers, GitHub's dispatch API) in front. A GitHub Actions job
 // logs in through the Actions token endpoint and a GitLab job with an id_tokens variable; each
-// pipeline token reads (POST /v1/check) only its own pipeline's secrets; hostile tokens are
+// pipeline token reads (POST /v1/check, and `rampart secret get` from the secrets store) only its
+// own pipeline's secrets; hostile tokens are
 // refused with the condition that failed; a person with trigger starts a run, one without is
 // refused, and every step is in the ledger.
 func TestCIJobIdentityEndToEnd(t *testing.T) {
@@ -68,6 +69,7 @@ func TestCIJobIdentityEndToEnd(t *testing.T) {
 	if a.Subject != "ci:github/acme/infra/test.yml" || !strings.HasPrefix(a.Token, "rpt_") {
 		t.Fatalf("ci login: %+v", a)
 	}
+	testTok := a.Token
 	if exp, err := time.Parse(time.RFC3339Nano, a.Expires); err != nil || time.Until(exp) > 15*time.Minute {
 		t.Fatalf("pipeline token expires %s (%v); at most 15 minutes", a.Expires, err)
 	}
@@ -92,6 +94,21 @@ func TestCIJobIdentityEndToEnd(t *testing.T) {
 	a, r = ciLogin([]string{"RAMPART_ID_TOKEN=" + glTok}, "--id-token-env", "RAMPART_ID_TOKEN")
 	if r.code != 0 || a.Subject != "ci:gitlab/acme/web/gitlab-ci.yml" {
 		t.Fatalf("ci login in a GitLab job: %d %+v\n%s", r.code, a, r.err)
+	}
+	// It reads its pipeline's secret from the secrets store; the test pipeline's token does not.
+	carolTok := strings.TrimSpace(c.ok("login", "--dev", "--user", "carol", "--print-token"))
+	valueFile := filepath.Join(dir, "web-key")
+	if err := os.WriteFile(valueFile, []byte("web-deploy-value-1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.as(carolTok, "secret", "put", "web-key", "--file", valueFile); r.code != 0 {
+		t.Fatalf("carol putting web-key: %d\n%s%s", r.code, r.out, r.err)
+	}
+	if r := c.as(a.Token, "secret", "get", "web-key"); r.code != 0 || !strings.Contains(r.out, "web-deploy-value-1") {
+		t.Fatalf("the web pipeline reading its secret: %d\n%s%s", r.code, r.out, r.err)
+	}
+	if r := c.as(testTok, "secret", "get", "web-key"); r.code != 3 || strings.Contains(r.out+r.err, "web-deploy-value-1") {
+		t.Fatalf("the test pipeline reading the web pipeline's secret: %d\n%s%s", r.code, r.out, r.err)
 	}
 	// And from a file.
 	tokFile := filepath.Join(dir, "id_token")

@@ -309,7 +309,8 @@ func (f *FakeGitHubDispatchAPI) Calls() []Dispatch {
 //   - acme/web/gitlab-ci.yml (gitlab): push and web on main, protected refs only.
 //   - acme/tools/release.yml (runners): push on main, protected refs only.
 //
-// ci:github/acme/infra/deploy.yml reads secrets/deploy-key (standing binding pipeline-secrets);
+// ci:github/acme/infra/deploy.yml reads secrets/deploy-key (standing binding pipeline-secrets),
+// ci:gitlab/acme/web/gitlab-ci.yml reads secrets/web-key, which carol may write;
 // ci:github/acme/infra/test.yml reads nothing. Role pipeline-trigger (trigger on pipelines/**)
 // needs one maintainer's approval; carol holds it standing (release-managers).
 func Policy(github, gitlab, runners, dispatchURL string) string {
@@ -419,6 +420,33 @@ apiVersion: rampart.dev/v1alpha1
 kind: StandingBinding
 metadata: {name: pipeline-secrets}
 spec: {subjects: ["ci:github/acme/infra/deploy.yml"], roles: [deploy-secrets]}
+---
+apiVersion: rampart.dev/v1alpha1
+kind: Resource
+metadata: {name: secrets/web-key}
+spec: {kind: secret, sensitivity: internal, owners: [maintainers]}
+---
+apiVersion: rampart.dev/v1alpha1
+kind: Role
+metadata: {name: web-secrets}
+spec:
+  rules: [{actions: [read], resources: [secrets/web-key]}]
+---
+apiVersion: rampart.dev/v1alpha1
+kind: Role
+metadata: {name: web-secrets-writer}
+spec:
+  rules: [{actions: [write], resources: [secrets/web-key]}]
+---
+apiVersion: rampart.dev/v1alpha1
+kind: StandingBinding
+metadata: {name: web-pipeline-secrets}
+spec: {subjects: ["ci:gitlab/acme/web/gitlab-ci.yml"], roles: [web-secrets]}
+---
+apiVersion: rampart.dev/v1alpha1
+kind: StandingBinding
+metadata: {name: web-secret-writers}
+spec: {subjects: [carol], roles: [web-secrets-writer]}
 `, github, gitlab, runners, dispatchURL, dispatchURL)
 }
 
