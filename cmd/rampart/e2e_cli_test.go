@@ -176,6 +176,9 @@ func cliRows() []cliRow {
 			return []string{"grant", "revoke", e.grant(reader), "--reason", "cli table"}, nil
 		}},
 		{path: "help", as: "-", args: static("help", "audit"), fixed: true},
+		{path: "iac check", as: "-", args: static("iac", "check", "../../iac/testdata/good")},
+		{path: "iac check", as: "-", args: static("iac", "check", "../../iac/testdata/bad", "--policy", "../../internal/demo/policy"), code: 3},
+		{path: "iac check", as: "-", args: static("iac", "check", "no-such-dir"), code: 1, stderr: "no-such-dir"},
 		{path: "kms-plugin", as: "-", args: static("kms-plugin"), code: 2, fixed: true},
 		{path: "kube install", as: "-", args: static("kube", "install"), code: 2},
 		{path: "kube render netpol", as: "-", args: static("kube", "render", "netpol", "--namespace", "research")},
