@@ -73,7 +73,7 @@ func TestIACCheckOffline(t *testing.T) {
 				RuleID    string `json:"ruleId"`
 				Locations []struct {
 					PhysicalLocation struct {
-						ArtifactLocation struct{ URI string } `json:"artifactLocation"`
+						ArtifactLocation struct{ URI string }    `json:"artifactLocation"`
 						Region           struct{ StartLine int } `json:"region"`
 					} `json:"physicalLocation"`
 				} `json:"locations"`
@@ -129,7 +129,9 @@ spec:
 `
 	_ = os.WriteFile(filepath.Join(dir, "namespace.yaml"), ns, 0o600)
 	_ = os.WriteFile(filepath.Join(dir, "pod.yaml"), []byte(pod), 0o600)
-	check := func() result { return c.as(tok["erin"], "iac", "check", dir, "--policy", "../../internal/demo/policy", "-o", "json") }
+	check := func() result {
+		return c.as(tok["erin"], "iac", "check", dir, "--policy", "../../internal/demo/policy", "-o", "json")
+	}
 	if r := check(); r.code != 3 || !strings.Contains(r.out, `"check": "baseline.digest"`) || strings.Contains(r.out, "excepted") {
 		t.Fatalf("before the exception: %+v", r)
 	}
