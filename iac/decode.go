@@ -199,9 +199,12 @@ func splitDocuments(data []byte) []document {
 		l := bytes.TrimRight(data[i:i+end], "\r")
 		if isMarker(l, "---") || isMarker(l, "...") {
 			out = append(out, document{text: data[start:i], line: startLine})
-			// What follows the marker on its line ("--- # comment", "--- {a: 1}") belongs to
-			// the next document, which starts on this line.
-			start, startLine = i+3, line
+			// What follows the marker on its line ("--- {a: 1}") belongs to the next document,
+			// which then starts on this line; otherwise it starts on the next one.
+			start, startLine = min(next, len(data)), line+1
+			if !blank(l[3:]) {
+				start, startLine = i+3, line
+			}
 		}
 		i = next
 		line++

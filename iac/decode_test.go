@@ -22,7 +22,7 @@ func TestDecode(t *testing.T) {
 	for _, o := range objs {
 		got = append(got, o.ID()+"@"+o.Source.String())
 	}
-	want := "ConfigMap ml/a@m.yaml:1 ConfigMap b@m.yaml:5 ConfigMap c@m.yaml:5 ConfigMap d@m.yaml:13"
+	want := "ConfigMap ml/a@m.yaml:1 ConfigMap b@m.yaml:6 ConfigMap c@m.yaml:6 ConfigMap d@m.yaml:14"
 	if s := strings.Join(got, " "); s != want {
 		t.Fatalf("got  %s\nwant %s", s, want)
 	}
@@ -34,11 +34,11 @@ func TestDecodeRefuses(t *testing.T) {
 		{"no kind", "apiVersion: v1\nmetadata: {name: a}\n", "kind is missing"},
 		{"no apiVersion", "kind: Pod\nmetadata: {name: a}\n", "apiVersion is missing"},
 		{"no name", "apiVersion: v1\nkind: Pod\nmetadata: {generateName: a-}\n", "generateName is not enough"},
-		{"scalar", "---\nhello\n", "m.yaml:1: the document is not a Kubernetes object"},
+		{"scalar", "---\nhello\n", "m.yaml:2: the document is not a Kubernetes object"},
 		{"sequence", "- a\n- b\n", "not a Kubernetes object"},
 		{"wrong type", "apiVersion: v1\nkind: Pod\nmetadata: {name: [a]}\n", "metadata.name"},
 		{"nested list", "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: List, items: []}\n", "inside a List"},
-		{"line of the second document", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata: {}\n", "m.yaml:4: Pod: metadata.name is missing"},
+		{"line of the second document", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata: {}\n", "m.yaml:5: Pod: metadata.name is missing"},
 		{"alias bomb", "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]\n", "excessive aliasing"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -8,6 +9,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"rampart.dev/rampart/internal/kubetest"
 )
 
 // offline runs the binary without --addr or RAMPART_ADDR, as a CI job without a server would.
@@ -48,7 +54,7 @@ func TestIACCheckOffline(t *testing.T) {
 	if r.code != 3 {
 		t.Fatalf("iac check bad: %+v", r)
 	}
-	for _, want := range []string{"workloads.yaml:6", "restricted.privileged", "baseline.digest", "baseline.runtime-class", "rampart.protected-volume",
+	for _, want := range []string{"workloads.yaml:7", "restricted.privileged", "baseline.digest", "baseline.runtime-class", "rampart.protected-volume",
 		"access.yaml:1", "rampart.rbac-drift", "rampart.secret-in-git", "rampart.egress-widened", "rampart.default-deny-egress"} {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("the table has no %q:\n%s", want, r.out)
@@ -92,7 +98,7 @@ func TestIACCheckOffline(t *testing.T) {
 	// A document that is not YAML: exit 1, with the file and line.
 	dir := t.TempDir()
 	_ = os.WriteFile(filepath.Join(dir, "x.yaml"), []byte("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\nkind: [\n"), 0o600)
-	if r := offline(t, ".", "iac", "check", dir); r.code != 1 || !strings.Contains(r.err, "x.yaml:4:") {
+	if r := offline(t, ".", "iac", "check", dir); r.code != 1 || !strings.Contains(r.err, "x.yaml:5:") {
 		t.Fatalf("invalid YAML: %+v", r)
 	}
 }
@@ -163,5 +169,48 @@ spec:
 	// Offline, nothing is granted: the same repository fails.
 	if r := offline(t, ".", "iac", "check", dir, "--policy", "../../internal/demo/policy"); r.code != 3 {
 		t.Fatalf("offline: %+v", r)
+	}
+}
+
+// iac drift against a real apiserver, through the binary: a repository not yet deployed is
+// all missing (exit 3); deployed, the cluster matches (exit 0); edited by hand, the edit is
+// reported at its path.
+func TestIACDrift(t *testing.T) {
+	env := kubetest.Start(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "app.yaml"), []byte(`apiVersion: v1
+kind: Namespace
+metadata: {name: drift-e2e}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: drift-e2e}
+data: {replicas: "3"}
+`), 0o600)
+	c := &cli{t: t, addr: "127.0.0.1:1"}
+	drift := func() result {
+		return c.run(nil, "iac", "drift", dir, "--kubeconfig", env.KubeconfigFile, "-o", "json")
+	}
+	if r := drift(); r.code != 3 || strings.Count(r.out, `"state": "missing"`) != 2 {
+		t.Fatalf("before deploying: %+v", r)
+	}
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "drift-e2e"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: "drift-e2e"}, Data: map[string]string{"replicas": "3"}}
+	if _, err := env.Clientset.CoreV1().ConfigMaps("drift-e2e").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if r := drift(); r.code != 0 || strings.TrimSpace(r.out) != "[]" {
+		t.Fatalf("deployed: %+v", r)
+	}
+	cm.Data["replicas"] = "30"
+	if _, err := env.Clientset.CoreV1().ConfigMaps("drift-e2e").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := c.run(nil, "iac", "drift", dir, "--kubeconfig", env.KubeconfigFile)
+	if r.code != 3 || !strings.Contains(r.out, "changed") || !strings.Contains(r.out, "data.replicas") || !strings.Contains(r.out, "app.yaml:5") {
+		t.Fatalf("edited by hand: %+v", r)
 	}
 }

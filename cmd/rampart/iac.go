@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -14,10 +15,11 @@ import (
 	"rampart.dev/rampart/internal/demo"
 	"rampart.dev/rampart/internal/output"
 	"rampart.dev/rampart/policy"
+	"rampart.dev/rampart/server"
 )
 
 func newIACCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "iac", Short: "Check infrastructure as code against the admission baseline, and the cluster against the code"}
+	cmd := &cobra.Command{Use: "iac", Short: "Check infrastructure as code against the admission baseline, and the live cluster against the code"}
 	var policyDir, namespace, sarifPath string
 	check := &cobra.Command{
 		Use:   "check DIR [--policy DIR] [--sarif FILE] [--addr URL]",
@@ -88,7 +90,7 @@ code scanning. Exit 0 when nothing fails (excepted findings do not), 3 when some
 	check.Flags().StringVar(&policyDir, "policy", "", "policy directory (default: the embedded demo policy)")
 	check.Flags().StringVar(&namespace, "namespace", "default", "namespace of namespaced objects that name none")
 	check.Flags().StringVar(&sarifPath, "sarif", "", "also write a SARIF 2.1.0 log to this file")
-	cmd.AddCommand(check)
+	cmd.AddCommand(check, newIACDriftCmd(g))
 	return cmd
 }
 
@@ -135,4 +137,70 @@ func writeFile(path string, write func(*os.File) error) error {
 		return err
 	}
 	return f.Close()
+}
+
+func newIACDriftCmd(g *globals) *cobra.Command {
+	var kubeconfig, kubeContext, namespace string
+	cmd := &cobra.Command{
+		Use:   "drift DIR [--kubeconfig FILE] [--context NAME]",
+		Short: "Compare the objects a repository declares with the live cluster; exit 3 on drift",
+		Long: `Render DIR as iac check does and compare each declared object with the cluster: the
+apiserver applies it in dry-run (server-side apply, field manager rampart-iac-drift), and what
+it answers is compared with what it holds, so defaults and fields the server owns (status,
+managedFields, resourceVersion) are not drift. Reports objects missing from the cluster,
+changed (the paths that differ, never their values), refused by the apiserver (invalid), and
+extra: in a namespace the repository manages, declared nowhere (controllers' objects, the
+default ServiceAccount and kube-root-ca.crt, and Rampart's own NetworkPolicy and grant
+RoleBindings left out). Writes nothing to the cluster: it needs get and list on what the
+repository declares, and patch (a dry run is authorized like the real thing).
+
+Exit 0 when the cluster matches, 3 when anything drifted, 1 when DIR or the cluster cannot be
+read. See docs/iac.md.`,
+		Args: exactArgs("DIR"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			objs, err := iac.Render(args[0])
+			if err != nil {
+				return err
+			}
+			kc := server.KubernetesConfig{Kubeconfig: kubeconfig, Context: kubeContext}
+			if kc.Kubeconfig == "" {
+				kc.Kubeconfig = os.Getenv("KUBECONFIG")
+			}
+			if kc.Kubeconfig == "" {
+				if home, err := os.UserHomeDir(); err == nil {
+					kc.Kubeconfig = filepath.Join(home, ".kube", "config")
+				}
+			}
+			_, cfg, err := kc.KubeClient()
+			if err != nil {
+				return err
+			}
+			drift, err := iac.Drift(cmd.Context(), cfg, objs, iac.DriftOptions{DefaultNamespace: namespace})
+			if err != nil {
+				return err
+			}
+			if drift == nil {
+				drift = []iac.DriftFinding{}
+			}
+			if err := output.Print(os.Stdout, g.output, drift, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "STATE\tOBJECT\tSOURCE\tDETAIL")
+				for _, d := range drift {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.State, d.Object(), d.Source, d.Message)
+				}
+			}); err != nil {
+				return err
+			}
+			if g.output == output.Table {
+				fmt.Fprintf(os.Stderr, "%d declared objects compared: %d drifted.\n", len(objs), len(drift))
+			}
+			if len(drift) > 0 {
+				return &codeError{code: exitDenied}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig (default $KUBECONFIG, then ~/.kube/config)")
+	cmd.Flags().StringVar(&kubeContext, "context", "", "kubeconfig context (default: its current one)")
+	cmd.Flags().StringVar(&namespace, "namespace", "default", "namespace of namespaced objects that name none")
+	return cmd
 }

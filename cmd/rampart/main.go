@@ -42,7 +42,7 @@ const exitHelp = `Exit status:
   2  usage: an unknown command or flag, a missing or extra argument, an invalid flag value, or a
      malformed credential in RAMPART_TOKEN; nothing was sent to the server
   3  denied: the policy or the decision engine refused (HTTP 403 on any command, a DENIED check,
-     a failing kube scan or iac check, a WEAKENED policy diff)`
+     a failing kube scan, iac check or iac drift, a WEAKENED policy diff)`
 
 // fixedOutput marks (in Annotations) a command whose output has one form of its own (a server's
 // logs, the ledger's exact bytes, a shell script): it refuses -o json and -o yaml.
