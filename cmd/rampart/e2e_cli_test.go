@@ -189,6 +189,12 @@ func cliRows() []cliRow {
 			return []string{"grant", "revoke", e.grant(reader), "--reason", "cli table"}, nil
 		}},
 		{path: "help", as: "-", args: static("help", "audit"), fixed: true},
+		{path: "iac check", as: "-", args: static("iac", "check", "../../iac/testdata/good")},
+		{path: "iac check", as: "-", args: static("iac", "check", "../../iac/testdata/bad", "--policy", "../../internal/demo/policy"), code: 3},
+		{path: "iac check", as: "-", args: static("iac", "check", "no-such-dir"), code: 1, stderr: "no-such-dir"},
+		{path: "iac drift", as: "-", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"iac", "drift", "../../iac/testdata/good", "--kubeconfig", filepath.Join(e.dir, "no-such-kubeconfig")}, nil
+		}, code: 1},
 		{path: "kms-plugin", as: "-", args: static("kms-plugin"), code: 2, fixed: true},
 		{path: "kube install", as: "-", args: static("kube", "install"), code: 2},
 		{path: "kube render netpol", as: "-", args: static("kube", "render", "netpol", "--namespace", "research")},

@@ -42,7 +42,7 @@ const exitHelp = `Exit status:
   2  usage: an unknown command or flag, a missing or extra argument, an invalid flag value, or a
      malformed credential in RAMPART_TOKEN; nothing was sent to the server
   3  denied: the policy or the decision engine refused (HTTP 403 on any command, a DENIED check,
-     a failing kube scan, a WEAKENED policy diff)`
+     a failing kube scan, iac check or iac drift, a WEAKENED policy diff)`
 
 // fixedOutput marks (in Annotations) a command whose output has one form of its own (a server's
 // logs, the ledger's exact bytes, a shell script): it refuses -o json and -o yaml.
@@ -153,7 +153,7 @@ Output: -o table (for people), json or yaml (for scripts; an empty list is [], n
 		newDevCmd(), newServerCmd(), newEgressCmd(), newAdminCmd(g),
 		newLoginCmd(g), newLogoutCmd(g), newWhoamiCmd(g), newResourcesCmd(g), newRolesCmd(g),
 		newRequestCmd(g), newGrantCmd(g), newCheckCmd(g), newAuditCmd(g), newPolicyCmd(g), newTokenCmd(g),
-		newSearchCmd(g), newSuggestCmd(g), newSessionCmd(g), newMFACmd(g), newUserCmd(g), newWeightsCmd(g), newSecretCmd(g), newVaultCmd(g), newKMSPluginCmd(), newAdmissionCmd(), newKubeCmd(g), newExceptionCmd(g), newChangeCmd(g), newCICmd(g), newPipelineCmd(g),
+		newSearchCmd(g), newSuggestCmd(g), newSessionCmd(g), newMFACmd(g), newUserCmd(g), newWeightsCmd(g), newSecretCmd(g), newVaultCmd(g), newKMSPluginCmd(), newAdmissionCmd(), newKubeCmd(g), newIACCmd(g), newExceptionCmd(g), newChangeCmd(g), newCICmd(g), newPipelineCmd(g),
 	)
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
