@@ -56,7 +56,7 @@ func TestConsoleRender(t *testing.T) {
 	must(t, cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	baseURL := "http://" + addr
-	waitReady(t, baseURL)
+	waitReady(t, baseURL+"/readyz")
 
 	erin := consoleSignIn(t, baseURL, "erin") // admin: sees every grant and the ledger
 	alice := consoleSignIn(t, baseURL, "alice")
@@ -171,21 +171,6 @@ func freeAddr(t *testing.T) string {
 	must(t, err)
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-func waitReady(t *testing.T, base string) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(base + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatal("rampart dev did not become ready within 2 minutes")
 }
 
 var (

@@ -298,7 +298,7 @@ func (c *checker) secret(obj *Object, ns string) {
 		StringData map[string]json.RawMessage `json:"stringData"`
 	}
 	if err := json.Unmarshal(obj.JSON, &s); err != nil {
-		c.malformed(obj, ns, fmt.Errorf("Secret: %w", err))
+		c.malformed(obj, ns, fmt.Errorf("a Secret: %w", err))
 		return
 	}
 	for field, m := range map[string]map[string]json.RawMessage{"data": s.Data, "stringData": s.StringData} {
