@@ -69,8 +69,10 @@ type driftWatch struct {
 	now    func() time.Time
 	in     *Instance
 
+	runMu    sync.Mutex // one run at a time (the job and CheckIACDrift)
 	mu       sync.Mutex
-	recorded []string // the drifted objects of the last entry ("state Kind ns/name"), sorted; none at start
+	recorded []string  // the drifted objects of the last entry ("state Kind ns/name"), sorted; none at start
+	next     time.Time // when the next scheduled run is due (instance clock); zero: at once
 
 	objects *prometheus.GaugeVec
 	errors  prometheus.Counter
@@ -98,6 +100,8 @@ func newDriftWatch(in *Instance, cfg IACDriftConfig, rc *rest.Config, reg *prome
 // iac.drift (or iac.drift_cleared) when the drifted set differs from the last one recorded.
 // A failure is counted and returned (the job runner logs it) and changes nothing else.
 func (w *driftWatch) run(ctx context.Context) error {
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
 	objs, err := iac.Render(w.cfg.Path)
 	if err != nil {
 		return w.failed("the repository does not render", err)
@@ -208,6 +212,29 @@ func (in *Instance) startIACDrift(ctx context.Context, reg *prometheus.Registry)
 		interval = DefaultIACDriftInterval
 	}
 	in.drift = newDriftWatch(in, *c, rc, reg)
-	in.every(ctx, "iac drift", interval, in.jobs.guard(in.drift.run))
+	// The schedule is on the instance's clock (tests move it): a check every second at most
+	// finds whether a run is due. A run is bounded so that a cluster that stops answering
+	// fails it rather than stalling the job.
+	in.every(ctx, "iac drift", min(interval, time.Second), in.jobs.guard(func(ctx context.Context) error {
+		if !in.drift.due(interval) {
+			return nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, max(interval, time.Minute))
+		defer cancel()
+		return in.drift.run(rctx)
+	}))
 	return nil
+}
+
+// due reports whether a scheduled run is due on the instance's clock, and if so schedules the
+// next one interval later. The first run is due at once.
+func (w *driftWatch) due(interval time.Duration) bool {
+	now := w.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.next.IsZero() && now.Before(w.next) {
+		return false
+	}
+	w.next = now.Add(interval)
+	return true
 }

@@ -6,13 +6,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/internal/clocktest"
 	"rampart.dev/rampart/internal/kubetest"
+	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/server"
 )
 
@@ -174,4 +177,40 @@ func TestIACDriftConfigRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The job runs on the jobs-lease holder at once and then every interval of the injected
+// clock: with interval 1h, the fix is seen only once the clock has moved an hour.
+func TestIACDriftScheduleOnInjectedClock(t *testing.T) {
+	env := kubetest.Start(t)
+	ctx := context.Background()
+	repo := t.TempDir()
+	if err := os.WriteFile(filepath.Join(repo, "ns.yaml"), []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: drift-clock}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	off := false
+	cfg := testConfig(t, "")
+	cfg.Kubernetes = server.KubernetesConfig{Kubeconfig: env.KubeconfigFile, RBAC: &off, NetworkPolicies: &off, PodRevocation: &off}
+	cfg.IACDrift = &server.IACDriftConfig{Path: repo, Interval: policy.Duration(time.Hour)}
+	clock := clocktest.New(time.Now())
+	in := start(t, cfg, server.Options{Now: clock.Now}, nil)
+	defer in.Close()
+	// Waits are failure limits only.
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 60s", what)
+			}
+		}
+	}
+	waitUntil("the first run's iac.drift", func() bool { return len(driftEntries(t, in)) == 1 })
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "drift-clock"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour)
+	waitUntil("iac.drift_cleared after the clock moved an hour", func() bool {
+		got := driftEntries(t, in)
+		return len(got) == 2 && strings.Contains(got[1], `"iac.drift_cleared"`)
+	})
 }
