@@ -48,6 +48,9 @@ type Config struct {
 	Vault VaultConfig `yaml:"vault"`
 	// Kubernetes is the cluster where grants become RBAC bindings.
 	Kubernetes KubernetesConfig `yaml:"kubernetes"`
+	// IACDrift compares the infrastructure repository with that cluster on an interval
+	// (docs/iac.md).
+	IACDrift *IACDriftConfig `yaml:"iac_drift"`
 	// Notifications tunes delivery of the notifications whose sinks the policy's Settings name.
 	Notifications NotificationsConfig `yaml:"notifications"`
 
@@ -208,6 +211,7 @@ func (c *Config) validate(doc *strictyaml.Document) {
 	c.validateIdentity(doc)
 	c.validateVault(doc)
 	c.validateKubernetes(doc)
+	c.validateIACDrift(doc)
 	if c.IndexMaxStaleness != 0 && c.IndexMaxStaleness.Std() < time.Second {
 		doc.Errorf("index_max_staleness", "must be at least 1s")
 	}

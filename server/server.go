@@ -92,6 +92,7 @@ type Instance struct {
 
 	jobs    *jobLease           // which replica runs the jobs one replica is enough for
 	witness *witnessing         // sends checkpoints to the configured witnesses
+	drift   *driftWatch         // runs iac drift on an interval (iac_drift), or nil
 	hooks   identityHooks       // told when someone's identity changed (lifecycle.go)
 	base    *policy.Policy      // the policy as read, before the directory's groups
 	dir     map[string][]string // the groups overlaid on it
@@ -313,6 +314,11 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	// Every replica writes the summaries of its own refusals, when their window ends, even if
 	// no refusal comes after (invariant 11).
 	in.every(jobCtx, "refusal summaries", o.RefusalFlushInterval, in.Refusals.Flush)
+	if err := in.startIACDrift(jobCtx, metrics.Registry()); err != nil {
+		cancel()
+		in.wg.Wait()
+		return nil, err
+	}
 	in.startLedgerJobs(jobCtx, pol, o)
 	in.startNotifications(jobCtx, cfg, o)
 	if in.pgit != nil {

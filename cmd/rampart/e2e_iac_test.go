@@ -214,3 +214,53 @@ data: {replicas: "3"}
 		t.Fatalf("edited by hand: %+v", r)
 	}
 }
+
+// Issue 16: `rampart server` with iac_drift runs iac drift against the real kube-apiserver every
+// interval: a missing object is one iac.drift entry (object names, never values), the same drift
+// at later runs writes nothing more, and once the cluster matches, one iac.drift_cleared.
+func TestIACDriftServer(t *testing.T) {
+	env := kubetest.Start(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	repo := filepath.Join(dir, "repo")
+	if err := os.Mkdir(repo, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.WriteFile(filepath.Join(repo, "app.yaml"), []byte(`apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: drift-server}
+data: {replicas: "3"}
+`), 0o600)
+	if _, err := env.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "drift-server"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cfgPath := filepath.Join(dir, "rampart.yaml")
+	cfg := "listen: " + addr + "\ndata_dir: " + filepath.Join(dir, "data") + "\npolicy_dir: ../../internal/demo/policy\noidc:\n  dev_provider: true\n" +
+		"kubernetes:\n  kubeconfig: " + env.KubeconfigFile + "\n  rbac: false\n  network_policies: false\n  pod_revocation: false\n" +
+		"iac_drift:\n  path: " + repo + "\n  interval: 1s\n"
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startServer(t, addr, "server", "--config", cfgPath)
+	c := &cli{t: t, addr: addr, env: []string{"RAMPART_CONFIG_DIR=" + t.TempDir()}}
+	erin := signInAs(t, addr, "erin")
+	tail := func() string { return c.as(erin, "-o", "json", "audit", "tail", "-n", "200").out }
+	// The waits below are failure limits: the job runs every second on the lease holder.
+	waitFor(t, 30*time.Second, "an iac.drift entry for the missing ConfigMap", func() bool {
+		return strings.Contains(tail(), `"iac.drift"`)
+	})
+	if out := tail(); !strings.Contains(out, "missing ConfigMap drift-server/settings") {
+		t.Fatalf("the iac.drift entry does not name the missing object:\n%s", out)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: "drift-server"}, Data: map[string]string{"replicas": "3"}}
+	if _, err := env.Clientset.CoreV1().ConfigMaps("drift-server").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "an iac.drift_cleared entry once the ConfigMap exists", func() bool {
+		return strings.Contains(tail(), `"iac.drift_cleared"`)
+	})
+	if out := tail(); strings.Count(out, `"iac.drift"`) != 1 || strings.Count(out, `"iac.drift_cleared"`) != 1 {
+		t.Fatalf("want one iac.drift and one iac.drift_cleared, however many runs saw the same drift:\n%s", out)
+	}
+}

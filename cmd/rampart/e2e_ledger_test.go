@@ -50,6 +50,7 @@ var ledgerCodes = []string{
 	"change.request", "change.approve", "change.deny", "change.land", "change.void", "change.refused",
 	"notification.failed",
 	"ci.exchange", "ci.exchange.refused", "pipeline.trigger", "pipeline.trigger.refused", "pipeline.trigger.failed",
+	"iac.drift", "iac.drift_cleared",
 }
 
 var ledgerTap struct {

@@ -441,10 +441,12 @@ func TestStaleGrantsFailClosed(t *testing.T) {
 		}
 	}
 	w := &world{pol: loadPolicy(t, policy.DriftReport)}
-	g := authz.GrantInfo{ID: "grt_stale1", Role: "research-debugger", Subject: "dave", StartsAt: time.Now(), ExpiresAt: time.Now().Add(2 * time.Second)}
+	// The expiry leaves a busy machine time to create the binding first; the waits below are
+	// failure limits.
+	g := authz.GrantInfo{ID: "grt_stale1", Role: "research-debugger", Subject: "dave", StartsAt: time.Now(), ExpiresAt: time.Now().Add(6 * time.Second)}
 	w.grants = []authz.GrantInfo{g}
 	r := start(t, env, w)
-	eventually(t, 3*time.Second, "the binding", func() bool { _, ok := roleBinding(env, "rbac-a", rbac.BindingName(g.ID)); return ok })
+	eventually(t, 6*time.Second, "the binding", func() bool { _, ok := roleBinding(env, "rbac-a", rbac.BindingName(g.ID)); return ok })
 
 	w.set(func() {
 		w.stale = errors.New("grant index has not synced with the store for 6s")
@@ -455,12 +457,14 @@ func TestStaleGrantsFailClosed(t *testing.T) {
 		if _, ok := roleBinding(env, "rbac-a", rbac.BindingName("grt_stale2")); ok {
 			t.Fatal("a binding was created while the grants could not be trusted")
 		}
-		if _, ok := roleBinding(env, "rbac-a", rbac.BindingName(g.ID)); !ok {
+		// Missing counts only if it was already missing before the expiry: a lookup that ends
+		// after it may see the deletion the expiry is due to cause.
+		if _, ok := roleBinding(env, "rbac-a", rbac.BindingName(g.ID)); !ok && time.Now().Before(g.ExpiresAt) {
 			t.Fatal("a binding was deleted before its written expiry while the store was down")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	eventually(t, 2*time.Second, "deleted at its written expiry despite the outage", func() bool {
+	eventually(t, 30*time.Second, "deleted at its written expiry despite the outage", func() bool {
 		_, ok := roleBinding(env, "rbac-a", rbac.BindingName(g.ID))
 		return !ok
 	})
