@@ -29,12 +29,10 @@
 package browsertest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,7 +78,7 @@ func Chromium(t testing.TB) string {
 // Browser is one headless Chromium process, started for one test and stopped when it ends.
 type Browser struct {
 	ctx context.Context // the chromedp context of the browser's first tab
-	out *tail
+	out *testenv.Tail
 
 	// StartTime is how long the browser took from exec to answering its first command.
 	StartTime time.Duration
@@ -95,7 +93,7 @@ type Browser struct {
 func Start(t testing.TB) *Browser {
 	t.Helper()
 	exe := Chromium(t)
-	b := &Browser{out: &tail{}}
+	b := &Browser{out: &testenv.Tail{}}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox,
@@ -196,26 +194,4 @@ func within(t testing.TB, c *Context, what string, f func(ctx context.Context) e
 		}
 		t.Fatalf("%s: %v", what, err)
 	}
-}
-
-// tail keeps the last 64 KiB written to it, for error messages.
-type tail struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (w *tail) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	if over := len(w.buf) - 64<<10; over > 0 {
-		w.buf = append(w.buf[:0], w.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (w *tail) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(bytes.TrimSpace(w.buf))
 }

@@ -64,7 +64,7 @@ func Azurite(t testing.TB) (url, account, key string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs tail
+	var logs Tail
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start Azurite: %v", err)
@@ -115,13 +115,13 @@ func stopAzurite(t testing.TB, cmd *exec.Cmd, exited <-chan struct{}) {
 	}
 }
 
-// tail keeps the last 64 KiB written to it, for error messages.
-type tail struct {
+// Tail keeps the last 64 KiB written to it, for error messages (a child process's output).
+type Tail struct {
 	mu  sync.Mutex
 	buf []byte
 }
 
-func (w *tail) Write(p []byte) (int, error) {
+func (w *Tail) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
@@ -131,7 +131,7 @@ func (w *tail) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (w *tail) String() string {
+func (w *Tail) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return string(bytes.TrimSpace(w.buf))
