@@ -668,3 +668,71 @@ func TestKubernetesProtectedSnapshotsAndControllers(t *testing.T) {
 		t.Fatalf("an empty list trusts no controller, got %v", got)
 	}
 }
+
+// In the demo, changing a pipeline — its workflow file, its definition (ci.yaml) or its secret
+// bindings (bindings.yaml) — and triggering it by hand need pipeline-changes: a security
+// engineer AND a weights owner (issue 16). The pipeline's secret is bound to the pipeline alone.
+func TestDemoPipelineChangesNeedTwoParties(t *testing.T) {
+	p := loadDemo(t)
+	for _, c := range []struct{ repo, path string }{
+		{"acme-infra", ".github/workflows/deploy.yml"},
+		{"rampart-policy", "ci.yaml"},
+		{"rampart-policy", "bindings.yaml"},
+	} {
+		req, err := p.ChangeRequirement(c.repo, "refs/heads/main", []string{c.path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, r := range req.Rules {
+			names = append(names, r.Approval)
+		}
+		if !slices.Contains(names, "pipeline-changes") {
+			t.Errorf("a change of %s in %s needs %v, not pipeline-changes", c.path, c.repo, names)
+		}
+		groups := map[string]bool{}
+		for _, st := range req.Policy.Steps {
+			for _, g := range st.From {
+				groups[g] = true
+			}
+		}
+		if !groups["security"] || !groups["weights-owners"] || req.Policy.TotalApprovals() < 3 {
+			t.Errorf("a change of %s in %s: steps %+v, want security AND a weights owner beside the reviewer", c.path, c.repo, req.Policy.Steps)
+		}
+		// Nobody the author could be approves: alice's change still has eligible approvers,
+		// and dave (the only security engineer) cannot approve his own.
+		if e, err := p.ExplainChange(c.repo, "refs/heads/main", []string{c.path}, []policy.ChangeParty{{Subject: "alice", Role: "author"}}); err != nil || !e.Satisfiable {
+			t.Errorf("alice's change of %s is not satisfiable: %+v %v", c.path, e, err)
+		}
+		if e, err := p.ExplainChange(c.repo, "refs/heads/main", []string{c.path}, []policy.ChangeParty{{Subject: "dave", Role: "author"}}); err != nil || e.Satisfiable {
+			t.Errorf("dave could have his own change of %s approved: %+v %v", c.path, e, err)
+		}
+	}
+	// A change elsewhere needs only the reviewer.
+	if req, err := p.ChangeRequirement("rampart-policy", "refs/heads/main", []string{"roles.yaml"}); err != nil || req.Policy.TotalApprovals() != 1 {
+		t.Errorf("a change of roles.yaml: %+v %v", req, err)
+	}
+	req, err := p.Requirement("pipeline-trigger-infra-deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Policy.Name != "pipeline-changes" || req.Policy.TotalApprovals() != 2 {
+		t.Fatalf("the trigger role is governed by %q needing %d", req.Policy.Name, req.Policy.TotalApprovals())
+	}
+	pipe := policy.PipelineSubject("github", "acme/infra/deploy.yml")
+	if !standingAllows(p, pipe, "read", "secrets/deploy/cluster-kubeconfig") {
+		t.Fatal("the deploy pipeline cannot read its kubeconfig")
+	}
+	if standingAllows(p, "alice", "read", "secrets/deploy/cluster-kubeconfig") || standingAllows(p, pipe, "read", "secrets/deploy/registry-token") {
+		t.Fatal("the pipeline's secret binding reaches beyond the pipeline, or the pipeline beyond its secret")
+	}
+}
+
+func standingAllows(p *policy.Policy, subject, action, resource string) bool {
+	for _, st := range p.StandingRoles(subject) {
+		if p.Allows(st.Role, action, resource) {
+			return true
+		}
+	}
+	return false
+}
