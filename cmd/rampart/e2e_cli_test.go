@@ -157,7 +157,7 @@ func cliRows() []cliRow {
 			return []string{"change", "request", "--repo", e.dir, "--repository", "infra", "--ref", "refs/heads/main", "--source", "HEAD"}, nil
 		}, code: 1, stderr: "not a git repository"},
 		{path: "ci login", as: "-", args: static("ci", "login"), code: 2, stderr: "no ID token"},
-		{path: "pipeline trigger", args: static("pipeline", "trigger", "acme/infra/deploy.yml", "--ref", "refs/heads/main"), code: 3, stderr: "no Pipeline"},
+		{path: "pipeline trigger", args: static("pipeline", "trigger", "acme/infra/deploy.yml", "--ref", "refs/heads/main"), code: 3, stderr: "no active trigger grant"},
 		{path: "change verify", as: "-", args: static("change", "verify"), code: 2, stderr: "--ref and --key are required"},
 		{path: "change hook pre-receive", as: "-", args: static("change", "hook", "pre-receive"), code: 1, fixed: true, stderr: "the hook has no --repository"},
 		{path: "change hook post-receive", as: "-", args: static("change", "hook", "post-receive"), fixed: true, quiet: true},
