@@ -132,3 +132,15 @@ func TestHostileEventBounded(t *testing.T) {
 		t.Errorf("no firing after a hostile event: %+v", f)
 	}
 }
+
+// Keys are unambiguous: values holding the separator cannot collide with two other values.
+func TestKeyEscapes(t *testing.T) {
+	a := detect.Key([]string{"actor", "user"}, &detect.Event{Actor: "a|b", User: "c"})
+	b := detect.Key([]string{"actor", "user"}, &detect.Event{Actor: "a", User: "b|c"})
+	if a == b || a != `a\|b|c` {
+		t.Errorf("keys %q and %q", a, b)
+	}
+	if k := detect.Key([]string{"details.n", "resources"}, &detect.Event{Details: map[string]any{"n": 2.0}, Resources: []string{"x", "y"}}); k != "2|x,y" {
+		t.Errorf("key %q", k)
+	}
+}
