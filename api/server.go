@@ -629,7 +629,7 @@ func (s *Server) review(d access.Decision) handler {
 		// Only a multi-factor authentication that counts for approvals satisfies require_step_up:
 		// the provider's, or a Rampart factor the person has held for a day (invariant 8).
 		if _, err := s.access.Review(r.Context(), access.ReviewInput{RequestID: r.PathValue("id"), Approver: c.Subject, Decision: d, Duration: dur, Comment: b.Comment,
-			MFAAt: c.TrustedMFAAt, CredentialID: c.TokenID, SessionID: c.SessionID}); err != nil {
+			MFAAt: c.TrustedMFAAt, CredentialID: c.TokenID, SessionID: c.SessionID, SessionRisk: c.Risk}); err != nil {
 			return untrustedStepUp(err, c)
 		}
 		return s.getRequest(w, r, c)
