@@ -197,7 +197,9 @@ type refusedStart struct {
 	Reason string    `json:"reason"`
 }
 
-func (in *Instance) refusedStartsPath() string { return filepath.Join(in.cfg.DataDir, RefusedStartsFile) }
+func (in *Instance) refusedStartsPath() string {
+	return filepath.Join(in.cfg.DataDir, RefusedStartsFile)
+}
 
 // noteRefusedStart notes a start refused over the ledger; err is returned unchanged.
 func (in *Instance) noteRefusedStart(err error) error {
