@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -168,10 +169,24 @@ func (s *Server) authed(h handler) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
+		p.IP = s.clientIP(r)
 		if err := h(w, r, caller{Principal: p, pol: s.access.Policy()}); err != nil {
 			s.fail(w, r, err)
 		}
 	}
+}
+
+// clientIP is the address a request came from: through the sign-in service's trusted proxies
+// when there is one, else the peer.
+func (s *Server) clientIP(r *http.Request) string {
+	if ci, ok := s.signin.(interface {
+		ClientIP(*http.Request) netip.Addr
+	}); ok {
+		if ip := ci.ClientIP(r); ip.IsValid() {
+			return ip.String()
+		}
+	}
+	return clientIP(r)
 }
 
 // Handler returns the HTTP handler for every route.

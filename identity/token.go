@@ -133,6 +133,9 @@ type Principal struct {
 	IdPMFAAt time.Time
 	// Groups are the policy groups the identity provider's groups mapped to at sign-in.
 	Groups []string
+	// IP is the address the request came from (through trusted proxies), set by the API for
+	// each request; enforcement points record it (and its network) with what a workload reads.
+	IP string
 	// Risk is the risk level the session was signed in at (none, low, medium, high), for
 	// session credentials; empty for every other credential. Approvals record it (detection
 	// watches approvals made from risky sessions).

@@ -62,3 +62,27 @@ func TestReadUnderBreakGlassRecorded(t *testing.T) {
 		t.Errorf("a read under a break-glass grant: %v", d)
 	}
 }
+
+// A read records where the reader was (client_ip, and its network: the /24 or the IPv6 /64), so
+// detection can tell a workload reading from a network it never used.
+func TestReadRecordsClientNetwork(t *testing.T) {
+	e := newEnv(t)
+	e.grant("alice", "weights-writer-frontier-7", time.Hour)
+	if _, err := e.v.Put(e.ctx, person("alice"), "frontier-7", bytes.NewReader(random(1000))); err != nil {
+		t.Fatal(err)
+	}
+	for ip, network := range map[string]string{"10.1.2.3": "10.1.2.0/24", "::ffff:192.0.2.9": "192.0.2.0/24", "2001:db8:1:2:3::4": "2001:db8:1:2::/64"} {
+		p := person("alice")
+		p.IP = ip
+		dl, err := e.v.Get(e.ctx, p, "frontier-7", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, dl)
+		_ = dl.Close()
+		d := e.lastEntry("weights.read")["unmapped"].(map[string]any)
+		if d["network"] != network || d["client_ip"] == nil {
+			t.Errorf("read from %s: %v, want network %s", ip, d, network)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/identity"
@@ -139,7 +140,7 @@ func (dl *Download) Close() error {
 	}
 	return dl.s.Record(context.WithoutCancel(dl.ctx), audit.Event{Code: "weights.read", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityRead, ActivityName: "Read",
 		Severity: sev, Time: dl.s.now(), Actor: dl.p.Subject, Resources: []string{Resource(dl.Object.Name)}, Message: msg,
-		Details: readDetails(map[string]any{"version": dl.Object.Version, "bytes": dl.r.Size(), "complete": complete, "grant_id": dl.grant}, dl.breakGlass)})
+		Details: readDetails(map[string]any{"version": dl.Object.Version, "bytes": dl.r.Size(), "complete": complete, "grant_id": dl.grant}, dl.breakGlass, dl.p.IP)})
 }
 
 // VerifyResult is what Verify found.
@@ -251,14 +252,25 @@ func (c *ciphertextRead) Close() error {
 	}
 	return s.Record(context.WithoutCancel(c.ctx), audit.Event{Code: "weights.read", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityRead, ActivityName: "Read",
 		Severity: sev, Time: s.now(), Actor: p.Subject, Resources: []string{Resource(c.o.Name)}, Message: msg,
-		Details: readDetails(map[string]any{"version": c.o.Version, "bytes": c.g.n, "complete": complete, "ciphertext": true, "grant_id": c.grant}, c.breakGlass)})
+		Details: readDetails(map[string]any{"version": c.o.Version, "bytes": c.g.n, "complete": complete, "ciphertext": true, "grant_id": c.grant}, c.breakGlass, p.IP)})
 }
 
-// readDetails marks a read under a break-glass grant ("break_glass": true): detection pages on
-// weights read that way.
-func readDetails(d map[string]any, breakGlass bool) map[string]any {
+// readDetails marks a read under a break-glass grant ("break_glass": true) and records where
+// the reader was ("client_ip" and its "network": the /24, or the /64 of an IPv6 address):
+// detection pages on weights read under break-glass, and on a workload reading from a network
+// it never used.
+func readDetails(d map[string]any, breakGlass bool, ip string) map[string]any {
 	if breakGlass {
 		d["break_glass"] = true
+	}
+	if a, err := netip.ParseAddr(ip); err == nil {
+		a = a.Unmap()
+		bits := 24
+		if a.Is6() {
+			bits = 64
+		}
+		n, _ := a.Prefix(bits)
+		d["client_ip"], d["network"] = a.String(), n.String()
 	}
 	return d
 }
