@@ -515,13 +515,16 @@ func (e *Engine) evalBaseline(rs *ruleState, ks *keyState, ev *Event, t time.Tim
 	if n := st.bucket - st.firstBucket; n > 0 {
 		mean = st.past / float64(n)
 	}
-	if st.cur < bl.Min || st.cur <= bl.Factor*mean || !rs.fire(ks, t) {
+	learning := t.Sub(rs.start) < bl.Learning.Std()
+	// While the rule learns, a key with no past is being learnt, not compared: nothing to
+	// report. After, a key never seen has a mean of zero (first seen).
+	if st.cur < bl.Min || st.cur <= bl.Factor*mean || (learning && st.bucket == st.firstBucket) || !rs.fire(ks, t) {
 		return Firing{}, false
 	}
 	f := rs.firing(ks, ev)
 	f.Evidence = append([]int64(nil), st.seqs...)
 	f.Count, f.First, f.Last = st.curEvents, st.curFirst, t
-	f.Learning = t.Sub(rs.start) < bl.Learning.Std()
+	f.Learning = learning
 	return f, true
 }
 

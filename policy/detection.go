@@ -118,8 +118,9 @@ func (r *DetectionRule) GroupByOf(i int) []string {
 
 // DetectionBaseline fires when a key's statistic in the current Bucket exceeds Factor × the mean
 // of its past buckets (empty ones count as zero) and is at least Min. A key never seen before
-// has a mean of zero, so a huge Factor with Min 1 means "first seen". Firings within Learning of
-// the first event the rule matched are marked as learning: reported, never acted on.
+// has a mean of zero, so a huge Factor with Min 1 means "first seen". Within Learning of the
+// first event the rule matched, a key with no past bucket does not fire (it is being learnt),
+// and other firings are marked as learning: reported, never acted on.
 type DetectionBaseline struct {
 	Stat     string   `yaml:"stat"`
 	Field    string   `yaml:"field"`
