@@ -56,6 +56,10 @@ func TestAdmissionReach(t *testing.T) {
 	dir := t.TempDir()
 	policyDir := filepath.Join(dir, "policy")
 	copyDemoPolicy(t, policyDir, func(name, text string) string {
+		if name == "roles.yaml" {
+			// A role to debug the weights' pods: exec on frontier-7.
+			return text + "---\napiVersion: rampart.dev/v1alpha1\nkind: Role\nmetadata: {name: weights-debugger-frontier-7}\nspec:\n  rules:\n  - actions: [exec]\n    resources: [weights/frontier-7]\n"
+		}
 		if name != "resources.yaml" {
 			return text
 		}
@@ -272,6 +276,17 @@ func TestAdmissionReach(t *testing.T) {
 		err := mallory.CoreV1().RESTClient().Post().Namespace("research").Resource("pods").Name("plain").SubResource("exec").
 			Param("command", "env").Param("stdout", "true").Do(ctx).Error()
 		notByRampart(t, "exec into mallory's pod", err)
+		// alice, granted exec on frontier-7, gets in; the exec is recorded (kube.exec, which
+		// detection's exec-into-protected-pod rule watches).
+		id := reqID.FindString(c.as(alice, "request", "create", "--role", "weights-debugger-frontier-7", "--reason", "debug eval 4411", "--duration", "1h").out)
+		c.as(bob, "request", "approve", id)
+		c.as(dave, "request", "approve", id)
+		err = asAlice.CoreV1().RESTClient().Post().Namespace("research").Resource("pods").Name("token-user").SubResource("exec").
+			Param("command", "env").Param("stdout", "true").Do(ctx).Error()
+		notByRampart(t, "alice's exec under her grant", err)
+		if tail := c.as(erin, "audit", "tail", "-n", "20"); !strings.Contains(tail.out, "kube.exec") {
+			t.Fatalf("no kube.exec in the ledger after alice's exec:\n%s%s", tail.out, tail.err)
+		}
 	})
 
 	t.Run("cloning protected claims", func(t *testing.T) {
