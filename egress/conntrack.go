@@ -132,6 +132,30 @@ func (g *Gateway) Revalidate() {
 	}
 }
 
+// CloseSubject closes every open tunnel and forwarded request of subject now, both sides, each
+// recorded as an egress.closed decision line with why, and returns how many it closed. It is
+// what an automatic response's close_tunnels does (package detect): connections allowed by a
+// rule rather than a grant outlive a grant's revocation, and a revoked credential's connections
+// are closed by Revalidate only.
+func (g *Gateway) CloseSubject(subject, why string) int {
+	g.mu.Lock()
+	var mine []*flow
+	for f := range g.flows {
+		if f.d.Subject == subject {
+			mine = append(mine, f)
+		}
+	}
+	g.mu.Unlock()
+	n := 0
+	for _, f := range mine {
+		if !f.closed() {
+			f.close("closed: " + why)
+			n++
+		}
+	}
+	return n
+}
+
 // Shutdown stops new connections and waits for open tunnels and requests to finish until ctx
 // ends, then closes the rest.
 func (g *Gateway) Shutdown(ctx context.Context) {

@@ -211,6 +211,7 @@ func (in *Instance) Gateway(o GatewayOptions) *egress.Gateway {
 	})
 	in.Access.OnGrantChange(func([]access.Grant) { g.Revalidate() })
 	in.hooks.add(g.Revalidate)
+	in.tunnels.add(g.CloseSubject)
 	return g
 }
 

@@ -94,6 +94,7 @@ type Instance struct {
 	witness *witnessing         // sends checkpoints to the configured witnesses
 	drift   *driftWatch         // runs iac drift on an interval (iac_drift), or nil
 	hooks   identityHooks       // told when someone's identity changed (lifecycle.go)
+	tunnels tunnelClosers       // the egress gateways' CloseSubject (detect_response.go)
 	base    *policy.Policy      // the policy as read, before the directory's groups
 	dir     map[string][]string // the groups overlaid on it
 	devIdP  *devop.Provider

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"context"
+	"sync"
+
+	"rampart.dev/rampart/detect"
+)
+
+// tunnelClosers are the CloseSubject of every egress gateway this instance built.
+type tunnelClosers struct {
+	mu  sync.Mutex
+	fns []func(subject, why string) int
+}
+
+func (c *tunnelClosers) add(f func(subject, why string) int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fns = append(c.fns, f)
+}
+
+func (c *tunnelClosers) close(subject, why string) int {
+	c.mu.Lock()
+	fns := append([]func(string, string) int{}, c.fns...)
+	c.mu.Unlock()
+	n := 0
+	for _, f := range fns {
+		n += f(subject, why)
+	}
+	return n
+}
+
+// Responder returns the automatic response of detection rules over this instance's services
+// (detect.Responder): the same ones an admin's revoke, session revocation and disable go
+// through, so each action is recorded by its service with actor detect:<rule>. The hourly
+// budget is the policy's detection.max_actions_per_hour, counted in the store.
+func (in *Instance) Responder() *detect.Responder {
+	return &detect.Responder{Actions: responseActions{in}, Store: in.Store, Now: in.now,
+		IsAdmin:    func(s string) bool { return in.Access.Policy().IsAdmin(s) },
+		MaxPerHour: func() int { return in.Access.Policy().Detection().MaxActionsPerHour }}
+}
+
+// responseActions are detect.Actions over an Instance.
+type responseActions struct{ in *Instance }
+
+// RevokeGrants revokes the subject's active grants; the grant listeners end what they
+// materialised (RBAC bindings, egress tunnels that relied on them) as for any revocation.
+func (a responseActions) RevokeGrants(ctx context.Context, subject, actor, reason string) (int, error) {
+	gs, err := a.in.Access.RevokeGrantsOf(ctx, subject, actor, reason)
+	return len(gs), err
+}
+
+// RevokeSessions revokes the subject's sessions and API tokens; the egress gateways close
+// connections that relied on them at once (their credential no longer holds).
+func (a responseActions) RevokeSessions(ctx context.Context, subject, actor, reason string) (int, error) {
+	d, err := a.in.Sessions.RevokeAll(ctx, subject, actor, reason)
+	a.in.Tokens.ForgetSubject(subject)
+	a.in.hooks.run()
+	return len(d.Sessions) + d.Tokens, err
+}
+
+// DisableUser disables the subject as an admin's disable does (Instance.DisableUser).
+func (a responseActions) DisableUser(ctx context.Context, subject, actor, reason string) error {
+	_, _, err := a.in.DisableUser(ctx, subject, actor, reason)
+	return err
+}
+
+// CloseTunnels closes the subject's connections through this instance's egress gateways.
+func (a responseActions) CloseTunnels(_ context.Context, subject, reason string) (int, error) {
+	return a.in.tunnels.close(subject, reason), nil
+}

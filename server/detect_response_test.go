@@ -1,0 +1,89 @@
+package server_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"rampart.dev/rampart/access"
+	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/detect"
+	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/server"
+)
+
+// TestResponderThroughServices: a rule's automatic response on the real server acts through the
+// services an admin uses, each action recorded by its service with actor detect:<rule>: the
+// grant revoked, the sessions revoked (the access token no longer verifies), the person
+// disabled; an administrator is never disabled.
+func TestResponderThroughServices(t *testing.T) {
+	in := start(t, testConfig(t, ""), server.Options{}, nil)
+	defer in.Close()
+	ctx := context.Background()
+	c, err := in.Access.Create(ctx, access.CreateInput{Requester: "alice", Role: "secret-deploy-registry", Reason: "release 7.1", Duration: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"bob", "dave"} {
+		if _, err := in.Access.Review(ctx, access.ReviewInput{RequestID: c.Request.ID, Approver: a, Decision: access.Approve}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ses, err := in.Sessions.Create(ctx, identity.NewSession{Subject: "alice", Method: "test", AuthTime: time.Now(),
+		Event: audit.Event{Code: "signin.success", Class: audit.ClassAuthentication, Activity: audit.ActivityCreate, Time: time.Now(), Actor: "alice", User: "alice", Message: "alice signed in"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Sessions.Verify(ctx, ses.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	r := in.Responder()
+	f := detect.Firing{Rule: "bulk-weight-reads", Key: "alice", Subject: "alice", Severity: "high", Evidence: []int64{3}, Count: 1,
+		First: time.Now(), Last: time.Now(), Mode: detect.ModeOn, Actions: []string{detect.ActionRevokeGrant, detect.ActionRevokeSessions, detect.ActionCloseTunnels}}
+	out, err := r.Respond(ctx, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range out {
+		if o.State != detect.ResponseDone {
+			t.Fatalf("outcomes: %+v", out)
+		}
+	}
+	gs, err := in.Store.ListGrants(ctx, access.GrantFilter{Subject: "alice"})
+	if err != nil || len(gs) != 1 || gs[0].State != access.GrantRevoked || gs[0].EndedBy != "detect:bulk-weight-reads" {
+		t.Fatalf("alice's grant: %+v %v", gs, err)
+	}
+	if _, err := in.Sessions.Verify(ctx, ses.AccessToken); err == nil {
+		t.Fatal("alice's session still verifies")
+	}
+	admin := f
+	admin.Subject, admin.Key, admin.Actions = "erin", "erin", []string{detect.ActionDisableUser}
+	if out, err := r.Respond(ctx, admin); err != nil || out[0].Guardrail != detect.GuardAdmin {
+		t.Fatalf("disable an admin: %+v %v", out, err)
+	}
+	dis := f
+	dis.Actions, dis.Count = []string{detect.ActionDisableUser}, 2
+	if out, err := r.Respond(ctx, dis); err != nil || out[0].State != detect.ResponseDone {
+		t.Fatalf("disable alice: %+v %v", out, err)
+	}
+	if !in.Index.Disabled("alice") || in.Index.Disabled("erin") {
+		t.Fatal("alice is not disabled, or erin is")
+	}
+	recs, err := in.Store.Entries(ctx, 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, rec := range recs {
+		s, _ := audit.Summarize(rec.Data)
+		if s.Actor == "detect:bulk-weight-reads" {
+			codes = append(codes, s.Code)
+		}
+	}
+	for _, want := range []string{"detect.response", "grant.revoke", "user.sessions_revoke", "detect.response_skipped", "user.disable"} {
+		if !slices.Contains(codes, want) {
+			t.Errorf("no %s by detect:bulk-weight-reads in %v", want, codes)
+		}
+	}
+}
