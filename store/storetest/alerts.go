@@ -44,6 +44,17 @@ func testAlerts(t *testing.T, h Harness) {
 	if again.ID != a1.ID || again.Count != 2 || again.FirstSeq != a1.FirstSeq || again.LastSeq <= a1.LastSeq {
 		t.Fatalf("a second firing of the same rule and key: %+v after %+v", again, a1)
 	}
+	// Each detect.alert entry writes its notification in its own transaction (delivered to the
+	// sinks and the detection webhook by notify).
+	var alertNotes []access.Notification
+	for _, n := range e.notifications() {
+		if n.Kind == access.NotifyAlert {
+			alertNotes = append(alertNotes, n)
+		}
+	}
+	if len(alertNotes) != 2 || alertNotes[0].Seq != a1.FirstSeq || alertNotes[0].Alert == nil || alertNotes[0].Alert.Rule != "bulk-weight-reads" {
+		t.Fatalf("alert notifications: %+v", alertNotes)
+	}
 	recordAlert(t, s, "bulk-weight-reads", "bob", "high", Epoch.Add(2*time.Minute))
 	recordAlert(t, s, "egress-probe", "carol", "medium", Epoch.Add(3*time.Minute))
 
