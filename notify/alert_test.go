@@ -107,8 +107,8 @@ func TestAlertDeliveredSigned(t *testing.T) {
 		t.Fatalf("webhook: %d bodies, errors %v", len(rc.bodies), rc.errs)
 	}
 	var p struct {
-		Kind       string             `json:"kind"`
-		Recipients []string           `json:"recipients"`
+		Kind       string            `json:"kind"`
+		Recipients []string          `json:"recipients"`
 		Alert      *access.AlertInfo `json:"alert"`
 	}
 	if err := json.Unmarshal(rc.bodies[0], &p); err != nil || p.Kind != "alert" || p.Alert.Rule != "bulk-weight-reads" || p.Alert.Evidence[1] != 15 ||
