@@ -115,6 +115,9 @@ func TestAlertDeliveredSigned(t *testing.T) {
 		strings.Join(p.Recipients, ",") != "erin" {
 		t.Fatalf("payload %s: %v", rc.bodies[0], err)
 	}
+	if link := notify.Link("https://rampart.example.org/", n); link != "https://rampart.example.org/alerts" {
+		t.Errorf("an alert links to %s", link)
+	}
 	if sinks, err := r.Sinks(review()); err != nil || len(sinks) != 1 || sinks[0].Name() != "webhook reviews" {
 		t.Fatalf("a review's sinks: %v %v", sinks, err)
 	}

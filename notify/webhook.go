@@ -82,11 +82,14 @@ func (w *Webhook) Send(ctx context.Context, n access.Notification) error {
 }
 
 // Link is the server's page a notification points to: the grant's page (where its holder renews
-// it) for a grant about to expire, the console's home page for a notice about an account, the
-// request's page for everything else.
+// it) for a grant about to expire, the console's alerts for an alert, the console's home page
+// for a notice about an account, the request's page for everything else.
 func Link(base string, n access.Notification) string {
 	if n.Kind == access.NotifyExpiring && n.GrantID != "" {
 		return GrantURL(base, n.GrantID)
+	}
+	if n.Kind == access.NotifyAlert {
+		return strings.TrimRight(base, "/") + "/alerts" // the console's open alerts
 	}
 	if n.RequestID == "" {
 		return strings.TrimRight(base, "/") + "/" // about an account: the console's home page
