@@ -96,6 +96,9 @@ type Config struct {
 	// the gateway calls it from one writer goroutine, never from a connection's data path. nil
 	// records nothing in the ledger (the decision log still has every decision).
 	Record func(ctx context.Context, e audit.Event) error
+	// RecordAll, if set, appends several entries in one transaction, in order; the gateway
+	// uses it instead of Record to write what is queued at once.
+	RecordAll func(ctx context.Context, es []audit.Event) error
 	// Refused records a refused connection (egress.denied), aggregated per caller
 	// (refusals.Recorder.Record); nil records none.
 	Refused Refused

@@ -40,20 +40,78 @@ const DefaultTransferEvery = time.Minute
 // ledgerQueue is the capacity of the queue of entries waiting for the ledger.
 const ledgerQueue = 1024
 
-// ledgerJob is one write to the ledger.
-type ledgerJob func(ctx context.Context) error
+// ledgerJob is one write to the ledger: an entry (event) or a refusal to aggregate (refused).
+type ledgerJob struct {
+	event   *audit.Event
+	refused func(ctx context.Context) error
+}
 
-// startLedger starts the writer goroutine.
+// maxLedgerBatch bounds the entries appended in one transaction (Config.RecordAll).
+const maxLedgerBatch = 256
+
+// startLedger starts the writer goroutine. It appends what is queued in batches: one
+// transaction for every entry waiting (Config.RecordAll), so that thousands of short tunnels a
+// second cost tens of transactions, not thousands.
 func (g *Gateway) startLedger() {
 	g.ledger = make(chan ledgerJob, ledgerQueue)
 	go func() {
+		batch := make([]audit.Event, 0, maxLedgerBatch)
 		for job := range g.ledger {
-			if err := job(context.Background()); err != nil {
-				g.log.Error("could not write an egress entry to the ledger", "err", err)
+			n := 1
+			g.runLedgerJob(job, &batch)
+		drain:
+			for len(batch) < maxLedgerBatch {
+				select {
+				case more := <-g.ledger:
+					n++
+					g.runLedgerJob(more, &batch)
+				default:
+					break drain
+				}
 			}
-			g.ledgerPending.Done()
+			g.writeBatch(batch)
+			batch = batch[:0]
+			for ; n > 0; n-- {
+				g.ledgerPending.Done()
+			}
 		}
 	}()
+}
+
+// runLedgerJob adds an entry to the batch, or records a refusal (after writing the batch so far,
+// to keep the ledger in the order things happened).
+func (g *Gateway) runLedgerJob(job ledgerJob, batch *[]audit.Event) {
+	if job.event != nil {
+		*batch = append(*batch, *job.event)
+		return
+	}
+	g.writeBatch(*batch)
+	*batch = (*batch)[:0]
+	if err := job.refused(context.Background()); err != nil {
+		g.log.Error("could not record a refused egress connection in the ledger", "err", err)
+	}
+}
+
+func (g *Gateway) writeBatch(batch []audit.Event) {
+	if len(batch) == 0 {
+		return
+	}
+	ctx := context.Background()
+	if g.cfg.RecordAll != nil {
+		err := g.cfg.RecordAll(ctx, batch)
+		if err == nil || g.cfg.Record == nil {
+			if err != nil {
+				g.log.Error("could not write egress entries to the ledger", "entries", len(batch), "err", err)
+			}
+			return
+		}
+		// One entry the ledger refuses must not take the others with it: one by one.
+	}
+	for _, e := range batch {
+		if err := g.cfg.Record(ctx, e); err != nil {
+			g.log.Error("could not write an egress entry to the ledger", "code", e.Code, "err", err)
+		}
+	}
 }
 
 // queueLedger hands a write to the writer goroutine, waiting while the queue is full.
@@ -65,12 +123,12 @@ func (g *Gateway) queueLedger(job ledgerJob) {
 // FlushLedger waits until every queued ledger entry is written (or failed and was logged).
 func (g *Gateway) FlushLedger() { g.ledgerPending.Wait() }
 
-// record queues e for the ledger (Config.Record), if the gateway has one.
+// record queues e for the ledger, if the gateway has one.
 func (g *Gateway) record(e audit.Event) {
-	if g.cfg.Record == nil {
+	if g.cfg.Record == nil && g.cfg.RecordAll == nil {
 		return
 	}
-	g.queueLedger(func(ctx context.Context) error { return g.cfg.Record(ctx, e) })
+	g.queueLedger(ledgerJob{event: &e})
 }
 
 // denied queues the refusal of a connection for the ledger, aggregated per caller
@@ -95,10 +153,10 @@ func (g *Gateway) denied(clientAddr string, d Decision, message string) {
 	if ip := clientIP(clientAddr); ip != "" {
 		e.Extra["src_endpoint"] = map[string]any{"ip": ip}
 	}
-	g.queueLedger(func(ctx context.Context) error {
+	g.queueLedger(ledgerJob{refused: func(ctx context.Context) error {
 		_, err := g.cfg.Refused(ctx, source, e)
 		return err
-	})
+	}})
 }
 
 // clientIP is the address part of a client's host:port, or "".

@@ -187,6 +187,20 @@ type GatewayOptions struct {
 	Cluster     string
 }
 
+// batchRecorder appends ledger entries in one transaction.
+func batchRecorder(st *sqlstore.DB) func(ctx context.Context, es []audit.Event) error {
+	return func(ctx context.Context, es []audit.Event) error {
+		return st.Update(ctx, func(tx access.Tx) error {
+			for _, e := range es {
+				if _, err := tx.Append(ctx, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+}
+
 // recorder appends one ledger entry in its own transaction.
 func recorder(st *sqlstore.DB) func(ctx context.Context, e audit.Event) error {
 	return func(ctx context.Context, e audit.Event) error {
@@ -205,7 +219,7 @@ func (in *Instance) Gateway(o GatewayOptions) *egress.Gateway {
 		grants = in.Index
 	}
 	g := egress.New(egress.Config{
-		Policy: in.Access.Policy, Grants: grants, Tokens: in.Auth, Record: recorder(in.Store), Refused: in.Refusals.Record,
+		Policy: in.Access.Policy, Grants: grants, Tokens: in.Auth, Record: recorder(in.Store), RecordAll: batchRecorder(in.Store), Refused: in.Refusals.Record,
 		Addr: egress.AddrPolicy{Allow: o.AllowRanges, Own: egress.OwnAddrs()}, Resolver: o.Resolver,
 		Now: in.now, Limits: o.Limits, Logger: in.log, DecisionLog: o.DecisionLog, Cluster: o.Cluster,
 		Metrics: egress.NewMetrics(in.API.Registry()),
@@ -329,7 +343,7 @@ func RunEgress(ctx context.Context, c EgressConfig, extraRanges []string, log *s
 		}
 	}()
 	g := egress.New(egress.Config{
-		Policy: getPolicy, Grants: ix, Tokens: creds, Record: recorder(st), Refused: refused.Record,
+		Policy: getPolicy, Grants: ix, Tokens: creds, Record: recorder(st), RecordAll: batchRecorder(st), Refused: refused.Record,
 		Revoked: revs.Revoked, Cluster: c.Cluster, Addr: egress.AddrPolicy{Allow: ranges, Own: egress.OwnAddrs()},
 		Resolver: resolver, Logger: log, DecisionLog: dlog, Metrics: egress.NewMetrics(reg),
 		Limits: egress.Limits{MaxTunnelsPerSubject: c.Limits.MaxTunnelsPerSubject, ConnectTimeout: c.Limits.ConnectTimeout.Std(), IdleTimeout: c.Limits.IdleTimeout.Std()},
