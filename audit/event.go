@@ -34,6 +34,7 @@ const (
 	ClassAPIActivity          = 6003 // requests and reviews
 	ClassNetworkActivity      = 4001 // egress gateway decisions
 	ClassDatastoreActivity    = 6005 // weights vault: writes, reads, key releases, deletions
+	ClassDetectionFinding     = 2004 // detection: alerts, their acknowledgement and resolution, responses
 )
 
 var classNames = map[int]struct {
@@ -47,6 +48,7 @@ var classNames = map[int]struct {
 	ClassAPIActivity:          {"API Activity", 6, "Application Activity"},
 	ClassNetworkActivity:      {"Network Activity", 4, "Network Activity"},
 	ClassDatastoreActivity:    {"Datastore Activity", 6, "Application Activity"},
+	ClassDetectionFinding:     {"Detection Finding", 2, "Findings"},
 }
 
 // OCSF activity ids used with the classes above.
