@@ -1,10 +1,7 @@
-// Package detect watches the ledger for what people and workloads do with their access: rules
-// (policy kind DetectionRule) fire alerts, each a ledger entry with the evidence, and a rule may
-// respond automatically, through the same services a person uses, behind guardrails.
-//
 // This file holds an alert's lifecycle (open → acked → resolved): each change of state is a
 // ledger entry (alert.ack, alert.resolve) written in the transaction of the change (invariant
 // 4). respond.go holds the automatic response and its guardrails.
+
 package detect
 
 import (

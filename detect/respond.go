@@ -12,21 +12,22 @@ import (
 	"unicode"
 
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/policy"
 )
 
-// Response modes of a rule (DetectionRule spec.response.mode).
+// Response modes of a rule (DetectionRule spec.response.mode; the policy's names).
 const (
-	ModeOff    = "off"
-	ModeDryRun = "dry-run"
-	ModeOn     = "on"
+	ModeOff    = policy.ResponseOff
+	ModeDryRun = policy.ResponseDryRun
+	ModeOn     = policy.ResponseOn
 )
 
-// Response actions.
+// Response actions (the policy's names).
 const (
-	ActionRevokeGrant    = "revoke_grant"
-	ActionRevokeSessions = "revoke_sessions"
-	ActionDisableUser    = "disable_user"
-	ActionCloseTunnels   = "close_tunnels"
+	ActionRevokeGrant    = policy.ActionRevokeGrant
+	ActionRevokeSessions = policy.ActionRevokeSessions
+	ActionDisableUser    = policy.ActionDisableUser
+	ActionCloseTunnels   = policy.ActionCloseTunnels
 )
 
 // Response states, as the store records them per firing and action.
@@ -60,7 +61,7 @@ const (
 )
 
 // DefaultMaxActionsPerHour is the hourly budget of automatic actions when the settings give none.
-const DefaultMaxActionsPerHour = 10
+const DefaultMaxActionsPerHour = policy.DefaultMaxActionsPerHour
 
 // Actions are the services a person uses to end someone's access, as the responder calls them.
 // Each records its own ledger entries with actor, and is idempotent: doing it again when there

@@ -238,7 +238,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rampart_refusals_open_windows", Help: "Sources whose refusals are being counted into a summary now (at most refusals.max_sources, plus one per kind for the rest).",
 	}, func() float64 { return float64(in.Refusals.Stats().Sources) }))
-	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens, Auth: in.Auth,
+	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Alerts: in.Store, Tokens: in.Tokens, Auth: in.Auth,
 		Sessions: in.Sessions, Users: in.Store, Lifecycle: in, Ready: in.Ready, PolicyStatus: in.PolicyStatus, Dev: cfg.Dev, Logger: o.Logger, Metrics: metrics}
 	if in.SignIn != nil {
 		apiCfg.SignIn = in.SignIn

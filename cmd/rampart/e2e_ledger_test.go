@@ -51,6 +51,7 @@ var ledgerCodes = []string{
 	"notification.failed",
 	"ci.exchange", "ci.exchange.refused", "pipeline.trigger", "pipeline.trigger.refused", "pipeline.trigger.failed",
 	"iac.drift", "iac.drift_cleared",
+	"detect.alert", "alert.ack", "alert.resolve",
 }
 
 var ledgerTap struct {
