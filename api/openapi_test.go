@@ -1508,7 +1508,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	// Success and four classes, so a client validating entries rejected such real ones.
 	refused, err := audit.Encode(8, audit.Event{Code: "egress.denied", Class: audit.ClassNetworkActivity, Activity: 6, ActivityName: "Traffic",
 		Time: at, Actor: "alice", Message: "m", Failed: true, Extra: map[string]any{"dst_endpoint": map[string]any{"hostname": "example.com", "port": 443},
-			"disposition": "Blocked", "disposition_id": 2, "count": 3, "start_time": at.UnixMilli(), "end_time": at.UnixMilli()}})
+			"disposition": "Blocked", "disposition_id": 2, "count": 3, "start_time": at.UnixMilli(), "end_time": at.UnixMilli(),
+			"src_endpoint": map[string]any{"ip": "10.0.0.1"}, "traffic": map[string]any{"bytes_out": 1, "bytes_in": 2}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1516,16 +1517,22 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A detection finding (class 2004, severity Critical): finding_info at the top level.
+	finding, err := audit.Encode(10, detect.AlertEvent(detect.Firing{Rule: "r", Severity: "critical", Mitre: []string{"T1530"}, Evidence: []int64{1}, Count: 1, First: at, Last: at}, at))
+	if err != nil {
+		t.Fatal(err)
+	}
 	entry := oaObj(schemas["LedgerEntry"])
 	fm, fkeys := oaJSONKeys(t, full)
 	rm, rkeys := oaJSONKeys(t, refused)
-	all := slices.Compact(slices.Sorted(slices.Values(append(fkeys, rkeys...))))
+	nm, nkeys := oaJSONKeys(t, finding)
+	all := slices.Compact(slices.Sorted(slices.Values(append(append(fkeys, rkeys...), nkeys...))))
 	if props := oaKeys(oaObj(entry["properties"])); !slices.Equal(all, props) {
 		t.Errorf("schema LedgerEntry has properties %v; audit.Encode writes %v", props, all)
 	}
 	vm, _ := oaJSONKeys(t, vault)
-	for _, e := range [][]byte{full, refused, vault} {
-		m := map[string]any{string(full): fm, string(refused): rm, string(vault): vm}[string(e)]
+	for _, e := range [][]byte{full, refused, vault, finding} {
+		m := map[string]any{string(full): fm, string(refused): rm, string(vault): vm, string(finding): nm}[string(e)]
 		for _, problem := range oaValidate(doc, entry, m, "LedgerEntry") {
 			t.Errorf("ledger entry: %s (JSON %s)", problem, e)
 		}

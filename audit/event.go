@@ -66,9 +66,10 @@ const (
 	SeverityLow           = 2
 	SeverityMedium        = 3
 	SeverityHigh          = 4
+	SeverityCritical      = 5 // detection findings of critical rules
 )
 
-var severityNames = map[int]string{1: "Informational", 2: "Low", 3: "Medium", 4: "High"}
+var severityNames = map[int]string{1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
 
 // OCSFVersion is the OCSF schema version entries follow.
 const OCSFVersion = "1.3.0"

@@ -177,6 +177,15 @@ func cliRows() []cliRow {
 		{path: "audit prove", as: "erin", args: static("audit", "prove", "99999999"), code: 1, stderr: "not in the ledger"},
 		// Alerts (store/storetest and api test their lifecycle; e.alert writes one as the
 		// detection runner would).
+		// Backtest: the dev server's ledger through a rule from a policy directory.
+		{path: "detect backtest", as: "erin", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"detect", "backtest", "--since", "24h", "--rules", detectPolicyDir(e.t, churnRule)}, nil
+		}},
+		{path: "detect backtest", as: "erin", args: static("detect", "backtest", "--rules", "."), code: 2, stderr: "--since is required"},
+		{path: "detect backtest", as: "erin", args: static("detect", "backtest", "--since", "yesterday", "--rules", "."), code: 2, stderr: "RFC 3339"},
+		{path: "detect backtest", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"detect", "backtest", "--since", "24h", "--rules", detectPolicyDir(e.t, churnRule)}, nil
+		}, code: 3, stderr: "admin or auditor"},
 		{path: "alerts list", as: "erin", args: static("alerts", "list", "--state", "open", "--since", "24h")},
 		{path: "alerts list", args: static("alerts", "list"), code: 3, stderr: "admin or auditor"},
 		{path: "alerts list", as: "erin", args: static("alerts", "list", "--state", "closed"), code: 2, stderr: "open, acked or resolved"},

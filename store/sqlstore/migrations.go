@@ -431,5 +431,18 @@ CREATE TABLE detect_responses (
 	error     TEXT NOT NULL
 );
 CREATE INDEX detect_responses_counted ON detect_responses (counted, at);
+`, // 21 (issue 17): the detection runner's cursor (the next ledger entry to evaluate) and its
+	// engine snapshot (the state after entries below snapshot_seq; NULL: no state). A new store
+	// and an upgraded one both start at the ledger's head: history is for backtests, not for
+	// alerts (and automatic responses) on what happened before detection existed.
+	`
+CREATE TABLE detect_state (
+	id           INTEGER PRIMARY KEY,
+	cursor       BIGINT NOT NULL,
+	snapshot     TEXT,
+	snapshot_seq BIGINT NOT NULL,
+	updated      BIGINT NOT NULL
+);
+INSERT INTO detect_state (id, cursor, snapshot, snapshot_seq, updated) SELECT 1, size, NULL, size, 0 FROM ledger_head WHERE id = 1;
 `,
 }

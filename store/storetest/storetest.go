@@ -6,7 +6,8 @@
 // concurrent approvals, ledger-failure refusal, tampered history and crashes mid-transaction;
 // and the secrets store over each store: versions and leases committed with their ledger
 // entries, a read racing a revocation, ciphertexts moved between names, rotation; alerts and
-// the guarded automatic response (detect.Responder) through the real workflow and sessions.
+// the guarded automatic response (detect.Responder) through the real workflow and sessions;
+// the detection runner's exactly-once evaluation through crashes, restarts and racing replicas.
 package storetest
 
 import (
@@ -71,6 +72,9 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Alerts", func(t *testing.T) { testAlerts(t, h) })
 	t.Run("Responses", func(t *testing.T) { testResponses(t, h) })
 	t.Run("ResponseBudgetRace", func(t *testing.T) { testResponseBudgetRace(t, h) })
+	t.Run("DetectCommit", func(t *testing.T) { testDetectCommit(t, h) })
+	t.Run("DetectExactlyOnce", func(t *testing.T) { testDetectExactlyOnce(t, h) })
+	t.Run("DetectReplicas", func(t *testing.T) { testDetectReplicas(t, h) })
 }
 
 // Epoch is the suite's starting time.
