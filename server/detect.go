@@ -88,7 +88,7 @@ func (in *Instance) startDetection(ctx context.Context, cfg Config, o Options, r
 	}
 	rules := in.Access.Policy().DetectionRules
 	r, err := detect.NewRunner(rules, detect.RunnerOptions{Store: in.Store, Batch: c.Batch, SnapshotEvery: c.SnapshotEvery,
-		SnapshotInterval: c.SnapshotInterval.Std(), Engine: detect.Options{MaxKeys: c.MaxKeys}, Sink: o.DetectSink, Now: o.Now, Logger: in.log})
+		SnapshotInterval: c.SnapshotInterval.Std(), Engine: detect.Options{MaxKeys: c.MaxKeys}, Sink: in.responseSink(o.DetectSink), Now: o.Now, Logger: in.log})
 	if err != nil {
 		return fmt.Errorf("detection: %w", err)
 	}

@@ -69,3 +69,39 @@ func (a responseActions) DisableUser(ctx context.Context, subject, actor, reason
 func (a responseActions) CloseTunnels(_ context.Context, subject, reason string) (int, error) {
 	return a.in.tunnels.close(subject, reason), nil
 }
+
+// responseSink takes the automatic response of each committed firing whose rule responds
+// (mode on or dry-run), on the runner's goroutine right after the commit, then tells next
+// (Options.DetectSink), if any. A response is a few short transactions, and the budget bounds the
+// actions, so the runner is not held up for long.
+type responseSink struct {
+	in   *Instance
+	r    *detect.Responder
+	next detect.Sink
+}
+
+// responseSink returns the detection runner's sink: automatic response, then next.
+func (in *Instance) responseSink(next detect.Sink) detect.Sink {
+	return responseSink{in: in, r: in.Responder(), next: next}
+}
+
+// Fired implements detect.Sink.
+func (s responseSink) Fired(ctx context.Context, alerts []detect.Recorded) {
+	for _, a := range alerts {
+		if a.Firing.Mode != detect.ModeOn && a.Firing.Mode != detect.ModeDryRun {
+			continue
+		}
+		out, err := s.r.Respond(ctx, a.Firing)
+		if err != nil {
+			s.in.log.Error("detection: automatic response not recorded", "rule", a.Firing.Rule, "subject", a.Firing.Subject, "alert_seq", a.Seq, "err", err)
+			continue
+		}
+		for _, o := range out {
+			s.in.log.Info("detection: automatic response", "rule", a.Firing.Rule, "subject", a.Firing.Subject, "action", o.Action,
+				"state", o.State, "guardrail", o.Guardrail, "prior", o.Prior, "error", o.Error)
+		}
+	}
+	if s.next != nil {
+		s.next.Fired(ctx, alerts)
+	}
+}

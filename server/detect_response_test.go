@@ -10,6 +10,7 @@ import (
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/detect"
 	"rampart.dev/rampart/identity"
+	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/server"
 )
 
@@ -85,5 +86,88 @@ func TestResponderThroughServices(t *testing.T) {
 		if !slices.Contains(codes, want) {
 			t.Errorf("no %s by detect:bulk-weight-reads in %v", want, codes)
 		}
+	}
+}
+
+const respondRule = `apiVersion: rampart.dev/v1alpha1
+kind: DetectionRule
+metadata: {name: request-burst}
+spec:
+  severity: high
+  condition: 'event.code == "request.create"'
+  group_by: [actor]
+  threshold: {count: 2, window: 10m}
+  response: {mode: "on", actions: [revoke_grant, revoke_sessions]}
+`
+
+// TestResponseFromTheRunner: on the real server (SQLite and PostgreSQL), a rule with response on
+// fires from real requests and the runner's committed firing is acted on once: alice's grant is
+// revoked by detect:request-burst and her session ends; one detect.response per action.
+func TestResponseFromTheRunner(t *testing.T) {
+	for name, kind := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig(t, dsnFor(t, kind))
+			cfg.PolicyFS = withRules(t, respondRule)
+			cfg.Detection.PollInterval = policy.Duration(20 * time.Millisecond)
+			in := start(t, cfg, server.Options{}, nil)
+			defer in.Close()
+			ctx := context.Background()
+			ses, err := in.Sessions.Create(ctx, identity.NewSession{Subject: "alice", Method: "test", AuthTime: time.Now(),
+				Event: audit.Event{Code: "signin.success", Class: audit.ClassAuthentication, Activity: audit.ActivityCreate, Time: time.Now(), Actor: "alice", User: "alice", Message: "alice signed in"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := in.Access.Create(ctx, access.CreateInput{Requester: "alice", Role: "secret-deploy-registry", Reason: "release 7.1", Duration: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range []string{"bob", "dave"} {
+				if _, err := in.Access.Review(ctx, access.ReviewInput{RequestID: c.Request.ID, Approver: a, Decision: access.Approve}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := in.Access.Create(ctx, access.CreateInput{Requester: "alice", Role: "weights-reader-frontier-7", Reason: "eval run", Duration: time.Hour}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(30 * time.Second) // a failure limit only
+			for {
+				gs, err := in.Store.ListGrants(ctx, access.GrantFilter{Subject: "alice"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(gs) == 1 && gs[0].State == access.GrantRevoked {
+					if gs[0].EndedBy != "detect:request-burst" {
+						t.Fatalf("revoked by %q", gs[0].EndedBy)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("alice's grant not revoked 30 s after the firing: %+v", gs)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for time.Now().Before(deadline) {
+				if _, err := in.Sessions.Verify(ctx, ses.AccessToken); err != nil {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if _, err := in.Sessions.Verify(ctx, ses.AccessToken); err == nil {
+				t.Fatal("alice's session still verifies")
+			}
+			recs, err := in.Store.Entries(ctx, 0, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, r := range recs {
+				if s, _ := audit.Summarize(r.Data); s.Code == "detect.response" {
+					n++
+				}
+			}
+			if n != 2 {
+				t.Fatalf("%d detect.response entries, want 2 (one per action)", n)
+			}
+		})
 	}
 }
