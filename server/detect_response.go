@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"sync"
+	"time"
 
 	"rampart.dev/rampart/detect"
 )
@@ -104,4 +105,61 @@ func (s responseSink) Fired(ctx context.Context, alerts []detect.Recorded) {
 	if s.next != nil {
 		s.next.Fired(ctx, alerts)
 	}
+}
+
+// ResponseCatchUpInterval is how often the jobs-lease holder looks for responses a crash lost.
+const ResponseCatchUpInterval = time.Minute
+
+// startResponseCatchUp runs catchUpResponses on the jobs-lease holder: the first time as soon as
+// it holds the lease (checked every second), then every ResponseCatchUpInterval of the
+// instance's clock.
+func (in *Instance) startResponseCatchUp(ctx context.Context) {
+	var next time.Time
+	in.every(ctx, "detection response catch-up", time.Second, in.jobs.guard(func(ctx context.Context) error {
+		if now := in.now(); now.Before(next) {
+			return nil
+		}
+		next = in.now().Add(ResponseCatchUpInterval)
+		return in.catchUpResponses(ctx)
+	}))
+}
+
+// catchUpResponses takes the responses a crash lost between the runner's commit of a firing and
+// its response (the runner does not hand a committed firing to its sink again): for each alert
+// updated within the last hour (the budget's window; an older firing is not acted on late), the
+// firing of its latest detect.alert entry is rebuilt from the ledger (detect.FiringFromEntry,
+// the same FiringID) and, if its rule responds and its response is not complete, responded to.
+// Respond's idempotence makes this safe however often it runs.
+func (in *Instance) catchUpResponses(ctx context.Context) error {
+	as, err := in.Store.Alerts(ctx, detect.AlertFilter{Since: in.now().Add(-time.Hour), Limit: detect.MaxAlertPage})
+	if err != nil {
+		return err
+	}
+	r := in.Responder()
+	for _, a := range as {
+		recs, err := in.Store.Entries(ctx, a.LastSeq, 1)
+		if err != nil {
+			return err
+		}
+		if len(recs) != 1 {
+			continue
+		}
+		f, ok := detect.FiringFromEntry(recs[0].Data)
+		if !ok || (f.Mode != detect.ModeOn && f.Mode != detect.ModeDryRun) || len(f.Actions) == 0 {
+			continue
+		}
+		pending, err := in.Store.ResponsePending(ctx, detect.FiringID(f), len(f.Actions))
+		if err != nil || !pending {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		out, err := r.Respond(ctx, f)
+		if err != nil {
+			return err
+		}
+		in.log.Warn("detection: a response lost to a restart was taken now", "rule", f.Rule, "subject", f.Subject, "alert_seq", a.LastSeq, "outcomes", out)
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/server"
+	"rampart.dev/rampart/store/sqlstore"
 )
 
 // TestResponderThroughServices: a rule's automatic response on the real server acts through the
@@ -169,5 +170,57 @@ func TestResponseFromTheRunner(t *testing.T) {
 				t.Fatalf("%d detect.response entries, want 2 (one per action)", n)
 			}
 		})
+	}
+}
+
+// TestResponseLostToACrashIsTaken: the runner committed a firing whose rule responds (its
+// detect.alert entry and alert row are in the store) and the process died before the response;
+// the next server to hold the jobs lease takes it from the ledger, once, as the rule's.
+func TestResponseLostToACrashIsTaken(t *testing.T) {
+	cfg := testConfig(t, "")
+	cfg.PolicyFS = withRules(t, respondRule)
+	ctx := context.Background()
+	if err := start(t, cfg, server.Options{}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := server.OpenStore(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	f := detect.Firing{Rule: "request-burst", Key: "alice", Subject: "alice", Severity: "high", Evidence: []int64{0}, Count: 2,
+		First: now, Last: now, Mode: detect.ModeOn, Actions: []string{detect.ActionRevokeSessions}}
+	if _, err := st.RecordAlert(ctx, sqlstore.AlertFiring{Rule: f.Rule, Key: f.Key, Severity: f.Severity, At: now}, detect.AlertEvent(f, now)); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	in := start(t, cfg, server.Options{}, nil)
+	defer in.Close()
+	deadline := time.Now().Add(30 * time.Second) // a failure limit only
+	for {
+		pending, err := in.Store.ResponsePending(ctx, detect.FiringID(f), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !pending {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lost response was not taken 30 s after the start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	recs, err := in.Store.Entries(ctx, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range recs {
+		if s, _ := audit.Summarize(r.Data); s.Code == "detect.response" && s.Actor == "detect:request-burst" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d detect.response entries, want 1", n)
 	}
 }

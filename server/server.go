@@ -331,6 +331,9 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		in.wg.Wait()
 		return nil, err
 	}
+	if cfg.Detection.on(cfg.Dev) {
+		in.startResponseCatchUp(jobCtx)
+	}
 	if in.pgit != nil {
 		// Every replica reads the policy repository itself: each serves only what it verified.
 		poll := cfg.PolicyGit.PollInterval.Std()

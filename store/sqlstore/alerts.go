@@ -193,3 +193,12 @@ func (s *DB) FinishResponse(ctx context.Context, id, state, errText string) erro
 		return nil
 	})
 }
+
+// ResponsePending reports whether firing firingID (detect.FiringID) still needs its response:
+// fewer than actions of its actions are recorded, or one is still being taken.
+func (s *DB) ResponsePending(ctx context.Context, firingID string, actions int) (bool, error) {
+	var n, acting int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = ? THEN 1 ELSE 0 END), 0) FROM detect_responses WHERE id >= ? AND id < ?`),
+		detect.ResponseActing, firingID+"/", firingID+"0").Scan(&n, &acting)
+	return n < actions || acting > 0, err
+}
