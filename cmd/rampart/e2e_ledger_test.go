@@ -51,7 +51,7 @@ var ledgerCodes = []string{
 	"notification.failed",
 	"ci.exchange", "ci.exchange.refused", "pipeline.trigger", "pipeline.trigger.refused", "pipeline.trigger.failed",
 	"iac.drift", "iac.drift_cleared",
-	"detect.alert", "alert.ack", "alert.resolve",
+	"detect.alert", "alert.ack", "alert.resolve", "detect.response", "detect.response_skipped", "user.sessions_revoke",
 }
 
 var ledgerTap struct {
