@@ -22,6 +22,9 @@ const (
 	// second factor enrolled, replaced or reset, an enrolment allowed by an administrator): a
 	// ledger entry that carries a details.notify hint.
 	NotifyAccount = "account"
+	// NotifyAlert tells the administrators that a detection rule fired (a detect.alert entry;
+	// docs/alerts.md).
+	NotifyAlert = "alert"
 )
 
 // HintedNotification returns the notification that ledger entry e, appended at seq, asks for
@@ -46,6 +49,68 @@ func HintedNotification(seq int64, e audit.Event) (Notification, bool) {
 		Subject: subject, Message: msg, CreatedAt: e.Time}, true
 }
 
+// AlertInfo is what an alert notification says about the firing.
+type AlertInfo struct {
+	Rule     string   `json:"rule"`
+	Key      string   `json:"key"`
+	Severity string   `json:"severity"`
+	Mitre    []string `json:"mitre,omitempty"`
+	// Evidence are the ledger sequence numbers of the entries that matched (provable with
+	// inclusion proofs: rampart audit prove); Count how many matched in all.
+	Evidence []int64 `json:"evidence"`
+	Count    int     `json:"count"`
+	Learning bool    `json:"learning,omitempty"`
+}
+
+// AlertNotification returns the notification a detect.alert entry e, appended at seq, causes:
+// the administrators are told, through every sink whose events include "alert" (or that lists
+// no events). The store writes it in the transaction that appends e, like HintedNotification,
+// whichever replica's detection runner appended it; the recipients are resolved at delivery
+// (notify.Router), since the store does not hold the policy.
+func AlertNotification(seq int64, e audit.Event) (Notification, bool) {
+	if e.Code != "detect.alert" {
+		return Notification{}, false
+	}
+	str := func(k string) string { v, _ := e.Details[k].(string); return v }
+	info := &AlertInfo{Rule: str("rule"), Key: str("key"), Severity: str("severity"), Evidence: []int64{}}
+	if list, ok := e.Details["evidence"].([]any); ok {
+		for _, v := range list {
+			if n, ok := wholeNumber(v); ok {
+				info.Evidence = append(info.Evidence, n)
+			}
+		}
+	}
+	if n, ok := wholeNumber(e.Details["count"]); ok {
+		info.Count = int(n)
+	}
+	if list, ok := e.Details["mitre"].([]any); ok {
+		for _, v := range list {
+			if m, ok := v.(string); ok {
+				info.Mitre = append(info.Mitre, m)
+			}
+		}
+	}
+	info.Learning, _ = e.Details["learning"].(bool)
+	subject := str("subject")
+	if subject == "" {
+		subject = e.User
+	}
+	return Notification{ID: NewID("ntf"), Seq: seq, Event: e.Code, Kind: NotifyAlert, Subject: subject, Outcome: info.Severity,
+		Message: e.Message, CreatedAt: e.Time, Alert: info}, true
+}
+
+func wholeNumber(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	case float64:
+		return int64(n), n == float64(int64(n))
+	}
+	return 0, false
+}
+
 // Notification is what the workflow owes people about a change it committed. It is written to
 // the store's outbox by the same transaction that appends the ledger entry causing it (Seq), so
 // that it exists if and only if the change committed; a delivery worker sends it at least once.
@@ -68,6 +133,8 @@ type Notification struct {
 	Outcome    string    `json:"outcome,omitempty"`
 	Message    string    `json:"message"`
 	CreatedAt  time.Time `json:"created_at"`
+	// Alert is set on an alert notification (Kind NotifyAlert).
+	Alert *AlertInfo `json:"alert,omitempty"`
 	// Attempts is how many deliveries were started (set by the outbox, not by the workflow).
 	Attempts int `json:"-"`
 	// Delivered names the sinks that have taken it (set by the outbox): a retry skips them.

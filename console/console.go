@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"rampart.dev/rampart/api"
+	"rampart.dev/rampart/detect"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/signin"
 )
@@ -141,6 +142,10 @@ func (c *Console) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /grants/{id}/revoke", c.handle(c.revoke))
 	mux.HandleFunc("GET /changes/{id}", c.handle(c.changePage))
 	mux.HandleFunc("GET /audit", c.handle(c.audit))
+	mux.HandleFunc("GET /alerts", c.handle(c.alerts))
+	mux.HandleFunc("GET /alerts/{id}", c.handle(c.alertPage))
+	mux.HandleFunc("POST /alerts/{id}/ack", c.handle(c.alertTransition(detect.StateAcked)))
+	mux.HandleFunc("POST /alerts/{id}/resolve", c.handle(c.alertTransition(detect.StateResolved)))
 	mux.HandleFunc("GET /admin", c.handle(c.admin))
 	mux.HandleFunc("POST /admin/users/{subject}/{action}", c.handle(c.userAction))
 	mux.HandleFunc("POST /admin/sessions/{id}/revoke", c.handle(c.revokeSession))
@@ -157,10 +162,10 @@ func (c *Console) Register(mux *http.ServeMux) {
 // the API's.
 func Owns(path string) bool {
 	switch path {
-	case "/", "/request", "/requests", "/reviews", "/grants", "/audit", "/admin", "/logout":
+	case "/", "/request", "/requests", "/reviews", "/grants", "/audit", "/alerts", "/admin", "/logout":
 		return true
 	}
-	for _, prefix := range []string{"/requests/", "/grants/", "/changes/", "/admin/", "/static/"} {
+	for _, prefix := range []string{"/requests/", "/grants/", "/changes/", "/alerts/", "/admin/", "/static/"} {
 		if strings.HasPrefix(path, prefix) {
 			return true
 		}

@@ -13,6 +13,11 @@
 // map of an entry; conditions run under a CEL cost limit; state is bounded (Options.MaxKeys per
 // rule, the oldest key evicted, window items per key capped); detection's own entries
 // (detect.*, alert.*) are never fed to rules, so an alert cannot trigger itself.
+//
+// The package also holds what follows a firing: an alert's lifecycle (alert.go: open, acked,
+// resolved, each change a ledger entry) and the automatic response (respond.go: a rule's
+// actions taken through the services a person uses, behind guardrails, idempotent per firing;
+// replay.go rebuilds a firing from its detect.alert entry for a response a crash lost).
 package detect
 
 import (

@@ -25,6 +25,11 @@ func Title(n access.Notification) string {
 		return fmt.Sprintf("Your grant %s of %s ends soon: renew it if you still need it", n.GrantID, n.Role)
 	case access.NotifyAccount:
 		return fmt.Sprintf("Security notice for %s: check this change to your Rampart account (%s)", n.Subject, n.Event)
+	case access.NotifyAlert:
+		if a := n.Alert; a != nil {
+			return fmt.Sprintf("ALERT (%s): detection rule %s fired for %s", a.Severity, a.Rule, a.Key)
+		}
+		return "ALERT: a detection rule fired"
 	case access.NotifyLapsing:
 		return fmt.Sprintf("Review still needed: %s's request for %s lapses soon", n.Requester, n.Role)
 	}

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -30,7 +31,9 @@ type Router struct {
 }
 
 // Sinks returns the sinks n goes to. A sink whose secret cannot be read is an error (the
-// notification is retried, then recorded as failed), not a silent skip.
+// notification is retried, then recorded as failed), not a silent skip. An alert also goes to
+// the policy's detection webhook (settings detection.webhook) when one is set, and is addressed
+// to the members of the admin group (alerts name no request, so no approver is concerned).
 func (r *Router) Sinks(n access.Notification) ([]Sink, error) {
 	pol := r.Policy()
 	r.mu.Lock()
@@ -40,6 +43,10 @@ func (r *Router) Sinks(n access.Notification) ([]Sink, error) {
 		for _, k := range pol.Notifications().Sinks {
 			s, err := r.build(pol.Notifications().BaseURL, k)
 			r.sinks[k.Name], r.errs[k.Name] = s, err
+		}
+		if k, ok := detectionSink(pol); ok {
+			s, err := r.build(pol.Notifications().BaseURL, k)
+			r.sinks[detectionSinkName], r.errs[detectionSinkName] = s, err
 		}
 	}
 	var out []Sink
@@ -52,14 +59,59 @@ func (r *Router) Sinks(n access.Notification) ([]Sink, error) {
 		}
 		out = append(out, r.sinks[k.Name])
 	}
+	if n.Kind != access.NotifyAlert {
+		return out, nil
+	}
+	if _, ok := detectionSink(pol); ok {
+		if err := r.errs[detectionSinkName]; err != nil {
+			return nil, err
+		}
+		out = append(out, r.sinks[detectionSinkName])
+	}
+	admins := append([]string(nil), pol.Members(pol.Settings().AdminGroup)...)
+	for i, s := range out {
+		out[i] = addressed{Sink: s, to: admins}
+	}
 	return out, nil
 }
 
-// Check builds every sink of pol, reporting the first whose secret is missing (for startup).
+// detectionSinkName is the detection webhook's name among the sinks: a name the policy's sinks
+// cannot take (they are validated names, with no space or parenthesis).
+const detectionSinkName = "(detection)"
+
+// detectionSink is the policy's detection webhook as a webhook sink, if it sets one.
+func detectionSink(pol *policy.Policy) (policy.NotificationSink, bool) {
+	w := pol.Detection().Webhook
+	if w == nil || w.URL == "" {
+		return policy.NotificationSink{}, false
+	}
+	return policy.NotificationSink{Name: detectionSinkName, Type: policy.SinkWebhook, URL: w.URL, SecretFile: w.SecretFile}, true
+}
+
+// addressed is a sink that sends a notification to given recipients (an alert's, resolved when
+// it is delivered).
+type addressed struct {
+	Sink
+	to []string
+}
+
+// Send implements Sink.
+func (a addressed) Send(ctx context.Context, n access.Notification) error {
+	n.Recipients = a.to
+	return a.Sink.Send(ctx, n)
+}
+
+// Check builds every sink of pol (and its detection webhook), reporting the first whose secret
+// is missing (for startup).
 func (r *Router) Check(pol *policy.Policy) error {
 	for _, k := range pol.Notifications().Sinks {
 		if _, err := r.build(pol.Notifications().BaseURL, k); err != nil {
 			return err
+		}
+	}
+	if k, ok := detectionSink(pol); ok {
+		if _, err := r.build(pol.Notifications().BaseURL, k); err != nil {
+			return fmt.Errorf("detection.webhook: %w", err)
 		}
 	}
 	return nil

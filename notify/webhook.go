@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,6 +20,19 @@ import (
 // SignatureHeader carries a webhook body's signature: "t=<unix seconds>,v1=<hex HMAC-SHA256 of
 // "<t>.<body>" under the shared secret>".
 const SignatureHeader = "X-Rampart-Signature"
+
+// KeyIDHeader names the key a webhook body is signed with (KeyID of the secret), so that a
+// receiver holding several secrets (a rotation) knows which to verify with.
+const KeyIDHeader = "X-Rampart-Key-Id"
+
+// KeyID identifies a webhook secret without revealing it: the first 16 hex digits of
+// SHA-256("rampart webhook key id" || 0x00 || secret).
+func KeyID(secret []byte) string {
+	h := sha256.New()
+	h.Write([]byte("rampart webhook key id\x00"))
+	h.Write(secret)
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
 
 // Payload is the JSON body of a generic webhook.
 type Payload struct {
@@ -61,16 +76,20 @@ func (w *Webhook) Send(ctx context.Context, n access.Notification) error {
 	}
 	hdr := http.Header{}
 	hdr.Set(SignatureHeader, Sign(w.Secret, now(), body))
+	hdr.Set(KeyIDHeader, KeyID(w.Secret))
 	hdr.Set("X-Rampart-Notification", n.ID)
 	return post(ctx, w.Client, w.URL, body, hdr)
 }
 
 // Link is the server's page a notification points to: the grant's page (where its holder renews
-// it) for a grant about to expire, the console's home page for a notice about an account, the
-// request's page for everything else.
+// it) for a grant about to expire, the console's alerts for an alert, the console's home page
+// for a notice about an account, the request's page for everything else.
 func Link(base string, n access.Notification) string {
 	if n.Kind == access.NotifyExpiring && n.GrantID != "" {
 		return GrantURL(base, n.GrantID)
+	}
+	if n.Kind == access.NotifyAlert {
+		return strings.TrimRight(base, "/") + "/alerts" // the console's open alerts
 	}
 	if n.RequestID == "" {
 		return strings.TrimRight(base, "/") + "/" // about an account: the console's home page
@@ -148,4 +167,46 @@ func Verify(secret []byte, header string, body []byte, now time.Time, window tim
 		}
 	}
 	return ErrBadSignature
+}
+
+// DefaultReplayWindow is the replay window receivers should verify with: a signature more than
+// this far from the receiver's clock is refused. Deliveries are retried with new signatures, so
+// a short window loses nothing.
+const DefaultReplayWindow = 5 * time.Minute
+
+// MaxWebhookBody bounds the body VerifyRequest reads.
+const MaxWebhookBody = 1 << 20
+
+// ErrUnknownKey is a body signed with a key the receiver does not hold.
+var ErrUnknownKey = errors.New("signed with a key id this receiver does not hold")
+
+// VerifyRequest reads and verifies a webhook delivery as a receiver should: the body (at most
+// MaxWebhookBody) must carry a valid signature, made within window of now, under the secret
+// among secrets whose KeyID the request names (every secret is tried when it names none). It
+// returns the body, to be trusted only when the error is nil; receivers should also deduplicate
+// on the notification id (delivery is at least once).
+func VerifyRequest(r *http.Request, secrets [][]byte, now time.Time, window time.Duration) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxWebhookBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > MaxWebhookBody {
+		return nil, fmt.Errorf("body over %d bytes", MaxWebhookBody)
+	}
+	id := r.Header.Get(KeyIDHeader)
+	tried := false
+	last := ErrUnknownKey
+	for _, s := range secrets {
+		if id != "" && KeyID(s) != id {
+			continue
+		}
+		tried = true
+		if last = Verify(s, r.Header.Get(SignatureHeader), body, now, window); last == nil {
+			return body, nil
+		}
+	}
+	if !tried {
+		return nil, ErrUnknownKey
+	}
+	return nil, last
 }

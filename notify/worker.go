@@ -1,6 +1,9 @@
 // Package notify delivers the notifications the access workflow writes to the store's outbox
 // (access.Notification) to sinks: a generic signed webhook, and the chat and mail sinks built on
-// the same Sink interface.
+// the same Sink interface. Detection's alerts (a detect.alert ledger entry writes one,
+// access.AlertNotification) go the same way, and also to the policy's detection webhook; a
+// receiver verifies a webhook with VerifyRequest (HMAC-SHA256 over "<t>.<body>", the key named
+// by KeyIDHeader, DefaultReplayWindow).
 //
 // Delivery is at least once: a row is written in the transaction of the ledger entry that caused
 // it (invariant 4), so it exists if and only if the change committed; the Worker claims due rows

@@ -18,7 +18,7 @@ const (
 )
 
 // Notification events a route can select (access.Notify*).
-var notificationEvents = []string{"review", "decided", "break_glass", "expiring", "lapsing", "account"}
+var notificationEvents = []string{"review", "decided", "break_glass", "expiring", "lapsing", "account", "alert"}
 
 // Defaults of the reminders.
 const (
@@ -131,6 +131,9 @@ func (p *Policy) validateNotifications(s *Settings) {
 		f := func(field string) string { return fmt.Sprintf("notifications.sinks[%d].%s", i, field) }
 		if k.Name == "" || names[k.Name] {
 			s.src.errorf(f("name"), "each sink needs a unique name (got %q)", k.Name)
+		}
+		if k.Name == "(detection)" {
+			s.src.errorf(f("name"), "%q is the name Rampart gives the detection webhook (detection.webhook); choose another", k.Name)
 		}
 		names[k.Name] = true
 		switch k.Type {

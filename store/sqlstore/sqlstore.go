@@ -543,6 +543,13 @@ func appendEntry(ctx context.Context, s *DB, q querier, e audit.Event) (int64, e
 			return 0, fmt.Errorf("write the notification ledger entry %d asks for: %w", seq, err)
 		}
 	}
+	// A detection alert is delivered to the notification sinks, whichever replica's runner
+	// appended it.
+	if n, ok := access.AlertNotification(seq, e); ok {
+		if _, err := insertNotification(ctx, s, q, n, ""); err != nil {
+			return 0, fmt.Errorf("write the notification of alert entry %d: %w", seq, err)
+		}
+	}
 	return seq, nil
 }
 
