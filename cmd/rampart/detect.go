@@ -17,9 +17,11 @@ import (
 	"rampart.dev/rampart/policy"
 )
 
+// newDetectCmd groups the detection commands: rules tried on exported entries, replayed over
+// the server's ledger (docs/detection.md, docs/detection-operations.md).
 func newDetectCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "detect", Short: "Detection rules over the ledger: try rules on exported entries"}
-	cmd.AddCommand(newDetectTest(g))
+	cmd := &cobra.Command{Use: "detect", Short: "Detection rules over the ledger: try them on exported entries, replay the server's ledger, import Sigma"}
+	cmd.AddCommand(newDetectTest(g), newDetectBacktest(g))
 	return cmd
 }
 
