@@ -206,6 +206,11 @@ var definitionRules = map[string]map[string]fieldRule{
 		"notifications.sinks":                 anyWeakens,
 		"notifications.remind_before":         anyWeakens,
 		"notifications.request_remind_before": anyWeakens,
+		// Detection's guardrail on automatic response, and where alerts go: a change may
+		// silence alerts or let response act more (or less) than reviewed.
+		"detection.max_actions_per_hour": anyWeakens,
+		"detection.webhook.url":          anyWeakens,
+		"detection.webhook.secret_file":  anyWeakens,
 	},
 }
 

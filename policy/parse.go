@@ -113,6 +113,7 @@ func Parse(files []File) (*Policy, error) {
 		repositories: map[string]*Repository{},
 		ciIssuers:    map[string]*CIIssuer{},
 		pipelines:    map[string]*Pipeline{},
+		detections:   map[string]*DetectionRule{},
 	}
 	var docs []*strictyaml.Document
 	var errs strictyaml.Errors
@@ -210,6 +211,8 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 		declare(doc, spec, h.Kind, name, ValidateName, p.ciIssuers, &CIIssuer{Name: name, src: src})
 	case "Pipeline":
 		declare(doc, spec, h.Kind, name, validatePipelineName, p.pipelines, &Pipeline{Name: name, src: src})
+	case "DetectionRule":
+		declare(doc, spec, h.Kind, name, ValidateName, p.detections, &DetectionRule{Name: name, src: src})
 	case "Settings":
 		s := &Settings{Name: name, src: src}
 		doc.Decode("spec", spec, s)
@@ -219,9 +222,9 @@ func (p *Policy) addDocument(doc *strictyaml.Document, n *yaml.Node) {
 		}
 		p.settings = s
 	case "":
-		doc.Errorf("kind", "document has no kind; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Repository, CIIssuer, Pipeline, Settings")
+		doc.Errorf("kind", "document has no kind; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Repository, CIIssuer, Pipeline, DetectionRule, Settings")
 	default:
-		doc.Errorf("kind", "unknown kind %q; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Repository, CIIssuer, Pipeline, Settings", h.Kind)
+		doc.Errorf("kind", "unknown kind %q; use one of Group, Resource, Role, ApprovalPolicy, StandingBinding, EgressPolicy, Workload, Repository, CIIssuer, Pipeline, DetectionRule, Settings", h.Kind)
 	}
 }
 
@@ -287,6 +290,9 @@ func (p *Policy) validate() {
 	for _, pl := range p.pipelines {
 		p.validatePipeline(pl)
 	}
+	for _, d := range p.detections {
+		p.validateDetectionRule(d)
+	}
 	if s := p.settings; s != nil {
 		if s.AdminGroup == "" {
 			s.src.errorf("admin_group", "admin_group is required: the group whose members administer Rampart")
@@ -308,6 +314,7 @@ func (p *Policy) validate() {
 		validateRefusals(s)
 		validateLimits(s)
 		p.validateNotifications(s)
+		p.validateDetectionSettings(s)
 		for i, h := range s.EgressDeny {
 			if err := ValidateEgressHost(h); err != nil {
 				s.src.errorf(fmt.Sprintf("egress_deny[%d]", i), "%v", err)

@@ -30,6 +30,8 @@ type Policy struct {
 	// Digest is the SHA-256 of the policy files (names and contents), hex encoded. The ledger
 	// records it on every load.
 	Digest string
+	// DetectionRules are the policy's detection rules (kind DetectionRule), sorted by name.
+	DetectionRules []*DetectionRule
 
 	groups    map[string]*Group
 	resources map[string]*Resource
@@ -43,6 +45,7 @@ type Policy struct {
 	repositories map[string]*Repository
 	ciIssuers    map[string]*CIIssuer
 	pipelines    map[string]*Pipeline
+	detections   map[string]*DetectionRule
 
 	workloadList []*Workload  // workloads, sorted by name
 	defCache     *definitions // role definitions and digests (pin.go)
@@ -92,6 +95,7 @@ type Requirement struct {
 
 func (p *Policy) compile() {
 	p.workloadList = sortedValues(p.workloads)
+	p.DetectionRules = sortedValues(p.detections)
 	p.defCache = &definitions{defs: map[string]*RoleDefinition{}, digests: map[string]string{}}
 	p.buildMembership(nil)
 	p.compileProtected()

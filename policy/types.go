@@ -223,6 +223,8 @@ type Settings struct {
 	// Notifications configures who is told about requests and where (no secrets: sinks name
 	// where the server reads them).
 	Notifications Notifications `yaml:"notifications"`
+	// Detection configures detection's guardrails and alert webhook (optional).
+	Detection *DetectionSettings `yaml:"detection"`
 
 	src source
 }
