@@ -3,57 +3,42 @@ package sigma
 import (
 	"testing"
 
-	"cel.dev/cel-go/cel"
+	"rampart.dev/rampart/policy"
 )
 
 // testEvent is the subset of the detection event the tests set.
 type testEvent struct {
 	Code, Actor, User, Message, SrcIP, DstHost string
-	DstPort                                    int64
+	DstPort                                    int
 	BytesOut                                   int64
 	Failed                                     bool
 	Resources                                  []string
 	Details                                    map[string]any
 }
 
-var testEnv = func() *cel.Env {
-	env, err := cel.NewEnv(cel.Variable("event", cel.MapType(cel.StringType, cel.DynType)))
+func load(cond string) (*policy.DetectionRule, error) {
+	rs, err := Load([]Rule{{APIVersion: "rampart.dev/v1alpha1", Kind: "DetectionRule", Metadata: Metadata{Name: "t"},
+		Spec: Spec{Severity: "low", Condition: cond}}})
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
-	return env
-}()
+	return rs[0], nil
+}
 
-// compile checks cond as the policy loader would, and returns a matcher.
+// compile loads cond and returns a matcher over test events.
 func compile(t testing.TB, cond string) func(testEvent) bool {
 	t.Helper()
-	ast, iss := testEnv.Compile(cond)
-	if iss.Err() != nil {
-		t.Fatalf("condition does not compile: %v\n%s", iss.Err(), cond)
-	}
-	prg, err := testEnv.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	r, err := load(cond)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("condition does not load: %v\n%s", err, cond)
 	}
 	return func(e testEvent) bool {
-		res := e.Resources
-		if res == nil {
-			res = []string{}
-		}
-		d := e.Details
-		if d == nil {
-			d = map[string]any{}
-		}
-		out, _, err := prg.Eval(map[string]any{"event": map[string]any{
-			"code": e.Code, "actor": e.Actor, "user": e.User, "message": e.Message, "src_ip": e.SrcIP,
-			"dst_host": e.DstHost, "dst_port": e.DstPort, "bytes_out": e.BytesOut, "failed": e.Failed,
-			"resources": res, "privileges": []string{}, "details": d, "dst_ip": "", "bytes_in": int64(0),
-			"seq": int64(0), "class_uid": int64(0), "activity_id": int64(0), "severity_id": int64(0),
-		}})
+		ev := &policy.DetectionEvent{Code: e.Code, Actor: e.Actor, User: e.User, Message: e.Message, SrcIP: e.SrcIP,
+			DstHost: e.DstHost, DstPort: e.DstPort, BytesOut: e.BytesOut, Failed: e.Failed, Resources: e.Resources, Details: e.Details}
+		ok, err := r.Match(&policy.EventActivation{Event: ev})
 		if err != nil {
 			t.Fatalf("evaluation failed: %v\n%s", err, cond)
 		}
-		b, ok := out.Value().(bool)
-		return ok && b
+		return ok
 	}
 }

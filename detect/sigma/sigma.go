@@ -128,6 +128,11 @@ func Convert(files []File, m Mapping) ([]Rule, error) {
 		errs = append(errs, c.errs...)
 	}
 	sort.Slice(rules, func(i, j int) bool { return rules[i].Metadata.Name < rules[j].Metadata.Name })
+	if len(errs) == 0 && len(rules) > 0 {
+		if _, err := Load(rules); err != nil {
+			return nil, fmt.Errorf("the converted rules do not load (a bug in the converter; please report it with the Sigma rule): %w", err)
+		}
+	}
 	return rules, errs.Err()
 }
 
