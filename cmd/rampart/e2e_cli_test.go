@@ -189,6 +189,9 @@ func cliRows() []cliRow {
 			return []string{"grant", "revoke", e.grant(reader), "--reason", "cli table"}, nil
 		}},
 		{path: "help", as: "-", args: static("help", "audit"), fixed: true},
+		{path: "detect sigma", as: "-", args: static("detect", "sigma", "../../detect/sigma/testdata/checkpoint_sweep.yml", "../../detect/sigma/testdata/egress_to_paste.yml"), stream: true},
+		{path: "detect sigma", as: "-", args: static("detect", "sigma", "../../detect/sigma/testdata/unmapped_field.yml"), code: 1, stderr: "has no mapping to an event field"},
+		{path: "detect sigma", as: "-", args: static("detect", "sigma"), code: 2, stderr: "at least one Sigma rule file"},
 		{path: "iac check", as: "-", args: static("iac", "check", "../../iac/testdata/good")},
 		{path: "iac check", as: "-", args: static("iac", "check", "../../iac/testdata/bad", "--policy", "../../internal/demo/policy"), code: 3},
 		{path: "iac check", as: "-", args: static("iac", "check", "no-such-dir"), code: 1, stderr: "no-such-dir"},

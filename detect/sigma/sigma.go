@@ -50,37 +50,37 @@ type File struct {
 // Rule is one converted rule: a DetectionRule document (apiVersion rampart.dev/v1alpha1), ready
 // to marshal as YAML.
 type Rule struct {
-	APIVersion string   `yaml:"apiVersion"`
-	Kind       string   `yaml:"kind"`
-	Metadata   Metadata `yaml:"metadata"`
-	Spec       Spec     `yaml:"spec"`
+	APIVersion string   `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string   `yaml:"kind" json:"kind"`
+	Metadata   Metadata `yaml:"metadata" json:"metadata"`
+	Spec       Spec     `yaml:"spec" json:"spec"`
 
 	// Source names the Sigma file and rule id it came from (written as a comment).
-	Source string `yaml:"-"`
+	Source string `yaml:"-" json:"-"`
 }
 
 // Metadata is a converted rule's metadata.
 type Metadata struct {
-	Name string `yaml:"name"`
+	Name string `yaml:"name" json:"name"`
 }
 
 // Spec is a converted rule's spec, in the DetectionRule kind's field names.
 type Spec struct {
-	Description string     `yaml:"description,omitempty"`
-	Severity    string     `yaml:"severity"`
-	Mitre       []string   `yaml:"mitre,omitempty"`
-	Condition   string     `yaml:"condition"`
-	GroupBy     []string   `yaml:"group_by,omitempty"`
-	Threshold   *Threshold `yaml:"threshold,omitempty"`
+	Description string     `yaml:"description,omitempty" json:"description,omitempty"`
+	Severity    string     `yaml:"severity" json:"severity"`
+	Mitre       []string   `yaml:"mitre,omitempty" json:"mitre,omitempty"`
+	Condition   string     `yaml:"condition" json:"condition"`
+	GroupBy     []string   `yaml:"group_by,omitempty" json:"group_by,omitempty"`
+	Threshold   *Threshold `yaml:"threshold,omitempty" json:"threshold,omitempty"`
 }
 
 // Threshold is a converted count()/sum() aggregation.
 type Threshold struct {
-	Count    int    `yaml:"count,omitempty"`
-	Sum      string `yaml:"sum,omitempty"`
-	Over     int64  `yaml:"over,omitempty"`
-	Distinct string `yaml:"distinct,omitempty"`
-	Window   string `yaml:"window"`
+	Count    int    `yaml:"count,omitempty" json:"count,omitempty"`
+	Sum      string `yaml:"sum,omitempty" json:"sum,omitempty"`
+	Over     int64  `yaml:"over,omitempty" json:"over,omitempty"`
+	Distinct string `yaml:"distinct,omitempty" json:"distinct,omitempty"`
+	Window   string `yaml:"window" json:"window"`
 }
 
 // Limits on input; a Sigma rule is small, and anything larger is a mistake or an attack.
@@ -239,6 +239,11 @@ func (c *converter) rule(doc *yaml.Node) (Rule, bool) {
 		if !c.aggregate(&r, det, agg, window) {
 			return Rule{}, false
 		}
+	} else {
+		// A Sigma rule without an aggregation detects each matching event. The engine keeps a
+		// rule quiet for a key once it fired (dedup); keyed by the actor, each subject gets its
+		// own alert, and one subject cannot flood the ledger with one alert per event.
+		r.Spec.GroupBy = []string{"actor"}
 	}
 	return r, true
 }
