@@ -32,6 +32,12 @@ type eventField struct {
 
 // eventFields are the fields of `event` a Sigma field can be mapped to. `time` is not one: Sigma
 // has no way to compare timestamps that would mean the same thing here.
+//
+// Fields marked lower hold lowercase text by construction: event codes; subjects, resource and
+// role names (the policy's name rules refuse uppercase: policy.ValidateSubject,
+// ValidateResourceName, ValidateName); host names and addresses, which the egress gateway
+// canonicalises. The message and details hold any text, and are matched case-insensitively
+// with a regular expression.
 var eventFields = map[string]eventField{
 	"seq":         {kind: kindInt},
 	"code":        {kind: kindString, lower: true},
@@ -39,14 +45,14 @@ var eventFields = map[string]eventField{
 	"activity_id": {kind: kindInt},
 	"severity_id": {kind: kindInt},
 	"failed":      {kind: kindBool},
-	"actor":       {kind: kindString},
-	"user":        {kind: kindString},
+	"actor":       {kind: kindString, lower: true},
+	"user":        {kind: kindString, lower: true},
 	"message":     {kind: kindString},
-	"resources":   {kind: kindStrings},
-	"privileges":  {kind: kindStrings},
-	"src_ip":      {kind: kindString},
-	"dst_host":    {kind: kindString},
-	"dst_ip":      {kind: kindString},
+	"resources":   {kind: kindStrings, lower: true},
+	"privileges":  {kind: kindStrings, lower: true},
+	"src_ip":      {kind: kindString, lower: true},
+	"dst_host":    {kind: kindString, lower: true},
+	"dst_ip":      {kind: kindString, lower: true},
 	"dst_port":    {kind: kindInt},
 	"bytes_out":   {kind: kindInt},
 	"bytes_in":    {kind: kindInt},

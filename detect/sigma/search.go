@@ -201,7 +201,7 @@ func (c *converter) match(target string, f eventField, mods modifiers, v value) 
 			}
 			return map[bool]string{true: "size(event." + target + ") > 0", false: "size(event." + target + ") == 0"}[b], nil
 		}
-		cl, err := textClause("x", false, mods, v)
+		cl, err := textClause("x", f.lower, mods, v)
 		if err != nil {
 			return "", err
 		}

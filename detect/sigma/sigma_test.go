@@ -32,7 +32,7 @@ detection:
     User|startswith: [svc-, ci-]
   condition: sel
 `,
-		cond:  `(event.code == "weights.read" && (event.actor.matches("(?si)^svc-.*$") || event.actor.matches("(?si)^ci-.*$")))`,
+		cond:  `(event.code == "weights.read" && (event.actor.startsWith("svc-") || event.actor.startsWith("ci-")))`,
 		match: []testEvent{{Code: "weights.read", Actor: "svc-train"}, {Code: "weights.read", Actor: "ci-1"}},
 		miss:  []testEvent{{Code: "weights.read", Actor: "alice"}, {Code: "weights.put", Actor: "svc-x"}},
 	}, {
@@ -46,9 +46,9 @@ detection:
     Message|cased|contains: Frontier
   condition: sel
 `,
-		cond:  `(event.code == "weights.read" && event.actor.matches("(?si)^Alice$") && event.message.contains("Frontier"))`,
-		match: []testEvent{{Code: "weights.read", Actor: "ALICE", Message: "the Frontier model"}},
-		miss:  []testEvent{{Code: "weights.read", Actor: "ALICE", Message: "the frontier model"}},
+		cond:  `(event.code == "weights.read" && event.actor == "alice" && event.message.contains("Frontier"))`,
+		match: []testEvent{{Code: "weights.read", Actor: "alice", Message: "the Frontier model"}},
+		miss:  []testEvent{{Code: "weights.read", Actor: "alice", Message: "the frontier model"}, {Code: "weights.read", Actor: "bob", Message: "the Frontier model"}},
 	}, {
 		name: "wildcards, list of maps, not, 1 of, all of",
 		src: `
@@ -64,8 +64,8 @@ detection:
     User: [alice, bob]
   condition: 1 of sel_* and not filter
 `,
-		match: []testEvent{{Code: "grant.break_glass", Actor: "carol"}, {Code: "weights.read", Resources: []string{"x", "frontier/m7/ckpt-3"}, Actor: "carol"}, {Code: "x", DstHost: "a.EXAMPLE"}},
-		miss:  []testEvent{{Code: "grant.break_glass", Actor: "Alice"}, {Code: "weights.read", Resources: []string{"frontier/m7/ckpt-33"}}},
+		match: []testEvent{{Code: "grant.break_glass", Actor: "carol"}, {Code: "weights.read", Resources: []string{"x", "frontier/m7/ckpt-3"}, Actor: "carol"}, {Code: "x", DstHost: "a.example"}},
+		miss:  []testEvent{{Code: "grant.break_glass", Actor: "alice"}, {Code: "weights.read", Resources: []string{"frontier/m7/ckpt-33"}}},
 	}, {
 		name: "all modifier, keywords, ints, bools, exists",
 		src: `
@@ -246,7 +246,7 @@ func TestMapping(t *testing.T) {
 		t.Fatal(err)
 	}
 	match := compile(t, r[0].Spec.Condition)
-	if !match(testEvent{Code: "weights.read", User: "BOB", Actor: "carol", Details: map[string]any{"image": "x.EXE"}}) {
+	if !match(testEvent{Code: "weights.read", User: "bob", Actor: "carol", Details: map[string]any{"image": "x.EXE"}}) {
 		t.Errorf("no match: %s", r[0].Spec.Condition)
 	}
 	if _, err := ParseMapping("map.yml", []byte("fields:\n  Image: imagez\n")); err == nil || !strings.Contains(err.Error(), `map.yml:2:10: fields.Image: "imagez" is not an event field`) {

@@ -57,7 +57,7 @@ func TestConvertedRulesFire(t *testing.T) {
 			feed(detect.Event{Code: "weights.read", Actor: "bob", Resources: []string{r}})
 		}
 	}
-	feed(detect.Event{Code: "egress.transfer", Actor: "dave", DstHost: "x.PASTEBIN.com"})
+	feed(detect.Event{Code: "egress.transfer", Actor: "dave", DstHost: "x.pastebin.com"})
 	feed(detect.Event{Code: "egress.transfer", Actor: "erin", DstIP: "203.0.113.77"})
 	feed(detect.Event{Code: "egress.transfer", Actor: "frank", DstHost: "pastebin.com.example", DstIP: "203.0.114.1"})
 	feed(detect.Event{Code: "weights.read", Actor: "gina", Details: map[string]any{"break_glass": true}})
