@@ -85,6 +85,7 @@ type Engine struct {
 	unnamed []*ruleState            // rules pinned to no code
 	maxKeys int
 	act     policy.EventActivation
+	cur     Event
 	stats   Stats
 	dropped []string
 }
@@ -224,15 +225,40 @@ func (e *Engine) Process(ev Event) []Firing {
 	if len(list) == 0 {
 		return nil
 	}
-	e.act.Event = &ev
+	// The engine's own copy: conditions see it through the reused activation, and ev does not
+	// escape to the heap on every call.
+	e.cur = ev
+	capEvent(&e.cur)
+	e.act.Reset(&e.cur)
 	var out []Firing
 	for _, rs := range list {
-		if f, ok := e.eval(rs, &ev); ok {
+		if f, ok := e.eval(rs, &e.cur); ok {
 			out = append(out, f)
 		}
 	}
-	e.act.Event = nil
+	e.act.Reset(nil)
+	e.cur = Event{}
 	return out
+}
+
+// capEvent holds an event built by a caller (not by ParseEntry) to ParseEntry's caps on
+// strings and lists, which the static cost estimate of conditions relies on. Details are
+// trusted to be ParseEntry's (or as small).
+func capEvent(ev *Event) {
+	for _, s := range []*string{&ev.Code, &ev.Actor, &ev.User, &ev.Message, &ev.SrcIP, &ev.DstHost, &ev.DstIP} {
+		if len(*s) > MaxFieldBytes {
+			*s = capString(*s)
+		}
+	}
+	for _, l := range []*[]string{&ev.Resources, &ev.Privileges} {
+		over := len(*l) > MaxListItems
+		for _, s := range *l {
+			over = over || len(s) > MaxFieldBytes
+		}
+		if over {
+			*l = capList(append([]string(nil), (*l)[:min(len(*l), MaxListItems)]...))
+		}
+	}
 }
 
 func (e *Engine) eval(rs *ruleState, ev *Event) (Firing, bool) {
@@ -300,9 +326,9 @@ func (e *Engine) evalThreshold(rs *ruleState, ks *keyState, ev *Event, t time.Ti
 		ks.forget(it.vals)
 		drop++
 	}
-	if drop > 0 {
-		ks.win = append(ks.win[:0], ks.win[drop:]...)
-	}
+	// Reslicing (not copying) keeps this O(1): append moves the live items to a new array
+	// when the old one's capacity runs out.
+	ks.win = ks.win[drop:]
 	it := winItem{t: t, seq: ev.Seq}
 	switch {
 	case th.Sum != "":
@@ -348,7 +374,7 @@ func (e *Engine) capWindow(rs *ruleState, ks *keyState) {
 	th := rs.r.Threshold
 	if th.Sum == "" && th.Distinct == "" {
 		if limit := max(th.Count, MaxEvidence); len(ks.win) > limit {
-			ks.win = append(ks.win[:0], ks.win[len(ks.win)-limit:]...)
+			ks.win = ks.win[len(ks.win)-limit:]
 		}
 		return
 	}
@@ -554,7 +580,11 @@ func Key(groupBy []string, ev *Event) string {
 }
 
 func escapeKey(s string) string {
-	if !strings.ContainsAny(s, `\|`) {
+	plain := true
+	for i := 0; i < len(s) && plain; i++ {
+		plain = s[i] != '\\' && s[i] != '|'
+	}
+	if plain {
 		return s
 	}
 	return strings.NewReplacer(`\`, `\\`, `|`, `\|`).Replace(s)

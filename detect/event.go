@@ -20,9 +20,9 @@ type Event = policy.DetectionEvent
 // deeper details are dropped.
 const (
 	MaxEntryBytes    = 1 << 20
-	MaxFieldBytes    = 4096
-	MaxListItems     = 256
-	MaxDetailsKeys   = 128
+	MaxFieldBytes    = policy.DetectionMaxFieldBytes
+	MaxListItems     = policy.DetectionMaxListItems
+	MaxDetailsKeys   = policy.DetectionMaxMapKeys
 	MaxDetailsDepth  = 4
 	maxDetailsBudget = 4096 // values in all of details
 )

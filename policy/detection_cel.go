@@ -9,6 +9,7 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/interpreter"
@@ -139,19 +140,27 @@ func newEventProvider() (*eventProvider, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(DetectionEventFields) != eventFieldCount {
+		return nil, fmt.Errorf("eventFieldCount is %d, but there are %d event fields", eventFieldCount, len(DetectionEventFields))
+	}
 	p := &eventProvider{Registry: reg, fields: map[string]*types.FieldType{}}
 	for i := range DetectionEventFields {
 		f := &DetectionEventFields[i]
 		p.names = append(p.names, f.Name)
 		p.fields[f.Name] = &types.FieldType{
 			Type:  f.Kind.celType(),
-			IsSet: func(obj any) bool { _, ok := obj.(*DetectionEvent); return ok },
+			IsSet: func(obj any) bool { _, ok := obj.(*EventActivation); return ok },
 			GetFrom: func(obj any) (any, error) {
-				ev, ok := obj.(*DetectionEvent)
-				if !ok {
+				a, ok := obj.(*EventActivation)
+				if !ok || a.Event == nil {
 					return nil, fmt.Errorf("event is %T, not a detection event", obj)
 				}
-				return f.Get(ev), nil
+				if v := a.cache[i]; v != nil {
+					return v, nil
+				}
+				v := f.Get(a.Event)
+				a.cache[i] = v
+				return v, nil
 			},
 		}
 	}
@@ -201,16 +210,28 @@ func detectionEnv() (*cel.Env, error) {
 	return detectEnv, detectEnvErr
 }
 
-// EventActivation binds `event` for a rule's evaluation. One is reused across events (set
-// Event before each call) so evaluation does not allocate an activation per event.
+// EventActivation binds `event` for rules' evaluation. One is reused across events and rules
+// (Reset it for each event): field values are converted for CEL once per event, not once per
+// rule, and nothing is allocated per evaluation.
 type EventActivation struct {
 	Event *DetectionEvent
+	cache [eventFieldCount]ref.Val
+}
+
+// eventFieldCount is len(DetectionEventFields).
+const eventFieldCount = 19
+
+// Reset binds ev (which must not change until the next Reset) and forgets the values
+// converted for the previous event.
+func (a *EventActivation) Reset(ev *DetectionEvent) {
+	a.Event = ev
+	a.cache = [eventFieldCount]ref.Val{}
 }
 
 // ResolveName implements interpreter.Activation.
 func (a *EventActivation) ResolveName(name string) (any, bool) {
 	if name == "event" {
-		return a.Event, true
+		return a, true
 	}
 	return nil, false
 }
@@ -220,6 +241,45 @@ func (a *EventActivation) Parent() interpreter.Activation { return nil }
 
 // detectionCostLimit bounds one condition's evaluation whatever the event holds.
 const detectionCostLimit = 100_000
+
+// Caps on an event's values that the engine guarantees (package detect cuts what is longer);
+// the static cost estimate of a condition relies on them.
+const (
+	DetectionMaxFieldBytes = 4096
+	DetectionMaxListItems  = 256
+	DetectionMaxMapKeys    = 128
+)
+
+// eventSizes tells CEL's cost estimator how large event fields can be, so a condition whose
+// worst case is bounded below the cost limit runs without a runtime cost tracker (the tracker
+// costs more than the evaluation of a simple condition).
+type eventSizes struct{}
+
+func (eventSizes) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+	p := n.Path()
+	if len(p) < 2 || p[0] != "event" {
+		return nil
+	}
+	max := uint64(0)
+	switch {
+	case len(p) == 2 && (p[1] == "resources" || p[1] == "privileges"):
+		max = DetectionMaxListItems
+	case len(p) == 2 && p[1] == "details":
+		max = DetectionMaxMapKeys
+	case len(p) == 2 || (len(p) == 3 && p[2] == "@items"):
+		max = DetectionMaxFieldBytes
+	case len(p) == 3 && p[1] == "details":
+		// A details value is a string, a list or a map, each within the caps.
+		max = DetectionMaxFieldBytes
+	default:
+		return nil
+	}
+	return &cost.SizeEstimate{Min: 0, Max: max}
+}
+
+func (eventSizes) EstimateCallCost(function, overloadID string, target *cost.AstNode, args []cost.AstNode) *cost.CallEstimate {
+	return nil
+}
 
 // detectionProgram is one compiled condition and the event codes it is pinned to.
 type detectionProgram struct {
@@ -246,7 +306,12 @@ func compileDetection(expr string) (*detectionProgram, error) {
 	if checked.OutputType() != cel.BoolType {
 		return nil, fmt.Errorf("CEL expression must be true or false, but it gives %s", checked.OutputType())
 	}
-	prg, err := env.Program(checked, cel.CostLimit(detectionCostLimit), cel.EvalOptions(cel.OptOptimize))
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if est, err := env.EstimateCost(checked, eventSizes{}); err != nil || est.Max > detectionCostLimit {
+		// The worst case is unknown or above the limit: track the cost as it runs.
+		opts = append(opts, cel.CostLimit(detectionCostLimit))
+	}
+	prg, err := env.Program(checked, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("CEL: %w", err)
 	}
