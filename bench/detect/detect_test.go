@@ -205,7 +205,7 @@ func TestDetectPeersAgree(t *testing.T) {
 	var act policy.EventActivation
 	matches := 0
 	for i := range evs {
-		act.Event = &evs[i]
+		act.Reset(&evs[i])
 		for _, r := range rules {
 			got, err := r.Match(&act)
 			if err != nil {

@@ -35,7 +35,9 @@ func compile(t testing.TB, cond string) func(testEvent) bool {
 	return func(e testEvent) bool {
 		ev := &policy.DetectionEvent{Code: e.Code, Actor: e.Actor, User: e.User, Message: e.Message, SrcIP: e.SrcIP,
 			DstHost: e.DstHost, DstPort: e.DstPort, BytesOut: e.BytesOut, Failed: e.Failed, Resources: e.Resources, Details: e.Details}
-		ok, err := r.Match(&policy.EventActivation{Event: ev})
+		var a policy.EventActivation
+		a.Reset(ev)
+		ok, err := r.Match(&a)
 		if err != nil {
 			t.Fatalf("evaluation failed: %v\n%s", err, cond)
 		}
