@@ -174,14 +174,25 @@ func plain(t string, ps []piece) (string, bool) {
 	return t + " == " + l, true
 }
 
-// globRegexp is the RE2 expression matching the whole of a value against pieces.
+// globRegexp is the RE2 expression matching the whole of a value against pieces. A leading or
+// trailing '*' leaves that end unanchored instead of writing ".*" (the same language, and RE2
+// need not backtrack over it).
 func globRegexp(ps []piece, fold bool) string {
 	var b strings.Builder
 	b.WriteString("(?s")
 	if fold {
 		b.WriteString("i")
 	}
-	b.WriteString(")^")
+	b.WriteString(")")
+	end := "$"
+	if len(ps) > 0 && ps[len(ps)-1].wild == '*' {
+		ps, end = ps[:len(ps)-1], ""
+	}
+	if len(ps) > 0 && ps[0].wild == '*' {
+		ps = ps[1:]
+	} else {
+		b.WriteString("^")
+	}
 	for _, p := range ps {
 		switch p.wild {
 		case '*':
@@ -192,7 +203,7 @@ func globRegexp(ps []piece, fold bool) string {
 			b.WriteString(regexp.QuoteMeta(p.text))
 		}
 	}
-	b.WriteString("$")
+	b.WriteString(end)
 	return b.String()
 }
 
