@@ -44,9 +44,11 @@ var detectCodes = []struct {
 var detectWords = []string{"checkpoint", "eval", "training", "export", "nightly", "rollout", "debug", "shard"}
 
 // detectRuleFiles returns the 50 Sigma rules of the comparison, as text. Every rule names the
-// event code (as Sigma rules for one product's events do) and one to three other fields; the
-// values are lowercase, as the generated events are, so the peer (whose matching is
-// case-sensitive) and Rampart (case-insensitive, as Sigma specifies) give the same answers.
+// event code (as Sigma rules for one product's events do) and one to three other fields, and
+// matches a small share of the events (detection rules are meant to match rarely: about 6.5 rule
+// matches per 100 events); the values are lowercase, as the generated events are, so the
+// peer (whose matching is case-sensitive) and Rampart (case-insensitive, as Sigma specifies)
+// give the same answers.
 func detectRuleFiles(threshold bool) map[string]string {
 	out := map[string]string{}
 	codes := []string{"weights.read", "secret.read", "token.issue", "signin.success", "grant.activate", "request.create"}
@@ -59,14 +61,14 @@ func detectRuleFiles(threshold bool) map[string]string {
 	for i := range 50 {
 		var det string
 		switch {
-		case i < 15: // a code and a user prefix
-			det = fmt.Sprintf("  sel:\n    EventCode: %s\n    User|startswith: u%d\n", codes[i%len(codes)], i%10+1) + agg("sel")
-		case i < 25: // egress to one of two domains
-			det = fmt.Sprintf("  sel:\n    EventCode: egress.transfer\n    dst_endpoint.hostname|endswith: ['.d%d.example', '.d%d.example']\n", i, i+7) + agg("sel")
-		case i < 35: // one model's checkpoints, but not by its two owners
-			det = fmt.Sprintf("  sel:\n    EventCode: weights.read\n    Resource|contains: /m%d/\n  filter:\n    User: [u%d, u%d]\n", i-25, i, i+100) + agg("sel and not filter")
+		case i < 15: // a code and a user prefix (about 2% of users)
+			det = fmt.Sprintf("  sel:\n    EventCode: %s\n    User|startswith: u%d\n", codes[i%len(codes)], 10*(i%9+1)+i%10) + agg("sel")
+		case i < 25: // egress to one of two hosts of a domain, or to another domain
+			det = fmt.Sprintf("  sel:\n    EventCode: egress.transfer\n    dst_endpoint.hostname|endswith: ['h%d.d%d.example', 'h%d.d%d.example', '.d%d.example']\n", i, i, i+1, i, i+40) + agg("sel")
+		case i < 35: // some checkpoints of one model, but not by its two owners
+			det = fmt.Sprintf("  sel:\n    EventCode: weights.read\n    Resource|contains: /m%d/ckpt-4\n  filter:\n    User: [u%d, u%d]\n", i-25, i, i+100) + agg("sel and not filter")
 		case i < 45: // refusals, or a request whose reason mentions a word
-			det = fmt.Sprintf("  sel_refused:\n    EventCode: [signin.refused, egress.denied, weights.denied]\n    User|endswith: '%d'\n  sel_request:\n    EventCode: request.create\n    Message|contains: %s\n", i%10, detectWords[i%len(detectWords)]) + agg("1 of sel_*")
+			det = fmt.Sprintf("  sel_refused:\n    EventCode: [signin.refused, egress.denied, weights.denied]\n    User|endswith: '%d7'\n  sel_request:\n    EventCode: request.create\n    User|startswith: u%d\n    Message|contains: %s\n", i%10, i-30, detectWords[i%len(detectWords)]) + agg("1 of sel_*")
 		default: // a code and a list of users
 			users := make([]string, 5)
 			for k := range users {
