@@ -99,3 +99,34 @@ func (r SubjectRevoked) String() string {
 	return fmt.Sprintf("%d grant(s) revoked [%s], %d pending request(s) cancelled, %d approval(s) withdrawn",
 		len(r.Grants), strings.Join(ids, " "), len(r.Requests), len(r.Approvals))
 }
+
+// RevokeGrantsOf revokes every active grant of subject now, in one transaction with the
+// grant.revoke entries (actor and reason as given), and returns them. It is the system's revoke,
+// for automatic response (package detect) under a policy that was itself approved: it checks
+// no actor's right to revoke (Revoke does, for people). Running it again finds nothing.
+func (s *Service) RevokeGrantsOf(ctx context.Context, subject, actor, reason string) ([]Grant, error) {
+	if err := checkText("reason", reason, MaxReasonLen); err != nil {
+		return nil, err
+	}
+	var out []Grant
+	err := s.txn(ctx, "revoking the grants of "+subject, func(t *txn) error {
+		out = nil
+		now := s.now()
+		grants, err := t.ListGrants(ctx, GrantFilter{Subject: subject, States: []GrantState{GrantActive}})
+		if err != nil {
+			return err
+		}
+		for _, g := range grants {
+			if !g.ActiveAt(now) {
+				continue
+			}
+			g, err := t.revoke(ctx, g, actor, reason, now)
+			if err != nil {
+				return err
+			}
+			out = append(out, g)
+		}
+		return nil
+	})
+	return out, err
+}

@@ -54,6 +54,7 @@ import (
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/change"
 	"rampart.dev/rampart/ci"
+	"rampart.dev/rampart/detect"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/signin"
 	"rampart.dev/rampart/policy"
@@ -1364,6 +1365,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"Change": change.Change{}, "ChangeReview": change.Review{}, "ChangeView": change.View{}, "ChangeList": ChangeList{},
 		"ChangeExplanation": policy.ChangeExplanation{}, "AppliedRule": policy.AppliedRule{}, "ChangeParty": policy.ChangeParty{},
 		"ChangeBundle": change.Bundle{}, "ChangeBundleEntry": change.BundleEntry{}, "ChangeVerdict": change.Verdict{},
+		"Alert": detect.Alert{}, "AlertList": AlertList{},
 		// The weights handlers (api/weights.go) write these as maps; these are copies of their
 		// keys and value types.
 		"WeightsList": struct {
@@ -1400,7 +1402,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	bodies := map[string]any{
 		"DevLoginBody": DevLoginBody{}, "CreateRequestBody": CreateRequestBody{}, "ReviewBody": ReviewBody{},
 		"EmptyBody": struct{}{}, "RenewBody": RenewBody{}, "RevokeBody": RevokeBody{}, "BatchBody": BatchBody{},
-		"CreateTokenBody": CreateTokenBody{}, "SuggestBody": SuggestBody{},
+		"CreateTokenBody": CreateTokenBody{}, "SuggestBody": SuggestBody{}, "AlertNote": AlertNote{},
 		// disableUser in api/identity.go decodes into an anonymous struct; this is a copy of it.
 		"DisableBody": struct {
 			Reason string `json:"reason"`
@@ -1426,7 +1428,10 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"ScimUser", "ScimGroup", "ScimListResponse", "ScimError", "ScimPatchOp", "ScimServiceProviderConfig", "ScimMember", "ScimMeta",
 		// server.PolicyStatus (api cannot import server); the end-to-end tests validate every
 		// /readyz answer against the schema.
-		"PolicyStatus"}
+		"PolicyStatus",
+		// They hold ledger entries as raw bytes (json.RawMessage), which oaFill cannot make up;
+		// TestAlertsAPI validates a real answer against the schemas.
+		"AlertEntry", "AlertDetail"}
 
 	for name := range schemas {
 		_, r := responses[name]
@@ -1503,7 +1508,8 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	// Success and four classes, so a client validating entries rejected such real ones.
 	refused, err := audit.Encode(8, audit.Event{Code: "egress.denied", Class: audit.ClassNetworkActivity, Activity: 6, ActivityName: "Traffic",
 		Time: at, Actor: "alice", Message: "m", Failed: true, Extra: map[string]any{"dst_endpoint": map[string]any{"hostname": "example.com", "port": 443},
-			"disposition": "Blocked", "disposition_id": 2, "count": 3, "start_time": at.UnixMilli(), "end_time": at.UnixMilli()}})
+			"disposition": "Blocked", "disposition_id": 2, "count": 3, "start_time": at.UnixMilli(), "end_time": at.UnixMilli(),
+			"src_endpoint": map[string]any{"ip": "10.0.0.1"}, "traffic": map[string]any{"bytes_out": 1, "bytes_in": 2}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1511,16 +1517,22 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A detection finding (class 2004, severity Critical): finding_info at the top level.
+	finding, err := audit.Encode(10, detect.AlertEvent(detect.Firing{Rule: "r", Severity: "critical", Mitre: []string{"T1530"}, Evidence: []int64{1}, Count: 1, First: at, Last: at}, at))
+	if err != nil {
+		t.Fatal(err)
+	}
 	entry := oaObj(schemas["LedgerEntry"])
 	fm, fkeys := oaJSONKeys(t, full)
 	rm, rkeys := oaJSONKeys(t, refused)
-	all := slices.Compact(slices.Sorted(slices.Values(append(fkeys, rkeys...))))
+	nm, nkeys := oaJSONKeys(t, finding)
+	all := slices.Compact(slices.Sorted(slices.Values(append(append(fkeys, rkeys...), nkeys...))))
 	if props := oaKeys(oaObj(entry["properties"])); !slices.Equal(all, props) {
 		t.Errorf("schema LedgerEntry has properties %v; audit.Encode writes %v", props, all)
 	}
 	vm, _ := oaJSONKeys(t, vault)
-	for _, e := range [][]byte{full, refused, vault} {
-		m := map[string]any{string(full): fm, string(refused): rm, string(vault): vm}[string(e)]
+	for _, e := range [][]byte{full, refused, vault, finding} {
+		m := map[string]any{string(full): fm, string(refused): rm, string(vault): vm, string(finding): nm}[string(e)]
 		for _, problem := range oaValidate(doc, entry, m, "LedgerEntry") {
 			t.Errorf("ledger entry: %s (JSON %s)", problem, e)
 		}

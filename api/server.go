@@ -29,6 +29,7 @@ import (
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/change"
 	"rampart.dev/rampart/ci"
+	"rampart.dev/rampart/detect"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/secrets"
@@ -65,6 +66,7 @@ type Server struct {
 	weights      *weights.Service
 	secrets      *secrets.Service
 	changes      *change.Service
+	alerts       AlertStore
 	ci           *ci.Exchanger
 	pipelines    *ci.Triggerer
 	users        UserStore
@@ -119,6 +121,8 @@ type Config struct {
 	Secrets *secrets.Service
 	// Changes is guarded change (nil: its routes answer 404).
 	Changes *change.Service
+	// Alerts are detection's alerts (nil: their routes answer 404).
+	Alerts AlertStore
 	// CI exchanges CI ID tokens for pipeline tokens, and Pipelines triggers pipelines (nil:
 	// their routes answer 404).
 	CI        *ci.Exchanger
@@ -132,7 +136,7 @@ type Config struct {
 func New(c Config) *Server {
 	s := &Server{access: c.Access, index: c.Index, ledger: c.Ledger, tokens: c.Tokens, auth: c.Auth,
 		ready: c.Ready, policyStatus: c.PolicyStatus, dev: c.Dev, log: c.Logger, m: c.Metrics, entriesStore: c.LedgerStore,
-		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights, secrets: c.Secrets, changes: c.Changes, ci: c.CI, pipelines: c.Pipelines}
+		model: c.Model, modelTimeout: c.ModelTimeout, sessionsSvc: c.Sessions, users: c.Users, lifecycle: c.Lifecycle, signin: c.SignIn, scim: c.SCIM, weights: c.Weights, secrets: c.Secrets, changes: c.Changes, alerts: c.Alerts, ci: c.CI, pipelines: c.Pipelines}
 	if s.auth == nil {
 		s.auth = c.Tokens
 	}
@@ -252,6 +256,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/changes/{id}/bundle", s.authed(s.changeBundle))
 	mux.HandleFunc("POST /v1/changes/{id}/approve", s.authed(s.reviewChange(change.Approve)))
 	mux.HandleFunc("POST /v1/changes/{id}/deny", s.authed(s.reviewChange(change.Deny)))
+	mux.HandleFunc("GET /v1/alerts", s.authed(s.listAlerts))
+	mux.HandleFunc("GET /v1/alerts/{id}", s.authed(s.getAlert))
+	mux.HandleFunc("POST /v1/alerts/{id}/ack", s.authed(s.transitionAlert(detect.StateAcked)))
+	mux.HandleFunc("POST /v1/alerts/{id}/resolve", s.authed(s.transitionAlert(detect.StateResolved)))
 	mux.HandleFunc("POST /v1/ci/exchange", s.ciExchange)
 	mux.HandleFunc("POST /v1/pipelines/trigger", s.authed(s.triggerPipeline))
 	mux.HandleFunc("POST /v1/requests", s.authed(s.createRequest))

@@ -182,3 +182,59 @@ func witnessed(ctx context.Context, c *Client, v note.Verifier, rep *LedgerRepor
 		rep.Signed = []byte(cr.Checkpoint)
 	}
 }
+
+// ProvenEntry is a ledger entry proven to be in the ledger under a signed checkpoint.
+type ProvenEntry struct {
+	Seq   uint64 `json:"seq"`
+	Entry []byte `json:"entry"`
+	// Proof is the inclusion proof (RFC 6962) of the entry's leaf in the checkpoint's tree.
+	Proof [][]byte `json:"proof"`
+}
+
+// ProveEntries fetches ledger entries (admins and auditors may read them) and proves each is
+// in the ledger: its leaf hash, with the server's inclusion proof, must recompute the root of
+// the newest checkpoint, signed by pinnedKey (or the served key when pinnedKey is empty). The
+// entries are what an alert names as evidence (`rampart alerts show`).
+func ProveEntries(ctx context.Context, c *Client, pinnedKey string, seqs []uint64) (LedgerReport, []ProvenEntry, error) {
+	var rep LedgerReport
+	k, err := c.LedgerKey(ctx)
+	if err != nil {
+		return rep, nil, err
+	}
+	if pinnedKey != "" && pinnedKey != k.Key {
+		return rep, nil, &KeyChangedError{Pinned: pinnedKey, Served: k.Key}
+	}
+	rep.Origin, rep.Key = k.Origin, k.Key
+	v, err := audit.NewVerifier(k.Key)
+	if err != nil {
+		return rep, nil, err
+	}
+	cr, err := c.Checkpoint(ctx)
+	if err != nil {
+		return rep, nil, err
+	}
+	rep.Signed = []byte(cr.Checkpoint)
+	if rep.Checkpoint, err = audit.OpenCheckpoint(rep.Signed, v); err != nil {
+		return rep, nil, err
+	}
+	size := rep.Checkpoint.Size
+	var out []ProvenEntry
+	for _, seq := range seqs {
+		if seq >= size {
+			return rep, out, fmt.Errorf("entry %d is not in the ledger: the newest checkpoint covers entries 0 to %d", seq, int64(size)-1)
+		}
+		var entry []byte
+		if err := c.Entries(ctx, seq, 1, func(_ uint64, b []byte) error { entry = b; return nil }); err != nil {
+			return rep, out, err
+		}
+		proof, err := c.InclusionProof(ctx, seq, size)
+		if err != nil {
+			return rep, out, err
+		}
+		if err := audit.VerifyInclusion(seq, size, audit.LeafHash(entry), proof, rep.Checkpoint.Root); err != nil {
+			return rep, out, &audit.TamperError{Reason: fmt.Sprintf("entry %d as served is not the entry the signed checkpoint of size %d covers (%v)", seq, size, err)}
+		}
+		out = append(out, ProvenEntry{Seq: seq, Entry: entry, Proof: proof})
+	}
+	return rep, out, nil
+}

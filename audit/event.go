@@ -34,6 +34,7 @@ const (
 	ClassAPIActivity          = 6003 // requests and reviews
 	ClassNetworkActivity      = 4001 // egress gateway decisions
 	ClassDatastoreActivity    = 6005 // weights vault: writes, reads, key releases, deletions
+	ClassDetectionFinding     = 2004 // detection: alerts, their acknowledgement and resolution, responses
 )
 
 var classNames = map[int]struct {
@@ -47,6 +48,7 @@ var classNames = map[int]struct {
 	ClassAPIActivity:          {"API Activity", 6, "Application Activity"},
 	ClassNetworkActivity:      {"Network Activity", 4, "Network Activity"},
 	ClassDatastoreActivity:    {"Datastore Activity", 6, "Application Activity"},
+	ClassDetectionFinding:     {"Detection Finding", 2, "Findings"},
 }
 
 // OCSF activity ids used with the classes above.
@@ -64,9 +66,10 @@ const (
 	SeverityLow           = 2
 	SeverityMedium        = 3
 	SeverityHigh          = 4
+	SeverityCritical      = 5 // detection findings of critical rules
 )
 
-var severityNames = map[int]string{1: "Informational", 2: "Low", 3: "Medium", 4: "High"}
+var severityNames = map[int]string{1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
 
 // OCSFVersion is the OCSF schema version entries follow.
 const OCSFVersion = "1.3.0"

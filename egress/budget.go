@@ -70,11 +70,7 @@ func (g *Gateway) spend(ctx context.Context, d Decision, b *policy.EgressBudget,
 				who(d.Subject), b.Bytes, policy.FormatDuration(b.Window.Std()), d.Target),
 			Details: map[string]any{"subject": d.Subject, "destination": d.Target.String(), "budget_bytes": int64(b.Bytes), "window": policy.FormatDuration(b.Window.Std())},
 			Extra:   map[string]any{"dst_endpoint": endpoint(d.Target, d.Addr), "disposition": "Blocked", "disposition_id": 2}}
-		if g.cfg.Record != nil {
-			if err := g.cfg.Record(context.WithoutCancel(ctx), e); err != nil {
-				g.log.Error("could not record budget exhaustion in the ledger", "subject", d.Subject, "err", err)
-			}
-		}
+		g.record(e) // queued: the data path does not wait on the ledger
 		g.writeDecisionLine(e)
 	}
 	return false

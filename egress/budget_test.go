@@ -41,6 +41,7 @@ func (c countingConn) Read(p []byte) (int, error) {
 // budgetEntries counts the egress.budget_exhausted entries in the ledger.
 func (r *rig) budgetEntries() int {
 	r.t.Helper()
+	r.gw.FlushLedger()
 	recs, err := r.store.Entries(r.ctx, 0, 100000)
 	if err != nil {
 		r.t.Fatal(err)

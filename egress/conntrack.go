@@ -25,11 +25,14 @@ type flow struct {
 	once sync.Once
 	done chan struct{}
 	why  atomic.Value // string
+	// meter counts the bytes each way for egress.transfer.
+	meter *transferMeter
 }
 
-// track registers a flow; cut must close both of its sides. Call g.untrack when it ends.
-func (g *Gateway) track(d Decision, cred credential, kind string, cut func()) *flow {
-	f := &flow{g: g, d: d, cred: cred, kind: kind, cut: cut, done: make(chan struct{})}
+// track registers a flow from the client at clientAddr; cut must close both of its sides. Call
+// g.untrack when it ends.
+func (g *Gateway) track(d Decision, cred credential, kind, clientAddr string, cut func()) *flow {
+	f := &flow{g: g, d: d, cred: cred, kind: kind, cut: cut, done: make(chan struct{}), meter: newTransferMeter(clientAddr, g.cfg.Now())}
 	g.mu.Lock()
 	g.flows[f] = struct{}{}
 	late := g.forced
@@ -40,10 +43,23 @@ func (g *Gateway) track(d Decision, cred credential, kind string, cut func()) *f
 	return f
 }
 
+// untrack forgets a flow that ended and writes its last egress.transfer entry.
 func (g *Gateway) untrack(f *flow) {
 	g.mu.Lock()
 	delete(g.flows, f)
 	g.mu.Unlock()
+	why := "finished"
+	if w, ok := f.why.Load().(string); ok {
+		why = w
+	}
+	g.reportTransfer(f, true, why)
+}
+
+// OpenFlows returns the number of open tunnels and forwarded requests.
+func (g *Gateway) OpenFlows() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.flows)
 }
 
 // closed reports whether the flow was ended.
@@ -90,6 +106,7 @@ func (g *Gateway) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			g.Revalidate()
+			g.reportOpen()
 			if time.Since(lastPrune) > time.Minute {
 				g.meter.Prune(g.cfg.Now())
 				lastPrune = time.Now()
@@ -133,10 +150,12 @@ func (g *Gateway) Revalidate() {
 }
 
 // Shutdown stops new connections and waits for open tunnels and requests to finish until ctx
-// ends, then closes the rest.
+// ends, then closes the rest. Their last egress.transfer entries, and every other entry queued
+// for the ledger, are written before it returns.
 func (g *Gateway) Shutdown(ctx context.Context) {
 	g.closing.Store(true)
 	defer g.FlushDecisions()
+	defer func() { g.flushAnonymous(true); g.FlushLedger() }()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -155,8 +174,24 @@ func (g *Gateway) Shutdown(ctx context.Context) {
 				go f.close("closed: the gateway is shutting down")
 			}
 			g.mu.Unlock()
+			g.awaitUntracked(5 * time.Second)
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// awaitUntracked waits, at most limit, for the flows closed at shutdown to end (and so to write
+// their last egress.transfer entries).
+func (g *Gateway) awaitUntracked(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		g.mu.Lock()
+		n := len(g.flows)
+		g.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

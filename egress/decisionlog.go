@@ -64,6 +64,9 @@ func (g *Gateway) logDecision(r *http.Request, d Decision, failure error) {
 		line.Unmapped.GrantExpiresAt = d.GrantExpires.UTC().Format(time.RFC3339)
 	}
 	g.emit("egress."+result, d.Subject, line)
+	if result == "denied" {
+		g.denied(r.RemoteAddr, d, line.Message)
+	}
 }
 
 // netActivity is an OCSF Network Activity (class 4001) record, encoded from a struct so that a

@@ -67,7 +67,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	var upstream atomic.Pointer[meteredConn]
-	f := g.track(d, cred, "request", func() {
+	f := g.track(d, cred, "request", r.RemoteAddr, func() {
 		cancel()
 		if hc != nil {
 			hc.Close() // the client's side: no more of its body is read, no more response reaches it
@@ -111,7 +111,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string
 			if err != nil {
 				return nil, err
 			}
-			mc := &meteredConn{Conn: c, spend: func(n int) bool { return g.spend(ctx, d, b, n) }}
+			mc := &meteredConn{Conn: c, spend: func(n int) bool { f.meter.out.Add(int64(n)); return g.spend(ctx, d, b, n) }}
 			upstream.Store(mc)
 			if f.closed() {
 				c.Close()
@@ -163,6 +163,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, subject string
 				return
 			}
 			_ = rc.Flush()
+			f.meter.in.Add(int64(n))
 			g.m.bytes.WithLabelValues("in").Add(float64(n))
 		}
 		if errors.Is(err, io.EOF) {

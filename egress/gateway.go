@@ -61,6 +61,9 @@ type Limits struct {
 	// RevalidateEvery is how often open tunnels are checked against the policy and their grants
 	// (default 100ms).
 	RevalidateEvery time.Duration
+	// TransferEvery is how often an open connection that carried bytes writes an
+	// egress.transfer entry (default DefaultTransferEvery, one minute), on the gateway's clock.
+	TransferEvery time.Duration
 }
 
 func (l *Limits) defaults() {
@@ -89,8 +92,16 @@ type Config struct {
 	// Tokens verifies Proxy-Authorization bearer tokens (API, session or service-account
 	// tokens: an identity.Chain); nil refuses them.
 	Tokens identity.Verifier
-	// Record appends a ledger entry (budget exhaustion); nil logs instead.
+	// Record appends a ledger entry in its own transaction (budget exhaustion, egress.transfer);
+	// the gateway calls it from one writer goroutine, never from a connection's data path. nil
+	// records nothing in the ledger (the decision log still has every decision).
 	Record func(ctx context.Context, e audit.Event) error
+	// RecordAll, if set, appends several entries in one transaction, in order; the gateway
+	// uses it instead of Record to write what is queued at once.
+	RecordAll func(ctx context.Context, es []audit.Event) error
+	// Refused records a refused connection (egress.denied), aggregated per caller
+	// (refusals.Recorder.Record); nil records none.
+	Refused Refused
 	// Revoked reports whether a client certificate is revoked (the CRL); nil means none is.
 	Revoked func(cert *x509.Certificate) bool
 	// Cluster names the cluster in workload subjects built from SPIFFE IDs without one.
@@ -124,6 +135,11 @@ type Gateway struct {
 	listeners []netip.AddrPort
 	closing   atomic.Bool
 	forced    bool // Shutdown's grace period ended: close what registers
+
+	ledger        chan ledgerJob // entries waiting for the ledger (ledger.go)
+	ledgerPending sync.WaitGroup
+	anonMu        sync.Mutex
+	anon          anonymousTally
 }
 
 // New returns a gateway.
@@ -148,6 +164,7 @@ func New(cfg Config) *Gateway {
 	}
 	g.lines = make(chan []byte, 4096)
 	go g.writeLines()
+	g.startLedger()
 	return g
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/audit/refusals"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/egress"
 	"rampart.dev/rampart/identity"
@@ -96,6 +97,8 @@ type rig struct {
 	gw     *egress.Gateway
 	addr   string
 	dlog   *syncBuffer
+	// refusals aggregates egress.denied entries, as the server's recorder does.
+	refusals *refusals.Recorder
 }
 
 const basePolicy = `apiVersion: rampart.dev/v1alpha1
@@ -174,6 +177,8 @@ type rigOptions struct {
 	tls      *tls.Config
 	revoked  func(*x509.Certificate) bool
 	logger   *slog.Logger
+	// record replaces the ledger writer (default: append to the rig's store).
+	record func(ctx context.Context, e audit.Event) error
 }
 
 func newRig(t *testing.T, pol *policy.Policy, o rigOptions) *rig {
@@ -196,11 +201,16 @@ func newRig(t *testing.T, pol *policy.Policy, o rigOptions) *rig {
 	for _, a := range o.allow {
 		ranges = append(ranges, netip.MustParsePrefix(a))
 	}
+	record := o.record
+	if record == nil {
+		record = func(ctx context.Context, e audit.Event) error {
+			return st.Update(ctx, func(tx access.Tx) error { _, err := tx.Append(ctx, e); return err })
+		}
+	}
+	r.refusals = refusals.New(refusals.Options{Record: record, Now: r.clock.Now})
 	r.gw = egress.New(egress.Config{
 		Policy: r.pol.Load, Grants: r.ix, Tokens: r.tokens, Revoked: o.revoked, Cluster: "prod",
-		Record: func(ctx context.Context, e audit.Event) error {
-			return st.Update(ctx, func(tx access.Tx) error { _, err := tx.Append(ctx, e); return err })
-		},
+		Record: record, Refused: r.refusals.Record,
 		Addr: egress.AddrPolicy{Allow: ranges}, Resolver: o.resolver, Now: r.clock.Now, Limits: o.limits, DecisionLog: r.dlog, Logger: o.logger,
 	})
 	r.svc.OnGrantChange(func([]access.Grant) { r.gw.Revalidate() })

@@ -24,7 +24,7 @@ type tunnel struct {
 // openTunnel registers a tunnel between client and upstream.
 func (g *Gateway) openTunnel(d Decision, cred credential, b *policy.EgressBudget, client, upstream net.Conn) *tunnel {
 	t := &tunnel{client: client, upstream: upstream, budget: b}
-	t.flow = g.track(d, cred, "tunnel", func() { client.Close(); upstream.Close() })
+	t.flow = g.track(d, cred, "tunnel", client.RemoteAddr().String(), func() { client.Close(); upstream.Close() })
 	t.active.Store(time.Now().UnixNano())
 	return t
 }
@@ -43,6 +43,7 @@ func (t *tunnel) run(first []byte) {
 	go func() { // client → upstream: counted against the budget
 		defer wg.Done()
 		if len(first) > 0 {
+			t.meter.out.Add(int64(len(first)))
 			if !g.spend(ctx, t.d, t.budget, len(first)) {
 				t.close("closed: exfiltration budget exhausted")
 				return
@@ -52,11 +53,15 @@ func (t *tunnel) run(first []byte) {
 				return
 			}
 		}
-		t.pipe(t.upstream, t.client, func(n int) bool { return g.spend(ctx, t.d, t.budget, n) })
+		t.pipe(t.upstream, t.client, func(n int) bool { t.meter.out.Add(int64(n)); return g.spend(ctx, t.d, t.budget, n) })
 	}()
 	go func() { // upstream → client
 		defer wg.Done()
-		t.pipe(t.client, t.upstream, func(n int) bool { g.m.bytes.WithLabelValues("in").Add(float64(n)); return true })
+		t.pipe(t.client, t.upstream, func(n int) bool {
+			t.meter.in.Add(int64(n))
+			g.m.bytes.WithLabelValues("in").Add(float64(n))
+			return true
+		})
 	}()
 	wg.Wait()
 	t.close("closed: both sides finished")

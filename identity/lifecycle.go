@@ -66,6 +66,40 @@ func (s *Sessions) Disable(ctx context.Context, subject, actor, reason string) (
 	return out, err
 }
 
+// RevokeAll revokes every session (with its refresh tokens) and API token of subject, in one
+// transaction with a user.sessions_revoke entry, without disabling them: they may sign in again.
+// It is what an automatic response (package detect) does for revoke_sessions. Running it again
+// finds nothing and records nothing.
+func (s *Sessions) RevokeAll(ctx context.Context, subject, actor, reason string) (Disabled, error) {
+	now := s.Now()
+	defer s.forgetSubject(subject)
+	var out Disabled
+	err := s.Store.UpdateSessions(ctx, func(tx SessionTx) error {
+		out = Disabled{}
+		var err error
+		if out.Sessions, err = tx.RevokeSubjectSessions(ctx, subject, now, reason); err != nil {
+			return err
+		}
+		if out.Tokens, err = tx.RevokeSubjectTokens(ctx, subject, now, reason); err != nil {
+			return err
+		}
+		if len(out.Sessions) == 0 && out.Tokens == 0 {
+			return nil
+		}
+		if _, err := tx.Append(ctx, audit.Event{Code: "user.sessions_revoke", Class: audit.ClassAuthentication, Activity: audit.ActivityOther, ActivityName: "Other",
+			Severity: audit.SeverityHigh, Time: now, Actor: actor, User: subject,
+			Message: fmt.Sprintf("%s revoked every session and API token of %s (%s): %d session(s), %d token(s)", actor, subject, reason, len(out.Sessions), out.Tokens),
+			Details: map[string]any{"reason": reason, "sessions_revoked": nonNilStrings(out.Sessions), "tokens_revoked": out.Tokens}}); err != nil {
+			return fmt.Errorf("append to ledger: %w", err)
+		}
+		return nil
+	})
+	for _, id := range out.Sessions {
+		s.forgetSession(id)
+	}
+	return out, err
+}
+
 // Enable lets a disabled person sign in again, and nothing more: their sessions and tokens were
 // revoked when they were disabled. Any that a store written by an older server left unrevoked
 // (disabling used only to refuse them) is revoked now, so that enabling revives nothing.

@@ -53,6 +53,8 @@ type Config struct {
 	IACDrift *IACDriftConfig `yaml:"iac_drift"`
 	// Notifications tunes delivery of the notifications whose sinks the policy's Settings name.
 	Notifications NotificationsConfig `yaml:"notifications"`
+	// Detection runs the policy's detection rules over the ledger (docs/detection-operations.md).
+	Detection DetectionConfig `yaml:"detection"`
 
 	// Dev enables the development login; set only by `rampart dev`.
 	Dev bool `yaml:"-"`
@@ -175,6 +177,7 @@ func LoadConfig(path string) (Config, error) {
 }
 
 func (c *Config) validate(doc *strictyaml.Document) {
+	c.Detection.validate(doc.Errorf)
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8470"
 	}

@@ -23,6 +23,7 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/audit"
+	"rampart.dev/rampart/audit/refusals"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/egress"
 	"rampart.dev/rampart/identity"
@@ -186,6 +187,20 @@ type GatewayOptions struct {
 	Cluster     string
 }
 
+// batchRecorder appends ledger entries in one transaction.
+func batchRecorder(st *sqlstore.DB) func(ctx context.Context, es []audit.Event) error {
+	return func(ctx context.Context, es []audit.Event) error {
+		return st.Update(ctx, func(tx access.Tx) error {
+			for _, e := range es {
+				if _, err := tx.Append(ctx, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+}
+
 // recorder appends one ledger entry in its own transaction.
 func recorder(st *sqlstore.DB) func(ctx context.Context, e audit.Event) error {
 	return func(ctx context.Context, e audit.Event) error {
@@ -204,7 +219,7 @@ func (in *Instance) Gateway(o GatewayOptions) *egress.Gateway {
 		grants = in.Index
 	}
 	g := egress.New(egress.Config{
-		Policy: in.Access.Policy, Grants: grants, Tokens: in.Auth, Record: recorder(in.Store),
+		Policy: in.Access.Policy, Grants: grants, Tokens: in.Auth, Record: recorder(in.Store), RecordAll: batchRecorder(in.Store), Refused: in.Refusals.Record,
 		Addr: egress.AddrPolicy{Allow: o.AllowRanges, Own: egress.OwnAddrs()}, Resolver: o.Resolver,
 		Now: in.now, Limits: o.Limits, Logger: in.log, DecisionLog: o.DecisionLog, Cluster: o.Cluster,
 		Metrics: egress.NewMetrics(in.API.Registry()),
@@ -314,8 +329,21 @@ func RunEgress(ctx context.Context, c EgressConfig, extraRanges []string, log *s
 		}
 		creds.Workloads = v
 	}
+	// Refused connections are aggregated per caller like the control plane's refusals, under
+	// the policy's refusals settings; summaries are written every second and at exit.
+	refused := refusals.New(refusals.Options{Record: recorder(st), Logger: log, Limits: func() refusals.Limits {
+		r := getPolicy().Settings().Refusals
+		return refusals.Limits{Window: r.Window.Std(), MaxSources: r.MaxSources, RiskHistory: r.RiskHistory}
+	}})
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := refused.FlushAll(fctx); err != nil {
+			log.Error("could not write the summaries of refused connections at exit", "err", err)
+		}
+	}()
 	g := egress.New(egress.Config{
-		Policy: getPolicy, Grants: ix, Tokens: creds, Record: recorder(st),
+		Policy: getPolicy, Grants: ix, Tokens: creds, Record: recorder(st), RecordAll: batchRecorder(st), Refused: refused.Record,
 		Revoked: revs.Revoked, Cluster: c.Cluster, Addr: egress.AddrPolicy{Allow: ranges, Own: egress.OwnAddrs()},
 		Resolver: resolver, Logger: log, DecisionLog: dlog, Metrics: egress.NewMetrics(reg),
 		Limits: egress.Limits{MaxTunnelsPerSubject: c.Limits.MaxTunnelsPerSubject, ConnectTimeout: c.Limits.ConnectTimeout.Std(), IdleTimeout: c.Limits.IdleTimeout.Std()},
@@ -349,6 +377,18 @@ func RunEgress(ctx context.Context, c EgressConfig, extraRanges []string, log *s
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go ix.Run(ctx, 500*time.Millisecond)
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = refused.Flush(ctx)
+			}
+		}
+	}()
 	errc := make(chan error, 2)
 	go func() { errc <- ServeGateway(ctx, g, c.Listen, local, log) }()
 	loadCRL := func() error { return nil }

@@ -34,6 +34,7 @@ import (
 	"rampart.dev/rampart/change"
 	"rampart.dev/rampart/ci"
 	"rampart.dev/rampart/console"
+	"rampart.dev/rampart/detect"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/identity/devop"
 	"rampart.dev/rampart/identity/scim"
@@ -93,6 +94,7 @@ type Instance struct {
 	jobs    *jobLease           // which replica runs the jobs one replica is enough for
 	witness *witnessing         // sends checkpoints to the configured witnesses
 	drift   *driftWatch         // runs iac drift on an interval (iac_drift), or nil
+	detect  *detection          // evaluates detection rules over the ledger, or nil
 	hooks   identityHooks       // told when someone's identity changed (lifecycle.go)
 	base    *policy.Policy      // the policy as read, before the directory's groups
 	dir     map[string][]string // the groups overlaid on it
@@ -123,6 +125,8 @@ type Options struct {
 	// PolicyGate replaces the verifier of approved changes for a policy loaded from Git
 	// (default: change.VerifyHistory with the server's ledger key).
 	PolicyGate PolicyGate
+	// DetectSink hears of detection alerts once committed (delivery, automatic response).
+	DetectSink detect.Sink
 }
 
 // Start opens everything, verifies the ledger, loads the policy and starts the background jobs.
@@ -234,7 +238,7 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "rampart_refusals_open_windows", Help: "Sources whose refusals are being counted into a summary now (at most refusals.max_sources, plus one per kind for the rest).",
 	}, func() float64 { return float64(in.Refusals.Stats().Sources) }))
-	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Tokens: in.Tokens, Auth: in.Auth,
+	apiCfg := api.Config{Access: in.Access, Index: in.Index, Ledger: in.Ledger, LedgerStore: in.Store, Alerts: in.Store, Tokens: in.Tokens, Auth: in.Auth,
 		Sessions: in.Sessions, Users: in.Store, Lifecycle: in, Ready: in.Ready, PolicyStatus: in.PolicyStatus, Dev: cfg.Dev, Logger: o.Logger, Metrics: metrics}
 	if in.SignIn != nil {
 		apiCfg.SignIn = in.SignIn
@@ -321,6 +325,11 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	}
 	in.startLedgerJobs(jobCtx, pol, o)
 	in.startNotifications(jobCtx, cfg, o)
+	if err := in.startDetection(jobCtx, cfg, o, metrics.Registry()); err != nil {
+		cancel()
+		in.wg.Wait()
+		return nil, err
+	}
 	if in.pgit != nil {
 		// Every replica reads the policy repository itself: each serves only what it verified.
 		poll := cfg.PolicyGit.PollInterval.Std()

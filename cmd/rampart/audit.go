@@ -21,7 +21,7 @@ import (
 
 func newAuditCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Read, export and verify the tamper-evident ledger"}
-	cmd.AddCommand(newAuditTail(g), newAuditExport(g), newAuditVerify(g), newAuditCheckpoint(g), newAuditKey(g))
+	cmd.AddCommand(newAuditTail(g), newAuditExport(g), newAuditVerify(g), newAuditCheckpoint(g), newAuditKey(g), newAuditProve(g))
 	return cmd
 }
 

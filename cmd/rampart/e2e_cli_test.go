@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,14 +12,18 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/internal/demo"
+	"rampart.dev/rampart/store/sqlite"
+	"rampart.dev/rampart/store/sqlstore"
 )
 
 // Issue 12, item 12: what scripts rely on, for every command of the binary. The command tree is
@@ -111,6 +116,28 @@ func (e *cliEnv) secretLease() string {
 	return m[1]
 }
 
+// alert records a firing in the dev server's database, as the detection runner of another
+// replica would (a detect.alert entry naming entries 0 and 1 as evidence, and its alert), and
+// returns the new alert's id.
+func (e *cliEnv) alert() string {
+	e.t.Helper()
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, filepath.Join(e.data, "rampart.db"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer s.Close()
+	key := fmt.Sprintf("alice-%d", time.Now().UnixNano())
+	a, err := s.RecordAlert(ctx, sqlstore.AlertFiring{Rule: "bulk-weight-reads", Key: key, Severity: "high", At: time.Now()},
+		audit.Event{Code: "detect.alert", Class: audit.ClassDetectionFinding, Activity: 1, ActivityName: "Create", Severity: audit.SeverityHigh,
+			Time: time.Now(), Actor: "detect:bulk-weight-reads", Message: "alice read 40 checkpoints in 10 minutes",
+			Details: map[string]any{"rule": "bulk-weight-reads", "key": key, "evidence": []any{0, 1}}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return strconv.FormatInt(a.ID, 10)
+}
+
 func (e *cliEnv) file(name, content string) string {
 	p := filepath.Join(e.dir, fmt.Sprintf("%d-%s", time.Now().UnixNano(), name))
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -145,6 +172,24 @@ func cliRows() []cliRow {
 		{path: "audit tail", args: static("audit", "tail"), code: 3, stderr: "admin or auditor"},
 		{path: "audit verify", as: "erin", args: static("audit", "verify")},
 		{path: "audit key", args: static("audit", "key")},
+		{path: "audit prove", as: "erin", args: static("audit", "prove", "0", "1")},
+		{path: "audit prove", as: "erin", args: static("audit", "prove"), code: 2, stderr: "sequence numbers"},
+		{path: "audit prove", as: "erin", args: static("audit", "prove", "99999999"), code: 1, stderr: "not in the ledger"},
+		// Alerts (store/storetest and api test their lifecycle; e.alert writes one as the
+		// detection runner would).
+		{path: "alerts list", as: "erin", args: static("alerts", "list", "--state", "open", "--since", "24h")},
+		{path: "alerts list", args: static("alerts", "list"), code: 3, stderr: "admin or auditor"},
+		{path: "alerts list", as: "erin", args: static("alerts", "list", "--state", "closed"), code: 2, stderr: "open, acked or resolved"},
+		{path: "alerts show", as: "erin", args: func(e *cliEnv) ([]string, []string) { return []string{"alerts", "show", e.alert()}, nil }},
+		{path: "alerts show", as: "erin", args: static("alerts", "show", "999999"), code: 1, stderr: "no such alert"},
+		{path: "alerts ack", as: "erin", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"alerts", "ack", e.alert(), "--note", "looking"}, nil
+		}},
+		{path: "alerts ack", args: func(e *cliEnv) ([]string, []string) { return []string{"alerts", "ack", e.alert()}, nil }, code: 3, stderr: "admin group"},
+		{path: "alerts resolve", as: "erin", args: func(e *cliEnv) ([]string, []string) {
+			return []string{"alerts", "resolve", e.alert(), "--note", "expected"}, nil
+		}},
+		{path: "alerts resolve", as: "erin", args: static("alerts", "resolve", "x"), code: 2, stderr: "not an alert id"},
 		// Guarded change (e2e_change_test.go drives it against a policy with a Repository; the demo
 		// policy has none, so these rows are its refusals).
 		{path: "change approve", args: static("change", "approve", "chg_aaaaaaaaaaaaaaaa"), code: 1, stderr: "does not exist"},

@@ -41,7 +41,7 @@ var ledgerCodes = []string{
 	"mfa.enrol_allowed", "mfa.enrolled", "mfa.replaced", "mfa.reset",
 	"scim.user.create", "scim.user.update", "scim.user.replace", "scim.user.delete",
 	"scim.group.create", "scim.group.update", "scim.group.replace", "scim.group.delete",
-	"egress.budget_exhausted",
+	"egress.budget_exhausted", "egress.transfer", "egress.denied",
 	"kube.admission.denied", "kube.admission.excepted", "kube.binding.create", "kube.binding.delete", "kube.drift",
 	"kube.netpol.created", "kube.netpol.restored", "kube.netpol.widened", "kube.netpol.removed", "kube.pod.deleted",
 	"weights.put", "weights.read", "weights.denied", "weights.key_release", "weights.delete", "weights.rekey",
@@ -51,6 +51,7 @@ var ledgerCodes = []string{
 	"notification.failed",
 	"ci.exchange", "ci.exchange.refused", "pipeline.trigger", "pipeline.trigger.refused", "pipeline.trigger.failed",
 	"iac.drift", "iac.drift_cleared",
+	"detect.alert", "alert.ack", "alert.resolve",
 }
 
 var ledgerTap struct {

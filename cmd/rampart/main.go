@@ -153,7 +153,7 @@ Output: -o table (for people), json or yaml (for scripts; an empty list is [], n
 		newDevCmd(), newServerCmd(), newEgressCmd(), newAdminCmd(g),
 		newLoginCmd(g), newLogoutCmd(g), newWhoamiCmd(g), newResourcesCmd(g), newRolesCmd(g),
 		newRequestCmd(g), newGrantCmd(g), newCheckCmd(g), newAuditCmd(g), newPolicyCmd(g), newTokenCmd(g),
-		newSearchCmd(g), newSuggestCmd(g), newSessionCmd(g), newMFACmd(g), newUserCmd(g), newWeightsCmd(g), newSecretCmd(g), newVaultCmd(g), newKMSPluginCmd(), newAdmissionCmd(), newKubeCmd(g), newIACCmd(g), newExceptionCmd(g), newChangeCmd(g), newCICmd(g), newPipelineCmd(g), newDetectCmd(g),
+		newSearchCmd(g), newSuggestCmd(g), newSessionCmd(g), newMFACmd(g), newUserCmd(g), newWeightsCmd(g), newSecretCmd(g), newVaultCmd(g), newKMSPluginCmd(), newAdmissionCmd(), newKubeCmd(g), newIACCmd(g), newExceptionCmd(g), newChangeCmd(g), newCICmd(g), newPipelineCmd(g), newAlertsCmd(g), newDetectCmd(g),
 	)
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()

@@ -154,11 +154,18 @@ func serve(ctx context.Context, cfg server.Config, banner bool) error {
 		if err != nil {
 			return fmt.Errorf("egress gateway: listen on %s: %w (choose another with --egress-addr, or \"\" for none)", cfg.EgressListen, err)
 		}
+		gwCtx, cancelGateway := context.WithCancel(ctx)
+		gwDone := make(chan struct{})
 		go func() {
-			if err := server.ServeGatewayListener(ctx, gw, gln); err != nil {
+			defer close(gwDone)
+			if err := server.ServeGatewayListener(gwCtx, gw, gln); err != nil {
 				fmt.Fprintln(os.Stderr, "rampart: egress gateway:", err)
 			}
 		}()
+		// The gateway's last ledger entries (transfers of the tunnels it closes, refusals) are
+		// written before the store closes (in.Close, deferred above, runs after this).
+		defer func() { <-gwDone }()
+		defer cancelGateway() // runs first: whatever ended Serve ends the gateway too
 	}
 	if in.Webhook != nil {
 		go func() {

@@ -396,5 +396,53 @@ CREATE TABLE secret_leases (
 	expires_at BIGINT NOT NULL,
 	revoked_at BIGINT NOT NULL
 );
+`, // 20 (issue 17): alerts (one row per rule and key from a first firing until resolved;
+	// first_seq/last_seq are the ledger entries of its first and latest detect.alert) and the
+	// automatic responses taken (one row per firing and action, the key of their idempotence;
+	// counted rows are the hourly budget that replicas share).
+	`
+CREATE TABLE alerts (
+	id          BIGINT PRIMARY KEY,
+	rule        TEXT NOT NULL,
+	key         TEXT NOT NULL,
+	severity    TEXT NOT NULL,
+	state       TEXT NOT NULL,
+	first_seq   BIGINT NOT NULL,
+	last_seq    BIGINT NOT NULL,
+	count       BIGINT NOT NULL,
+	created     BIGINT NOT NULL,
+	updated     BIGINT NOT NULL,
+	acked_by    TEXT NOT NULL,
+	resolved_by TEXT NOT NULL,
+	note        TEXT NOT NULL
+);
+CREATE INDEX alerts_rule_key ON alerts (rule, key, state);
+CREATE INDEX alerts_state ON alerts (state, id);
+CREATE TABLE detect_responses (
+	id        TEXT PRIMARY KEY,
+	rule      TEXT NOT NULL,
+	subject   TEXT NOT NULL,
+	action    TEXT NOT NULL,
+	state     TEXT NOT NULL,
+	guardrail TEXT NOT NULL,
+	counted   BOOLEAN NOT NULL,
+	at        BIGINT NOT NULL,
+	seq       BIGINT NOT NULL,
+	error     TEXT NOT NULL
+);
+CREATE INDEX detect_responses_counted ON detect_responses (counted, at);
+`, // 21 (issue 17): the detection runner's cursor (the next ledger entry to evaluate) and its
+	// engine snapshot (the state after entries below snapshot_seq; NULL: no state). A new store
+	// and an upgraded one both start at the ledger's head: history is for backtests, not for
+	// alerts (and automatic responses) on what happened before detection existed.
+	`
+CREATE TABLE detect_state (
+	id           INTEGER PRIMARY KEY,
+	cursor       BIGINT NOT NULL,
+	snapshot     TEXT,
+	snapshot_seq BIGINT NOT NULL,
+	updated      BIGINT NOT NULL
+);
+INSERT INTO detect_state (id, cursor, snapshot, snapshot_seq, updated) SELECT 1, size, NULL, size, 0 FROM ledger_head WHERE id = 1;
 `,
 }

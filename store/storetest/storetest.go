@@ -5,7 +5,9 @@
 // role definitions, bounds on pending requests and break-glass, expiry at decision time,
 // concurrent approvals, ledger-failure refusal, tampered history and crashes mid-transaction;
 // and the secrets store over each store: versions and leases committed with their ledger
-// entries, a read racing a revocation, ciphertexts moved between names, rotation.
+// entries, a read racing a revocation, ciphertexts moved between names, rotation; alerts and
+// the guarded automatic response (detect.Responder) through the real workflow and sessions;
+// the detection runner's exactly-once evaluation through crashes, restarts and racing replicas.
 package storetest
 
 import (
@@ -67,6 +69,12 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Outbox", func(t *testing.T) { testOutbox(t, h) })
 	t.Run("Reminders", func(t *testing.T) { testReminders(t, h) })
 	t.Run("Secrets", func(t *testing.T) { testSecrets(t, h) })
+	t.Run("Alerts", func(t *testing.T) { testAlerts(t, h) })
+	t.Run("Responses", func(t *testing.T) { testResponses(t, h) })
+	t.Run("ResponseBudgetRace", func(t *testing.T) { testResponseBudgetRace(t, h) })
+	t.Run("DetectCommit", func(t *testing.T) { testDetectCommit(t, h) })
+	t.Run("DetectExactlyOnce", func(t *testing.T) { testDetectExactlyOnce(t, h) })
+	t.Run("DetectReplicas", func(t *testing.T) { testDetectReplicas(t, h) })
 }
 
 // Epoch is the suite's starting time.
