@@ -72,6 +72,24 @@ func wildcards(v string) []piece {
 	return out
 }
 
+// foldLower maps each character of s to the lowercase form a lowercase field could hold and
+// that case-insensitive matching (simple folding, as RE2's (?i)) would equate with it: the ASCII
+// letter of its folding orbit when it has one (so the Kelvin sign and the long s become k and
+// s), else its lowercase.
+func foldLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			if f >= 'a' && f <= 'z' {
+				return f
+			}
+		}
+		if r >= 'a' && r <= 'z' {
+			return r
+		}
+		return unicode.ToLower(r)
+	}, s)
+}
+
 // caseless reports whether case-insensitive matching of s is the same as exact matching: no
 // character of s has another case (in the sense of RE2's (?i), simple case folding).
 func caseless(s string) bool {
@@ -110,7 +128,7 @@ func textMatch(t string, lower, cased bool, op strOp, v string) string {
 		// The field holds lowercase ASCII only: a value with other letters cannot match it
 		// case-insensitively unless lowering it makes it lowercase ASCII too.
 		for i := range ps {
-			ps[i].text = strings.ToLower(ps[i].text)
+			ps[i].text = foldLower(ps[i].text)
 		}
 		fold = false
 	}
