@@ -263,3 +263,21 @@ func TestMapping(t *testing.T) {
 		t.Errorf("replace: true kept the default mapping of User")
 	}
 }
+
+// FuzzParseMapping: any mapping file is a mapping whose targets are event fields or details
+// keys, or an error; never a panic.
+func FuzzParseMapping(f *testing.F) {
+	f.Add([]byte("fields:\n  Image: details.image\n  Who: user\nservices:\n  vaultd: weights.\n"))
+	f.Add([]byte("replace: true\nkeywords: message\nproducts: [x]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseMapping("m.yml", data)
+		if err != nil {
+			return
+		}
+		for k, v := range m.Fields {
+			if _, _, ok := m.target(k); !ok {
+				t.Fatalf("field %q maps to %q, which is not a target", k, v)
+			}
+		}
+	})
+}
