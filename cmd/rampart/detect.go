@@ -21,7 +21,7 @@ import (
 // the server's ledger (docs/detection.md, docs/detection-operations.md).
 func newDetectCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "detect", Short: "Detection rules over the ledger: try them on exported entries, replay the server's ledger, import Sigma"}
-	cmd.AddCommand(newDetectTest(g), newDetectBacktest(g))
+	cmd.AddCommand(newDetectTest(g), newDetectBacktest(g), newDetectSigmaCmd(g))
 	return cmd
 }
 

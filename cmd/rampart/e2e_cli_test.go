@@ -249,6 +249,9 @@ func cliRows() []cliRow {
 			return []string{"detect", "test", bad, "--events", "../../detect/testdata/pack.jsonl"}, nil
 		}, code: 1, stderr: "bad-rule.yaml:6:3: spec.condition: CEL: ERROR"},
 		{path: "detect test", as: "-", args: static("detect", "test", "../../internal/demo/policy"), code: 2, stderr: "--events FILE is required"},
+		{path: "detect sigma", as: "-", args: static("detect", "sigma", "../../detect/sigma/testdata/checkpoint_sweep.yml", "../../detect/sigma/testdata/egress_to_paste.yml"), stream: true},
+		{path: "detect sigma", as: "-", args: static("detect", "sigma", "../../detect/sigma/testdata/unmapped_field.yml"), code: 1, stderr: "has no mapping to an event field"},
+		{path: "detect sigma", as: "-", args: static("detect", "sigma"), code: 2, stderr: "at least one Sigma rule file"},
 		{path: "iac check", as: "-", args: static("iac", "check", "../../iac/testdata/good")},
 		{path: "iac check", as: "-", args: static("iac", "check", "../../iac/testdata/bad", "--policy", "../../internal/demo/policy"), code: 3},
 		{path: "iac check", as: "-", args: static("iac", "check", "no-such-dir"), code: 1, stderr: "no-such-dir"},
