@@ -287,9 +287,12 @@ func (eventSizes) EstimateCallCost(function, overloadID string, target *cost.Ast
 
 // detectionProgram is one compiled condition and the event codes it is pinned to.
 type detectionProgram struct {
-	expr  string
-	prg   cel.Program
-	codes []string // nil: any code
+	expr string
+	prg  cel.Program
+	// native evaluates the condition without CEL's interpreter when its shape allows
+	// (detection_native.go); nil otherwise.
+	native nativeBool
+	codes  []string // nil: any code
 }
 
 func compileDetection(expr string) (*detectionProgram, error) {
@@ -319,12 +322,16 @@ func compileDetection(expr string) (*detectionProgram, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CEL: %w", err)
 	}
-	return &detectionProgram{expr: expr, prg: prg, codes: pinnedCodes(checked.NativeRep().Expr())}, nil
+	native, _ := nativeCompile(checked.NativeRep().Expr(), "")
+	return &detectionProgram{expr: expr, prg: prg, native: native, codes: pinnedCodes(checked.NativeRep().Expr())}, nil
 }
 
 // eval runs the program. A non-bool result or an evaluation error (cost limit, a missing
 // details key) is false with the error: a rule that cannot be evaluated does not match.
 func (d *detectionProgram) eval(a *EventActivation) (bool, error) {
+	if d.native != nil {
+		return d.native(a.Event, ""), nil
+	}
 	out, _, err := d.prg.Eval(a)
 	if err != nil {
 		return false, err
