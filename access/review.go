@@ -30,6 +30,10 @@ type ReviewInput struct {
 	// person's own session or a token bound to it: invariant 8).
 	CredentialID string
 	SessionID    string
+	// SessionRisk is the risk level the approver's session was signed in at
+	// (identity.Principal.Risk), recorded in the review's ledger entry as session_risk for
+	// detection; it decides nothing here.
+	SessionRisk string
 }
 
 // Review records an approval or denial. When the approvals satisfy every step of the approval
@@ -147,6 +151,9 @@ func addCredential(details map[string]any, in ReviewInput) {
 	}
 	if in.SessionID != "" {
 		details["session_id"] = in.SessionID
+	}
+	if in.SessionRisk != "" {
+		details["session_risk"] = in.SessionRisk
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
@@ -172,10 +173,24 @@ func (s *Server) authed(h handler) http.HandlerFunc {
 			s.fail(w, r, err)
 			return
 		}
+		p.IP = s.clientIP(r)
 		if err := h(w, r, caller{Principal: p, pol: s.access.Policy()}); err != nil {
 			s.fail(w, r, err)
 		}
 	}
+}
+
+// clientIP is the address a request came from: through the sign-in service's trusted proxies
+// when there is one, else the peer.
+func (s *Server) clientIP(r *http.Request) string {
+	if ci, ok := s.signin.(interface {
+		ClientIP(*http.Request) netip.Addr
+	}); ok {
+		if ip := ci.ClientIP(r); ip.IsValid() {
+			return ip.String()
+		}
+	}
+	return clientIP(r)
 }
 
 // Handler returns the HTTP handler for every route.
@@ -637,7 +652,7 @@ func (s *Server) review(d access.Decision) handler {
 		// Only a multi-factor authentication that counts for approvals satisfies require_step_up:
 		// the provider's, or a Rampart factor the person has held for a day (invariant 8).
 		if _, err := s.access.Review(r.Context(), access.ReviewInput{RequestID: r.PathValue("id"), Approver: c.Subject, Decision: d, Duration: dur, Comment: b.Comment,
-			MFAAt: c.TrustedMFAAt, CredentialID: c.TokenID, SessionID: c.SessionID}); err != nil {
+			MFAAt: c.TrustedMFAAt, CredentialID: c.TokenID, SessionID: c.SessionID, SessionRisk: c.Risk}); err != nil {
 			return untrustedStepUp(err, c)
 		}
 		return s.getRequest(w, r, c)

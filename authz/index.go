@@ -60,6 +60,9 @@ type Decision struct {
 	// Requester is who requested GrantID (not part of the API: the grant, with its requester,
 	// is at GET /v1/grants).
 	Requester string `json:"-"`
+	// BreakGlass says GrantID is a break-glass grant (not part of the API either): enforcement
+	// points record it with what they allow, for detection.
+	BreakGlass bool `json:"-"`
 }
 
 // GrantSource is what the index reads from the store.
@@ -73,6 +76,7 @@ type GrantSource interface {
 type entry struct {
 	id, role, subject string
 	requester         string
+	breakGlass        bool
 	starts, expires   time.Time
 	active            bool
 	version           int64
@@ -193,7 +197,7 @@ func (ix *Index) load(ctx context.Context) error {
 }
 
 func newEntry(g access.Grant) *entry {
-	return &entry{id: g.ID, role: g.Role, subject: g.Subject, requester: g.Requester, starts: g.StartsAt, expires: g.ExpiresAt,
+	return &entry{id: g.ID, role: g.Role, subject: g.Subject, requester: g.Requester, breakGlass: g.BreakGlass, starts: g.StartsAt, expires: g.ExpiresAt,
 		active: g.State == access.GrantActive, version: g.Version, def: g.Definition,
 		allowReason: "allowed by grant " + g.ID + " of role " + g.Role}
 }
@@ -431,7 +435,7 @@ func (ix *Index) checkLocked(pol *policy.Policy, q Query, now time.Time) Decisio
 		}
 	}
 	if best != nil {
-		return Decision{Allowed: true, Reason: best.allowReason, GrantID: best.id, Role: best.role, ExpiresAt: best.expires, Requester: best.requester}
+		return Decision{Allowed: true, Reason: best.allowReason, GrantID: best.id, Role: best.role, ExpiresAt: best.expires, Requester: best.requester, BreakGlass: best.breakGlass}
 	}
 	if lapsed != nil {
 		return Decision{Reason: fmt.Sprintf("denied: grant %s of role %s expired at %s", lapsed.id, lapsed.role, lapsed.expires.UTC().Format(time.RFC3339)),

@@ -100,6 +100,8 @@ type ruleState struct {
 	now time.Time
 	// groupSubject is the group_by field that names the subject ("actor", "user" or "").
 	groupSubject string
+	// start is the time of the first event the rule matched: a baseline learns from then.
+	start time.Time
 }
 
 // keyState is what a rule remembers about one key.
@@ -161,7 +163,11 @@ func NewEngine(rules []*policy.DetectionRule, opt Options) (*Engine, error) {
 			continue
 		}
 		rs := &ruleState{r: r, keys: map[string]*keyState{}}
-		for _, g := range r.GroupBy {
+		last := r.GroupBy
+		if r.Sequence != nil {
+			last = r.GroupByOf(len(r.Sequence.Steps) - 1)
+		}
+		for _, g := range last {
 			if g == "actor" || (g == "user" && rs.groupSubject == "") {
 				rs.groupSubject = g
 			}
@@ -245,6 +251,9 @@ func (e *Engine) Process(ev Event) []Firing {
 // strings and lists, which the static cost estimate of conditions relies on. Details are
 // trusted to be ParseEntry's (or as small).
 func capEvent(ev *Event) {
+	if ev.Count <= 0 {
+		ev.Count = 1
+	}
 	for _, s := range []*string{&ev.Code, &ev.Actor, &ev.User, &ev.Message, &ev.SrcIP, &ev.DstHost, &ev.DstIP} {
 		if len(*s) > MaxFieldBytes {
 			*s = capString(*s)
@@ -274,6 +283,9 @@ func (e *Engine) eval(rs *ruleState, ev *Event) (Firing, bool) {
 		return Firing{}, false
 	}
 	t := rs.clock(ev.Time)
+	if rs.start.IsZero() {
+		rs.start = t
+	}
 	ks := e.key(rs, Key(r.GroupBy, ev))
 	switch {
 	case r.Threshold != nil:
@@ -431,26 +443,26 @@ func (e *Engine) evalSequence(rs *ruleState, ev *Event) (Firing, bool) {
 		return Firing{}, false
 	}
 	t := rs.clock(ev.Time)
-	key := Key(r.GroupBy, ev)
-	ks := rs.keys[key]
-	if ks == nil && !matched[0] {
-		return Firing{}, false // nothing to continue
-	}
-	ks = e.key(rs, key)
-	if ks.partial == nil {
-		ks.partial = make([]partial, steps-1)
-	}
 	within := r.Sequence.Within.Std()
 	var fired *partial
-	// From the last step down, so one event never advances two steps at once.
+	var firedKey *keyState
+	// From the last step down, so one event never advances two steps at once. Each step's
+	// key is made of its own fields (step_group_by) or the rule's.
 	for i := steps - 1; i >= 1; i-- {
+		if !matched[i] {
+			continue
+		}
+		ks := rs.keys[Key(r.GroupByOf(i), ev)]
+		if ks == nil || ks.partial == nil {
+			continue // no earlier step for this key
+		}
 		prev := ks.partial[i-1]
-		if !matched[i] || !prev.ok || t.Sub(prev.start) > within {
+		if !prev.ok || t.Sub(prev.start) > within {
 			continue
 		}
 		chain := partial{ok: true, start: prev.start, seqs: append(append([]int64(nil), prev.seqs...), ev.Seq)}
 		if i == steps-1 {
-			fired = &chain
+			fired, firedKey = &chain, ks
 			continue
 		}
 		if cur := ks.partial[i]; !cur.ok || !chain.start.Before(cur.start) {
@@ -458,8 +470,16 @@ func (e *Engine) evalSequence(rs *ruleState, ev *Event) (Firing, bool) {
 		}
 	}
 	if matched[0] {
+		ks := e.key(rs, Key(r.GroupByOf(0), ev))
+		if ks.partial == nil {
+			ks.partial = make([]partial, steps-1)
+		}
 		ks.partial[0] = partial{ok: true, start: t, seqs: []int64{ev.Seq}}
 	}
+	if fired != nil {
+		e.key(rs, firedKey.key) // most recently seen
+	}
+	ks := firedKey
 	if fired == nil || !rs.fire(ks, t) {
 		return Firing{}, false
 	}
@@ -495,13 +515,16 @@ func (e *Engine) evalBaseline(rs *ruleState, ks *keyState, ev *Event, t time.Tim
 	if n := st.bucket - st.firstBucket; n > 0 {
 		mean = st.past / float64(n)
 	}
-	if st.cur < bl.Min || st.cur <= bl.Factor*mean || !rs.fire(ks, t) {
+	learning := t.Sub(rs.start) < bl.Learning.Std()
+	// While the rule learns, a key with no past is being learnt, not compared: nothing to
+	// report. After, a key never seen has a mean of zero (first seen).
+	if st.cur < bl.Min || st.cur <= bl.Factor*mean || (learning && st.bucket == st.firstBucket) || !rs.fire(ks, t) {
 		return Firing{}, false
 	}
 	f := rs.firing(ks, ev)
 	f.Evidence = append([]int64(nil), st.seqs...)
 	f.Count, f.First, f.Last = st.curEvents, st.curFirst, t
-	f.Learning = t.Sub(st.first) < bl.Learning.Std()
+	f.Learning = learning
 	return f, true
 }
 
@@ -669,6 +692,8 @@ func numberField(name string, ev *Event) int64 {
 		return ev.BytesOut
 	case "bytes_in":
 		return ev.BytesIn
+	case "count":
+		return ev.Count
 	}
 	if d, ok := strings.CutPrefix(name, "details."); ok {
 		if f, ok := ev.Details[d].(float64); ok {

@@ -59,6 +59,7 @@ type entryJSON struct {
 		IP       string `json:"ip"`
 		Port     int    `json:"port"`
 	} `json:"dst_endpoint"`
+	Count   *int64 `json:"count"`
 	Traffic struct {
 		BytesOut int64 `json:"bytes_out"`
 		BytesIn  int64 `json:"bytes_in"`
@@ -105,6 +106,10 @@ func ParseEntry(seq int64, entry []byte) (Event, error) {
 		DstPort:    j.DstEndpoint.Port,
 		BytesOut:   j.Traffic.BytesOut,
 		BytesIn:    j.Traffic.BytesIn,
+		Count:      1,
+	}
+	if j.Count != nil && *j.Count > 0 {
+		ev.Count = *j.Count
 	}
 	if t, err := time.Parse(time.RFC3339Nano, j.TimeDT); err == nil {
 		ev.Time = t.UTC()

@@ -28,13 +28,19 @@ func TestParseEntry(t *testing.T) {
 	}
 	want := detect.Event{Seq: 42, Time: at, Code: "egress.transfer", ClassUID: 4001, ActivityID: 6, SeverityID: 1, Failed: true,
 		Actor: "svc:trainer", User: "alice", Message: "tunnel closed", Resources: []string{"model/x"}, Privileges: []string{"r"},
-		SrcIP: "10.0.0.1", DstHost: "example.org", DstIP: "93.184.216.34", DstPort: 443, BytesOut: 1 << 40, BytesIn: 7,
+		SrcIP: "10.0.0.1", DstHost: "example.org", DstIP: "93.184.216.34", DstPort: 443, BytesOut: 1 << 40, BytesIn: 7, Count: 1,
 		Details: map[string]any{"tunnel_id": "t1", "grant_id": "g1", "nested": map[string]any{"k": 1.0}}}
 	if !reflect.DeepEqual(ev, want) {
 		t.Errorf("got  %+v\nwant %+v", ev, want)
 	}
 	if ev, _ := detect.ParseEntry(7, b); ev.Seq != 7 {
 		t.Errorf("seq %d, want the one given", ev.Seq)
+	}
+	// A summary of aggregated refusals stands for its OCSF count.
+	sum, _ := audit.Encode(9, audit.Event{Code: "signin.refused", Class: audit.ClassAuthentication, Activity: 1, Time: at, Actor: "alice", Failed: true,
+		Extra: map[string]any{"count": 41, "start_time": 1, "end_time": 2}})
+	if ev, _ := detect.ParseEntry(-1, sum); ev.Count != 41 {
+		t.Errorf("count %d, want 41", ev.Count)
 	}
 	for _, bad := range []string{``, `[]`, `{"metadata": {}}`, `{"metadata": {"event_code": "x"}}`} {
 		if _, err := detect.ParseEntry(-1, []byte(bad)); err == nil {

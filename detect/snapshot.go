@@ -18,6 +18,7 @@ type ruleSnapshot struct {
 	Name   string `json:"name"`
 	Digest string `json:"digest"`
 	Now    int64  `json:"now"`
+	Start  int64  `json:"start,omitempty"`
 	// Keys are in the order they were last seen, oldest first (the eviction order).
 	Keys []keySnapshot `json:"keys"`
 }
@@ -74,7 +75,7 @@ func fromNanos(n int64) time.Time {
 func (e *Engine) Snapshot() ([]byte, error) {
 	s := snapshotJSON{Version: snapshotVersion, Rules: make([]ruleSnapshot, 0, len(e.rules))}
 	for _, rs := range e.rules {
-		r := ruleSnapshot{Name: rs.r.Name, Digest: rs.r.Digest, Now: nanos(rs.now), Keys: make([]keySnapshot, 0, len(rs.keys))}
+		r := ruleSnapshot{Name: rs.r.Name, Digest: rs.r.Digest, Now: nanos(rs.now), Start: nanos(rs.start), Keys: make([]keySnapshot, 0, len(rs.keys))}
 		for ks := rs.oldest; ks != nil; ks = ks.next {
 			k := keySnapshot{Key: ks.key, Fired: ks.fired, LastFire: nanos(ks.lastFire)}
 			for _, w := range ks.win {
@@ -121,7 +122,7 @@ func (e *Engine) Restore(b []byte) error {
 		if fresh[rs] != nil {
 			return fmt.Errorf("detect: the snapshot holds rule %q twice", r.Name)
 		}
-		n := &ruleState{r: rs.r, groupSubject: rs.groupSubject, keys: map[string]*keyState{}, now: fromNanos(r.Now)}
+		n := &ruleState{r: rs.r, groupSubject: rs.groupSubject, keys: map[string]*keyState{}, now: fromNanos(r.Now), start: fromNanos(r.Start)}
 		steps := 0
 		if rs.r.Sequence != nil {
 			steps = len(rs.r.Sequence.Steps) - 1
@@ -160,9 +161,9 @@ func (e *Engine) Restore(b []byte) error {
 	}
 	for _, rs := range e.rules {
 		if n := fresh[rs]; n != nil {
-			rs.keys, rs.oldest, rs.newest, rs.now = n.keys, n.oldest, n.newest, n.now
+			rs.keys, rs.oldest, rs.newest, rs.now, rs.start = n.keys, n.oldest, n.newest, n.now, n.start
 		} else {
-			rs.keys, rs.oldest, rs.newest, rs.now = map[string]*keyState{}, nil, nil, time.Time{}
+			rs.keys, rs.oldest, rs.newest, rs.now, rs.start = map[string]*keyState{}, nil, nil, time.Time{}, time.Time{}
 		}
 	}
 	e.dropped = dropped

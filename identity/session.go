@@ -401,7 +401,7 @@ func (s *Sessions) Verify(ctx context.Context, accessToken string) (Principal, e
 		return Principal{}, fmt.Errorf("%w: %s is disabled", ErrUnauthenticated, c.s.Subject)
 	}
 	return Principal{Subject: c.s.Subject, Kind: KindUser, TokenID: c.s.ID, SessionID: c.s.ID, AuthTime: c.s.AuthTime,
-		MFAAt: c.s.MFAAt, TrustedMFAAt: c.s.TrustedMFAAt, IdPMFAAt: c.s.IdPMFAAt, Groups: c.s.Groups}, nil
+		MFAAt: c.s.MFAAt, TrustedMFAAt: c.s.TrustedMFAAt, IdPMFAAt: c.s.IdPMFAAt, Groups: c.s.Groups, Risk: c.s.Risk}, nil
 }
 
 func (s *Sessions) lookup(ctx context.Context, hash string, now time.Time) (cachedSession, error) {

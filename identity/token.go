@@ -133,6 +133,13 @@ type Principal struct {
 	IdPMFAAt time.Time
 	// Groups are the policy groups the identity provider's groups mapped to at sign-in.
 	Groups []string
+	// IP is the address the request came from (through trusted proxies), set by the API for
+	// each request; enforcement points record it (and its network) with what a workload reads.
+	IP string
+	// Risk is the risk level the session was signed in at (none, low, medium, high), for
+	// session credentials; empty for every other credential. Approvals record it (detection
+	// watches approvals made from risky sessions).
+	Risk string
 }
 
 // Authenticator identifies the caller of an HTTP request.
@@ -296,7 +303,7 @@ func (ts *Tokens) Verify(ctx context.Context, secret string) (Principal, error) 
 	case !now.Before(ses.ExpiresAt):
 		return Principal{}, fmt.Errorf("%w: token %s ended with its session %s at %s; sign in again", ErrUnauthenticated, t.ID, ses.ID, ses.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	p.SessionID, p.AuthTime, p.MFAAt, p.TrustedMFAAt, p.IdPMFAAt, p.Groups = ses.ID, ses.AuthTime, ses.MFAAt, ses.TrustedMFAAt, ses.IdPMFAAt, ses.Groups
+	p.SessionID, p.AuthTime, p.MFAAt, p.TrustedMFAAt, p.IdPMFAAt, p.Groups, p.Risk = ses.ID, ses.AuthTime, ses.MFAAt, ses.TrustedMFAAt, ses.IdPMFAAt, ses.Groups, ses.Risk
 	return p, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"rampart.dev/rampart/internal/strictyaml"
 )
 
 // Detection rule severities, lowest first.
@@ -98,11 +100,27 @@ type DetectionThreshold struct {
 type DetectionSequence struct {
 	Within Duration `yaml:"within"`
 	Steps  []string `yaml:"steps"`
+	// StepGroupBy, instead of the rule's group_by, gives each step its own fields making the
+	// key, so that steps naming the same party in different fields join: [[user], [actor]]
+	// joins user.disable (the disabled person is its user) to what that person then did as
+	// actor. One list per step, all of the same length.
+	StepGroupBy [][]string `yaml:"step_group_by"`
+}
+
+// GroupByOf returns the fields making the key of step i of a sequence rule (of the rule itself
+// for other kinds, or when the sequence has no step_group_by).
+func (r *DetectionRule) GroupByOf(i int) []string {
+	if s := r.Sequence; s != nil && len(s.StepGroupBy) > 0 {
+		return s.StepGroupBy[i]
+	}
+	return r.GroupBy
 }
 
 // DetectionBaseline fires when a key's statistic in the current Bucket exceeds Factor × the mean
-// of its past buckets and is at least Min. Firings within Learning of the key's first event are
-// marked as learning (never acted on).
+// of its past buckets (empty ones count as zero) and is at least Min. A key never seen before
+// has a mean of zero, so a huge Factor with Min 1 means "first seen". Within Learning of the
+// first event the rule matched, a key with no past bucket does not fire (it is being learnt),
+// and other firings are marked as learning: reported, never acted on.
 type DetectionBaseline struct {
 	Stat     string   `yaml:"stat"`
 	Field    string   `yaml:"field"`
@@ -296,6 +314,24 @@ func (p *Policy) validateDetectionRule(r *DetectionRule) {
 		if len(s.Steps) < 2 || len(s.Steps) > MaxSequenceSteps {
 			r.src.errorf("sequence.steps", "a sequence has 2 to %d steps (it has %d)", MaxSequenceSteps, len(s.Steps))
 		}
+		if len(s.StepGroupBy) > 0 {
+			switch {
+			case len(r.GroupBy) > 0:
+				r.src.errorf("sequence.step_group_by", "step_group_by replaces group_by; give one of them")
+			case len(s.StepGroupBy) != len(s.Steps):
+				r.src.errorf("sequence.step_group_by", "step_group_by has %d lists for %d steps; give one per step", len(s.StepGroupBy), len(s.Steps))
+			}
+			for i, g := range s.StepGroupBy {
+				if len(g) == 0 || len(g) != len(s.StepGroupBy[0]) || len(g) > MaxGroupBy {
+					r.src.errorf(fmt.Sprintf("sequence.step_group_by[%d]", i), "every step's list has the same number of fields (1 to %d)", MaxGroupBy)
+				}
+				for j, f := range g {
+					if err := validateDetectionField(f, false); err != nil {
+						r.src.errorf(fmt.Sprintf("sequence.step_group_by[%d][%d]", i, j), "%v", err)
+					}
+				}
+			}
+		}
 		for i, st := range s.Steps {
 			prg, err := compileDetection(st)
 			if err != nil {
@@ -410,4 +446,45 @@ func (p *Policy) validateDetectionSettings(s *Settings) {
 			s.src.errorf("detection.webhook.secret_file", "secret_file is required: the file holding the HMAC key alerts are signed with")
 		}
 	}
+}
+
+// ParseDetectionRules parses the DetectionRule documents of files on their own, for rule authors
+// and CI (`rampart detect test`): documents of other kinds are skipped (`rampart policy
+// validate` checks them), so rule files need no Settings. Errors are strictyaml.Errors with
+// file:line:column, as Parse's. The rules are sorted by name.
+func ParseDetectionRules(files []File) ([]*DetectionRule, error) {
+	p := &Policy{detections: map[string]*DetectionRule{}}
+	var docs []*strictyaml.Document
+	var errs strictyaml.Errors
+	for _, f := range files {
+		if len(f.Data) > MaxFileSize {
+			errs = append(errs, &strictyaml.Error{File: f.Name, Msg: fmt.Sprintf("%d bytes is over the %d byte limit for a policy file", len(f.Data), MaxFileSize)})
+			continue
+		}
+		nodes, err := strictyaml.SplitDocuments(f.Name, f.Data)
+		if err != nil {
+			errs = append(errs, err.(*strictyaml.Error))
+			continue
+		}
+		for _, n := range nodes {
+			doc := &strictyaml.Document{File: f.Name}
+			var h header
+			doc.Decode("", n, &h)
+			if len(doc.Errs) == 0 && h.Kind == "DetectionRule" {
+				p.addDocument(doc, n)
+			}
+			docs = append(docs, doc)
+		}
+	}
+	for _, d := range p.detections {
+		p.validateDetectionRule(d)
+	}
+	for _, d := range docs {
+		errs = append(errs, d.Errs...)
+	}
+	if len(errs) > 0 {
+		errs.Sort()
+		return nil, errs
+	}
+	return sortedValues(p.detections), nil
 }

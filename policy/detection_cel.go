@@ -37,6 +37,9 @@ type DetectionEvent struct {
 	DstPort    int
 	BytesOut   int64
 	BytesIn    int64
+	// Count is how many occurrences the entry stands for: the OCSF count of a summary of
+	// aggregated refusals (audit/refusals), else 1.
+	Count int64
 	// Details are the entry's "unmapped" fields: strings, float64 numbers, bools, lists and
 	// maps, as decoded from JSON.
 	Details map[string]any
@@ -90,6 +93,7 @@ var DetectionEventFields = []DetectionEventField{
 	{"dst_port", FieldInt, func(e *DetectionEvent) ref.Val { return types.Int(e.DstPort) }},
 	{"bytes_out", FieldInt, func(e *DetectionEvent) ref.Val { return types.Int(e.BytesOut) }},
 	{"bytes_in", FieldInt, func(e *DetectionEvent) ref.Val { return types.Int(e.BytesIn) }},
+	{"count", FieldInt, func(e *DetectionEvent) ref.Val { return types.Int(e.Count) }},
 	{"details", FieldDetails, func(e *DetectionEvent) ref.Val {
 		d := e.Details
 		if d == nil {
@@ -219,7 +223,7 @@ type EventActivation struct {
 }
 
 // eventFieldCount is len(DetectionEventFields).
-const eventFieldCount = 19
+const eventFieldCount = 20
 
 // Reset binds ev (which must not change until the next Reset) and forgets the values
 // converted for the previous event.

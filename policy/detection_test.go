@@ -144,3 +144,35 @@ func FuzzDetectionRule(f *testing.F) {
 		}
 	})
 }
+
+// A policy change that makes detection watch less is reported as weakening: a rule disabled,
+// its threshold raised, a rule removed. (Policy changes need approval whatever they do; the
+// diff tells the approvers what they approve.)
+func TestDetectionRuleChangesJudged(t *testing.T) {
+	rule := func(spec string) string { return detectionDoc("bulk", spec) }
+	base := "  severity: high\n  condition: 'event.code == \"weights.read\"'\n  group_by: [actor]\n  threshold: {count: 20, window: 10m}\n"
+	old, err := parseDetection(rule(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, doc, field string }{
+		{"disabled", rule(base + "  enabled: false\n"), "enabled"},
+		{"threshold raised", rule(strings.Replace(base, "count: 20", "count: 200", 1)), "threshold.count"},
+		{"window shortened", rule(strings.Replace(base, "window: 10m", "window: 1m", 1)), "threshold.window"},
+		{"removed", "", ""},
+	} {
+		n, err := parseDetection(tc.doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, c := range policy.Compare(old, n).Changes {
+			if c.Kind == "detection_rule" && c.Name == "bulk" && c.Field == tc.field && c.Verdict == policy.Weakened {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: not reported as weakening: %+v", tc.name, policy.Compare(old, n).Changes)
+		}
+	}
+}

@@ -84,7 +84,7 @@ type Change struct {
 	// Kind and Name say what the change is about: a subject (a person, a machine, the members
 	// of an identity-provider group, "default" for unidentified egress callers), or a declared
 	// object: role, resource, group, approval_policy, standing_binding, egress_policy,
-	// workload, settings, repository.
+	// workload, settings, repository, detection_rule.
 	Kind string `json:"kind"`
 	Name string `json:"name"`
 	// Field is the aspect (approval: requestable, quorum, independence, filing, max_duration,

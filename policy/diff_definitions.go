@@ -107,6 +107,35 @@ var definitionRules = map[string]map[string]fieldRule{
 		"dispatch.workflow":   anyWeakens,
 		"dispatch.token_env":  anyWeakens,
 	},
+	// Detection rules (detection.go): what they watch is decided here (no other section judges
+	// them). A rule that fires less — disabled, a condition or grouping changed, a higher
+	// threshold, a shorter window, a longer dedup — weakens detection; its response acts on
+	// people, so any change to it may weaken too.
+	"detection_rule": {
+		"description":            neutralField,
+		"mitre":                  neutralField,
+		"severity":               anyWeakens,
+		"condition":              anyWeakens,
+		"group_by":               anyWeakens,
+		"threshold.count":        higherWeakens,
+		"threshold.sum":          anyWeakens,
+		"threshold.over":         higherWeakens,
+		"threshold.distinct":     anyWeakens,
+		"threshold.window":       lowerWeakens,
+		"sequence.within":        lowerWeakens,
+		"sequence.steps":         anyWeakens,
+		"sequence.step_group_by": anyWeakens,
+		"baseline.stat":          anyWeakens,
+		"baseline.field":         anyWeakens,
+		"baseline.bucket":        anyWeakens,
+		"baseline.factor":        higherWeakens,
+		"baseline.min":           higherWeakens,
+		"baseline.learning":      higherWeakens,
+		"dedup":                  higherWeakens,
+		"enabled":                falseWeakens,
+		"response.mode":          anyWeakens,
+		"response.actions":       anyWeakens,
+	},
 	"group": {
 		"description": neutralField,
 		"members":     judgedAccess,
@@ -313,6 +342,8 @@ func flatOf(v reflect.Value) flatValue {
 		return flatValue{s: strconv.FormatBool(v.Bool())}
 	case reflect.Int, reflect.Int64:
 		return flatValue{s: strconv.FormatInt(v.Int(), 10), num: float64(v.Int())}
+	case reflect.Float64:
+		return flatValue{s: strconv.FormatFloat(v.Float(), 'g', -1, 64), num: v.Float()}
 	case reflect.String:
 		return flatValue{s: v.String()}
 	case reflect.Map:
@@ -395,6 +426,10 @@ func declaredObjects(p *Policy, kind string) map[string]any {
 		for n, x := range p.pipelines {
 			out[n] = *x
 		}
+	case "detection_rule":
+		for n, x := range p.detections {
+			out[n] = *x
+		}
 	case "settings":
 		s := *p.settings
 		k := p.Kubernetes()
@@ -435,6 +470,8 @@ func (d *differ) compareDefinitions() {
 				d.definition(Strengthened, kind, name, "", "declared", "", "%s %s is removed: no run obtains its identity any more", strings.ReplaceAll(kind, "_", " "), name)
 			case !inO:
 				d.definition(Neutral, kind, name, "", "", "declared", "%s %s is declared; its effects are judged under approval, access and reach", strings.ReplaceAll(kind, "_", " "), name)
+			case !inN && kind == "detection_rule":
+				d.definition(Weakened, kind, name, "", "declared", "", "detection rule %s is removed: what it watched goes unwatched", name)
 			case !inN && kind == "repository":
 				d.definition(Weakened, kind, name, "", "declared", "", "repository %s is removed: its refs no longer need approved changes", name)
 			case !inN:

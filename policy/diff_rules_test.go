@@ -9,7 +9,7 @@ func TestDefinitionRulesCoverEveryField(t *testing.T) {
 	kinds := map[string]any{
 		"group": Group{}, "resource": Resource{}, "role": Role{}, "approval_policy": ApprovalPolicy{},
 		"standing_binding": StandingBinding{}, "egress_policy": EgressPolicy{}, "workload": Workload{}, "settings": Settings{},
-		"repository": Repository{}, "ci_issuer": CIIssuer{}, "pipeline": Pipeline{},
+		"repository": Repository{}, "ci_issuer": CIIssuer{}, "pipeline": Pipeline{}, "detection_rule": DetectionRule{},
 	}
 	for kind, zero := range kinds {
 		rules, ok := definitionRules[kind]

@@ -182,3 +182,96 @@ func (in *Instance) openLedger(ctx context.Context, pol *policy.Policy) error {
 	in.Store.WatchAppends(l)
 	return nil
 }
+
+// RefusedStartsFile is the file in the data directory where a start refused over the ledger
+// (a standing tamper alarm, history that does not verify) is noted. The ledger cannot take an
+// entry then; the next start that can records them all (ledger.start_refused), so the refusal
+// is in the record and detection sees it, and removes the file.
+const RefusedStartsFile = "ledger.start_refused"
+
+// maxRefusedStarts bounds the file: a server restarted in a loop notes its latest refusals.
+const maxRefusedStarts = 100
+
+type refusedStart struct {
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+}
+
+func (in *Instance) refusedStartsPath() string {
+	return filepath.Join(in.cfg.DataDir, RefusedStartsFile)
+}
+
+// noteRefusedStart notes a start refused over the ledger; err is returned unchanged.
+func (in *Instance) noteRefusedStart(err error) error {
+	starts := in.refusedStarts()
+	starts = append(starts, refusedStart{At: in.now().UTC(), Reason: err.Error()})
+	if len(starts) > maxRefusedStarts {
+		starts = starts[len(starts)-maxRefusedStarts:]
+	}
+	var b bytes.Buffer
+	for _, s := range starts {
+		line, _ := json.Marshal(s)
+		b.Write(append(line, '\n'))
+	}
+	if werr := os.WriteFile(in.refusedStartsPath(), b.Bytes(), 0o600); werr != nil {
+		in.log.Error("cannot note the refused start; the ledger will not record it", "path", in.refusedStartsPath(), "err", werr)
+	}
+	return err
+}
+
+// refusedStarts reads the noted refusals; lines that do not parse are kept as what they say.
+func (in *Instance) refusedStarts() []refusedStart {
+	b, err := os.ReadFile(in.refusedStartsPath())
+	if err != nil {
+		return nil
+	}
+	var out []refusedStart
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if line == "" {
+			continue
+		}
+		var s refusedStart
+		if json.Unmarshal([]byte(line), &s) != nil {
+			s.Reason = "(unreadable note) " + line
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// recordRefusedStarts appends one ledger.start_refused entry for the starts refused since the
+// last one that served, then removes the note. Detection's built-in pack pages on it.
+func (in *Instance) recordRefusedStarts(ctx context.Context) error {
+	starts := in.refusedStarts()
+	if len(starts) == 0 {
+		return nil
+	}
+	reasons := []string{}
+	for _, s := range starts {
+		if len(reasons) < 10 && !slicesContains(reasons, s.Reason) {
+			reasons = append(reasons, s.Reason)
+		}
+	}
+	first, last := starts[0].At, starts[len(starts)-1].At
+	err := recorder(in.Store)(ctx, audit.Event{Code: "ledger.start_refused", Class: audit.ClassEntityManagement, Activity: audit.ActivityOther,
+		ActivityName: "Other", Severity: audit.SeverityHigh, Actor: audit.SystemActor, Failed: true, Time: in.now(),
+		Message: fmt.Sprintf("the server refused to start %d time(s) between %s and %s over the ledger: %s", len(starts),
+			first.Format(time.RFC3339), last.Format(time.RFC3339), reasons[len(reasons)-1]),
+		Details: map[string]any{"refused_starts": len(starts), "first": first.Format(time.RFC3339Nano), "last": last.Format(time.RFC3339Nano), "reasons": reasons}})
+	if err != nil {
+		return fmt.Errorf("record the refused starts: %w", err)
+	}
+	if err := os.Remove(in.refusedStartsPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func slicesContains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

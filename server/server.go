@@ -164,10 +164,10 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 		}
 	}()
 	if err := in.checkAlarm(); err != nil {
-		return nil, err
+		return nil, in.noteRefusedStart(err)
 	}
 	if err := in.openLedger(ctx, pol); err != nil {
-		return nil, err
+		return nil, in.noteRefusedStart(err)
 	}
 	// A policy from Git starts at the pinned commit (whose settings name the ledger key) and
 	// moves to the newest approved commit before anything is decided.
@@ -188,6 +188,9 @@ func Start(ctx context.Context, cfg Config, o Options) (*Instance, error) {
 	in.Access = access.New(in.Store, pol, access.Options{Now: o.Now, Logger: o.Logger})
 	if err := in.Access.LoadPolicy(ctx, pol, audit.SystemActor, origin); err != nil {
 		return nil, fmt.Errorf("record policy load: %w", err)
+	}
+	if err := in.recordRefusedStarts(ctx); err != nil {
+		return nil, err
 	}
 	if refusal != nil {
 		refusal.Since = o.Now()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 
 	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/identity"
@@ -24,8 +25,10 @@ type Download struct {
 	body   io.Closer
 	r      *vault.Reader
 	grant  string
-	err    error
-	closed bool
+	// breakGlass: the grant that allowed the read is a break-glass grant.
+	breakGlass bool
+	err        error
+	closed     bool
 }
 
 // Get opens a version for reading (0: the newest). The caller needs an active grant for read.
@@ -74,7 +77,7 @@ func (s *Service) open(ctx context.Context, p identity.Principal, name string, v
 	// means the client never sees the end (invariant 2).
 	check := s.stillAllowed(p, ActionRead, name)
 	r.Gate = func(segment uint32, _ bool) error { return check(segment, r.Size()) }
-	dl := &Download{Object: o, s: s, ctx: ctx, p: p, body: rc, r: r, grant: d.GrantID}
+	dl := &Download{Object: o, s: s, ctx: ctx, p: p, body: rc, r: r, grant: d.GrantID, breakGlass: d.BreakGlass}
 	if err := r.Prime(); err != nil {
 		dl.err = readErr(o, err)
 		_ = dl.Close() // recorded as a read that stopped before its first byte
@@ -137,7 +140,7 @@ func (dl *Download) Close() error {
 	}
 	return dl.s.Record(context.WithoutCancel(dl.ctx), audit.Event{Code: "weights.read", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityRead, ActivityName: "Read",
 		Severity: sev, Time: dl.s.now(), Actor: dl.p.Subject, Resources: []string{Resource(dl.Object.Name)}, Message: msg,
-		Details: map[string]any{"version": dl.Object.Version, "bytes": dl.r.Size(), "complete": complete, "grant_id": dl.grant}})
+		Details: readDetails(map[string]any{"version": dl.Object.Version, "bytes": dl.r.Size(), "complete": complete, "grant_id": dl.grant}, dl.breakGlass, dl.p.IP)})
 }
 
 // VerifyResult is what Verify found.
@@ -205,21 +208,23 @@ func (s *Service) Segments(ctx context.Context, p identity.Principal, name strin
 	}
 	size := vault.CiphertextSize(o.Size, o.SegmentSize)
 	g := &segmentGate{r: rc, segLen: int64(o.SegmentSize) + vault.TagSize, check: s.stillAllowed(p, ActionRead, name)}
-	return &ciphertextRead{g: g, s: s, ctx: ctx, p: p, body: rc, size: size, o: o, grant: d.GrantID}, o, nil
+	return &ciphertextRead{g: g, s: s, ctx: ctx, p: p, body: rc, size: size, o: o, grant: d.GrantID, breakGlass: d.BreakGlass}, o, nil
 }
 
 // ciphertextRead is a Segments stream: gated at each segment, and recorded when closed.
 type ciphertextRead struct {
-	g      *segmentGate
-	s      *Service
-	ctx    context.Context
-	p      identity.Principal
-	body   io.Closer
-	size   int64
-	o      Object
-	grant  string
-	err    error
-	closed bool
+	g     *segmentGate
+	s     *Service
+	ctx   context.Context
+	p     identity.Principal
+	body  io.Closer
+	size  int64
+	o     Object
+	grant string
+	// breakGlass: the grant that allowed the read is a break-glass grant.
+	breakGlass bool
+	err        error
+	closed     bool
 }
 
 func (c *ciphertextRead) Read(b []byte) (int, error) {
@@ -247,7 +252,27 @@ func (c *ciphertextRead) Close() error {
 	}
 	return s.Record(context.WithoutCancel(c.ctx), audit.Event{Code: "weights.read", Class: audit.ClassDatastoreActivity, Activity: audit.ActivityRead, ActivityName: "Read",
 		Severity: sev, Time: s.now(), Actor: p.Subject, Resources: []string{Resource(c.o.Name)}, Message: msg,
-		Details: map[string]any{"version": c.o.Version, "bytes": c.g.n, "complete": complete, "ciphertext": true, "grant_id": c.grant}})
+		Details: readDetails(map[string]any{"version": c.o.Version, "bytes": c.g.n, "complete": complete, "ciphertext": true, "grant_id": c.grant}, c.breakGlass, p.IP)})
+}
+
+// readDetails marks a read under a break-glass grant ("break_glass": true) and records where
+// the reader was ("client_ip" and its "network": the /24, or the /64 of an IPv6 address):
+// detection pages on weights read under break-glass, and on a workload reading from a network
+// it never used.
+func readDetails(d map[string]any, breakGlass bool, ip string) map[string]any {
+	if breakGlass {
+		d["break_glass"] = true
+	}
+	if a, err := netip.ParseAddr(ip); err == nil {
+		a = a.Unmap()
+		bits := 24
+		if a.Is6() {
+			bits = 64
+		}
+		n, _ := a.Prefix(bits)
+		d["client_ip"], d["network"] = a.String(), n.String()
+	}
+	return d
 }
 
 func sha(r io.Reader) (string, int64, error) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,6 +52,8 @@ type env struct {
 type envOptions struct {
 	meta  func(t testing.TB) *sqlstore.DB
 	blobs func(t testing.TB) blob.Store
+	// policy replaces the demo policy.
+	policy fs.FS
 }
 
 func newEnv(t testing.TB) *env { return newEnvWith(t, envOptions{}) }
@@ -65,7 +68,11 @@ func newEnvWith(t testing.TB, opts envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.st.Close() })
-	pol, err := policy.Load(demo.Policy())
+	polFS := demo.Policy()
+	if opts.policy != nil {
+		polFS = opts.policy
+	}
+	pol, err := policy.Load(polFS)
 	if err != nil {
 		t.Fatal(err)
 	}

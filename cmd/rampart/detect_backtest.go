@@ -18,13 +18,6 @@ import (
 	"rampart.dev/rampart/policy"
 )
 
-// newDetectCmd groups the detection commands. (The engine's `detect test` joins it.)
-func newDetectCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "detect", Short: "Detection rules: replay the ledger through them (docs/detection-operations.md)"}
-	cmd.AddCommand(newDetectBacktest(g))
-	return cmd
-}
-
 // Backtest is what `rampart detect backtest` prints: the firings the rules would have raised
 // over the ledger's entries from From to To.
 type Backtest struct {

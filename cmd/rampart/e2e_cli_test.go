@@ -243,6 +243,12 @@ func cliRows() []cliRow {
 			return []string{"grant", "revoke", e.grant(reader), "--reason", "cli table"}, nil
 		}},
 		{path: "help", as: "-", args: static("help", "audit"), fixed: true},
+		{path: "detect test", as: "-", args: static("detect", "test", "../../internal/demo/policy", "--events", "../../detect/testdata/pack.jsonl")},
+		{path: "detect test", as: "-", args: func(e *cliEnv) ([]string, []string) {
+			bad := e.file("bad-rule.yaml", "apiVersion: rampart.dev/v1alpha1\nkind: DetectionRule\nmetadata: {name: bad}\nspec:\n  severity: high\n  condition: 'event.cod == \"x\"'\n")
+			return []string{"detect", "test", bad, "--events", "../../detect/testdata/pack.jsonl"}, nil
+		}, code: 1, stderr: "bad-rule.yaml:6:3: spec.condition: CEL: ERROR"},
+		{path: "detect test", as: "-", args: static("detect", "test", "../../internal/demo/policy"), code: 2, stderr: "--events FILE is required"},
 		{path: "iac check", as: "-", args: static("iac", "check", "../../iac/testdata/good")},
 		{path: "iac check", as: "-", args: static("iac", "check", "../../iac/testdata/bad", "--policy", "../../internal/demo/policy"), code: 3},
 		{path: "iac check", as: "-", args: static("iac", "check", "no-such-dir"), code: 1, stderr: "no-such-dir"},

@@ -43,7 +43,7 @@ var ledgerCodes = []string{
 	"scim.group.create", "scim.group.update", "scim.group.replace", "scim.group.delete",
 	"egress.budget_exhausted", "egress.transfer", "egress.denied",
 	"kube.admission.denied", "kube.admission.excepted", "kube.binding.create", "kube.binding.delete", "kube.drift",
-	"kube.netpol.created", "kube.netpol.restored", "kube.netpol.widened", "kube.netpol.removed", "kube.pod.deleted",
+	"kube.netpol.created", "kube.netpol.restored", "kube.netpol.widened", "kube.netpol.removed", "kube.pod.deleted", "kube.exec", "ledger.start_refused",
 	"weights.put", "weights.read", "weights.denied", "weights.key_release", "weights.delete", "weights.rekey",
 	"secret.put", "secret.read", "secret.denied", "secret.delete", "secret.lease_renew", "secret.lease_revoke",
 	"vault.rotate", "vault.retire",

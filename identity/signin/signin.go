@@ -311,6 +311,10 @@ func (s *Service) clientOf(r *http.Request) client {
 	return client{IP: ip, Fingerprint: hex.EncodeToString(h[:12])}
 }
 
+// ClientIP is the address a request came from: its peer, or the last address in
+// X-Forwarded-For before the trusted proxies (Config.TrustedProxies).
+func (s *Service) ClientIP(r *http.Request) netip.Addr { return s.clientOf(r).IP }
+
 func (s *Service) trusted(ip netip.Addr) bool {
 	for _, p := range s.cfg.TrustedProxies {
 		if p.Contains(ip) {

@@ -260,7 +260,8 @@ func (h *Webhook) validate(ctx context.Context, req *admissionv1.AdmissionReques
 		// A container added to a running pod runs its own command with the pod's volumes and
 		// environment: exec by another name, and it needs the same grant.
 		if pod, ok := wl.Object.(*corev1.Pod); ok {
-			out = append(out, h.connectRefusals(ctx, req, data, settings, []*corev1.Pod{pod}, "pod")...)
+			refused, _ := h.connectRefusals(ctx, req, data, settings, []*corev1.Pod{pod}, "pod")
+			out = append(out, refused...)
 		}
 	}
 	nps, err := h.Cluster.NetworkPolicies(ns)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 
+	"rampart.dev/rampart/audit"
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/policy"
 )
@@ -77,10 +79,33 @@ func (h *Webhook) validateConnect(ctx context.Context, req *admissionv1.Admissio
 		}
 	}
 	data := DataCheck{Policy: pol, Settings: s, Decide: h.Decide.Check, Storage: h.Cluster}
-	if out := h.connectRefusals(ctx, req, data, s, pods, kind); len(out) > 0 {
+	out, allowed := h.connectRefusals(ctx, req, data, s, pods, kind)
+	if len(out) > 0 {
 		return h.deny(ctx, req, what, out, "")
 	}
+	if len(allowed) > 0 {
+		h.recordExec(ctx, req, s, allowed)
+	}
 	return &admissionv1.AdmissionResponse{Allowed: true}
+}
+
+// recordExec records an allowed CONNECT into pods that hold protected data (kube.exec): the
+// person had a grant for exec on each resource held, and reached its data in a running
+// process. Only someone holding such a grant can cause the entry (invariant 11); detection
+// watches it (docs/detection.md).
+func (h *Webhook) recordExec(ctx context.Context, req *admissionv1.AdmissionRequest, s policy.KubernetesSettings, allowed map[string]authz.Decision) {
+	resources := slices.Sorted(maps.Keys(allowed))
+	grants := []string{}
+	for _, r := range resources {
+		if id := allowed[r].GrantID; id != "" && !slices.Contains(grants, id) {
+			grants = append(grants, id)
+		}
+	}
+	user := UserSubject(req.UserInfo.Username, s)
+	h.record(ctx, req, audit.Event{Code: "kube.exec", Class: audit.ClassAPIActivity, Activity: audit.ActivityOther, ActivityName: "Other",
+		Severity: audit.SeverityMedium, Resources: resources,
+		Message: fmt.Sprintf("%s: %s %s/%s, which holds %s, under %s", user, connectVerbs[req.SubResource], req.Namespace, req.Name, strings.Join(resources, ", "), strings.Join(grants, ", ")),
+		Details: map[string]any{"subject": user, "subresource": req.SubResource, "grant_ids": grants}})
 }
 
 // servicePods finds the pods a Service's proxy can reach: those its Endpoints list, which the
@@ -124,9 +149,10 @@ func (h *Webhook) servicePods(ctx context.Context, ns, name string) ([]*corev1.P
 	return out, nil
 }
 
-// connectRefusals checks that the person behind req may exec on everything pods hold. kind
-// introduces each pod in messages ("pod", or "service x proxies to pod").
-func (h *Webhook) connectRefusals(ctx context.Context, req *admissionv1.AdmissionRequest, data DataCheck, s policy.KubernetesSettings, pods []*corev1.Pod, kind string) []refusal {
+// connectRefusals checks that the person behind req may exec on everything pods hold, and
+// returns the decisions on what they hold. kind introduces each pod in messages ("pod", or
+// "service x proxies to pod").
+func (h *Webhook) connectRefusals(ctx context.Context, req *admissionv1.AdmissionRequest, data DataCheck, s policy.KubernetesSettings, pods []*corev1.Pod, kind string) ([]refusal, map[string]authz.Decision) {
 	user := UserSubject(req.UserInfo.Username, s)
 	action := req.Resource.Resource + "/" + req.SubResource
 	var out []refusal
@@ -150,7 +176,7 @@ func (h *Webhook) connectRefusals(ctx context.Context, req *admissionv1.Admissio
 			}
 		}
 	}
-	return out
+	return out, decided
 }
 
 // connectVerbs says what each subresource does to a pod, for messages.
