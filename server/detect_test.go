@@ -219,7 +219,7 @@ spec:
 ---
 apiVersion: rampart.dev/v1alpha1
 kind: DetectionRule
-metadata: {name: egress-volume}
+metadata: {name: test-egress-volume}
 spec:
   severity: high
   mitre: [T1048]
@@ -269,12 +269,12 @@ spec:
 	var transfers []int64
 	deadline := time.Now().Add(30 * time.Second) // a failure limit only
 	for {
-		alerts, transfers = detectAlerts(t, in, "egress-volume", "egress.transfer")
+		alerts, transfers = detectAlerts(t, in, "test-egress-volume", "egress.transfer")
 		if len(alerts) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no egress-volume alert 30 s after the tunnel closed (transfers %v)", transfers)
+			t.Fatalf("no test-egress-volume alert 30 s after the tunnel closed (transfers %v)", transfers)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
