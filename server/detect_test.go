@@ -1,9 +1,15 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"io/fs"
+	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +19,7 @@ import (
 
 	"rampart.dev/rampart/access"
 	"rampart.dev/rampart/detect"
+	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/internal/demo"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/server"
@@ -65,9 +72,9 @@ type alertEntry struct {
 	Attacks []string
 }
 
-// detectAlerts reads the instance's detect.alert entries and the sequence numbers of the
-// entries of code.
-func detectAlerts(t *testing.T, in *server.Instance, code string) ([]alertEntry, []int64) {
+// detectAlerts reads the instance's detect.alert entries of rule and the sequence numbers of
+// the entries of code.
+func detectAlerts(t *testing.T, in *server.Instance, rule, code string) ([]alertEntry, []int64) {
 	t.Helper()
 	recs, err := in.Store.Entries(context.Background(), 0, 1<<20)
 	if err != nil {
@@ -105,6 +112,9 @@ func detectAlerts(t *testing.T, in *server.Instance, code string) ([]alertEntry,
 			if err := json.Unmarshal(e.Unmapped, &a.Unmapped); err != nil {
 				t.Fatal(err)
 			}
+			if a.Unmapped.Rule != rule {
+				continue // another rule's (the demo policy has its own)
+			}
 			for _, at := range e.FindingInfo.Attacks {
 				a.Attacks = append(a.Attacks, at.Technique.UID)
 			}
@@ -141,7 +151,7 @@ func TestDetectionFiresFromWorkflow(t *testing.T) {
 					t.Fatal("no detect.alert entry 30 s after the requests")
 				}
 				time.Sleep(20 * time.Millisecond)
-				alerts, creates = detectAlerts(t, in, "request.create")
+				alerts, creates = detectAlerts(t, in, "request-burst", "request.create")
 			}
 			a := alerts[0]
 			if len(alerts) != 1 || a.Class != 2004 || a.Actor != "detect:request-burst" || a.Severity != "Medium" ||
@@ -150,7 +160,7 @@ func TestDetectionFiresFromWorkflow(t *testing.T) {
 				len(a.Attacks) != 1 || a.Attacks[0] != "T1078" {
 				t.Fatalf("alerts %+v; the request.create entries are %v", alerts, creates)
 			}
-			as, err := in.Store.Alerts(ctx, detect.AlertFilter{})
+			as, err := in.Store.Alerts(ctx, detect.AlertFilter{Rule: "request-burst"})
 			if err != nil || len(as) != 1 || as[0].Rule != "request-burst" || as[0].Key != "alice" || as[0].FirstSeq != a.Seq || as[0].State != detect.StateOpen {
 				t.Fatalf("alert rows %+v, %v", as, err)
 			}
@@ -178,5 +188,98 @@ func TestDetectionConfig(t *testing.T) {
 	c, err := load("detection: {enabled: true, batch: 50, snapshot_every: 100}\n")
 	if err != nil || c.Detection.Enabled == nil || !*c.Detection.Enabled || c.Detection.Batch != 50 {
 		t.Fatalf("%+v, %v", c.Detection, err)
+	}
+}
+
+// A rule fires from real egress: a tunnel through the instance's own gateway carries more than
+// the rule's threshold, its egress.transfer entry is the evidence of a detect.alert.
+func TestDetectionFiresFromEgress(t *testing.T) {
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	port := echo.Addr().(*net.TCPAddr).Port
+	rules := fmt.Sprintf(`apiVersion: rampart.dev/v1alpha1
+kind: EgressPolicy
+metadata: {name: local-echo}
+spec:
+  subjects: [group:researchers]
+  mode: enforce
+  allow: [{host: "127.0.0.1", ports: [%d]}]
+---
+apiVersion: rampart.dev/v1alpha1
+kind: DetectionRule
+metadata: {name: test-egress-volume}
+spec:
+  severity: high
+  mitre: [T1048]
+  condition: 'event.code == "egress.transfer"'
+  group_by: [actor]
+  threshold: {sum: bytes_out, over: 2000, window: 1h}
+`, port)
+	cfg := testConfig(t, "")
+	cfg.PolicyFS = withRules(t, rules)
+	cfg.Detection.PollInterval = policy.Duration(20 * time.Millisecond)
+	in := start(t, cfg, server.Options{}, nil)
+	defer in.Close()
+	g := in.Gateway(server.GatewayOptions{AllowRanges: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
+	ln, err := g.Listen(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = server.ServeGatewayListener(ctx, g, ln) }()
+	defer func() { cancel(); <-done }()
+	tok, _, err := in.Tokens.Issue(context.Background(), "alice", identity.KindUser, "test", "alice", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := fmt.Sprintf("127.0.0.1:%d", port)
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Bearer %s\r\n\r\n", target, target, tok)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	msg := strings.Repeat("x", 3000)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(br, make([]byte, len(msg))); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	var alerts []alertEntry
+	var transfers []int64
+	deadline := time.Now().Add(30 * time.Second) // a failure limit only
+	for {
+		alerts, transfers = detectAlerts(t, in, "test-egress-volume", "egress.transfer")
+		if len(alerts) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no test-egress-volume alert 30 s after the tunnel closed (transfers %v)", transfers)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(alerts) != 1 || len(transfers) != 1 || len(alerts[0].Unmapped.Evidence) != 1 || alerts[0].Unmapped.Evidence[0] != transfers[0] ||
+		alerts[0].Unmapped.Key != "alice" || alerts[0].Severity != "High" {
+		t.Fatalf("alerts %+v; the transfer entries are %v", alerts, transfers)
 	}
 }
