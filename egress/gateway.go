@@ -17,7 +17,9 @@
 // (revoked, expired, its session ended, its person disabled: invariant 8). Every byte sent out
 // (request lines, headers, bodies, CONNECT heads, tunnel bytes) is counted against per-subject
 // exfiltration budgets in a sliding window (package egress/budget). Every decision is logged as
-// an OCSF Network Activity record; budget exhaustion is also a ledger entry. Refusals say why
+// an OCSF Network Activity record; budget exhaustion, every connection's bytes (egress.transfer)
+// and refusals (egress.denied, aggregated per caller) are also ledger entries, written off the
+// data path, so that detection sees egress in the ledger's one ordered stream. Refusals say why
 // and what to do next in the status line, headers and body, since clients hide the body of a
 // refused CONNECT.
 //
@@ -26,7 +28,8 @@
 // engine); identity.go says who is asking; gateway.go admits a request; connect.go and
 // forward.go serve CONNECT and http:// requests; tunnel.go copies a tunnel's bytes;
 // conntrack.go keeps the open connections and revalidates them; budget.go counts what leaves;
-// refuse.go and decisionlog.go say no to clients and record every decision.
+// refuse.go and decisionlog.go say no to clients and record every decision; ledger.go writes
+// the ledger entries.
 package egress
 
 import (
