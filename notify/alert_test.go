@@ -35,7 +35,6 @@ type receiver struct {
 	secrets [][]byte
 	bodies  [][]byte
 	errs    []error
-	raw     []*http.Request
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -44,7 +43,7 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := notify.VerifyRequest(r, rc.secrets, time.Now(), notify.DefaultReplayWindow)
 	if err != nil {
 		rc.errs = append(rc.errs, err)
-		http.Error(w, err.Error(), 401)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
 	}
 	rc.bodies = append(rc.bodies, body)

@@ -15,7 +15,8 @@ import (
 // DetectionConfig configures the detection runner (docs/detection-operations.md).
 type DetectionConfig struct {
 	// Enabled runs the detection rules of the policy over the ledger on the replica that holds
-	// the jobs lease. Default: on in `rampart dev`, off in `rampart server`.
+	// the jobs lease. Default on (in `rampart server` as in `rampart dev`): a policy without
+	// rules costs one poll of the ledger's size per interval; write enabled: false to stop it.
 	Enabled *bool `yaml:"enabled"`
 	// Batch is the most ledger entries evaluated and committed in one transaction. Default 500.
 	Batch int `yaml:"batch"`
@@ -34,10 +35,10 @@ type DetectionConfig struct {
 // DefaultDetectPoll is DetectionConfig.PollInterval when unset.
 const DefaultDetectPoll = 200 * time.Millisecond
 
-// on reports whether detection runs, dev telling the default.
-func (c DetectionConfig) on(dev bool) bool {
+// on reports whether detection runs: unless the configuration says otherwise, it does.
+func (c DetectionConfig) on(bool) bool {
 	if c.Enabled == nil {
-		return dev
+		return true
 	}
 	return *c.Enabled
 }

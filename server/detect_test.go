@@ -168,7 +168,7 @@ func TestDetectionFiresFromWorkflow(t *testing.T) {
 	}
 }
 
-// Detection is off in `rampart server` unless the configuration turns it on, on in dev, and a
+// Detection is on unless the configuration turns it off, and a
 // bad detection block is refused at start with the field named.
 func TestDetectionConfig(t *testing.T) {
 	dir := t.TempDir()
