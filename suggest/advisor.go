@@ -91,13 +91,15 @@ func (e *VerificationError) Error() string {
 }
 
 // Verify checks a chosen role against a ranking: it must be one of the candidates, the decision
-// engine must allow every wanted action on the resource to a holder of it, and no other
-// candidate may grant a strict subset of what it grants.
+// engine must allow every wanted action on the resource to a holder of it, its privilege may not
+// exceed the deterministic choice's (the first candidate: the model may break a tie, never widen
+// access), and no other candidate may grant a strict subset of what it grants.
 func (e *Engine) Verify(rk Ranking, role string) error {
 	var chosen *roleInfo
+	var cand Candidate
 	for _, c := range rk.Candidates {
 		if c.Role == role {
-			chosen = e.roles[role]
+			chosen, cand = e.roles[role], c
 		}
 	}
 	if chosen == nil {
@@ -107,6 +109,10 @@ func (e *Engine) Verify(rk Ranking, role string) error {
 		if !authz.RoleAllows(e.pol, role, a, rk.Resource) {
 			return &VerificationError{Role: role, Reason: fmt.Sprintf("does not grant %s on %s", a, rk.Resource)}
 		}
+	}
+	if best := rk.Candidates[0]; cand.Privilege > best.Privilege || (cand.Privilege == best.Privilege && cand.Pairs > best.Pairs) {
+		return &VerificationError{Role: role, Reason: fmt.Sprintf("grants more privilege (%g over %d pairs) than %s (%g over %d), the least privileged candidate",
+			cand.Privilege, cand.Pairs, best.Role, best.Privilege, best.Pairs)}
 	}
 	for _, c := range rk.Candidates {
 		other := e.roles[c.Role]
@@ -184,7 +190,7 @@ func (a *Advisor) choose(ctx context.Context, rk Ranking, intent string) Advice 
 	}
 	adv.Source = SourceModel
 	adv.Reason = strings.TrimSpace(choice.Reason)
-	adv.ModelNote = "model answer verified: a candidate, grants " + joinAnd(rk.Actions) + " on " + rk.Resource + ", no smaller candidate suffices"
+	adv.ModelNote = "model answer verified: a candidate, grants " + joinAnd(rk.Actions) + " on " + rk.Resource + ", no more privilege than the least privileged candidate"
 	return adv
 }
 

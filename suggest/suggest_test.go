@@ -140,9 +140,9 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("the least privileged candidate refused: %v", err)
 	}
 	for role, why := range map[string]string{
-		"weights-admin-frontier-7":      "grants more than weights-reader-frontier-7",
-		"weights-reader-all":            "grants more than",
-		"weights-reader-frontier-7-all": "grants more than weights-reader-frontier-7",
+		"weights-admin-frontier-7":      "grants more privilege (72 over 9 pairs) than weights-reader-frontier-7",
+		"weights-reader-all":            "grants more privilege",
+		"weights-reader-frontier-7-all": "grants more privilege (16 over 2 pairs) than weights-reader-frontier-7",
 		"dataset-admin":                 "not one of the candidates",
 		"":                              "not one of the candidates",
 	} {

@@ -128,15 +128,39 @@ func TestModelAnswerUsedWhenVerified(t *testing.T) {
 	}
 }
 
-// A model may pick a candidate that is not the cheapest, as long as no candidate is strictly
-// smaller: on the staging namespace, the deployer does not contain the debugger's exec.
-func TestModelMayPickAnotherMinimalCandidate(t *testing.T) {
+// A model may never widen access (issue 18): on the staging namespace the deployer does not
+// contain the debugger's exec, so no candidate is a strict subset of it, but it grants three
+// times the privilege (deploy on two namespaces). The model's pick is refused and the
+// deterministic choice stands, with the disagreement reported. (Before, only a strict subset
+// refused a pick, and this answer was used.)
+func TestModelMayNotPickABroaderRole(t *testing.T) {
 	r := newRig(t, loadCatalogue(t, nil), choose("inference-deployer", "they will deploy next"))
 	adv, err := r.advisor.Advise(context.Background(), "namespaces/inference-staging", []string{"read"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if adv.Source != suggest.SourceModel || adv.Role.Role != "inference-deployer" {
+	if adv.Source != suggest.SourceDeterministic || adv.Role.Role != "inference-staging-debugger" ||
+		!strings.Contains(adv.ModelNote, "grants more privilege (12 over 4 pairs) than inference-staging-debugger") {
+		t.Fatalf("advice %+v", adv)
+	}
+}
+
+// A model may break a tie: a candidate exactly as privileged as the deterministic choice
+// (same weight, same pairs) is accepted.
+func TestModelMayBreakATie(t *testing.T) {
+	tie := "---\napiVersion: rampart.dev/v1alpha1\nkind: Role\nmetadata: {name: inference-staging-watcher}\nspec:\n  rules:\n  - actions: [read, write]\n    resources: [\"namespaces/inference-staging\"]\n"
+	e := loadCatalogue(t, func(name string, data []byte) []byte {
+		if name == "roles.yaml" {
+			return append(data, tie...)
+		}
+		return data
+	})
+	r := newRig(t, e, choose("inference-staging-watcher", "they watch, and restart by writing"))
+	adv, err := r.advisor.Advise(context.Background(), "namespaces/inference-staging", []string{"read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if adv.Source != suggest.SourceModel || adv.Role.Role != "inference-staging-watcher" {
 		t.Fatalf("advice %+v", adv)
 	}
 }
@@ -153,7 +177,7 @@ func TestModelAnswersRefused(t *testing.T) {
 		hang    bool          // the model answers only when the test is over
 		timeout time.Duration // default: a minute, a failure limit only
 	}{
-		"broader role":    {answer: choose("weights-admin-frontier-7", "admins can do more"), note: "grants more than weights-reader-frontier-7"},
+		"broader role":    {answer: choose("weights-admin-frontier-7", "admins can do more"), note: "grants more privilege (72 over 9 pairs) than weights-reader-frontier-7"},
 		"not a candidate": {answer: choose("kek-admin", "why not"), note: "is not one of the candidates"},
 		"invented role":   {answer: choose("superuser", ""), note: "is not one of the candidates"},
 		"prose": {answer: func(request) (int, string) {
