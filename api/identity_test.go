@@ -22,6 +22,7 @@ import (
 	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/internal/demo"
+	"rampart.dev/rampart/internal/testenv"
 	"rampart.dev/rampart/server"
 )
 
@@ -252,21 +253,7 @@ func demoWith(t *testing.T, extra map[string]string) fstest.MapFS {
 // and enabling her restored every session, refresh token and API token from before. Now disabling
 // ends all of it at once, and enabling lets her sign in again and nothing more.
 func TestDisableEndsEverythingEnableRevivesNothing(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	port := echo.Addr().(*net.TCPAddr).Port
+	port := testenv.TCPEcho(t)
 	r := newRigWith(t, false, demoWith(t, map[string]string{"egress-local.yaml": fmt.Sprintf(`apiVersion: rampart.dev/v1alpha1
 kind: EgressPolicy
 metadata: {name: local-echo}

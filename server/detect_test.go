@@ -21,6 +21,7 @@ import (
 	"rampart.dev/rampart/detect"
 	"rampart.dev/rampart/identity"
 	"rampart.dev/rampart/internal/demo"
+	"rampart.dev/rampart/internal/testenv"
 	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/server"
 )
@@ -194,21 +195,7 @@ func TestDetectionConfig(t *testing.T) {
 // A rule fires from real egress: a tunnel through the instance's own gateway carries more than
 // the rule's threshold, its egress.transfer entry is the evidence of a detect.alert.
 func TestDetectionFiresFromEgress(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	port := echo.Addr().(*net.TCPAddr).Port
+	port := testenv.TCPEcho(t)
 	rules := fmt.Sprintf(`apiVersion: rampart.dev/v1alpha1
 kind: EgressPolicy
 metadata: {name: local-echo}

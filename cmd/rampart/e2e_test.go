@@ -536,21 +536,7 @@ func TestSuggestions(t *testing.T) {
 
 // The egress gateway as its own process beside `rampart server`, sharing the SQLite store.
 func TestEgressGatewayProcess(t *testing.T) {
-	echo, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echo.Close()
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	echoPort := echo.Addr().(*net.TCPAddr).Port
+	echoPort := testenv.TCPEcho(t)
 	dir := t.TempDir()
 	pdir := filepath.Join(dir, "policy")
 	if err := os.MkdirAll(pdir, 0o700); err != nil {

@@ -177,3 +177,24 @@ func PostgresHostPort(t testing.TB, dsn string) string {
 	}
 	return u.Host
 }
+
+// TCPEcho starts a TCP echo server on loopback for the test (egress tests tunnel to it) and
+// returns its port; it stops when the test ends.
+func TCPEcho(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
+}
