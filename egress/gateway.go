@@ -140,7 +140,7 @@ type Gateway struct {
 	forced    bool // Shutdown's grace period ended: close what registers
 
 	ledger        chan ledgerJob // entries waiting for the ledger (ledger.go)
-	ledgerPending sync.WaitGroup
+	ledgerPending pendingCount
 	anonMu        sync.Mutex
 	anon          anonymousTally
 }

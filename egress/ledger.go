@@ -71,9 +71,7 @@ func (g *Gateway) startLedger() {
 			}
 			g.writeBatch(batch)
 			batch = batch[:0]
-			for ; n > 0; n-- {
-				g.ledgerPending.Done()
-			}
+			g.ledgerPending.done(n)
 		}
 	}()
 }
@@ -116,12 +114,49 @@ func (g *Gateway) writeBatch(batch []audit.Event) {
 
 // queueLedger hands a write to the writer goroutine, waiting while the queue is full.
 func (g *Gateway) queueLedger(job ledgerJob) {
-	g.ledgerPending.Add(1)
+	g.ledgerPending.add()
 	g.ledger <- job
 }
 
 // FlushLedger waits until every queued ledger entry is written (or failed and was logged).
-func (g *Gateway) FlushLedger() { g.ledgerPending.Wait() }
+func (g *Gateway) FlushLedger() { g.ledgerPending.wait() }
+
+// pendingCount counts queued ledger jobs. Unlike a sync.WaitGroup it may be added to while
+// another goroutine waits at zero: tunnels queue entries at any moment, FlushLedger runs
+// concurrently with them, and WaitGroup forbids an Add from zero racing a Wait (the race detector
+// reported it in TestTunnelTransfersInTheLedger).
+type pendingCount struct {
+	mu   sync.Mutex
+	n    int
+	zero *sync.Cond
+}
+
+func (p *pendingCount) add() {
+	p.mu.Lock()
+	p.n++
+	p.mu.Unlock()
+}
+
+func (p *pendingCount) done(k int) {
+	p.mu.Lock()
+	p.n -= k
+	if p.n == 0 && p.zero != nil {
+		p.zero.Broadcast()
+	}
+	p.mu.Unlock()
+}
+
+// wait returns once nothing is pending.
+func (p *pendingCount) wait() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.zero == nil {
+		p.zero = sync.NewCond(&p.mu)
+	}
+	for p.n > 0 {
+		p.zero.Wait()
+	}
+}
 
 // record queues e for the ledger, if the gateway has one.
 func (g *Gateway) record(e audit.Event) {
