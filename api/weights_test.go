@@ -68,8 +68,8 @@ func TestWeightsHTTPEdges(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET" {
 		t.Fatalf("HEAD: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 	}
-	if r.ledgerSize() != before {
-		t.Fatal("a HEAD was recorded")
+	if got := r.codesSince(before, "weights.", "vault."); len(got) != 0 {
+		t.Fatalf("a HEAD was recorded: %v", got)
 	}
 
 	// A wrong method names every method the path has.
@@ -98,8 +98,8 @@ func TestWeightsHTTPEdges(t *testing.T) {
 	if resp.StatusCode != 200 || n != want || resp.Header.Get("Content-Length") != strconv.FormatInt(want, 10) || resp.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("segments: %d, %d bytes (want %d), headers %v", resp.StatusCode, n, want, resp.Header)
 	}
-	if r.ledgerSize() != before+1 {
-		t.Fatalf("the ciphertext read was not recorded (ledger %d → %d)", before, r.ledgerSize())
+	if got := r.codesSince(before, "weights.", "vault."); len(got) != 1 || got[0] != "weights.read" {
+		t.Fatalf("the ciphertext read was not recorded once: weights and vault entries since %d: %v", before, got)
 	}
 
 	// Retire: unknown key 404, the current key 409, and neither is recorded.
@@ -115,8 +115,8 @@ func TestWeightsHTTPEdges(t *testing.T) {
 	if err := erin.RetireVaultKey(ctx, objs[0].KeyID); !api.IsStatus(err, http.StatusConflict) {
 		t.Fatalf("retire of the current key: %v", err)
 	}
-	if r.ledgerSize() != before {
-		t.Fatal("refused retirements were recorded")
+	if got := r.codesSince(before, "weights.", "vault."); len(got) != 0 {
+		t.Fatalf("refused retirements were recorded: %v", got)
 	}
 }
 
@@ -212,6 +212,36 @@ type slowReadOf struct{ r io.Reader }
 func (s *slowReadOf) Read(p []byte) (int, error) {
 	time.Sleep(100 * time.Millisecond)
 	return s.r.Read(p[:min(len(p), 4<<10)])
+}
+
+// codesSince returns the event codes, in order, of the ledger entries appended at or after seq
+// whose code starts with one of prefixes. Tests assert on the entries of the code under test, not
+// on the ledger's size: on a busy machine the server's own background work (token issue for the
+// client that reads the ledger, sweeps) may append other entries meanwhile.
+func (r *rig) codesSince(seq uint64, prefixes ...string) []string {
+	r.t.Helper()
+	r.ledgerSize() // sync
+	var out []string
+	if err := r.client("erin").Entries(context.Background(), seq, 100000, func(_ uint64, b []byte) error {
+		var m struct {
+			Metadata struct {
+				EventCode string `json:"event_code"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			return err
+		}
+		for _, p := range prefixes {
+			if strings.HasPrefix(m.Metadata.EventCode, p) {
+				out = append(out, m.Metadata.EventCode)
+				break
+			}
+		}
+		return nil
+	}); err != nil {
+		r.t.Fatal(err)
+	}
+	return out
 }
 
 // ledgerEntries returns the ledger's entries with the given event code, decoded.
