@@ -102,7 +102,11 @@ func (r *reader) needs(st *readState) {
 		vs := append(pending, c.verbs...)
 		unknownVerb := pendingUnknown || c.unknownVerb
 		pending, pendingUnknown = nil, false
-		b := built{Need: Need{Words: dedupe(c.words), Resources: dedupe(c.resources)}}
+		b := built{Need: Need{Words: dedupe(c.words), Resources: c.resources}}
+		if r.vocab != nil {
+			b.Resources = append(b.Resources, r.vocab.named(b.Words)...)
+		}
+		b.Resources = dedupe(b.Resources)
 		switch {
 		case len(vs) > 0:
 			b.Actions, b.Joint = r.actions(vs, in.Excluded)

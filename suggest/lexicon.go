@@ -21,7 +21,8 @@ var verbs = map[string][]string{
 	"monitor": {"read"}, "watch": {"read"}, "check": {"read"}, "investigate": {"read"}, "export": {"read"},
 	"access": {"read", "connect", "use"}, "list": {"read"}, "scan": {"read"}, "examine": {"read"},
 	"retrieve": {"read"}, "grab": {"read"}, "peek": {"read"}, "verify": {"read"}, "test": {"read"},
-	"infer": {"read"}, "consume": {"read"}, "mount": {"read"}, "backup": {"read"},
+	"infer": {"read"}, "consume": {"read"}, "mount": {"read"}, "backup": {"read"}, "search": {"read"},
+	"find": {"read"}, "grep": {"read"}, "tail": {"read"}, "score": {"read"}, "probe": {"read"},
 	// writing
 	"write": {"write"}, "upload": {"write"}, "modify": {"write"}, "edit": {"write"}, "update": {"write"},
 	"change": {"write"}, "push": {"write"}, "save": {"write"}, "add": {"write"}, "store": {"write"},
@@ -40,7 +41,9 @@ var verbs = map[string][]string{
 	"login": {"exec"}, "log": {"exec"}, "enter": {"exec"}, "restart": {"exec", "write", "trigger"},
 	"run": {"trigger", "exec", "use"}, "start": {"trigger", "exec"}, "launch": {"trigger", "deploy", "exec"},
 	"trigger": {"trigger"}, "kick": {"trigger"}, "rerun": {"trigger"}, "build": {"trigger"},
-	"invoke": {"trigger", "connect"}, "dispatch": {"trigger"},
+	"invoke": {"trigger", "connect"}, "dispatch": {"trigger"}, "resume": {"trigger"},
+	"continue": {"trigger"}, "retry": {"trigger"}, "cancel": {"trigger", "write"}, "stop": {"exec", "trigger"},
+	"kill": {"delete", "exec"}, "scale": {"deploy", "write"}, "pause": {"exec", "trigger"},
 	// deploying
 	"deploy": {"deploy", "trigger"}, "release": {"trigger", "deploy"}, "ship": {"deploy", "trigger"},
 	"rollout": {"deploy"}, "roll": {"deploy"}, "promote": {"deploy", "trigger"}, "serve": {"deploy"},
@@ -63,6 +66,7 @@ var irregular = map[string]string{
 	"seen": "see", "sent": "send", "built": "build", "did": "do", "put": "put", "read": "read",
 	"fine-tune": "finetune", "fine-tuning": "finetune", "log-in": "login", "roll-out": "rollout",
 	"clean-up": "cleanup", "back-up": "backup", "kicked": "kick",
+	"re-run": "rerun", "found": "find", "re-deploy": "redeploy", "roll-back": "rollback",
 }
 
 // zhVerbs is the Chinese verb lexicon, segment → actions, first choice first.
@@ -143,8 +147,23 @@ var emergencyWords = setOf(`emergency emergencies incident incidents outage outa
 
 // determiners before a verb-looking word make it a noun ("the release", "our evals").
 var determiners = setOf(`the a an my our your their his her its this that these those some any each
-	every both either neither all latest new old nightly daily weekly last next current previous
-	same other another whole entire team's 的 这个 那个 这些 那些 该 此 所有 全部 每个`)
+	every both either neither all 的 这个 那个 这些 那些 该 此 所有 全部 每个`)
+
+// modifiers before a verb-looking word make it a noun too ("the nightly release"), but are
+// content words themselves when the catalogue uses them ("nightly").
+var modifiers = setOf(`latest new old nightly daily weekly monthly last next current previous same
+	other another whole entire shared main primary`)
+
+// zhVerbEnglish names the English verb of a Chinese one, so that a policy's own action (annotate,
+// rotate) is found from Chinese too.
+var zhVerbEnglish = map[string]string{"轮换": "rotate", "更换": "rotate", "标注": "annotate", "打标": "label",
+	"训练": "train", "微调": "finetune", "评测": "eval", "评估": "evaluate", "发布": "publish", "部署": "deploy",
+	"审计": "audit", "调试": "debug", "执行": "execute", "触发": "trigger", "上传": "upload", "下载": "download",
+	"删除": "delete", "读取": "read", "写入": "write", "管理": "manage", "使用": "use", "连接": "connect"}
+
+// enGlossary folds English words to the Chinese words of a catalogue written in Chinese.
+var enGlossary = map[string][]string{"chinese": {"中文"}, "english": {"英文"}, "preference": {"偏好"},
+	"annotation": {"标注"}, "queue": {"队列"}}
 
 // preVerb words may stand between a clause's start and its verb ("I would like to", "can we",
 // "please", "我想", "帮我").
@@ -175,6 +194,10 @@ var stopWords = setOf(`a an the i me my we our us you your to of on in into for 
 	do doing done make making made let's there's it's i'm i'd i've i'll s t ll ve re
 	purpose purposes reason reasons use-case usecase case cases goal goals plan plans part
 	temporary temporarily briefly time times moment while later earlier first second again
+	night nights tonight yesterday morning evening afternoon weekend weekday off away back
+	inside outside onto within behind stuck wrong broken failing failed crashing crashed bad good
+	big small large huge tiny several few quick slow hung hanging hangs flaky why whether
+	nothing somewhere anywhere ago recent recently fast urgently
 	的 了 我 我们 你 你们 他 她 它 帮 帮我 一下 请 要 想 想要 需要 能 能否 可以 把 给 在 对 是 有 个 这 那
 	这个 那个 些 一些 吗 呢 吧 啊 呀 哦 用 来 去 做 时 为了 因为 所以 现在 今天 明天 马上 尽快 权限 访问权限 申请
 	麻烦 谢谢 得 先 还 也 就 都 很 从 到 上 中 里 下 以 让 被 将 并 或 及 其 其中 之 之前 之后 一个 一份 份

@@ -3,8 +3,6 @@ package suggest
 import (
 	"slices"
 	"sort"
-	"strings"
-	"unicode"
 )
 
 // The reader: how a sentence becomes an Intent. docs/suggest-reading.md says the same in words;
@@ -64,6 +62,7 @@ type vocabulary interface {
 	known(term string) bool
 	correct(w string) (string, bool)
 	nameRun(words []string) ([]string, bool)
+	named(words []string) []string
 }
 
 // reader reads sentences against one catalogue.
@@ -136,34 +135,6 @@ func (r *reader) typoVerb(w string) (string, bool) {
 	return best, best != ""
 }
 
-// genericNouns are nouns that say what kind of thing is wanted without naming it; when the
-// catalogue does not use them they are dropped, never unknown.
-var genericNouns = setOf(`data file files model models weight weights resource resources system info
-	information content detail details version copy material materials thing item items asset
-	assets stuff output outputs result results environment env place location`)
-
-// isDuration reports whether w is a number with a unit ("8h", "30m", "3天").
-func isDuration(w string) bool {
-	i := 0
-	for i < len(w) && w[i] >= '0' && w[i] <= '9' {
-		i++
-	}
-	return i > 0 && i < len(w) && durationUnits[w[i:]]
-}
-
-func isNumber(w string) bool {
-	for _, r := range w {
-		if !unicode.IsDigit(r) {
-			return false
-		}
-	}
-	return w != ""
-}
-
-func nameLike(w string) bool {
-	return strings.ContainsAny(w, nameJoiners) || strings.ContainsFunc(w, unicode.IsDigit)
-}
-
 // scope kinds.
 const (
 	scopeNone = iota
@@ -186,6 +157,8 @@ type readState struct {
 	in       *Intent
 	unknown  map[string]bool
 	hasLatin bool // a Latin function word or verb: the sentence is (partly) English
+	// purpose: the rest of the clause is an adjunct of purpose; soft: unknown words are dropped.
+	purpose, soft bool
 	// lightPrev: the last word that was not a determiner was a light verb (lightVerbs);
 	// lastVerbLight: the clause's last verb is one.
 	lightPrev, lastVerbLight bool
@@ -204,6 +177,7 @@ func (st *readState) endClause() {
 	st.clauses = append(st.clauses, st.cur)
 	st.cur = &clause{}
 	st.expect, st.prevVerb, st.prevDet, st.lightPrev = true, false, false, false
+	st.purpose, st.soft = false, false
 }
 
 func (st *readState) openScope(kind int) {
@@ -236,11 +210,30 @@ func (st *readState) word(w string) {
 }
 
 func (st *readState) unknownWord(raw, w string) {
+	if st.soft {
+		st.expect, st.prevVerb, st.prevDet = false, false, false
+		return
+	}
 	if !st.unknown[raw] && st.scope != scopeNegative {
 		st.unknown[raw] = true
 		st.in.Unknown = append(st.in.Unknown, raw)
 	}
 	st.word(w)
+}
+
+// toVerb reports whether token i is a verb's base form (after "to").
+func (st *readState) toVerb(i int) bool {
+	if i >= len(st.toks) || st.toks[i].kind != tokWord {
+		return false
+	}
+	w := st.toks[i].text
+	if st.r.vocab != nil && st.r.vocab.known(stem(w)) {
+		return false // a catalogue word: "to eval staging"
+	}
+	if _, ok := verbs[w]; ok {
+		return true
+	}
+	return st.r.custom[w]
 }
 
 // next returns the text of token i+1 if it is a word.
@@ -323,6 +316,16 @@ func (r *reader) read(text string) Intent {
 			st.expect, st.prevVerb, st.prevDet = false, false, false
 			continue
 		}
+		if st.purpose {
+			continue
+		}
+		if purposeMarkers[w] || (w == "to" && (len(st.cur.verbs) > 0 || len(st.cur.words) > 0) && st.toVerb(i+1)) {
+			st.purpose = true
+			continue
+		}
+		if w == "for" || (softPrepositions[w] && softFollowers[st.next(i)]) {
+			st.soft = true
+		}
 		nVerbs := len(st.cur.verbs)
 		base, _, _ := lemma(w)
 		light := lightVerbs[w] || lightVerbs[base]
@@ -334,7 +337,7 @@ func (r *reader) read(text string) Intent {
 		switch {
 		case light:
 			st.lightPrev, st.lastVerbLight = true, len(st.cur.verbs) > nVerbs
-		case !determiners[w] && w != "的":
+		case !determiners[w] && !modifiers[w] && w != "的":
 			st.lightPrev = false
 		}
 	}
@@ -349,208 +352,4 @@ func (r *reader) read(text string) Intent {
 		in.Lang = "en"
 	}
 	return in
-}
-
-// lightVerbs take their meaning from the activity they are followed by ("run evals on X" is
-// evaluating X, "get a shell" is exec, "跑评测").
-var lightVerbs = setOf(`run do perform get open start launch need want have 跑 运行 做 进行 开 要 需要 想要`)
-
-// activities are the nouns (and verbs) a light verb can be followed by.
-var activities = setOf(`eval evaluate benchmark test inference infer sample train finetune distill
-	shell console ssh debug analyze analyse 评测 评估 训练 微调 推理 调试 蒸馏`)
-
-// activity reads an activity noun after a light verb (with only determiners between) as the
-// verb it names, placed before the light verb's own actions; it reports whether it did.
-func (st *readState) activity(base, next string) bool {
-	if !activities[base] || compoundHeads[next] || st.scope == scopeNegative {
-		return false
-	}
-	acts := verbs[base]
-	if a, ok := zhVerbs[base]; ok {
-		acts = a
-	}
-	if st.lightPrev && len(st.cur.verbs) > 0 && st.lastVerbLight {
-		last := &st.cur.verbs[len(st.cur.verbs)-1]
-		last.acts = dedupe(append(slices.Clone(acts), last.acts...))
-		st.expect, st.prevVerb, st.prevDet, st.lightPrev = false, true, false, false
-		return true
-	}
-	if st.lightPrev {
-		st.verb(acts)
-		return true
-	}
-	return false
-}
-
-// han reads one Chinese word.
-func (st *readState) han(i int, w string) {
-	next := st.next(i)
-	if st.activity(w, next) {
-		return
-	}
-	if acts, ok := zhVerbs[w]; ok && !st.prevDet && !(nounAlso[w] && compoundHeads[next]) {
-		st.verb(acts)
-		return
-	}
-	switch {
-	case w == "的" || determiners[w]:
-		st.expect, st.prevVerb, st.prevDet = false, false, true
-		return
-	case preVerb[w]:
-		return
-	case stopWords[w] || durationUnits[w] || accessNouns[w]:
-		st.expect, st.prevVerb, st.prevDet = false, false, false
-		return
-	}
-	if st.r.known(w) {
-		st.word(w)
-		return
-	}
-	if eng, ok := zhGlossary[w]; ok {
-		for _, e := range eng {
-			switch {
-			case st.r.known(e):
-				st.word(e)
-			case !genericNouns[e]:
-				st.unknownWord(w, e)
-			}
-		}
-		return
-	}
-	if _, ok := zhVerbs[w]; ok { // a verb read as a noun the catalogue does not use
-		return
-	}
-	st.unknownWord(w, w)
-}
-
-// latin reads one Latin word.
-func (st *readState) latin(i int, w string) {
-	r := st.r
-	next := st.next(i)
-	// Hyphenated verbs: read-only, read-write.
-	if strings.Contains(w, "-") && !strings.ContainsFunc(w, unicode.IsDigit) {
-		if b, ok := irregular[w]; ok {
-			w = b
-		} else if parts := strings.Split(w, "-"); len(parts) == 2 {
-			a, _, _, ok1 := r.verbOf(parts[0])
-			b, _, _, ok2 := r.verbOf(parts[1])
-			if ok1 && (ok2 || parts[1] == "only") {
-				st.hasLatin = true
-				st.verb(a)
-				if ok2 {
-					st.verb(b)
-				}
-				return
-			}
-		}
-	}
-	if acts, sForm, inflected, ok := r.verbOf(w); ok {
-		base, _, _ := lemma(w)
-		if base == "" {
-			base = w
-		}
-		if st.activity(base, next) {
-			return
-		}
-		// Verb position, or a word that can only be a verb ("let my job reach the hub").
-		position := st.expect || accessNouns[next] || (st.prevVerb && !inflected && !nounAlso[base]) ||
-			(!st.prevVerb && !nounAlso[base] && !inflected && (r.vocab == nil || !r.vocab.known(base)))
-		if position && !sForm && !st.prevDet && !(nounAlso[base] && compoundHeads[next]) {
-			st.hasLatin = true
-			st.verb(acts)
-			return
-		}
-		// A verb in noun position: a catalogue word, or nothing.
-		if s := stem(w); r.known(s) {
-			st.word(s)
-		} else if r.known(base) {
-			st.word(base)
-		} else {
-			st.expect, st.prevVerb, st.prevDet = false, false, false
-		}
-		return
-	}
-	switch {
-	case w == "to":
-		st.hasLatin = true
-		st.expect, st.prevVerb, st.prevDet = true, false, false
-		return
-	case determiners[w]:
-		st.hasLatin = true
-		st.expect, st.prevVerb, st.prevDet = false, false, true
-		return
-	case preVerb[w]:
-		st.hasLatin = true
-		return
-	case stopWords[w] || stopWords[stem(w)] || accessNouns[w]:
-		st.hasLatin = true
-		st.expect, st.prevVerb, st.prevDet = false, false, false
-		return
-	case isDuration(w) || (isNumber(w) && durationUnits[next]):
-		st.expect, st.prevVerb, st.prevDet = false, false, false
-		return
-	}
-	if nameLike(w) {
-		st.name(w)
-		return
-	}
-	s := stem(w)
-	if r.known(s) {
-		st.word(s)
-		return
-	}
-	if st.expect {
-		if v, ok := r.typoVerb(w); ok {
-			acts, _, _, _ := r.verbOf(v)
-			st.hasLatin = true
-			st.verb(acts)
-			return
-		}
-	}
-	if r.vocab != nil {
-		if c, ok := r.vocab.correct(s); ok {
-			st.word(c)
-			return
-		}
-	}
-	if genericNouns[w] || genericNouns[s] {
-		st.expect, st.prevVerb, st.prevDet = false, false, false
-		return
-	}
-	if st.expect && st.scope != scopeNegative {
-		st.cur.unknownVerb = true
-	}
-	st.unknownWord(w, s)
-}
-
-// name reads a name-like word: known only when its parts appear together in some resource's
-// name or alias (each alphabetic part may be misspelt within its budget; digits must match).
-func (st *readState) name(w string) {
-	parts := nameParts(w)
-	if st.r.vocab == nil {
-		for _, p := range parts {
-			st.word(p)
-		}
-		return
-	}
-	fixed := make([]string, len(parts))
-	for k, p := range parts {
-		fixed[k] = p
-		if !st.r.vocab.known(p) && !strings.ContainsFunc(p, unicode.IsDigit) {
-			if c, ok := st.r.vocab.correct(p); ok {
-				fixed[k] = c
-			}
-		}
-	}
-	exact, ok := st.r.vocab.nameRun(fixed)
-	if !ok {
-		st.unknownWord(w, w)
-		return
-	}
-	for _, p := range fixed {
-		st.word(p)
-	}
-	if st.scope != scopeNegative {
-		st.cur.resources = append(st.cur.resources, exact...)
-	}
 }

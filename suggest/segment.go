@@ -1,6 +1,7 @@
 package suggest
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,17 @@ func baseWords() []string {
 		}
 		for _, w := range zhWords {
 			add(w)
+		}
+		// Single characters that are units only after a number would cut unknown names apart
+		// ("天鹰座"); a number's unit is read after the number without them.
+		baseDict = slices.DeleteFunc(baseDict, func(w string) bool {
+			return durationUnits[w] && utf8.RuneCountInString(w) == 1
+		})
+		for en, zh := range enGlossary {
+			_ = en
+			for _, w := range zh {
+				add(w)
+			}
 		}
 		baseSeg = newSegmenter(nil)
 	})

@@ -1,7 +1,9 @@
 package suggest
 
 import (
+	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -50,9 +52,32 @@ func (ix *searchIndex) buildNames() {
 		for _, a := range r.Aliases {
 			words := ix.seg.terms(a)
 			addRuns(words)
+			words = slices.DeleteFunc(words, func(w string) bool { return stopWords[w] })
 			addExact(strings.Join(words, " "), r.Name)
 		}
 	}
+}
+
+// named returns the resources that runs of words name whole (a name's last segment, an alias),
+// longest run first from the left. A single word counts only when it has a digit or is Chinese:
+// "release" alone is a word, not the pipeline ci/release.
+func (ix *searchIndex) named(words []string) []string {
+	var out []string
+	for i := 0; i < len(words); {
+		matched := false
+		for j := min(len(words), i+maxRun); j > i; j-- {
+			key := strings.Join(words[i:j], " ")
+			if res := ix.exact[key]; len(res) > 0 && (j-i > 1 || hasHan(key) || strings.ContainsFunc(key, unicode.IsDigit)) {
+				out = append(out, res...)
+				i, matched = j, true
+				break
+			}
+		}
+		if !matched {
+			i++
+		}
+	}
+	return out
 }
 
 // known reports whether term is a word of the catalogue (names, tags, kinds, owners,
