@@ -74,7 +74,7 @@ func (e *Engine) Evaluate(cases []Case) Report {
 		var err error
 		if c.Intent != "" {
 			var s Suggestion
-			if s, err = e.Suggest(c.Intent); err == nil {
+			if s, err = e.Suggest(c.Intent); err == nil && s.Target != nil {
 				got = s.Target.Candidates[0].Role
 			}
 		} else {
