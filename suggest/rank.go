@@ -137,8 +137,12 @@ func (e *NoCandidateError) Error() string {
 		who += "; ask them for a role that grants it"
 	}
 	msg := fmt.Sprintf("no requestable role grants %s on %s: %s", strings.Join(e.Actions, " and "), e.Resource, who)
-	if len(e.BreakGlass) > 0 {
-		msg += fmt.Sprintf(" (only the break-glass role %s does, and it is for emergencies: ask for it as one only if this is one)", joinAnd(e.BreakGlass))
+	switch len(e.BreakGlass) {
+	case 0:
+	case 1:
+		msg += fmt.Sprintf(" (only the break-glass role %s does, and it is for emergencies: ask for it as one only if this is one)", e.BreakGlass[0])
+	default:
+		msg += fmt.Sprintf(" (only the break-glass roles %s do, and they are for emergencies: ask for one as such only if this is one)", joinAnd(e.BreakGlass))
 	}
 	return msg
 }
@@ -413,8 +417,12 @@ func explain(cands []*roleInfo, rk Ranking) string {
 			}
 		}
 	}
-	if len(rk.Withheld) > 0 {
-		msg += fmt.Sprintf("; the break-glass role %s is left out: it is for emergencies only", joinAnd(rk.Withheld))
+	switch len(rk.Withheld) {
+	case 0:
+	case 1:
+		msg += fmt.Sprintf("; the break-glass role %s is left out: it is for emergencies only", rk.Withheld[0])
+	default:
+		msg += fmt.Sprintf("; the break-glass roles %s are left out: they are for emergencies only", joinAnd(rk.Withheld))
 	}
 	return msg
 }

@@ -1,6 +1,7 @@
 package suggest_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand"
@@ -367,4 +368,147 @@ func tierHeavier(a, b *refRole) bool {
 		}
 	}
 	return false
+}
+
+// fakeModel is a stand-in for a language model: it always picks role.
+type fakeModel struct{ role string }
+
+func (m fakeModel) Choose(context.Context, suggest.ChoiceInput) (suggest.Choice, error) {
+	return suggest.Choice{Role: m.role, Reason: "the model says so"}, nil
+}
+
+// breakGlassCatalogue is the reviewers' kind of catalogue: emergency roles with broad rights
+// that weigh less than the ordinary role, marked by name, by description, and by an
+// emergency-only approval policy; and an ordinary policy that allows break-glass for an hour
+// (the default), which must not make its roles break-glass.
+func breakGlassCatalogue(t *testing.T) *suggest.Engine {
+	return load(t, groupsDoc,
+		resourceDoc("weights/orion-base", "critical"), resourceDoc("weights/orion-chat", "critical"), resourceDoc("weights/vega", "critical"),
+		resourceDoc("namespaces/oncall", "public"), resourceDoc("namespaces/incident-room", "internal", "incident"),
+		approvalDoc("ap-critical", "sensitivity: [critical]", 2, "  break_glass: {allowed: true}\n"),
+		approvalDoc("ap-public", "sensitivity: [public]", 1, ""),
+		"apiVersion: rampart.dev/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: incident-response}\nspec:\n  match: {tags: [incident]}\n  steps:\n  - {name: team, from: [team], count: 1}\n  max_duration: 1h\n  break_glass: {allowed: true}\n",
+		roleDoc("orion-reader", "Read the orion and vega weights.", testRule{[]string{"read"}, []string{"weights/orion-base", "weights/orion-chat", "weights/vega"}}),
+		roleDoc("oncall-access", "Break-glass access for production incidents.",
+			testRule{[]string{"read"}, []string{"weights/orion-base"}}, testRule{[]string{"exec"}, []string{"namespaces/oncall"}}),
+		roleDoc("emergency-orion-read", "Read orion.", testRule{[]string{"read"}, []string{"weights/orion-base"}}),
+		roleDoc("orion-fixer", "紧急修复 orion.", testRule{[]string{"read", "write"}, []string{"weights/orion-base"}}),
+		roleDoc("incident-triage", "Triage.", testRule{[]string{"exec"}, []string{"namespaces/incident-room"}}),
+		roleDoc("room-operator", "Operate the incident room.", testRule{[]string{"exec", "write"}, []string{"namespaces/incident-room"}},
+			testRule{[]string{"read"}, []string{"namespaces/oncall"}}),
+	)
+}
+
+func roleNames(cs []suggest.Candidate) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Role)
+	}
+	return out
+}
+
+// TestBreakGlassIsNeverSuggestedForOrdinaryRequests: break-glass roles that weigh less than the
+// ordinary role are left out unless the request is an emergency, and a model cannot bring them
+// back.
+func TestBreakGlassIsNeverSuggestedForOrdinaryRequests(t *testing.T) {
+	e := breakGlassCatalogue(t)
+	rk, err := e.Rank("weights/orion-base", []string{"read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := roleNames(rk.Candidates); strings.Join(got, " ") != "orion-reader" {
+		t.Fatalf("ordinary candidates %v, want only orion-reader", got)
+	}
+	if strings.Join(rk.Withheld, " ") != "emergency-orion-read oncall-access orion-fixer" ||
+		!strings.Contains(rk.Explanation, "the break-glass roles emergency-orion-read, oncall-access and orion-fixer are left out: they are for emergencies only") {
+		t.Fatalf("withheld %v, explanation %q", rk.Withheld, rk.Explanation)
+	}
+	rk, _ = e.RankWith("weights/orion-base", []string{"read"}, suggest.RankOptions{Emergency: true})
+	if got := roleNames(rk.Candidates); strings.Join(got, " ") != "emergency-orion-read oncall-access orion-reader orion-fixer" {
+		t.Fatalf("emergency candidates %v", got)
+	}
+	if rk.Candidates[0].BreakGlass != "its name says it is for emergencies" || rk.Candidates[1].BreakGlass != "its description says it is for emergencies" ||
+		rk.Candidates[2].BreakGlass != "" || rk.Candidates[3].BreakGlass == "" {
+		t.Fatalf("break-glass reasons: %+v", rk.Candidates)
+	}
+	// An emergency-only approval policy (grants of at most 1h, break-glass allowed) marks its
+	// roles; the ordinary critical policy, which allows break-glass for the default hour, does not.
+	rk, _ = e.Rank("namespaces/incident-room", []string{"exec"})
+	if got := roleNames(rk.Candidates); strings.Join(got, " ") != "room-operator" || strings.Join(rk.Withheld, " ") != "incident-triage" {
+		t.Fatalf("incident room: candidates %v, withheld %v", got, rk.Withheld)
+	}
+	rk, _ = e.RankWith("namespaces/incident-room", []string{"exec"}, suggest.RankOptions{Emergency: true})
+	if rk.Candidates[0].Role != "incident-triage" || !strings.Contains(rk.Candidates[0].BreakGlass, "approval policy incident-response") {
+		t.Fatalf("incident room in an emergency: %+v", rk.Candidates)
+	}
+	// When only break-glass roles grant it, nothing is suggested and the error says why.
+	_, err = e.Rank("weights/orion-base", []string{"write"})
+	var nc *suggest.NoCandidateError
+	if !errors.As(err, &nc) || strings.Join(nc.BreakGlass, " ") != "orion-fixer" || !strings.Contains(err.Error(), "only the break-glass role orion-fixer does") {
+		t.Fatalf("write: %v", err)
+	}
+	// A sentence: the ordinary role unless it says it is an emergency.
+	for emergency, want := range map[bool]string{false: "orion-reader", true: "emergency-orion-read"} {
+		s := e.Answer(suggest.Intent{Text: "read orion base", Emergency: emergency, Needs: []suggest.Need{{Actions: []string{"read"}, Words: []string{"orion", "base"}}}})
+		if s.Status != suggest.StatusSuggested || s.Target.Candidates[0].Role != want {
+			t.Fatalf("emergency %v: %+v", emergency, s)
+		}
+	}
+	// A model that picks a break-glass role for an ordinary request is refused.
+	a := &suggest.Advisor{Engine: e, Model: fakeModel{"emergency-orion-read"}}
+	adv, err := a.Advise(context.Background(), "weights/orion-base", []string{"read"})
+	if err != nil || adv.Role.Role != "orion-reader" || adv.Source != suggest.SourceDeterministic || !strings.Contains(adv.ModelNote, "not one of the candidates") {
+		t.Fatalf("model picked break-glass: %+v %v", adv, err)
+	}
+	// Even were it a candidate, the model check refuses a break-glass pick when the
+	// deterministic choice is ordinary (a ranking whose first candidate is ordinary).
+	rk, _ = e.RankWith("weights/orion-base", []string{"read"}, suggest.RankOptions{Emergency: true})
+	rk.Candidates = []suggest.Candidate{rk.Candidates[2], rk.Candidates[1]}
+	if err := e.Verify(rk, "oncall-access"); err == nil || !strings.Contains(err.Error(), "is a break-glass role") {
+		t.Fatalf("Verify(oncall-access) = %v", err)
+	}
+}
+
+// excludedCatalogue: the cheapest reader also writes.
+func excludedCatalogue(t *testing.T) *suggest.Engine {
+	return load(t, groupsDoc,
+		resourceDoc("datasets/prefs", "sensitive"), resourceDoc("datasets/a", "sensitive"), resourceDoc("datasets/b", "sensitive"),
+		resourceDoc("datasets/c", "sensitive"), resourceDoc("datasets/d", "sensitive"),
+		approvalDoc("ap", "sensitivity: [sensitive]", 1, ""),
+		roleDoc("prefs-editor", "Edit prefs.", testRule{[]string{"read", "write"}, []string{"datasets/prefs"}}),
+		roleDoc("prefs-readers", "Read prefs and friends.", testRule{[]string{"read"}, []string{"datasets/prefs", "datasets/a", "datasets/b", "datasets/c", "datasets/d"}}),
+		roleDoc("prefs-admin", "Manage prefs.", testRule{[]string{"read", "write", "delete"}, []string{"datasets/prefs"}}),
+	)
+}
+
+// TestExcludedActionsAreNeverGrantedWhenAvoidable: "read, not write" gets the role without write
+// even though it weighs more; when every candidate grants it, the explanation says so; a model
+// cannot pick the cheaper writer; a need that asks only for what it excludes gets no role.
+func TestExcludedActionsAreNeverGrantedWhenAvoidable(t *testing.T) {
+	e := excludedCatalogue(t)
+	rk, _ := e.Rank("datasets/prefs", []string{"read"})
+	if rk.Candidates[0].Role != "prefs-editor" {
+		t.Fatalf("without exclusions the lightest is prefs-editor (16 < 20): %v", roleNames(rk.Candidates))
+	}
+	noWrite := suggest.RankOptions{Exclude: []string{"write"}}
+	rk, _ = e.RankWith("datasets/prefs", []string{"read"}, noWrite)
+	if got := strings.Join(roleNames(rk.Candidates), " "); got != "prefs-readers prefs-editor prefs-admin" ||
+		strings.Join(rk.Candidates[1].Excluded, " ") != "write" || !strings.Contains(rk.Explanation, "roles granting write, which you said you do not want, rank last") {
+		t.Fatalf("excluding write: %s, %q", got, rk.Explanation)
+	}
+	if err := e.Verify(rk, "prefs-editor"); err == nil || !strings.Contains(err.Error(), "which the request said it does not want") {
+		t.Fatalf("Verify(prefs-editor) = %v", err)
+	}
+	rk, _ = e.RankWith("datasets/prefs", []string{"delete"}, noWrite)
+	if rk.Candidates[0].Role != "prefs-admin" || !strings.Contains(rk.Explanation, "every candidate also grants write, which you said you do not want") {
+		t.Fatalf("delete without write: %+v", rk)
+	}
+	in := suggest.Intent{Text: "read prefs, not write", Excluded: []string{"write"}, Needs: []suggest.Need{{Actions: []string{"read"}, Words: []string{"prefs"}}}}
+	if s := e.Answer(in); s.Status != suggest.StatusSuggested || s.Target.Candidates[0].Role != "prefs-readers" {
+		t.Fatalf("answer: %+v", s)
+	}
+	in = suggest.Intent{Text: "write prefs, not write", Excluded: []string{"write"}, Needs: []suggest.Need{{Actions: []string{"write"}, Words: []string{"prefs"}}}}
+	if s := e.Answer(in); s.Status != suggest.StatusNotUnderstood || s.Target != nil || !strings.Contains(s.Message, "asks for write and also says not to") {
+		t.Fatalf("contradiction: %+v", s)
+	}
 }
