@@ -376,7 +376,8 @@ func wanted(n Need, excluded []string) (prefs, joint, dropped []string) {
 
 // resolve finds the actions a need means on one resource, and how well they fit (lower is
 // better): every joint action together (-1), else the first preferred action (its position),
-// else, when the resource's roles name only one action, that one (worst). Only actions some
+// else, when the need asks to look (read, connect or use) and the resource's roles name only one
+// action, itself a look-only one, that one (worst). Only actions some
 // role names explicitly count: nobody "reads" a pipeline just because an admin role grants
 // "*" on it. Excluded actions (o.Exclude) are never the reason for a role.
 func (e *Engine) resolve(resource string, prefs, joint []string, o RankOptions) (rk Ranking, fit int, ok bool, err error) {
@@ -409,9 +410,11 @@ func (e *Engine) resolve(resource string, prefs, joint []string, o RankOptions) 
 			}
 		}
 	}
-	if len(named) == 1 {
+	// The fallback trades one look-only action for another ("access the wandb host" is
+	// connect), never a wanted change for something else: "delete X" is not answered with read.
+	if len(named) == 1 && ActionWeight(prefs[0]) == 1 {
 		for a := range named {
-			if hasString(o.Exclude, a) {
+			if hasString(o.Exclude, a) || ActionWeight(a) != 1 {
 				break
 			}
 			if rk, ok := try([]string{a}); ok {
