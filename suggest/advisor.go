@@ -65,6 +65,15 @@ type Advice struct {
 	// Intent is set when the advice answers a sentence.
 	Intent       *Intent  `json:"intent,omitempty"`
 	Alternatives []Target `json:"alternatives,omitempty"`
+	// Status is StatusSuggested, StatusNothingFits or StatusNotUnderstood.
+	Status string `json:"status"`
+	// Parts: one per need when there are several.
+	Parts []Advice `json:"parts,omitempty"`
+	// Roles are the distinct roles to request, in need order; empty when nothing fits.
+	Roles   []string `json:"roles"`
+	Unknown []string `json:"unknown,omitempty"`
+	Nearest []string `json:"nearest,omitempty"`
+	Message string   `json:"message,omitempty"`
 }
 
 // Advisor combines the deterministic engine with an optional model.
@@ -156,7 +165,7 @@ func (a *Advisor) AdviseIntent(ctx context.Context, text string) (Advice, error)
 // choose asks the model, if any, and falls back to the least privileged candidate on any
 // failure: an error, a timeout, a malformed or unverifiable answer.
 func (a *Advisor) choose(ctx context.Context, rk Ranking, intent string) Advice {
-	adv := Advice{Ranking: rk, Role: rk.Candidates[0], Source: SourceDeterministic, Reason: rk.Explanation}
+	adv := Advice{Ranking: rk, Role: rk.Candidates[0], Source: SourceDeterministic, Reason: rk.Explanation, Status: StatusSuggested, Roles: []string{rk.Candidates[0].Role}}
 	if a.Model == nil {
 		return adv
 	}
@@ -188,7 +197,7 @@ func (a *Advisor) choose(ctx context.Context, rk Ranking, intent string) Advice 
 			adv.Role = c
 		}
 	}
-	adv.Source = SourceModel
+	adv.Source, adv.Roles = SourceModel, []string{adv.Role.Role}
 	adv.Reason = strings.TrimSpace(choice.Reason)
 	adv.ModelNote = "model answer verified: a candidate, grants " + joinAnd(rk.Actions) + " on " + rk.Resource + ", no more privilege than the least privileged candidate"
 	return adv

@@ -114,11 +114,24 @@ type Target struct {
 	Score float64 `json:"score"`
 }
 
+// Outcomes of a suggestion (issue 18 contract; i18-answer owns the real answerer).
+const (
+	StatusSuggested     = "suggested"      // every need has a role
+	StatusNothingFits   = "nothing_fits"   // some need has no requestable role; Nearest names the closest resources
+	StatusNotUnderstood = "not_understood" // a key word matched nothing; Unknown names it
+)
+
 // Suggestion answers an intent: the best target and the other plausible ones.
 type Suggestion struct {
-	Intent       Intent   `json:"intent"`
+	Intent Intent `json:"intent"`
+	Status string `json:"status"`
+	// Targets: one per need (only when Status is suggested).
+	Targets      []Target `json:"targets"`
 	Target       *Target  `json:"target"`
 	Alternatives []Target `json:"alternatives,omitempty"`
+	Unknown      []string `json:"unknown,omitempty"`
+	Nearest      []string `json:"nearest,omitempty"`
+	Message      string   `json:"message,omitempty"`
 }
 
 // considered is how many search hits an intent looks at.
@@ -162,7 +175,7 @@ func (e *Engine) Suggest(text string) (Suggestion, error) {
 			best = i
 		}
 	}
-	s.Target = &vs[best].t
+	s.Target, s.Targets, s.Status = &vs[best].t, []Target{vs[best].t}, StatusSuggested
 	for i, v := range vs {
 		if i != best && len(s.Alternatives) < 3 {
 			s.Alternatives = append(s.Alternatives, v.t)
