@@ -92,6 +92,11 @@ type Part struct {
 	ModelNote string    `json:"model_note,omitempty"`
 }
 
+// AsPart is the advice for its first (or only) need.
+func (a Advice) AsPart() Part {
+	return Part{Ranking: a.Ranking, Role: a.Role, Source: a.Source, Reason: a.Reason, ModelNote: a.ModelNote}
+}
+
 // Advisor combines the deterministic engine with an optional model.
 type Advisor struct {
 	Engine *Engine
