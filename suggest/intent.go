@@ -113,6 +113,12 @@ func (r *reader) needs(st *readState) {
 				continue
 			}
 		}
+		if len(c.verbs) == 0 && len(pending) == 0 && c.afterComma && c == st.clauses[len(st.clauses)-1] && len(out) > 0 {
+			// "view pods in serve-prod, the production namespace": an apposition.
+			last := &out[len(out)-1]
+			last.Words = dedupe(append(last.Words, c.words...))
+			continue
+		}
 		vs := append(pending, c.verbs...)
 		unknownVerb := pendingUnknown || c.unknownVerb
 		pending, pendingUnknown, pendingPronoun = nil, false, false

@@ -60,6 +60,7 @@ type clause struct {
 	// context: its words go to the next need instead of making one.
 	excluded, emergency, state bool
 	pronoun                    bool // it, them, 它: the object is an earlier one
+	afterComma                 bool // the clause follows a comma
 	tokens                     int  // words read in the clause so far
 }
 
@@ -127,15 +128,17 @@ func (r *reader) verbOf(w string) (acts []string, sForm, inflected, ok bool) {
 // known reports whether the catalogue knows a term (always, without a catalogue).
 func (r *reader) known(t string) bool { return r.vocab == nil || r.vocab.known(t) }
 
-// typoVerb returns the verb a misspelt word in verb position stands for.
+// typoVerb returns the verb a misspelt word in verb position stands for. The budget is that of
+// the longer of the two words ("pul" is one edit from the four letters of "pull").
 func (r *reader) typoVerb(w string) (string, bool) {
-	budget := typoBudget(len([]rune(w)))
-	if budget == 0 {
+	n := len([]rune(w))
+	if n < 3 {
 		return "", false
 	}
-	best, bestD := "", budget+1
+	best, bestD := "", 3
 	for _, k := range r.lexKeys {
-		if d := osa(w, k, budget); d < bestD && sameStart(w, k) {
+		budget := typoBudget(max(n, len(k)))
+		if d := osa(w, k, budget); d <= budget && d < bestD && sameStart(w, k) {
 			best, bestD = k, d
 		}
 	}
@@ -161,6 +164,11 @@ type readState struct {
 	expect   bool     // the next word stands in verb position
 	prevVerb bool     // the previous word was a verb
 	prevDet  bool     // the previous word was a determiner (or 的)
+	at       int      // the token being read
+	// lastWordAt and lastWord: the token that gave the last content word, and that word.
+	lastWordAt int
+	lastWord   string
+	injected   bool // the clause is skipped from an injection marker on
 	// prevPreVerb: the previous word was a subject or modal word ("needs to" is no purpose).
 	prevPreVerb bool
 	in          *Intent
@@ -186,7 +194,7 @@ func (st *readState) endClause() {
 	st.clauses = append(st.clauses, st.cur)
 	st.cur = &clause{}
 	st.expect, st.prevVerb, st.prevDet, st.lightPrev = true, false, false, false
-	st.purpose, st.soft = false, false
+	st.purpose, st.soft, st.injected = false, false, false
 }
 
 func (st *readState) openScope(kind int) {
@@ -211,6 +219,7 @@ func (st *readState) verb(acts []string) {
 
 // word records a content word (already normalised).
 func (st *readState) word(w string) {
+	st.lastWordAt, st.lastWord = st.at, w
 	if st.scope == scopeNegative {
 		st.held = append(st.held, w)
 	} else {
@@ -278,8 +287,10 @@ func (r *reader) read(text string) Intent {
 	for i := 0; i < len(st.toks); i++ {
 		t := st.toks[i]
 		w := t.text
-		if t.kind == tokPunct {
+		st.at = i
+		if t.kind == tokPunct || chatTemplate(w) {
 			st.endClause()
+			st.cur.afterComma = w == "," || w == "，"
 			continue
 		}
 		if t.kind == tokHan {
@@ -332,6 +343,15 @@ func (r *reader) read(text string) Intent {
 		}
 		st.cur.tokens++
 		if st.purpose {
+			if st.injected && r.roles[w] && nameLike(w) {
+				// The payload of an injection ends it: "answer vault.admin read the key".
+				st.purpose, st.injected, st.expect = false, false, true
+			}
+			continue
+		}
+		if w == "using" && len(st.cur.words) > 0 {
+			st.endClause() // "train on the crawl using the H200 reservation": a second need
+			st.verb(verbs["use"])
 			continue
 		}
 		if st.injection(i, w) {

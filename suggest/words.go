@@ -16,7 +16,7 @@ var genericNouns = setOf(`data file files model models weight weights resource r
 	assets stuff output outputs result results environment env place location status progress
 	state health usage row rows batch batches entry entries record records example examples type
 	types kind kinds issue issues problem problems error errors bug bugs reason note notes date
-	dates procedure procedures process`)
+	dates procedure procedures process request requests sample samples`)
 
 // purposeMarkers open an adjunct that says why, not what: the rest of the clause is not read
 // ("so I can run a probing experiment", "because it hangs", "为了做消融实验"). "to" before a verb
@@ -42,7 +42,7 @@ var injectionMarkers = setOf(`ignore disregard forget override bypass skip sugge
 // is …", "new rule: …"); later they may be what is asked for ("the eval output").
 var injectionNouns = setOf(`system assistant prompt prompts instruction instructions rule rules policy
 	output answer choice safest safer correct convenient easier simpler preferred recommended ai llm
-	chatbot gpt 系统 指令 规则 答案`)
+	chatbot gpt description says said claims p.s ps 系统 指令 规则 答案 描述 说明`)
 
 // injectionPhrases are multi-word markers.
 var injectionPhrases = [][]string{{"least", "privilege"}, {"least", "privileged"}, {"the", "model"}, {"you", "must"},
@@ -69,8 +69,14 @@ func (st *readState) injection(i int, w string) bool {
 	if st.cur.tokens <= 4 {
 		st.cur.verbs, st.cur.words, st.cur.resources = nil, nil, nil
 	}
-	st.purpose = true
+	st.purpose, st.injected = true, true
 	return true
+}
+
+// chatTemplate reports whether a token is a chat template's marker (<|im_start|>, <|endoftext|>):
+// a boundary, never a word.
+func chatTemplate(w string) bool {
+	return strings.HasPrefix(w, "im_") || w == "endoftext" || w == "eot_id" || w == "start_header_id" || w == "end_header_id"
 }
 
 // isDuration reports whether w is a number with a unit ("8h", "30m", "3天").
@@ -132,7 +138,13 @@ func (st *readState) han(i int, w string) {
 	if st.activity(w, next) {
 		return
 	}
-	if acts, ok := zhVerbs[w]; ok && !st.prevDet && !(nounAlso[w] && compoundHeads[next]) {
+	if stateWords[w] {
+		return
+	}
+	// After the clause's verb and a word of its object, a Chinese verb describes the object
+	// ("查看 CI 里发布开源权重那个流程的日志": 发布 is the workflow's); conjunctions start a new clause.
+	object := len(st.cur.verbs) > 0 && len(st.cur.words) > 0 && !st.prevPreVerb
+	if acts, ok := zhVerbs[w]; ok && !st.prevDet && !object && !(nounAlso[w] && compoundHeads[next]) {
 		if en := zhVerbEnglish[w]; st.r.custom[en] {
 			acts = append([]string{en}, acts...)
 		}
@@ -174,6 +186,10 @@ func (st *readState) han(i int, w string) {
 func (st *readState) latin(i int, w string) {
 	r := st.r
 	next := st.next(i)
+	if stateWords[w] {
+		st.expect, st.prevVerb, st.prevDet = false, false, false
+		return
+	}
 	// Hyphenated verbs: read-only, read-write.
 	if strings.Contains(w, "-") && !strings.ContainsFunc(w, unicode.IsDigit) {
 		if b, ok := irregular[w]; ok {
@@ -197,6 +213,11 @@ func (st *readState) latin(i int, w string) {
 			base = w
 		}
 		if st.activity(base, next) {
+			return
+		}
+		if st.scope == scopeNegative && activities[base] && !sForm {
+			st.hasLatin = true
+			st.verb(acts) // "rather than a shell", "no console"
 			return
 		}
 		// Verb position, or a word that can only be a verb ("let my job reach the hub").
@@ -347,6 +368,20 @@ func (st *readState) name(w string) {
 	if !ok {
 		st.unknownWord(w, w)
 		return
+	}
+	// A size or version right after a name word must go with it: "orion 7b" is unknown when
+	// orion has only 13b, though vega has a 7b.
+	if strings.ContainsFunc(w, unicode.IsDigit) && st.lastWordAt == st.at-1 && st.lastWord != "" {
+		if _, alone := st.r.vocab.nameRun([]string{st.lastWord}); alone {
+			if _, together := st.r.vocab.nameRun(append([]string{st.lastWord}, fixed...)); !together {
+				raw := st.toks[st.at-1].text + " " + w
+				if !strings.Contains(strings.ToLower(st.in.Text), raw) {
+					raw = w
+				}
+				st.unknownWord(raw, w)
+				return
+			}
+		}
 	}
 	for _, p := range fixed {
 		st.word(p)
