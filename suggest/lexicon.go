@@ -93,7 +93,7 @@ var zhVerbs = map[string][]string{
 	// 执行
 	"调试": {"exec"}, "进入": {"exec"}, "执行": {"exec", "trigger"}, "登录": {"exec"}, "登入": {"exec"},
 	"排查": {"exec"}, "重启": {"exec", "write", "trigger"},
-	"触发": {"trigger"}, "启动": {"trigger", "exec"}, "运行": {"trigger", "exec", "use"}, "跑": {"trigger", "exec", "use"},
+	"触发": {"trigger"}, "启动": {"trigger", "exec"}, "运行": {"trigger", "exec", "use"}, "跑": {"trigger", "exec", "use"}, "跑个": {"trigger", "exec", "use"},
 	"构建": {"trigger"}, "重跑": {"trigger"},
 	// 部署
 	"部署": {"deploy", "trigger"}, "发布": {"trigger", "deploy"}, "上线": {"deploy", "trigger"},
@@ -207,7 +207,9 @@ var stopWords = setOf(`a an the i me my we our us you your to of on in into for 
 	麻烦 谢谢 得 先 还 也 就 都 很 从 到 上 中 里 下 以 让 被 将 并 或 及 其 其中 之 之前 之后 一个 一份 份
 	一次 下午 上午 晚上 小时 天 分钟 周 用于 以便 便于 方便 相关 里面 上面 中的 里的 我要 我需要 我想 时候
 	项目 实验 工作 任务 一点 东西 所需 需 应该 必须 还是 一些 想请 希望 打算 准备 帮忙 给我 让我 请帮我
-	重新 新的 新 旧的 临时 一批 一份 一次 一下 这次 那次 上一个 下一个 两个 都 都要 直接 一个个 里 里面 上的`)
+	重新 新的 新 旧的 临时 一批 一份 一次 一下 这次 那次 上一个 下一个 两个 都 都要 直接 一个个 里 里面 上的
+	往 进 进去 内 小 旧 个 几 篇 几篇 一直 够了 就够了 足够 笔记本 本地 电脑
+	notebook notebooks laptop workstation desktop computer colab jupyter terminal enough mind`)
 
 // durationUnits after a number make it a duration, not a name ("for 2 hours", "8h", "3天").
 var durationUnits = setOf(`h hr hrs hour hours m min mins minute minutes d day days w wk week weeks
@@ -233,6 +235,9 @@ var zhGlossary = map[string][]string{
 	"证书": {"certificate"}, "环境": {"environment"}, "分支": {"branch"}, "网页": {"web"},
 	"抓取": {"crawl"}, "爬虫": {"crawl"}, "密码": {"password"}, "账号": {"account"}, "备份": {"backup"},
 	"快照": {"snapshot"}, "版本": {"version"}, "基座": {"base"}, "基础": {"base"}, "指令": {"instruct"},
+	"文件": {"file"}, "记录": {"record"}, "测试": {"test"}, "容器": {"container", "pod"}, "特征库": {"feature", "store"},
+	"特征": {"feature"}, "工具": {"tool"}, "攻击": {"attack"}, "论文": {"paper"}, "分词器": {"tokenizer"},
+	"内存": {"memory"}, "隐私": {"privacy"}, "题目": {"question"}, "消融": {"ablation"}, "问题集": {"question"},
 	"多模态": {"multimodal"}, "视觉": {"vision"}, "语音": {"speech"}, "音频": {"audio"}, "嵌入": {"embedding"},
 }
 

@@ -47,6 +47,9 @@ import (
 type verbUse struct {
 	acts        []string
 	restrictive bool
+	// weak: 用 (use, with) before another verb is the instrument ("用评测框架触发" triggers): its
+	// actions come last and are not joint.
+	weak bool
 }
 
 // clause is the part of a sentence between two boundaries.
@@ -70,6 +73,7 @@ type vocabulary interface {
 	correct(w string) (string, bool)
 	nameRun(words []string) ([]string, bool)
 	named(words []string) []string
+	together(word string, parts []string) bool
 }
 
 // reader reads sentences against one catalogue.
@@ -173,7 +177,8 @@ type readState struct {
 	prevPreVerb bool
 	in          *Intent
 	unknown     map[string]bool
-	hasLatin    bool // a Latin function word or verb: the sentence is (partly) English
+	unkWords    map[string]bool // the need words that stand for unknown ones
+	hasLatin    bool            // a Latin function word or verb: the sentence is (partly) English
 	// purpose: the rest of the clause is an adjunct of purpose; soft: unknown words are dropped.
 	purpose, soft bool
 	// lightPrev: the last word that was not a determiner was a light verb (lightVerbs);
@@ -237,6 +242,9 @@ func (st *readState) unknownWord(raw, w string) {
 		st.unknown[raw] = true
 		st.in.Unknown = append(st.in.Unknown, raw)
 	}
+	if st.scope != scopeNegative {
+		st.unkWords[w] = true
+	}
 	st.word(w)
 }
 
@@ -283,12 +291,15 @@ func (st *readState) phrase(i int, phrases [][]string) int {
 // read reads one sentence.
 func (r *reader) read(text string) Intent {
 	in := Intent{Text: text}
-	st := &readState{r: r, toks: r.seg.scan(text), cur: &clause{}, expect: true, in: &in, unknown: map[string]bool{}}
+	st := &readState{r: r, toks: r.seg.scan(text), cur: &clause{}, expect: true, in: &in, unknown: map[string]bool{}, unkWords: map[string]bool{}}
 	for i := 0; i < len(st.toks); i++ {
 		t := st.toks[i]
 		w := t.text
 		st.at = i
 		if t.kind == tokPunct || chatTemplate(w) {
+			if (w == ":" || w == "：") && len(st.cur.words) == 0 {
+				st.cur.verbs = nil // a heading ("故障排查：", "troubleshooting:"), not a wish
+			}
 			st.endClause()
 			st.cur.afterComma = w == "," || w == "，"
 			continue
@@ -366,7 +377,8 @@ func (r *reader) read(text string) Intent {
 		if r.roles[w] && nameLike(w) {
 			continue // a role's name: people ask for access, not for a role by name
 		}
-		if purposeMarkers[w] || (w == "to" && (len(st.cur.verbs) > 0 || len(st.cur.words) > 0) && !st.prevPreVerb && st.toVerb(i+1)) {
+		if purposeMarkers[w] || (w == "to" && (len(st.cur.verbs) > 0 || len(st.cur.words) > 0) && !st.prevPreVerb && st.toVerb(i+1)) ||
+			(zhPurpose[w] && len(st.cur.verbs) > 0 && len(st.cur.words) > 0) {
 			st.purpose = true
 			continue
 		}
