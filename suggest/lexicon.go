@@ -51,7 +51,7 @@ var verbs = map[string][]string{
 	"redeploy": {"deploy"}, "install": {"deploy", "connect"}, "upgrade": {"deploy"}, "rollback": {"deploy"},
 	// administering
 	"administer": {"admin"}, "admin": {"admin"}, "manage": {"admin", "write"}, "configure": {"admin", "write"},
-	"own": {"admin"},
+	"own": {"admin"}, "encrypt": {"admin", "write"}, "reencrypt": {"admin", "write"}, "decrypt": {"read", "admin"},
 	// networking
 	"call": {"connect"}, "reach": {"connect"}, "connect": {"connect"}, "send": {"connect"},
 	"contact": {"connect"}, "egress": {"connect"}, "talk": {"connect"}, "hit": {"connect"}, "ping": {"connect"},
@@ -67,7 +67,7 @@ var irregular = map[string]string{
 	"seen": "see", "sent": "send", "built": "build", "did": "do", "put": "put", "read": "read",
 	"fine-tune": "finetune", "fine-tuning": "finetune", "log-in": "login", "roll-out": "rollout",
 	"clean-up": "cleanup", "back-up": "backup", "kicked": "kick",
-	"re-run": "rerun", "found": "find", "re-deploy": "redeploy", "roll-back": "rollback",
+	"re-run": "rerun", "port-forward": "forward", "portforward": "forward", "found": "find", "re-deploy": "redeploy", "roll-back": "rollback",
 }
 
 // zhVerbs is the Chinese verb lexicon, segment → actions, first choice first.

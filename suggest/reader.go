@@ -74,6 +74,7 @@ type vocabulary interface {
 	nameRun(words []string) ([]string, bool)
 	named(words []string) []string
 	together(word string, parts []string) bool
+	conjoined(phrase string) bool
 }
 
 // reader reads sentences against one catalogue.
@@ -263,6 +264,15 @@ func (st *readState) toVerb(i int) bool {
 	return st.r.custom[w]
 }
 
+// phraseAt reports whether the conjunction at token i joins two words the catalogue writes
+// together ("Weights and Biases"): then it is part of a name, not a boundary.
+func (r *reader) phraseAt(st *readState, i int) bool {
+	if r.vocab == nil || i == 0 || i+1 >= len(st.toks) {
+		return false
+	}
+	return r.vocab.conjoined(stem(st.toks[i-1].text) + " " + st.toks[i].text + " " + stem(st.toks[i+1].text))
+}
+
 // next returns the text of token i+1 if it is a word.
 func (st *readState) next(i int) string {
 	if i+1 < len(st.toks) && st.toks[i+1].kind != tokPunct {
@@ -332,6 +342,8 @@ func (r *reader) read(text string) Intent {
 		case scopeEnders[w]:
 			st.endClause()
 			continue
+		case conjunctions[w] && st.r.phraseAt(st, i):
+			continue // "weights and biases": the words go on
 		case conjunctions[w]:
 			if w == "or" || w == "nor" || w == "或" || w == "或者" {
 				if st.scope != scopeNone {

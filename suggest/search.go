@@ -69,7 +69,8 @@ type searchIndex struct {
 	// nameWords are the words of names and aliases; cooccur holds word + "\x00" + a digit-bearing
 	// name word of one resource.
 	nameWords, cooccur map[string]bool
-	byLen3             []string // terms of three letters, sorted
+	conj               map[string]bool // "a and b" as the catalogue writes it
+	byLen3             []string        // terms of three letters, sorted
 
 	readerOnce sync.Once
 	rd         *reader

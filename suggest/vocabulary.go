@@ -33,7 +33,7 @@ func aliasTerms(seg *segmenter, alias string) []string {
 // aliases, and which resources a whole name's last segment or a whole alias names.
 func (ix *searchIndex) buildNames() {
 	ix.runs, ix.exact = map[string]bool{}, map[string][]string{}
-	ix.nameWords, ix.cooccur = map[string]bool{}, map[string]bool{}
+	ix.nameWords, ix.cooccur, ix.conj = map[string]bool{}, map[string]bool{}, map[string]bool{}
 	addRuns := func(words []string) {
 		for i := range words {
 			for j := i + 1; j <= len(words) && j-i <= maxRun; j++ {
@@ -47,6 +47,14 @@ func (ix *searchIndex) buildNames() {
 		}
 	}
 	for i, r := range ix.docs {
+		for _, text := range append([]string{r.Description}, r.Aliases...) {
+			ts := ix.seg.terms(text)
+			for k := 1; k+1 < len(ts); k++ {
+				if conjunctions[ts[k]] {
+					ix.conj[ts[k-1]+" "+ts[k]+" "+ts[k+1]] = true
+				}
+			}
+		}
 		nameTerms := ix.seg.terms(r.Name)
 		addRuns(nameTerms)
 		addExact(strings.Join(ix.last[i], " "), r.Name)
@@ -91,6 +99,9 @@ func (ix *searchIndex) together(word string, parts []string) bool {
 	}
 	return true
 }
+
+// conjoined reports whether "a and b" is written so in the catalogue's descriptions or aliases.
+func (ix *searchIndex) conjoined(phrase string) bool { return ix.conj[phrase] }
 
 // named returns the resources that runs of words name whole (a name's last segment, an alias),
 // longest run first from the left. A single word counts only when it has a digit or is Chinese:
@@ -170,7 +181,11 @@ func (ix *searchIndex) correct(w string) (string, bool) {
 		return "", false
 	}
 	best, bestD, bestDF := "", budget+1, 0
-	for l := n - budget; l <= n+budget; l++ {
+	lo, hi := n-budget, n+budget
+	if n < 5 {
+		lo, hi = n, n // four letters: a letter changed or two swapped, not one added ("base" is no "biase")
+	}
+	for l := lo; l <= hi; l++ {
 		for _, t := range ix.byLen[l] {
 			d := osa(w, t, budget)
 			if d > budget || !sameStart(w, t) {

@@ -224,6 +224,10 @@ func (st *readState) latin(i int, w string) {
 	if strings.Contains(w, "-") && !strings.ContainsFunc(w, unicode.IsDigit) {
 		if b, ok := irregular[w]; ok {
 			w = b
+		} else if b, ok := strings.CutPrefix(w, "re-"); ok && !strings.Contains(b, "-") {
+			if _, _, _, isVerb := r.verbOf(b); isVerb {
+				w = b // re-encrypt, re-deploy
+			}
 		} else if parts := strings.Split(w, "-"); len(parts) == 2 {
 			a, _, _, ok1 := r.verbOf(parts[0])
 			b, _, _, ok2 := r.verbOf(parts[1])
@@ -385,6 +389,11 @@ func (st *readState) name(w string) {
 		for _, p := range parts {
 			st.word(p)
 		}
+		return
+	}
+	if len(parts) == 1 && !isNumber(parts[0]) && st.r.vocab.known(parts[0]) {
+		// One word of letters and digits the catalogue uses ("H100", "GSM8K"), in any field.
+		st.word(parts[0])
 		return
 	}
 	fixed := make([]string, len(parts))
