@@ -5,43 +5,32 @@ import (
 	"sort"
 )
 
-// The reader: how a sentence becomes an Intent. docs/suggest-reading.md says the same in words;
-// keep them together.
+// The reader: how a sentence becomes an Intent. docs/suggest-reading.md is the full statement
+// of these rules, section by section; keep them together.
 //
-//  1. The sentence is scanned into Latin words (names keep their inner - . _ / :), Chinese words
-//     (segment.go) and clause punctuation.
-//  2. Clauses end at punctuation (, ; . ! ? ， ； 。 、), at conjunctions (and, also, plus, then,
-//     以及, 和, 并且, 还要, 同时, …) and at "but", "但", "而是", ….
-//  3. A negator (not, no, don't, never, without, rather than, instead of, no need to, 不, 不要,
-//     不用, 无需, 不需要, 别, …) opens a negative scope, a restrictor (only, just, nothing but, 只,
-//     仅, 只要, 只需, …) a restrictive one. A scope runs to the end of its clause, or to the next
-//     negator or restrictor; "or"/"nor"/"或" do not end it ("not write or delete"). Verbs in a
-//     negative scope are Excluded; nouns in a negative scope that has no verb are dropped ("the
-//     weights, not the datasets"). When a need has verbs from a restrictive scope, those are its
-//     only actions.
-//  4. A lexicon word is a verb only by position: at a clause's start after optional subject and
-//     modal words ("I need to", "can we", "please", "我想", "帮我"), after "to", a negator, a
-//     restrictor or a conjunction, directly after another verb (base forms only: "read write"), or
-//     anywhere right before "access"/"permission"/"权限". It is a noun after a determiner or
-//     possessive ("the release", "our evals"), as an -s form ("evals", "runs"), and when it is one
-//     of the noun-also words (eval, run, release, build, deploy, …) right before a compound head
-//     ("eval results", "release pipeline", "deploy key"). Chinese verbs are verbs wherever they
-//     stand, except after 的 and noun-also ones before a compound head (发布流水线).
-//  5. Every other word is a stop word (never searched, never unknown), a duration ("2 hours",
-//     "8h", "3天"), an emergency word, or a content word. A content word is kept when the
-//     catalogue knows it; a name-like word (with a digit or inner - . _ / :) only when its parts
-//     appear together, in order, in some resource's name or alias ("orion-13b"; "frontier-9" is
-//     unknown when only frontier-7 and frontier-8 exist); otherwise a misspelling within the typo
-//     budget (Damerau distance 1 for 4–7 letters, 2 from 8) is corrected to the closest catalogue
-//     word; a Chinese noun of the glossary is folded to its English words; the rest is Unknown.
-//     A word in verb position that is no lexicon verb is first tried as a misspelt verb
-//     ("depoly"), then as a catalogue word; if neither, it is Unknown and its need gets no
-//     actions (it is never read as "read").
-//  6. Needs: clauses with verbs but no words lend their verbs to the next clause that has words
-//     ("read and write the weights": both, jointly) or, at the end, to the last need ("read the
-//     weights and write them"). A clause with words and no verbs inherits the previous need's
-//     verbs ("read the base and the instruct checkpoints": two needs); a trailing head noun is
-//     shared back ("base" gets "checkpoints"). The first need with no verb at all means read.
+//  1. Words (segment.go): Latin words keep inner - . _ / : between letters or digits; Chinese is
+//     cut by the segmenter over our dictionary and the catalogue's own Chinese.
+//  2. Clauses end at clause marks, conjunctions (and, 以及, 和, …, unless the catalogue writes the
+//     phrase: "Weights and Biases") and "but", 但, 而是. Negators open a negative scope (its verbs
+//     are Excluded; its nouns are dropped when it has no verb), restrictors a restrictive one (its
+//     verbs are the need's only ones), to the clause's end or the next negator or restrictor.
+//     Context clauses (only negated verbs, an emergency, what is wrong) lend their words to the
+//     next need. Adjuncts of purpose are not read; text addressed to the system (injection
+//     markers) and role names add nothing.
+//  3. A lexicon word is a verb by position (clause start after subject and modal words, after
+//     "to", a negator, restrictor or conjunction, after a verb as a base form, before "access",
+//     or when it can only be a verb), and a noun after a determiner or adjective, as an -s form,
+//     and, for words as often nouns, before a compound head ("eval results"). Light verbs take
+//     the activity's meaning ("run evals", "get a shell").
+//  4. Other words: stop, state and generic words and durations are never unknown; a content word
+//     is kept when the catalogue uses it; a name-like word must match a name or alias as a whole
+//     (and a size must go with the name word before it); then a misspelt verb (in verb position)
+//     or catalogue word within the typo budget; then the glossary; else Unknown.
+//  5. Resources: runs of a need's words that name a resource whole (name, last segment, alias).
+//  6. Needs (intent.go, needs): clauses with verbs and no words lend them to the next clause with
+//     words (jointly), or with it/them to the last need; a clause with words and no verb takes
+//     the previous need's verbs and shares a trailing head noun back; a need named only by a head
+//     noun is about the previous need's thing; the first need with no verb means read.
 
 // verbUse is one verb of a clause.
 type verbUse struct {
