@@ -391,6 +391,17 @@ func (st *readState) name(w string) {
 		}
 		return
 	}
+	// A size or version right after a name word must go with it: "orion 7b" is unknown when
+	// orion has only 13b, though vega has a 7b.
+	if strings.ContainsFunc(w, unicode.IsDigit) && st.lastWordAt == st.at-1 && st.lastWord != "" &&
+		!st.r.vocab.together(st.lastWord, parts) {
+		raw := st.toks[st.at-1].text + " " + w
+		if !strings.Contains(strings.ToLower(st.in.Text), raw) {
+			raw = w
+		}
+		st.unknownWord(raw, raw)
+		return
+	}
 	if len(parts) == 1 && !isNumber(parts[0]) && st.r.vocab.known(parts[0]) {
 		// One word of letters and digits the catalogue uses ("H100", "GSM8K"), in any field.
 		st.word(parts[0])
@@ -408,17 +419,6 @@ func (st *readState) name(w string) {
 	exact, ok := st.r.vocab.nameRun(fixed)
 	if !ok {
 		st.unknownWord(w, w)
-		return
-	}
-	// A size or version right after a name word must go with it: "orion 7b" is unknown when
-	// orion has only 13b, though vega has a 7b.
-	if strings.ContainsFunc(w, unicode.IsDigit) && st.lastWordAt == st.at-1 && st.lastWord != "" &&
-		!st.r.vocab.together(st.lastWord, fixed) {
-		raw := st.toks[st.at-1].text + " " + w
-		if !strings.Contains(strings.ToLower(st.in.Text), raw) {
-			raw = w
-		}
-		st.unknownWord(raw, raw)
 		return
 	}
 	for _, p := range fixed {
