@@ -3,6 +3,9 @@ package suggest
 import (
 	"fmt"
 	"slices"
+	"strings"
+
+	"rampart.dev/rampart/policy"
 )
 
 // Need is one thing a request asks for: actions on the resource(s) some words describe.
@@ -47,7 +50,7 @@ type Intent struct {
 // words and whether it is an emergency. It fails only for unusable input: too long, or no word
 // that could describe a resource.
 func (e *Engine) Read(text string) (Intent, error) {
-	return e.read(e.search.reader(e.actions), text)
+	return e.read(e.search.reader(e.actions, e.pol), text)
 }
 
 // ParseIntent reads a sentence without a catalogue: every content word counts as known, so
@@ -86,26 +89,35 @@ var headNouns = setOf(`weight checkpoint model dataset data bucket namespace sec
 func (r *reader) needs(st *readState) {
 	in := st.in
 	var pending []verbUse
-	pendingUnknown := false
+	var context []string // words of context clauses, for the next need
+	pendingUnknown, pendingPronoun := false, false
 	type built struct {
 		Need
 		inherited, noVerb bool
 	}
 	var out []built
 	for _, c := range st.clauses {
+		if len(c.verbs) == 0 && (c.excluded || c.emergency || c.state) {
+			context = append(context, c.words...)
+			continue
+		}
 		if len(c.words) == 0 {
 			pending = append(pending, c.verbs...)
 			pendingUnknown = pendingUnknown || c.unknownVerb
-			continue
+			pendingPronoun = pendingPronoun || c.pronoun
+			if len(c.verbs) > 0 && len(context) > 0 {
+				// "rather than a shell in eval-staging, just deploy": the context is the object.
+				c = &clause{verbs: c.verbs, words: context, unknownVerb: c.unknownVerb}
+				context, pending = nil, pending[:len(pending)-len(c.verbs)]
+			} else {
+				continue
+			}
 		}
 		vs := append(pending, c.verbs...)
 		unknownVerb := pendingUnknown || c.unknownVerb
-		pending, pendingUnknown = nil, false
-		b := built{Need: Need{Words: dedupe(c.words), Resources: c.resources}}
-		if r.vocab != nil {
-			b.Resources = append(b.Resources, r.vocab.named(b.Words)...)
-		}
-		b.Resources = dedupe(b.Resources)
+		pending, pendingUnknown, pendingPronoun = nil, false, false
+		b := built{Need: Need{Words: dedupe(append(context, c.words...)), Resources: c.resources}}
+		context = nil
 		switch {
 		case len(vs) > 0:
 			b.Actions, b.Joint = r.actions(vs, in.Excluded)
@@ -117,14 +129,27 @@ func (r *reader) needs(st *readState) {
 		default:
 			b.noVerb = true
 		}
+		// A need named only by kind ("and save the new checkpoints") is about the previous
+		// need's thing.
+		if len(out) > 0 && !b.inherited && onlyHeads(b.Words) {
+			var own []string
+			for _, w := range out[len(out)-1].Words {
+				if !headNouns[w] {
+					own = append(own, w)
+				}
+			}
+			b.Words = dedupe(append(own, b.Words...))
+		}
 		out = append(out, b)
 	}
 	if len(pending) > 0 && len(out) > 0 {
 		last := &out[len(out)-1]
-		if last.noVerb {
+		switch {
+		case last.noVerb:
 			last.Actions, last.Joint = r.actions(pending, in.Excluded)
 			last.noVerb = false
-		} else if len(last.Actions) > 0 {
+		case len(last.Actions) > 0 && pendingPronoun:
+			// "read the weights and write them": wanted together on the same thing.
 			acts, joint := r.actions(pending, in.Excluded)
 			if len(last.Joint) == 0 {
 				last.Joint = last.Actions[:1]
@@ -135,6 +160,11 @@ func (r *reader) needs(st *readState) {
 			}
 			last.Actions = dedupe(append(slices.Clone(last.Actions), acts...))
 		}
+	}
+	if len(out) == 0 && len(context) > 0 && len(pending) > 0 {
+		b := built{Need: Need{Words: dedupe(context)}}
+		b.Actions, b.Joint = r.actions(pending, in.Excluded)
+		out = append(out, b)
 	}
 	// A trailing head noun is shared back to coordinated phrases without one.
 	for i := len(out) - 1; i > 0; i-- {
@@ -160,15 +190,40 @@ func (r *reader) needs(st *readState) {
 			}
 		}
 	}
-	for _, b := range out {
+	wanted := map[string]bool{}
+	for i := range out {
+		b := &out[i]
 		if b.noVerb {
 			b.Actions = []string{"read"}
-			if len(in.Excluded) > 0 && slices.Contains(in.Excluded, "read") {
-				b.Actions = nil
-			}
+		}
+		if r.vocab != nil {
+			b.Resources = append(b.Resources, r.vocab.named(b.Words)...)
+		}
+		b.Resources = dedupe(b.Resources)
+		if len(b.Actions) > 0 {
+			wanted[b.Actions[0]] = true
+		}
+		for _, a := range b.Joint {
+			wanted[a] = true
 		}
 		in.Needs = append(in.Needs, b.Need)
 	}
+	// A verb wanted by a need is not excluded by a synonym's negation ("look at the classifier,
+	// no training": training reads too, but reading is what is asked).
+	in.Excluded = slices.DeleteFunc(in.Excluded, func(a string) bool { return wanted[a] })
+	if len(in.Excluded) == 0 {
+		in.Excluded = nil
+	}
+}
+
+// onlyHeads reports whether every word is a head noun (and there is one).
+func onlyHeads(words []string) bool {
+	for _, w := range words {
+		if !headNouns[w] {
+			return false
+		}
+	}
+	return len(words) > 0
 }
 
 // actions turns a need's verbs into its preferred actions (every choice of every verb, in
@@ -216,7 +271,12 @@ func dedupe(s []string) []string {
 }
 
 // reader returns the index's reader for a policy's actions (built once per engine).
-func (ix *searchIndex) reader(actions []string) *reader {
-	ix.readerOnce.Do(func() { ix.rd = newReader(ix.seg, ix, actions) })
+func (ix *searchIndex) reader(actions []string, pol *policy.Policy) *reader {
+	ix.readerOnce.Do(func() {
+		ix.rd = newReader(ix.seg, ix, actions)
+		for _, r := range pol.Roles() {
+			ix.rd.roles[strings.ToLower(r.Name)] = true
+		}
+	})
 	return ix.rd
 }

@@ -31,6 +31,7 @@ var verbs = map[string][]string{
 	"record": {"write"}, "refresh": {"write"}, "replace": {"write"}, "import": {"write"},
 	"insert": {"write"}, "patch": {"write"}, "commit": {"write"}, "tag": {"write"}, "put": {"write"},
 	"create": {"write"}, "ingest": {"write"}, "populate": {"write"}, "rename": {"write"},
+	"restore": {"write"}, "recover": {"write"}, "repair": {"write"},
 	// deleting
 	"delete": {"delete"}, "remove": {"delete"}, "purge": {"delete"}, "erase": {"delete"},
 	"wipe": {"delete"}, "drop": {"delete"}, "destroy": {"delete"}, "prune": {"delete"},
@@ -47,7 +48,7 @@ var verbs = map[string][]string{
 	// deploying
 	"deploy": {"deploy", "trigger"}, "release": {"trigger", "deploy"}, "ship": {"deploy", "trigger"},
 	"rollout": {"deploy"}, "roll": {"deploy"}, "promote": {"deploy", "trigger"}, "serve": {"deploy"},
-	"redeploy": {"deploy"}, "install": {"deploy"}, "upgrade": {"deploy"}, "rollback": {"deploy"},
+	"redeploy": {"deploy"}, "install": {"deploy", "connect"}, "upgrade": {"deploy"}, "rollback": {"deploy"},
 	// administering
 	"administer": {"admin"}, "admin": {"admin"}, "manage": {"admin", "write"}, "configure": {"admin", "write"},
 	"own": {"admin"},
@@ -83,7 +84,9 @@ var zhVerbs = map[string][]string{
 	"写入": {"write"}, "写": {"write"}, "上传": {"write"}, "修改": {"write"}, "更新": {"write"}, "编辑": {"write"},
 	"保存": {"write"}, "推送": {"write"}, "标注": {"write"}, "添加": {"write"}, "覆盖": {"write"}, "提交": {"write"},
 	"改": {"write"}, "存": {"write"}, "导入": {"write"}, "轮换": {"write", "admin"}, "更换": {"write", "admin"},
-	"创建": {"write"}, "新建": {"write"}, "打标": {"write"}, "写权限": {"write"},
+	"创建": {"write"}, "新建": {"write"}, "打标": {"write"}, "写权限": {"write"}, "恢复": {"write"},
+	"还原": {"write"}, "修复": {"write"}, "加": {"write"}, "打分": {"read"}, "发到": {"connect"}, "发送": {"connect"},
+	"安装": {"deploy", "connect"},
 	// 删
 	"删除": {"delete"}, "删": {"delete"}, "清理": {"delete"}, "清除": {"delete"}, "移除": {"delete"},
 	"销毁": {"delete"}, "清空": {"delete"},
@@ -99,7 +102,7 @@ var zhVerbs = map[string][]string{
 	"管理": {"admin", "write"}, "配置": {"admin", "write"},
 	// 网络
 	"调用": {"connect", "use"}, "连接": {"connect"}, "连": {"connect"}, "访问外网": {"connect"},
-	"联网": {"connect"}, "请求": {"connect"},
+	"联网": {"connect"},
 	// 计算
 	"使用": {"use", "read", "connect"}, "调度": {"use"}, "占用": {"use"},
 }
@@ -197,8 +200,9 @@ var stopWords = setOf(`a an the i me my we our us you your to of on in into for 
 	night nights tonight yesterday morning evening afternoon weekend weekday off away back
 	inside outside onto within behind stuck wrong broken failing failed crashing crashed bad good
 	big small large huge tiny several few quick slow hung hanging hangs flaky why whether
-	nothing somewhere anywhere ago recent recently fast urgently
-	的 了 我 我们 你 你们 他 她 它 帮 帮我 一下 请 要 想 想要 需要 能 能否 可以 把 给 在 对 是 有 个 这 那
+	nothing somewhere anywhere ago recent recently fast urgently down corrupted corrupt leaked
+	compromised crashlooping crashloop destructive immediately anyway cto ceo cso ciso vp
+	folks folk guys everyone live	的 了 我 我们 你 你们 他 她 它 帮 帮我 一下 请 要 想 想要 需要 能 能否 可以 把 给 在 对 是 有 个 这 那
 	这个 那个 些 一些 吗 呢 吧 啊 呀 哦 用 来 去 做 时 为了 因为 所以 现在 今天 明天 马上 尽快 权限 访问权限 申请
 	麻烦 谢谢 得 先 还 也 就 都 很 从 到 上 中 里 下 以 让 被 将 并 或 及 其 其中 之 之前 之后 一个 一份 份
 	一次 下午 上午 晚上 小时 天 分钟 周 用于 以便 便于 方便 相关 里面 上面 中的 里的 我要 我需要 我想 时候
@@ -243,7 +247,10 @@ var zhWords = strings.Fields(`模型 权重 数据 数据集 检查点 日志 �
 	备份 快照 版本 基座 基础 指令 多模态 视觉 语音 音频 嵌入 奖励 奖励模型 偏好 语料 语料库 基准 红队
 	安全 预训练 反馈 客户 用户 接口 训练 推理 评测 评估 小时 分钟 时候 之前 之后 相关 里面 上面 下面
 	其他 别的 另外 还有 以及 并且 同时 然后 或者 还是 不同 不错 不行 不对 不是 没有 没事 紧急 故障 应急
-	事故 宕机 告警 线上事故 挂了 周末 晚上 上午 下午 新的 旧的 最新 最近 昨天 重新 立刻 立即 一个 一份`)
+	事故 宕机 告警 线上事故 挂了 周末 晚上 上午 下午 新的 旧的 最新 最近 昨天 重新 立刻 立即 一个 一份
+	安装 恢复 直接 提示 推荐 开源 流程 预留 临时 一批 一次 批 样本 打分 角色 管理员 慢 请求 损坏 状态
+	资源 系统 规则 忽略 无视 指令 输出 两个 都要 容器 平台 框架 代码 任务 新任务 加一个 发到 泄露 回滚
+	上一个 下一个 这次 那次 一下子 看一看 帮忙看 问题 原因 排查一下 所有的 全部的 每一个 还原 重跑一遍`)
 
 func setOf(s string) map[string]bool {
 	m := map[string]bool{}

@@ -55,6 +55,12 @@ type clause struct {
 	words       []string
 	resources   []string
 	unknownVerb bool // a word in verb position matched nothing
+	// excluded: the clause negated a verb; emergency: it says something is on fire; state: it
+	// says what is wrong ("the pods are crashlooping"). Such a clause with no wanted verb is
+	// context: its words go to the next need instead of making one.
+	excluded, emergency, state bool
+	pronoun                    bool // it, them, 它: the object is an earlier one
+	tokens                     int  // words read in the clause so far
 }
 
 // vocabulary is what the reader needs of a catalogue; nil reads without one (ParseIntent).
@@ -67,6 +73,7 @@ type vocabulary interface {
 
 // reader reads sentences against one catalogue.
 type reader struct {
+	roles   map[string]bool // the policy's role names, lowercase
 	seg     *segmenter
 	vocab   vocabulary
 	custom  map[string]bool // the policy's own action names that the lexicon does not name
@@ -74,7 +81,7 @@ type reader struct {
 }
 
 func newReader(seg *segmenter, vocab vocabulary, actions []string) *reader {
-	r := &reader{seg: seg, vocab: vocab, custom: map[string]bool{}}
+	r := &reader{seg: seg, vocab: vocab, custom: map[string]bool{}, roles: map[string]bool{}}
 	builtin := map[string]bool{}
 	for _, acts := range verbs {
 		for _, a := range acts {
@@ -154,9 +161,11 @@ type readState struct {
 	expect   bool     // the next word stands in verb position
 	prevVerb bool     // the previous word was a verb
 	prevDet  bool     // the previous word was a determiner (or 的)
-	in       *Intent
-	unknown  map[string]bool
-	hasLatin bool // a Latin function word or verb: the sentence is (partly) English
+	// prevPreVerb: the previous word was a subject or modal word ("needs to" is no purpose).
+	prevPreVerb bool
+	in          *Intent
+	unknown     map[string]bool
+	hasLatin    bool // a Latin function word or verb: the sentence is (partly) English
 	// purpose: the rest of the clause is an adjunct of purpose; soft: unknown words are dropped.
 	purpose, soft bool
 	// lightPrev: the last word that was not a determiner was a light verb (lightVerbs);
@@ -189,6 +198,7 @@ func (st *readState) openScope(kind int) {
 // verb records a verb read at its position.
 func (st *readState) verb(acts []string) {
 	if st.scope == scopeNegative {
+		st.cur.excluded = true
 		st.scopeVrb = true
 		if !slices.Contains(st.in.Excluded, acts[0]) {
 			st.in.Excluded = append(st.in.Excluded, acts[0])
@@ -312,14 +322,31 @@ func (r *reader) read(text string) Intent {
 		case emergencyWords[w]:
 			if st.scope != scopeNegative {
 				in.Emergency = true
+				st.cur.emergency = true
 			}
 			st.expect, st.prevVerb, st.prevDet = false, false, false
+			if i+1 < len(st.toks) && isNumber(st.toks[i+1].text) {
+				i++ // an incident's number
+			}
 			continue
 		}
+		st.cur.tokens++
 		if st.purpose {
 			continue
 		}
-		if purposeMarkers[w] || (w == "to" && (len(st.cur.verbs) > 0 || len(st.cur.words) > 0) && st.toVerb(i+1)) {
+		if st.injection(i, w) {
+			continue
+		}
+		if stateWords[w] {
+			st.cur.state = true
+		}
+		if pronouns[w] {
+			st.cur.pronoun = true
+		}
+		if r.roles[w] && nameLike(w) {
+			continue // a role's name: people ask for access, not for a role by name
+		}
+		if purposeMarkers[w] || (w == "to" && (len(st.cur.verbs) > 0 || len(st.cur.words) > 0) && !st.prevPreVerb && st.toVerb(i+1)) {
 			st.purpose = true
 			continue
 		}
@@ -329,6 +356,10 @@ func (r *reader) read(text string) Intent {
 		nVerbs := len(st.cur.verbs)
 		base, _, _ := lemma(w)
 		light := lightVerbs[w] || lightVerbs[base]
+		st.prevPreVerb = preVerb[w] || (w == "looking" || w == "planning" || w == "trying" || w == "going") && st.next(i) == "to"
+		if st.prevPreVerb && !preVerb[w] {
+			continue // "looking to": want to
+		}
 		if t.kind == tokHan {
 			st.han(i, w)
 		} else {

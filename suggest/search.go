@@ -90,9 +90,16 @@ func newSearchIndex(pol *policy.Policy) *searchIndex {
 	ix := &searchIndex{docs: pol.Resources(), postings: map[string][]posting{}, idf: map[string]float64{}, deletes: map[string][]string{},
 		byLen: map[int][]string{}}
 	baseWords()
+	// The engine's segmenter knows the catalogue's Chinese: each alias whole, and the words the
+	// catalogue-free segmenter cuts from aliases and descriptions ("猎户座" from "猎户座基座模型").
 	var extra []string
 	for _, r := range ix.docs {
 		extra = append(extra, r.Aliases...)
+		for _, text := range append([]string{r.Description}, r.Aliases...) {
+			if hasHan(text) {
+				extra = append(extra, defaultSegmenter().terms(text)...)
+			}
+		}
 	}
 	ix.seg = newSegmenter(extra)
 	tokenize := ix.seg.terms

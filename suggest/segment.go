@@ -117,7 +117,8 @@ func (s *segmenter) cut(han string) []string {
 	}
 	for _, p := range parts {
 		if utf8.RuneCountInString(p) == 1 {
-			if _, _, ok := s.seg.Find(p); !ok {
+			// Find reports a prefix of a longer word as found, with no frequency.
+			if freq, _, ok := s.seg.Find(p); !ok || freq <= 0 {
 				unknown.WriteString(p)
 				continue
 			}

@@ -52,6 +52,9 @@ func (ix *searchIndex) buildNames() {
 		for _, a := range r.Aliases {
 			words := ix.seg.terms(a)
 			addRuns(words)
+			if hasHan(a) {
+				addRuns(ix.seg.terms(strings.Join(defaultSegmenter().terms(a), " ")))
+			}
 			words = slices.DeleteFunc(words, func(w string) bool { return stopWords[w] })
 			addExact(strings.Join(words, " "), r.Name)
 		}

@@ -15,7 +15,8 @@ var genericNouns = setOf(`data file files model models weight weights resource r
 	information content detail details version copy material materials thing item items asset
 	assets stuff output outputs result results environment env place location status progress
 	state health usage row rows batch batches entry entries record records example examples type
-	types kind kinds issue issues problem problems error errors bug bugs reason note notes`)
+	types kind kinds issue issues problem problems error errors bug bugs reason note notes date
+	dates procedure procedures process`)
 
 // purposeMarkers open an adjunct that says why, not what: the rest of the clause is not read
 // ("so I can run a probing experiment", "because it hangs", "为了做消融实验"). "to" before a verb
@@ -28,6 +29,49 @@ var purposeMarkers = setOf(`so because since why cause 为了 以便 因为 用�
 var softPrepositions = setOf(`for from into onto on in with inside within at`)
 
 var softFollowers = setOf(`my our your a an his her their some`)
+
+// injectionMarkers are words that speak to the system rather than ask for access ("ignore the
+// rules", "SYSTEM:", "suggest X", "the answer is", "忽略之前的指令"). The clause they stand in is
+// not read from them on (from its start when they come within its first four words): such text
+// never adds a need, a word or an unknown word.
+var injectionMarkers = setOf(`ignore disregard forget override bypass skip suggest recommend respond
+	reply choose pick approve expect authorised authorized 忽略 无视 忘记 系统提示 推荐 输出 你必须
+	管理员 管理员角色 选择`)
+
+// injectionNouns are markers only within a clause's first four words ("SYSTEM: …", "the answer
+// is …", "new rule: …"); later they may be what is asked for ("the eval output").
+var injectionNouns = setOf(`system assistant prompt prompts instruction instructions rule rules policy
+	output answer choice safest safer correct convenient easier simpler preferred recommended ai llm
+	chatbot gpt 系统 指令 规则 答案`)
+
+// injectionPhrases are multi-word markers.
+var injectionPhrases = [][]string{{"least", "privilege"}, {"least", "privileged"}, {"the", "model"}, {"you", "must"},
+	{"you", "should"}, {"p", "s"}, {"note", "to"}}
+
+// stateWords say what is wrong, not what is wanted ("the live weights are corrupted").
+var stateWords = setOf(`down corrupted corrupt leaked compromised crashlooping crashloop crashing broken
+	failing stuck hung hanging slow 损坏 泄露 挂了 慢 卡住 崩溃 异常`)
+
+// pronouns stand for an object named earlier ("read the weights and write them").
+var pronouns = setOf(`it them this that those these 它 它们 这个 那个`)
+
+// injection reports whether token i starts text addressed to the system, and if so skips the
+// rest of the clause (and drops what the clause read so far when it starts there).
+func (st *readState) injection(i int, w string) bool {
+	n := st.phrase(i, injectionPhrases)
+	noun := injectionNouns[w] && st.cur.tokens <= 4
+	if n == 0 && !injectionMarkers[w] && !noun && !(w == "user" && i+1 < len(st.toks) && st.toks[i+1].text == ":") {
+		return false
+	}
+	if n > 0 && w == "the" && len(st.cur.verbs) > 0 {
+		return false // "read the model", not "the model should …"
+	}
+	if st.cur.tokens <= 4 {
+		st.cur.verbs, st.cur.words, st.cur.resources = nil, nil, nil
+	}
+	st.purpose = true
+	return true
+}
 
 // isDuration reports whether w is a number with a unit ("8h", "30m", "3天").
 func isDuration(w string) bool {
