@@ -94,8 +94,10 @@ func newAnswerVocab(pol *policy.Policy) *answerVocab {
 		v.generic[w] = true
 	}
 	for _, r := range pol.Resources() {
-		for _, t := range tokenize(r.Kind) {
-			v.generic[t], v.kinds[t] = true, true
+		// A kind's head noun is generic ("annotation-queue": queue), not its modifiers, which
+		// identify resources of other kinds ("the annotation database").
+		if kt := tokenize(r.Kind); len(kt) > 0 {
+			v.generic[kt[len(kt)-1]], v.kinds[kt[len(kt)-1]] = true, true
 		}
 		if seg, _, ok := strings.Cut(r.Name, "/"); ok {
 			for _, t := range tokenize(seg) {
@@ -337,7 +339,7 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, roleWords map[str
 	resolved := len(resolvedSet)
 	var strong []Hit
 	for _, h := range hits {
-		if resolvedSet[h.Resource.Name] || e.vocab.identifies(h) {
+		if resolvedSet[h.Resource.Name] || (e.vocab.identifies(h) && matchesSizes(n.Words, h)) {
 			strong = append(strong, h)
 		}
 	}
@@ -580,13 +582,28 @@ func writtenAsName(word, text string) bool {
 		switch {
 		case letters && digits && !isDurationToken(tok):
 			return true
-		case strings.Contains(tok, ".") && letters:
+		case hostLike(tok):
 			return true
 		case upper:
 			return true
 		}
 	}
 	return false
+}
+
+// hostLike reports whether tok is a dotted name such as "api.mistral.ai": at least two parts of
+// two or more letters or digits ("P.S." is not).
+func hostLike(tok string) bool {
+	parts := strings.Split(strings.ToLower(tok), ".")
+	if len(parts) < 2 {
+		return false
+	}
+	for _, p := range parts {
+		if len(p) < 2 {
+			return false
+		}
+	}
+	return true
 }
 
 // isDurationToken reports whether tok reads as an amount of time ("8h", "30min", "2days").
@@ -644,6 +661,28 @@ func (e *Engine) roleWordsIn(text string) map[string]bool {
 		}
 	}
 	return out
+}
+
+// matchesSizes reports whether a hit matched every version or size the need names ("7b",
+// "v4", "12": a word with a digit, not a duration) together with the name word written just
+// before it ("orion 7b"): "the orion 7b checkpoint" is neither orion-13b nor vega-7b.
+func matchesSizes(words []string, h Hit) bool {
+	matched := map[string]bool{}
+	for _, t := range h.Matched {
+		matched[t] = true
+	}
+	for i, w := range words {
+		if !strings.ContainsFunc(w, unicode.IsDigit) || isDurationToken(w) {
+			continue
+		}
+		if !matched[w] && !matched[stem(w)] {
+			return false
+		}
+		if p := words[i-1 : max(i, 1)]; i > 0 && !strings.ContainsFunc(p[0], unicode.IsDigit) && !matched[p[0]] && !matched[stem(p[0])] {
+			return false
+		}
+	}
+	return true
 }
 
 // resourceNounsZh are the Chinese words for kinds of resources.

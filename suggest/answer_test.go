@@ -42,6 +42,8 @@ func TestUnknownNounsAreNotAnsweredFromOtherWords(t *testing.T) {
 			suggest.StatusNothingFits, "describes no resource of the catalogue by a word that identifies it"},
 		{"only role names", suggest.Intent{Text: "give me weights-admin-frontier-7", Needs: []suggest.Need{need("admin", "weight", "admin", "frontier", "7")}},
 			suggest.StatusNothingFits, "names a role: roles are suggested by what they grant"},
+		{"a family with another's version", suggest.Intent{Text: "read the atlas 7 weights", Needs: []suggest.Need{need("read", "atla", "7", "weight")}},
+			suggest.StatusNothingFits, "no resource matches"},
 		{"no requestable role", suggest.Intent{Text: "delete the atlas-2 weights", Needs: []suggest.Need{need("delete", "atlas", "2", "weight")}},
 			suggest.StatusNothingFits, "no requestable role grants delete on weights/atlas-2: it is owned by weights-owners (bob, carol)"},
 	} {
