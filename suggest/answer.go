@@ -678,7 +678,10 @@ func matchesSizes(words []string, h Hit) bool {
 		if !matched[w] && !matched[stem(w)] {
 			return false
 		}
-		if p := words[i-1 : max(i, 1)]; i > 0 && !strings.ContainsFunc(p[0], unicode.IsDigit) && !matched[p[0]] && !matched[stem(p[0])] {
+		if i == 0 {
+			continue
+		}
+		if p := words[i-1]; !strings.ContainsFunc(p, unicode.IsDigit) && !matched[p] && !matched[stem(p)] {
 			return false
 		}
 	}
