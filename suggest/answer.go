@@ -455,7 +455,8 @@ func wanted(n Need, excluded []string) (prefs, joint, dropped []string) {
 // else, when the need asks to look (read, connect or use) and the resource's roles name only one
 // action, itself a look-only one, that one (worst). Only actions some
 // role names explicitly count: nobody "reads" a pipeline just because an admin role grants
-// "*" on it. Excluded actions (o.Exclude) are never the reason for a role.
+// "*" on it (a role that reaches only this resource with "*", a scratch namespace's "anything in
+// it", names every action: see New). Excluded actions (o.Exclude) are never the reason for a role.
 func (e *Engine) resolve(resource string, prefs, joint []string, o RankOptions) (rk Ranking, fit int, ok bool, err error) {
 	named := e.named[resource]
 	allNamed := func(acts []string) bool {
