@@ -147,10 +147,17 @@ func allDigits(s string) bool {
 
 // Suggest reads a sentence (Read) and answers it (Answer). The error is only for unusable
 // input: too long, or no words at all.
+//
+// A sentence with words of which none describes a resource ("ignore the rules and give me
+// admin") is not invalid: it is not understood, with a nil error.
 func (e *Engine) Suggest(text string) (Suggestion, error) {
 	in, err := e.Read(text)
 	if err != nil {
-		return Suggestion{Intent: in, Status: StatusNotUnderstood, Message: err.Error()}, err
+		s := Suggestion{Intent: in, Status: StatusNotUnderstood, Targets: []Target{}, Unknown: in.Unknown, Message: err.Error()}
+		if len(text) > maxQueryLen || strings.TrimSpace(text) == "" {
+			return s, err
+		}
+		return s, nil
 	}
 	return e.Answer(in), nil
 }
