@@ -83,7 +83,8 @@ func (e *Engine) read(r *reader, text string) (Intent, error) {
 // without one borrows the last phrase's ("the base and the instruct checkpoints").
 var headNouns = setOf(`weight checkpoint model dataset data bucket namespace secret key pipeline api
 	host cluster database db log credential token repo repository image endpoint server service
-	queue topic table index corpus suite set metric dashboard`)
+	queue topic table index corpus suite set metric dashboard 检查点 权重 模型 数据集 数据 日志 密钥
+	流水线 命名空间 集群 数据库 桶 存储桶 队列 镜像 接口 看板 语料`)
 
 // needs turns the clauses into needs (rule 6 of reader.go).
 func (r *reader) needs(st *readState) {
@@ -112,6 +113,12 @@ func (r *reader) needs(st *readState) {
 			} else {
 				continue
 			}
+		}
+		if len(c.verbs) == 0 && len(pending) == 0 && c.afterComma && c == st.clauses[len(st.clauses)-1] && len(out) > 0 {
+			// "view pods in serve-prod, the production namespace": an apposition.
+			last := &out[len(out)-1]
+			last.Words = dedupe(append(last.Words, c.words...))
+			continue
 		}
 		vs := append(pending, c.verbs...)
 		unknownVerb := pendingUnknown || c.unknownVerb
@@ -200,6 +207,12 @@ func (r *reader) needs(st *readState) {
 			b.Resources = append(b.Resources, r.vocab.named(b.Words)...)
 		}
 		b.Resources = dedupe(b.Resources)
+		for _, w := range b.Words {
+			if st.unkWords[w] {
+				b.Resources = nil // the need is not resolved: a word of it is unknown
+				break
+			}
+		}
 		if len(b.Actions) > 0 {
 			wanted[b.Actions[0]] = true
 		}
@@ -234,14 +247,23 @@ func (r *reader) actions(vs []verbUse, excluded []string) (acts, joint []string)
 	for _, v := range vs {
 		restricted = restricted || v.restrictive
 	}
-	var firsts []string
+	strong := false
+	for _, v := range vs {
+		strong = strong || !v.weak
+	}
+	var firsts, weak []string
 	for _, v := range vs {
 		if restricted && !v.restrictive {
+			continue
+		}
+		if v.weak && strong {
+			weak = append(weak, v.acts...)
 			continue
 		}
 		firsts = append(firsts, v.acts[0])
 		acts = append(acts, v.acts...)
 	}
+	acts = append(acts, weak...)
 	acts, firsts = dedupe(acts), dedupe(firsts)
 	var kept []string
 	for _, a := range acts {

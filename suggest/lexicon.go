@@ -51,7 +51,7 @@ var verbs = map[string][]string{
 	"redeploy": {"deploy"}, "install": {"deploy", "connect"}, "upgrade": {"deploy"}, "rollback": {"deploy"},
 	// administering
 	"administer": {"admin"}, "admin": {"admin"}, "manage": {"admin", "write"}, "configure": {"admin", "write"},
-	"own": {"admin"},
+	"own": {"admin"}, "encrypt": {"admin", "write"}, "reencrypt": {"admin", "write"}, "decrypt": {"read", "admin"},
 	// networking
 	"call": {"connect"}, "reach": {"connect"}, "connect": {"connect"}, "send": {"connect"},
 	"contact": {"connect"}, "egress": {"connect"}, "talk": {"connect"}, "hit": {"connect"}, "ping": {"connect"},
@@ -67,7 +67,7 @@ var irregular = map[string]string{
 	"seen": "see", "sent": "send", "built": "build", "did": "do", "put": "put", "read": "read",
 	"fine-tune": "finetune", "fine-tuning": "finetune", "log-in": "login", "roll-out": "rollout",
 	"clean-up": "cleanup", "back-up": "backup", "kicked": "kick",
-	"re-run": "rerun", "found": "find", "re-deploy": "redeploy", "roll-back": "rollback",
+	"re-run": "rerun", "port-forward": "forward", "portforward": "forward", "found": "find", "re-deploy": "redeploy", "roll-back": "rollback",
 }
 
 // zhVerbs is the Chinese verb lexicon, segment → actions, first choice first.
@@ -93,7 +93,7 @@ var zhVerbs = map[string][]string{
 	// 执行
 	"调试": {"exec"}, "进入": {"exec"}, "执行": {"exec", "trigger"}, "登录": {"exec"}, "登入": {"exec"},
 	"排查": {"exec"}, "重启": {"exec", "write", "trigger"},
-	"触发": {"trigger"}, "启动": {"trigger", "exec"}, "运行": {"trigger", "exec", "use"}, "跑": {"trigger", "exec", "use"},
+	"触发": {"trigger"}, "启动": {"trigger", "exec"}, "运行": {"trigger", "exec", "use"}, "跑": {"trigger", "exec", "use"}, "跑个": {"trigger", "exec", "use"},
 	"构建": {"trigger"}, "重跑": {"trigger"},
 	// 部署
 	"部署": {"deploy", "trigger"}, "发布": {"trigger", "deploy"}, "上线": {"deploy", "trigger"},
@@ -126,7 +126,7 @@ var accessNouns = setOf(`access permission permissions right rights privilege pr
 
 // Negators open a scope in which verbs are excluded and, when it has no verb, nouns are dropped.
 var negators = setOf(`not no never without dont doesnt didnt cant cannot wont shouldnt neednt
-	nor avoid except excluding 不 不要 不用 无需 无须 不需要 别 不必 不想 不能 禁止 不包括 除了 而不是 非`)
+	nor avoid except excluding 不 不要 不用 无需 无须 不需要 别 不必 不想 不能 禁止 不包括 除了 而不是 非 不是`)
 
 // negatorPhrases are multi-word negators, matched on lowercase words.
 var negatorPhrases = [][]string{{"rather", "than"}, {"instead", "of"}, {"no", "need", "to"}, {"do", "not"},
@@ -206,7 +206,10 @@ var stopWords = setOf(`a an the i me my we our us you your to of on in into for 
 	这个 那个 些 一些 吗 呢 吧 啊 呀 哦 用 来 去 做 时 为了 因为 所以 现在 今天 明天 马上 尽快 权限 访问权限 申请
 	麻烦 谢谢 得 先 还 也 就 都 很 从 到 上 中 里 下 以 让 被 将 并 或 及 其 其中 之 之前 之后 一个 一份 份
 	一次 下午 上午 晚上 小时 天 分钟 周 用于 以便 便于 方便 相关 里面 上面 中的 里的 我要 我需要 我想 时候
-	项目 实验 工作 任务 一点 东西 所需 需 应该 必须 还是 一些 想请 希望 打算 准备 帮忙 给我 让我 请帮我`)
+	项目 实验 工作 任务 一点 东西 所需 需 应该 必须 还是 一些 想请 希望 打算 准备 帮忙 给我 让我 请帮我
+	重新 新的 新 旧的 临时 一批 一份 一次 一下 这次 那次 上一个 下一个 两个 都 都要 直接 一个个 里 里面 上的
+	往 进 进去 内 小 旧 个 几 篇 几篇 一直 够了 就够了 足够 笔记本 本地 电脑
+	notebook notebooks laptop workstation desktop computer colab jupyter terminal enough mind`)
 
 // durationUnits after a number make it a duration, not a name ("for 2 hours", "8h", "3天").
 var durationUnits = setOf(`h hr hrs hour hours m min mins minute minutes d day days w wk week weeks
@@ -228,10 +231,13 @@ var zhGlossary = map[string][]string{
 	"安全": {"safety"}, "预训练": {"pretrain"}, "反馈": {"feedback"}, "客户": {"customer"},
 	"用户": {"user"}, "接口": {"api"}, "服务": {"service"}, "服务器": {"server"}, "节点": {"node"},
 	"显卡": {"gpu"}, "算力": {"gpu"}, "机器": {"machine"}, "产物": {"artifact"}, "制品": {"artifact"},
-	"结果": {"result"}, "标注": {"label"}, "对话": {"chat"}, "文档": {"doc"}, "配置": {"config"},
+	"结果": {"result"}, "状态": {"status"}, "请求": {"request"}, "样本": {"sample"}, "资源": {"resource"}, "标注": {"label"}, "对话": {"chat"}, "文档": {"doc"}, "配置": {"config"},
 	"证书": {"certificate"}, "环境": {"environment"}, "分支": {"branch"}, "网页": {"web"},
 	"抓取": {"crawl"}, "爬虫": {"crawl"}, "密码": {"password"}, "账号": {"account"}, "备份": {"backup"},
 	"快照": {"snapshot"}, "版本": {"version"}, "基座": {"base"}, "基础": {"base"}, "指令": {"instruct"},
+	"文件": {"file"}, "记录": {"record"}, "测试": {"test"}, "容器": {"container", "pod"}, "特征库": {"feature", "store"},
+	"特征": {"feature"}, "工具": {"tool"}, "攻击": {"attack"}, "论文": {"paper"}, "分词器": {"tokenizer"},
+	"内存": {"memory"}, "隐私": {"privacy"}, "题目": {"question"}, "消融": {"ablation"}, "问题集": {"question"},
 	"多模态": {"multimodal"}, "视觉": {"vision"}, "语音": {"speech"}, "音频": {"audio"}, "嵌入": {"embedding"},
 }
 
@@ -249,7 +255,7 @@ var zhWords = strings.Fields(`模型 权重 数据 数据集 检查点 日志 �
 	其他 别的 另外 还有 以及 并且 同时 然后 或者 还是 不同 不错 不行 不对 不是 没有 没事 紧急 故障 应急
 	事故 宕机 告警 线上事故 挂了 周末 晚上 上午 下午 新的 旧的 最新 最近 昨天 重新 立刻 立即 一个 一份
 	安装 恢复 直接 提示 推荐 开源 流程 预留 临时 一批 一次 批 样本 打分 角色 管理员 慢 请求 损坏 状态
-	资源 系统 规则 忽略 无视 指令 输出 两个 都要 容器 平台 框架 代码 任务 新任务 加一个 发到 泄露 回滚
+	资源 系统 规则 忽略 无视 指令 输出 两个 都要 容器 平台 框架 代码 任务 发到 泄露 回滚
 	上一个 下一个 这次 那次 一下子 看一看 帮忙看 问题 原因 排查一下 所有的 全部的 每一个 还原 重跑一遍`)
 
 func setOf(s string) map[string]bool {

@@ -5,48 +5,40 @@ import (
 	"sort"
 )
 
-// The reader: how a sentence becomes an Intent. docs/suggest-reading.md says the same in words;
-// keep them together.
+// The reader: how a sentence becomes an Intent. docs/suggest-reading.md is the full statement
+// of these rules, section by section; keep them together.
 //
-//  1. The sentence is scanned into Latin words (names keep their inner - . _ / :), Chinese words
-//     (segment.go) and clause punctuation.
-//  2. Clauses end at punctuation (, ; . ! ? ， ； 。 、), at conjunctions (and, also, plus, then,
-//     以及, 和, 并且, 还要, 同时, …) and at "but", "但", "而是", ….
-//  3. A negator (not, no, don't, never, without, rather than, instead of, no need to, 不, 不要,
-//     不用, 无需, 不需要, 别, …) opens a negative scope, a restrictor (only, just, nothing but, 只,
-//     仅, 只要, 只需, …) a restrictive one. A scope runs to the end of its clause, or to the next
-//     negator or restrictor; "or"/"nor"/"或" do not end it ("not write or delete"). Verbs in a
-//     negative scope are Excluded; nouns in a negative scope that has no verb are dropped ("the
-//     weights, not the datasets"). When a need has verbs from a restrictive scope, those are its
-//     only actions.
-//  4. A lexicon word is a verb only by position: at a clause's start after optional subject and
-//     modal words ("I need to", "can we", "please", "我想", "帮我"), after "to", a negator, a
-//     restrictor or a conjunction, directly after another verb (base forms only: "read write"), or
-//     anywhere right before "access"/"permission"/"权限". It is a noun after a determiner or
-//     possessive ("the release", "our evals"), as an -s form ("evals", "runs"), and when it is one
-//     of the noun-also words (eval, run, release, build, deploy, …) right before a compound head
-//     ("eval results", "release pipeline", "deploy key"). Chinese verbs are verbs wherever they
-//     stand, except after 的 and noun-also ones before a compound head (发布流水线).
-//  5. Every other word is a stop word (never searched, never unknown), a duration ("2 hours",
-//     "8h", "3天"), an emergency word, or a content word. A content word is kept when the
-//     catalogue knows it; a name-like word (with a digit or inner - . _ / :) only when its parts
-//     appear together, in order, in some resource's name or alias ("orion-13b"; "frontier-9" is
-//     unknown when only frontier-7 and frontier-8 exist); otherwise a misspelling within the typo
-//     budget (Damerau distance 1 for 4–7 letters, 2 from 8) is corrected to the closest catalogue
-//     word; a Chinese noun of the glossary is folded to its English words; the rest is Unknown.
-//     A word in verb position that is no lexicon verb is first tried as a misspelt verb
-//     ("depoly"), then as a catalogue word; if neither, it is Unknown and its need gets no
-//     actions (it is never read as "read").
-//  6. Needs: clauses with verbs but no words lend their verbs to the next clause that has words
-//     ("read and write the weights": both, jointly) or, at the end, to the last need ("read the
-//     weights and write them"). A clause with words and no verbs inherits the previous need's
-//     verbs ("read the base and the instruct checkpoints": two needs); a trailing head noun is
-//     shared back ("base" gets "checkpoints"). The first need with no verb at all means read.
+//  1. Words (segment.go): Latin words keep inner - . _ / : between letters or digits; Chinese is
+//     cut by the segmenter over our dictionary and the catalogue's own Chinese.
+//  2. Clauses end at clause marks, conjunctions (and, 以及, 和, …, unless the catalogue writes the
+//     phrase: "Weights and Biases") and "but", 但, 而是. Negators open a negative scope (its verbs
+//     are Excluded; its nouns are dropped when it has no verb), restrictors a restrictive one (its
+//     verbs are the need's only ones), to the clause's end or the next negator or restrictor.
+//     Context clauses (only negated verbs, an emergency, what is wrong) lend their words to the
+//     next need. Adjuncts of purpose are not read; text addressed to the system (injection
+//     markers) and role names add nothing.
+//  3. A lexicon word is a verb by position (clause start after subject and modal words, after
+//     "to", a negator, restrictor or conjunction, after a verb as a base form, before "access",
+//     or when it can only be a verb), and a noun after a determiner or adjective, as an -s form,
+//     and, for words as often nouns, before a compound head ("eval results"). Light verbs take
+//     the activity's meaning ("run evals", "get a shell").
+//  4. Other words: stop, state and generic words and durations are never unknown; a content word
+//     is kept when the catalogue uses it; a name-like word must match a name or alias as a whole
+//     (and a size must go with the name word before it); then a misspelt verb (in verb position)
+//     or catalogue word within the typo budget; then the glossary; else Unknown.
+//  5. Resources: runs of a need's words that name a resource whole (name, last segment, alias).
+//  6. Needs (intent.go, needs): clauses with verbs and no words lend them to the next clause with
+//     words (jointly), or with it/them to the last need; a clause with words and no verb takes
+//     the previous need's verbs and shares a trailing head noun back; a need named only by a head
+//     noun is about the previous need's thing; the first need with no verb means read.
 
 // verbUse is one verb of a clause.
 type verbUse struct {
 	acts        []string
 	restrictive bool
+	// weak: 用 (use, with) before another verb is the instrument ("用评测框架触发" triggers): its
+	// actions come last and are not joint.
+	weak bool
 }
 
 // clause is the part of a sentence between two boundaries.
@@ -60,6 +52,7 @@ type clause struct {
 	// context: its words go to the next need instead of making one.
 	excluded, emergency, state bool
 	pronoun                    bool // it, them, 它: the object is an earlier one
+	afterComma                 bool // the clause follows a comma
 	tokens                     int  // words read in the clause so far
 }
 
@@ -69,6 +62,8 @@ type vocabulary interface {
 	correct(w string) (string, bool)
 	nameRun(words []string) ([]string, bool)
 	named(words []string) []string
+	together(word string, parts []string) bool
+	conjoined(phrase string) bool
 }
 
 // reader reads sentences against one catalogue.
@@ -127,15 +122,17 @@ func (r *reader) verbOf(w string) (acts []string, sForm, inflected, ok bool) {
 // known reports whether the catalogue knows a term (always, without a catalogue).
 func (r *reader) known(t string) bool { return r.vocab == nil || r.vocab.known(t) }
 
-// typoVerb returns the verb a misspelt word in verb position stands for.
+// typoVerb returns the verb a misspelt word in verb position stands for. The budget is that of
+// the longer of the two words ("pul" is one edit from the four letters of "pull").
 func (r *reader) typoVerb(w string) (string, bool) {
-	budget := typoBudget(len([]rune(w)))
-	if budget == 0 {
+	n := len([]rune(w))
+	if n < 3 {
 		return "", false
 	}
-	best, bestD := "", budget+1
+	best, bestD := "", 3
 	for _, k := range r.lexKeys {
-		if d := osa(w, k, budget); d < bestD && sameStart(w, k) {
+		budget := typoBudget(max(n, len(k)))
+		if d := osa(w, k, budget); d <= budget && d < bestD && sameStart(w, k) {
 			best, bestD = k, d
 		}
 	}
@@ -161,11 +158,17 @@ type readState struct {
 	expect   bool     // the next word stands in verb position
 	prevVerb bool     // the previous word was a verb
 	prevDet  bool     // the previous word was a determiner (or 的)
+	at       int      // the token being read
+	// lastWordAt and lastWord: the token that gave the last content word, and that word.
+	lastWordAt int
+	lastWord   string
+	injected   bool // the clause is skipped from an injection marker on
 	// prevPreVerb: the previous word was a subject or modal word ("needs to" is no purpose).
 	prevPreVerb bool
 	in          *Intent
 	unknown     map[string]bool
-	hasLatin    bool // a Latin function word or verb: the sentence is (partly) English
+	unkWords    map[string]bool // the need words that stand for unknown ones
+	hasLatin    bool            // a Latin function word or verb: the sentence is (partly) English
 	// purpose: the rest of the clause is an adjunct of purpose; soft: unknown words are dropped.
 	purpose, soft bool
 	// lightPrev: the last word that was not a determiner was a light verb (lightVerbs);
@@ -186,7 +189,7 @@ func (st *readState) endClause() {
 	st.clauses = append(st.clauses, st.cur)
 	st.cur = &clause{}
 	st.expect, st.prevVerb, st.prevDet, st.lightPrev = true, false, false, false
-	st.purpose, st.soft = false, false
+	st.purpose, st.soft, st.injected = false, false, false
 }
 
 func (st *readState) openScope(kind int) {
@@ -211,6 +214,7 @@ func (st *readState) verb(acts []string) {
 
 // word records a content word (already normalised).
 func (st *readState) word(w string) {
+	st.lastWordAt, st.lastWord = st.at, w
 	if st.scope == scopeNegative {
 		st.held = append(st.held, w)
 	} else {
@@ -228,6 +232,9 @@ func (st *readState) unknownWord(raw, w string) {
 		st.unknown[raw] = true
 		st.in.Unknown = append(st.in.Unknown, raw)
 	}
+	if st.scope != scopeNegative {
+		st.unkWords[w] = true
+	}
 	st.word(w)
 }
 
@@ -244,6 +251,15 @@ func (st *readState) toVerb(i int) bool {
 		return true
 	}
 	return st.r.custom[w]
+}
+
+// phraseAt reports whether the conjunction at token i joins two words the catalogue writes
+// together ("Weights and Biases"): then it is part of a name, not a boundary.
+func (r *reader) phraseAt(st *readState, i int) bool {
+	if r.vocab == nil || i == 0 || i+1 >= len(st.toks) {
+		return false
+	}
+	return r.vocab.conjoined(stem(st.toks[i-1].text) + " " + st.toks[i].text + " " + stem(st.toks[i+1].text))
 }
 
 // next returns the text of token i+1 if it is a word.
@@ -274,12 +290,17 @@ func (st *readState) phrase(i int, phrases [][]string) int {
 // read reads one sentence.
 func (r *reader) read(text string) Intent {
 	in := Intent{Text: text}
-	st := &readState{r: r, toks: r.seg.scan(text), cur: &clause{}, expect: true, in: &in, unknown: map[string]bool{}}
+	st := &readState{r: r, toks: r.seg.scan(text), cur: &clause{}, expect: true, in: &in, unknown: map[string]bool{}, unkWords: map[string]bool{}}
 	for i := 0; i < len(st.toks); i++ {
 		t := st.toks[i]
 		w := t.text
-		if t.kind == tokPunct {
+		st.at = i
+		if t.kind == tokPunct || chatTemplate(w) {
+			if (w == ":" || w == "：") && len(st.cur.words) == 0 {
+				st.cur.verbs = nil // a heading ("故障排查：", "troubleshooting:"), not a wish
+			}
 			st.endClause()
+			st.cur.afterComma = w == "," || w == "，"
 			continue
 		}
 		if t.kind == tokHan {
@@ -310,6 +331,8 @@ func (r *reader) read(text string) Intent {
 		case scopeEnders[w]:
 			st.endClause()
 			continue
+		case conjunctions[w] && st.r.phraseAt(st, i):
+			continue // "weights and biases": the words go on
 		case conjunctions[w]:
 			if w == "or" || w == "nor" || w == "或" || w == "或者" {
 				if st.scope != scopeNone {
@@ -332,6 +355,15 @@ func (r *reader) read(text string) Intent {
 		}
 		st.cur.tokens++
 		if st.purpose {
+			if st.injected && r.roles[w] && nameLike(w) {
+				// The payload of an injection ends it: "answer vault.admin read the key".
+				st.purpose, st.injected, st.expect = false, false, true
+			}
+			continue
+		}
+		if w == "using" && len(st.cur.words) > 0 {
+			st.endClause() // "train on the crawl using the H200 reservation": a second need
+			st.verb(verbs["use"])
 			continue
 		}
 		if st.injection(i, w) {
@@ -346,7 +378,8 @@ func (r *reader) read(text string) Intent {
 		if r.roles[w] && nameLike(w) {
 			continue // a role's name: people ask for access, not for a role by name
 		}
-		if purposeMarkers[w] || (w == "to" && (len(st.cur.verbs) > 0 || len(st.cur.words) > 0) && !st.prevPreVerb && st.toVerb(i+1)) {
+		if purposeMarkers[w] || (w == "to" && (len(st.cur.verbs) > 0 || len(st.cur.words) > 0) && !st.prevPreVerb && st.toVerb(i+1)) ||
+			(zhPurpose[w] && len(st.cur.verbs) > 0 && len(st.cur.words) > 0) {
 			st.purpose = true
 			continue
 		}

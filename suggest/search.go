@@ -66,6 +66,11 @@ type searchIndex struct {
 	runs  map[string]bool
 	exact map[string][]string
 	byLen map[int][]string
+	// nameWords are the words of names and aliases; cooccur holds word + "\x00" + a digit-bearing
+	// name word of one resource.
+	nameWords, cooccur map[string]bool
+	conj               map[string]bool // "a and b" as the catalogue writes it
+	byLen3             []string        // terms of three letters, sorted
 
 	readerOnce sync.Once
 	rd         *reader
@@ -168,6 +173,12 @@ func newSearchIndex(pol *policy.Policy) *searchIndex {
 	for _, ts := range ix.byLen {
 		sort.Strings(ts)
 	}
+	for w := range ix.postings {
+		if len(w) == 3 && !hasHan(w) {
+			ix.byLen3 = append(ix.byLen3, w)
+		}
+	}
+	sort.Strings(ix.byLen3)
 	return ix
 }
 

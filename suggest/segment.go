@@ -51,7 +51,9 @@ func baseWords() []string {
 			add(w)
 		}
 		for _, set := range []map[string]bool{stopWords, negators, restrictors, conjunctions, scopeEnders,
-			emergencyWords, determiners, preVerb, durationUnits, nounAlso, compoundHeads, accessNouns} {
+			emergencyWords, determiners, preVerb, durationUnits, nounAlso, compoundHeads, accessNouns,
+			stateWords, injectionMarkers, injectionNouns, purposeMarkers, zhPurpose, pronouns, lightVerbs,
+			activities, modifiers} {
 			for w := range set {
 				add(w)
 			}

@@ -33,6 +33,7 @@ func aliasTerms(seg *segmenter, alias string) []string {
 // aliases, and which resources a whole name's last segment or a whole alias names.
 func (ix *searchIndex) buildNames() {
 	ix.runs, ix.exact = map[string]bool{}, map[string][]string{}
+	ix.nameWords, ix.cooccur, ix.conj = map[string]bool{}, map[string]bool{}, map[string]bool{}
 	addRuns := func(words []string) {
 		for i := range words {
 			for j := i + 1; j <= len(words) && j-i <= maxRun; j++ {
@@ -46,8 +47,31 @@ func (ix *searchIndex) buildNames() {
 		}
 	}
 	for i, r := range ix.docs {
-		addRuns(ix.seg.terms(r.Name))
+		for _, text := range append([]string{r.Description}, r.Aliases...) {
+			ts := ix.seg.terms(text)
+			for k := 1; k+1 < len(ts); k++ {
+				if conjunctions[ts[k]] {
+					ix.conj[ts[k-1]+" "+ts[k]+" "+ts[k+1]] = true
+				}
+			}
+		}
+		nameTerms := ix.seg.terms(r.Name)
+		addRuns(nameTerms)
 		addExact(strings.Join(ix.last[i], " "), r.Name)
+		// Which words and sizes or versions one resource has together.
+		words := slices.Clone(nameTerms)
+		for _, a := range r.Aliases {
+			words = append(words, ix.seg.terms(a)...)
+			words = append(words, defaultSegmenter().terms(a)...)
+		}
+		for _, w := range words {
+			ix.nameWords[w] = true
+			for _, d := range nameTerms {
+				if strings.ContainsFunc(d, unicode.IsDigit) {
+					ix.cooccur[w+"\x00"+d] = true
+				}
+			}
+		}
 		addExact(strings.ToLower(r.Name), r.Name)
 		for _, a := range r.Aliases {
 			words := ix.seg.terms(a)
@@ -60,6 +84,24 @@ func (ix *searchIndex) buildNames() {
 		}
 	}
 }
+
+// together reports whether a name-like word's digit parts ("7b") belong to a resource that word
+// names too ("orion" → orion-13b only: "orion 7b" is not together). Words that name no resource
+// ("the", "pods") pass.
+func (ix *searchIndex) together(word string, parts []string) bool {
+	if !ix.nameWords[word] {
+		return true
+	}
+	for _, p := range parts {
+		if strings.ContainsFunc(p, unicode.IsDigit) && !ix.cooccur[word+"\x00"+p] {
+			return false
+		}
+	}
+	return true
+}
+
+// conjoined reports whether "a and b" is written so in the catalogue's descriptions or aliases.
+func (ix *searchIndex) conjoined(phrase string) bool { return ix.conj[phrase] }
 
 // named returns the resources that runs of words name whole (a name's last segment, an alias),
 // longest run first from the left. A single word counts only when it has a digit or is Chinese:
@@ -123,11 +165,27 @@ func typoBudget(n int) int {
 func (ix *searchIndex) correct(w string) (string, bool) {
 	n := utf8.RuneCountInString(w)
 	budget := typoBudget(n)
-	if budget == 0 || hasHan(w) {
+	if hasHan(w) {
+		return "", false
+	}
+	if n == 3 {
+		// Three letters: only two neighbours swapped ("kye" → "key").
+		for _, t := range ix.byLen3 {
+			if t != w && osa(w, t, 1) == 1 && t[0] == w[0] && sameLetters(w, t) {
+				return t, true
+			}
+		}
+		return "", false
+	}
+	if budget == 0 {
 		return "", false
 	}
 	best, bestD, bestDF := "", budget+1, 0
-	for l := n - budget; l <= n+budget; l++ {
+	lo, hi := n-budget, n+budget
+	if n < 5 {
+		lo, hi = n, n // four letters: a letter changed or two swapped, not one added ("base" is no "biase")
+	}
+	for l := lo; l <= hi; l++ {
 		for _, t := range ix.byLen[l] {
 			d := osa(w, t, budget)
 			if d > budget || !sameStart(w, t) {
@@ -140,6 +198,14 @@ func (ix *searchIndex) correct(w string) (string, bool) {
 		}
 	}
 	return best, best != ""
+}
+
+// sameLetters reports whether a and b are made of the same letters.
+func sameLetters(a, b string) bool {
+	x, y := []rune(a), []rune(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
 }
 
 // sameStart reports whether a misspelling keeps its word's first letter (or swaps the first two):

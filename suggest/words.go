@@ -16,12 +16,17 @@ var genericNouns = setOf(`data file files model models weight weights resource r
 	assets stuff output outputs result results environment env place location status progress
 	state health usage row rows batch batches entry entries record records example examples type
 	types kind kinds issue issues problem problems error errors bug bugs reason note notes date
-	dates procedure procedures process`)
+	dates procedure procedures process request requests sample samples history manifest manifests
+	config configs configuration setting settings file files record records memory usage`)
 
 // purposeMarkers open an adjunct that says why, not what: the rest of the clause is not read
 // ("so I can run a probing experiment", "because it hangs", "为了做消融实验"). "to" before a verb
 // does too, once the clause has its verb or object ("call the API to compare answers").
 var purposeMarkers = setOf(`so because since why cause 为了 以便 因为 用于 便于 好让`)
+
+// zhPurpose opens a Chinese adjunct of purpose once the clause has its verb and object
+// ("读取用户对话数据做隐私审查": 做 … is what for).
+var zhPurpose = setOf(`做 来做 用来 拿来 进行`)
 
 // softPrepositions, before a possessive or an article ("from my notebook", "for a tokenizer
 // study"), and "for" always, open a phrase in which words the catalogue does not know are
@@ -35,14 +40,15 @@ var softFollowers = setOf(`my our your a an his her their some`)
 // not read from them on (from its start when they come within its first four words): such text
 // never adds a need, a word or an unknown word.
 var injectionMarkers = setOf(`ignore disregard forget override bypass skip suggest recommend respond
-	reply choose pick approve expect authorised authorized 忽略 无视 忘记 系统提示 推荐 输出 你必须
+	reply choose pick approve expect authorised authorized 忽略 无视 忘记 系统提示 推荐 你必须
 	管理员 管理员角色 选择`)
 
-// injectionNouns are markers only within a clause's first four words ("SYSTEM: …", "the answer
-// is …", "new rule: …"); later they may be what is asked for ("the eval output").
-var injectionNouns = setOf(`system assistant prompt prompts instruction instructions rule rules policy
-	output answer choice safest safer correct convenient easier simpler preferred recommended ai llm
-	chatbot gpt 系统 指令 规则 答案`)
+// injectionNouns are markers only within a clause's first three words and before its verb
+// ("SYSTEM: …", "the answer is …", "new rule: …"); elsewhere they may be what is asked for
+// ("read the eval output").
+var injectionNouns = setOf(`system assistant instruction instructions rule rules policy output answer
+	choice safest safer correct convenient easier simpler preferred recommended ai llm chatbot gpt
+	description says said claims p.s ps 系统 指令 规则 答案 描述 说明 输出`)
 
 // injectionPhrases are multi-word markers.
 var injectionPhrases = [][]string{{"least", "privilege"}, {"least", "privileged"}, {"the", "model"}, {"you", "must"},
@@ -50,7 +56,7 @@ var injectionPhrases = [][]string{{"least", "privilege"}, {"least", "privileged"
 
 // stateWords say what is wrong, not what is wanted ("the live weights are corrupted").
 var stateWords = setOf(`down corrupted corrupt leaked compromised crashlooping crashloop crashing broken
-	failing stuck hung hanging slow 损坏 泄露 挂了 慢 卡住 崩溃 异常`)
+	failing stuck hung hanging slow 损坏 泄露 挂了 慢 卡住 崩溃 异常 挂起 一直挂起 卡死`)
 
 // pronouns stand for an object named earlier ("read the weights and write them").
 var pronouns = setOf(`it them this that those these 它 它们 这个 那个`)
@@ -59,19 +65,43 @@ var pronouns = setOf(`it them this that those these 它 它们 这个 那个`)
 // rest of the clause (and drops what the clause read so far when it starts there).
 func (st *readState) injection(i int, w string) bool {
 	n := st.phrase(i, injectionPhrases)
-	noun := injectionNouns[w] && st.cur.tokens <= 4
+	noun := injectionNouns[w] && st.cur.tokens <= 4 && len(st.cur.verbs) == 0
 	if n == 0 && !injectionMarkers[w] && !noun && !(w == "user" && i+1 < len(st.toks) && st.toks[i+1].text == ":") {
 		return false
 	}
 	if n > 0 && w == "the" && len(st.cur.verbs) > 0 {
 		return false // "read the model", not "the model should …"
 	}
-	if st.cur.tokens <= 4 {
-		st.cur.verbs, st.cur.words, st.cur.resources = nil, nil, nil
+	if st.cur.tokens <= 4 && len(st.cur.verbs) == 0 {
+		st.cur.words, st.cur.resources = nil, nil
 	}
-	st.purpose = true
+	st.purpose, st.injected = true, true
 	return true
 }
+
+// chatTemplate reports whether a token is a chat template's marker (<|im_start|>, <|endoftext|>):
+// a boundary, never a word.
+func chatTemplate(w string) bool {
+	return strings.HasPrefix(w, "im_") || w == "endoftext" || w == "eot_id" || w == "start_header_id" || w == "end_header_id"
+}
+
+// derived reports whether w is a noun made from a lexicon verb ("deployment", "evaluation",
+// "installation", "uploader").
+func derived(w string) bool {
+	for _, suf := range []string{"ment", "ation", "ion", "er", "ers", "or"} {
+		if b, ok := strings.CutSuffix(w, suf); ok && len(b) > 2 {
+			for _, c := range []string{b, b + "e"} {
+				if _, ok := verbs[c]; ok {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// roleRef reports whether the next word makes this one a role's name ("the firefighter role").
+func roleRef(next string) bool { return next == "role" || next == "roles" || next == "角色" }
 
 // isDuration reports whether w is a number with a unit ("8h", "30m", "3天").
 func isDuration(w string) bool {
@@ -132,11 +162,23 @@ func (st *readState) han(i int, w string) {
 	if st.activity(w, next) {
 		return
 	}
-	if acts, ok := zhVerbs[w]; ok && !st.prevDet && !(nounAlso[w] && compoundHeads[next]) {
+	if stateWords[w] {
+		return
+	}
+	// After the clause's verb and a word of its object, a Chinese verb describes the object
+	// ("查看 CI 里发布开源权重那个流程的日志": 发布 is the workflow's); conjunctions start a new clause.
+	object := len(st.cur.verbs) > 0 && len(st.cur.words) > 0 && !st.prevPreVerb
+	if acts, ok := zhVerbs[w]; ok && !st.prevDet && !object && !(nounAlso[w] && compoundHeads[next]) {
 		if en := zhVerbEnglish[w]; st.r.custom[en] {
 			acts = append([]string{en}, acts...)
 		}
 		st.verb(acts)
+		return
+	}
+	if w == "用" && len(st.cur.verbs) == 0 && next != "" && !stopWords[next] {
+		st.verb([]string{"use", "read", "connect"})
+		st.cur.verbs[len(st.cur.verbs)-1].weak = true
+		st.expect, st.prevVerb = true, false
 		return
 	}
 	switch {
@@ -174,10 +216,18 @@ func (st *readState) han(i int, w string) {
 func (st *readState) latin(i int, w string) {
 	r := st.r
 	next := st.next(i)
+	if stateWords[w] {
+		st.expect, st.prevVerb, st.prevDet = false, false, false
+		return
+	}
 	// Hyphenated verbs: read-only, read-write.
 	if strings.Contains(w, "-") && !strings.ContainsFunc(w, unicode.IsDigit) {
 		if b, ok := irregular[w]; ok {
 			w = b
+		} else if b, ok := strings.CutPrefix(w, "re-"); ok && !strings.Contains(b, "-") {
+			if _, _, _, isVerb := r.verbOf(b); isVerb {
+				w = b // re-encrypt, re-deploy
+			}
 		} else if parts := strings.Split(w, "-"); len(parts) == 2 {
 			a, _, _, ok1 := r.verbOf(parts[0])
 			b, _, _, ok2 := r.verbOf(parts[1])
@@ -197,6 +247,11 @@ func (st *readState) latin(i int, w string) {
 			base = w
 		}
 		if st.activity(base, next) {
+			return
+		}
+		if st.scope == scopeNegative && activities[base] && !sForm {
+			st.hasLatin = true
+			st.verb(acts) // "rather than a shell", "no console"
 			return
 		}
 		// Verb position, or a word that can only be a verb ("let my job reach the hub").
@@ -314,7 +369,9 @@ func (st *readState) plain(w string) {
 			return
 		}
 	}
-	if genericNouns[w] || genericNouns[s] {
+	if genericNouns[w] || genericNouns[s] || derived(s) || roleRef(st.next(st.at)) {
+		// A generic noun, a noun made from a verb ("deployment", "annotation"), or the name
+		// of a role ("the firefighter role"): never unknown.
 		st.expect, st.prevVerb, st.prevDet = false, false, false
 		return
 	}
@@ -334,6 +391,11 @@ func (st *readState) name(w string) {
 		}
 		return
 	}
+	if len(parts) == 1 && !isNumber(parts[0]) && st.r.vocab.known(parts[0]) {
+		// One word of letters and digits the catalogue uses ("H100", "GSM8K"), in any field.
+		st.word(parts[0])
+		return
+	}
 	fixed := make([]string, len(parts))
 	for k, p := range parts {
 		fixed[k] = p
@@ -346,6 +408,17 @@ func (st *readState) name(w string) {
 	exact, ok := st.r.vocab.nameRun(fixed)
 	if !ok {
 		st.unknownWord(w, w)
+		return
+	}
+	// A size or version right after a name word must go with it: "orion 7b" is unknown when
+	// orion has only 13b, though vega has a 7b.
+	if strings.ContainsFunc(w, unicode.IsDigit) && st.lastWordAt == st.at-1 && st.lastWord != "" &&
+		!st.r.vocab.together(st.lastWord, fixed) {
+		raw := st.toks[st.at-1].text + " " + w
+		if !strings.Contains(strings.ToLower(st.in.Text), raw) {
+			raw = w
+		}
+		st.unknownWord(raw, raw)
 		return
 	}
 	for _, p := range fixed {
