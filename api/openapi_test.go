@@ -1181,11 +1181,7 @@ func TestOpenAPIErrorCodes(t *testing.T) {
 }
 
 // oaFill sets every exported field of v to a non-zero value, so that omitempty fields appear.
-func oaFill(v reflect.Value, depth int) { oaFillIn(v, depth, map[reflect.Type]int{}) }
-
-// oaFillIn fills v; a type that contains itself (suggest.Advice's parts) is filled two levels
-// deep, its innermost occurrences left empty (they are omitempty).
-func oaFillIn(v reflect.Value, depth int, in map[reflect.Type]int) {
+func oaFill(v reflect.Value, depth int) {
 	if depth > 12 {
 		return
 	}
@@ -1195,14 +1191,9 @@ func oaFillIn(v reflect.Value, depth int, in map[reflect.Type]int) {
 			v.Set(reflect.ValueOf(time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)))
 			return
 		}
-		if in[v.Type()] >= 2 {
-			return
-		}
-		in[v.Type()]++
-		defer func() { in[v.Type()]-- }()
 		for i := range v.NumField() {
 			if v.Type().Field(i).IsExported() {
-				oaFillIn(v.Field(i), depth+1, in)
+				oaFill(v.Field(i), depth+1)
 			}
 		}
 	case reflect.String:
@@ -1216,24 +1207,18 @@ func oaFillIn(v reflect.Value, depth int, in map[reflect.Type]int) {
 	case reflect.Float32, reflect.Float64:
 		v.SetFloat(1)
 	case reflect.Slice:
-		if in[v.Type().Elem()] >= 2 {
-			return
-		}
 		s := reflect.MakeSlice(v.Type(), 1, 1)
-		oaFillIn(s.Index(0), depth+1, in)
+		oaFill(s.Index(0), depth+1)
 		v.Set(s)
 	case reflect.Pointer:
-		if in[v.Type().Elem()] >= 2 {
-			return
-		}
 		p := reflect.New(v.Type().Elem())
-		oaFillIn(p.Elem(), depth+1, in)
+		oaFill(p.Elem(), depth+1)
 		v.Set(p)
 	case reflect.Map:
 		m := reflect.MakeMap(v.Type())
 		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
-		oaFillIn(k, depth+1, in)
-		oaFillIn(e, depth+1, in)
+		oaFill(k, depth+1)
+		oaFill(e, depth+1)
 		m.SetMapIndex(k, e)
 		v.Set(m)
 	}

@@ -25,12 +25,13 @@ type Engine struct {
 	actions []string // every concrete action named in the policy, sorted
 	// named maps a resource to the actions some requestable role names explicitly on it.
 	named map[string]map[string]bool
+	vocab *answerVocab
 }
 
 // New indexes the policy's catalogue and roles.
 func New(pol *policy.Policy) *Engine {
 	roles, actions := buildRoles(pol)
-	e := &Engine{pol: pol, search: newSearchIndex(pol), roles: roles, actions: actions, named: map[string]map[string]bool{}}
+	e := &Engine{pol: pol, search: newSearchIndex(pol), roles: roles, actions: actions, named: map[string]map[string]bool{}, vocab: newAnswerVocab(pol)}
 	for role := range roles {
 		for _, res := range pol.RoleResources(role) {
 			for _, a := range pol.RoleActions(role, res.Name) {

@@ -625,7 +625,7 @@ func createRequestSet(ctx context.Context, g *globals, c *api.Client, resources 
 			return noFitCode(fmt.Errorf("--resource %s: %w; nothing was requested", res, err))
 		}
 		fmt.Fprintf(tw, "For %s on %s:\t\n", b.Action, res)
-		printRole(tw, adv)
+		printRole(tw, part(adv))
 		if !seen[adv.Role.Role] {
 			seen[adv.Role.Role] = true
 			roles = append(roles, adv.Role.Role)

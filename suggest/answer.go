@@ -1,0 +1,551 @@
+package suggest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"rampart.dev/rampart/policy"
+)
+
+// Outcomes of a suggestion.
+const (
+	// StatusSuggested: every need has a role.
+	StatusSuggested = "suggested"
+	// StatusNothingFits: some need has no requestable role, or matches the catalogue only
+	// weakly; Nearest names the closest resources.
+	StatusNothingFits = "nothing_fits"
+	// StatusNotUnderstood: a key word matched nothing; Unknown names it.
+	StatusNotUnderstood = "not_understood"
+)
+
+// Target is a resource and the actions wanted on it, with its ranked candidates.
+type Target struct {
+	Ranking
+	// Score is the resource's search score for the need.
+	Score float64 `json:"score"`
+}
+
+// Suggestion answers a sentence: one target per need when every need has a role, otherwise
+// what was not understood or why nothing fits.
+type Suggestion struct {
+	Intent Intent `json:"intent"`
+	Status string `json:"status"`
+	// Targets: one per need, in the order of Intent.Needs (only when Status is suggested).
+	Targets []Target `json:"targets"`
+	// Target is &Targets[0] when there is one (old callers).
+	Target       *Target  `json:"target"`
+	Alternatives []Target `json:"alternatives,omitempty"`
+	Unknown      []string `json:"unknown,omitempty"`
+	// Nearest are the resources closest to what was asked when nothing fits (names), best first.
+	Nearest []string `json:"nearest,omitempty"`
+	// Message says in words what was not understood or why nothing fits, and what to do; when
+	// a role is suggested, it names the words that matched nothing and were left aside.
+	Message string `json:"message,omitempty"`
+}
+
+// considered is how many search hits a need looks at.
+const considered = 8
+
+// band is how close (as a fraction of the best score) another matching resource must be for a
+// better fit of the need's verbs to win over a better text match: "call the OpenAI API" is
+// about the egress host (connect) more than the API key (read), which match the words as well.
+const band = 0.8
+
+// nearestMax is how many resources an answer that suggests nothing names as nearest.
+const nearestMax = 3
+
+// genericWords never identify a resource by themselves: a match on them alone (or on a number,
+// or on a team that owns the resource) is not a match. The catalogue adds the words of every
+// resource kind and of every name's first path segment ("weights/", "datasets/").
+var genericWords = []string{
+	"model", "models", "weight", "checkpoint", "ckpt", "data", "dataset", "set", "file", "files",
+	"key", "secret", "token", "credential", "api", "service", "server", "cluster", "namespace",
+	"pipeline", "bucket", "database", "db", "host", "endpoint", "repo", "repository", "resource",
+	"prod", "production", "thing", "stuff", "system", "storage", "store",
+	"模型", "权重", "数据", "数据集", "检查点", "密钥", "令牌", "凭据", "接口", "服务", "集群",
+	"命名空间", "流水线", "存储桶", "数据库", "资源", "文件", "生产",
+}
+
+// answerVocab is what the answerer knows about the catalogue's words beyond the search index.
+type answerVocab struct {
+	generic map[string]bool
+	// ownerOnly maps a resource to the words that appear only in its owners' names: a hit on
+	// them says who owns it, not what it is.
+	ownerOnly map[string]map[string]bool
+}
+
+func newAnswerVocab(pol *policy.Policy) *answerVocab {
+	v := &answerVocab{generic: map[string]bool{}, ownerOnly: map[string]map[string]bool{}}
+	for _, w := range genericWords {
+		for _, t := range tokenize(w) {
+			v.generic[t] = true
+		}
+		v.generic[w] = true
+	}
+	for _, r := range pol.Resources() {
+		for _, t := range tokenize(r.Kind) {
+			v.generic[t] = true
+		}
+		if seg, _, ok := strings.Cut(r.Name, "/"); ok {
+			for _, t := range tokenize(seg) {
+				v.generic[t] = true
+			}
+		}
+		own := map[string]bool{}
+		for _, o := range r.Owners {
+			for _, t := range tokenize(o) {
+				own[t] = true
+			}
+		}
+		if len(own) == 0 {
+			continue
+		}
+		text := r.Name + " " + r.Kind + " " + r.Description + " " + strings.Join(r.Tags, " ")
+		for _, t := range tokenize(text) {
+			delete(own, t)
+		}
+		if len(own) > 0 {
+			v.ownerOnly[r.Name] = own
+		}
+	}
+	return v
+}
+
+// identifies reports whether a hit matched at least one word that says which resource it is:
+// not a number, not a generic word, not a word only its owners' names use.
+func (v *answerVocab) identifies(h Hit) bool {
+	for _, t := range h.Matched {
+		if allDigits(t) || v.generic[t] || v.ownerOnly[h.Resource.Name][t] {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if !unicode.IsDigit(r) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Suggest reads a sentence (Read) and answers it (Answer). The error is only for unusable
+// input: too long, or no words at all.
+func (e *Engine) Suggest(text string) (Suggestion, error) {
+	in, err := e.Read(text)
+	if err != nil {
+		return Suggestion{Intent: in, Status: StatusNotUnderstood, Message: err.Error()}, err
+	}
+	return e.Answer(in), nil
+}
+
+// needAnswer is the answer to one need.
+type needAnswer struct {
+	status  string
+	target  Target
+	alts    []Target
+	nearest []string
+	message string
+}
+
+// Answer answers an intent, need by need:
+//
+//   - a need is not understood when one of its words is unknown (matches nothing in the
+//     catalogue) and either that word looks like a name (see nameLike) or the need's other
+//     words match no resource by an identifying word; it is never answered from its other
+//     words;
+//   - a need finds nothing when no resource matches one of its identifying words (a match only
+//     on a number, a generic word such as "model" or "data", or an owning team's name is not a
+//     match), or when no requestable role grants what it needs on the resources it matches;
+//   - otherwise its target is, among the resources that match it, the one on which some role
+//     explicitly grants what its verbs mean (see Suggest's band), and its candidates are ranked
+//     by RankWith with the intent's Excluded actions and Emergency.
+//
+// The status is not_understood if any need is, else nothing_fits if any need is, else
+// suggested. Needs on the same resource are answered by one role granting their actions
+// together when that role is no more privileged than their separate roles combined.
+func (e *Engine) Answer(in Intent) Suggestion {
+	s := Suggestion{Intent: in, Status: StatusSuggested, Targets: []Target{}, Unknown: in.Unknown}
+	if len(in.Needs) == 0 {
+		s.Status = StatusNotUnderstood
+		s.Message = fmt.Sprintf("%q names nothing to look for; say what you need access to (a model, dataset, namespace, secret, pipeline or host)", in.Text)
+		return s
+	}
+	attributed := map[string]bool{}
+	for _, n := range in.Needs {
+		for _, w := range n.Words {
+			attributed[w] = true
+		}
+	}
+	var loose []string // unknown words no need claims
+	for _, u := range in.Unknown {
+		if !attributed[u] {
+			loose = append(loose, u)
+		}
+	}
+	opts := RankOptions{Emergency: in.Emergency, Exclude: in.Excluded}
+	answers := make([]needAnswer, len(in.Needs))
+	var msgs []string
+	seenNear := map[string]bool{}
+	for i, n := range in.Needs {
+		a := e.answerNeed(in, n, loose, opts)
+		answers[i] = a
+		if a.status == StatusSuggested {
+			continue
+		}
+		if a.status == StatusNotUnderstood || s.Status == StatusSuggested {
+			s.Status = a.status
+		}
+		msg := a.message
+		if len(in.Needs) > 1 {
+			msg = fmt.Sprintf("part %d (%s): %s", i+1, strings.Join(n.Words, " "), msg)
+		}
+		msgs = append(msgs, msg)
+		for _, r := range a.nearest {
+			if !seenNear[r] {
+				seenNear[r] = true
+				s.Nearest = append(s.Nearest, r)
+			}
+		}
+	}
+	if s.Status != StatusSuggested {
+		s.Message = strings.Join(msgs, "; ")
+		return s
+	}
+	e.combine(in, answers, opts)
+	for _, a := range answers {
+		s.Targets = append(s.Targets, a.target)
+	}
+	s.Target = &s.Targets[0]
+	for _, a := range answers {
+		for _, alt := range a.alts {
+			if len(s.Alternatives) < 3 {
+				s.Alternatives = append(s.Alternatives, alt)
+			}
+		}
+	}
+	if len(in.Unknown) > 0 {
+		s.Message = fmt.Sprintf("left aside %s, which the catalogue does not use; if one of them names what you need, search for it (rampart search)", quoteJoin(in.Unknown))
+	}
+	return s
+}
+
+// answerNeed answers one need; loose are the intent's unknown words that no need claims.
+func (e *Engine) answerNeed(in Intent, n Need, loose []string, o RankOptions) needAnswer {
+	var unknown, names []string
+	for _, w := range n.Words {
+		if hasString(in.Unknown, w) && !hasString(unknown, w) {
+			unknown = append(unknown, w)
+			if nameLike(w, in.Text) {
+				names = append(names, w)
+			}
+		}
+	}
+	if len(n.Words) == 0 && len(n.Resources) == 0 {
+		return needAnswer{status: StatusNotUnderstood, message: "it names nothing to look for; say what you need access to"}
+	}
+	// Hits: resources the reader resolved first, then the search.
+	var hits []Hit
+	seen := map[string]bool{}
+	found := e.search.search(n.Words, considered)
+	top := 1.0
+	for _, h := range found {
+		top = max(top, h.Score)
+	}
+	for _, name := range n.Resources {
+		if r, ok := e.pol.Resource(name); ok && !seen[name] {
+			seen[name] = true
+			hits = append(hits, Hit{Resource: r, Score: 2 * top})
+		}
+	}
+	resolved := len(hits)
+	for _, h := range found {
+		if !seen[h.Resource.Name] {
+			seen[h.Resource.Name] = true
+			hits = append(hits, h)
+		}
+	}
+	var strong []Hit
+	for i, h := range hits {
+		if i < resolved || e.vocab.identifies(h) {
+			strong = append(strong, h)
+		}
+	}
+	nearest := func(hs []Hit) []string {
+		var out []string
+		for _, h := range hs {
+			if len(out) < nearestMax {
+				out = append(out, h.Resource.Name)
+			}
+		}
+		return out
+	}
+	if len(names) > 0 && resolved == 0 {
+		return needAnswer{status: StatusNotUnderstood, nearest: nearest(hits), message: notUnderstood(names, nearest(hits))}
+	}
+	if len(strong) == 0 {
+		switch {
+		case len(unknown) > 0:
+			return needAnswer{status: StatusNotUnderstood, nearest: nearest(hits), message: notUnderstood(unknown, nearest(hits))}
+		case len(loose) > 0:
+			return needAnswer{status: StatusNotUnderstood, nearest: nearest(hits), message: notUnderstood(loose, nearest(hits))}
+		case len(hits) == 0:
+			return needAnswer{status: StatusNothingFits, message: fmt.Sprintf("no resource in the catalogue matches %q; search the catalogue with `rampart search`", strings.Join(n.Words, " "))}
+		}
+		return needAnswer{status: StatusNothingFits, nearest: nearest(hits), message: fmt.Sprintf(
+			"no resource matches %q by a word that identifies it (only generic words, numbers or owning teams matched); the nearest are %s: name the one you need (rampart search)",
+			strings.Join(n.Words, " "), strings.Join(nearest(hits), ", "))}
+	}
+	prefs, joint, dropped := wanted(n, in.Excluded)
+	if len(prefs) == 0 {
+		return needAnswer{status: StatusNotUnderstood, message: fmt.Sprintf("it asks for %s and also says not to; say which action you need", joinAnd(dropped))}
+	}
+	type viable struct {
+		t   Target
+		fit int
+	}
+	var vs []viable
+	var firstErr error
+	for _, h := range strong {
+		rk, fit, ok, err := e.resolve(h.Resource.Name, prefs, joint, o)
+		if !ok {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		vs = append(vs, viable{Target{Ranking: rk, Score: h.Score}, fit})
+	}
+	if len(vs) == 0 {
+		best := strong[0].Resource.Name
+		if firstErr == nil {
+			_, firstErr = e.RankWith(best, prefs[:1], o)
+		}
+		var nc *NoCandidateError
+		msg := fmt.Sprintf("no requestable role names %s on %s; ask its owners", joinAnd(prefs), best)
+		if errors.As(firstErr, &nc) {
+			msg = nc.Error()
+		}
+		return needAnswer{status: StatusNothingFits, nearest: nearest(strong), message: msg}
+	}
+	best := 0
+	for i, v := range vs {
+		if v.t.Score >= band*vs[0].t.Score && v.fit < vs[best].fit {
+			best = i
+		}
+	}
+	a := needAnswer{status: StatusSuggested, target: vs[best].t}
+	for i, v := range vs {
+		if i != best && len(a.alts) < 3 {
+			a.alts = append(a.alts, v.t)
+		}
+	}
+	return a
+}
+
+// wanted returns a need's preferred actions and joint actions without the excluded ones
+// (read when the need names none), and the excluded ones it asked for.
+func wanted(n Need, excluded []string) (prefs, joint, dropped []string) {
+	for _, a := range n.Actions {
+		if hasString(excluded, a) {
+			dropped = append(dropped, a)
+		} else {
+			prefs = append(prefs, a)
+		}
+	}
+	for _, a := range n.Joint {
+		if !hasString(excluded, a) {
+			joint = append(joint, a)
+		} else if !hasString(dropped, a) {
+			dropped = append(dropped, a)
+		}
+	}
+	if len(n.Actions) == 0 && len(n.Joint) == 0 {
+		prefs = []string{"read"}
+	}
+	if len(prefs) == 0 && len(joint) > 0 {
+		prefs = joint[:1]
+	}
+	return prefs, joint, dropped
+}
+
+// resolve finds the actions a need means on one resource, and how well they fit (lower is
+// better): every joint action together (-1), else the first preferred action (its position),
+// else, when the need asks to look (read, connect or use) and the resource's roles name only one
+// action, itself a look-only one, that one (worst). Only actions some
+// role names explicitly count: nobody "reads" a pipeline just because an admin role grants
+// "*" on it. Excluded actions (o.Exclude) are never the reason for a role.
+func (e *Engine) resolve(resource string, prefs, joint []string, o RankOptions) (rk Ranking, fit int, ok bool, err error) {
+	named := e.named[resource]
+	allNamed := func(acts []string) bool {
+		for _, a := range acts {
+			if !named[a] {
+				return false
+			}
+		}
+		return true
+	}
+	var firstErr error
+	try := func(acts []string) (Ranking, bool) {
+		rk, err := e.RankWith(resource, acts, o)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		return rk, err == nil
+	}
+	if len(joint) > 1 && allNamed(joint) {
+		if rk, ok := try(joint); ok {
+			return rk, -1, true, nil
+		}
+	}
+	for i, a := range prefs {
+		if named[a] {
+			if rk, ok := try([]string{a}); ok {
+				return rk, i, true, nil
+			}
+		}
+	}
+	// The fallback trades one look-only action for another ("access the wandb host" is
+	// connect), never a wanted change for something else: "delete X" is not answered with read.
+	if len(named) == 1 && ActionWeight(prefs[0]) == 1 {
+		for a := range named {
+			if hasString(o.Exclude, a) || ActionWeight(a) != 1 {
+				break
+			}
+			if rk, ok := try([]string{a}); ok {
+				return rk, len(prefs), true, nil
+			}
+		}
+	}
+	return Ranking{}, 0, false, firstErr
+}
+
+// combine answers needs that landed on the same resource with one role granting all their
+// actions, when that role is no more privileged than the separate roles held together.
+func (e *Engine) combine(in Intent, answers []needAnswer, o RankOptions) {
+	for i := range answers {
+		for j := i + 1; j < len(answers); j++ {
+			ti, tj := answers[i].target, answers[j].target
+			if ti.Resource != tj.Resource || len(ti.Candidates) == 0 || len(tj.Candidates) == 0 {
+				continue
+			}
+			acts := append([]string{}, ti.Actions...)
+			for _, a := range tj.Actions {
+				if !hasString(acts, a) {
+					acts = append(acts, a)
+				}
+			}
+			rk, err := e.RankWith(ti.Resource, acts, o)
+			if err != nil {
+				continue
+			}
+			both := e.privilegeOf(ti.Candidates[0].Role, tj.Candidates[0].Role)
+			if rk.Candidates[0].Privilege <= both {
+				t := Target{Ranking: rk, Score: max(ti.Score, tj.Score)}
+				answers[i].target, answers[j].target = t, t
+			}
+		}
+	}
+}
+
+// privilegeOf is the privilege of holding all the roles at once: each (action, resource) pair
+// counted once.
+func (e *Engine) privilegeOf(roles ...string) float64 {
+	pairs := map[string]bool{}
+	for _, r := range roles {
+		if ri := e.roles[r]; ri != nil {
+			for p := range ri.pairs {
+				pairs[p] = true
+			}
+		}
+	}
+	var sum float64
+	for p := range pairs {
+		a, r, _ := strings.Cut(p, "\x00")
+		if res, ok := e.pol.Resource(r); ok {
+			sum += ActionWeight(a) * TierWeight(res.Sensitivity)
+		}
+	}
+	return sum
+}
+
+// nameLike reports whether an unknown word is written like a name in text: part of a token
+// that mixes letters and digits ("zephyr-9", "gpt4o", "atlas-3") other than a duration ("8h",
+// "30min"), part of a dotted host name ("api.example.com"), or capitalised inside the sentence
+// ("the Zephyr weights", "TPU"). Such a word names the thing asked for, so the need is not
+// answered from its other words.
+func nameLike(word, text string) bool {
+	first := true
+	for _, tok := range strings.FieldsFunc(text, func(r rune) bool {
+		return unicode.IsSpace(r) || strings.ContainsRune(`,;:!?()[]{}"'`, r)
+	}) {
+		isFirst := first
+		first = strings.HasSuffix(tok, ".")
+		tok = strings.TrimRight(tok, ".")
+		if !hasString(tokenize(tok), word) {
+			continue
+		}
+		letters, digits, upper := false, false, false
+		for i, r := range tok {
+			letters = letters || unicode.IsLetter(r)
+			digits = digits || unicode.IsDigit(r)
+			upper = upper || (unicode.IsUpper(r) && (i > 0 || !isFirst))
+		}
+		switch {
+		case letters && digits && !isDuration(tok):
+			return true
+		case strings.Contains(tok, ".") && letters:
+			return true
+		case upper:
+			return true
+		}
+	}
+	return false
+}
+
+// isDuration reports whether tok reads as an amount of time ("8h", "30min", "2days").
+func isDuration(tok string) bool {
+	i := strings.IndexFunc(tok, func(r rune) bool { return !unicode.IsDigit(r) })
+	if i <= 0 {
+		return false
+	}
+	switch strings.ToLower(tok[i:]) {
+	case "s", "m", "h", "d", "w", "min", "mins", "hr", "hrs", "hour", "hours", "day", "days", "week", "weeks":
+		return true
+	}
+	return false
+}
+
+func notUnderstood(words, nearest []string) string {
+	verb, it := "matches", "it"
+	if len(words) > 1 {
+		verb, it = "match", "them"
+	}
+	msg := fmt.Sprintf("%s %s nothing in the catalogue (no resource name, tag, alias or description uses %s), so no role is suggested from the other words", quoteJoin(words), verb, it)
+	if len(nearest) > 0 {
+		msg += "; the nearest resources are " + strings.Join(nearest, ", ")
+	}
+	return msg + ": check the name with `rampart search`, or ask an administrator to add it to the catalogue"
+}
+
+func quoteJoin(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = fmt.Sprintf("%q", w)
+	}
+	return joinAnd(q)
+}
+
+func hasString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
