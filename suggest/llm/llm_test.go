@@ -140,7 +140,7 @@ func TestModelMayNotPickABroaderRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	if adv.Source != suggest.SourceDeterministic || adv.Role.Role != "inference-staging-debugger" ||
-		!strings.Contains(adv.ModelNote, "grants more privilege (12 over 4 pairs) than inference-staging-debugger") {
+		!strings.Contains(adv.ModelNote, "grants more privilege (30 over 4 pairs) than inference-staging-debugger") {
 		t.Fatalf("advice %+v", adv)
 	}
 }
@@ -177,7 +177,7 @@ func TestModelAnswersRefused(t *testing.T) {
 		hang    bool          // the model answers only when the test is over
 		timeout time.Duration // default: a minute, a failure limit only
 	}{
-		"broader role":    {answer: choose("weights-admin-frontier-7", "admins can do more"), note: "grants more privilege (72 over 9 pairs) than weights-reader-frontier-7"},
+		"broader role":    {answer: choose("weights-admin-frontier-7", "admins can do more"), note: "grants more privilege (240 over 9 pairs) than weights-reader-frontier-7"},
 		"not a candidate": {answer: choose("kek-admin", "why not"), note: "is not one of the candidates"},
 		"invented role":   {answer: choose("superuser", ""), note: "is not one of the candidates"},
 		"prose": {answer: func(request) (int, string) {
