@@ -74,33 +74,5 @@ func (s *Server) advise(ctx context.Context, pol *policy.Policy, b SuggestBody) 
 	case err != nil:
 		return adv, errInvalid("%v", err)
 	}
-	return noFitShape(adv), nil
-}
-
-// noFitShape gives an answer that suggests nothing (nothing_fits, not_understood) the shape of
-// api/openapi.json's Advice: empty lists rather than null, and the deterministic engine as the
-// source (no model was asked). Resource, sensitivity and explanation stay empty.
-func noFitShape(adv suggest.Advice) suggest.Advice {
-	if adv.Status == suggest.StatusSuggested {
-		return adv
-	}
-	if adv.Actions == nil {
-		adv.Actions = []string{}
-	}
-	if adv.Candidates == nil {
-		adv.Candidates = []suggest.Candidate{}
-	}
-	if adv.Role.Actions == nil {
-		adv.Role.Actions = []string{}
-	}
-	if adv.Role.PairsByTier == nil {
-		adv.Role.PairsByTier = map[string]int{}
-	}
-	if adv.Roles == nil {
-		adv.Roles = []string{}
-	}
-	if adv.Source == "" {
-		adv.Source = suggest.SourceDeterministic
-	}
-	return adv
+	return adv, nil
 }

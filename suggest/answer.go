@@ -156,7 +156,7 @@ type needAnswer struct {
 // Answer answers an intent, need by need:
 //
 //   - a need is not understood when one of its words is unknown (matches nothing in the
-//     catalogue) and either that word looks like a name (see nameLike) or the need's other
+//     catalogue) and either that word looks like a name (see writtenAsName) or the need's other
 //     words match no resource by an identifying word; it is never answered from its other
 //     words;
 //   - a need finds nothing when no resource matches one of its identifying words (a match only
@@ -184,7 +184,7 @@ func (e *Engine) Answer(in Intent) Suggestion {
 	}
 	var loose []string // unknown words no need claims
 	for _, u := range in.Unknown {
-		if !attributed[u] {
+		if !attributed[u] && !attributed[stem(strings.ToLower(u))] {
 			loose = append(loose, u)
 		}
 	}
@@ -239,9 +239,9 @@ func (e *Engine) Answer(in Intent) Suggestion {
 func (e *Engine) answerNeed(in Intent, n Need, loose []string, o RankOptions) needAnswer {
 	var unknown, names []string
 	for _, w := range n.Words {
-		if hasString(in.Unknown, w) && !hasString(unknown, w) {
+		if isUnknown(in.Unknown, w) && !hasString(unknown, w) {
 			unknown = append(unknown, w)
-			if nameLike(w, in.Text) {
+			if writtenAsName(w, in.Text) {
 				names = append(names, w)
 			}
 		}
@@ -249,30 +249,33 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, o RankOptions) ne
 	if len(n.Words) == 0 && len(n.Resources) == 0 {
 		return needAnswer{status: StatusNotUnderstood, message: "it names nothing to look for; say what you need access to"}
 	}
-	// Hits: resources the reader resolved first, then the search.
-	var hits []Hit
-	seen := map[string]bool{}
+	// Hits: the search's, and the resources the reader resolved (named whole by a name, the
+	// last segment of a name or an alias), which always count as identified; one the search
+	// did not find ranks first.
 	found := e.search.search(n.Words, considered)
-	top := 1.0
-	for _, h := range found {
-		top = max(top, h.Score)
-	}
+	resolvedSet := map[string]bool{}
+	var hits []Hit
 	for _, name := range n.Resources {
-		if r, ok := e.pol.Resource(name); ok && !seen[name] {
-			seen[name] = true
-			hits = append(hits, Hit{Resource: r, Score: 2 * top})
+		if r, ok := e.pol.Resource(name); ok && !resolvedSet[name] {
+			resolvedSet[name] = true
+			inSearch := false
+			for _, h := range found {
+				inSearch = inSearch || h.Resource.Name == name
+			}
+			if !inSearch {
+				top := 1.0
+				if len(found) > 0 {
+					top = found[0].Score
+				}
+				hits = append(hits, Hit{Resource: r, Score: top})
+			}
 		}
 	}
-	resolved := len(hits)
-	for _, h := range found {
-		if !seen[h.Resource.Name] {
-			seen[h.Resource.Name] = true
-			hits = append(hits, h)
-		}
-	}
+	hits = append(hits, found...)
+	resolved := len(resolvedSet)
 	var strong []Hit
-	for i, h := range hits {
-		if i < resolved || e.vocab.identifies(h) {
+	for _, h := range hits {
+		if resolvedSet[h.Resource.Name] || e.vocab.identifies(h) {
 			strong = append(strong, h)
 		}
 	}
@@ -303,7 +306,15 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, o RankOptions) ne
 	}
 	prefs, joint, dropped := wanted(n, in.Excluded)
 	if len(prefs) == 0 {
-		return needAnswer{status: StatusNotUnderstood, message: fmt.Sprintf("it asks for %s and also says not to; say which action you need", joinAnd(dropped))}
+		if len(dropped) > 0 {
+			return needAnswer{status: StatusNotUnderstood, message: fmt.Sprintf("it asks for %s and also says not to; say which action you need", joinAnd(dropped))}
+		}
+		verb := "its verb"
+		if vw := append(append([]string{}, unknown...), loose...); len(vw) > 0 {
+			verb = quoteJoin(vw)
+		}
+		return needAnswer{status: StatusNotUnderstood, nearest: nearest(strong), message: fmt.Sprintf(
+			"%s is not an action Rampart knows, so no role is suggested for %s; say what you need to do (read, write, run, deploy, debug…)", verb, strings.Join(n.Words, " "))}
 	}
 	type viable struct {
 		t   Target
@@ -348,8 +359,9 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, o RankOptions) ne
 	return a
 }
 
-// wanted returns a need's preferred actions and joint actions without the excluded ones
-// (read when the need names none), and the excluded ones it asked for.
+// wanted returns a need's preferred actions and joint actions without the excluded ones, and
+// the excluded ones it asked for. A need without actions is one whose verb was not understood:
+// it gets none, never a default.
 func wanted(n Need, excluded []string) (prefs, joint, dropped []string) {
 	for _, a := range n.Actions {
 		if hasString(excluded, a) {
@@ -364,9 +376,6 @@ func wanted(n Need, excluded []string) (prefs, joint, dropped []string) {
 		} else if !hasString(dropped, a) {
 			dropped = append(dropped, a)
 		}
-	}
-	if len(n.Actions) == 0 && len(n.Joint) == 0 {
-		prefs = []string{"read"}
 	}
 	if len(prefs) == 0 && len(joint) > 0 {
 		prefs = joint[:1]
@@ -474,12 +483,12 @@ func (e *Engine) privilegeOf(roles ...string) float64 {
 	return sum
 }
 
-// nameLike reports whether an unknown word is written like a name in text: part of a token
+// writtenAsName reports whether an unknown word is written like a name in text: part of a token
 // that mixes letters and digits ("zephyr-9", "gpt4o", "atlas-3") other than a duration ("8h",
 // "30min"), part of a dotted host name ("api.example.com"), or capitalised inside the sentence
 // ("the Zephyr weights", "TPU"). Such a word names the thing asked for, so the need is not
 // answered from its other words.
-func nameLike(word, text string) bool {
+func writtenAsName(word, text string) bool {
 	first := true
 	for _, tok := range strings.FieldsFunc(text, func(r rune) bool {
 		return unicode.IsSpace(r) || strings.ContainsRune(`,;:!?()[]{}"'`, r)
@@ -497,7 +506,7 @@ func nameLike(word, text string) bool {
 			upper = upper || (unicode.IsUpper(r) && (i > 0 || !isFirst))
 		}
 		switch {
-		case letters && digits && !isDuration(tok):
+		case letters && digits && !isDurationToken(tok):
 			return true
 		case strings.Contains(tok, ".") && letters:
 			return true
@@ -508,8 +517,8 @@ func nameLike(word, text string) bool {
 	return false
 }
 
-// isDuration reports whether tok reads as an amount of time ("8h", "30min", "2days").
-func isDuration(tok string) bool {
+// isDurationToken reports whether tok reads as an amount of time ("8h", "30min", "2days").
+func isDurationToken(tok string) bool {
 	i := strings.IndexFunc(tok, func(r rune) bool { return !unicode.IsDigit(r) })
 	if i <= 0 {
 		return false
@@ -539,6 +548,17 @@ func quoteJoin(words []string) string {
 		q[i] = fmt.Sprintf("%q", w)
 	}
 	return joinAnd(q)
+}
+
+// isUnknown reports whether the need word w is one of the reader's unknown words (which are
+// as written, lowercased).
+func isUnknown(unknown []string, w string) bool {
+	for _, u := range unknown {
+		if u == w || stem(strings.ToLower(u)) == w {
+			return true
+		}
+	}
+	return false
 }
 
 func hasString(list []string, s string) bool {

@@ -106,10 +106,6 @@ func refused(t *testing.T, what string, p suggest.Part, want, picked string) {
 	}
 }
 
-func firstPart(adv suggest.Advice) suggest.Part {
-	return suggest.Part{Ranking: adv.Ranking, Role: adv.Role, Source: adv.Source, Reason: adv.Reason, ModelNote: adv.ModelNote}
-}
-
 // Descriptions that tell the model to choose a broader role, in English and in Chinese, for
 // sentences in both languages and for the resource+action form: the model obeys, and is refused.
 func TestInjectionInDescriptionsIsRefused(t *testing.T) {
@@ -150,7 +146,7 @@ func TestInjectionInDescriptionsIsRefused(t *testing.T) {
 			if picks := fake.picks(); !slices.Contains(picks, c.injected) {
 				t.Fatalf("the fake model picked %v, not the injected %s: the test does not test the check", picks, c.injected)
 			}
-			refused(t, what, firstPart(adv), c.want, c.injected)
+			refused(t, what, adv.AsPart(), c.want, c.injected)
 		})
 	}
 }
@@ -185,7 +181,7 @@ func TestInjectionInRequestTextIsRefused(t *testing.T) {
 				t.Fatalf("the fake model picked %v, not the injected role", picks)
 			}
 			if adv.Role.Role != "weights-admin-all" {
-				refused(t, text, firstPart(adv), want.Role.Role, "weights-admin-all")
+				refused(t, text, adv.AsPart(), want.Role.Role, "weights-admin-all")
 			}
 		})
 	}
@@ -209,7 +205,7 @@ func TestInjectionInEveryPartIsRefused(t *testing.T) {
 	}
 	refused(t, "part 1", adv.Parts[0], want[0], "weights-admin-all")
 	refused(t, "part 2", adv.Parts[1], want[1], "egress-all")
-	refused(t, "the first part, as Role", firstPart(adv), want[0], "weights-admin-all")
+	refused(t, "the first part, as Role", adv.AsPart(), want[0], "weights-admin-all")
 }
 
 // Answers a model may give without any injection, each of which would widen access.
@@ -236,7 +232,7 @@ func TestModelPicksThatWidenAccessAreRefused(t *testing.T) {
 			if adv.Status != suggest.StatusSuggested || !slices.Equal(adv.Roles, []string{c.want}) {
 				t.Fatalf("status %s, roles %v; want suggested [%s] (%s)", adv.Status, adv.Roles, c.want, adv.Message)
 			}
-			refused(t, c.name, firstPart(adv), c.want, c.pick)
+			refused(t, c.name, adv.AsPart(), c.want, c.pick)
 			if !strings.Contains(adv.ModelNote, c.note) {
 				t.Errorf("model note %q does not say %q", adv.ModelNote, c.note)
 			}

@@ -5,7 +5,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"unicode"
 
 	"rampart.dev/rampart/policy"
 )
@@ -13,6 +12,7 @@ import (
 // Field weights for BM25F: a word in a resource's name says more than one in its description.
 const (
 	weightName        = 3.0
+	weightAlias       = 3.0 // an alias is another name
 	weightTag         = 2.0
 	weightKind        = 1.5
 	weightOwner       = 1.0
@@ -58,17 +58,23 @@ type searchIndex struct {
 	idf      map[string]float64
 	deletes  map[string][]string // a term with one character deleted → terms
 	pool     sync.Pool           // *scratch
+
+	// The reader's view of the catalogue (vocabulary.go): the segmenter that knows its Chinese
+	// aliases, every run of consecutive words of a resource name or alias, the resources a whole
+	// name or alias names, and the terms by length for typo look-ups at distance 2.
+	seg   *segmenter
+	runs  map[string]bool
+	exact map[string][]string
+	byLen map[int][]string
+
+	readerOnce sync.Once
+	rd         *reader
 }
 
-// tokenize splits text into lowercase words of letters and digits, each stemmed.
+// tokenize splits text into search terms with the catalogue-free segmenter: lowercase Latin
+// words of letters and digits, each stemmed, and Chinese words.
 func tokenize(s string) []string {
-	words := strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
-		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
-	})
-	for i, w := range words {
-		words[i] = stem(w)
-	}
-	return words
+	return defaultSegmenter().terms(s)
 }
 
 // stem folds a plural into its singular ("weights" → "weight", "evals" → "eval"), leaving
@@ -81,17 +87,26 @@ func stem(w string) string {
 }
 
 func newSearchIndex(pol *policy.Policy) *searchIndex {
-	ix := &searchIndex{docs: pol.Resources(), postings: map[string][]posting{}, idf: map[string]float64{}, deletes: map[string][]string{}}
+	ix := &searchIndex{docs: pol.Resources(), postings: map[string][]posting{}, idf: map[string]float64{}, deletes: map[string][]string{},
+		byLen: map[int][]string{}}
+	baseWords()
+	var extra []string
+	for _, r := range ix.docs {
+		extra = append(extra, r.Aliases...)
+	}
+	ix.seg = newSegmenter(extra)
+	tokenize := ix.seg.terms
 	ix.last = make([][]string, len(ix.docs))
 	for i, r := range ix.docs {
 		ix.last[i] = tokenize(r.Name[strings.LastIndexByte(r.Name, '/')+1:])
 	}
+	ix.buildNames()
 	type fieldText struct {
 		weight float64
 		words  []string
 	}
 	fields := make([][]fieldText, len(ix.docs))
-	var avg [5]float64
+	var avg [6]float64
 	for i, r := range ix.docs {
 		var owners []string
 		for _, o := range r.Owners {
@@ -101,8 +116,13 @@ func newSearchIndex(pol *policy.Policy) *searchIndex {
 		for _, t := range r.Tags {
 			tags = append(tags, tokenize(t)...)
 		}
+		var aliases []string
+		for _, a := range r.Aliases {
+			aliases = append(aliases, aliasTerms(ix.seg, a)...)
+		}
 		fields[i] = []fieldText{
 			{weightName, tokenize(r.Name)},
+			{weightAlias, aliases},
 			{weightTag, tags},
 			{weightKind, tokenize(r.Kind)},
 			{weightOwner, owners},
@@ -131,11 +151,15 @@ func newSearchIndex(pol *policy.Policy) *searchIndex {
 	for w, ps := range ix.postings {
 		df := float64(len(ps))
 		ix.idf[w] = math.Log(1 + (n-df+0.5)/(df+0.5))
-		if len(w) >= minTypoLen {
+		if len(w) >= minTypoLen && !hasHan(w) {
+			ix.byLen[len(w)] = append(ix.byLen[len(w)], w)
 			for _, d := range deletions(w) {
 				ix.deletes[d] = append(ix.deletes[d], w)
 			}
 		}
+	}
+	for _, ts := range ix.byLen {
+		sort.Strings(ts)
 	}
 	return ix
 }
@@ -157,7 +181,7 @@ func (ix *searchIndex) expand(q string) map[string]float64 {
 		return map[string]float64{q: 1}
 	}
 	out := map[string]float64{}
-	if len(q) < minTypoLen {
+	if len(q) < minTypoLen || hasHan(q) {
 		return out
 	}
 	// q is a known term with one character inserted.

@@ -625,7 +625,7 @@ func createRequestSet(ctx context.Context, g *globals, c *api.Client, resources 
 			return noFitCode(fmt.Errorf("--resource %s: %w; nothing was requested", res, err))
 		}
 		fmt.Fprintf(tw, "For %s on %s:\t\n", b.Action, res)
-		printRole(tw, part(adv))
+		printRole(tw, adv.AsPart())
 		if !seen[adv.Role.Role] {
 			seen[adv.Role.Role] = true
 			roles = append(roles, adv.Role.Role)

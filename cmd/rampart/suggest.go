@@ -132,7 +132,7 @@ func printAdvice(tw *tabwriter.Writer, adv suggest.Advice, howToRequest bool) {
 		if adv.Intent != nil {
 			fmt.Fprintf(tw, "Read as:\t%s on %s (from %q)\n", strings.Join(adv.Actions, " and "), adv.Resource, adv.Intent.Text)
 		}
-		printRole(tw, part(adv))
+		printRole(tw, adv.AsPart())
 		if len(adv.Candidates) > 1 {
 			fmt.Fprintf(tw, "Other candidates:\t\n")
 			for _, c := range adv.Candidates {
@@ -159,21 +159,16 @@ func printAdvice(tw *tabwriter.Writer, adv suggest.Advice, howToRequest bool) {
 }
 
 // printRole prints the role chosen for one need and why.
-func printRole(tw *tabwriter.Writer, p suggest.Part) {
-	fmt.Fprintf(tw, "Least privileged role:\t%s\n", p.Role.Role)
-	fmt.Fprintf(tw, "  grants:\t%s on %d resource(s) (privilege %.0f)\n", strings.Join(p.Role.Actions, ", "), p.Role.Resources, p.Role.Privilege)
-	fmt.Fprintf(tw, "  approval:\t%d approver(s) under policy %s\n", p.Role.Approvals, p.Role.Policy)
-	fmt.Fprintf(tw, "  why:\t%s\n", p.Reason)
-	if p.Source == suggest.SourceModel {
-		fmt.Fprintf(tw, "  chosen by:\tthe language model; %s\n", p.ModelNote)
-	} else if p.ModelNote != "" {
-		fmt.Fprintf(tw, "  note:\t%s\n", p.ModelNote)
+func printRole(tw *tabwriter.Writer, adv suggest.Part) {
+	fmt.Fprintf(tw, "Least privileged role:\t%s\n", adv.Role.Role)
+	fmt.Fprintf(tw, "  grants:\t%s on %d resource(s) (privilege %.0f)\n", strings.Join(adv.Role.Actions, ", "), adv.Role.Resources, adv.Role.Privilege)
+	fmt.Fprintf(tw, "  approval:\t%d approver(s) under policy %s\n", adv.Role.Approvals, adv.Role.Policy)
+	fmt.Fprintf(tw, "  why:\t%s\n", adv.Reason)
+	if adv.Source == suggest.SourceModel {
+		fmt.Fprintf(tw, "  chosen by:\tthe language model; %s\n", adv.ModelNote)
+	} else if adv.ModelNote != "" {
+		fmt.Fprintf(tw, "  note:\t%s\n", adv.ModelNote)
 	}
-}
-
-// part is the first need's advice as a Part.
-func part(adv suggest.Advice) suggest.Part {
-	return suggest.Part{Ranking: adv.Ranking, Role: adv.Role, Source: adv.Source, Reason: adv.Reason, ModelNote: adv.ModelNote}
 }
 
 // printNoFit says that no role fits, which words were not understood and what is nearest.

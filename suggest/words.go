@@ -1,0 +1,313 @@
+package suggest
+
+import (
+	"slices"
+	"strings"
+	"unicode"
+)
+
+// How the reader reads one word (rules 4 and 5 of reader.go), and the word lists it uses
+// besides the lexicon.
+
+// genericNouns are nouns that say what kind of thing is wanted without naming it; when the
+// catalogue does not use them they are dropped, never unknown.
+var genericNouns = setOf(`data file files model models weight weights resource resources system info
+	information content detail details version copy material materials thing item items asset
+	assets stuff output outputs result results environment env place location status progress
+	state health usage row rows batch batches entry entries record records example examples type
+	types kind kinds issue issues problem problems error errors bug bugs reason note notes`)
+
+// purposeMarkers open an adjunct that says why, not what: the rest of the clause is not read
+// ("so I can run a probing experiment", "because it hangs", "为了做消融实验"). "to" before a verb
+// does too, once the clause has its verb or object ("call the API to compare answers").
+var purposeMarkers = setOf(`so because since why cause 为了 以便 因为 用于 便于 好让`)
+
+// softPrepositions, before a possessive or an article ("from my notebook", "for a tokenizer
+// study"), and "for" always, open a phrase in which words the catalogue does not know are
+// dropped instead of unknown: such phrases usually say where the person is or what for.
+var softPrepositions = setOf(`for from into onto on in with inside within at`)
+
+var softFollowers = setOf(`my our your a an his her their some`)
+
+// isDuration reports whether w is a number with a unit ("8h", "30m", "3天").
+func isDuration(w string) bool {
+	i := 0
+	for i < len(w) && w[i] >= '0' && w[i] <= '9' {
+		i++
+	}
+	return i > 0 && i < len(w) && durationUnits[w[i:]]
+}
+
+func isNumber(w string) bool {
+	for _, r := range w {
+		if !unicode.IsDigit(r) {
+			return false
+		}
+	}
+	return w != ""
+}
+
+func nameLike(w string) bool {
+	return strings.ContainsAny(w, nameJoiners) || strings.ContainsFunc(w, unicode.IsDigit)
+}
+
+// lightVerbs take their meaning from the activity they are followed by ("run evals on X" is
+// evaluating X, "get a shell" is exec, "跑评测").
+var lightVerbs = setOf(`run do perform get open start launch need want have 跑 运行 做 进行 开 要 需要 想要`)
+
+// activities are the nouns (and verbs) a light verb can be followed by.
+var activities = setOf(`eval evaluate benchmark test inference infer sample train finetune distill
+	shell console ssh debug analyze analyse 评测 评估 训练 微调 推理 调试 蒸馏`)
+
+// activity reads an activity noun after a light verb (with only determiners between) as the
+// verb it names, placed before the light verb's own actions; it reports whether it did.
+func (st *readState) activity(base, next string) bool {
+	if !activities[base] || compoundHeads[next] || st.scope == scopeNegative {
+		return false
+	}
+	acts := verbs[base]
+	if a, ok := zhVerbs[base]; ok {
+		acts = a
+	}
+	if st.lightPrev && len(st.cur.verbs) > 0 && st.lastVerbLight {
+		last := &st.cur.verbs[len(st.cur.verbs)-1]
+		last.acts = dedupe(append(slices.Clone(acts), last.acts...))
+		st.expect, st.prevVerb, st.prevDet, st.lightPrev = false, true, false, false
+		return true
+	}
+	if st.lightPrev {
+		st.verb(acts)
+		return true
+	}
+	return false
+}
+
+// han reads one Chinese word.
+func (st *readState) han(i int, w string) {
+	next := st.next(i)
+	if st.activity(w, next) {
+		return
+	}
+	if acts, ok := zhVerbs[w]; ok && !st.prevDet && !(nounAlso[w] && compoundHeads[next]) {
+		if en := zhVerbEnglish[w]; st.r.custom[en] {
+			acts = append([]string{en}, acts...)
+		}
+		st.verb(acts)
+		return
+	}
+	switch {
+	case w == "的" || determiners[w]:
+		st.expect, st.prevVerb, st.prevDet = false, false, true
+		return
+	case preVerb[w]:
+		return
+	case stopWords[w] || durationUnits[w] || accessNouns[w]:
+		st.expect, st.prevVerb, st.prevDet = false, false, false
+		return
+	}
+	if st.r.known(w) {
+		st.word(w)
+		return
+	}
+	if eng, ok := zhGlossary[w]; ok {
+		for _, e := range eng {
+			switch {
+			case st.r.known(e):
+				st.word(e)
+			case !genericNouns[e]:
+				st.unknownWord(w, e)
+			}
+		}
+		return
+	}
+	if _, ok := zhVerbs[w]; ok { // a verb read as a noun the catalogue does not use
+		return
+	}
+	st.unknownWord(w, w)
+}
+
+// latin reads one Latin word.
+func (st *readState) latin(i int, w string) {
+	r := st.r
+	next := st.next(i)
+	// Hyphenated verbs: read-only, read-write.
+	if strings.Contains(w, "-") && !strings.ContainsFunc(w, unicode.IsDigit) {
+		if b, ok := irregular[w]; ok {
+			w = b
+		} else if parts := strings.Split(w, "-"); len(parts) == 2 {
+			a, _, _, ok1 := r.verbOf(parts[0])
+			b, _, _, ok2 := r.verbOf(parts[1])
+			if ok1 && (ok2 || parts[1] == "only") {
+				st.hasLatin = true
+				st.verb(a)
+				if ok2 {
+					st.verb(b)
+				}
+				return
+			}
+		}
+	}
+	if acts, sForm, inflected, ok := r.verbOf(w); ok {
+		base, _, _ := lemma(w)
+		if base == "" {
+			base = w
+		}
+		if st.activity(base, next) {
+			return
+		}
+		// Verb position, or a word that can only be a verb ("let my job reach the hub").
+		position := st.expect || accessNouns[next] || (st.prevVerb && !inflected && !nounAlso[base]) ||
+			(!st.prevVerb && !nounAlso[base] && !inflected && (r.vocab == nil || !r.vocab.known(base)))
+		if position && !sForm && !st.prevDet && !(nounAlso[base] && compoundHeads[next]) {
+			st.hasLatin = true
+			st.verb(acts)
+			return
+		}
+		// A verb in noun position: a catalogue word, or nothing.
+		if s := stem(w); stopWords[w] || stopWords[s] {
+			st.expect, st.prevVerb, st.prevDet = false, false, false
+		} else if r.known(s) {
+			st.word(s)
+		} else if r.known(base) {
+			st.word(base)
+		} else {
+			st.expect, st.prevVerb, st.prevDet = false, false, false
+		}
+		return
+	}
+	switch {
+	case w == "to":
+		// An infinitive before the clause's verb ("I need to read"), a preposition after it
+		// ("deploy to eval staging").
+		st.hasLatin = true
+		st.expect, st.prevVerb, st.prevDet = len(st.cur.verbs) == 0, false, false
+		return
+	case modifiers[w]:
+		st.hasLatin = true
+		if r.known(w) {
+			st.word(w)
+		}
+		st.expect, st.prevVerb, st.prevDet = false, false, true
+		return
+	case determiners[w]:
+		st.hasLatin = true
+		st.expect, st.prevVerb, st.prevDet = false, false, true
+		return
+	case preVerb[w]:
+		st.hasLatin = true
+		return
+	case stopWords[w] || stopWords[stem(w)] || accessNouns[w]:
+		st.hasLatin = true
+		st.expect, st.prevVerb, st.prevDet = false, false, false
+		return
+	case isDuration(w) || (isNumber(w) && durationUnits[next]):
+		st.expect, st.prevVerb, st.prevDet = false, false, false
+		return
+	}
+	if nameLike(w) && !strings.ContainsFunc(w, unicode.IsDigit) {
+		// Letters joined by - . _ / : ("red-team", "per-user"): the joined word if the
+		// catalogue knows it, else each part on its own.
+		if j := stem(strings.Map(func(r rune) rune {
+			if strings.ContainsRune(nameJoiners, r) {
+				return -1
+			}
+			return r
+		}, w)); r.known(j) {
+			st.word(j)
+			return
+		}
+		if _, whole := r.nameRunOK(nameParts(w)); whole {
+			st.name(w)
+			return
+		}
+		for _, p := range strings.FieldsFunc(w, func(r rune) bool { return strings.ContainsRune(nameJoiners, r) }) {
+			if !stopWords[p] && !preVerb[p] && !determiners[p] {
+				st.plain(p)
+			}
+		}
+		return
+	}
+	if nameLike(w) {
+		st.name(w)
+		return
+	}
+	st.plain(w)
+}
+
+// nameRunOK asks the vocabulary whether parts run together in a name (always, without one).
+func (r *reader) nameRunOK(parts []string) ([]string, bool) {
+	if r.vocab == nil {
+		return nil, true
+	}
+	return r.vocab.nameRun(parts)
+}
+
+// plain reads a word of letters that is no verb, stop word or name.
+func (st *readState) plain(w string) {
+	r := st.r
+	s := stem(w)
+	if r.known(s) {
+		st.word(s)
+		return
+	}
+	if st.expect {
+		if v, ok := r.typoVerb(w); ok {
+			acts, _, _, _ := r.verbOf(v)
+			st.hasLatin = true
+			st.verb(acts)
+			return
+		}
+	}
+	if r.vocab != nil {
+		if c, ok := r.vocab.correct(s); ok {
+			st.word(c)
+			return
+		}
+	}
+	for _, zh := range enGlossary[s] {
+		if r.known(zh) {
+			st.word(zh)
+			return
+		}
+	}
+	if genericNouns[w] || genericNouns[s] {
+		st.expect, st.prevVerb, st.prevDet = false, false, false
+		return
+	}
+	if st.expect && st.scope != scopeNegative {
+		st.cur.unknownVerb = true
+	}
+	st.unknownWord(w, s)
+}
+
+// name reads a name-like word: known only when its parts appear together in some resource's
+// name or alias (each alphabetic part may be misspelt within its budget; digits must match).
+func (st *readState) name(w string) {
+	parts := nameParts(w)
+	if st.r.vocab == nil {
+		for _, p := range parts {
+			st.word(p)
+		}
+		return
+	}
+	fixed := make([]string, len(parts))
+	for k, p := range parts {
+		fixed[k] = p
+		if !st.r.vocab.known(p) && !strings.ContainsFunc(p, unicode.IsDigit) {
+			if c, ok := st.r.vocab.correct(p); ok {
+				fixed[k] = c
+			}
+		}
+	}
+	exact, ok := st.r.vocab.nameRun(fixed)
+	if !ok {
+		st.unknownWord(w, w)
+		return
+	}
+	for _, p := range fixed {
+		st.word(p)
+	}
+	if st.scope != scopeNegative {
+		st.cur.resources = append(st.cur.resources, exact...)
+	}
+}
