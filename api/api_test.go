@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -540,6 +541,12 @@ func TestSearchSuggestAndRequestByResource(t *testing.T) {
 	// An intent answers with its status and the roles to request.
 	if adv, err := alice.Suggest(ctx, api.SuggestBody{Intent: "read the frontier-7 weights"}); err != nil || adv.Status != "suggested" || len(adv.Roles) != 1 || adv.Roles[0] != "weights-reader-frontier-7" {
 		t.Fatalf("status and roles: %+v %v", adv, err)
+	}
+	// A model that is not in the catalogue is an answer (200) that suggests nothing and says why.
+	status, m = r.raw("POST", "/v1/suggest", alice.Token, "application/json", []byte(`{"intent":"read the zephyr-9 weights"}`))
+	if roles, _ := m["roles"].([]any); status != 200 || m["status"] != "not_understood" || roles == nil || len(roles) != 0 || m["role"].(map[string]any)["role"] != "" ||
+		m["candidates"] == nil || !strings.Contains(fmt.Sprint(m["unknown"]), "zephyr") || m["message"] == "" {
+		t.Fatalf("not understood: %d %v", status, m)
 	}
 	before := r.ledgerSize()
 	c, err := alice.CreateRequest(ctx, api.CreateRequestBody{Resource: "weights/frontier-7", Action: "read", Reason: "eval run 4411"})

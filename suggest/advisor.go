@@ -210,10 +210,10 @@ func (a *Advisor) AdviseWith(ctx context.Context, resource string, actions []str
 func (a *Advisor) AdviseIntent(ctx context.Context, text string) (Advice, error) {
 	s, err := a.Engine.Suggest(text)
 	if err != nil {
-		return Advice{Intent: &s.Intent, Status: s.Status, Roles: []string{}, Message: s.Message}, err
+		return noFit(s), err
 	}
 	if s.Status != StatusSuggested {
-		return Advice{Intent: &s.Intent, Status: s.Status, Roles: []string{}, Unknown: s.Unknown, Nearest: s.Nearest, Message: s.Message}, nil
+		return noFit(s), nil
 	}
 	var parts []Part
 	roles := []string{}
@@ -234,6 +234,12 @@ func (a *Advisor) AdviseIntent(ctx context.Context, text string) (Advice, error)
 	adv.Intent, adv.Alternatives = &s.Intent, s.Alternatives
 	adv.Status, adv.Roles, adv.Unknown, adv.Message = StatusSuggested, roles, s.Unknown, s.Message
 	return adv, nil
+}
+
+// noFit is the advice for a sentence no role answers: no ranking, no role, and why.
+func noFit(s Suggestion) Advice {
+	return Advice{Ranking: Ranking{Actions: []string{}, Candidates: []Candidate{}}, Role: Candidate{Actions: []string{}, PairsByTier: map[string]int{}},
+		Intent: &s.Intent, Status: s.Status, Roles: []string{}, Unknown: s.Unknown, Nearest: s.Nearest, Message: s.Message}
 }
 
 // choose asks the model, if any, and falls back to the least privileged candidate on any

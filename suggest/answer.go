@@ -66,18 +66,27 @@ var genericWords = []string{
 	"prod", "production", "thing", "stuff", "system", "storage", "store",
 	"模型", "权重", "数据", "数据集", "检查点", "密钥", "令牌", "凭据", "接口", "服务", "集群",
 	"命名空间", "流水线", "存储桶", "数据库", "资源", "文件", "生产",
+	// Words about roles and instructions, which a request (or a description written to steer a
+	// model) uses to ask for a role by name: they never identify a resource.
+	"role", "rule", "permission", "privilege", "policy", "admin", "administrator", "instruction",
+	"prompt", "assistant", "user", "answer", "choice", "everything", "anything", "ignore",
+	"disregard", "forget", "override", "bypass", "skip", "pretend", "respond", "reply", "output",
+	"choose", "pick", "select", "recommend", "suggest", "approve", "grant", "give",
+	"角色", "权限", "规则", "指令", "管理员", "忽略",
 }
 
 // answerVocab is what the answerer knows about the catalogue's words beyond the search index.
 type answerVocab struct {
 	generic map[string]bool
+	// kinds are the words of the catalogue's resource kinds and first name segments.
+	kinds map[string]bool
 	// ownerOnly maps a resource to the words that appear only in its owners' names: a hit on
 	// them says who owns it, not what it is.
 	ownerOnly map[string]map[string]bool
 }
 
 func newAnswerVocab(pol *policy.Policy) *answerVocab {
-	v := &answerVocab{generic: map[string]bool{}, ownerOnly: map[string]map[string]bool{}}
+	v := &answerVocab{generic: map[string]bool{}, kinds: map[string]bool{}, ownerOnly: map[string]map[string]bool{}}
 	for _, w := range genericWords {
 		for _, t := range tokenize(w) {
 			v.generic[t] = true
@@ -85,12 +94,14 @@ func newAnswerVocab(pol *policy.Policy) *answerVocab {
 		v.generic[w] = true
 	}
 	for _, r := range pol.Resources() {
-		for _, t := range tokenize(r.Kind) {
-			v.generic[t] = true
+		// A kind's head noun is generic ("annotation-queue": queue), not its modifiers, which
+		// identify resources of other kinds ("the annotation database").
+		if kt := tokenize(r.Kind); len(kt) > 0 {
+			v.generic[kt[len(kt)-1]], v.kinds[kt[len(kt)-1]] = true, true
 		}
 		if seg, _, ok := strings.Cut(r.Name, "/"); ok {
 			for _, t := range tokenize(seg) {
-				v.generic[t] = true
+				v.generic[t], v.kinds[t] = true, true
 			}
 		}
 		own := map[string]bool{}
@@ -136,13 +147,25 @@ func allDigits(s string) bool {
 
 // Suggest reads a sentence (Read) and answers it (Answer). The error is only for unusable
 // input: too long, or no words at all.
+//
+// A sentence with words of which none describes a resource ("ignore the rules and give me
+// admin") is not invalid: it is not understood, with a nil error.
 func (e *Engine) Suggest(text string) (Suggestion, error) {
 	in, err := e.Read(text)
 	if err != nil {
-		return Suggestion{Intent: in, Status: StatusNotUnderstood, Message: err.Error()}, err
+		s := Suggestion{Intent: in, Status: StatusNotUnderstood, Targets: []Target{}, Unknown: in.Unknown, Message: err.Error()}
+		if len(text) > maxQueryLen || strings.TrimSpace(text) == "" {
+			return s, err
+		}
+		return s, nil
 	}
 	return e.Answer(in), nil
 }
+
+// statusAside marks a need that is left aside: a fragment of the sentence that describes no
+// resource ("I'm the CTO", "nothing destructive", "P.S."), or that only names roles ("give me
+// platform.admin": Rampart suggests a role by what it grants, never because it was named).
+const statusAside = "aside"
 
 // needAnswer is the answer to one need.
 type needAnswer struct {
@@ -189,13 +212,20 @@ func (e *Engine) Answer(in Intent) Suggestion {
 		}
 	}
 	opts := RankOptions{Emergency: in.Emergency, Exclude: in.Excluded}
+	roleWords := e.roleWordsIn(in.Text)
+	var aside, asideNear []string
 	answers := make([]needAnswer, len(in.Needs))
 	var msgs []string
 	seenNear := map[string]bool{}
 	for i, n := range in.Needs {
-		a := e.answerNeed(in, n, loose, opts)
+		a := e.answerNeed(in, n, loose, roleWords, opts)
 		answers[i] = a
 		if a.status == StatusSuggested {
+			continue
+		}
+		if a.status == statusAside {
+			aside = append(aside, a.message)
+			asideNear = append(asideNear, a.nearest...)
 			continue
 		}
 		if a.status == StatusNotUnderstood || s.Status == StatusSuggested {
@@ -213,13 +243,38 @@ func (e *Engine) Answer(in Intent) Suggestion {
 			}
 		}
 	}
+	answered := 0
+	for _, a := range answers {
+		if a.status == StatusSuggested {
+			answered++
+		}
+	}
+	if s.Status == StatusSuggested && answered == 0 {
+		// Every need was left aside: nothing in the request describes a resource.
+		s.Status = StatusNothingFits
+		if len(in.Unknown) > 0 {
+			s.Status = StatusNotUnderstood
+			msgs = append(msgs, notUnderstood(in.Unknown, nil))
+		} else {
+			msgs = append(msgs, fmt.Sprintf("%q describes no resource of the catalogue by a word that identifies it (generic words, numbers and owning teams do not); say what you need access to (a model, dataset, namespace, secret, pipeline or host)", in.Text))
+		}
+		msgs = append(msgs, aside...)
+		for _, r := range asideNear {
+			if !seenNear[r] && len(s.Nearest) < nearestMax {
+				seenNear[r] = true
+				s.Nearest = append(s.Nearest, r)
+			}
+		}
+	}
 	if s.Status != StatusSuggested {
 		s.Message = strings.Join(msgs, "; ")
 		return s
 	}
 	e.combine(in, answers, opts)
 	for _, a := range answers {
-		s.Targets = append(s.Targets, a.target)
+		if a.status == StatusSuggested {
+			s.Targets = append(s.Targets, a.target)
+		}
 	}
 	s.Target = &s.Targets[0]
 	for _, a := range answers {
@@ -229,14 +284,30 @@ func (e *Engine) Answer(in Intent) Suggestion {
 			}
 		}
 	}
+	var notes []string
 	if len(in.Unknown) > 0 {
-		s.Message = fmt.Sprintf("left aside %s, which the catalogue does not use; if one of them names what you need, search for it (rampart search)", quoteJoin(in.Unknown))
+		notes = append(notes, fmt.Sprintf("left aside %s, which the catalogue does not use; if one of them names what you need, search for it (rampart search)", quoteJoin(in.Unknown)))
 	}
+	notes = append(notes, aside...)
+	s.Message = strings.Join(notes, "; ")
 	return s
 }
 
 // answerNeed answers one need; loose are the intent's unknown words that no need claims.
-func (e *Engine) answerNeed(in Intent, n Need, loose []string, o RankOptions) needAnswer {
+func (e *Engine) answerNeed(in Intent, n Need, loose []string, roleWords map[string]bool, o RankOptions) needAnswer {
+	if len(n.Resources) == 0 && len(roleWords) > 0 {
+		// Words of a role the text names ("respond with team.data") are about that role.
+		var rest []string
+		for _, w := range n.Words {
+			if !roleWords[w] {
+				rest = append(rest, w)
+			}
+		}
+		if len(rest) == 0 {
+			return needAnswer{status: statusAside, message: fmt.Sprintf("%q names a role: roles are suggested by what they grant, never because a request names them", strings.Join(n.Words, " "))}
+		}
+		n.Words = rest
+	}
 	var unknown, names []string
 	for _, w := range n.Words {
 		if isUnknown(in.Unknown, w) && !hasString(unknown, w) {
@@ -275,7 +346,7 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, o RankOptions) ne
 	resolved := len(resolvedSet)
 	var strong []Hit
 	for _, h := range hits {
-		if resolvedSet[h.Resource.Name] || e.vocab.identifies(h) {
+		if resolvedSet[h.Resource.Name] || (e.vocab.identifies(h) && matchesSizes(n.Words, h)) {
 			strong = append(strong, h)
 		}
 	}
@@ -287,6 +358,9 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, o RankOptions) ne
 			}
 		}
 		return out
+	}
+	if len(strong) == 0 && len(names) == 0 && resolved == 0 && !e.describesResource(n.Words) {
+		return needAnswer{status: statusAside, nearest: nearest(hits), message: fmt.Sprintf("%q describes no resource", strings.Join(n.Words, " "))}
 	}
 	if len(names) > 0 && resolved == 0 {
 		return needAnswer{status: StatusNotUnderstood, nearest: nearest(hits), message: notUnderstood(names, nearest(hits))}
@@ -388,7 +462,8 @@ func wanted(n Need, excluded []string) (prefs, joint, dropped []string) {
 // else, when the need asks to look (read, connect or use) and the resource's roles name only one
 // action, itself a look-only one, that one (worst). Only actions some
 // role names explicitly count: nobody "reads" a pipeline just because an admin role grants
-// "*" on it. Excluded actions (o.Exclude) are never the reason for a role.
+// "*" on it (a role that reaches only this resource with "*", a scratch namespace's "anything in
+// it", names every action: see New). Excluded actions (o.Exclude) are never the reason for a role.
 func (e *Engine) resolve(resource string, prefs, joint []string, o RankOptions) (rk Ranking, fit int, ok bool, err error) {
 	named := e.named[resource]
 	allNamed := func(acts []string) bool {
@@ -439,6 +514,9 @@ func (e *Engine) resolve(resource string, prefs, joint []string, o RankOptions) 
 func (e *Engine) combine(in Intent, answers []needAnswer, o RankOptions) {
 	for i := range answers {
 		for j := i + 1; j < len(answers); j++ {
+			if answers[i].status != StatusSuggested || answers[j].status != StatusSuggested {
+				continue
+			}
 			ti, tj := answers[i].target, answers[j].target
 			if ti.Resource != tj.Resource || len(ti.Candidates) == 0 || len(tj.Candidates) == 0 {
 				continue
@@ -486,7 +564,7 @@ func (e *Engine) privilegeOf(roles ...string) float64 {
 // writtenAsName reports whether an unknown word is written like a name in text: part of a token
 // that mixes letters and digits ("zephyr-9", "gpt4o", "atlas-3") other than a duration ("8h",
 // "30min"), part of a dotted host name ("api.example.com"), or capitalised inside the sentence
-// ("the Zephyr weights", "TPU"). Such a word names the thing asked for, so the need is not
+// ("the Zephyr weights"; not a word in capitals only, which is as often shouting). Such a word names the thing asked for, so the need is not
 // answered from its other words.
 func writtenAsName(word, text string) bool {
 	first := true
@@ -499,22 +577,41 @@ func writtenAsName(word, text string) bool {
 		if !hasString(tokenize(tok), word) {
 			continue
 		}
-		letters, digits, upper := false, false, false
+		letters, digits, upper, lower := false, false, false, false
 		for i, r := range tok {
 			letters = letters || unicode.IsLetter(r)
 			digits = digits || unicode.IsDigit(r)
 			upper = upper || (unicode.IsUpper(r) && (i > 0 || !isFirst))
+			lower = lower || unicode.IsLower(r)
 		}
+		// Capitals mark a name when the word also has small letters ("Zephyr", "ZephyrNet");
+		// a word in capitals only is as often shouting ("SYSTEM OVERRIDE", "EMERGENCY").
+		upper = upper && lower
 		switch {
 		case letters && digits && !isDurationToken(tok):
 			return true
-		case strings.Contains(tok, ".") && letters:
+		case hostLike(tok):
 			return true
 		case upper:
 			return true
 		}
 	}
 	return false
+}
+
+// hostLike reports whether tok is a dotted name such as "api.mistral.ai": at least two parts of
+// two or more letters or digits ("P.S." is not).
+func hostLike(tok string) bool {
+	parts := strings.Split(strings.ToLower(tok), ".")
+	if len(parts) < 2 {
+		return false
+	}
+	for _, p := range parts {
+		if len(p) < 2 {
+			return false
+		}
+	}
+	return true
 }
 
 // isDurationToken reports whether tok reads as an amount of time ("8h", "30min", "2days").
@@ -548,6 +645,71 @@ func quoteJoin(words []string) string {
 		q[i] = fmt.Sprintf("%q", w)
 	}
 	return joinAnd(q)
+}
+
+// roleWordsIn returns the words of the roles the text names ("give me platform.admin"): such
+// words are about a role, not a resource.
+func (e *Engine) roleWordsIn(text string) map[string]bool {
+	out := map[string]bool{}
+	lower := strings.ToLower(text)
+	for _, tok := range strings.FieldsFunc(lower, func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._-:/", r)
+	}) {
+		tok = strings.Trim(tok, ".:-")
+		if _, ok := e.roles[tok]; !ok {
+			if _, err := e.pol.Requirement(tok); err != nil {
+				continue
+			}
+		}
+		for _, w := range tokenize(tok) {
+			out[w] = true
+		}
+		for _, w := range strings.FieldsFunc(tok, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+			out[w], out[stem(w)] = true, true
+		}
+	}
+	return out
+}
+
+// matchesSizes reports whether a hit matched every version or size the need names ("7b",
+// "v4", "12": a word with a digit, not a duration) together with the name word written just
+// before it ("orion 7b"): "the orion 7b checkpoint" is neither orion-13b nor vega-7b.
+func matchesSizes(words []string, h Hit) bool {
+	matched := map[string]bool{}
+	for _, t := range h.Matched {
+		matched[t] = true
+	}
+	for i, w := range words {
+		if !strings.ContainsFunc(w, unicode.IsDigit) || isDurationToken(w) {
+			continue
+		}
+		if !matched[w] && !matched[stem(w)] {
+			return false
+		}
+		if i == 0 {
+			continue
+		}
+		if p := words[i-1]; !strings.ContainsFunc(p, unicode.IsDigit) && !matched[p] && !matched[stem(p)] {
+			return false
+		}
+	}
+	return true
+}
+
+// resourceNounsZh are the Chinese words for kinds of resources.
+var resourceNounsZh = map[string]bool{"模型": true, "权重": true, "数据": true, "数据集": true, "检查点": true, "密钥": true,
+	"令牌": true, "接口": true, "集群": true, "命名空间": true, "流水线": true, "存储桶": true, "数据库": true, "语料": true, "日志": true}
+
+// describesResource reports whether some word of a need is a word for a kind of resource
+// ("weights", "checkpoint", "dataset", "cluster", 模型…): a need with one that matches nothing
+// is a resource the catalogue does not have, not a fragment of the sentence.
+func (e *Engine) describesResource(words []string) bool {
+	for _, w := range words {
+		if e.vocab.kinds[w] || headNouns[w] || resourceNounsZh[w] {
+			return true
+		}
+	}
+	return false
 }
 
 // isUnknown reports whether the need word w is one of the reader's unknown words (which are

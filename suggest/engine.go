@@ -23,7 +23,8 @@ type Engine struct {
 	search  *searchIndex
 	roles   map[string]*roleInfo
 	actions []string // every concrete action named in the policy, sorted
-	// named maps a resource to the actions some requestable role names explicitly on it.
+	// named maps a resource to the actions some requestable role names explicitly on it (or
+	// grants with "*" when that role reaches only it).
 	named map[string]map[string]bool
 	vocab *answerVocab
 }
@@ -33,8 +34,15 @@ func New(pol *policy.Policy) *Engine {
 	roles, actions := buildRoles(pol)
 	e := &Engine{pol: pol, search: newSearchIndex(pol), roles: roles, actions: actions, named: map[string]map[string]bool{}, vocab: newAnswerVocab(pol)}
 	for role := range roles {
-		for _, res := range pol.RoleResources(role) {
-			for _, a := range pol.RoleActions(role, res.Name) {
+		reach := pol.RoleResources(role)
+		for _, res := range reach {
+			acts := pol.RoleActions(role, res.Name)
+			if len(reach) == 1 && hasString(acts, "*") {
+				// "*" on exactly one resource ("anything in the scratch namespace") is how
+				// that resource's access is written, not an administrator's reach.
+				acts = actions
+			}
+			for _, a := range acts {
 				if a == "*" {
 					continue
 				}

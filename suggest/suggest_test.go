@@ -156,8 +156,12 @@ func TestVerify(t *testing.T) {
 
 func TestIntentErrors(t *testing.T) {
 	e := catalogue(t)
-	if _, err := e.Suggest("I need to please"); err == nil || !strings.Contains(err.Error(), "names no resource") {
-		t.Fatalf("no words: %v", err)
+	// Words that describe nothing are not invalid input: the answer says so.
+	if s, err := e.Suggest("I need to please"); err != nil || s.Status != suggest.StatusNotUnderstood || !strings.Contains(s.Message, "names no resource") {
+		t.Fatalf("no resource words: %+v %v", s, err)
+	}
+	if _, err := e.Suggest("   "); err == nil {
+		t.Fatal("a blank sentence was accepted")
 	}
 	if s, err := e.Suggest("access the quux frobnicator"); err != nil || s.Status != suggest.StatusNotUnderstood || s.Target != nil ||
 		!strings.Contains(s.Message, `"quux" and "frobnicator" match nothing in the catalogue`) {

@@ -526,7 +526,8 @@ func TestSuggestions(t *testing.T) {
 		t.Fatalf("no candidate: %+v", r)
 	}
 	eval := []string{"suggest", "eval", "../../testdata/suggest/eval.yaml", "--policy", "../../testdata/suggest/policy"}
-	if out := c.ok(append(eval, "--min", "0.95")...); !strings.Contains(out, "accuracy: ") {
+	// The command, not the engine's accuracy (suggest's TestEvaluation gates that at 95%).
+	if out := c.ok(append(eval, "--min", "0.5")...); !strings.Contains(out, "accuracy: ") {
 		t.Fatalf("eval: %s", out)
 	}
 	if r := c.run(nil, append(eval, "--min", "1")...); r.code != 1 || !strings.Contains(r.err, "below --min") {
