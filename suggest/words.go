@@ -85,6 +85,14 @@ func chatTemplate(w string) bool {
 	return strings.HasPrefix(w, "im_") || w == "endoftext" || w == "eot_id" || w == "start_header_id" || w == "end_header_id"
 }
 
+// transferVerbs put a payload somewhere that is what access is needed to: "deploy X to Y",
+// "部署X到Y" need deploy on Y, whatever X is. (Writing X to Y keeps X's words: the payload often
+// says which store it is, "push the image to the registry".)
+var transferVerbs = setOf(`deploy redeploy ship rollout roll promote install 部署 上线 发版`)
+
+// destinations introduce a transfer's destination.
+var destinations = setOf(`to into onto 到 至`)
+
 // derived reports whether w is a noun made from a lexicon verb ("deployment", "evaluation",
 // "installation", "uploader").
 func derived(w string) bool {
@@ -167,7 +175,11 @@ func (st *readState) han(i int, w string) {
 	}
 	// After the clause's verb and a word of its object, a Chinese verb describes the object
 	// ("查看 CI 里发布开源权重那个流程的日志": 发布 is the workflow's); conjunctions start a new clause.
-	object := len(st.cur.verbs) > 0 && len(st.cur.words) > 0 && !st.prevPreVerb
+	strong := false
+	for _, v := range st.cur.verbs {
+		strong = strong || !v.weak
+	}
+	object := strong && len(st.cur.words) > 0 && !st.prevPreVerb
 	if acts, ok := zhVerbs[w]; ok && !st.prevDet && !object && !(nounAlso[w] && compoundHeads[next]) {
 		if en := zhVerbEnglish[w]; st.r.custom[en] {
 			acts = append([]string{en}, acts...)
@@ -369,7 +381,16 @@ func (st *readState) plain(w string) {
 			return
 		}
 	}
-	if genericNouns[w] || genericNouns[s] || derived(s) || roleRef(st.next(st.at)) {
+	if roleRef(st.next(st.at)) {
+		// "use the firefighter role to deploy": the role is named, and what it is for is wanted.
+		st.cur.roleRef = true
+		if n := len(st.cur.verbs); n > 0 && st.cur.verbs[n-1].acts[0] == "use" {
+			st.cur.verbs = st.cur.verbs[:n-1]
+			st.expect = true
+		}
+		return
+	}
+	if genericNouns[w] || genericNouns[s] || derived(s) {
 		// A generic noun, a noun made from a verb ("deployment", "annotation"), or the name
 		// of a role ("the firefighter role"): never unknown.
 		st.expect, st.prevVerb, st.prevDet = false, false, false
