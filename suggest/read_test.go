@@ -114,7 +114,7 @@ func TestRead(t *testing.T) {
 		{"rotate the deploy key", want{needs: []string{"rotate,write,admin||deploy key"}}},
 		{"our evals need frontier-8", want{needs: []string{"read||eval frontier 8"}}},
 		{"run evals on frontier-7", want{needs: []string{"read,trigger,exec,use||frontier 7"}}},
-		{"read the release notes of frontier-8", want{needs: []string{"read||release frontier 8"}}},
+		{"read the release notes of frontier-8", want{needs: []string{"read||frontier 8"}}},
 		{"publish frontier-8", want{needs: []string{"write,trigger||frontier 8"}}},
 		{"get a shell in eval-staging", want{needs: []string{"exec,read||eval staging"}}},
 		// The lexicon, inflections, misspellings and the policy's own actions.

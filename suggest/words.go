@@ -93,6 +93,11 @@ var transferVerbs = setOf(`deploy redeploy ship rollout roll promote install 部
 // destinations introduce a transfer's destination.
 var destinations = setOf(`to into onto 到 至`)
 
+// propertyNouns name a property of a thing, not a thing: a verb-noun before one is not a
+// search word.
+var propertyNouns = setOf(`date dates time times history status progress state notes note count
+	number size 状态 记录 时间 日期 进度 历史 次数`)
+
 // derived reports whether w is a noun made from a lexicon verb ("deployment", "evaluation",
 // "installation", "uploader").
 func derived(w string) bool {
@@ -203,6 +208,9 @@ func (st *readState) han(i int, w string) {
 		st.expect, st.prevVerb, st.prevDet = false, false, false
 		return
 	}
+	if _, isVerb := zhVerbs[w]; isVerb && nounAlso[w] && propertyNouns[next] {
+		return // 发布状态: the release's status, not the release
+	}
 	if st.r.known(w) {
 		st.word(w)
 		return
@@ -274,8 +282,9 @@ func (st *readState) latin(i int, w string) {
 			st.verb(acts)
 			return
 		}
-		// A verb in noun position: a catalogue word, or nothing.
-		if s := stem(w); stopWords[w] || stopWords[s] {
+		// A verb in noun position: a catalogue word, or nothing. Before a property ("the publish
+		// date", "the deploy history") it says which property, not which resource.
+		if s := stem(w); stopWords[w] || stopWords[s] || (nounAlso[base] && propertyNouns[next]) {
 			st.expect, st.prevVerb, st.prevDet = false, false, false
 		} else if r.known(s) {
 			st.word(s)
