@@ -112,7 +112,11 @@ func newSearchIndex(pol *policy.Policy) *searchIndex {
 	for i, r := range ix.docs {
 		ix.last[i] = tokenize(r.Name[strings.LastIndexByte(r.Name, '/')+1:])
 	}
-	ix.buildNames()
+	nameTerms, descTerms := make([][]string, len(ix.docs)), make([][]string, len(ix.docs))
+	for i, r := range ix.docs {
+		nameTerms[i], descTerms[i] = tokenize(r.Name), tokenize(r.Description)
+	}
+	ix.buildNames(nameTerms, descTerms)
 	type fieldText struct {
 		weight float64
 		words  []string
@@ -133,12 +137,12 @@ func newSearchIndex(pol *policy.Policy) *searchIndex {
 			aliases = append(aliases, aliasTerms(ix.seg, a)...)
 		}
 		fields[i] = []fieldText{
-			{weightName, tokenize(r.Name)},
+			{weightName, nameTerms[i]},
 			{weightAlias, aliases},
 			{weightTag, tags},
 			{weightKind, tokenize(r.Kind)},
 			{weightOwner, owners},
-			{weightDescription, tokenize(r.Description)},
+			{weightDescription, descTerms[i]},
 		}
 		for f, ft := range fields[i] {
 			avg[f] += float64(len(ft.words))

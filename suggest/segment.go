@@ -132,7 +132,60 @@ func (s *segmenter) cut(han string) []string {
 	return out
 }
 
-func isHan(r rune) bool { return unicode.Is(unicode.Han, r) }
+func isHan(r rune) bool { return r >= 0x2E80 && unicode.Is(unicode.Han, r) }
+
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// scanASCII is scan for text of ASCII only (most names and descriptions), byte by byte.
+func scanASCII(text string) []rawToken {
+	var out []rawToken
+	word := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+	var b []byte
+	for i := 0; i < len(text); {
+		c := text[i]
+		switch {
+		case word(c):
+			b = b[:0]
+			j := i
+			for j < len(text) {
+				c := text[j]
+				if word(c) {
+					if c >= 'A' && c <= 'Z' {
+						c += 'a' - 'A'
+					}
+					b = append(b, c)
+					j++
+					continue
+				}
+				if j+1 < len(text) && word(text[j+1]) && (c == '\'' || strings.IndexByte(nameJoiners, c) >= 0) {
+					if c != '\'' {
+						b = append(b, c)
+					}
+					j++
+					continue
+				}
+				break
+			}
+			out = append(out, rawToken{string(b), tokWord})
+			i = j
+		case strings.IndexByte(boundaryPunct, c) >= 0:
+			if len(out) == 0 || out[len(out)-1].kind != tokPunct {
+				out = append(out, rawToken{string(c), tokPunct})
+			}
+			i++
+		default:
+			i++
+		}
+	}
+	return out
+}
 
 func hasHan(s string) bool {
 	for _, r := range s {
@@ -168,6 +221,14 @@ const nameJoiners = "-._/:"
 // scan splits a sentence into raw tokens. Apostrophes inside words are dropped ("don't" →
 // "dont"); a joiner is kept only between letters or digits.
 func (s *segmenter) scan(text string) []rawToken {
+	if ascii(text) {
+		return scanASCII(text)
+	}
+	return s.scanRunes(text)
+}
+
+// scanRunes is scan for any text.
+func (s *segmenter) scanRunes(text string) []rawToken {
 	text = strings.ToLower(text)
 	var out []rawToken
 	rs := []rune(text)

@@ -31,7 +31,7 @@ func aliasTerms(seg *segmenter, alias string) []string {
 
 // buildNames indexes every run of consecutive words (up to maxRun) of each resource's name and
 // aliases, and which resources a whole name's last segment or a whole alias names.
-func (ix *searchIndex) buildNames() {
+func (ix *searchIndex) buildNames(nameTerms, descTerms [][]string) {
 	ix.runs, ix.exact = map[string]bool{}, map[string][]string{}
 	ix.nameWords, ix.cooccur, ix.conj = map[string]bool{}, map[string]bool{}, map[string]bool{}
 	addRuns := func(words []string) {
@@ -47,15 +47,18 @@ func (ix *searchIndex) buildNames() {
 		}
 	}
 	for i, r := range ix.docs {
-		for _, text := range append([]string{r.Description}, r.Aliases...) {
-			ts := ix.seg.terms(text)
+		texts := [][]string{descTerms[i]}
+		for _, a := range r.Aliases {
+			texts = append(texts, ix.seg.terms(a))
+		}
+		for _, ts := range texts {
 			for k := 1; k+1 < len(ts); k++ {
 				if conjunctions[ts[k]] {
 					ix.conj[ts[k-1]+" "+ts[k]+" "+ts[k+1]] = true
 				}
 			}
 		}
-		nameTerms := ix.seg.terms(r.Name)
+		nameTerms := nameTerms[i]
 		addRuns(nameTerms)
 		addExact(strings.Join(ix.last[i], " "), r.Name)
 		// Which words and sizes or versions one resource has together.
