@@ -282,6 +282,9 @@ func (s *segmenter) scanRunes(text string) []rawToken {
 
 // nameParts splits a Latin word at its joiners ("frontier-7" → frontier, 7), each stemmed.
 func nameParts(w string) []string {
+	if strings.IndexAny(w, nameJoiners) < 0 {
+		return []string{stem(w)}
+	}
 	parts := strings.FieldsFunc(w, func(r rune) bool { return strings.ContainsRune(nameJoiners, r) })
 	for i, p := range parts {
 		parts[i] = stem(p)

@@ -34,10 +34,16 @@ func aliasTerms(seg *segmenter, alias string) []string {
 func (ix *searchIndex) buildNames(nameTerms, descTerms [][]string) {
 	ix.runs, ix.exact = map[string]bool{}, map[string][]string{}
 	ix.nameWords, ix.cooccur, ix.conj = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	var key strings.Builder
 	addRuns := func(words []string) {
 		for i := range words {
-			for j := i + 1; j <= len(words) && j-i <= maxRun; j++ {
-				ix.runs[strings.Join(words[i:j], " ")] = true
+			key.Reset()
+			for j := i; j < len(words) && j-i < maxRun; j++ {
+				if j > i {
+					key.WriteByte(' ')
+				}
+				key.WriteString(words[j])
+				ix.runs[key.String()] = true
 			}
 		}
 	}
