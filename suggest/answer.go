@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode"
 
+	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/policy"
 )
 
@@ -80,13 +81,15 @@ type answerVocab struct {
 	generic map[string]bool
 	// kinds are the words of the catalogue's resource kinds and first name segments.
 	kinds map[string]bool
+	// kindOf maps a resource to its own kind words.
+	kindOf map[string]map[string]bool
 	// ownerOnly maps a resource to the words that appear only in its owners' names: a hit on
 	// them says who owns it, not what it is.
 	ownerOnly map[string]map[string]bool
 }
 
 func newAnswerVocab(pol *policy.Policy) *answerVocab {
-	v := &answerVocab{generic: map[string]bool{}, kinds: map[string]bool{}, ownerOnly: map[string]map[string]bool{}}
+	v := &answerVocab{generic: map[string]bool{}, kinds: map[string]bool{}, kindOf: map[string]map[string]bool{}, ownerOnly: map[string]map[string]bool{}}
 	for _, w := range genericWords {
 		for _, t := range tokenize(w) {
 			v.generic[t] = true
@@ -96,15 +99,19 @@ func newAnswerVocab(pol *policy.Policy) *answerVocab {
 	for _, r := range pol.Resources() {
 		// A kind's head noun is generic ("annotation-queue": queue), not its modifiers, which
 		// identify resources of other kinds ("the annotation database").
+		own := map[string]bool{}
 		if kt := tokenize(r.Kind); len(kt) > 0 {
 			v.generic[kt[len(kt)-1]], v.kinds[kt[len(kt)-1]] = true, true
+			own[kt[len(kt)-1]] = true
 		}
 		if seg, _, ok := strings.Cut(r.Name, "/"); ok {
 			for _, t := range tokenize(seg) {
 				v.generic[t], v.kinds[t] = true, true
+				own[t] = true
 			}
 		}
-		own := map[string]bool{}
+		v.kindOf[r.Name] = own
+		own = map[string]bool{}
 		for _, o := range r.Owners {
 			for _, t := range tokenize(o) {
 				own[t] = true
@@ -122,6 +129,17 @@ func newAnswerVocab(pol *policy.Policy) *answerVocab {
 		}
 	}
 	return v
+}
+
+// ofKind reports whether r is of one of the kinds (its kind's head noun or its name's first
+// segment, or a synonym the reader folds to: "checkpoint" for "ckpt/", "weight").
+func (v *answerVocab) ofKind(r *policy.Resource, kinds map[string]bool) bool {
+	for k := range kinds {
+		if v.kindOf[r.Name][k] || v.kindOf[r.Name][stem(k)] {
+			return true
+		}
+	}
+	return false
 }
 
 // identifies reports whether a hit matched at least one word that says which resource it is:
@@ -358,6 +376,18 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, roleWords map[str
 			}
 		}
 		return out
+	}
+	if quantified(in.Text) && len(names) == 0 {
+		if prefs, _, _ := wanted(n, in.Excluded); len(prefs) > 0 {
+			if t, ok := e.answerAll(n, prefs, o); ok {
+				return needAnswer{status: StatusSuggested, target: t}
+			}
+		}
+	}
+	if len(strong) == 0 && len(names) == 0 && resolved == 0 && len(unknown) == 0 && quantified(in.Text) && e.onlyGeneric(n.Words) {
+		// "read every checkpoint we have, all models": a part made of generic words only
+		// restates another part of a request for everything of a kind.
+		return needAnswer{status: statusAside, nearest: nearest(hits), message: fmt.Sprintf("%q restates the request in generic words", strings.Join(n.Words, " "))}
 	}
 	if len(strong) == 0 && len(names) == 0 && resolved == 0 && !e.describesResource(n.Words) {
 		return needAnswer{status: statusAside, nearest: nearest(hits), message: fmt.Sprintf("%q describes no resource", strings.Join(n.Words, " "))}
@@ -694,6 +724,119 @@ func matchesSizes(words []string, h Hit) bool {
 		}
 	}
 	return true
+}
+
+// quantifierWords ask for every resource of a kind ("every checkpoint", "所有命名空间").
+var quantifierWords = map[string]bool{"all": true, "every": true, "each": true, "entire": true, "whole": true}
+
+var quantifierHan = []string{"所有", "全部", "每个", "全体", "一切"}
+
+// kindZh folds the Chinese words for kinds of resources to the English ones the catalogue's
+// kinds use.
+var kindZh = map[string]string{"命名空间": "namespace", "检查点": "checkpoint", "权重": "weight", "数据集": "dataset",
+	"语料": "corpus", "语料库": "corpus", "密钥": "secret", "流水线": "pipeline", "工作流": "workflow", "存储桶": "bucket",
+	"数据库": "database", "集群": "cluster", "看板": "dashboard", "日志": "logs"}
+
+// quantified reports whether text asks for all of something.
+func quantified(text string) bool {
+	for _, h := range quantifierHan {
+		if strings.Contains(text, h) {
+			return true
+		}
+	}
+	for _, w := range strings.FieldsFunc(strings.ToLower(text), func(r rune) bool { return !unicode.IsLetter(r) }) {
+		if quantifierWords[w] {
+			return true
+		}
+	}
+	return false
+}
+
+// onlyGeneric reports whether every word is generic (or a kind).
+func (e *Engine) onlyGeneric(words []string) bool {
+	for _, w := range words {
+		if !e.vocab.generic[w] && !headNouns[w] && kindZh[w] == "" {
+			return false
+		}
+	}
+	return len(words) > 0
+}
+
+// answerAll answers a need for every resource of a kind ("read every checkpoint", "读取全部天琴座
+// 检查点"): the resources of the kind its words name that match all its identifying words, and
+// the least privileged role granting a wanted action on every one of them. ok is false when the
+// need names no kind, fewer than two resources qualify, or no role covers them all (the need is
+// then answered as usual).
+func (e *Engine) answerAll(n Need, prefs []string, o RankOptions) (Target, bool) {
+	kinds := map[string]bool{}
+	var ids []string
+	for _, w := range n.Words {
+		switch {
+		case kindZh[w] != "":
+			kinds[kindZh[w]] = true
+		case e.vocab.kinds[w] || headNouns[w]:
+			kinds[w] = true
+		case !e.vocab.generic[w]:
+			ids = append(ids, w)
+		}
+	}
+	if len(kinds) == 0 {
+		return Target{}, false
+	}
+	// The resources each identifying word matches, by the search index's own matching (names,
+	// tags, aliases in any language, descriptions).
+	matching := map[string]map[string]bool{}
+	for _, w := range ids {
+		matching[w] = map[string]bool{}
+		for _, h := range e.search.search([]string{w}, 0) {
+			matching[w][h.Resource.Name] = true
+		}
+	}
+	var set []*policy.Resource
+	for _, r := range e.pol.Resources() {
+		if !e.vocab.ofKind(r, kinds) {
+			continue
+		}
+		all := true
+		for _, w := range ids {
+			all = all && matching[w][r.Name]
+		}
+		if all {
+			set = append(set, r)
+		}
+	}
+	if len(set) < 2 {
+		return Target{}, false
+	}
+	for _, a := range prefs {
+		rk, err := e.RankWith(set[0].Name, []string{a}, o)
+		if err != nil {
+			continue
+		}
+		var cands []*roleInfo
+		var kept []Candidate
+		for _, c := range rk.Candidates {
+			every := true
+			for _, r := range set[1:] {
+				every = every && authz.RoleAllows(e.pol, c.Role, a, r.Name)
+			}
+			if every {
+				cands = append(cands, e.roles[c.Role])
+				kept = append(kept, c)
+			}
+		}
+		if len(kept) == 0 {
+			continue
+		}
+		names := make([]string, len(set))
+		for i, r := range set {
+			names[i] = r.Name
+		}
+		rk.Candidates = kept
+		rk.Explanation = fmt.Sprintf("all %d resources asked for (%s): %s", len(set), strings.Join(names, ", "), explain(cands, rk))
+		return Target{Ranking: rk}, true
+	}
+	return Target{}, false
 }
 
 // resourceNounsZh are the Chinese words for kinds of resources.
