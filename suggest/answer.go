@@ -448,9 +448,18 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, roleWords map[str
 		}
 		return needAnswer{status: StatusNothingFits, nearest: nearest(strong), message: msg}
 	}
+	// Within the band, a resource the request names whole (its name, the last segment of it,
+	// an alias) fits one step better than a search match: "I need the anthropic api" is the
+	// egress host named so, not the key whose description says Anthropic.
+	fit := func(v viable) int {
+		if resolvedSet[v.t.Resource] {
+			return v.fit - 1
+		}
+		return v.fit
+	}
 	best := 0
 	for i, v := range vs {
-		if v.t.Score >= band*vs[0].t.Score && v.fit < vs[best].fit {
+		if v.t.Score >= band*vs[0].t.Score && fit(v) < fit(vs[best]) {
 			best = i
 		}
 	}
