@@ -695,10 +695,8 @@ func (e *Engine) roleWordsIn(text string) map[string]bool {
 		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._-:/", r)
 	}) {
 		tok = strings.Trim(tok, ".:-")
-		if _, ok := e.roles[tok]; !ok {
-			if _, err := e.pol.Requirement(tok); err != nil {
-				continue
-			}
+		if _, ok := e.pol.Role(tok); !ok {
+			continue
 		}
 		for _, w := range tokenize(tok) {
 			out[w] = true
@@ -797,8 +795,10 @@ func (e *Engine) answerAll(n Need, prefs []string, o RankOptions) (Target, bool)
 	matching := map[string]map[string]bool{}
 	for _, w := range ids {
 		matching[w] = map[string]bool{}
-		for _, h := range e.search.search([]string{w}, 0) {
-			matching[w][h.Resource.Name] = true
+		for term := range e.search.expand(w) {
+			for _, p := range e.search.postings[term] {
+				matching[w][e.search.docs[p.doc].Name] = true
+			}
 		}
 	}
 	var set []*policy.Resource
