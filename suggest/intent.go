@@ -197,6 +197,23 @@ func (r *reader) needs(st *readState) {
 			}
 		}
 	}
+	// A need named only by generic words ("排查一个慢请求" after "查看线上日志") says how, not what,
+	// when another need names something.
+	if len(out) > 1 {
+		var kept []built
+		for _, b := range out {
+			generic := len(b.Words) > 0
+			for _, w := range b.Words {
+				generic = generic && genericNouns[w] && !st.unkWords[w]
+			}
+			if !generic {
+				kept = append(kept, b)
+			}
+		}
+		if len(kept) > 0 {
+			out = kept
+		}
+	}
 	wanted := map[string]bool{}
 	for i := range out {
 		b := &out[i]

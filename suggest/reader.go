@@ -53,7 +53,13 @@ type clause struct {
 	excluded, emergency, state bool
 	pronoun                    bool // it, them, 它: the object is an earlier one
 	afterComma                 bool // the clause follows a comma
-	tokens                     int  // words read in the clause so far
+	// transfer: the clause's verb moves something somewhere (deploy, upload, push, send, 部署);
+	// payload counts its words and resources before "to"/"into"/到, the thing moved, which the
+	// destination replaces: "deploy the new build to the ams1 canary" is about the canary.
+	transfer            bool
+	payload, payloadRes int
+	payloadSet, roleRef bool
+	tokens              int // words read in the clause so far
 }
 
 // vocabulary is what the reader needs of a catalogue; nil reads without one (ParseIntent).
@@ -186,6 +192,9 @@ func (st *readState) endScope() {
 
 func (st *readState) endClause() {
 	st.endScope()
+	if c := st.cur; c.payloadSet && len(c.words) > c.payload {
+		c.words, c.resources = c.words[c.payload:], c.resources[min(c.payloadRes, len(c.resources)):]
+	}
 	st.clauses = append(st.clauses, st.cur)
 	st.cur = &clause{}
 	st.expect, st.prevVerb, st.prevDet, st.lightPrev = true, false, false, false
@@ -207,6 +216,11 @@ func (st *readState) verb(acts []string) {
 			st.in.Excluded = append(st.in.Excluded, acts[0])
 		}
 	} else {
+		if len(st.cur.verbs) == 0 && st.at < len(st.toks) {
+			w := st.toks[st.at].text
+			base, _, _ := lemma(w)
+			st.cur.transfer = transferVerbs[w] || transferVerbs[base]
+		}
 		st.cur.verbs = append(st.cur.verbs, verbUse{acts: acts, restrictive: st.scope == scopeRestrictive})
 	}
 	st.expect, st.prevVerb, st.prevDet = false, true, false
@@ -378,7 +392,10 @@ func (r *reader) read(text string) Intent {
 		if r.roles[w] && nameLike(w) {
 			continue // a role's name: people ask for access, not for a role by name
 		}
-		if purposeMarkers[w] || (w == "to" && (len(st.cur.verbs) > 0 || len(st.cur.words) > 0) && !st.prevPreVerb && st.toVerb(i+1)) ||
+		if destinations[w] && st.cur.transfer && len(st.cur.words) > 0 && !st.cur.payloadSet && !st.toVerb(i+1) {
+			st.cur.payload, st.cur.payloadRes, st.cur.payloadSet = len(st.cur.words), len(st.cur.resources), true
+		}
+		if purposeMarkers[w] || (w == "to" && (len(st.cur.verbs) > 0 || len(st.cur.words) > 0) && !st.prevPreVerb && !st.cur.roleRef && st.toVerb(i+1)) ||
 			(zhPurpose[w] && len(st.cur.verbs) > 0 && len(st.cur.words) > 0) {
 			st.purpose = true
 			continue

@@ -85,6 +85,19 @@ func chatTemplate(w string) bool {
 	return strings.HasPrefix(w, "im_") || w == "endoftext" || w == "eot_id" || w == "start_header_id" || w == "end_header_id"
 }
 
+// transferVerbs put a payload somewhere that is what access is needed to: "deploy X to Y",
+// "部署X到Y" need deploy on Y, whatever X is. (Writing X to Y keeps X's words: the payload often
+// says which store it is, "push the image to the registry".)
+var transferVerbs = setOf(`deploy redeploy ship rollout roll promote install 部署 上线 发版`)
+
+// destinations introduce a transfer's destination.
+var destinations = setOf(`to into onto 到 至`)
+
+// propertyNouns name a property of a thing, not a thing: a verb-noun before one is not a
+// search word.
+var propertyNouns = setOf(`date dates time times history status progress state notes note count
+	number size 状态 记录 时间 日期 进度 历史 次数`)
+
 // derived reports whether w is a noun made from a lexicon verb ("deployment", "evaluation",
 // "installation", "uploader").
 func derived(w string) bool {
@@ -167,7 +180,11 @@ func (st *readState) han(i int, w string) {
 	}
 	// After the clause's verb and a word of its object, a Chinese verb describes the object
 	// ("查看 CI 里发布开源权重那个流程的日志": 发布 is the workflow's); conjunctions start a new clause.
-	object := len(st.cur.verbs) > 0 && len(st.cur.words) > 0 && !st.prevPreVerb
+	strong := false
+	for _, v := range st.cur.verbs {
+		strong = strong || !v.weak
+	}
+	object := strong && len(st.cur.words) > 0 && !st.prevPreVerb
 	if acts, ok := zhVerbs[w]; ok && !st.prevDet && !object && !(nounAlso[w] && compoundHeads[next]) {
 		if en := zhVerbEnglish[w]; st.r.custom[en] {
 			acts = append([]string{en}, acts...)
@@ -190,6 +207,9 @@ func (st *readState) han(i int, w string) {
 	case stopWords[w] || durationUnits[w] || accessNouns[w]:
 		st.expect, st.prevVerb, st.prevDet = false, false, false
 		return
+	}
+	if _, isVerb := zhVerbs[w]; isVerb && nounAlso[w] && propertyNouns[next] {
+		return // 发布状态: the release's status, not the release
 	}
 	if st.r.known(w) {
 		st.word(w)
@@ -262,8 +282,9 @@ func (st *readState) latin(i int, w string) {
 			st.verb(acts)
 			return
 		}
-		// A verb in noun position: a catalogue word, or nothing.
-		if s := stem(w); stopWords[w] || stopWords[s] {
+		// A verb in noun position: a catalogue word, or nothing. Before a property ("the publish
+		// date", "the deploy history") it says which property, not which resource.
+		if s := stem(w); stopWords[w] || stopWords[s] || (nounAlso[base] && propertyNouns[next]) {
 			st.expect, st.prevVerb, st.prevDet = false, false, false
 		} else if r.known(s) {
 			st.word(s)
@@ -369,7 +390,16 @@ func (st *readState) plain(w string) {
 			return
 		}
 	}
-	if genericNouns[w] || genericNouns[s] || derived(s) || roleRef(st.next(st.at)) {
+	if roleRef(st.next(st.at)) {
+		// "use the firefighter role to deploy": the role is named, and what it is for is wanted.
+		st.cur.roleRef = true
+		if n := len(st.cur.verbs); n > 0 && st.cur.verbs[n-1].acts[0] == "use" {
+			st.cur.verbs = st.cur.verbs[:n-1]
+			st.expect = true
+		}
+		return
+	}
+	if genericNouns[w] || genericNouns[s] || derived(s) {
 		// A generic noun, a noun made from a verb ("deployment", "annotation"), or the name
 		// of a role ("the firefighter role"): never unknown.
 		st.expect, st.prevVerb, st.prevDet = false, false, false
@@ -391,6 +421,17 @@ func (st *readState) name(w string) {
 		}
 		return
 	}
+	// A size or version right after a name word must go with it: "orion 7b" is unknown when
+	// orion has only 13b, though vega has a 7b.
+	if strings.ContainsFunc(w, unicode.IsDigit) && st.lastWordAt == st.at-1 && st.lastWord != "" &&
+		!st.r.vocab.together(st.lastWord, parts) {
+		raw := st.toks[st.at-1].text + " " + w
+		if !strings.Contains(strings.ToLower(st.in.Text), raw) {
+			raw = w
+		}
+		st.unknownWord(raw, raw)
+		return
+	}
 	if len(parts) == 1 && !isNumber(parts[0]) && st.r.vocab.known(parts[0]) {
 		// One word of letters and digits the catalogue uses ("H100", "GSM8K"), in any field.
 		st.word(parts[0])
@@ -408,17 +449,6 @@ func (st *readState) name(w string) {
 	exact, ok := st.r.vocab.nameRun(fixed)
 	if !ok {
 		st.unknownWord(w, w)
-		return
-	}
-	// A size or version right after a name word must go with it: "orion 7b" is unknown when
-	// orion has only 13b, though vega has a 7b.
-	if strings.ContainsFunc(w, unicode.IsDigit) && st.lastWordAt == st.at-1 && st.lastWord != "" &&
-		!st.r.vocab.together(st.lastWord, fixed) {
-		raw := st.toks[st.at-1].text + " " + w
-		if !strings.Contains(strings.ToLower(st.in.Text), raw) {
-			raw = w
-		}
-		st.unknownWord(raw, raw)
 		return
 	}
 	for _, p := range fixed {
