@@ -606,6 +606,20 @@ func TestRequestSetByResources(t *testing.T) {
 	if n := mine(); n != 0 || r.ledgerSize() != before {
 		t.Fatalf("refused sets filed %d requests, wrote %d ledger entries", n, r.ledgerSize()-before)
 	}
+	// Filing fails part way: 12h is within the dataset's policy (24h) but not the weights' (8h).
+	// The dataset's request, filed first, is cancelled, and the error says so.
+	_, err = alice.CreateRequests(ctx, api.CreateRequestBody{Resources: []string{"datasets/eval-suite-v3", "weights/frontier-7"}, Action: "read", Reason: "x", Duration: "12h"})
+	if !errors.As(err, &se) || se.Status != 400 || !strings.Contains(se.Message, "requesting weights-reader-frontier-7 (for weights/frontier-7): duration") || !strings.Contains(se.Message, "were cancelled") {
+		t.Fatalf("a set failing part way: %v", err)
+	}
+	pending, err := alice.ListRequests(ctx, "mine", []string{"pending"}, 0)
+	if err != nil || len(pending) != 0 {
+		t.Fatalf("a set failing part way left %d pending requests: %+v %v", len(pending), pending, err)
+	}
+	if r.ledgerSize() != before+2 { // the dataset's request, and its cancellation
+		t.Fatalf("a set failing part way wrote %d ledger entries; want 2 (filed, cancelled)", r.ledgerSize()-before)
+	}
+	before = r.ledgerSize()
 
 	out, err := alice.CreateRequests(ctx, api.CreateRequestBody{Resources: []string{"weights/frontier-7", "datasets/eval-suite-v3"}, Action: "read", Reason: "eval run 4412", Duration: "2h"})
 	if err != nil || len(out.Requests) != 2 {
@@ -617,8 +631,8 @@ func TestRequestSetByResources(t *testing.T) {
 			t.Errorf("request %d: %+v", i, c)
 		}
 	}
-	if n := mine(); n != 2 || r.ledgerSize() != before+2 {
-		t.Fatalf("request set filed %d requests, wrote %d ledger entries; want 2 and 2", n, r.ledgerSize()-before)
+	if n := mine(); n != 3 || r.ledgerSize() != before+2 {
+		t.Fatalf("request set: %d requests of alice's (the cancelled one and two new), %d new ledger entries; want 3 and 2", n, r.ledgerSize()-before)
 	}
 	// The raw answer is {"requests": [...]}.
 	status, m := r.raw("POST", "/v1/requests", alice.Token, "application/json", []byte(`{"resources":["weights/frontier-7"],"action":"write","reason":"x"}`))

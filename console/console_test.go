@@ -412,6 +412,10 @@ func TestSuggestionOutcomes(t *testing.T) {
 	if r.status != http.StatusOK || !strings.Contains(r.body, "No role fits") || !strings.Contains(r.body, "Not understood: <strong>zephyr") || strings.Contains(r.body, `class="button" href="/request?role=`) {
 		t.Fatalf("not understood: %d\n%s", r.status, r.body)
 	}
+	r = alice.get("/request?q=" + url.QueryEscape("read the frontier-7 weights and read the eval suite dataset"))
+	if r.status != http.StatusOK || !strings.Contains(r.body, "for each need") || !strings.Contains(r.body, "Request weights-reader-frontier-7") || !strings.Contains(r.body, "Request dataset-reader-eval-suite-v3") {
+		t.Fatalf("two needs: %d\n%s", r.status, r.body)
+	}
 }
 
 // TestExpiredAccessTokenIsRefreshed: past the access token's life the console refreshes the

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode"
 
+	"rampart.dev/rampart/authz"
 	"rampart.dev/rampart/policy"
 )
 
@@ -55,95 +55,6 @@ const band = 0.8
 
 // nearestMax is how many resources an answer that suggests nothing names as nearest.
 const nearestMax = 3
-
-// genericWords never identify a resource by themselves: a match on them alone (or on a number,
-// or on a team that owns the resource) is not a match. The catalogue adds the words of every
-// resource kind and of every name's first path segment ("weights/", "datasets/").
-var genericWords = []string{
-	"model", "models", "weight", "checkpoint", "ckpt", "data", "dataset", "set", "file", "files",
-	"key", "secret", "token", "credential", "api", "service", "server", "cluster", "namespace",
-	"pipeline", "bucket", "database", "db", "host", "endpoint", "repo", "repository", "resource",
-	"prod", "production", "thing", "stuff", "system", "storage", "store",
-	"模型", "权重", "数据", "数据集", "检查点", "密钥", "令牌", "凭据", "接口", "服务", "集群",
-	"命名空间", "流水线", "存储桶", "数据库", "资源", "文件", "生产",
-	// Words about roles and instructions, which a request (or a description written to steer a
-	// model) uses to ask for a role by name: they never identify a resource.
-	"role", "rule", "permission", "privilege", "policy", "admin", "administrator", "instruction",
-	"prompt", "assistant", "user", "answer", "choice", "everything", "anything", "ignore",
-	"disregard", "forget", "override", "bypass", "skip", "pretend", "respond", "reply", "output",
-	"choose", "pick", "select", "recommend", "suggest", "approve", "grant", "give",
-	"角色", "权限", "规则", "指令", "管理员", "忽略",
-}
-
-// answerVocab is what the answerer knows about the catalogue's words beyond the search index.
-type answerVocab struct {
-	generic map[string]bool
-	// kinds are the words of the catalogue's resource kinds and first name segments.
-	kinds map[string]bool
-	// ownerOnly maps a resource to the words that appear only in its owners' names: a hit on
-	// them says who owns it, not what it is.
-	ownerOnly map[string]map[string]bool
-}
-
-func newAnswerVocab(pol *policy.Policy) *answerVocab {
-	v := &answerVocab{generic: map[string]bool{}, kinds: map[string]bool{}, ownerOnly: map[string]map[string]bool{}}
-	for _, w := range genericWords {
-		for _, t := range tokenize(w) {
-			v.generic[t] = true
-		}
-		v.generic[w] = true
-	}
-	for _, r := range pol.Resources() {
-		// A kind's head noun is generic ("annotation-queue": queue), not its modifiers, which
-		// identify resources of other kinds ("the annotation database").
-		if kt := tokenize(r.Kind); len(kt) > 0 {
-			v.generic[kt[len(kt)-1]], v.kinds[kt[len(kt)-1]] = true, true
-		}
-		if seg, _, ok := strings.Cut(r.Name, "/"); ok {
-			for _, t := range tokenize(seg) {
-				v.generic[t], v.kinds[t] = true, true
-			}
-		}
-		own := map[string]bool{}
-		for _, o := range r.Owners {
-			for _, t := range tokenize(o) {
-				own[t] = true
-			}
-		}
-		if len(own) == 0 {
-			continue
-		}
-		text := r.Name + " " + r.Kind + " " + r.Description + " " + strings.Join(r.Tags, " ")
-		for _, t := range tokenize(text) {
-			delete(own, t)
-		}
-		if len(own) > 0 {
-			v.ownerOnly[r.Name] = own
-		}
-	}
-	return v
-}
-
-// identifies reports whether a hit matched at least one word that says which resource it is:
-// not a number, not a generic word, not a word only its owners' names use.
-func (v *answerVocab) identifies(h Hit) bool {
-	for _, t := range h.Matched {
-		if allDigits(t) || v.generic[t] || v.ownerOnly[h.Resource.Name][t] {
-			continue
-		}
-		return true
-	}
-	return false
-}
-
-func allDigits(s string) bool {
-	for _, r := range s {
-		if !unicode.IsDigit(r) {
-			return false
-		}
-	}
-	return s != ""
-}
 
 // Suggest reads a sentence (Read) and answers it (Answer). The error is only for unusable
 // input: too long, or no words at all.
@@ -359,6 +270,18 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, roleWords map[str
 		}
 		return out
 	}
+	if quantified(in.Text) && len(names) == 0 {
+		if prefs, _, _ := wanted(n, in.Excluded); len(prefs) > 0 {
+			if t, ok := e.answerAll(n, prefs, o); ok {
+				return needAnswer{status: StatusSuggested, target: t}
+			}
+		}
+	}
+	if len(strong) == 0 && len(names) == 0 && resolved == 0 && len(unknown) == 0 && quantified(in.Text) && e.onlyGeneric(n.Words) {
+		// "read every checkpoint we have, all models": a part made of generic words only
+		// restates another part of a request for everything of a kind.
+		return needAnswer{status: statusAside, nearest: nearest(hits), message: fmt.Sprintf("%q restates the request in generic words", strings.Join(n.Words, " "))}
+	}
 	if len(strong) == 0 && len(names) == 0 && resolved == 0 && !e.describesResource(n.Words) {
 		return needAnswer{status: statusAside, nearest: nearest(hits), message: fmt.Sprintf("%q describes no resource", strings.Join(n.Words, " "))}
 	}
@@ -418,9 +341,18 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, roleWords map[str
 		}
 		return needAnswer{status: StatusNothingFits, nearest: nearest(strong), message: msg}
 	}
+	// Within the band, a resource the request names whole (its name, the last segment of it,
+	// an alias) fits one step better than a search match: "I need the anthropic api" is the
+	// egress host named so, not the key whose description says Anthropic.
+	fit := func(v viable) int {
+		if resolvedSet[v.t.Resource] {
+			return v.fit - 1
+		}
+		return v.fit
+	}
 	best := 0
 	for i, v := range vs {
-		if v.t.Score >= band*vs[0].t.Score && v.fit < vs[best].fit {
+		if v.t.Score >= band*vs[0].t.Score && fit(v) < fit(vs[best]) {
 			best = i
 		}
 	}
@@ -561,72 +493,6 @@ func (e *Engine) privilegeOf(roles ...string) float64 {
 	return sum
 }
 
-// writtenAsName reports whether an unknown word is written like a name in text: part of a token
-// that mixes letters and digits ("zephyr-9", "gpt4o", "atlas-3") other than a duration ("8h",
-// "30min"), part of a dotted host name ("api.example.com"), or capitalised inside the sentence
-// ("the Zephyr weights"; not a word in capitals only, which is as often shouting). Such a word names the thing asked for, so the need is not
-// answered from its other words.
-func writtenAsName(word, text string) bool {
-	first := true
-	for _, tok := range strings.FieldsFunc(text, func(r rune) bool {
-		return unicode.IsSpace(r) || strings.ContainsRune(`,;:!?()[]{}"'`, r)
-	}) {
-		isFirst := first
-		first = strings.HasSuffix(tok, ".")
-		tok = strings.TrimRight(tok, ".")
-		if !hasString(tokenize(tok), word) {
-			continue
-		}
-		letters, digits, upper, lower := false, false, false, false
-		for i, r := range tok {
-			letters = letters || unicode.IsLetter(r)
-			digits = digits || unicode.IsDigit(r)
-			upper = upper || (unicode.IsUpper(r) && (i > 0 || !isFirst))
-			lower = lower || unicode.IsLower(r)
-		}
-		// Capitals mark a name when the word also has small letters ("Zephyr", "ZephyrNet");
-		// a word in capitals only is as often shouting ("SYSTEM OVERRIDE", "EMERGENCY").
-		upper = upper && lower
-		switch {
-		case letters && digits && !isDurationToken(tok):
-			return true
-		case hostLike(tok):
-			return true
-		case upper:
-			return true
-		}
-	}
-	return false
-}
-
-// hostLike reports whether tok is a dotted name such as "api.mistral.ai": at least two parts of
-// two or more letters or digits ("P.S." is not).
-func hostLike(tok string) bool {
-	parts := strings.Split(strings.ToLower(tok), ".")
-	if len(parts) < 2 {
-		return false
-	}
-	for _, p := range parts {
-		if len(p) < 2 {
-			return false
-		}
-	}
-	return true
-}
-
-// isDurationToken reports whether tok reads as an amount of time ("8h", "30min", "2days").
-func isDurationToken(tok string) bool {
-	i := strings.IndexFunc(tok, func(r rune) bool { return !unicode.IsDigit(r) })
-	if i <= 0 {
-		return false
-	}
-	switch strings.ToLower(tok[i:]) {
-	case "s", "m", "h", "d", "w", "min", "mins", "hr", "hrs", "hour", "hours", "day", "days", "week", "weeks":
-		return true
-	}
-	return false
-}
-
 func notUnderstood(words, nearest []string) string {
 	verb, it := "matches", "it"
 	if len(words) > 1 {
@@ -647,69 +513,83 @@ func quoteJoin(words []string) string {
 	return joinAnd(q)
 }
 
-// roleWordsIn returns the words of the roles the text names ("give me platform.admin"): such
-// words are about a role, not a resource.
-func (e *Engine) roleWordsIn(text string) map[string]bool {
-	out := map[string]bool{}
-	lower := strings.ToLower(text)
-	for _, tok := range strings.FieldsFunc(lower, func(r rune) bool {
-		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._-:/", r)
-	}) {
-		tok = strings.Trim(tok, ".:-")
-		if _, ok := e.roles[tok]; !ok {
-			if _, err := e.pol.Requirement(tok); err != nil {
-				continue
+// answerAll answers a need for every resource of a kind ("read every checkpoint", "读取全部天琴座
+// 检查点"): the resources of the kind its words name that match all its identifying words, and
+// the least privileged role granting a wanted action on every one of them. ok is false when the
+// need names no kind, fewer than two resources qualify, or no role covers them all (the need is
+// then answered as usual).
+func (e *Engine) answerAll(n Need, prefs []string, o RankOptions) (Target, bool) {
+	kinds := map[string]bool{}
+	var ids []string
+	for _, w := range n.Words {
+		switch {
+		case kindZh[w] != "":
+			kinds[kindZh[w]] = true
+		case e.vocab.kinds[w] || headNouns[w]:
+			kinds[w] = true
+		case !e.vocab.generic[w]:
+			ids = append(ids, w)
+		}
+	}
+	if len(kinds) == 0 {
+		return Target{}, false
+	}
+	// The resources each identifying word matches, by the search index's own matching (names,
+	// tags, aliases in any language, descriptions).
+	matching := map[string]map[string]bool{}
+	for _, w := range ids {
+		matching[w] = map[string]bool{}
+		for term := range e.search.expand(w) {
+			for _, p := range e.search.postings[term] {
+				matching[w][e.search.docs[p.doc].Name] = true
 			}
 		}
-		for _, w := range tokenize(tok) {
-			out[w] = true
-		}
-		for _, w := range strings.FieldsFunc(tok, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
-			out[w], out[stem(w)] = true, true
-		}
 	}
-	return out
-}
-
-// matchesSizes reports whether a hit matched every version or size the need names ("7b",
-// "v4", "12": a word with a digit, not a duration) together with the name word written just
-// before it ("orion 7b"): "the orion 7b checkpoint" is neither orion-13b nor vega-7b.
-func matchesSizes(words []string, h Hit) bool {
-	matched := map[string]bool{}
-	for _, t := range h.Matched {
-		matched[t] = true
-	}
-	for i, w := range words {
-		if !strings.ContainsFunc(w, unicode.IsDigit) || isDurationToken(w) {
+	var set []*policy.Resource
+	for _, r := range e.pol.Resources() {
+		if !e.vocab.ofKind(r, kinds) {
 			continue
 		}
-		if !matched[w] && !matched[stem(w)] {
-			return false
+		all := true
+		for _, w := range ids {
+			all = all && matching[w][r.Name]
 		}
-		if i == 0 {
+		if all {
+			set = append(set, r)
+		}
+	}
+	if len(set) < 2 {
+		return Target{}, false
+	}
+	for _, a := range prefs {
+		rk, err := e.RankWith(set[0].Name, []string{a}, o)
+		if err != nil {
 			continue
 		}
-		if p := words[i-1]; !strings.ContainsFunc(p, unicode.IsDigit) && !matched[p] && !matched[stem(p)] {
-			return false
+		var cands []*roleInfo
+		var kept []Candidate
+		for _, c := range rk.Candidates {
+			every := true
+			for _, r := range set[1:] {
+				every = every && authz.RoleAllows(e.pol, c.Role, a, r.Name)
+			}
+			if every {
+				cands = append(cands, e.roles[c.Role])
+				kept = append(kept, c)
+			}
 		}
-	}
-	return true
-}
-
-// resourceNounsZh are the Chinese words for kinds of resources.
-var resourceNounsZh = map[string]bool{"模型": true, "权重": true, "数据": true, "数据集": true, "检查点": true, "密钥": true,
-	"令牌": true, "接口": true, "集群": true, "命名空间": true, "流水线": true, "存储桶": true, "数据库": true, "语料": true, "日志": true}
-
-// describesResource reports whether some word of a need is a word for a kind of resource
-// ("weights", "checkpoint", "dataset", "cluster", 模型…): a need with one that matches nothing
-// is a resource the catalogue does not have, not a fragment of the sentence.
-func (e *Engine) describesResource(words []string) bool {
-	for _, w := range words {
-		if e.vocab.kinds[w] || headNouns[w] || resourceNounsZh[w] {
-			return true
+		if len(kept) == 0 {
+			continue
 		}
+		names := make([]string, len(set))
+		for i, r := range set {
+			names[i] = r.Name
+		}
+		rk.Candidates = kept
+		rk.Explanation = fmt.Sprintf("all %d resources asked for (%s): %s", len(set), strings.Join(names, ", "), explain(cands, rk))
+		return Target{Ranking: rk}, true
 	}
-	return false
+	return Target{}, false
 }
 
 // isUnknown reports whether the need word w is one of the reader's unknown words (which are

@@ -74,6 +74,27 @@ func TestUnknownNounsAreNotAnsweredFromOtherWords(t *testing.T) {
 	}
 }
 
+// TestEveryResourceOfAKind: "all" or "every" with a kind asks for every resource of that kind
+// the other words match, and gets the least privileged role covering them all; without the
+// quantifier, the best match alone.
+func TestEveryResourceOfAKind(t *testing.T) {
+	e := catalogue(t)
+	s := e.Answer(suggest.Intent{Text: "read all frontier-7 weights", Needs: []suggest.Need{need("read", "frontier", "7", "weight")}})
+	if s.Status != suggest.StatusSuggested || s.Target.Candidates[0].Role != "weights-reader-frontier-7-all" ||
+		!strings.Contains(s.Target.Explanation, "all 2 resources asked for (weights/frontier-7, weights/frontier-7-rlhf)") {
+		t.Fatalf("all frontier-7: %+v", s.Target)
+	}
+	for _, c := range s.Target.Candidates {
+		if c.Role == "weights-reader-frontier-7" {
+			t.Fatalf("a role that does not cover every resource is a candidate: %+v", s.Target.Candidates)
+		}
+	}
+	s = e.Answer(suggest.Intent{Text: "read the frontier-7 weights", Needs: []suggest.Need{need("read", "frontier", "7", "weight")}})
+	if s.Status != suggest.StatusSuggested || s.Target.Candidates[0].Role != "weights-reader-frontier-7" {
+		t.Fatalf("frontier-7: %+v", s.Target)
+	}
+}
+
 // TestMultiNeed: several needs get one least-privileged role each, in need order, deduplicated;
 // if one part has no role the whole answer says so and suggests none; needs on one resource
 // share a role when that is no more privilege than their separate roles.

@@ -1,13 +1,17 @@
 // Package suggest finds resources and recommends the least privileged role that gives the access
 // someone needs: ranked text search over the catalogue, candidate roles established by the
-// decision engine itself (authz.RoleAllows), a privilege ranking with an explanation, and a
-// deterministic reading of natural-language intent.
+// decision engine itself (authz.RoleAllows), a privilege ranking that weighs actions by the
+// sensitivity of what they reach (rank.go), and a deterministic reading (Engine.Read) and
+// answering (Engine.Answer) of sentences in English and Chinese. An answer is suggested (a role
+// per need), nothing_fits or not_understood; it is never built from words that matched nothing,
+// and break-glass roles are candidates only for a stated emergency.
 //
 // An optional language model (the Chooser interface, implemented by suggest/llm) may choose
-// among the candidates, but its answer is verified — it must be a candidate, grant what is
-// needed, and have no strictly smaller candidate — and any failure, timeout or refusal falls
-// back to the deterministic ranking and says so. Suggestions grant nothing: a request still
-// needs every approval its policy asks for.
+// among each need's candidates, but its answer is verified (Engine.Verify: a candidate that
+// grants what is needed, with no more privilege than the deterministic choice, not break-glass
+// and not granting an excluded action unless that choice does) and any failure, timeout or
+// refusal falls back to the deterministic ranking and says so. Suggestions grant nothing: a
+// request still needs every approval its policy asks for.
 package suggest
 
 import (

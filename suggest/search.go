@@ -2,6 +2,8 @@ package suggest
 
 import (
 	"math"
+	"math/bits"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -54,6 +56,7 @@ type posting struct {
 type searchIndex struct {
 	docs     []*policy.Resource
 	last     [][]string // per resource, the words of the last segment of its name
+	lastN    []int      // per resource, how many distinct words last holds
 	postings map[string][]posting
 	idf      map[string]float64
 	deletes  map[string][]string // a term with one character deleted → terms
@@ -111,6 +114,11 @@ func newSearchIndex(pol *policy.Policy) *searchIndex {
 	ix.last = make([][]string, len(ix.docs))
 	for i, r := range ix.docs {
 		ix.last[i] = tokenize(r.Name[strings.LastIndexByte(r.Name, '/')+1:])
+		distinct := map[string]bool{}
+		for _, w := range ix.last[i] {
+			distinct[w] = true
+		}
+		ix.lastN = append(ix.lastN, len(distinct))
 	}
 	nameTerms, descTerms := make([][]string, len(ix.docs)), make([][]string, len(ix.docs))
 	for i, r := range ix.docs {
@@ -316,7 +324,9 @@ func (ix *searchIndex) search(words []string, limit int) []Hit {
 	all := make([]scored, len(sc.touched))
 	for i, d := range sc.touched {
 		s := sc.scores[d]
-		if covers(asked, ix.last[d]) {
+		// Every word of the name asked for means the resource matched that many terms: most
+		// resources a common word touched are ruled out by a bit count.
+		if bits.OnesCount64(sc.terms[d]) >= ix.lastN[d] && covers(asked, ix.last[d]) {
 			s *= nameBonus
 		}
 		all[i] = scored{d, s}
@@ -327,7 +337,46 @@ func (ix *searchIndex) search(words []string, limit int) []Hit {
 		}
 		return ix.docs[a.doc].Name < ix.docs[b.doc].Name
 	}
-	sort.Slice(all, func(i, j int) bool { return better(all[i], all[j]) })
+	if limit > 0 && len(all) > 4*limit {
+		// Only the best limit are wanted: keep them in a bounded min-heap (n log limit) rather
+		// than sorting every resource a common word touched.
+		top := all[:0:0]
+		for _, a := range all {
+			switch {
+			case len(top) < limit:
+				top = append(top, a)
+				for i := len(top) - 1; i > 0 && better(top[(i-1)/2], top[i]); i = (i - 1) / 2 {
+					top[i], top[(i-1)/2] = top[(i-1)/2], top[i]
+				}
+			case better(a, top[0]):
+				top[0] = a
+				for i := 0; ; {
+					l, r, m := 2*i+1, 2*i+2, i
+					if l < len(top) && better(top[m], top[l]) {
+						m = l
+					}
+					if r < len(top) && better(top[m], top[r]) {
+						m = r
+					}
+					if m == i {
+						break
+					}
+					top[i], top[m] = top[m], top[i]
+					i = m
+				}
+			}
+		}
+		all = top
+	}
+	slices.SortFunc(all, func(a, b scored) int {
+		switch {
+		case better(a, b):
+			return -1
+		case better(b, a):
+			return 1
+		}
+		return 0
+	})
 	if limit > 0 && len(all) > limit {
 		all = all[:limit]
 	}

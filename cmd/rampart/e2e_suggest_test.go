@@ -52,6 +52,22 @@ func TestSuggestOutcomes(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.out), &adv); r.code != 4 || err != nil || adv.Status != "not_understood" || len(adv.Roles) != 0 || len(adv.Unknown) == 0 {
 		t.Errorf("not understood, json: exit %d %+v %v\n%s", r.code, adv, err, r.out)
 	}
+
+	// suggest eval without --policy asks the server: sets, none (an intent not understood, a
+	// resource with no role for the action (422), a resource not in the catalogue (404)).
+	file := filepath.Join(t.TempDir(), "eval.yaml")
+	if err := os.WriteFile(file, []byte(`cases:
+- {intent: "read the frontier-7 weights", expect: weights-reader-frontier-7, category: plain}
+- {intent: "read the zephyr-9 weights", expect: none, category: unknown-noun}
+- {intent: "read the frontier-7 weights and read the eval suite dataset", expect: [dataset-reader-eval-suite-v3, weights-reader-frontier-7], category: multi-need}
+- {resource: weights/frontier-7, action: exec, expect: none, category: resource-action}
+- {resource: weights/frontier-77, action: read, expect: none, category: resource-action}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := c.ok("suggest", "eval", file, "--min", "1", "--min-category", "1"); !strings.Contains(out, "accuracy: 100.0% (5 of 5)") {
+		t.Errorf("remote eval: %s", out)
+	}
 }
 
 // request create with several --resource files one request per distinct role, together.
