@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -337,7 +339,7 @@ func TestCheckFailsClosedWhenIndexStale(t *testing.T) {
 }
 
 func FuzzDecodeCreateRequest(f *testing.F) {
-	for _, s := range []string{`{"role":"r","reason":"x"}`, `{"role":"r","reason":"x","duration":"2h","break_glass":true}`, `{`, `[]`, `{"role":null}`, `{"role":"a"}{}`, `"x"`} {
+	for _, s := range []string{`{"role":"r","reason":"x"}`, `{"role":"r","reason":"x","duration":"2h","break_glass":true}`, `{`, `[]`, `{"role":null}`, `{"role":"a"}{}`, `"x"`, `{"resources":["a/b","c"],"action":"read","reason":"x"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -347,7 +349,7 @@ func FuzzDecodeCreateRequest(f *testing.F) {
 			// Anything accepted must round-trip through the same strict decoder.
 			out, _ := json.Marshal(b)
 			var b2 api.CreateRequestBody
-			if err := api.DecodeJSON(bytes.NewReader(out), &b2); err != nil || b2 != b {
+			if err := api.DecodeJSON(bytes.NewReader(out), &b2); err != nil || !reflect.DeepEqual(b2, b) {
 				t.Fatalf("accepted %q but its re-encoding %q gives %v %+v", body, out, err, b2)
 			}
 			return
@@ -531,6 +533,21 @@ func TestSearchSuggestAndRequestByResource(t *testing.T) {
 	if !errors.As(err, &se) || se.Status != 422 || se.Code != "no_candidate" || !strings.Contains(se.Message, "weights-owners (bob, carol)") {
 		t.Fatalf("no candidate: %v", err)
 	}
+	// A resource not in the catalogue is not found, with the closest name.
+	_, err = alice.Suggest(ctx, api.SuggestBody{Resource: "weights/frontier-77", Actions: []string{"read"}})
+	if !errors.As(err, &se) || se.Status != 404 || se.Code != "not_found" || !strings.Contains(se.Message, `did you mean "weights/frontier-7"`) {
+		t.Fatalf("unknown resource: %v", err)
+	}
+	// An intent answers with its status and the roles to request.
+	if adv, err := alice.Suggest(ctx, api.SuggestBody{Intent: "read the frontier-7 weights"}); err != nil || adv.Status != "suggested" || len(adv.Roles) != 1 || adv.Roles[0] != "weights-reader-frontier-7" {
+		t.Fatalf("status and roles: %+v %v", adv, err)
+	}
+	// A model that is not in the catalogue is an answer (200) that suggests nothing and says why.
+	status, m = r.raw("POST", "/v1/suggest", alice.Token, "application/json", []byte(`{"intent":"read the zephyr-9 weights"}`))
+	if roles, _ := m["roles"].([]any); status != 200 || m["status"] != "not_understood" || roles == nil || len(roles) != 0 || m["role"].(map[string]any)["role"] != "" ||
+		m["candidates"] == nil || !strings.Contains(fmt.Sprint(m["unknown"]), "zephyr") || m["message"] == "" {
+		t.Fatalf("not understood: %d %v", status, m)
+	}
 	before := r.ledgerSize()
 	c, err := alice.CreateRequest(ctx, api.CreateRequestBody{Resource: "weights/frontier-7", Action: "read", Reason: "eval run 4411"})
 	if err != nil || c.Request.Role != "weights-reader-frontier-7" || c.Suggestion == nil || c.Suggestion.Role.Role != c.Request.Role {
@@ -541,6 +558,86 @@ func TestSearchSuggestAndRequestByResource(t *testing.T) {
 	}
 	if _, err := alice.CreateRequest(ctx, api.CreateRequestBody{Role: "weights-reader-frontier-7", Resource: "weights/frontier-7", Action: "read", Reason: "x"}); !api.IsStatus(err, 400) {
 		t.Fatalf("role and resource together: %v", err)
+	}
+}
+
+// An action on several resources files one request per distinct suggested role, and only when
+// every resource has one: a resource without a role, or not in the catalogue, files nothing.
+func TestRequestSetByResources(t *testing.T) {
+	r := newRig(t, false)
+	ctx := context.Background()
+	alice := r.client("alice")
+	before := r.ledgerSize()
+	mine := func() int {
+		rs, err := alice.ListRequests(ctx, "mine", nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rs)
+	}
+	// Refused before anything is suggested or filed.
+	for _, c := range []struct {
+		b    api.CreateRequestBody
+		want string
+	}{
+		{api.CreateRequestBody{Resources: []string{"weights/frontier-7"}, Reason: "x"}, `field "resources" needs field "action"`},
+		{api.CreateRequestBody{Resources: []string{"weights/frontier-7"}, Role: "weights-reader-frontier-7", Action: "read", Reason: "x"}, "not several of these"},
+		{api.CreateRequestBody{Resources: []string{"weights/frontier-7"}, Resource: "datasets/eval-suite-v3", Action: "read", Reason: "x"}, "not several of these"},
+		{api.CreateRequestBody{Resources: []string{"weights/frontier-7", "weights/frontier-7"}, Action: "read", Reason: "x"}, `field "resources[1]": weights/frontier-7 is listed twice`},
+		{api.CreateRequestBody{Resources: []string{"weights/frontier-7"}, Action: "read", Reason: "x", BreakGlass: true}, "break-glass takes one role at a time"},
+		{api.CreateRequestBody{Resources: []string{"Weights/X"}, Action: "read", Reason: "x"}, `field "resources[0]"`},
+	} {
+		_, err := alice.CreateRequests(ctx, c.b)
+		var se *api.ServerError
+		if !errors.As(err, &se) || se.Status != 400 || !strings.Contains(se.Message, c.want) {
+			t.Errorf("%+v: %v, want 400 %q", c.b, err, c.want)
+		}
+	}
+	// The second resource has no role for delete; the first has one, and is not filed either.
+	_, err := alice.CreateRequests(ctx, api.CreateRequestBody{Resources: []string{"weights/frontier-7", "datasets/eval-suite-v3"}, Action: "delete", Reason: "x"})
+	var se *api.ServerError
+	if !errors.As(err, &se) || se.Status != 422 || se.Code != "no_candidate" || !strings.Contains(se.Message, "resources[1] datasets/eval-suite-v3: no requestable role grants delete") || !strings.Contains(se.Message, "nothing was requested") {
+		t.Fatalf("a resource without a role: %v", err)
+	}
+	_, err = alice.CreateRequests(ctx, api.CreateRequestBody{Resources: []string{"weights/frontier-7", "weights/frontier-77"}, Action: "read", Reason: "x"})
+	if !errors.As(err, &se) || se.Status != 404 || se.Code != "not_found" || !strings.Contains(se.Message, "resources[1] weights/frontier-77:") {
+		t.Fatalf("a resource not in the catalogue: %v", err)
+	}
+	if n := mine(); n != 0 || r.ledgerSize() != before {
+		t.Fatalf("refused sets filed %d requests, wrote %d ledger entries", n, r.ledgerSize()-before)
+	}
+	// Filing fails part way: 12h is within the dataset's policy (24h) but not the weights' (8h).
+	// The dataset's request, filed first, is cancelled, and the error says so.
+	_, err = alice.CreateRequests(ctx, api.CreateRequestBody{Resources: []string{"datasets/eval-suite-v3", "weights/frontier-7"}, Action: "read", Reason: "x", Duration: "12h"})
+	if !errors.As(err, &se) || se.Status != 400 || !strings.Contains(se.Message, "requesting weights-reader-frontier-7 (for weights/frontier-7): duration") || !strings.Contains(se.Message, "were cancelled") {
+		t.Fatalf("a set failing part way: %v", err)
+	}
+	pending, err := alice.ListRequests(ctx, "mine", []string{"pending"}, 0)
+	if err != nil || len(pending) != 0 {
+		t.Fatalf("a set failing part way left %d pending requests: %+v %v", len(pending), pending, err)
+	}
+	if r.ledgerSize() != before+2 { // the dataset's request, and its cancellation
+		t.Fatalf("a set failing part way wrote %d ledger entries; want 2 (filed, cancelled)", r.ledgerSize()-before)
+	}
+	before = r.ledgerSize()
+
+	out, err := alice.CreateRequests(ctx, api.CreateRequestBody{Resources: []string{"weights/frontier-7", "datasets/eval-suite-v3"}, Action: "read", Reason: "eval run 4412", Duration: "2h"})
+	if err != nil || len(out.Requests) != 2 {
+		t.Fatalf("request set: %+v %v", out, err)
+	}
+	for i, want := range []struct{ role, res string }{{"weights-reader-frontier-7", "weights/frontier-7"}, {"dataset-reader-eval-suite-v3", "datasets/eval-suite-v3"}} {
+		c := out.Requests[i]
+		if c.Request.Role != want.role || c.Request.Reason != "eval run 4412" || c.Request.Duration != 2*time.Hour || c.Suggestion == nil || c.Suggestion.Role.Role != want.role || len(c.Resources) != 1 || c.Resources[0] != want.res {
+			t.Errorf("request %d: %+v", i, c)
+		}
+	}
+	if n := mine(); n != 3 || r.ledgerSize() != before+2 {
+		t.Fatalf("request set: %d requests of alice's (the cancelled one and two new), %d new ledger entries; want 3 and 2", n, r.ledgerSize()-before)
+	}
+	// The raw answer is {"requests": [...]}.
+	status, m := r.raw("POST", "/v1/requests", alice.Token, "application/json", []byte(`{"resources":["weights/frontier-7"],"action":"write","reason":"x"}`))
+	if rs, _ := m["requests"].([]any); status != 201 || len(rs) != 1 {
+		t.Fatalf("raw answer: %d %v", status, m)
 	}
 }
 

@@ -171,6 +171,14 @@ func (c *Client) CreateRequest(ctx context.Context, b CreateRequestBody) (Create
 	return out, err
 }
 
+// CreateRequests files, for an action on several resources (b.Resources and b.Action), one
+// request per distinct suggested role; nothing is filed if any resource has no role.
+func (c *Client) CreateRequests(ctx context.Context, b CreateRequestBody) (CreatedSet, error) {
+	var out CreatedSet
+	err := c.do(ctx, "POST", "/v1/requests", nil, b, &out)
+	return out, err
+}
+
 // ListRequests lists requests in a scope (mine, review, all), following pages up to limit.
 func (c *Client) ListRequests(ctx context.Context, scope string, states []string, limit int) ([]access.Request, error) {
 	var all []access.Request

@@ -1181,7 +1181,11 @@ func TestOpenAPIErrorCodes(t *testing.T) {
 }
 
 // oaFill sets every exported field of v to a non-zero value, so that omitempty fields appear.
-func oaFill(v reflect.Value, depth int) {
+func oaFill(v reflect.Value, depth int) { oaFillIn(v, depth, map[reflect.Type]int{}) }
+
+// oaFillIn fills v; a type that contains itself (suggest.Advice's parts) is filled two levels
+// deep, its innermost occurrences left empty (they are omitempty).
+func oaFillIn(v reflect.Value, depth int, in map[reflect.Type]int) {
 	if depth > 12 {
 		return
 	}
@@ -1191,9 +1195,14 @@ func oaFill(v reflect.Value, depth int) {
 			v.Set(reflect.ValueOf(time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)))
 			return
 		}
+		if in[v.Type()] >= 2 {
+			return
+		}
+		in[v.Type()]++
+		defer func() { in[v.Type()]-- }()
 		for i := range v.NumField() {
 			if v.Type().Field(i).IsExported() {
-				oaFill(v.Field(i), depth+1)
+				oaFillIn(v.Field(i), depth+1, in)
 			}
 		}
 	case reflect.String:
@@ -1207,18 +1216,24 @@ func oaFill(v reflect.Value, depth int) {
 	case reflect.Float32, reflect.Float64:
 		v.SetFloat(1)
 	case reflect.Slice:
+		if in[v.Type().Elem()] >= 2 {
+			return
+		}
 		s := reflect.MakeSlice(v.Type(), 1, 1)
-		oaFill(s.Index(0), depth+1)
+		oaFillIn(s.Index(0), depth+1, in)
 		v.Set(s)
 	case reflect.Pointer:
+		if in[v.Type().Elem()] >= 2 {
+			return
+		}
 		p := reflect.New(v.Type().Elem())
-		oaFill(p.Elem(), depth+1)
+		oaFillIn(p.Elem(), depth+1, in)
 		v.Set(p)
 	case reflect.Map:
 		m := reflect.MakeMap(v.Type())
 		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
-		oaFill(k, depth+1)
-		oaFill(e, depth+1)
+		oaFillIn(k, depth+1, in)
+		oaFillIn(e, depth+1, in)
 		m.SetMapIndex(k, e)
 		v.Set(m)
 	}
@@ -1352,7 +1367,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	responses := map[string]any{
 		"ErrorDetail": Error{}, "Whoami": Whoami{}, "RequesterContext": RequesterContext{}, "ResourceInfo": ResourceInfo{}, "RoleInfo": RoleInfo{},
 		"Rule": policy.Rule{}, "RoleDefinition": policy.RoleDefinition{}, "RoleKubernetes": policy.RoleKubernetes{}, "RBACRule": policy.RBACRule{},
-		"TokenResponse": TokenResponse{}, "DevLoginResponse": DevLoginResponse{}, "Created": Created{}, "RequestList": RequestList{},
+		"TokenResponse": TokenResponse{}, "DevLoginResponse": DevLoginResponse{}, "Created": Created{}, "CreatedSet": CreatedSet{}, "RequestList": RequestList{},
 		"GrantList": GrantList{}, "LedgerKey": LedgerKey{}, "CheckpointResponse": CheckpointResponse{}, "Cosignature": audit.Cosignature{},
 		"ProofResponse": ProofResponse{}, "Request": access.Request{}, "Review": access.Review{}, "Grant": access.Grant{},
 		"View": access.View{}, "Tally": policy.Tally{}, "StepTally": policy.StepTally{}, "Ignored": policy.Ignored{},

@@ -481,13 +481,15 @@ func (s *Server) explain(w http.ResponseWriter, r *http.Request, c caller) error
 type CreateRequestBody struct {
 	// Role to request; or leave it out and name Resource and Action to request the least
 	// privileged role that gives the action (see POST /v1/suggest).
-	Role        string `json:"role,omitempty"`
-	Resource    string `json:"resource,omitempty"`
-	Action      string `json:"action,omitempty"`
-	Beneficiary string `json:"beneficiary,omitempty"`
-	Reason      string `json:"reason"`
-	Duration    string `json:"duration,omitempty"`
-	BreakGlass  bool   `json:"break_glass,omitempty"`
+	Role     string `json:"role,omitempty"`
+	Resource string `json:"resource,omitempty"`
+	// Resources, with Action, files one request per distinct suggested role (see CreatedSet).
+	Resources   []string `json:"resources,omitempty"`
+	Action      string   `json:"action,omitempty"`
+	Beneficiary string   `json:"beneficiary,omitempty"`
+	Reason      string   `json:"reason"`
+	Duration    string   `json:"duration,omitempty"`
+	BreakGlass  bool     `json:"break_glass,omitempty"`
 }
 
 // Created is the answer of POST /v1/requests.
@@ -496,6 +498,9 @@ type Created struct {
 	Grant   *access.Grant  `json:"grant,omitempty"`
 	// Suggestion says how the role was chosen, when the request named a resource and action.
 	Suggestion *suggest.Advice `json:"suggestion,omitempty"`
+	// Resources are the resources of the body this request's role was suggested for, when the
+	// body named several (CreatedSet).
+	Resources []string `json:"resources,omitempty"`
 }
 
 func (s *Server) createRequest(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -509,6 +514,9 @@ func (s *Server) createRequest(w http.ResponseWriter, r *http.Request, c caller)
 	}
 	if c.Kind == identity.KindService && b.Beneficiary == "" {
 		return errInvalid("a service token must name the beneficiary")
+	}
+	if len(b.Resources) > 0 {
+		return s.createRequestSet(w, r, c, b, d)
 	}
 	var adv *suggest.Advice
 	switch {

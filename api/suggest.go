@@ -69,6 +69,8 @@ func (s *Server) advise(ctx context.Context, pol *policy.Policy, b SuggestBody) 
 	switch {
 	case errors.As(err, &nc):
 		return adv, &Error{Status: http.StatusUnprocessableEntity, Code: CodeNoCandidate, Message: err.Error()}
+	case errors.Is(err, suggest.ErrUnknownResource):
+		return adv, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}
 	case err != nil:
 		return adv, errInvalid("%v", err)
 	}

@@ -13,13 +13,16 @@ import (
 )
 
 // The suggestion benchmark: search and role suggestion over a catalogue of 10,000 resources and
-// 2,000 roles (target p99 < 10 ms). There is no peer product that ranks roles by privilege, so
-// the numbers stand against the target alone.
+// 2,000 roles, a tenth of them with Chinese aliases, with the Chinese segmenter loaded (targets:
+// search and rank p99 < 10 ms, a sentence read and answered p99 < 2 ms, policy load with the
+// segmenter < 1 s). There is no peer product that ranks roles by privilege, so the numbers
+// stand against the targets alone.
 
 var (
 	suggestOnce    sync.Once
 	suggestEngine  *suggest.Engine
 	suggestBuild   time.Duration
+	suggestParse   time.Duration
 	suggestQueries []string
 	suggestIntents []string
 	suggestTargets [][2]string
@@ -36,6 +39,12 @@ var (
 		preference feedback staging prod inference research sandbox nightly release deploy ingest
 		artifact metric log checkpoint corpus benchmark prompt token key credential gpu cluster`)
 	sgVerbs = []string{"read", "download", "upload", "debug", "deploy", "trigger", "call", "inspect", "label", "rotate"}
+	// Chinese: aliases of a tenth of the resources, and the verbs and nouns of Chinese requests.
+	sgZhWords = strings.Fields(`猎户座 天琴座 织女星 新星 螺旋 石英 余烬 钴蓝 三角洲 西格玛 评测 训练 预训练 奖励 嵌入 代码
+		数学 视觉 音频 语音 安全 红队 网页 爬取 偏好 反馈 预发 生产 推理 研究 沙箱 夜间 发布 部署`)
+	sgZhVerbs = []string{"读取", "下载", "上传", "调试", "部署", "触发", "调用", "查看", "标注", "轮换"}
+	sgZhNouns = map[string]string{"weights": "权重", "dataset": "数据集", "namespace": "命名空间", "secret": "密钥",
+		"pipeline": "流水线", "egress": "外网", "bucket": "存储桶"}
 )
 
 // buildSuggestCatalogue generates a deterministic catalogue: 10,000 resources with two-word
@@ -47,7 +56,7 @@ func buildSuggestCatalogue() (*policy.Policy, error) {
 	var files []policy.File
 	var b strings.Builder
 	w := func(format string, args ...any) {
-		if b.Len() > 512<<10 {
+		if b.Len() > 512<<10 && strings.HasPrefix(format, "%skind") { // only between documents
 			files = append(files, policy.File{Name: fmt.Sprintf("catalogue-%03d.yaml", len(files)), Data: []byte(b.String())})
 			b.Reset()
 		}
@@ -75,9 +84,13 @@ func buildSuggestCatalogue() (*policy.Policy, error) {
 			name = fmt.Sprintf("egress/api.%s-%s-%d.example:443", a, c, i)
 		}
 		resources = append(resources, res{name, k.kind})
-		w("%skind: Resource\nmetadata: {name: %q}\nspec:\n  kind: %s\n  sensitivity: %s\n  owners: [owners]\n  tags: [%s, %s]\n  description: \"The %s %s %s used by the %s team for %s work.\"\n",
+		aliases := "[]"
+		if i%10 == 3 {
+			aliases = fmt.Sprintf("[%q]", sgZhWords[rng.IntN(len(sgZhWords))]+sgZhWords[rng.IntN(len(sgZhWords))]+sgZhNouns[k.kind])
+		}
+		w("%skind: Resource\nmetadata: {name: %q}\nspec:\n  kind: %s\n  sensitivity: %s\n  owners: [owners]\n  tags: [%s, %s]\n  description: \"The %s %s %s used by the %s team for %s work.\"\n  aliases: %s\n",
 			hdr, name, k.kind, sens[rng.IntN(len(sens))], sgWords[rng.IntN(len(sgWords))], sgWords[rng.IntN(len(sgWords))],
-			a, c, k.kind, sgWords[rng.IntN(len(sgWords))], sgWords[rng.IntN(len(sgWords))])
+			a, c, k.kind, sgWords[rng.IntN(len(sgWords))], sgWords[rng.IntN(len(sgWords))], aliases)
 	}
 	actionsFor := map[string][]string{"weights": {"read", "write"}, "dataset": {"read", "write", "delete"}, "namespace": {"read", "exec", "deploy"},
 		"secret": {"read", "admin"}, "pipeline": {"trigger", "write"}, "egress": {"connect"}, "bucket": {"read", "write"}}
@@ -114,11 +127,13 @@ func buildSuggestCatalogue() (*policy.Policy, error) {
 
 func suggestSetup(b *testing.B) {
 	suggestOnce.Do(func() {
+		start := time.Now()
 		pol, err := buildSuggestCatalogue()
 		if err != nil {
 			b.Fatalf("generated catalogue: %v", err)
 		}
-		start := time.Now()
+		suggestParse = time.Since(start)
+		start = time.Now()
 		suggestEngine = suggest.New(pol)
 		suggestBuild = time.Since(start)
 		rng := rand.New(rand.NewPCG(11, 12))
@@ -129,14 +144,29 @@ func suggestSetup(b *testing.B) {
 				q = a[:len(a)-1] + " " + c
 			}
 			suggestQueries = append(suggestQueries, q)
-			suggestIntents = append(suggestIntents, fmt.Sprintf("I need to %s the %s %s %s for a project", sgVerbs[rng.IntN(len(sgVerbs))], a, c, sgKinds[rng.IntN(len(sgKinds))].kind))
+			kind := sgKinds[rng.IntN(len(sgKinds))].kind
+			v, v2 := rng.IntN(len(sgVerbs)), rng.IntN(len(sgVerbs))
+			var s string
+			switch i % 4 {
+			case 0, 1: // English
+				s = fmt.Sprintf("I need to %s the %s %s %s for a project", sgVerbs[v], a, c, kind)
+			case 2: // negated
+				s = fmt.Sprintf("not %s, just %s the %s %s %s", sgVerbs[v2], sgVerbs[v], a, c, kind)
+			case 3: // Chinese, with a Chinese alias or English names
+				s = fmt.Sprintf("我需要%s %s %s 的%s，不要%s", sgZhVerbs[v], a, c, sgZhNouns[kind], sgZhVerbs[v2])
+				if i%8 == 3 {
+					s = fmt.Sprintf("帮我%s%s%s%s", sgZhVerbs[v], sgZhWords[rng.IntN(len(sgZhWords))], sgZhWords[rng.IntN(len(sgZhWords))], sgZhNouns[kind])
+				}
+			}
+			suggestIntents = append(suggestIntents, s)
 		}
 		for _, r := range pol.Roles()[:512] {
 			res := pol.RoleResources(r.Name)[0]
 			suggestTargets = append(suggestTargets, [2]string{res.Name, pol.RoleActions(r.Name, res.Name)[0]})
 		}
-		suggestSummary = append(suggestSummary, fmt.Sprintf("catalogue: %d resources, %d roles; engine built in %s",
-			len(pol.Resources()), len(pol.Roles()), suggestBuild.Round(time.Millisecond)))
+		suggestSummary = append(suggestSummary, fmt.Sprintf("catalogue: %d resources, %d roles; policy parsed in %s, engine (index and Chinese segmenter) built in %s: load %s (target < 1s: %s)",
+			len(pol.Resources()), len(pol.Roles()), suggestParse.Round(time.Millisecond), suggestBuild.Round(time.Millisecond),
+			(suggestParse+suggestBuild).Round(time.Millisecond), verdict(suggestParse+suggestBuild < time.Second)))
 	})
 }
 
@@ -151,14 +181,14 @@ func timeAll(n int, inputs int, f func(i int)) []time.Duration {
 	return out
 }
 
-func reportSuggest(b *testing.B, name string, lat []time.Duration) {
+func reportSuggest(b *testing.B, name string, target time.Duration, lat []time.Duration) {
 	l := Summarize(lat)
 	b.ReportMetric(float64(l.P99.Microseconds()), "p99-µs")
 	b.ReportMetric(float64(l.P50.Microseconds()), "p50-µs")
 	resultsMu.Lock()
 	defer resultsMu.Unlock()
-	suggestSummary = append(suggestSummary, fmt.Sprintf("%s: p50 %s, p99 %s, max %s over %d calls (target p99 < 10ms: %s)",
-		name, l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond), l.N, verdict(l.P99 < 10*time.Millisecond)))
+	suggestSummary = append(suggestSummary, fmt.Sprintf("%s: p50 %s, p99 %s, max %s over %d calls (target p99 < %s: %s)",
+		name, l.P50.Round(time.Microsecond), l.P99.Round(time.Microsecond), l.Max.Round(time.Microsecond), l.N, target, verdict(l.P99 < target)))
 }
 
 // BenchmarkSuggest measures search, ranking for a (resource, action) and intent suggestion.
@@ -171,7 +201,7 @@ func BenchmarkSuggest(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		reportSuggest(b, "search", timeAll(20_000, len(suggestQueries), func(i int) { _, _ = e.Search(suggestQueries[i], 10) }))
+		reportSuggest(b, "search", 10*time.Millisecond, timeAll(20_000, len(suggestQueries), func(i int) { _, _ = e.Search(suggestQueries[i], 10) }))
 	})
 	b.Run("rank", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
@@ -180,7 +210,7 @@ func BenchmarkSuggest(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		reportSuggest(b, "rank (resource, action)", timeAll(20_000, len(suggestTargets), func(i int) {
+		reportSuggest(b, "rank (resource, action)", 10*time.Millisecond, timeAll(20_000, len(suggestTargets), func(i int) {
 			t := suggestTargets[i]
 			_, _ = e.Rank(t[0], []string{t[1]})
 		}))
@@ -189,7 +219,13 @@ func BenchmarkSuggest(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			_, _ = e.Suggest(suggestIntents[i%len(suggestIntents)])
 		}
-		reportSuggest(b, "suggest (intent)", timeAll(5_000, len(suggestIntents), func(i int) { _, _ = e.Suggest(suggestIntents[i]) }))
+		reportSuggest(b, "suggest (intent: English, negated, Chinese)", 2*time.Millisecond, timeAll(5_000, len(suggestIntents), func(i int) { _, _ = e.Suggest(suggestIntents[i]) }))
+	})
+	b.Run("read", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			_, _ = e.Read(suggestIntents[i%len(suggestIntents)])
+		}
+		reportSuggest(b, "read (Engine.Read alone)", 2*time.Millisecond, timeAll(20_000, len(suggestIntents), func(i int) { _, _ = e.Read(suggestIntents[i]) }))
 	})
 }
 
@@ -203,6 +239,15 @@ func TestSuggestCatalogueAnswers(t *testing.T) {
 	e := suggest.New(pol)
 	if hits, err := e.Search("frontier eval", 5); err != nil || len(hits) == 0 {
 		t.Fatalf("search: %v %v", hits, err)
+	}
+	// The Chinese sentences are read: a verb, and words of the catalogue (its Chinese aliases).
+	in, err := e.Read("帮我读取" + sgZhWords[0] + sgZhWords[1] + "权重")
+	if err != nil || len(in.Needs) == 0 || in.Needs[0].Actions[0] != "read" || in.Lang != "zh" {
+		t.Fatalf("read: %+v %v", in, err)
+	}
+	in, err = e.Read("not upload, just read the frontier eval weights")
+	if err != nil || in.Needs[0].Actions[0] != "read" || len(in.Excluded) != 1 || in.Excluded[0] != "write" {
+		t.Fatalf("read: %+v %v", in, err)
 	}
 	r := pol.Roles()[3]
 	res := pol.RoleResources(r.Name)[0]

@@ -398,6 +398,26 @@ func TestPagesAreLockedDown(t *testing.T) {
 	}
 }
 
+// TestSuggestionOutcomes: the catalogue page shows the suggested role, and for a request it
+// cannot answer "No role fits" with the words not understood and the nearest resources, never a
+// role.
+func TestSuggestionOutcomes(t *testing.T) {
+	e := start(t)
+	alice := e.signIn("alice")
+	r := alice.get("/request?q=" + url.QueryEscape("read the frontier-7 weights"))
+	if r.status != http.StatusOK || !strings.Contains(r.body, "Request weights-reader-frontier-7") || strings.Contains(r.body, "No role fits") {
+		t.Fatalf("suggested: %d\n%s", r.status, r.body)
+	}
+	r = alice.get("/request?q=" + url.QueryEscape("read the zephyr-9 weights"))
+	if r.status != http.StatusOK || !strings.Contains(r.body, "No role fits") || !strings.Contains(r.body, "Not understood: <strong>zephyr") || strings.Contains(r.body, `class="button" href="/request?role=`) {
+		t.Fatalf("not understood: %d\n%s", r.status, r.body)
+	}
+	r = alice.get("/request?q=" + url.QueryEscape("read the frontier-7 weights and read the eval suite dataset"))
+	if r.status != http.StatusOK || !strings.Contains(r.body, "for each need") || !strings.Contains(r.body, "Request weights-reader-frontier-7") || !strings.Contains(r.body, "Request dataset-reader-eval-suite-v3") {
+		t.Fatalf("two needs: %d\n%s", r.status, r.body)
+	}
+}
+
 // TestExpiredAccessTokenIsRefreshed: past the access token's life the console refreshes the
 // session through the token endpoint (one refresh for two tabs at once, which would otherwise be
 // a replay that revokes the session); a revoked session sends the browser to sign in again.

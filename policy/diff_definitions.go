@@ -144,6 +144,7 @@ var definitionRules = map[string]map[string]fieldRule{
 	"resource": {
 		"kind":                                neutralField,
 		"description":                         neutralField,
+		"aliases":                             {note: "other names for suggestions to find the resource by; decides nothing"},
 		"owners":                              {note: "shown to people looking for access (suggestions); decides nothing"},
 		"sensitivity":                         judgedReach,
 		"tags":                                judgedApproval,

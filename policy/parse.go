@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -342,6 +344,37 @@ func (p *Policy) validateResource(r *Resource) {
 	for i, t := range r.Tags {
 		if err := ValidateName(t); err != nil {
 			r.src.errorf(fmt.Sprintf("tags[%d]", i), "tag: %v", err)
+		}
+	}
+	validateAliases(r)
+}
+
+// Limits on Resource.aliases: enough for every name a lab uses, small enough that an alias list
+// cannot swamp the suggestion index.
+const (
+	MaxAliases  = 32
+	MaxAliasLen = 64
+)
+
+func validateAliases(r *Resource) {
+	if len(r.Aliases) > MaxAliases {
+		r.src.errorf("aliases", "%d aliases; at most %d are allowed: keep the names people really use", len(r.Aliases), MaxAliases)
+	}
+	seen := map[string]int{}
+	for i, a := range r.Aliases {
+		field := fmt.Sprintf("aliases[%d]", i)
+		switch {
+		case strings.TrimSpace(a) == "":
+			r.src.errorf(field, "alias is empty; remove it or write the name people use")
+		case len(a) > MaxAliasLen:
+			r.src.errorf(field, "alias is %d bytes; the limit is %d", len(a), MaxAliasLen)
+		case !utf8.ValidString(a) || strings.ContainsFunc(a, unicode.IsControl):
+			r.src.errorf(field, "alias %q contains a control character or invalid UTF-8", a)
+		default:
+			if j, dup := seen[a]; dup {
+				r.src.errorf(field, "alias %q is listed twice (also aliases[%d])", a, j)
+			}
+			seen[a] = i
 		}
 	}
 }

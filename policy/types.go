@@ -86,6 +86,9 @@ type Resource struct {
 	Owners      []string    `yaml:"owners"`
 	Tags        []string    `yaml:"tags"`
 	Description string      `yaml:"description"`
+	// Aliases are other names people use for the resource, in any language ("基座模型",
+	// "the base model"). Only suggestions read them: they name nothing in decisions.
+	Aliases []string `yaml:"aliases"`
 	// Kubernetes names the cluster objects that hold this resource: mounting them needs a grant
 	// on the resource (the admission webhook asks the decision engine).
 	Kubernetes *ResourceKubernetes `yaml:"kubernetes"`

@@ -65,6 +65,36 @@ type Advice struct {
 	// Intent is set when the advice answers a sentence.
 	Intent       *Intent  `json:"intent,omitempty"`
 	Alternatives []Target `json:"alternatives,omitempty"`
+	// Status is StatusSuggested, StatusNothingFits or StatusNotUnderstood. When it is not
+	// suggested, Role is the zero Candidate, Roles is empty and Message says why.
+	Status string `json:"status"`
+	// Parts has one piece of advice per need when a sentence asks for several things; each has
+	// its own Ranking, Role, Source and Reason. The Ranking and Role above are the first part's.
+	Parts []Part `json:"parts,omitempty"`
+	// Roles are the distinct roles to request, one per need, in need order.
+	Roles []string `json:"roles"`
+	// Unknown are the words of the sentence that match nothing in the catalogue.
+	Unknown []string `json:"unknown,omitempty"`
+	// Nearest are the resources closest to what was asked when nothing fits, best first.
+	Nearest []string `json:"nearest,omitempty"`
+	// Message says what was not understood or why nothing fits, and what to do.
+	Message string `json:"message,omitempty"`
+}
+
+// Part is the advice for one need of a sentence that asks for several things.
+type Part struct {
+	Ranking
+	// Role is the role to request for this need: the model's verified choice, or the least
+	// privileged candidate.
+	Role      Candidate `json:"role"`
+	Source    string    `json:"source"`
+	Reason    string    `json:"reason"`
+	ModelNote string    `json:"model_note,omitempty"`
+}
+
+// AsPart is the advice for its first (or only) need.
+func (a Advice) AsPart() Part {
+	return Part{Ranking: a.Ranking, Role: a.Role, Source: a.Source, Reason: a.Reason, ModelNote: a.ModelNote}
 }
 
 // Advisor combines the deterministic engine with an optional model.
@@ -90,19 +120,22 @@ func (e *VerificationError) Error() string {
 	return fmt.Sprintf("the model chose %q, which %s", e.Role, e.Reason)
 }
 
-// Verify checks a chosen role against a ranking: it must be one of the candidates, the decision
-// engine must allow every wanted action on the resource to a holder of it, its privilege may not
-// exceed the deterministic choice's (the first candidate: the model may break a tie, never widen
-// access), and no other candidate may grant a strict subset of what it grants.
+// Verify checks a chosen role against a ranking, which is the model check: the role must be
+// one of the candidates; the decision engine must allow every wanted action on the resource to
+// a holder of it; its privilege may not exceed the deterministic choice's (the first
+// candidate), and on equal privilege it may not grant more pairs at the highest tier where the
+// two differ (the model may break a true tie, never widen access); it may not be a break-glass
+// role unless the deterministic choice is one; it may not grant an action the request
+// excluded unless the deterministic choice does; and no other candidate may grant a strict
+// subset of what it grants.
 func (e *Engine) Verify(rk Ranking, role string) error {
 	var chosen *roleInfo
-	var cand Candidate
 	for _, c := range rk.Candidates {
 		if c.Role == role {
-			chosen, cand = e.roles[role], c
+			chosen = e.roles[role]
 		}
 	}
-	if chosen == nil {
+	if chosen == nil || len(rk.Candidates) == 0 {
 		return &VerificationError{Role: role, Reason: "is not one of the candidates"}
 	}
 	for _, a := range rk.Actions {
@@ -110,9 +143,30 @@ func (e *Engine) Verify(rk Ranking, role string) error {
 			return &VerificationError{Role: role, Reason: fmt.Sprintf("does not grant %s on %s", a, rk.Resource)}
 		}
 	}
-	if best := rk.Candidates[0]; cand.Privilege > best.Privilege || (cand.Privilege == best.Privilege && cand.Pairs > best.Pairs) {
+	best := e.roles[rk.Candidates[0].Role]
+	if best == nil {
+		return &VerificationError{Role: role, Reason: "cannot be compared: the ranking's first candidate is not a requestable role"}
+	}
+	if chosen.privilege > best.privilege {
 		return &VerificationError{Role: role, Reason: fmt.Sprintf("grants more privilege (%g over %d pairs) than %s (%g over %d), the least privileged candidate",
-			cand.Privilege, cand.Pairs, best.Role, best.Privilege, best.Pairs)}
+			chosen.privilege, len(chosen.pairs), best.name, best.privilege, len(best.pairs))}
+	}
+	if chosen.privilege == best.privilege {
+		for i, t := range tiers {
+			if chosen.byTier[i] != best.byTier[i] {
+				if chosen.byTier[i] > best.byTier[i] {
+					return &VerificationError{Role: role, Reason: fmt.Sprintf("grants more privilege at the %s tier (%s) than %s (%d), the least privileged candidate",
+						t, plural(chosen.byTier[i], "pair"), best.name, best.byTier[i])}
+				}
+				break
+			}
+		}
+	}
+	if chosen.breakGlass != "" && best.breakGlass == "" {
+		return &VerificationError{Role: role, Reason: "is a break-glass role (" + chosen.breakGlass + ") and the deterministic choice, " + best.name + ", is not"}
+	}
+	if x := chosen.grantsAny(rk.Excluded); len(x) > 0 && len(best.grantsAny(rk.Excluded)) == 0 {
+		return &VerificationError{Role: role, Reason: fmt.Sprintf("grants %s, which the request said it does not want, and %s does not", joinAnd(x), best.name)}
 	}
 	for _, c := range rk.Candidates {
 		other := e.roles[c.Role]
@@ -133,24 +187,59 @@ func (e *Engine) Verify(rk Ranking, role string) error {
 	return nil
 }
 
-// Advise recommends a role for actions on a resource.
+// Advise recommends a role for actions on a resource; break-glass roles are left out.
 func (a *Advisor) Advise(ctx context.Context, resource string, actions []string) (Advice, error) {
-	rk, err := a.Engine.Rank(resource, actions)
-	if err != nil {
-		return Advice{}, err
-	}
-	return a.choose(ctx, rk, ""), nil
+	return a.AdviseWith(ctx, resource, actions, RankOptions{})
 }
 
-// AdviseIntent recommends a role for a sentence.
+// AdviseWith is Advise with ranking options (o.Emergency admits break-glass roles).
+func (a *Advisor) AdviseWith(ctx context.Context, resource string, actions []string, o RankOptions) (Advice, error) {
+	rk, err := a.Engine.RankWith(resource, actions, o)
+	if err != nil {
+		return Advice{Status: StatusNothingFits, Roles: []string{}}, err
+	}
+	adv := a.choose(ctx, rk, "")
+	adv.Status, adv.Roles = StatusSuggested, []string{adv.Role.Role}
+	return adv, nil
+}
+
+// AdviseIntent recommends roles for a sentence: one part per need, each chosen among that
+// need's candidates (by the model, if any, verified per part). A sentence for which nothing
+// fits, or that is not understood, is advice with that Status and a nil error; the error is
+// only for unusable input.
 func (a *Advisor) AdviseIntent(ctx context.Context, text string) (Advice, error) {
 	s, err := a.Engine.Suggest(text)
 	if err != nil {
-		return Advice{Intent: &s.Intent}, err
+		return noFit(s), err
 	}
-	adv := a.choose(ctx, s.Target.Ranking, text)
+	if s.Status != StatusSuggested {
+		return noFit(s), nil
+	}
+	var parts []Part
+	roles := []string{}
+	var adv Advice
+	for i, t := range s.Targets {
+		p := a.choose(ctx, t.Ranking, text)
+		if i == 0 {
+			adv = p
+		}
+		parts = append(parts, Part{Ranking: p.Ranking, Role: p.Role, Source: p.Source, Reason: p.Reason, ModelNote: p.ModelNote})
+		if !hasString(roles, p.Role.Role) {
+			roles = append(roles, p.Role.Role)
+		}
+	}
+	if len(parts) > 1 {
+		adv.Parts = parts
+	}
 	adv.Intent, adv.Alternatives = &s.Intent, s.Alternatives
+	adv.Status, adv.Roles, adv.Unknown, adv.Message = StatusSuggested, roles, s.Unknown, s.Message
 	return adv, nil
+}
+
+// noFit is the advice for a sentence no role answers: no ranking, no role, and why.
+func noFit(s Suggestion) Advice {
+	return Advice{Ranking: Ranking{Actions: []string{}, Candidates: []Candidate{}}, Role: Candidate{Actions: []string{}, PairsByTier: map[string]int{}},
+		Intent: &s.Intent, Status: s.Status, Roles: []string{}, Unknown: s.Unknown, Nearest: s.Nearest, Message: s.Message}
 }
 
 // choose asks the model, if any, and falls back to the least privileged candidate on any

@@ -1,13 +1,17 @@
 // Package suggest finds resources and recommends the least privileged role that gives the access
 // someone needs: ranked text search over the catalogue, candidate roles established by the
-// decision engine itself (authz.RoleAllows), a privilege ranking with an explanation, and a
-// deterministic reading of natural-language intent.
+// decision engine itself (authz.RoleAllows), a privilege ranking that weighs actions by the
+// sensitivity of what they reach (rank.go), and a deterministic reading (Engine.Read) and
+// answering (Engine.Answer) of sentences in English and Chinese. An answer is suggested (a role
+// per need), nothing_fits or not_understood; it is never built from words that matched nothing,
+// and break-glass roles are candidates only for a stated emergency.
 //
 // An optional language model (the Chooser interface, implemented by suggest/llm) may choose
-// among the candidates, but its answer is verified — it must be a candidate, grant what is
-// needed, and have no strictly smaller candidate — and any failure, timeout or refusal falls
-// back to the deterministic ranking and says so. Suggestions grant nothing: a request still
-// needs every approval its policy asks for.
+// among each need's candidates, but its answer is verified (Engine.Verify: a candidate that
+// grants what is needed, with no more privilege than the deterministic choice, not break-glass
+// and not granting an excluded action unless that choice does) and any failure, timeout or
+// refusal falls back to the deterministic ranking and says so. Suggestions grant nothing: a
+// request still needs every approval its policy asks for.
 package suggest
 
 import (
@@ -23,17 +27,26 @@ type Engine struct {
 	search  *searchIndex
 	roles   map[string]*roleInfo
 	actions []string // every concrete action named in the policy, sorted
-	// named maps a resource to the actions some requestable role names explicitly on it.
+	// named maps a resource to the actions some requestable role names explicitly on it (or
+	// grants with "*" when that role reaches only it).
 	named map[string]map[string]bool
+	vocab *answerVocab
 }
 
 // New indexes the policy's catalogue and roles.
 func New(pol *policy.Policy) *Engine {
 	roles, actions := buildRoles(pol)
-	e := &Engine{pol: pol, search: newSearchIndex(pol), roles: roles, actions: actions, named: map[string]map[string]bool{}}
+	e := &Engine{pol: pol, search: newSearchIndex(pol), roles: roles, actions: actions, named: map[string]map[string]bool{}, vocab: newAnswerVocab(pol)}
 	for role := range roles {
-		for _, res := range pol.RoleResources(role) {
-			for _, a := range pol.RoleActions(role, res.Name) {
+		reach := pol.RoleResources(role)
+		for _, res := range reach {
+			acts := pol.RoleActions(role, res.Name)
+			if len(reach) == 1 && hasString(acts, "*") {
+				// "*" on exactly one resource ("anything in the scratch namespace") is how
+				// that resource's access is written, not an administrator's reach.
+				acts = actions
+			}
+			for _, a := range acts {
 				if a == "*" {
 					continue
 				}

@@ -2,10 +2,11 @@ package suggest
 
 import (
 	"math"
+	"math/bits"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
-	"unicode"
 
 	"rampart.dev/rampart/policy"
 )
@@ -13,6 +14,7 @@ import (
 // Field weights for BM25F: a word in a resource's name says more than one in its description.
 const (
 	weightName        = 3.0
+	weightAlias       = 3.0 // an alias is another name
 	weightTag         = 2.0
 	weightKind        = 1.5
 	weightOwner       = 1.0
@@ -54,21 +56,33 @@ type posting struct {
 type searchIndex struct {
 	docs     []*policy.Resource
 	last     [][]string // per resource, the words of the last segment of its name
+	lastN    []int      // per resource, how many distinct words last holds
 	postings map[string][]posting
 	idf      map[string]float64
 	deletes  map[string][]string // a term with one character deleted → terms
 	pool     sync.Pool           // *scratch
+
+	// The reader's view of the catalogue (vocabulary.go): the segmenter that knows its Chinese
+	// aliases, every run of consecutive words of a resource name or alias, the resources a whole
+	// name or alias names, and the terms by length for typo look-ups at distance 2.
+	seg   *segmenter
+	runs  map[string]bool
+	exact map[string][]string
+	byLen map[int][]string
+	// nameWords are the words of names and aliases; cooccur holds word + "\x00" + a digit-bearing
+	// name word of one resource.
+	nameWords, cooccur map[string]bool
+	conj               map[string]bool // "a and b" as the catalogue writes it
+	byLen3             []string        // terms of three letters, sorted
+
+	readerOnce sync.Once
+	rd         *reader
 }
 
-// tokenize splits text into lowercase words of letters and digits, each stemmed.
+// tokenize splits text into search terms with the catalogue-free segmenter: lowercase Latin
+// words of letters and digits, each stemmed, and Chinese words.
 func tokenize(s string) []string {
-	words := strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
-		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
-	})
-	for i, w := range words {
-		words[i] = stem(w)
-	}
-	return words
+	return defaultSegmenter().terms(s)
 }
 
 // stem folds a plural into its singular ("weights" → "weight", "evals" → "eval"), leaving
@@ -81,17 +95,42 @@ func stem(w string) string {
 }
 
 func newSearchIndex(pol *policy.Policy) *searchIndex {
-	ix := &searchIndex{docs: pol.Resources(), postings: map[string][]posting{}, idf: map[string]float64{}, deletes: map[string][]string{}}
+	ix := &searchIndex{docs: pol.Resources(), postings: map[string][]posting{}, idf: map[string]float64{}, deletes: map[string][]string{},
+		byLen: map[int][]string{}}
+	baseWords()
+	// The engine's segmenter knows the catalogue's Chinese: each alias whole, and the words the
+	// catalogue-free segmenter cuts from aliases and descriptions ("猎户座" from "猎户座基座模型").
+	var extra []string
+	for _, r := range ix.docs {
+		extra = append(extra, r.Aliases...)
+		for _, text := range append([]string{r.Description}, r.Aliases...) {
+			if hasHan(text) {
+				extra = append(extra, defaultSegmenter().terms(text)...)
+			}
+		}
+	}
+	ix.seg = newSegmenter(extra)
+	tokenize := ix.seg.terms
 	ix.last = make([][]string, len(ix.docs))
 	for i, r := range ix.docs {
 		ix.last[i] = tokenize(r.Name[strings.LastIndexByte(r.Name, '/')+1:])
+		distinct := map[string]bool{}
+		for _, w := range ix.last[i] {
+			distinct[w] = true
+		}
+		ix.lastN = append(ix.lastN, len(distinct))
 	}
+	nameTerms, descTerms := make([][]string, len(ix.docs)), make([][]string, len(ix.docs))
+	for i, r := range ix.docs {
+		nameTerms[i], descTerms[i] = tokenize(r.Name), tokenize(r.Description)
+	}
+	ix.buildNames(nameTerms, descTerms)
 	type fieldText struct {
 		weight float64
 		words  []string
 	}
 	fields := make([][]fieldText, len(ix.docs))
-	var avg [5]float64
+	var avg [6]float64
 	for i, r := range ix.docs {
 		var owners []string
 		for _, o := range r.Owners {
@@ -101,12 +140,17 @@ func newSearchIndex(pol *policy.Policy) *searchIndex {
 		for _, t := range r.Tags {
 			tags = append(tags, tokenize(t)...)
 		}
+		var aliases []string
+		for _, a := range r.Aliases {
+			aliases = append(aliases, aliasTerms(ix.seg, a)...)
+		}
 		fields[i] = []fieldText{
-			{weightName, tokenize(r.Name)},
+			{weightName, nameTerms[i]},
+			{weightAlias, aliases},
 			{weightTag, tags},
 			{weightKind, tokenize(r.Kind)},
 			{weightOwner, owners},
-			{weightDescription, tokenize(r.Description)},
+			{weightDescription, descTerms[i]},
 		}
 		for f, ft := range fields[i] {
 			avg[f] += float64(len(ft.words))
@@ -131,12 +175,22 @@ func newSearchIndex(pol *policy.Policy) *searchIndex {
 	for w, ps := range ix.postings {
 		df := float64(len(ps))
 		ix.idf[w] = math.Log(1 + (n-df+0.5)/(df+0.5))
-		if len(w) >= minTypoLen {
+		if len(w) >= minTypoLen && !hasHan(w) {
+			ix.byLen[len(w)] = append(ix.byLen[len(w)], w)
 			for _, d := range deletions(w) {
 				ix.deletes[d] = append(ix.deletes[d], w)
 			}
 		}
 	}
+	for _, ts := range ix.byLen {
+		sort.Strings(ts)
+	}
+	for w := range ix.postings {
+		if len(w) == 3 && !hasHan(w) {
+			ix.byLen3 = append(ix.byLen3, w)
+		}
+	}
+	sort.Strings(ix.byLen3)
 	return ix
 }
 
@@ -157,7 +211,7 @@ func (ix *searchIndex) expand(q string) map[string]float64 {
 		return map[string]float64{q: 1}
 	}
 	out := map[string]float64{}
-	if len(q) < minTypoLen {
+	if len(q) < minTypoLen || hasHan(q) {
 		return out
 	}
 	// q is a known term with one character inserted.
@@ -270,7 +324,9 @@ func (ix *searchIndex) search(words []string, limit int) []Hit {
 	all := make([]scored, len(sc.touched))
 	for i, d := range sc.touched {
 		s := sc.scores[d]
-		if covers(asked, ix.last[d]) {
+		// Every word of the name asked for means the resource matched that many terms: most
+		// resources a common word touched are ruled out by a bit count.
+		if bits.OnesCount64(sc.terms[d]) >= ix.lastN[d] && covers(asked, ix.last[d]) {
 			s *= nameBonus
 		}
 		all[i] = scored{d, s}
@@ -281,7 +337,46 @@ func (ix *searchIndex) search(words []string, limit int) []Hit {
 		}
 		return ix.docs[a.doc].Name < ix.docs[b.doc].Name
 	}
-	sort.Slice(all, func(i, j int) bool { return better(all[i], all[j]) })
+	if limit > 0 && len(all) > 4*limit {
+		// Only the best limit are wanted: keep them in a bounded min-heap (n log limit) rather
+		// than sorting every resource a common word touched.
+		top := all[:0:0]
+		for _, a := range all {
+			switch {
+			case len(top) < limit:
+				top = append(top, a)
+				for i := len(top) - 1; i > 0 && better(top[(i-1)/2], top[i]); i = (i - 1) / 2 {
+					top[i], top[(i-1)/2] = top[(i-1)/2], top[i]
+				}
+			case better(a, top[0]):
+				top[0] = a
+				for i := 0; ; {
+					l, r, m := 2*i+1, 2*i+2, i
+					if l < len(top) && better(top[m], top[l]) {
+						m = l
+					}
+					if r < len(top) && better(top[m], top[r]) {
+						m = r
+					}
+					if m == i {
+						break
+					}
+					top[i], top[m] = top[m], top[i]
+					i = m
+				}
+			}
+		}
+		all = top
+	}
+	slices.SortFunc(all, func(a, b scored) int {
+		switch {
+		case better(a, b):
+			return -1
+		case better(b, a):
+			return 1
+		}
+		return 0
+	})
 	if limit > 0 && len(all) > limit {
 		all = all[:limit]
 	}

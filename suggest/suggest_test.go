@@ -99,7 +99,7 @@ func TestRankAndExplain(t *testing.T) {
 	if strings.Join(order, " ") != strings.Join(want, " ") {
 		t.Fatalf("order %v, want %v", order, want)
 	}
-	if rk.Explanation != "weights-reader-frontier-7 grants read on 1 resource and needs 2 approvals; the next, weights-reader-frontier-7-all, also grants read on 1 resource" {
+	if rk.Explanation != "weights-reader-frontier-7 grants read on 1 resource (privilege 8) and needs 2 approvals; the next, weights-reader-frontier-7-all, also grants read on 1 resource (privilege 16)" {
 		t.Fatalf("explanation: %s", rk.Explanation)
 	}
 	rk, _ = e.Rank("weights/frontier-7", []string{"write"})
@@ -140,7 +140,7 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("the least privileged candidate refused: %v", err)
 	}
 	for role, why := range map[string]string{
-		"weights-admin-frontier-7":      "grants more privilege (72 over 9 pairs) than weights-reader-frontier-7",
+		"weights-admin-frontier-7":      "grants more privilege (240 over 9 pairs) than weights-reader-frontier-7",
 		"weights-reader-all":            "grants more privilege",
 		"weights-reader-frontier-7-all": "grants more privilege (16 over 2 pairs) than weights-reader-frontier-7",
 		"dataset-admin":                 "not one of the candidates",
@@ -156,11 +156,16 @@ func TestVerify(t *testing.T) {
 
 func TestIntentErrors(t *testing.T) {
 	e := catalogue(t)
-	if _, err := e.Suggest("I need to please"); err == nil || !strings.Contains(err.Error(), "names no resource") {
-		t.Fatalf("no words: %v", err)
+	// Words that describe nothing are not invalid input: the answer says so.
+	if s, err := e.Suggest("I need to please"); err != nil || s.Status != suggest.StatusNotUnderstood || !strings.Contains(s.Message, "names no resource") {
+		t.Fatalf("no resource words: %+v %v", s, err)
 	}
-	if _, err := e.Suggest("access the quux frobnicator"); err == nil || !strings.Contains(err.Error(), "no resource matches") {
-		t.Fatalf("no match: %v", err)
+	if _, err := e.Suggest("   "); err == nil {
+		t.Fatal("a blank sentence was accepted")
+	}
+	if s, err := e.Suggest("access the quux frobnicator"); err != nil || s.Status != suggest.StatusNotUnderstood || s.Target != nil ||
+		!strings.Contains(s.Message, `"quux" and "frobnicator" match nothing in the catalogue`) {
+		t.Fatalf("no match: %+v %v", s, err)
 	}
 	if _, err := e.Suggest(strings.Repeat("x ", 600)); err == nil {
 		t.Fatal("oversized intent accepted")
@@ -188,7 +193,10 @@ func FuzzSuggest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, text string) {
 		s, err := e.Suggest(text)
-		if err != nil {
+		if err != nil || s.Status != suggest.StatusSuggested {
+			if s.Target != nil || len(s.Targets) > 0 {
+				t.Fatalf("status %q with targets %+v", s.Status, s.Targets)
+			}
 			return
 		}
 		// Whatever the text, a suggestion is a verified, least privileged candidate.

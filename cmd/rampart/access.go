@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -222,38 +223,49 @@ func newRolesCmd(g *globals) *cobra.Command {
 func newRequestCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "request", Short: "Create, list, show, approve, deny and cancel access requests"}
 	var (
-		role, reason, duration, beneficiary, resource, action string
-		breakGlass, yes, wait                                 bool
+		role, reason, duration, beneficiary, action string
+		resources                                   []string
+		breakGlass, yes, wait                       bool
 	)
 	create := &cobra.Command{
-		Use:   "create (--role ROLE | --resource R --action A [--yes]) --reason TEXT [--duration 2h] [--for SUBJECT] [--break-glass] [--wait]",
-		Short: "Request a role, or the least privileged role for an action on a resource",
+		Use:   "create (--role ROLE | --resource R [--resource R2 …] --action A [--yes]) --reason TEXT [--duration 2h] [--for SUBJECT] [--break-glass] [--wait]",
+		Short: "Request a role, or the least privileged role for an action on one or more resources",
 		Long: `Request a role. Or name --resource and --action instead: the least privileged role that
 gives the action is suggested, shown with the approval it needs, and requested once you confirm
 (--yes confirms for scripts).
+
+--resource may be given several times: a role is suggested for the action on each resource first,
+and only if every one has a role are they requested together, one request per distinct role, with
+the same reason and duration. If some resource has no requestable role, nothing is requested and
+the command exits 4.
 
 With --wait it stays until the request is decided, printing who approved and who is still
 needed, then prints the grant; a denial exits 3 with the reason, a request that lapses or is
 cancelled exits 1. Ctrl-C stops waiting and leaves the request pending.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			byResource := resource != "" || action != ""
+			byResource := len(resources) > 0 || action != ""
 			switch {
 			case role != "" && byResource:
 				return usageErr("give --role, or --resource and --action, not both")
 			case role == "" && !byResource:
 				return usageErr("--role is required (list roles with 'rampart roles'), or give --resource and --action")
-			case byResource && (resource == "" || action == ""):
+			case byResource && (len(resources) == 0 || action == ""):
 				return usageErr("--resource and --action go together")
+			case len(resources) > 1 && (wait || breakGlass):
+				return usageErr("--wait and --break-glass take one request; give one --resource, or --role")
 			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
+			if len(resources) > 1 {
+				return createRequestSet(cmd.Context(), g, c, resources, api.CreateRequestBody{Action: action, Reason: reason, Duration: duration, Beneficiary: beneficiary}, yes)
+			}
 			if byResource {
-				adv, err := c.Suggest(cmd.Context(), api.SuggestBody{Resource: resource, Actions: []string{action}})
+				adv, err := c.Suggest(cmd.Context(), api.SuggestBody{Resource: resources[0], Actions: []string{action}})
 				if err != nil {
-					return err
+					return noFitCode(err)
 				}
 				tw := tabwriter.NewWriter(os.Stderr, 0, 4, 2, ' ', 0)
 				printAdvice(tw, adv, false)
@@ -296,8 +308,8 @@ cancelled exits 1. Ctrl-C stops waiting and leaves the request pending.`,
 		},
 	}
 	create.Flags().StringVar(&role, "role", "", "role to request")
-	create.Flags().StringVar(&resource, "resource", "", "instead of --role: the resource you need")
-	create.Flags().StringVar(&action, "action", "", "with --resource: the action you need on it")
+	create.Flags().StringArrayVar(&resources, "resource", nil, "instead of --role: the resource you need (repeat for several: one request per distinct role)")
+	create.Flags().StringVar(&action, "action", "", "with --resource: the action you need on it (on each)")
 	create.Flags().BoolVarP(&yes, "yes", "y", false, "with --resource: request the suggested role without asking")
 	create.Flags().StringVar(&reason, "reason", "", "what the access is for (recorded in the ledger)")
 	create.Flags().StringVar(&duration, "duration", "", "how long, e.g. 2h (default: the policy's default)")
@@ -598,4 +610,47 @@ service token.`,
 			return nil
 		},
 	}
+}
+
+// createRequestSet suggests a role for action on each resource, shows them, and once confirmed
+// files them together (POST /v1/requests with resources: the server suggests again and files
+// nothing unless every resource has a role).
+func createRequestSet(ctx context.Context, g *globals, c *api.Client, resources []string, b api.CreateRequestBody, yes bool) error {
+	tw := tabwriter.NewWriter(os.Stderr, 0, 4, 2, ' ', 0)
+	var roles []string
+	seen := map[string]bool{}
+	for _, res := range resources {
+		adv, err := c.Suggest(ctx, api.SuggestBody{Resource: res, Actions: []string{b.Action}})
+		if err != nil {
+			return noFitCode(fmt.Errorf("--resource %s: %w; nothing was requested", res, err))
+		}
+		fmt.Fprintf(tw, "For %s on %s:\t\n", b.Action, res)
+		printRole(tw, adv.AsPart())
+		if !seen[adv.Role.Role] {
+			seen[adv.Role.Role] = true
+			roles = append(roles, adv.Role.Role)
+		}
+	}
+	tw.Flush()
+	if !yes {
+		ok, err := confirm(fmt.Sprintf("Request %s for %s? [y/N] ", strings.Join(roles, " and "), orSelf(b.Beneficiary)))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("not requested: you did not confirm")
+		}
+	}
+	b.Resources = resources
+	out, err := c.CreateRequests(ctx, b)
+	if err != nil {
+		return noFitCode(err)
+	}
+	return output.Print(os.Stdout, g.output, out, func(tw *tabwriter.Writer) {
+		for _, cr := range out.Requests {
+			r := cr.Request
+			fmt.Fprintf(tw, "Request %s created: %s for %s, %s, under approval policy %q (for %s).\n", r.ID, r.Role, r.Beneficiary, policy.FormatDuration(r.Duration), r.Policy, strings.Join(cr.Resources, ", "))
+		}
+		fmt.Fprintf(tw, "They need approval; approvers see them with `rampart request list --scope review`. Follow them with: rampart request list\n")
+	})
 }

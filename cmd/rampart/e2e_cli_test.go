@@ -307,6 +307,20 @@ func cliRows() []cliRow {
 			return []string{"request", "cancel", e.request(reader)}, nil
 		}},
 		{path: "request create", args: static("request", "create", "--role", reader, "--reason", "cli table", "--duration", "1h")},
+		{path: "request create", args: func(e *cliEnv) ([]string, []string) {
+			// The previous run's pair is cancelled first: three runs of two would take alice to
+			// her limit of pending requests.
+			var pending []struct{ ID, Reason string }
+			e.okJSON("alice", &pending, "request", "list", "--state", "pending")
+			for _, p := range pending {
+				if p.Reason == "cli table set" {
+					e.okJSON("alice", &map[string]any{}, "request", "cancel", p.ID)
+				}
+			}
+			return []string{"request", "create", "--resource", "weights/frontier-7", "--resource", "datasets/eval-suite-v3", "--action", "read", "--reason", "cli table set", "--yes"}, nil
+		}},
+		// One resource has no role for delete: nothing is requested, exit 4.
+		{path: "request create", args: static("request", "create", "--resource", "weights/frontier-7", "--resource", "datasets/eval-suite-v3", "--action", "delete", "--reason", "cli table", "--yes"), code: 4, stderr: "nothing was requested"},
 		{path: "request deny", as: "bob", args: func(e *cliEnv) ([]string, []string) {
 			return []string{"request", "deny", e.request(reader)}, nil
 		}},
@@ -360,6 +374,7 @@ func cliRows() []cliRow {
 			return []string{"session", "revoke", tok.SessionID}, []string{"RAMPART_TOKEN=" + tok.Token}
 		}},
 		{path: "suggest", args: static("suggest", "--resource", "weights/frontier-7", "--action", "read")},
+		{path: "suggest", args: static("suggest", "--resource", "weights/frontier-7", "--action", "exec"), code: 4, stderr: "no requestable role grants exec"},
 		{path: "suggest eval", as: "-", args: static("suggest", "eval", "../../testdata/suggest/eval.yaml", "--policy", "../../testdata/suggest/policy")},
 		{path: "token create", args: static("token", "create", "--ttl", "10m")},
 		{path: "token list", args: static("token", "list")},

@@ -522,11 +522,12 @@ func TestSuggestions(t *testing.T) {
 	if !strings.Contains(out, "weights-reader-frontier-7 for alice") {
 		t.Fatalf("request by resource: %s", out)
 	}
-	if r := c.run(nil, "suggest", "--resource", "weights/frontier-7", "--action", "exec"); r.code != 1 || !strings.Contains(r.err, "owned by weights-owners (bob, carol)") {
+	if r := c.run(nil, "suggest", "--resource", "weights/frontier-7", "--action", "exec"); r.code != 4 || !strings.Contains(r.err, "owned by weights-owners (bob, carol)") {
 		t.Fatalf("no candidate: %+v", r)
 	}
 	eval := []string{"suggest", "eval", "../../testdata/suggest/eval.yaml", "--policy", "../../testdata/suggest/policy"}
-	if out := c.ok(append(eval, "--min", "0.95")...); !strings.Contains(out, "top-1 accuracy") {
+	// The command, not the engine's accuracy (suggest's TestEvaluation gates that at 95%).
+	if out := c.ok(append(eval, "--min", "0.5")...); !strings.Contains(out, "accuracy: ") {
 		t.Fatalf("eval: %s", out)
 	}
 	if r := c.run(nil, append(eval, "--min", "1")...); r.code != 1 || !strings.Contains(r.err, "below --min") {

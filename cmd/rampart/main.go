@@ -31,6 +31,7 @@ const (
 	exitError  = 1
 	exitUsage  = 2
 	exitDenied = 3
+	exitNoFit  = 4
 )
 
 // exitHelp is the table of exit codes, shown by `rampart --help` (docs/cli.md has it too).
@@ -42,7 +43,10 @@ const exitHelp = `Exit status:
   2  usage: an unknown command or flag, a missing or extra argument, an invalid flag value, or a
      malformed credential in RAMPART_TOKEN; nothing was sent to the server
   3  denied: the policy or the decision engine refused (HTTP 403 on any command, a DENIED check,
-     a failing kube scan, iac check or iac drift, a WEAKENED policy diff)`
+     a failing kube scan, iac check or iac drift, a WEAKENED policy diff)
+  4  no role fits: rampart suggest found no requestable role for what was asked, or did not
+     understand a key word of it (the output names the words and the nearest resources);
+     request create --resource filed nothing because some resource has no role`
 
 // fixedOutput marks (in Annotations) a command whose output has one form of its own (a server's
 // logs, the ledger's exact bytes, a shell script): it refuses -o json and -o yaml.
