@@ -274,6 +274,14 @@ func printReport(tw *tabwriter.Writer, file string, rep suggest.Report) {
 		c := rep.Categories[n]
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f%%\n", n, c.Total, c.Correct, 100*c.Accuracy)
 	}
+	// A line without a tab ends the table's columns, so the misses align on their own.
+	switch n := len(rep.Misses); n {
+	case 0:
+	case 1:
+		fmt.Fprintln(tw, "1 miss:")
+	default:
+		fmt.Fprintf(tw, "%d misses:\n", n)
+	}
 	for _, m := range rep.Misses {
 		what := fmt.Sprintf("%q", m.Intent)
 		if m.Intent == "" {
