@@ -257,7 +257,7 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, roleWords map[str
 	resolved := len(resolvedSet)
 	var strong []Hit
 	for _, h := range hits {
-		if resolvedSet[h.Resource.Name] || (e.vocab.identifies(h) && matchesSizes(n.Words, h)) {
+		if resolvedSet[h.Resource.Name] || (e.vocab.identifies(h) && matchesSizes(n.Words, h) && e.vocab.fitsKind(n.Words, h)) {
 			strong = append(strong, h)
 		}
 	}
@@ -319,11 +319,24 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, roleWords map[str
 	}
 	var vs []viable
 	var firstErr error
+	var refused []Hit // better matches that no role fits
 	for _, h := range strong {
 		rk, fit, ok, err := e.resolve(h.Resource.Name, prefs, joint, o)
 		if !ok {
 			if firstErr == nil {
 				firstErr = err
+			}
+			if resolvedSet[h.Resource.Name] {
+				refused = append(refused, h)
+			}
+			continue
+		}
+		if r, worse := shadowedBy(h, refused); worse && !resolvedSet[h.Resource.Name] {
+			// "deploy a new image to sjc2 train-prod", where nobody may deploy to train-prod:
+			// the request names train-prod whole, and train-dev matches only words train-prod
+			// matches too, fewer of them. It is a sibling of what was asked, not an answer.
+			if firstErr == nil {
+				_, firstErr = e.RankWith(r.Resource.Name, prefs[:1], o)
 			}
 			continue
 		}
@@ -363,6 +376,25 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, roleWords map[str
 		}
 	}
 	return a
+}
+
+// shadowedBy reports whether h matched only words that a better hit — one the request names
+// whole, and that no role fits — also matched, and fewer of them: it then answers a request
+// about that resource with a sibling.
+func shadowedBy(h Hit, better []Hit) (Hit, bool) {
+	for _, b := range better {
+		if b.Score <= h.Score || len(h.Matched) >= len(b.Matched) {
+			continue
+		}
+		subset := true
+		for _, w := range h.Matched {
+			subset = subset && hasString(b.Matched, w)
+		}
+		if subset {
+			return b, true
+		}
+	}
+	return Hit{}, false
 }
 
 // wanted returns a need's preferred actions and joint actions without the excluded ones, and

@@ -2,9 +2,12 @@ package suggest_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"rampart.dev/rampart/policy"
 	"rampart.dev/rampart/suggest"
 )
 
@@ -129,5 +132,54 @@ func TestMultiNeed(t *testing.T) {
 	if s.Status != suggest.StatusSuggested || s.Targets[0].Candidates[0].Role != "weights-writer-frontier-8" || s.Targets[1].Candidates[0].Role != "weights-writer-frontier-8" ||
 		strings.Join(s.Targets[0].Actions, " ") != "read write" {
 		t.Fatalf("same resource: %+v", s.Targets)
+	}
+}
+
+// TestANamedResourceNoRoleFitsIsNotAnsweredWithASibling: when the request names a resource
+// whole and no requestable role grants what it asks there, the answer is nothing_fits for that
+// resource — never a role on a sibling that matches fewer of the same words ("deploy to
+// train-prod", where nobody may deploy, once suggested a developer role on train-dev).
+func TestANamedResourceNoRoleFitsIsNotAnsweredWithASibling(t *testing.T) {
+	pol, err := policy.Load(os.DirFS(filepath.Join(lab2, "policy")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := suggest.New(pol)
+	for _, q := range []string{"deploy a new image to sjc2 train-prod", "deploy to the train-prod namespace in sjc2"} {
+		s, err := e.Suggest(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Status != suggest.StatusNothingFits || len(s.Targets) != 0 || !strings.Contains(s.Message, "ns/sjc2/train-prod") {
+			t.Errorf("%q: status %q, targets %v, message %q; want nothing_fits naming ns/sjc2/train-prod", q, s.Status, s.Targets, s.Message)
+		}
+	}
+	// The sibling itself, asked for by name, is still answered.
+	if s, err := e.Suggest("deploy a new image to sjc2 train-dev"); err != nil || s.Status != suggest.StatusSuggested || s.Target.Resource != "ns/sjc2/train-dev" {
+		t.Errorf("train-dev: %+v %v", s, err)
+	}
+}
+
+// TestANeedThatNamesAKindIsAnsweredOnlyByThatKind: "the lyra 70b dpo checkpoint" names a
+// checkpoint that does not exist; the lyra 70b TensorBoard matches every other word but is a
+// dashboard, and once was suggested. A hit of another kind is not an answer.
+func TestANeedThatNamesAKindIsAnsweredOnlyByThatKind(t *testing.T) {
+	pol, err := policy.Load(os.DirFS(filepath.Join(lab2, "policy")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := suggest.New(pol)
+	s, err := e.Suggest("read the lyra 70b dpo checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range s.Targets {
+		if !strings.HasPrefix(tg.Resource, "ckpt/") {
+			t.Errorf("a checkpoint was asked for; suggested %s on %s (status %s)", tg.Candidates[0].Role, tg.Resource, s.Status)
+		}
+	}
+	// The dashboard asked for as one is still answered.
+	if s, err := e.Suggest("view the lyra 70b tensorboard dashboard"); err != nil || s.Status != suggest.StatusSuggested || s.Target.Resource != "obs/tensorboard/lyra-70b" {
+		t.Errorf("dashboard: %+v %v", s, err)
 	}
 }

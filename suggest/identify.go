@@ -107,6 +107,24 @@ func (v *answerVocab) identifies(h Hit) bool {
 	return false
 }
 
+// fitsKind reports whether a hit is of a kind the need names, when it names one: "the lyra 70b
+// dpo checkpoint" is a checkpoint, so the lyra 70b dashboard, which matches every other word, is
+// not what was asked for. A need that names no kind fits every hit; a hit fits when one of the
+// need's kind words is its own kind or any word it matched (a tag "checkpoint" on weights).
+func (v *answerVocab) fitsKind(words []string, h Hit) bool {
+	named := false
+	for _, w := range words {
+		if !v.kinds[w] {
+			continue
+		}
+		named = true
+		if v.kindOf[h.Resource.Name][w] || hasString(h.Matched, w) {
+			return true
+		}
+	}
+	return !named
+}
+
 func allDigits(s string) bool {
 	for _, r := range s {
 		if !unicode.IsDigit(r) {
