@@ -220,10 +220,10 @@ func (e *Engine) answerNeed(in Intent, n Need, loose []string, roleWords map[str
 		n.Words = rest
 	}
 	var unknown, names []string
-	for _, w := range n.Words {
+	for i, w := range n.Words {
 		if isUnknown(in.Unknown, w) && !hasString(unknown, w) {
 			unknown = append(unknown, w)
-			if writtenAsName(w, in.Text) {
+			if writtenAsName(w, in.Text) || (i+1 < len(n.Words) && e.vocab.namesVariant(w, n.Words[i+1])) {
 				names = append(names, w)
 			}
 		}

@@ -178,6 +178,11 @@ func TestANeedThatNamesAKindIsAnsweredOnlyByThatKind(t *testing.T) {
 			t.Errorf("a checkpoint was asked for; suggested %s on %s (status %s)", tg.Candidates[0].Role, tg.Resource, s.Status)
 		}
 	}
+	// And no other lyra 70b checkpoint stands in for the DPO one: "dpo", unknown, right before
+	// the kind, names which checkpoint.
+	if s.Status != suggest.StatusNotUnderstood || !strings.Contains(s.Message, `"dpo"`) {
+		t.Errorf("the lyra 70b dpo checkpoint: status %q, message %q; want not_understood naming \"dpo\"", s.Status, s.Message)
+	}
 	// The dashboard asked for as one is still answered.
 	if s, err := e.Suggest("view the lyra 70b tensorboard dashboard"); err != nil || s.Status != suggest.StatusSuggested || s.Target.Resource != "obs/tensorboard/lyra-70b" {
 		t.Errorf("dashboard: %+v %v", s, err)

@@ -125,6 +125,22 @@ func (v *answerVocab) fitsKind(words []string, h Hit) bool {
 	return !named
 }
 
+// namesVariant reports whether an unknown word written just before a kind of resource names
+// which one ("the lyra 70b dpo checkpoint": a DPO checkpoint, which does not exist), rather than
+// describing its state ("a crashing namespace", "the failed pipeline"): answering from the other
+// words would give a sibling of what was asked.
+func (v *answerVocab) namesVariant(word, next string) bool {
+	if !v.kinds[next] || strings.HasSuffix(word, "ing") || strings.HasSuffix(word, "ed") {
+		return false
+	}
+	for _, r := range word {
+		if r > unicode.MaxASCII || (!unicode.IsLetter(r) && !unicode.IsDigit(r)) {
+			return false // a Chinese word left over by the segmenter is read by its own rules
+		}
+	}
+	return true
+}
+
 func allDigits(s string) bool {
 	for _, r := range s {
 		if !unicode.IsDigit(r) {
