@@ -282,7 +282,7 @@ func (s *segmenter) scanRunes(text string) []rawToken {
 
 // nameParts splits a Latin word at its joiners ("frontier-7" → frontier, 7), each stemmed.
 func nameParts(w string) []string {
-	if strings.IndexAny(w, nameJoiners) < 0 {
+	if !strings.ContainsAny(w, nameJoiners) {
 		return []string{stem(w)}
 	}
 	parts := strings.FieldsFunc(w, func(r rune) bool { return strings.ContainsRune(nameJoiners, r) })
