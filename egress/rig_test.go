@@ -226,7 +226,16 @@ func newRig(t *testing.T, pol *policy.Policy, o rigOptions) *rig {
 	go func() { _ = r.gw.Serve(srv, ln) }()
 	ctx, cancel := context.WithCancel(r.ctx)
 	go r.gw.Run(ctx)
-	t.Cleanup(func() { cancel(); srv.Close() })
+	t.Cleanup(func() {
+		cancel()
+		srv.Close() // does not wait for hijacked connections: the tunnels
+		// Close what is still open and wait until every flow is untracked, so that no tunnel's
+		// goroutine outlives the test (the race detector caught one reading the rig's clock as
+		// it logged its close after TestReportMode had returned).
+		done, stop := context.WithCancel(context.Background())
+		stop()
+		r.gw.Shutdown(done)
+	})
 	r.addr = ln.Addr().String()
 	return r
 }
